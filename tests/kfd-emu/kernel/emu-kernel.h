@@ -93,6 +93,12 @@ int emu_kernel_dump(EmuKernel *k, json_t **ret);
 int emu_kernel_fault_add(EmuKernel *k, const char *spec, char **ret_error);
 int emu_kernel_fault_clear(EmuKernel *k);
 
+/* Node-wide memory use of a GPU (what AMDGPU_INFO VRAM_USAGE/GTT_USAGE report). */
+int emu_kernel_mem_usage(EmuKernel *k, uint32_t gpu_id, uint64_t *ret_vram_used, uint64_t *ret_gtt_used);
+
+/* DRM ioctls on a render node (tests/kfd-emu/drm/emu-drm.c); emu_kernel_ioctl hands 'd' ioctls here. */
+int emu_drm_ioctl(EmuKernel *k, unsigned minor, unsigned long cmd, void *arg);
+
 /* Change the latency profile while processes run. */
 int emu_kernel_set_profile(EmuKernel *k, EmuProfile p);
 
