@@ -12,7 +12,23 @@
 
 #define EMU_MAX_NODES 64
 #define EMU_MAX_GPUS 32
-#define EMU_MAX_LINKS 64
+/* Enough for a fully connected 8-GPU XGMI hive (56 links) plus both CPU↔GPU directions. */
+#define EMU_MAX_LINKS 256
+#define EMU_MAX_CACHES 4
+#define EMU_CACHE_SIBLING_MAP_BYTES 32  /* CRAT_SIBLINGMAP_SIZE: the kernel prints every bit of it */
+
+typedef struct EmuCache {
+        /* nodes/N/caches/C/properties, kernel print order (kfd_cache_show) */
+        uint32_t processor_id_low;
+        uint32_t level;
+        uint32_t size_kb;
+        uint32_t cache_line_size;
+        uint32_t cache_lines_per_tag;
+        uint32_t association;
+        uint32_t latency;
+        uint32_t type;          /* 0x1 data, 0x2 instruction, 0x4 CPU, 0x8 HSA CU */
+        uint8_t sibling_map[EMU_CACHE_SIBLING_MAP_BYTES];
+} EmuCache;
 
 typedef struct EmuLink {
         uint32_t type;          /* 2 PCIe, 11 XGMI (kfd_topology.c iolink types) */
@@ -23,6 +39,10 @@ typedef struct EmuLink {
         uint32_t min_bandwidth, max_bandwidth;
         uint32_t recommended_transfer_size;
         uint32_t flags;         /* 0x1 enabled, 0x10 no peer-to-peer DMA, 0x80000000 bi-directional */
+
+        /* added with the sysfs writer */
+        uint32_t version_major, version_minor;
+        uint32_t recommended_sdma_engine_id_mask;  /* printed only when kfd_minor >= 17 */
 } EmuLink;
 
 typedef struct EmuNode {
@@ -42,7 +62,7 @@ typedef struct EmuNode {
         uint32_t gds_size_in_kb;
         uint32_t num_gws;
         uint32_t wave_front_size;
-        uint32_t array_count;
+        uint32_t array_count;           /* as printed: shader arrays of all XCCs together */
         uint32_t simd_arrays_per_engine;
         uint32_t cu_per_simd_array;
         uint32_t simd_per_cu;
@@ -78,6 +98,14 @@ typedef struct EmuNode {
         bool svm_capable;               /* HSA_CAP_SVMAPI_SUPPORTED */
         uint32_t pci_rev;
         uint32_t family;                /* AMDGPU_FAMILY_* for DRM DEV_INFO */
+
+        /* added with the sysfs writer */
+        uint32_t subsystem_vendor_id;   /* PCI subsystem ids: DRM sysfs and the gpu_id hash */
+        uint32_t subsystem_device_id;
+        uint32_t pci_class;             /* 0x030000 VGA, 0x038000 display, 0x120000 accelerator */
+        bool pcie_p2p;                  /* PCIe peer-to-peer DMA possible (pci_p2pdma_distance) */
+        unsigned n_caches;              /* CPU nodes have at least one, see libhsakmt-requirements §2 */
+        EmuCache caches[EMU_MAX_CACHES];
 } EmuNode;
 
 typedef struct EmuTopology {
@@ -90,6 +118,10 @@ typedef struct EmuTopology {
         EmuLink p2p_links[EMU_MAX_LINKS];
         uint64_t system_memory;         /* bytes of RAM: the GTT/USERPTR system limit is derived from it */
         uint32_t kfd_major, kfd_minor;  /* interface version GET_VERSION reports (default 1.16) */
+
+        /* added with the sysfs writer */
+        uint32_t generation_id;         /* topology/generation_id (default 1) */
+        uint64_t platform_oem, platform_id, platform_rev;  /* topology/system_properties */
 } EmuTopology;
 
 /* Parse a topology JSON file. Returns 0 or -errno; a message goes to *ret_error (caller frees). */
