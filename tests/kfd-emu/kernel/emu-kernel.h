@@ -74,7 +74,9 @@ EmuFileKind emu_kernel_classify(EmuKernel *k, const struct stat *st, unsigned *r
  * ioctl on a KFD or render file. cmd is the caller's full request (the size
  * field is honoured as the kernel does: kfd_ioctl). Returns 0 or -errno; for
  * _IOWR ioctls the argument is copied back even on failure.
+ * EMU_KERNEL_NOT_OURS (positive): fd is no emulated device; pass the call on.
  */
+#define EMU_KERNEL_NOT_OURS 1
 int emu_kernel_ioctl(EmuKernel *k, int fd, unsigned long cmd, void *arg);
 
 /*
@@ -85,6 +87,19 @@ void *emu_kernel_mmap(EmuKernel *k, void *addr, size_t len, int prot, int flags,
 
 /* Called by close() of an fd of kind KFD after the real close (secondary contexts die with their file). */
 void emu_kernel_file_closed(EmuKernel *k);
+
+/*
+ * stat of an fd or path: if st describes one of our device files, rewrite it
+ * as the character device it stands for (/dev/kfd 235:0, renderD<n> 226:n).
+ * Returns whether it did.
+ */
+bool emu_kernel_fake_stat(EmuKernel *k, struct stat *st);
+
+/* The process is exiting (atexit): tear its KFD contexts down now rather than lazily. */
+void emu_kernel_process_exit(EmuKernel *k);
+
+/* The emulator directory this view is attached to. */
+const char *emu_kernel_dir(EmuKernel *k);
 
 /* Kernel-side state as JSON (see docs/emulator.md "dump"). Reaps dead processes first. */
 int emu_kernel_dump(EmuKernel *k, json_t **ret);
