@@ -65,6 +65,16 @@ static inline bool align_up_ok(uint64_t v, uint64_t a, uint64_t *ret) {
                         func(*p);                    \
         }
 
+/* Typed allocation with overflow-checked multiplication (reallocarray semantics). */
+#define new(t, n) ((t *) reallocarray(NULL, (n), sizeof(t)))
+#define new0(t, n) ((t *) calloc((n) ?: 1, sizeof(t)))
+
+/* free() that returns NULL, for "p = mfree(p);". */
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 static inline void freep(void *p) {
         free(*(void **) p);
 }
@@ -102,6 +112,10 @@ static inline bool streq_ptr(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
+
+static inline const char *strempty(const char *s) {
+        return s ?: "";
+}
 
 static inline const char *strna(const char *s) {
         return s ?: "n/a";
