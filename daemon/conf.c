@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "conf.h"
+#include "macro.h"
+#include "size-util.h"
+
+
+void config_init_defaults(Config *c) {
+        *c = (Config) {
+                .va_base = CONFIG_DEFAULT_VA_BASE,
+                .va_size = CONFIG_DEFAULT_VA_SIZE,
+                .default_policy = CACHE_POLICY_NONCOHERENT,
+                .alternate_policy = CACHE_POLICY_COHERENT,
+        };
+}
+
+typedef struct ParseContext {
+        const char *origin;
+        const char *text;
+        char **error;
+} ParseContext;
+
+/* Where a key first appears in the text, for messages: jansson keeps no positions for values. */
+static void key_position(const ParseContext *p, const char *key, int *ret_line, int *ret_col) {
+        char needle[300];
+        const char *hit;
+        int line = 1, col = 1;
+
+        *ret_line = *ret_col = 0;
+        if (!p->text || snprintf(needle, sizeof(needle), "\"%s\"", key) >= (int) sizeof(needle))
+                return;
+        hit = strstr(p->text, needle);
+        if (!hit)
+                return;
+        for (const char *c = p->text; c < hit; c++) {
+                if (*c == '\n') {
+                        line++;
+                        col = 1;
+                } else
+                        col++;
+        }
+        *ret_line = line;
+        *ret_col = col;
+}
+
+_printf_(4, 5) static int fail(const ParseContext *p, int r, const char *key, const char *fmt, ...) {
+        char msg[512];
+        int line, col;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+
+        key_position(p, key, &line, &col);
+        free(*p->error);
+        *p->error = NULL;
+        if (line > 0)
+                (void) !asprintf(p->error, "%s:%d:%d: %s", p->origin, line, col, msg);
+        else
+                (void) !asprintf(p->error, "%s: %s", p->origin, msg);
+        return r;
+}
+
+/* A size: an integer or a string such as "16T" or "0x400000000000". */
+static int parse_size_value(const ParseContext *p, const char *key, json_t *v, uint64_t *ret) {
+        if (json_is_integer(v)) {
+                if (json_integer_value(v) < 0)
+                        return fail(p, -EINVAL, key, "\"%s\" must not be negative", key);
+                *ret = (uint64_t) json_integer_value(v);
+                return 0;
+        }
+        if (json_is_string(v)) {
+                int r = parse_size(json_string_value(v), ret);
+                if (r < 0)
+                        return fail(p, r, key, "\"%s\": \"%s\" is not a size (e.g. 4096, \"64M\", \"16T\", \"0x1000\")",
+                                    key, json_string_value(v));
+                return 0;
+        }
+        return fail(p, -EINVAL, key, "\"%s\" must be an integer or a size string", key);
+}
+
+static int check_keys(const ParseContext *p, json_t *obj, const char *where, const char *const *allowed) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(obj, key, v) {
+                bool ok = false;
+                for (const char *const *a = allowed; *a; a++)
+                        if (streq(*a, key))
+                                ok = true;
+                if (!ok)
+                        return fail(p, -EINVAL, key, "unknown key \"%s\" in %s", key, where);
+        }
+        return 0;
+}
+
+static int parse_va_window(const ParseContext *p, json_t *obj, Config *c) {
+        static const char *const keys[] = { "base", "size", NULL };
+        json_t *v;
+        int r;
+
+        if (!json_is_object(obj))
+                return fail(p, -EINVAL, "va-window", "\"va-window\" must be an object");
+        r = check_keys(p, obj, "\"va-window\"", keys);
+        if (r < 0)
+                return r;
+
+        v = json_object_get(obj, "base");
+        if (v) {
+                r = parse_size_value(p, "base", v, &c->va_base);
+                if (r < 0)
+                        return r;
+        }
+        v = json_object_get(obj, "size");
+        if (v) {
+                r = parse_size_value(p, "size", v, &c->va_size);
+                if (r < 0)
+                        return r;
+        }
+
+        /* The window must be page-aligned, non-empty, above the kernel's reserved low 16 MiB and
+         * below the 47-bit GPU VM limit every supported ASIC has (kfd-semantics §5.4). */
+        if (c->va_base % 4096 != 0 || c->va_size % 4096 != 0 || c->va_size == 0)
+                return fail(p, -EINVAL, "va-window", "\"va-window\" base and size must be non-zero multiples of 4 KiB");
+        if (c->va_base < (UINT64_C(1) << 24))
+                return fail(p, -EINVAL, "va-window", "\"va-window\" must start at or above 16 MiB (the kernel's reserved area)");
+        if (c->va_size > (UINT64_C(1) << 47) || c->va_base > (UINT64_C(1) << 47) - c->va_size)
+                return fail(p, -EINVAL, "va-window", "\"va-window\" must end below 2^47 (128 TiB), the GPU VM limit");
+        return 0;
+}
+
+static int parse_policy_name(const ParseContext *p, const char *key, json_t *v, CachePolicy *ret) {
+        if (json_is_string(v) && streq(json_string_value(v), "coherent"))
+                *ret = CACHE_POLICY_COHERENT;
+        else if (json_is_string(v) && streq(json_string_value(v), "noncoherent"))
+                *ret = CACHE_POLICY_NONCOHERENT;
+        else
+                return fail(p, -EINVAL, key, "\"%s\" must be \"coherent\" or \"noncoherent\"", key);
+        return 0;
+}
+
+static int parse_memory_policy(const ParseContext *p, json_t *obj, Config *c) {
+        static const char *const keys[] = { "default", "alternate", "mfma-high-precision", NULL };
+        json_t *v;
+        int r;
+
+        if (!json_is_object(obj))
+                return fail(p, -EINVAL, "memory-policy", "\"memory-policy\" must be an object");
+        r = check_keys(p, obj, "\"memory-policy\"", keys);
+        if (r < 0)
+                return r;
+
+        v = json_object_get(obj, "default");
+        if (v && (r = parse_policy_name(p, "default", v, &c->default_policy)) < 0)
+                return r;
+        v = json_object_get(obj, "alternate");
+        if (v && (r = parse_policy_name(p, "alternate", v, &c->alternate_policy)) < 0)
+                return r;
+        v = json_object_get(obj, "mfma-high-precision");
+        if (v) {
+                if (!json_is_boolean(v))
+                        return fail(p, -EINVAL, "mfma-high-precision", "\"mfma-high-precision\" must be true or false");
+                c->mfma_high_precision = json_is_true(v);
+        }
+        return 0;
+}
+
+static int parse_root(const ParseContext *p, json_t *root, Config *c) {
+        static const char *const keys[] = { "va-window", "memory-policy", NULL };
+        json_t *v;
+        int r;
+
+        if (!json_is_object(root))
+                return fail(p, -EINVAL, "", "the configuration must be a JSON object");
+        r = check_keys(p, root, "the top level", keys);
+        if (r < 0)
+                return r;
+
+        v = json_object_get(root, "va-window");
+        if (v && (r = parse_va_window(p, v, c)) < 0)
+                return r;
+        v = json_object_get(root, "memory-policy");
+        if (v && (r = parse_memory_policy(p, v, c)) < 0)
+                return r;
+        return 0;
+}
+
+static int config_from_json(const ParseContext *p, json_t *root, json_error_t *jerr, Config *ret) {
+        Config c;
+        int r;
+
+        if (!root) {
+                free(*p->error);
+                *p->error = NULL;
+                (void) !asprintf(p->error, "%s:%d:%d: %s", p->origin, jerr->line, jerr->column, jerr->text);
+                return -EINVAL;
+        }
+
+        config_init_defaults(&c);
+        r = parse_root(p, root, &c);
+        if (r < 0)
+                return r;
+        *ret = c;
+        return 0;
+}
+
+int config_parse(const char *text, const char *origin, Config *ret, char **ret_error) {
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        _cleanup_free_ char *error = NULL;
+        json_error_t jerr;
+        ParseContext p = { .origin = origin ?: "config", .text = text, .error = &error };
+        int r;
+
+        root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+        r = config_from_json(&p, root, &jerr, ret);
+        if (r < 0 && ret_error)
+                *ret_error = TAKE_PTR(error);
+        return r;
+}
+
+int config_load(const char *path, Config *ret, char **ret_error) {
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = negative_errno();
+                if (r != -ENOENT && ret_error)
+                        (void) !asprintf(ret_error, "%s: %s", path, strerror(-r));
+                return r;
+        }
+
+        /* Read it whole: we want positions of keys for messages. A config is small; refuse a huge one. */
+        text = malloc(1 << 20);
+        if (!text)
+                return -ENOMEM;
+        size = fread(text, 1, (1 << 20) - 1, f);
+        if (ferror(f)) {
+                if (ret_error)
+                        (void) !asprintf(ret_error, "%s: read error", path);
+                return -EIO;
+        }
+        if (!feof(f)) {
+                if (ret_error)
+                        (void) !asprintf(ret_error, "%s: larger than 1 MiB, refusing", path);
+                return -EFBIG;
+        }
+        text[size] = '\0';
+
+        return config_parse(text, path, ret, ret_error);
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bus-util.h"
+#include "gpu.h"
+#include "kfd-ioctl.h"
+#include "manager.h"
+#include "svmd-protocol.h"
+
+int gpu_new(Gpu **ret, Manager *m, unsigned index, const KfdGpu *kfd) {
+        _cleanup_free_ Gpu *g = NULL;
+        int r;
+
+        g = calloc(1, sizeof(Gpu));
+        if (!g)
+                return -ENOMEM;
+        *g = (Gpu) {
+                .manager = m,
+                .index = index,
+                .kfd = kfd,
+                .gpu_id = kfd->gpu_id,
+        };
+        r = bus_path_from_id(SVMD_GPU_PATH_PREFIX, kfd->gpu_id, &g->path);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(g);
+        return 0;
+}
+
+Gpu *gpu_free(Gpu *g) {
+        if (!g)
+                return NULL;
+        free(g->path);
+        free(g);
+        return NULL;
+}
+
+int gpu_vram_available(Gpu *g, uint64_t *ret) {
+        Manager *m = g->manager;
+
+        if (kfd_device_has_feature(m->kfd, KFD_FEATURE_AVAILABLE_MEMORY))
+                return kfd_available_memory(m->kfd_fd, g->gpu_id, ret);
+
+        /* Before 1.9 the kernel cannot tell; what we allocated ourselves is the best we know. */
+        *ret = g->kfd->vram_size > g->vram_allocated ? g->kfd->vram_size - g->vram_allocated : 0;
+        return 0;
+}
+
+char *gpu_mask_to_string(Manager *m, uint64_t mask, char *buf, size_t len) {
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < m->n_gpus && o < len; i++) {
+                if (!(mask & (UINT64_C(1) << i)))
+                        continue;
+                int n = snprintf(buf + o, len - o, "%s0x%x", o > 0 ? ", " : "", m->gpus[i]->gpu_id);
+                if (n < 0)
+                        break;
+                o += (size_t) n;
+        }
+        return buf;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* One GPU of the node as the daemon sees it: topology facts plus svmd's own accounting. */
+
+#include <stdint.h>
+
+#include "kfd-topology.h"
+
+typedef struct Manager Manager;
+
+typedef struct Gpu {
+        Manager *manager;
+        unsigned index;                 /* bit in Range mapping masks */
+        const KfdGpu *kfd;              /* owned by the KfdDevice */
+        uint32_t gpu_id;
+        char *path;                     /* /org/svmd1/gpu/<gpu_id> */
+
+        uint64_t vram_allocated;        /* VRAM ranges homed here */
+        uint64_t gtt_allocated;         /* GTT and host ranges homed here */
+        uint64_t bytes_mapped;          /* bytes of ranges mapped into this GPU's VM */
+} Gpu;
+
+int gpu_new(Gpu **ret, Manager *m, unsigned index, const KfdGpu *kfd);
+Gpu *gpu_free(Gpu *g);
+
+/* Free VRAM for new allocations: AVAILABLE_MEMORY where the kernel has it, else total − svmd's use. */
+int gpu_vram_available(Gpu *g, uint64_t *ret);
+
+/* Bit mask → "0x3a1f, 0x3a20" for messages. */
+char *gpu_mask_to_string(Manager *m, uint64_t mask, char *buf, size_t len);

@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "conf.h"
+#include "direct.h"
+#include "gpu.h"
+#include "log.h"
+#include "manager.h"
+#include "range.h"
+#include "request-cache.h"
+#include "size-util.h"
+#include "svmd-protocol.h"
+#include "transaction.h"
+
+/* Defined beside their objects. */
+extern const sd_bus_vtable manager_vtable[];
+extern const sd_bus_vtable gpu_vtable[];
+extern const sd_bus_vtable range_vtable[];
+int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                    sd_bus_error *error);
+int gpu_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                      sd_bus_error *error);
+int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+
+#define REQUEST_CACHE_ENTRIES 16384U
+#define STATUS_DELAY_USEC (500 * 1000ULL)
+#define REPAIR_FIRST_USEC (100 * 1000ULL)
+#define REPAIR_MAX_USEC (30 * 1000 * 1000ULL)
+
+static void kfd_log(int priority, const char *message, void *userdata) {
+        log_full(priority, "%s", message);
+}
+
+int manager_new(Manager **ret, const ManagerOptions *o) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+
+        m = calloc(1, sizeof(Manager));
+        if (!m)
+                return -ENOMEM;
+        m->kfd_fd = -EBADF;
+        m->next_range_id = 1;
+        config_init_defaults(&m->config);
+
+        m->config_path = strdup(o->config_path ?: SVMD_CONFIG_FILE);
+        m->runtime_dir = strdup(o->runtime_dir ?: SVMD_RUNTIME_DIR);
+        if (!m->config_path || !m->runtime_dir)
+                return -ENOMEM;
+        m->bus_kind = o->bus_kind;
+        if (o->bus_address) {
+                m->bus_address = strdup(o->bus_address);
+                if (!m->bus_address)
+                        return -ENOMEM;
+        }
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+static void free_all_ranges(Manager *m) {
+        while (m->ranges_head) {
+                Range *r = m->ranges_head;
+                m->ranges_head = r->next;
+                range_free_struct(r);
+        }
+        m->ranges_tail = NULL;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+
+        direct_server_free(m->direct);
+        sd_bus_flush_close_unref(m->bus);
+        free_all_ranges(m);
+        id_table_free(m->ranges);
+        id_table_free(m->ranges_by_va);
+        request_cache_free(m->requests);
+        va_space_free(m->va);
+        for (size_t i = 0; i < m->n_gpus; i++)
+                gpu_free(m->gpus[i]);
+        free(m->gpus);
+        kfd_device_free(m->kfd);
+
+        sd_event_source_disable_unref(m->repair_timer);
+        sd_event_source_disable_unref(m->status_timer);
+        sd_event_source_disable_unref(m->watchdog_timer);
+        sd_event_source_disable_unref(m->sigterm);
+        sd_event_source_disable_unref(m->sigint);
+        sd_event_source_disable_unref(m->sighup);
+        sd_event_unref(m->event);
+
+        free(m->config_path);
+        free(m->runtime_dir);
+        free(m->bus_address);
+        free(m);
+        return NULL;
+}
+
+static int load_config(const char *path, Config *ret) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = config_load(path, ret, &error);
+        if (r == -ENOENT) {
+                log_debug("No configuration file %s, using defaults.", path);
+                config_init_defaults(ret);
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "%s", error ?: "Loading the configuration failed.");
+        return 0;
+}
+
+int manager_reload(Manager *m, char **ret_error) {
+        _cleanup_free_ char *error = NULL;
+        Config c;
+        int r;
+
+        r = config_load(m->config_path, &c, &error);
+        if (r == -ENOENT) {
+                config_init_defaults(&c);
+                r = 0;
+        }
+        if (r < 0) {
+                log_error("Reloading the configuration failed, keeping the old one: %s", strna(error));
+                if (ret_error)
+                        *ret_error = TAKE_PTR(error);
+                return r;
+        }
+
+        /* The window is fixed for the daemon's lifetime: ranges live in it. */
+        if (c.va_base != m->config.va_base || c.va_size != m->config.va_size)
+                log_warning("The SVM window changed in %s; it takes effect at the next start.", m->config_path);
+        c.va_base = m->config.va_base;
+        c.va_size = m->config.va_size;
+        m->config = c;
+        log_info("Configuration reloaded from %s.", m->config_path);
+        return 0;
+}
+
+Gpu *manager_find_gpu(Manager *m, uint32_t gpu_id) {
+        for (size_t i = 0; i < m->n_gpus; i++)
+                if (m->gpus[i]->gpu_id == gpu_id)
+                        return m->gpus[i];
+        return NULL;
+}
+
+Range *manager_find_range(Manager *m, uint64_t id) {
+        return id_table_get(m->ranges, id);
+}
+
+int manager_add_bus_objects(Manager *m, sd_bus *bus) {
+        int r;
+
+        r = sd_bus_add_object_vtable(bus, NULL, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_vtable, m);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_fallback_vtable(bus, NULL, SVMD_GPU_PATH_PREFIX, SVMD_GPU_INTERFACE, gpu_vtable,
+                                       gpu_object_find, m);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_node_enumerator(bus, NULL, SVMD_GPU_PATH_PREFIX, gpu_node_enumerator, m);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_fallback_vtable(bus, NULL, SVMD_RANGE_PATH_PREFIX, SVMD_RANGE_INTERFACE, range_vtable,
+                                       range_object_find, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_node_enumerator(bus, NULL, SVMD_RANGE_PATH_PREFIX, range_node_enumerator, m);
+}
+
+void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata) {
+        if (m->bus)
+                fn(m->bus, userdata);
+        direct_server_foreach(m->direct, fn, userdata);
+}
+
+typedef struct EmitRange {
+        uint64_t id;
+        const char *path;
+} EmitRange;
+
+static void emit_created(sd_bus *bus, void *userdata) {
+        EmitRange *e = userdata;
+        int r = sd_bus_emit_signal(bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated", "to",
+                                   e->id, e->path);
+        if (r < 0)
+                log_debug_errno(r, "Emitting RangeCreated failed, ignoring: %m");
+}
+
+static void emit_freed(sd_bus *bus, void *userdata) {
+        EmitRange *e = userdata;
+        int r = sd_bus_emit_signal(bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeFreed", "t", e->id);
+        if (r < 0)
+                log_debug_errno(r, "Emitting RangeFreed failed, ignoring: %m");
+}
+
+void manager_emit_range_created(Manager *m, Range *r) {
+        _cleanup_free_ char *path = NULL;
+
+        if (range_path(r->id, &path) < 0)
+                return;
+        manager_foreach_bus(m, emit_created, &(EmitRange) { .id = r->id, .path = path });
+}
+
+void manager_emit_range_freed(Manager *m, uint64_t id) {
+        manager_foreach_bus(m, emit_freed, &(EmitRange) { .id = id });
+}
+
+typedef struct EmitProps {
+        const char *path, *interface;
+        const char *const *properties;
+} EmitProps;
+
+static void emit_props(sd_bus *bus, void *userdata) {
+        EmitProps *e = userdata;
+        int r = sd_bus_emit_properties_changed_strv(bus, e->path, e->interface, (char **) e->properties);
+        if (r < 0)
+                log_debug_errno(r, "Emitting PropertiesChanged on %s failed, ignoring: %m", e->path);
+}
+
+void manager_emit_properties_changed(Manager *m, const char *path, const char *interface,
+                                     const char *const *properties) {
+        manager_foreach_bus(m, emit_props,
+                            &(EmitProps) { .path = path, .interface = interface, .properties = properties });
+}
+
+static void send_status(Manager *m) {
+        uint64_t mapped = 0;
+
+        for (size_t i = 0; i < m->n_gpus; i++)
+                mapped += m->gpus[i]->bytes_mapped;
+
+        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped%s",
+                          m->n_gpus, m->ranges ? id_table_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
+                          FORMAT_BYTES(mapped), m->n_degraded > 0 ? ", repairing degraded ranges" : "");
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        send_status(userdata);
+        return 0;
+}
+
+/*
+ * STATUS= is for people reading `systemctl status`: coalesce it so that the
+ * allocation hot path does not pay a notify message per request.
+ */
+void manager_update_status(Manager *m) {
+        int enabled = SD_EVENT_OFF, r;
+
+        if (!m->event) {
+                send_status(m);
+                return;
+        }
+        if (!m->status_timer) {
+                r = sd_event_add_time_relative(m->event, &m->status_timer, CLOCK_MONOTONIC, STATUS_DELAY_USEC, 0,
+                                               on_status_timer, m);
+                if (r < 0)
+                        send_status(m);
+                return;
+        }
+        (void) sd_event_source_get_enabled(m->status_timer, &enabled);
+        if (enabled == SD_EVENT_OFF) {
+                (void) sd_event_source_set_time_relative(m->status_timer, STATUS_DELAY_USEC);
+                (void) sd_event_source_set_enabled(m->status_timer, SD_EVENT_ONESHOT);
+        }
+}
+
+/* ---- repair of degraded ranges ---- */
+
+static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        size_t failed = 0;
+        Range *next;
+
+        for (Range *r = m->ranges_head; r; r = next) {
+                uint64_t id = r->id;
+                int k;
+
+                next = r->next;
+                if (r->state != RANGE_STATE_DEGRADED)
+                        continue;
+                k = range_repair(r);
+                if (k < 0) {
+                        failed++;
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
+                                   "Repairing range %" PRIu64 " failed (%s); retrying.", id, strerror(-k));
+                } else
+                        log_fields(LOG_NOTICE, &((LogFields) { .range_id = id }), "Range %" PRIu64 " repaired.", id);
+        }
+
+        if (failed > 0) {
+                uint64_t delay = REPAIR_FIRST_USEC << MIN(m->repair_attempt, 10U);
+                m->repair_attempt++;
+                (void) sd_event_source_set_time_relative(s, MIN(delay, REPAIR_MAX_USEC));
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        } else
+                m->repair_attempt = 0;
+
+        manager_update_status(m);
+        return 0;
+}
+
+void manager_schedule_repair(Manager *m) {
+        int r;
+
+        if (!m->event)
+                return;
+        if (!m->repair_timer) {
+                r = sd_event_add_time_relative(m->event, &m->repair_timer, CLOCK_MONOTONIC, REPAIR_FIRST_USEC, 0,
+                                               on_repair, m);
+                if (r < 0) {
+                        log_error_errno(r, "Scheduling the repair of degraded ranges failed: %m");
+                        return;
+                }
+                return;
+        }
+        int enabled = SD_EVENT_OFF;
+        (void) sd_event_source_get_enabled(m->repair_timer, &enabled);
+        if (enabled == SD_EVENT_OFF) {
+                (void) sd_event_source_set_time_relative(m->repair_timer, REPAIR_FIRST_USEC);
+                (void) sd_event_source_set_enabled(m->repair_timer, SD_EVENT_ONESHOT);
+        }
+}
+
+/* ---- lifecycle ---- */
+
+static void release_for_exit(Manager *m) {
+        Range *next;
+        size_t n = 0;
+
+        /* Non-persistent ranges die with us; free them cleanly so nothing depends on process teardown. */
+        for (Range *r = m->ranges_head; r; r = next) {
+                next = r->next;
+                if (r->persistent)
+                        continue;
+                for (uint32_t i = 0; i < r->n_pieces; i++)
+                        r->pieces[i].mapped = r->pieces[i].allocated ? r->pieces[i].mapped : 0;
+                r->want_gone = true;
+                r->want_mapped = 0;
+                if (r->state != RANGE_STATE_DEGRADED) {
+                        r->state = RANGE_STATE_DEGRADED;
+                        m->n_degraded++;
+                }
+                if (range_repair(r) < 0)
+                        log_warning("Freeing range %" PRIu64 " at exit failed; the kernel frees it when svmd exits.",
+                                    r->id);
+                else
+                        n++;
+        }
+        log_info("Freed %zu ranges at exit.", n);
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received %s, exiting.", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Freeing ranges and exiting.");
+        m->exiting = true;
+        release_for_exit(m);
+        return sd_event_exit(m->event, 0);
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_notify(false, "RELOADING=1");
+        (void) manager_reload(m, NULL);
+        (void) sd_notify(false, "READY=1");
+        manager_update_status(m);
+        return 0;
+}
+
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_notify(false, "WATCHDOG=1");
+        (void) sd_event_source_set_time_relative(s, m->watchdog_usec / 2);
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+static int setup_signals(Manager *m) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+
+        r = sd_event_add_signal(m->event, &m->sigterm, SIGTERM, on_sigterm, m);
+        if (r < 0)
+                return r;
+        r = sd_event_add_signal(m->event, &m->sigint, SIGINT, on_sigterm, m);
+        if (r < 0)
+                return r;
+        return sd_event_add_signal(m->event, &m->sighup, SIGHUP, on_sighup, m);
+}
+
+static int setup_gpus(Manager *m) {
+        size_t n = kfd_device_get_n_gpus(m->kfd);
+        int r;
+
+        if (n == 0)
+                return log_error_errno(ENODEV, "The KFD topology lists no GPU.");
+        if (n > 64)
+                return log_error_errno(E2BIG, "The node has %zu GPUs; svmd supports up to 64.", n);
+
+        m->gpus = calloc(n, sizeof(Gpu *));
+        if (!m->gpus)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                r = gpu_new(&m->gpus[i], m, (unsigned) i, kfd_device_get_gpu(m->kfd, i));
+                if (r < 0)
+                        return r;
+                m->n_gpus++;
+                log_info("GPU 0x%x: %s (%s), %s VRAM, renderD%u, %s.", m->gpus[i]->gpu_id,
+                         m->gpus[i]->kfd->target, m->gpus[i]->kfd->name,
+                         FORMAT_BYTES(m->gpus[i]->kfd->vram_size), m->gpus[i]->kfd->drm_render_minor,
+                         m->gpus[i]->kfd->pci_location);
+        }
+        return 0;
+}
+
+static int setup_window(Manager *m) {
+        int r;
+
+        r = va_space_new(&m->va, m->config.va_base, m->config.va_size);
+        if (r < 0)
+                return log_error_errno(r, "The SVM window 0x%" PRIx64 "+%s is invalid: %m", m->config.va_base,
+                                       FORMAT_BYTES(m->config.va_size));
+        r = va_space_reserve_window(m->va);
+        if (r == -EEXIST) {
+                _cleanup_free_ char *name = NULL;
+                uint64_t s, e;
+
+                if (va_space_find_window_conflict(m->config.va_base, m->config.va_size, &s, &e, &name) >= 0)
+                        return log_error_errno(r,
+                                               "The SVM window 0x%" PRIx64 "+%s overlaps a mapping of this process "
+                                               "(0x%" PRIx64 "-0x%" PRIx64 " %s); choose another \"va-window\".",
+                                               m->config.va_base, FORMAT_BYTES(m->config.va_size), s, e,
+                                               name && name[0] ? name : "anonymous");
+        }
+        if (r < 0)
+                return log_error_errno(r, "Reserving the SVM window failed: %m");
+        log_info("SVM window 0x%" PRIx64 "-0x%" PRIx64 " (%s) reserved.", m->config.va_base,
+                 m->config.va_base + m->config.va_size, FORMAT_BYTES(m->config.va_size));
+        return 0;
+}
+
+static int setup_bus(Manager *m) {
+        int r;
+
+        switch (m->bus_kind) {
+        case BUS_KIND_SYSTEM:
+                r = sd_bus_open_system(&m->bus);
+                break;
+        case BUS_KIND_SESSION:
+                r = sd_bus_open_user(&m->bus);
+                break;
+        case BUS_KIND_ADDRESS:
+                r = sd_bus_new(&m->bus);
+                if (r < 0)
+                        break;
+                r = sd_bus_set_address(m->bus, m->bus_address);
+                if (r < 0)
+                        break;
+                r = sd_bus_set_bus_client(m->bus, 1);
+                if (r < 0)
+                        break;
+                (void) sd_bus_negotiate_fds(m->bus, 1);
+                r = sd_bus_start(m->bus);
+                break;
+        case BUS_KIND_NONE:
+                return 0;
+        default:
+                r = -EINVAL;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Connecting to the bus failed: %m");
+
+        r = manager_add_bus_objects(m, m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Publishing objects failed: %m");
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Attaching the bus to the event loop failed: %m");
+        r = sd_bus_request_name(m->bus, SVMD_BUS_NAME, 0);
+        if (r == -EEXIST)
+                return log_error_errno(r, "Another process owns %s already; is svmd running?", SVMD_BUS_NAME);
+        if (r < 0)
+                return log_error_errno(r, "Acquiring the bus name %s failed: %m", SVMD_BUS_NAME);
+        return 0;
+}
+
+static int setup_runtime_dir(Manager *m) {
+        _cleanup_free_ char *socket_path = NULL;
+        int r;
+
+        if (mkdir(m->runtime_dir, 0755) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Creating %s failed: %m", m->runtime_dir);
+        if (asprintf(&socket_path, "%s/%s", m->runtime_dir, SVMD_IO_SOCKET_NAME) < 0)
+                return -ENOMEM;
+        r = direct_server_new(&m->direct, m, socket_path);
+        if (r < 0)
+                return r;
+        log_info("Direct connections on %s.", socket_path);
+        return 0;
+}
+
+int manager_start(Manager *m) {
+        KfdDeviceConfig kc;
+        int r;
+
+        r = load_config(m->config_path, &m->config);
+        if (r < 0)
+                return r;
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return log_error_errno(r, "Creating the event loop failed: %m");
+        r = setup_signals(m);
+        if (r < 0)
+                return log_error_errno(r, "Setting up signal handling failed: %m");
+
+        kc = (KfdDeviceConfig) {
+                .default_cache_policy = m->config.default_policy,
+                .mfma_high_precision = m->config.mfma_high_precision,
+                .log = kfd_log,
+        };
+        r = kfd_device_new(&m->kfd, &kc);
+        if (r < 0)
+                return r; /* logged by the kfd layer */
+        m->kfd_fd = kfd_device_get_fd(m->kfd);
+        kfd_device_get_version(m->kfd, &m->kfd_major, &m->kfd_minor);
+        log_info("KFD interface %u.%u.", m->kfd_major, m->kfd_minor);
+
+        r = setup_gpus(m);
+        if (r < 0)
+                return r;
+        r = setup_window(m);
+        if (r < 0)
+                return r;
+
+        r = id_table_new(&m->ranges);
+        if (r < 0)
+                return r;
+        r = id_table_new(&m->ranges_by_va);
+        if (r < 0)
+                return r;
+        r = request_cache_new(&m->requests, REQUEST_CACHE_ENTRIES);
+        if (r < 0)
+                return r;
+
+        r = setup_runtime_dir(m);
+        if (r < 0)
+                return r;
+        r = setup_bus(m);
+        if (r < 0)
+                return r;
+
+        if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0) {
+                r = sd_event_add_time_relative(m->event, &m->watchdog_timer, CLOCK_MONOTONIC,
+                                               m->watchdog_usec / 2, 0, on_watchdog, m);
+                if (r < 0)
+                        return log_error_errno(r, "Setting up the watchdog failed: %m");
+        }
+
+        (void) sd_notify(false, "READY=1");
+        send_status(m);
+        log_info("svmd " PACKAGE_VERSION " ready.");
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        return sd_event_loop(m->event);
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The Manager: owns the event loop, the bus connection and the direct socket,
+ * the KFD context (kfd/), the SVM address space, the GPUs and the range table.
+ * One per daemon; everything runs on its sd-event loop.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+#include "id-table.h"
+#include "kfd-device.h"
+#include "macro.h"
+#include "va-space.h"
+
+typedef struct Gpu Gpu;
+typedef struct Range Range;
+typedef struct RequestCache RequestCache;
+typedef struct DirectServer DirectServer;
+
+typedef enum BusKind {
+        BUS_KIND_SYSTEM,
+        BUS_KIND_SESSION,
+        BUS_KIND_ADDRESS,       /* an explicit address (tests: a private dbus-daemon) */
+        BUS_KIND_NONE,          /* direct socket only */
+} BusKind;
+
+typedef struct ManagerOptions {
+        const char *config_path;        /* NULL: SVMD_CONFIG_FILE */
+        BusKind bus_kind;
+        const char *bus_address;        /* BUS_KIND_ADDRESS */
+        const char *runtime_dir;        /* NULL: SVMD_RUNTIME_DIR */
+} ManagerOptions;
+
+typedef struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        BusKind bus_kind;
+        char *bus_address;
+        DirectServer *direct;
+
+        char *config_path;
+        Config config;
+        char *runtime_dir;
+
+        KfdDevice *kfd;
+        int kfd_fd;                     /* borrowed from kfd */
+        uint32_t kfd_major, kfd_minor;
+        Gpu **gpus;                     /* index = bit in range mapping masks */
+        size_t n_gpus;
+
+        VaSpace *va;
+        IdTable *ranges;                /* id → Range */
+        IdTable *ranges_by_va;          /* start VA → Range */
+        Range *ranges_head, *ranges_tail;       /* id order, for ListRanges paging */
+        uint64_t next_range_id;
+        uint64_t bytes_allocated;
+        size_t n_degraded;
+
+        RequestCache *requests;
+
+        sd_event_source *repair_timer;
+        sd_event_source *status_timer;
+        unsigned repair_attempt;
+        sd_event_source *sigterm, *sigint, *sighup;
+        sd_event_source *watchdog_timer;
+        uint64_t watchdog_usec;
+        bool exiting;
+} Manager;
+
+int manager_new(Manager **ret, const ManagerOptions *options);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Open the KFD context, reserve the window, connect and publish; then READY=1. */
+int manager_start(Manager *m);
+int manager_run(Manager *m);
+
+/* Re-read the configuration; a bad file keeps the old one. */
+int manager_reload(Manager *m, char **ret_error);
+
+Gpu *manager_find_gpu(Manager *m, uint32_t gpu_id);
+Range *manager_find_range(Manager *m, uint64_t id);
+
+/* Register the objects (manager, GPUs, ranges) on a connection: the bus or a direct peer. */
+int manager_add_bus_objects(Manager *m, sd_bus *bus);
+
+/* Emit on the bus and every direct connection. */
+void manager_emit_range_created(Manager *m, Range *r);
+void manager_emit_range_freed(Manager *m, uint64_t id);
+void manager_emit_properties_changed(Manager *m, const char *path, const char *interface,
+                                     const char *const *properties);
+
+/* Background repair of degraded ranges: start the timer if it is not running. */
+void manager_schedule_repair(Manager *m);
+
+void manager_update_status(Manager *m);
+
+/* Run fn on every bus connection (the bus and each direct peer); used to emit signals. */
+void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata);

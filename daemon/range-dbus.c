@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* org.svmd1.Range objects at /org/svmd1/range/<id>. */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "bus-util.h"
+#include "gpu.h"
+#include "manager.h"
+#include "range.h"
+#include "svmd-protocol.h"
+
+int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                      sd_bus_error *error);
+int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+
+int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                      sd_bus_error *error) {
+        Manager *m = userdata;
+        uint64_t id;
+        Range *r;
+
+        if (bus_path_to_id(SVMD_RANGE_PATH_PREFIX, path, &id) < 0)
+                return 0;
+        r = manager_find_range(m, id);
+        if (!r)
+                return 0;
+        *found = r;
+        return 1;
+}
+
+int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
+        Manager *m = userdata;
+        size_t n = id_table_size(m->ranges), i = 0;
+        char **l;
+
+        l = calloc(n + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        for (Range *r = m->ranges_head; r && i < n; r = r->next) {
+                if (range_path(r->id, &l[i]) < 0) {
+                        for (size_t j = 0; j < i; j++)
+                                free(l[j]);
+                        free(l);
+                        return -ENOMEM;
+                }
+                i++;
+        }
+        *nodes = l;
+        return 1;
+}
+
+static int property_get_mapped_gpus(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+        Manager *m = r->manager;
+        uint64_t mask = range_mapped(r);
+        int k;
+
+        k = sd_bus_message_open_container(reply, 'a', "u");
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < m->n_gpus; i++)
+                if (mask & (UINT64_C(1) << i)) {
+                        k = sd_bus_message_append_basic(reply, 'u', &m->gpus[i]->gpu_id);
+                        if (k < 0)
+                                return k;
+                }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_flags(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+        int k;
+
+        k = sd_bus_message_open_container(reply, 'a', "s");
+        if (k < 0)
+                return k;
+        for (unsigned bit = 1; bit <= _RANGE_FLAG_ALL; bit <<= 1)
+                if (r->flags & bit) {
+                        k = sd_bus_message_append(reply, "s", range_flag_to_string(bit));
+                        if (k < 0)
+                                return k;
+                }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_domain(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        return sd_bus_message_append(reply, "s", range_domain_to_string(r->domain));
+}
+
+static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        return sd_bus_message_append(reply, "s", range_state_to_string(r->state));
+}
+
+static int property_get_home(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        return sd_bus_message_append(reply, "u", r->manager->gpus[r->home]->gpu_id);
+}
+
+static int property_get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        return sd_bus_message_append(reply, "(us)", (uint32_t) r->owner_uid, "");
+}
+
+static int property_get_persistent(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        return sd_bus_message_append(reply, "b", (int) r->persistent);
+}
+
+static int property_get_label(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        return sd_bus_message_append(reply, "s", strempty(r->label));
+}
+
+const sd_bus_vtable range_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Id", "t", NULL, offsetof(Range, id), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Va", "t", NULL, offsetof(Range, va), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Size", "t", NULL, offsetof(Range, size), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Domain", "s", property_get_domain, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("HomeGpu", "u", property_get_home, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MappedGpus", "au", property_get_mapped_gpus, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Flags", "as", property_get_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Owner", "(us)", property_get_owner, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Label", "s", property_get_label, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Persistent", "b", property_get_persistent, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};

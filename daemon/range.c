@@ -1,0 +1,803 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bus-util.h"
+#include "gpu.h"
+#include "kfd-ioctl.h"
+#include "kfd-uapi.h"
+#include "log.h"
+#include "manager.h"
+#include "range.h"
+#include "size-util.h"
+#include "svmd-protocol.h"
+#include "transaction.h"
+
+#define PAGE_SIZE_4K UINT64_C(4096)
+
+static const char *const domain_table[_RANGE_DOMAIN_MAX] = {
+        [RANGE_DOMAIN_VRAM] = SVMD_DOMAIN_VRAM,
+        [RANGE_DOMAIN_GTT] = SVMD_DOMAIN_GTT,
+        [RANGE_DOMAIN_HOST] = SVMD_DOMAIN_HOST,
+};
+
+static const char *const state_table[_RANGE_STATE_MAX] = {
+        [RANGE_STATE_ACTIVE] = "active",
+        [RANGE_STATE_DEGRADED] = "degraded",
+};
+
+static const struct {
+        RangeFlag flag;
+        const char *name;
+        uint32_t kfd;
+} flag_table[] = {
+        { RANGE_FLAG_WRITABLE,      SVMD_FLAG_WRITABLE,      KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE },
+        { RANGE_FLAG_EXECUTABLE,    SVMD_FLAG_EXECUTABLE,    KFD_IOC_ALLOC_MEM_FLAGS_EXECUTABLE },
+        { RANGE_FLAG_PUBLIC,        SVMD_FLAG_PUBLIC,        KFD_IOC_ALLOC_MEM_FLAGS_PUBLIC },
+        { RANGE_FLAG_COHERENT,      SVMD_FLAG_COHERENT,      KFD_IOC_ALLOC_MEM_FLAGS_COHERENT },
+        { RANGE_FLAG_UNCACHED,      SVMD_FLAG_UNCACHED,      KFD_IOC_ALLOC_MEM_FLAGS_UNCACHED },
+        { RANGE_FLAG_EXT_COHERENT,  SVMD_FLAG_EXT_COHERENT,  KFD_IOC_ALLOC_MEM_FLAGS_EXT_COHERENT },
+        { RANGE_FLAG_CONTIGUOUS,    SVMD_FLAG_CONTIGUOUS,    KFD_IOC_ALLOC_MEM_FLAGS_CONTIGUOUS },
+        { RANGE_FLAG_NO_SUBSTITUTE, SVMD_FLAG_NO_SUBSTITUTE, KFD_IOC_ALLOC_MEM_FLAGS_NO_SUBSTITUTE },
+};
+
+const char *range_domain_to_string(RangeDomain d) {
+        if (d < 0 || d >= _RANGE_DOMAIN_MAX)
+                return NULL;
+        return domain_table[d];
+}
+
+RangeDomain range_domain_from_string(const char *s) {
+        for (int i = 0; i < _RANGE_DOMAIN_MAX; i++)
+                if (streq(domain_table[i], s))
+                        return i;
+        return _RANGE_DOMAIN_INVALID;
+}
+
+const char *range_state_to_string(RangeState s) {
+        if (s >= _RANGE_STATE_MAX)
+                return NULL;
+        return state_table[s];
+}
+
+int range_flag_from_string(const char *s) {
+        for (size_t i = 0; i < ELEMENTSOF(flag_table); i++)
+                if (streq(flag_table[i].name, s))
+                        return flag_table[i].flag;
+        return -EINVAL;
+}
+
+const char *range_flag_to_string(RangeFlag f) {
+        for (size_t i = 0; i < ELEMENTSOF(flag_table); i++)
+                if (flag_table[i].flag == f)
+                        return flag_table[i].name;
+        return NULL;
+}
+
+int range_path(uint64_t id, char **ret) {
+        return bus_path_from_id(SVMD_RANGE_PATH_PREFIX, id, ret);
+}
+
+uint64_t range_mapped(const Range *r) {
+        uint64_t m = UINT64_MAX;
+
+        for (uint32_t i = 0; i < r->n_pieces; i++)
+                m &= r->pieces[i].mapped;
+        return r->n_pieces > 0 ? m : 0;
+}
+
+uint64_t range_mapped_any(const Range *r) {
+        uint64_t m = 0;
+
+        for (uint32_t i = 0; i < r->n_pieces; i++)
+                m |= r->pieces[i].mapped;
+        return m;
+}
+
+static uint32_t kfd_flags(RangeDomain domain, uint16_t flags) {
+        uint32_t f = 0;
+
+        switch (domain) {
+        case RANGE_DOMAIN_VRAM:
+                f = KFD_IOC_ALLOC_MEM_FLAGS_VRAM;
+                break;
+        case RANGE_DOMAIN_GTT:
+                f = KFD_IOC_ALLOC_MEM_FLAGS_GTT;
+                break;
+        case RANGE_DOMAIN_HOST:
+                f = KFD_IOC_ALLOC_MEM_FLAGS_USERPTR;
+                break;
+        default:
+                break;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(flag_table); i++)
+                if (flags & flag_table[i].flag)
+                        f |= flag_table[i].kfd;
+        return f;
+}
+
+static size_t mask_to_ids(Manager *m, uint64_t mask, uint32_t *ids) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < m->n_gpus; i++)
+                if (mask & (UINT64_C(1) << i))
+                        ids[n++] = m->gpus[i]->gpu_id;
+        return n;
+}
+
+/* The first `done` ids as a mask: what the kernel completed of a MAP/UNMAP. */
+static uint64_t done_mask(Manager *m, const uint32_t *ids, uint32_t done) {
+        uint64_t mask = 0;
+
+        for (uint32_t i = 0; i < done; i++) {
+                Gpu *g = manager_find_gpu(m, ids[i]);
+                if (g)
+                        mask |= UINT64_C(1) << g->index;
+        }
+        return mask;
+}
+
+void range_account(Range *r, int sign) {
+        Manager *m = r->manager;
+        Gpu *g = m->gpus[r->home];
+        uint64_t *counter = r->domain == RANGE_DOMAIN_VRAM ? &g->vram_allocated : &g->gtt_allocated;
+
+        if (sign > 0) {
+                *counter += r->size;
+                m->bytes_allocated += r->size;
+        } else {
+                *counter -= r->size;
+                m->bytes_allocated -= r->size;
+        }
+}
+
+static void account_piece_mapping(Range *r, const RangePiece *p, uint64_t mask, int sign) {
+        Manager *m = r->manager;
+
+        for (size_t i = 0; i < m->n_gpus; i++) {
+                if (!(mask & (UINT64_C(1) << i)))
+                        continue;
+                if (sign > 0)
+                        m->gpus[i]->bytes_mapped += p->size;
+                else
+                        m->gpus[i]->bytes_mapped -= p->size;
+        }
+}
+
+void range_account_mapping(Range *r, uint64_t mask, int sign) {
+        for (uint32_t i = 0; i < r->n_pieces; i++)
+                account_piece_mapping(r, &r->pieces[i], mask, sign);
+}
+
+/* ---- validation: nothing here changes state ---- */
+
+int range_validate_spec(Manager *m, const RangeSpec *spec, const uint64_t *extra_vram, sd_bus_error *error) {
+        Gpu *home = m->gpus[spec->home];
+        VaSpaceStats stats;
+        uint64_t size, need;
+
+        if (spec->size == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The size must not be 0.");
+        if (!align_up_ok(spec->size, PAGE_SIZE_4K, &size))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "A size of %" PRIu64 " bytes overflows the address space.", spec->size);
+        if (size > m->config.va_size)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "%s is larger than the whole SVM window (%s).", FORMAT_BYTES(size),
+                                         FORMAT_BYTES(m->config.va_size));
+        if (spec->alignment != 0 &&
+            (spec->alignment < PAGE_SIZE_4K || (spec->alignment & (spec->alignment - 1)) != 0 ||
+             spec->alignment > (UINT64_C(1) << 30)))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Alignment %" PRIu64 " must be a power of two between 4 KiB and 1 GiB.",
+                                         spec->alignment);
+
+        if ((spec->flags & RANGE_FLAG_PUBLIC) && spec->domain != RANGE_DOMAIN_VRAM)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Flag \"public\" applies to VRAM only; %s memory is host memory already.",
+                                         range_domain_to_string(spec->domain));
+        if ((spec->flags & RANGE_FLAG_CONTIGUOUS) && spec->domain != RANGE_DOMAIN_VRAM)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Flag \"contiguous\" applies to VRAM only.");
+        if ((spec->flags & RANGE_FLAG_COHERENT) && (spec->flags & RANGE_FLAG_UNCACHED) &&
+            spec->domain == RANGE_DOMAIN_VRAM)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Flags \"coherent\" and \"uncached\" together apply to host and GTT memory, not VRAM.");
+        if ((spec->flags & RANGE_FLAG_PUBLIC) && !home->kfd->large_bar)
+                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                         "GPU 0x%x has a small BAR, so its VRAM cannot be host-visible; drop \"public\" or use GTT.",
+                                         home->gpu_id);
+        if (spec->flags & RANGE_FLAG_CONTIGUOUS) {
+                const char *needed;
+                if (kfd_device_require_feature(m->kfd, KFD_FEATURE_CONTIGUOUS, &needed) < 0)
+                        return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                                 "Flag \"contiguous\" needs KFD interface %s; this kernel has %u.%u.",
+                                                 needed, m->kfd_major, m->kfd_minor);
+        }
+
+        if (spec->domain == RANGE_DOMAIN_VRAM) {
+                uint64_t avail;
+                int r = gpu_vram_available(home, &avail);
+                if (r < 0)
+                        return sd_bus_error_setf(error, SVMD_ERROR_KERNEL,
+                                                 "Querying free VRAM of GPU 0x%x failed: %s.", home->gpu_id,
+                                                 strerror(-r));
+                need = size + (extra_vram ? extra_vram[spec->home] : 0);
+                if (need > avail)
+                        return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
+                                                 "GPU 0x%x has %s of VRAM free; %s requested.", home->gpu_id,
+                                                 FORMAT_BYTES(avail), FORMAT_BYTES(need));
+        }
+
+        /* Window space: the best fit must find a hole of size plus the alignment slack. */
+        va_space_get_stats(m->va, &stats);
+        need = size;
+        if (spec->alignment > PAGE_SIZE_4K)
+                need += spec->alignment - PAGE_SIZE_4K;
+        else if (spec->alignment == 0 && size >= VA_SPACE_LARGE_ALIGNMENT)
+                need += VA_SPACE_LARGE_ALIGNMENT - PAGE_SIZE_4K;
+        if (stats.largest_hole < size)
+                return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
+                                         "The SVM window has no free range of %s (largest free range: %s).",
+                                         FORMAT_BYTES(size), FORMAT_BYTES(stats.largest_hole));
+        (void) need; /* best fit may still succeed with less slack; va_space_alloc decides */
+        return 0;
+}
+
+int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error) {
+        const KfdTopology *topo = kfd_device_get_topology(m->kfd);
+        Gpu *h = m->gpus[home];
+
+        if (domain != RANGE_DOMAIN_VRAM)
+                return 0; /* system memory is reachable from every GPU */
+
+        for (size_t i = 0; i < m->n_gpus; i++) {
+                if (!(mask & (UINT64_C(1) << i)))
+                        continue;
+                if (!kfd_topology_can_map(topo, h->gpu_id, m->gpus[i]->gpu_id))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "GPU 0x%x cannot map VRAM of GPU 0x%x: they share no XGMI hive "
+                                                 "and no PCIe peer-to-peer link.",
+                                                 m->gpus[i]->gpu_id, h->gpu_id);
+        }
+        return 0;
+}
+
+int range_validate_unmap(const Range *r, uint64_t mapped, uint64_t mask, sd_bus_error *error) {
+        uint64_t missing = mask & ~mapped;
+        char buf[256];
+
+        if (missing != 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Range %" PRIu64 " is not mapped to GPU %s.", r->id,
+                                         gpu_mask_to_string(r->manager, missing, buf, sizeof(buf)));
+        return 0;
+}
+
+int range_validate_free(const Range *r, sd_bus_error *error) {
+        if (r->n_batch_users > 0)
+                return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
+                                         "Range %" PRIu64 " backs pieces of batch ranges; free those first.", r->id);
+        return 0;
+}
+
+/* A batch range keeps the host ranges under its pieces from being freed. */
+static void batch_pin_sources(Range *r, int sign) {
+        for (uint32_t i = 0; i < r->n_pieces; i++) {
+                Range *src = r->pieces[i].source;
+                if (!src)
+                        continue;
+                if (sign > 0)
+                        src->n_batch_users++;
+                else if (src->n_batch_users > 0)
+                        src->n_batch_users--;
+        }
+}
+
+/* ---- tables ---- */
+
+static int range_register(Range *r) {
+        Manager *m = r->manager;
+        int k;
+
+        k = id_table_put(m->ranges, r->id, r);
+        if (k < 0)
+                return k;
+        k = id_table_put(m->ranges_by_va, r->va, r);
+        if (k < 0) {
+                (void) id_table_remove(m->ranges, r->id);
+                return k;
+        }
+
+        r->prev = m->ranges_tail;
+        r->next = NULL;
+        if (m->ranges_tail)
+                m->ranges_tail->next = r;
+        else
+                m->ranges_head = r;
+        m->ranges_tail = r;
+        r->registered = true;
+        return 0;
+}
+
+static void range_unregister(Range *r) {
+        Manager *m = r->manager;
+
+        if (!r->registered)
+                return;
+        (void) id_table_remove(m->ranges, r->id);
+        (void) id_table_remove(m->ranges_by_va, r->va);
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                m->ranges_head = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        else
+                m->ranges_tail = r->prev;
+        r->prev = r->next = NULL;
+        r->registered = false;
+}
+
+/* Put the window's PROT_NONE reservation back over [va, va+size). */
+static int restore_window(uint64_t va, uint64_t size) {
+        void *p = mmap((void *) (uintptr_t) va, size, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+        return p == MAP_FAILED ? negative_errno() : 0;
+}
+
+static void host_unmap_window(Range *r) {
+        if (r->window_mapped) {
+                int k = restore_window(r->va, r->size);
+                if (k < 0)
+                        log_warning_errno(k, "Restoring the window reservation over range %" PRIu64 " failed, ignoring: %m",
+                                          r->id);
+                r->window_mapped = false;
+        }
+        r->memfd = safe_close(r->memfd);
+}
+
+Range *range_free_struct(Range *r) {
+        if (!r)
+                return NULL;
+        if (r->pieces != &r->inline_piece)
+                free(r->pieces);
+        safe_close(r->memfd);
+        free(r->label);
+        free(r);
+        return NULL;
+}
+
+void range_destroy(Range *r) {
+        Manager *m = r->manager;
+        uint64_t id = r->id;
+        bool announced = r->registered;
+
+        host_unmap_window(r);
+        batch_pin_sources(r, -1);
+        if (r->state == RANGE_STATE_DEGRADED)
+                m->n_degraded--;
+        range_unregister(r);
+        (void) va_space_release(m->va, r->va, NULL);
+        range_free_struct(r);
+
+        if (announced)
+                manager_emit_range_freed(m, id);
+}
+
+/* ---- undo steps ---- */
+
+typedef struct RangeUndo {
+        Range *range;
+        uint32_t piece;
+        uint64_t mask;
+} RangeUndo;
+
+static int add_undo(Transaction *t, TxnUndoFunc f, Range *r, uint32_t piece, uint64_t mask, const char *what) {
+        RangeUndo *u = malloc(sizeof(RangeUndo));
+        if (!u)
+                return -ENOMEM;
+        *u = (RangeUndo) { .range = r, .piece = piece, .mask = mask };
+        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, r->id);
+}
+
+static int undo_unregister(void *userdata) {
+        RangeUndo *u = userdata;
+        Range *r = u->range;
+
+        if (r->rollback_failed)
+                return 0; /* the repair timer keeps it registered and finishes the job */
+        range_unregister(r);
+        (void) va_space_release(r->manager->va, r->va, NULL);
+        return 0;
+}
+
+static int undo_window(void *userdata) {
+        RangeUndo *u = userdata;
+
+        if (u->range->rollback_failed)
+                return 0;
+        host_unmap_window(u->range);
+        return 0;
+}
+
+static int piece_free(Range *r, RangePiece *p) {
+        int k;
+
+        if (!p->allocated)
+                return 0;
+        k = kfd_free(r->manager->kfd_fd, p->handle);
+        if (k < 0)
+                return k;
+        p->allocated = false;
+        p->handle = 0;
+        return 0;
+}
+
+static int undo_alloc(void *userdata) {
+        RangeUndo *u = userdata;
+        Range *r = u->range;
+        int k;
+
+        if (r->rollback_failed)
+                return 0;
+        k = piece_free(r, &r->pieces[u->piece]);
+        if (k < 0) {
+                r->rollback_failed = true;
+                return k;
+        }
+        if (u->piece == 0)
+                range_account(r, -1);
+        return 0;
+}
+
+/* Unmap piece from mask; the exact state is kept whatever happens. */
+static int piece_unmap(Range *r, RangePiece *p, uint64_t mask, uint32_t *ret_failed_gpu) {
+        Manager *m = r->manager;
+        uint32_t ids[64], done = 0;
+        size_t n;
+        int k;
+
+        mask &= p->mapped;
+        n = mask_to_ids(m, mask, ids);
+        if (n == 0)
+                return 0;
+        k = kfd_unmap(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
+        uint64_t gone = done_mask(m, ids, done);
+        p->mapped &= ~gone;
+        account_piece_mapping(r, p, gone, -1);
+        if (k < 0 && ret_failed_gpu)
+                *ret_failed_gpu = done < n ? ids[done] : 0;
+        return k;
+}
+
+static int piece_map(Range *r, RangePiece *p, uint64_t mask, uint32_t *ret_failed_gpu, uint64_t *ret_done) {
+        Manager *m = r->manager;
+        uint32_t ids[64], done = 0;
+        size_t n;
+        int k;
+
+        mask &= ~p->mapped;
+        n = mask_to_ids(m, mask, ids);
+        if (ret_done)
+                *ret_done = 0;
+        if (n == 0)
+                return 0;
+        k = kfd_map(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
+        uint64_t added = done_mask(m, ids, done);
+        p->mapped |= added;
+        account_piece_mapping(r, p, added, +1);
+        if (ret_done)
+                *ret_done = added;
+        if (k < 0 && ret_failed_gpu)
+                *ret_failed_gpu = done < n ? ids[done] : 0;
+        return k;
+}
+
+static int undo_map(void *userdata) {
+        RangeUndo *u = userdata;
+        Range *r = u->range;
+        int k;
+
+        if (r->rollback_failed)
+                return 0;
+        k = piece_unmap(r, &r->pieces[u->piece], u->mask, NULL);
+        if (k < 0 && k != -EINTR && k != -EAGAIN)
+                r->rollback_failed = true;
+        return k;
+}
+
+static int undo_unmap(void *userdata) {
+        RangeUndo *u = userdata;
+        Range *r = u->range;
+        int k;
+
+        if (r->rollback_failed)
+                return 0;
+        k = piece_map(r, &r->pieces[u->piece], u->mask, NULL, NULL);
+        if (k < 0 && k != -EINTR && k != -EAGAIN)
+                r->rollback_failed = true;
+        return k;
+}
+
+static int undo_batch_pin(void *userdata) {
+        RangeUndo *u = userdata;
+
+        if (u->range->rollback_failed)
+                return 0; /* range_destroy() unpins when the repair is done */
+        batch_pin_sources(u->range, -1);
+        return 0;
+}
+
+/* ---- forward steps ---- */
+
+static int host_map_window(Transaction *t, Range *r) {
+        _cleanup_close_ int fd = -EBADF;
+        char name[64];
+        void *p;
+
+        snprintf(name, sizeof(name), "svmd-range-%" PRIu64, r->id);
+        fd = memfd_create(name, MFD_CLOEXEC);
+        if (fd < 0)
+                return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, r->id);
+        if (ftruncate(fd, (off_t) r->size) < 0)
+                return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, r->id);
+
+        /* Replace the window's PROT_NONE reservation by the memfd: the kernel's userptr needs the pages
+         * mapped in our address space, at the VA the GPUs use too. */
+        p = mmap((void *) (uintptr_t) r->va, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+        if (p == MAP_FAILED)
+                return txn_fail(t->txn, negative_errno(), 0, "mapping the host memory of range %" PRIu64, r->id);
+
+        r->memfd = TAKE_FD(fd);
+        r->window_mapped = true;
+        return add_undo(t, undo_window, r, 0, 0, "unmap host memory of");
+}
+
+int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error) {
+        Manager *m = t->manager;
+        Gpu *home = m->gpus[spec->home];
+        uint32_t flags;
+        Range *r;
+        uint64_t size, offset;
+        int k;
+
+        size = ALIGN_POW2(spec->size, PAGE_SIZE_4K);
+
+        r = calloc(1, sizeof(Range));
+        if (!r)
+                return -ENOMEM;
+        *r = (Range) {
+                .manager = m,
+                .id = m->next_range_id++,
+                .size = size,
+                .home = spec->home,
+                .flags = spec->flags,
+                .domain = spec->domain,
+                .persistent = spec->persistent,
+                .memfd = -EBADF,
+                .owner_uid = spec->owner_uid,
+        };
+        if (spec->label) {
+                r->label = strdup(spec->label);
+                if (!r->label) {
+                        range_free_struct(r);
+                        return -ENOMEM;
+                }
+        }
+        if (spec->n_pieces > 1) {
+                r->pieces = calloc(spec->n_pieces, sizeof(RangePiece));
+                if (!r->pieces) {
+                        range_free_struct(r);
+                        return -ENOMEM;
+                }
+                r->n_pieces = spec->n_pieces;
+        } else {
+                r->pieces = &r->inline_piece;
+                r->n_pieces = 1;
+        }
+
+        /* The transaction owns the struct from here: abort frees it once its undos ran. */
+        k = transaction_touch(t, r, true);
+        if (k < 0) {
+                range_free_struct(r);
+                return k;
+        }
+
+        k = va_space_alloc(m->va, size, spec->alignment, &r->va);
+        if (k < 0) {
+                if (k == -ENOMEM)
+                        return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
+                                                 "The SVM window has no free range of %s.", FORMAT_BYTES(size));
+                return k;
+        }
+        k = range_register(r);
+        if (k < 0) {
+                (void) va_space_release(m->va, r->va, NULL);
+                return k;
+        }
+        k = add_undo(t, undo_unregister, r, 0, 0, "unregister");
+        if (k < 0)
+                return k;
+
+        if (spec->domain == RANGE_DOMAIN_HOST && spec->n_pieces == 0) {
+                k = host_map_window(t, r);
+                if (k < 0)
+                        return transaction_set_kernel_error(t, k, error);
+        }
+
+        flags = kfd_flags(spec->domain, spec->flags);
+        offset = 0;
+        for (uint32_t i = 0; i < r->n_pieces; i++) {
+                RangePiece *p = &r->pieces[i];
+
+                if (spec->n_pieces > 0) {
+                        p->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
+                        p->userptr = spec->pieces[i].userptr;
+                        p->source = spec->pieces[i].source;
+                } else {
+                        p->size = size;
+                        p->userptr = spec->domain == RANGE_DOMAIN_HOST ? r->va : 0;
+                }
+                p->va = r->va + offset;
+                offset += p->size;
+
+                k = kfd_alloc(m->kfd_fd, p->va, p->size, home->gpu_id, flags, p->userptr, &p->handle, NULL);
+                if (k < 0) {
+                        (void) txn_fail(t->txn, k, home->gpu_id, "allocating %s of %s memory on GPU 0x%x",
+                                        FORMAT_BYTES(p->size), range_domain_to_string(spec->domain), home->gpu_id);
+                        return transaction_set_kernel_error(t, k, error);
+                }
+                p->allocated = true;
+                if (i == 0)
+                        range_account(r, +1);
+                k = add_undo(t, undo_alloc, r, i, 0, "free");
+                if (k < 0)
+                        return k;
+        }
+
+        if (r->n_pieces > 1 || r->pieces[0].source) {
+                batch_pin_sources(r, +1);
+                k = add_undo(t, undo_batch_pin, r, 0, 0, "unpin the sources of");
+                if (k < 0)
+                        return k;
+        }
+
+        *ret = r;
+        return 0;
+}
+
+int range_map(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
+        Manager *m = t->manager;
+        int k;
+
+        if ((mask & ~range_mapped(r)) == 0)
+                return 0;
+
+        k = transaction_touch(t, r, false);
+        if (k < 0)
+                return k;
+
+        for (uint32_t i = 0; i < r->n_pieces; i++) {
+                uint32_t failed_gpu = 0;
+                uint64_t done = 0;
+
+                k = piece_map(r, &r->pieces[i], mask, &failed_gpu, &done);
+                if (done != 0) {
+                        int q = add_undo(t, undo_map, r, i, done, "unmap");
+                        if (q < 0)
+                                return q;
+                }
+                if (k < 0) {
+                        if (failed_gpu != 0)
+                                (void) txn_fail(t->txn, k, failed_gpu, "mapping range %" PRIu64 " to GPU 0x%x",
+                                                r->id, failed_gpu);
+                        else
+                                (void) txn_fail(t->txn, k, 0,
+                                                "waiting for the page-table updates of range %" PRIu64, r->id);
+                        return transaction_set_kernel_error(t, k, error);
+                }
+        }
+        (void) m;
+        return 0;
+}
+
+int range_unmap(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
+        int k;
+
+        if ((mask & range_mapped_any(r)) == 0)
+                return 0;
+
+        k = transaction_touch(t, r, false);
+        if (k < 0)
+                return k;
+
+        for (uint32_t i = 0; i < r->n_pieces; i++) {
+                RangePiece *p = &r->pieces[i];
+                uint64_t before = p->mapped;
+                uint32_t failed_gpu = 0;
+
+                k = piece_unmap(r, p, mask, &failed_gpu);
+                uint64_t gone = before & ~p->mapped;
+                if (gone != 0) {
+                        int q = add_undo(t, undo_unmap, r, i, gone, "remap");
+                        if (q < 0)
+                                return q;
+                }
+                if (k < 0) {
+                        if (failed_gpu != 0)
+                                (void) txn_fail(t->txn, k, failed_gpu, "unmapping range %" PRIu64 " from GPU 0x%x",
+                                                r->id, failed_gpu);
+                        else
+                                (void) txn_fail(t->txn, k, 0, "waiting for the TLB flush of range %" PRIu64, r->id);
+                        return transaction_set_kernel_error(t, k, error);
+                }
+        }
+        return 0;
+}
+
+int range_free(Transaction *t, Range *r, sd_bus_error *error) {
+        int k;
+
+        k = range_validate_free(r, error);
+        if (k < 0)
+                return k;
+        k = range_unmap(t, r, range_mapped_any(r), error);
+        if (k < 0)
+                return k;
+        return transaction_queue_free(t, r);
+}
+
+int range_release_kernel(Range *r, uint32_t *ret_failed_gpu) {
+        int k;
+
+        for (uint32_t i = 0; i < r->n_pieces; i++) {
+                bool was = r->pieces[i].allocated;
+
+                k = piece_free(r, &r->pieces[i]);
+                if (k < 0) {
+                        if (ret_failed_gpu)
+                                *ret_failed_gpu = r->manager->gpus[r->home]->gpu_id;
+                        return k;
+                }
+                if (was && i == 0)
+                        range_account(r, -1);
+        }
+        return 0;
+}
+
+int range_repair(Range *r) {
+        uint64_t want = r->want_gone ? 0 : r->want_mapped;
+        int k;
+
+        for (uint32_t i = 0; i < r->n_pieces; i++) {
+                RangePiece *p = &r->pieces[i];
+
+                if (!p->allocated)
+                        continue;
+                k = piece_unmap(r, p, p->mapped & ~want, NULL);
+                if (k < 0)
+                        return k;
+                k = piece_map(r, p, want & ~p->mapped, NULL, NULL);
+                if (k < 0)
+                        return k;
+        }
+
+        if (r->want_gone) {
+                k = range_release_kernel(r, NULL);
+                if (k < 0)
+                        return k;
+                range_destroy(r);
+                return 0;
+        }
+
+        r->state = RANGE_STATE_ACTIVE;
+        r->manager->n_degraded--;
+        return 0;
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A range of the SVM address space: one VA, the same on every GPU, backed by
+ * one KFD buffer (VRAM, GTT, or USERPTR over a daemon-owned memfd), or, for a
+ * batch range, by several USERPTR buffers at consecutive VAs.
+ *
+ * Every change goes through a Transaction (transaction.h): the functions here
+ * do one step each and record its undo. The mapping state kept per piece is
+ * the kernel's exact state at every moment, also after a failed ioctl, so that
+ * undo and repair know precisely what to reverse.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-bus.h>
+
+typedef struct Manager Manager;
+typedef struct Transaction Transaction;
+typedef struct Range Range;
+
+typedef enum RangeDomain {
+        RANGE_DOMAIN_VRAM,
+        RANGE_DOMAIN_GTT,
+        RANGE_DOMAIN_HOST,
+        _RANGE_DOMAIN_MAX,
+        _RANGE_DOMAIN_INVALID = -EINVAL,
+} RangeDomain;
+
+typedef enum RangeState {
+        RANGE_STATE_ACTIVE,
+        RANGE_STATE_DEGRADED,   /* an undo failed; the repair timer drives it to its wanted state */
+        _RANGE_STATE_MAX,
+} RangeState;
+
+/* svmd's allocation flags (names on the wire: protocol/svmd-protocol.h). */
+typedef enum RangeFlag {
+        RANGE_FLAG_WRITABLE      = 1 << 0,
+        RANGE_FLAG_EXECUTABLE    = 1 << 1,
+        RANGE_FLAG_PUBLIC        = 1 << 2,
+        RANGE_FLAG_COHERENT      = 1 << 3,
+        RANGE_FLAG_UNCACHED      = 1 << 4,
+        RANGE_FLAG_EXT_COHERENT  = 1 << 5,
+        RANGE_FLAG_CONTIGUOUS    = 1 << 6,
+        RANGE_FLAG_NO_SUBSTITUTE = 1 << 7,
+        _RANGE_FLAG_ALL          = (1 << 8) - 1,
+} RangeFlag;
+
+typedef struct RangePiece {
+        uint64_t handle;        /* KFD handle; never shown to clients */
+        uint64_t va;            /* GPU VA of this piece */
+        uint64_t size;
+        uint64_t userptr;       /* host/batch: the CPU address registered */
+        uint64_t mapped;        /* GPUs (bit = Gpu.index) this piece is mapped on, exactly */
+        Range *source;          /* batch: the host range whose pages back this piece */
+        bool allocated;         /* the KFD handle exists */
+} RangePiece;
+
+struct Range {
+        Manager *manager;
+        uint64_t id;
+        uint64_t va;
+        uint64_t size;          /* page-aligned */
+        Range *prev, *next;     /* Manager list, id order */
+
+        RangePiece *pieces;     /* &inline_piece, or an array for batch ranges */
+        RangePiece inline_piece;
+        uint32_t n_pieces;
+
+        uint32_t home;          /* Gpu.index of the owning GPU */
+        uint16_t flags;         /* RangeFlag */
+        uint8_t domain;         /* RangeDomain */
+        uint8_t state;          /* RangeState */
+        bool persistent;
+        bool registered;        /* in the manager's tables */
+        bool window_mapped;     /* host: memfd mapped at va in the daemon */
+        bool rollback_failed;   /* an undo failed: later undos leave it to repair */
+        bool want_gone;         /* degraded: repair frees it */
+        uint64_t want_mapped;   /* degraded: where repair is heading */
+
+        int memfd;              /* host: the backing; -EBADF otherwise */
+        uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
+        uid_t owner_uid;
+        char *label;
+};
+
+const char *range_domain_to_string(RangeDomain d);
+RangeDomain range_domain_from_string(const char *s);
+const char *range_state_to_string(RangeState s);
+
+/* "writable" etc. → RangeFlag, or -EINVAL. */
+int range_flag_from_string(const char *s);
+const char *range_flag_to_string(RangeFlag f);
+
+/* The object path of a range. */
+int range_path(uint64_t id, char **ret);
+
+/* Every piece's mapping mask (they agree unless a step failed between pieces). */
+uint64_t range_mapped(const Range *r);
+/* GPUs any piece is mapped on. */
+uint64_t range_mapped_any(const Range *r);
+
+typedef struct RangeSpec {
+        uint64_t size;
+        uint32_t home;          /* Gpu.index */
+        RangeDomain domain;
+        uint16_t flags;
+        uint64_t alignment;     /* 0: default */
+        const char *label;      /* may be NULL */
+        bool persistent;
+        uid_t owner_uid;
+        /* batch: n_pieces > 0, pieces[i].userptr/.size set, .source resolved */
+        const RangePiece *pieces;
+        uint32_t n_pieces;
+} RangeSpec;
+
+/*
+ * Checks a spec against the node and the range table without changing
+ * anything: size, overflow, flag combinations, features, free VRAM, window
+ * space. extra_vram[i] is VRAM already promised on GPU i by earlier steps of
+ * the same Commit (may be NULL).
+ */
+int range_validate_spec(Manager *m, const RangeSpec *spec, const uint64_t *extra_vram, sd_bus_error *error);
+
+/* Validate a set of GPUs to map the range to (peer reachability) / unmap from (must be mapped). */
+int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error);
+int range_validate_unmap(const Range *r, uint64_t mapped, uint64_t mask, sd_bus_error *error);
+int range_validate_free(const Range *r, sd_bus_error *error);
+
+/* Steps (each records its undo in t; on failure t holds the reason). */
+int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error);
+int range_map(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error);
+int range_unmap(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error);
+/* Unmap everywhere now (undoable) and free at commit. */
+int range_free(Transaction *t, Range *r, sd_bus_error *error);
+
+/*
+ * The irreversible part of a free, run by transaction_commit(): FREE of every
+ * piece. Returns 0 or the -errno of the first FREE that failed (pieces before
+ * it are freed: the range then needs repair to finish).
+ */
+int range_release_kernel(Range *r, uint32_t *ret_failed_gpu);
+/* Drop the range from the tables, the window and memory (after its kernel objects are gone). */
+void range_destroy(Range *r);
+
+/* Drive a degraded range to its wanted state. 0 when done (the range may be gone). */
+int range_repair(Range *r);
+
+/* Allocation bookkeeping (bytes per GPU, totals). */
+void range_account(Range *r, int sign);
+void range_account_mapping(Range *r, uint64_t mask, int sign);
+
+Range *range_free_struct(Range *r);

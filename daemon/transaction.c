@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu.h"
+#include "log.h"
+#include "manager.h"
+#include "range.h"
+#include "svmd-protocol.h"
+#include "transaction.h"
+
+int transaction_new(Transaction **ret, Manager *m) {
+        _cleanup_free_ Transaction *t = NULL;
+        int r;
+
+        t = calloc(1, sizeof(Transaction));
+        if (!t)
+                return -ENOMEM;
+        t->manager = m;
+        r = txn_new(&t->txn);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+Transaction *transaction_free(Transaction *t) {
+        if (!t)
+                return NULL;
+        if (!t->finished)
+                transaction_abort(t, NULL);
+        txn_free(t->txn);
+        free(t->touched);
+        free(t->frees);
+        free(t);
+        return NULL;
+}
+
+static TouchedRange *find_touched(Transaction *t, Range *r) {
+        for (size_t i = 0; i < t->n_touched; i++)
+                if (t->touched[i].range == r)
+                        return &t->touched[i];
+        return NULL;
+}
+
+int transaction_touch(Transaction *t, Range *r, bool created) {
+        if (find_touched(t, r))
+                return 0;
+        if (t->n_touched == t->n_touched_allocated) {
+                size_t n = t->n_touched_allocated ? t->n_touched_allocated * 2 : 4;
+                TouchedRange *nt = reallocarray(t->touched, n, sizeof(TouchedRange));
+                if (!nt)
+                        return -ENOMEM;
+                t->touched = nt;
+                t->n_touched_allocated = n;
+        }
+        t->touched[t->n_touched++] = (TouchedRange) {
+                .range = r,
+                .created = created,
+                .mapped_before = created ? 0 : range_mapped_any(r),
+        };
+        return 0;
+}
+
+int transaction_queue_free(Transaction *t, Range *r) {
+        for (size_t i = 0; i < t->n_frees; i++)
+                if (t->frees[i] == r)
+                        return 0;
+        if (t->n_frees == t->n_frees_allocated) {
+                size_t n = t->n_frees_allocated ? t->n_frees_allocated * 2 : 4;
+                Range **nf = reallocarray(t->frees, n, sizeof(Range *));
+                if (!nf)
+                        return -ENOMEM;
+                t->frees = nf;
+                t->n_frees_allocated = n;
+        }
+        t->frees[t->n_frees++] = r;
+        return 0;
+}
+
+static bool is_queued_free(Transaction *t, Range *r) {
+        for (size_t i = 0; i < t->n_frees; i++)
+                if (t->frees[i] == r)
+                        return true;
+        return false;
+}
+
+int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
+        _cleanup_free_ char *msg = NULL;
+        const char *name;
+
+        if (txn_error_to_string(t->txn, &msg) < 0) {
+                msg = strdup(strerror(-r));
+                if (!msg)
+                        return -ENOMEM;
+        }
+
+        switch (r) {
+        case -ENOMEM:
+        case -ENOSPC:
+                name = SVMD_ERROR_OUT_OF_MEMORY;
+                break;
+        case -EBUSY:
+                name = SVMD_ERROR_BUSY;
+                break;
+        case -ENODEV:
+        case -ENXIO:
+                name = SVMD_ERROR_DEVICE_LOST;
+                break;
+        case -EOPNOTSUPP:
+                name = SVMD_ERROR_NOT_SUPPORTED;
+                break;
+        default:
+                name = SVMD_ERROR_KERNEL;
+        }
+
+        /* Every message is a sentence. */
+        sd_bus_error_setf(error, name, "%c%s.", msg[0] >= 'a' && msg[0] <= 'z' ? msg[0] - 'a' + 'A' : msg[0],
+                          msg + 1);
+        return r;
+}
+
+static void set_rollback_failed(Transaction *t, sd_bus_error *error, const char *ids) {
+        _cleanup_free_ char *first = NULL;
+        const TxnStep *failed;
+        size_t n_failed = 0;
+        char undo[256] = "";
+
+        failed = txn_get_failed(t->txn, &n_failed);
+        if (n_failed > 0)
+                snprintf(undo, sizeof(undo), " (%s: %s)", failed[0].description, strerror(-failed[0].error));
+
+        if (!error)
+                return;
+        if (sd_bus_error_is_set(error))
+                first = strdup(error->message ?: error->name);
+        sd_bus_error_free(error);
+        sd_bus_error_setf(error, SVMD_ERROR_ROLLBACK_FAILED,
+                          "%s%sUndoing it failed as well%s; range %s is degraded and svmd keeps repairing it in the background.",
+                          strempty(first), first ? " " : "", undo, ids);
+}
+
+void transaction_abort(Transaction *t, sd_bus_error *error) {
+        Manager *m = t->manager;
+        char ids[256] = "";
+        size_t o = 0;
+        bool degraded = false;
+
+        if (t->finished)
+                return;
+        t->finished = true;
+
+        (void) txn_rollback(t->txn);
+
+        for (size_t i = 0; i < t->n_touched; i++) {
+                TouchedRange *tr = &t->touched[i];
+                Range *r = tr->range;
+
+                if (r->rollback_failed) {
+                        r->rollback_failed = false;
+                        if (r->state != RANGE_STATE_DEGRADED) {
+                                r->state = RANGE_STATE_DEGRADED;
+                                m->n_degraded++;
+                        }
+                        r->want_gone = tr->created;
+                        r->want_mapped = tr->mapped_before;
+                        degraded = true;
+                        if (o < sizeof(ids))
+                                o += (size_t) snprintf(ids + o, sizeof(ids) - o, "%s%" PRIu64, o ? ", " : "", r->id);
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
+                                   "Rolling back a change of range %" PRIu64 " failed; it is degraded until repaired.",
+                                   r->id);
+                } else if (tr->created)
+                        range_free_struct(r); /* every undo ran: it is out of all tables */
+        }
+
+        if (degraded) {
+                set_rollback_failed(t, error, ids);
+                manager_schedule_repair(m);
+        }
+}
+
+static void publish(Transaction *t) {
+        Manager *m = t->manager;
+        static const char *const range_props[] = { "MappedGpus", "State", NULL };
+        static const char *const gpu_props[] = { "Mapped", "VramUsed", "VramFree", "GttUsed", NULL };
+        static const char *const manager_props[] = { "Ranges", "BytesAllocated", NULL };
+        uint64_t gpus_changed = 0;
+        bool counts_changed = false;
+
+        for (size_t i = 0; i < t->n_touched; i++) {
+                TouchedRange *tr = &t->touched[i];
+                Range *r = tr->range;
+
+                gpus_changed |= tr->mapped_before | (UINT64_C(1) << r->home);
+                if (is_queued_free(t, r))
+                        continue;
+                gpus_changed |= range_mapped_any(r);
+                if (tr->created) {
+                        counts_changed = true;
+                        manager_emit_range_created(m, r);
+                } else if (range_mapped_any(r) != tr->mapped_before) {
+                        _cleanup_free_ char *path = NULL;
+                        if (range_path(r->id, &path) >= 0)
+                                manager_emit_properties_changed(m, path, SVMD_RANGE_INTERFACE, range_props);
+                }
+        }
+        if (t->n_frees > 0)
+                counts_changed = true;
+
+        for (size_t i = 0; i < m->n_gpus; i++)
+                if (gpus_changed & (UINT64_C(1) << i))
+                        manager_emit_properties_changed(m, m->gpus[i]->path, SVMD_GPU_INTERFACE, gpu_props);
+        if (counts_changed)
+                manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_props);
+}
+
+int transaction_commit(Transaction *t, sd_bus_error *error) {
+        Manager *m = t->manager;
+        bool irreversible = false;
+        int k;
+
+        /* Frees last: FREE is the one step that cannot be undone. */
+        for (size_t i = 0; i < t->n_frees; i++) {
+                Range *r = t->frees[i];
+                uint32_t failed_gpu = 0;
+                bool any_freed = false;
+
+                for (uint32_t p = 0; p < r->n_pieces; p++)
+                        any_freed = any_freed || !r->pieces[p].allocated;
+
+                k = range_release_kernel(r, &failed_gpu);
+                if (k >= 0) {
+                        irreversible = true;
+                        continue;
+                }
+
+                if (!irreversible && !any_freed) {
+                        /* Nothing irreversible happened yet: the caller rolls everything back. */
+                        (void) txn_fail(t->txn, k, failed_gpu, "freeing range %" PRIu64, r->id);
+                        return transaction_set_kernel_error(t, k, error);
+                }
+
+                /* Past the point of no return: finish this free in the background. */
+                log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id, .gpu_id = failed_gpu }),
+                           "Freeing range %" PRIu64 " failed (%s); it is degraded and freed in the background.",
+                           r->id, strerror(-k));
+                if (r->state != RANGE_STATE_DEGRADED) {
+                        r->state = RANGE_STATE_DEGRADED;
+                        m->n_degraded++;
+                }
+                r->want_gone = true;
+                r->want_mapped = 0;
+                manager_schedule_repair(m);
+                t->frees[i] = NULL;
+                irreversible = true;
+        }
+
+        txn_commit(t->txn);
+        t->finished = true;
+
+        publish(t);
+
+        for (size_t i = 0; i < t->n_frees; i++)
+                if (t->frees[i])
+                        range_destroy(t->frees[i]);
+
+        manager_update_status(m);
+        return 0;
+}

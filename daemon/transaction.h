@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A daemon transaction: the kfd/ undo log plus what the daemon needs around it.
+ * Every mutating method (and a whole Commit) runs in one:
+ *
+ *   transaction_new → steps (range_create/map/unmap/free) → transaction_commit
+ *                                           ↘ on any failure: transaction_abort
+ *
+ * Frees are the one irreversible kernel step; they are queued and run by
+ * transaction_commit() after every reversible step succeeded. If an undo fails
+ * during abort, the ranges concerned become `degraded` with the state they had
+ * before the transaction as their goal, the repair timer takes over, and the
+ * caller gets RollbackFailed.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+
+#include "txn.h"
+
+typedef struct Manager Manager;
+typedef struct Range Range;
+
+typedef struct TouchedRange {
+        Range *range;
+        bool created;           /* created in this transaction */
+        uint64_t mapped_before;
+} TouchedRange;
+
+typedef struct Transaction {
+        Manager *manager;
+        Txn *txn;
+        TouchedRange *touched;
+        size_t n_touched, n_touched_allocated;
+        Range **frees;
+        size_t n_frees, n_frees_allocated;
+        bool finished;
+} Transaction;
+
+int transaction_new(Transaction **ret, Manager *m);
+/* Aborts an unfinished transaction. */
+Transaction *transaction_free(Transaction *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Transaction *, transaction_free);
+
+/* Remember r's state before its first change in this transaction. */
+int transaction_touch(Transaction *t, Range *r, bool created);
+int transaction_queue_free(Transaction *t, Range *r);
+
+/*
+ * Run queued frees, drop the undo log, publish (signals, PropertiesChanged).
+ * If the first free fails nothing irreversible happened: returns the error
+ * (error set) and the caller aborts. A later failing free leaves that range
+ * degraded with the repair timer finishing it; the transaction still commits.
+ */
+int transaction_commit(Transaction *t, sd_bus_error *error);
+
+/*
+ * Undo everything. `error` already holds the failure; if an undo fails too it
+ * is replaced by RollbackFailed naming the degraded ranges.
+ */
+void transaction_abort(Transaction *t, sd_bus_error *error);
+
+/* Turn the recorded kernel failure into a D-Bus error (OutOfMemory, Busy, Kernel …). */
+int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error);
