@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * svmd-harness: run a command against a real svmd on an emulated node.
+ *
+ *   svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] -- CMD [ARGS…]
+ *
+ * Starts a private dbus-daemon from a config written here (its address read
+ * from --print-address=FD), prepares the KFD emulator (sysfs tree + kernel
+ * arena), starts svmd with the emulator preloaded and waits for its READY=1 on
+ * a notify socket of ours (never sleep-and-hope). Then it runs CMD with
+ *
+ *   SVMD_BUS_ADDRESS   the private bus
+ *   SVMD_RUNTIME_DIR   svmd's runtime directory (io.socket)
+ *   SVMD_PID           the daemon
+ *   KFDEMU_DIR         the emulator's state (kfdemu-ctl --dir, emu_kernel_attach)
+ *   SVMD_TEST_DIR      a scratch directory
+ *
+ * and finally stops svmd with SIGTERM. The exit status is CMD's, or failure if
+ * svmd did not exit cleanly (e.g. a sanitizer report).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "emu-kernel.h"
+#include "emu-topology.h"
+#include "macro.h"
+
+#define READY_TIMEOUT_SEC 120
+
+static const char *arg_topology;
+static const char *arg_config;
+static const char *arg_dir;
+static bool arg_keep;
+static bool arg_no_daemon;
+static const char *arg_svmd = SVMD_HARNESS_SVMD;
+
+static void help(void) {
+        printf("Usage: svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] [--no-daemon] -- CMD…\n"
+               "Run CMD against svmd on a private bus and an emulated node.\n");
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "help",      no_argument,       NULL, 'h' },
+                { "topology",  required_argument, NULL, 't' },
+                { "config",    required_argument, NULL, 'c' },
+                { "dir",       required_argument, NULL, 'd' },
+                { "keep",      no_argument,       NULL, 'k' },
+                { "no-daemon", no_argument,       NULL, 'n' },
+                { "svmd",      required_argument, NULL, 's' },
+                {}
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        exit(EXIT_SUCCESS);
+                case 't':
+                        arg_topology = optarg;
+                        break;
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case 'd':
+                        arg_dir = optarg;
+                        break;
+                case 'k':
+                        arg_keep = true;
+                        break;
+                case 'n':
+                        arg_no_daemon = true;
+                        break;
+                case 's':
+                        arg_svmd = optarg;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+        if (!arg_topology || optind >= argc) {
+                help();
+                return -EINVAL;
+        }
+        return optind;
+}
+
+static int write_file(const char *path, const char *content) {
+        _cleanup_fclose_ FILE *f = fopen(path, "we");
+
+        if (!f)
+                return negative_errno();
+        if (fputs(content, f) < 0 || fflush(f) != 0)
+                return -EIO;
+        return 0;
+}
+
+/* dbus-daemon with a config we own: anyone may own and call; svmd authorizes. */
+static int start_bus(const char *dir, pid_t *ret_pid, char **ret_address) {
+        _cleanup_free_ char *conf = NULL, *conf_path = NULL;
+        char address[512];
+        int pipefd[2];
+        ssize_t n;
+        size_t got = 0;
+        pid_t pid;
+        int r;
+
+        if (asprintf(&conf_path, "%s/bus.conf", dir) < 0 ||
+            asprintf(&conf,
+                     "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                     " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                     "<busconfig>\n"
+                     "  <type>session</type>\n"
+                     "  <listen>unix:path=%s/bus</listen>\n"
+                     "  <auth>EXTERNAL</auth>\n"
+                     "  <policy context=\"default\">\n"
+                     "    <allow user=\"*\"/>\n"
+                     "    <allow own=\"*\"/>\n"
+                     "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
+                     "    <allow eavesdrop=\"true\"/>\n"
+                     "  </policy>\n"
+                     "</busconfig>\n", dir) < 0)
+                return -ENOMEM;
+        r = write_file(conf_path, conf);
+        if (r < 0)
+                return r;
+
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return negative_errno();
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                char fdarg[64];
+                int fd = dup(pipefd[1]); /* without O_CLOEXEC: dbus-daemon writes to it */
+
+                snprintf(fdarg, sizeof(fdarg), "--print-address=%d", fd);
+                execlp("dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", "--nosyslog", fdarg,
+                       "--config-file", conf_path, (char *) NULL);
+                fprintf(stderr, "svmd-harness: executing dbus-daemon failed: %m\n");
+                _exit(127);
+        }
+        close(pipefd[1]);
+
+        while (got < sizeof(address) - 1) {
+                n = read(pipefd[0], address + got, sizeof(address) - 1 - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                got += (size_t) n;
+                if (memchr(address, '\n', got))
+                        break;
+        }
+        close(pipefd[0]);
+        address[got] = '\0';
+        address[strcspn(address, "\n")] = '\0';
+        if (got == 0) {
+                fprintf(stderr, "svmd-harness: dbus-daemon printed no address\n");
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                return -EIO;
+        }
+
+        *ret_pid = pid;
+        *ret_address = strdup(address);
+        return *ret_address ? 0 : -ENOMEM;
+}
+
+static int setup_emulator(const char *dir) {
+        _cleanup_free_ char *error = NULL;
+        EmuTopology *topo;
+        int r;
+
+        topo = calloc(1, sizeof(EmuTopology));
+        if (!topo)
+                return -ENOMEM;
+        r = emu_topology_load(arg_topology, topo, &error);
+        if (r < 0) {
+                fprintf(stderr, "svmd-harness: %s\n", error ?: strerror(-r));
+                free(topo);
+                return r;
+        }
+        r = emu_topology_write_sysfs(topo, dir);
+        if (r >= 0)
+                r = emu_kernel_create(dir, topo, &(EmuOptions) {});
+        if (r < 0)
+                fprintf(stderr, "svmd-harness: setting up the emulator in %s failed: %s\n", dir, strerror(-r));
+        free(topo);
+        return r;
+}
+
+static int make_notify_socket(const char *dir, char **ret_path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        if ((size_t) snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", dir) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                safe_close(fd);
+                return negative_errno();
+        }
+        *ret_path = strdup(sa.sun_path);
+        return fd;
+}
+
+static int wait_ready(int notify_fd, pid_t pid) {
+        time_t deadline = time(NULL) + READY_TIMEOUT_SEC;
+        char buf[4096];
+
+        while (time(NULL) < deadline) {
+                struct pollfd p = { .fd = notify_fd, .events = POLLIN };
+                int status;
+
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        fprintf(stderr, "svmd-harness: svmd exited before it was ready (status %d)\n",
+                                WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                        return -ECHILD;
+                }
+                if (poll(&p, 1, 100) <= 0)
+                        continue;
+                ssize_t n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+                if (n <= 0)
+                        continue;
+                buf[n] = '\0';
+                for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+                        if (streq(line, "READY=1"))
+                                return 0;
+        }
+        fprintf(stderr, "svmd-harness: svmd did not report READY=1 within %d s\n", READY_TIMEOUT_SEC);
+        return -ETIMEDOUT;
+}
+
+static char *preload_value(void) {
+        const char *extra = KFDEMU_PRELOAD_EXTRA, *old = getenv("LD_PRELOAD");
+        char *v;
+
+        if (asprintf(&v, "%s%s%s%s%s", extra, extra[0] ? " " : "", KFDEMU_LIBRARY_PATH, old ? " " : "",
+                     old ?: "") < 0)
+                return NULL;
+        return v;
+}
+
+static pid_t start_svmd(const char *dir, const char *address, const char *notify_path) {
+        _cleanup_free_ char *bus_arg = NULL, *rt_arg = NULL, *conf_arg = NULL, *preload = NULL;
+        pid_t pid;
+
+        preload = preload_value();
+        if (asprintf(&bus_arg, "--bus=%s", address) < 0 || asprintf(&rt_arg, "--runtime-dir=%s/run", dir) < 0 ||
+            asprintf(&conf_arg, "--config=%s", arg_config ?: "/nonexistent/svmd.conf") < 0 || !preload)
+                return -ENOMEM;
+
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                setenv("NOTIFY_SOCKET", notify_path, 1);
+                setenv("KFDEMU_DIR", dir, 1);
+                setenv("LD_PRELOAD", preload, 1);
+                execl(arg_svmd, "svmd", bus_arg, rt_arg, conf_arg, "--log-level=debug", (char *) NULL);
+                fprintf(stderr, "svmd-harness: executing %s failed: %m\n", arg_svmd);
+                _exit(127);
+        }
+        return pid;
+}
+
+static int stop(pid_t pid, int sig, const char *what) {
+        int status;
+
+        if (pid <= 0)
+                return 0;
+        kill(pid, sig);
+        if (waitpid(pid, &status, 0) != pid)
+                return -ECHILD;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return 0;
+        if (sig == SIGKILL || (WIFSIGNALED(status) && WTERMSIG(status) == sig && sig != SIGTERM))
+                return 0;
+        fprintf(stderr, "svmd-harness: %s exited uncleanly (%s %d)\n", what,
+                WIFEXITED(status) ? "status" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        return -EPROTO;
+}
+
+static void remove_tree(const char *dir) {
+        pid_t pid = fork();
+        if (pid == 0) {
+                execlp("rm", "rm", "-rf", "--", dir, (char *) NULL);
+                _exit(127);
+        }
+        if (pid > 0)
+                waitpid(pid, NULL, 0);
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL;
+        _cleanup_close_ int notify_fd = -EBADF;
+        char tmpl[] = "/dev/shm/svmd-test.XXXXXX";
+        pid_t bus_pid = 0, svmd_pid = 0, cmd_pid;
+        int idx, r, status, ret = EXIT_FAILURE;
+        const char *dir;
+        char pidbuf[32];
+
+        idx = parse_argv(argc, argv);
+        if (idx < 0)
+                return 2;
+
+        if (arg_dir) {
+                if (mkdir(arg_dir, 0755) < 0 && errno != EEXIST) {
+                        fprintf(stderr, "svmd-harness: creating %s failed: %m\n", arg_dir);
+                        return EXIT_FAILURE;
+                }
+                dir = arg_dir;
+        } else {
+                if (!mkdtemp(tmpl)) {
+                        fprintf(stderr, "svmd-harness: mkdtemp failed: %m\n");
+                        return EXIT_FAILURE;
+                }
+                dir = tmpl;
+        }
+        /* Clients of other uids (tests with setpriv) must reach the sockets inside. */
+        (void) chmod(dir, 0755);
+
+        if (asprintf(&scratch, "%s/scratch", dir) < 0 || asprintf(&run, "%s/run", dir) < 0)
+                goto finish;
+        (void) mkdir(scratch, 0777);
+        (void) chmod(scratch, 01777);
+
+        r = setup_emulator(dir);
+        if (r < 0)
+                goto finish;
+        r = start_bus(dir, &bus_pid, &address);
+        if (r < 0) {
+                fprintf(stderr, "svmd-harness: starting dbus-daemon failed: %s\n", strerror(-r));
+                goto finish;
+        }
+
+        if (!arg_no_daemon) {
+                notify_fd = make_notify_socket(dir, &notify_path);
+                if (notify_fd < 0) {
+                        fprintf(stderr, "svmd-harness: notify socket: %s\n", strerror(-notify_fd));
+                        goto finish;
+                }
+                svmd_pid = start_svmd(dir, address, notify_path);
+                if (svmd_pid < 0 || wait_ready(notify_fd, svmd_pid) < 0) {
+                        svmd_pid = svmd_pid > 0 && waitpid(svmd_pid, NULL, WNOHANG) == 0 ? svmd_pid : 0;
+                        goto finish;
+                }
+                /* Nobody reads it from now on: closed, later notifications fail instead of blocking. */
+                notify_fd = safe_close(notify_fd);
+                (void) unlink(notify_path);
+        }
+
+        snprintf(pidbuf, sizeof(pidbuf), "%d", (int) svmd_pid);
+        setenv("SVMD_BUS_ADDRESS", address, 1);
+        setenv("SVMD_RUNTIME_DIR", run, 1);
+        setenv("SVMD_PID", pidbuf, 1);
+        setenv("KFDEMU_DIR", dir, 1);
+        setenv("SVMD_TEST_DIR", scratch, 1);
+        setenv("KFDEMU_LIBRARY", KFDEMU_LIBRARY_PATH, 1);
+
+        cmd_pid = fork();
+        if (cmd_pid < 0)
+                goto finish;
+        if (cmd_pid == 0) {
+                execvp(argv[idx], argv + idx);
+                fprintf(stderr, "svmd-harness: executing %s failed: %m\n", argv[idx]);
+                _exit(127);
+        }
+        if (waitpid(cmd_pid, &status, 0) != cmd_pid)
+                goto finish;
+        ret = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+finish:
+        if (svmd_pid > 0 && stop(svmd_pid, SIGTERM, "svmd") < 0 && ret == EXIT_SUCCESS)
+                ret = EXIT_FAILURE;
+        (void) stop(bus_pid, SIGTERM, "dbus-daemon");
+        if (!arg_keep && !arg_dir)
+                remove_tree(dir);
+        else
+                fprintf(stderr, "svmd-harness: state kept in %s\n", dir);
+        return ret;
+}

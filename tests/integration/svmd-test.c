@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "svmd-protocol.h"
+#include "svmd-test.h"
+
+static sd_bus *connect_to(const char *address, bool bus_client) {
+        sd_bus *bus = NULL;
+        int r;
+
+        r = sd_bus_new(&bus);
+        ASSERT_OK(r);
+        ASSERT_OK(sd_bus_set_address(bus, address));
+        ASSERT_OK(sd_bus_set_bus_client(bus, bus_client));
+        ASSERT_OK(sd_bus_negotiate_fds(bus, 1));
+        r = sd_bus_start(bus);
+        if (r < 0) {
+                fprintf(stderr, "connecting to %s failed: %s\n", address, strerror(-r));
+                abort();
+        }
+        return bus;
+}
+
+void test_setup(TestContext *t) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *address = getenv("SVMD_BUS_ADDRESS"), *dir = getenv("KFDEMU_DIR");
+        uint32_t id, node;
+        int r;
+
+        *t = (TestContext) {};
+        if (!address || !dir) {
+                fprintf(stderr, "run this test under svmd-harness\n");
+                exit(2);
+        }
+        ASSERT_OK(sd_bus_error_add_map(svmd_error_map));
+        t->bus = connect_to(address, true);
+        ASSERT_OK(emu_kernel_attach(dir, &t->emu));
+
+        r = test_call(t->bus, "ListGpus", &error, &reply, "");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(uusstttq)"));
+        while ((r = sd_bus_message_read(reply, "(uusstttq)", &id, &node, NULL, NULL, NULL, NULL, NULL, NULL)) > 0) {
+                ASSERT_TRUE(t->n_gpus < TEST_MAX_GPUS);
+                t->gpus[t->n_gpus++] = id;
+        }
+        ASSERT_OK(r);
+        sd_bus_error_free(&error);
+}
+
+void test_teardown(TestContext *t) {
+        sd_bus_flush_close_unref(t->bus);
+        sd_bus_flush_close_unref(t->direct);
+        emu_kernel_detach(t->emu);
+        *t = (TestContext) {};
+}
+
+sd_bus *test_direct(TestContext *t) {
+        char address[4096];
+
+        if (!t->direct) {
+                snprintf(address, sizeof(address), "unix:path=%s/io.socket", getenv("SVMD_RUNTIME_DIR"));
+                t->direct = connect_to(address, false);
+        }
+        return t->direct;
+}
+
+int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
+              ...) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *rep = NULL;
+        va_list ap;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                           member);
+        ASSERT_OK(r);
+        va_start(ap, types);
+        r = sd_bus_message_appendv(m, types, ap);
+        va_end(ap);
+        ASSERT_OK(r);
+        r = sd_bus_call(bus, m, 30 * 1000 * 1000ULL, error, &rep);
+        if (r >= 0 && reply)
+                *reply = TAKE_PTR(rep);
+        return r;
+}
+
+static void strip_counters(json_t *v) {
+        if (!json_is_object(v))
+                return;
+        json_object_del(v, "ioctls");
+        json_object_del(v, "ioctls_unknown");
+        json_object_del(v, "faults");
+}
+
+char *test_dump(TestContext *t) {
+        json_t *v = NULL;
+        char *s;
+
+        ASSERT_OK(emu_kernel_dump(t->emu, &v));
+        strip_counters(v);
+        s = json_dumps(v, JSON_SORT_KEYS | JSON_INDENT(1));
+        json_decref(v);
+        ASSERT_TRUE(s);
+        return s;
+}
+
+uint64_t test_ioctl_count(TestContext *t, const char *name) {
+        json_t *v = NULL, *c;
+        uint64_t n = 0;
+
+        ASSERT_OK(emu_kernel_dump(t->emu, &v));
+        c = json_object_get(json_object_get(v, "ioctls"), name);
+        if (json_is_integer(c))
+                n = (uint64_t) json_integer_value(c);
+        json_decref(v);
+        return n;
+}
+
+void test_fault(TestContext *t, const char *fmt, ...) {
+        _cleanup_free_ char *spec = NULL, *error = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&spec, fmt, ap);
+        va_end(ap);
+        ASSERT_TRUE(r >= 0);
+        r = emu_kernel_fault_add(t->emu, spec, &error);
+        if (r < 0) {
+                fprintf(stderr, "fault '%s': %s\n", spec, error ?: strerror(-r));
+                abort();
+        }
+}
+
+uint64_t test_faults_fired(TestContext *t) {
+        json_t *v = NULL, *f;
+        uint64_t n = 0;
+        size_t i;
+
+        ASSERT_OK(emu_kernel_dump(t->emu, &v));
+        json_array_foreach(json_object_get(v, "faults"), i, f)
+                n += (uint64_t) json_integer_value(json_object_get(f, "fired"));
+        json_decref(v);
+        return n;
+}
+
+void test_fault_clear(TestContext *t) {
+        ASSERT_OK(emu_kernel_fault_clear(t->emu));
+}
+
+char *test_list_ranges(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+        uint64_t id, va, size_, flags;
+        const char *domain, *label, *state;
+        uint32_t home, owner;
+        int r;
+
+        r = test_call(bus, "ListRanges", &error, &reply, "a{sv}", 1, "limit", "t", (uint64_t) 4096);
+        ASSERT_BUS_OK(r, &error);
+        f = open_memstream(&buf, &size);
+        ASSERT_TRUE(f);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ttttsuausus)"));
+        while ((r = sd_bus_message_enter_container(reply, 'r', "ttttsuausus")) > 0) {
+                const uint32_t *mapped;
+                size_t n;
+
+                ASSERT_OK(sd_bus_message_read(reply, "ttttsu", &id, &va, &size_, &flags, &domain, &home));
+                ASSERT_OK(sd_bus_message_read_array(reply, 'u', (const void **) &mapped, &n));
+                ASSERT_OK(sd_bus_message_read(reply, "sus", &label, &owner, &state));
+                fprintf(f, "%" PRIu64 " 0x%" PRIx64 " %" PRIu64 " %" PRIu64 " %s %u [", id, va, size_, flags, domain,
+                        home);
+                for (size_t i = 0; i < n / sizeof(uint32_t); i++)
+                        fprintf(f, " 0x%x", mapped[i]);
+                fprintf(f, " ] '%s' %u %s\n", label, owner, state);
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+        }
+        ASSERT_OK(r);
+        fclose(f);
+        sd_bus_error_free(&error);
+        return buf;
+}

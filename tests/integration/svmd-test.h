@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Helpers for integration tests run under svmd-harness: a bus connection to
+ * the daemon, method calls with a{sv} options, the GPU list, and the
+ * emulator's kernel-side state to prove nothing leaked.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+
+#include "emu-kernel.h"
+#include "macro.h"
+#include "unit-assert.h"
+
+#define TEST_MAX_GPUS 64
+
+typedef struct TestContext {
+        sd_bus *bus;            /* the private bus */
+        sd_bus *direct;         /* io.socket, connected on first use */
+        EmuKernel *emu;
+        uint32_t gpus[TEST_MAX_GPUS];
+        size_t n_gpus;
+} TestContext;
+
+/* Connect and read ListGpus; aborts on failure (the harness set everything up). */
+void test_setup(TestContext *t);
+void test_teardown(TestContext *t);
+sd_bus *test_direct(TestContext *t);
+
+/*
+ * Call org.svmd1.Manager.<member> with arguments per sd_bus_message_append
+ * conventions. Returns 0 or the negative errno of the error; *error holds the
+ * D-Bus error (caller frees). *reply may be NULL.
+ */
+int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
+              ...);
+
+/* The emulator's state as canonical JSON with the counters (ioctls, faults) left out. */
+char *test_dump(TestContext *t);
+/* The number of calls of each KFD ioctl so far (e.g. "MAP_MEMORY_TO_GPU"). */
+uint64_t test_ioctl_count(TestContext *t, const char *name);
+
+/* Arm a fault (kfdemu-ctl syntax); aborts on a bad spec. */
+void test_fault(TestContext *t, const char *fmt, ...) _printf_(2, 3);
+void test_fault_clear(TestContext *t);
+/* How often the armed faults fired so far, summed. */
+uint64_t test_faults_fired(TestContext *t);
+
+/* ListRanges as a canonical string, for before/after comparisons of the daemon's tables. */
+char *test_list_ranges(sd_bus *bus);
+
+/* Assert that a call failed with the given D-Bus error name (and print its message). */
+#define ASSERT_BUS_ERROR(r, error, ename)                                                        \
+        do {                                                                                    \
+                if ((r) >= 0 || !sd_bus_error_has_name((error), (ename))) {                      \
+                        fprintf(stderr, "%s:%d: %s: expected %s, got r=%d %s: %s\n", __FILE__,  \
+                                __LINE__, __func__, (ename), (int) (r),                          \
+                                (error)->name ?: "(none)", (error)->message ?: "");             \
+                        abort();                                                                \
+                }                                                                               \
+        } while (0)
+
+#define ASSERT_BUS_OK(r, error)                                                                 \
+        do {                                                                                    \
+                if ((r) < 0) {                                                                  \
+                        fprintf(stderr, "%s:%d: %s: call failed: r=%d %s: %s\n", __FILE__,      \
+                                __LINE__, __func__, (int) (r), (error)->name ?: "(none)",       \
+                                (error)->message ?: "");                                        \
+                        abort();                                                                \
+                }                                                                               \
+        } while (0)
