@@ -16,6 +16,9 @@
  *   KFDEMU_DIR         the emulator's state (kfdemu-ctl --dir, emu_kernel_attach)
  *   SVMD_TEST_DIR      a scratch directory
  *
+ * With --emulate-command, CMD itself also runs on the emulated node (it gets
+ * the emulator preloaded, e.g. to open /dev/kfd as a client would).
+ *
  * and finally stops svmd with SIGTERM. The exit status is CMD's, or failure if
  * svmd did not exit cleanly (e.g. a sanitizer report).
  */
@@ -47,10 +50,12 @@ static const char *arg_config;
 static const char *arg_dir;
 static bool arg_keep;
 static bool arg_no_daemon;
+static bool arg_emulate_command;
 static const char *arg_svmd = SVMD_HARNESS_SVMD;
 
 static void help(void) {
-        printf("Usage: svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] [--no-daemon] -- CMD…\n"
+        printf("Usage: svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] [--no-daemon]\n"
+               "                    [--emulate-command] -- CMD…\n"
                "Run CMD against svmd on a private bus and an emulated node.\n");
 }
 
@@ -63,6 +68,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "keep",      no_argument,       NULL, 'k' },
                 { "no-daemon", no_argument,       NULL, 'n' },
                 { "svmd",      required_argument, NULL, 's' },
+                { "emulate-command", no_argument, NULL, 'e' },
                 {}
         };
         int c;
@@ -89,6 +95,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case 's':
                         arg_svmd = optarg;
+                        break;
+                case 'e':
+                        arg_emulate_command = true;
                         break;
                 default:
                         return -EINVAL;
@@ -380,6 +389,12 @@ int main(int argc, char *argv[]) {
         if (cmd_pid < 0)
                 goto finish;
         if (cmd_pid == 0) {
+                if (arg_emulate_command) {
+                        char *preload = preload_value();
+                        if (!preload)
+                                _exit(127);
+                        setenv("LD_PRELOAD", preload, 1);
+                }
                 execvp(argv[idx], argv + idx);
                 fprintf(stderr, "svmd-harness: executing %s failed: %m\n", argv[idx]);
                 _exit(127);
