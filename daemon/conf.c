@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,8 +18,17 @@ void config_init_defaults(Config *c) {
                 .va_base = CONFIG_DEFAULT_VA_BASE,
                 .va_size = CONFIG_DEFAULT_VA_SIZE,
                 .default_policy = CACHE_POLICY_NONCOHERENT,
-                .alternate_policy = CACHE_POLICY_COHERENT,
+                .limit_persistent_ranges = CONFIG_DEFAULT_PERSISTENT_RANGES,
+                .limit_ranges_per_client = CONFIG_DEFAULT_RANGES_PER_CLIENT,
+                .limit_tokens_per_client = CONFIG_DEFAULT_TOKENS_PER_CLIENT,
         };
+}
+
+void config_done(Config *c) {
+        for (size_t i = 0; i < c->n_quotas; i++)
+                free(c->quotas[i].pattern);
+        free(c->quotas);
+        config_init_defaults(c);
 }
 
 typedef struct ParseContext {
@@ -148,7 +158,7 @@ static int parse_policy_name(const ParseContext *p, const char *key, json_t *v, 
 }
 
 static int parse_memory_policy(const ParseContext *p, json_t *obj, Config *c) {
-        static const char *const keys[] = { "default", "alternate", "mfma-high-precision", NULL };
+        static const char *const keys[] = { "default", "mfma-high-precision", NULL };
         json_t *v;
         int r;
 
@@ -161,9 +171,6 @@ static int parse_memory_policy(const ParseContext *p, json_t *obj, Config *c) {
         v = json_object_get(obj, "default");
         if (v && (r = parse_policy_name(p, "default", v, &c->default_policy)) < 0)
                 return r;
-        v = json_object_get(obj, "alternate");
-        if (v && (r = parse_policy_name(p, "alternate", v, &c->alternate_policy)) < 0)
-                return r;
         v = json_object_get(obj, "mfma-high-precision");
         if (v) {
                 if (!json_is_boolean(v))
@@ -173,8 +180,114 @@ static int parse_memory_policy(const ParseContext *p, json_t *obj, Config *c) {
         return 0;
 }
 
+static int parse_count(const ParseContext *p, const char *key, json_t *v, uint64_t *ret) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return fail(p, -EINVAL, key, "\"%s\" must be a non-negative integer", key);
+        *ret = (uint64_t) json_integer_value(v);
+        return 0;
+}
+
+static int parse_limits_object(const ParseContext *p, json_t *obj, const char *where, QuotaLimits *ret) {
+        static const char *const keys[] = { "match", "vram", "vram-per-gpu", "host", "ranges", NULL };
+        QuotaLimits l = { QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED };
+        json_t *v;
+        int r;
+
+        r = check_keys(p, obj, where, keys);
+        if (r < 0)
+                return r;
+        if ((v = json_object_get(obj, "vram")) && (r = parse_size_value(p, "vram", v, &l.vram)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "vram-per-gpu")) && (r = parse_size_value(p, "vram-per-gpu", v, &l.vram_per_gpu)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "host")) && (r = parse_size_value(p, "host", v, &l.host)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "ranges")) && (r = parse_count(p, "ranges", v, &l.ranges)) < 0)
+                return r;
+        *ret = l;
+        return 0;
+}
+
+static int parse_match(const ParseContext *p, json_t *m, QuotaRule *rule) {
+        const char *key;
+        json_t *v;
+
+        if (!json_is_object(m) || json_object_size(m) != 1)
+                return fail(p, -EINVAL, "match", "\"match\" must be an object with exactly one of \"uid\", \"unit\", \"cgroup\"");
+        key = json_object_iter_key(json_object_iter(m));
+        v = json_object_iter_value(json_object_iter(m));
+        if (streq(key, "uid")) {
+                if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (json_int_t) UINT32_MAX)
+                        return fail(p, -EINVAL, "uid", "\"uid\" must be a user id");
+                rule->match = QUOTA_MATCH_UID;
+                rule->uid = (uid_t) json_integer_value(v);
+                return 0;
+        }
+        if (streq(key, "unit") || streq(key, "cgroup")) {
+                if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 1024)
+                        return fail(p, -EINVAL, key, "\"%s\" must be a non-empty string", key);
+                if (streq(key, "cgroup") && json_string_value(v)[0] != '/')
+                        return fail(p, -EINVAL, key, "\"cgroup\" must be an absolute cgroup path prefix, like \"/machine.slice/\"");
+                rule->match = streq(key, "unit") ? QUOTA_MATCH_UNIT : QUOTA_MATCH_CGROUP;
+                rule->pattern = strdup(json_string_value(v));
+                return rule->pattern ? 0 : -ENOMEM;
+        }
+        return fail(p, -EINVAL, key, "unknown key \"%s\" in \"match\"; use \"uid\", \"unit\" or \"cgroup\"", key);
+}
+
+static int parse_quotas(const ParseContext *p, json_t *arr, Config *c) {
+        size_t i;
+        json_t *e;
+        int r;
+
+        if (!json_is_array(arr))
+                return fail(p, -EINVAL, "quotas", "\"quotas\" must be an array");
+        if (json_array_size(arr) > 4096)
+                return fail(p, -EINVAL, "quotas", "\"quotas\" has more than 4096 entries");
+        c->quotas = calloc(json_array_size(arr) ?: 1, sizeof(QuotaRule));
+        if (!c->quotas)
+                return -ENOMEM;
+        json_array_foreach(arr, i, e) {
+                QuotaRule *rule = &c->quotas[c->n_quotas];
+                char where[64];
+
+                if (!json_is_object(e))
+                        return fail(p, -EINVAL, "quotas", "entry %zu of \"quotas\" must be an object", i);
+                if (!json_object_get(e, "match"))
+                        return fail(p, -EINVAL, "quotas", "entry %zu of \"quotas\" has no \"match\"", i);
+                snprintf(where, sizeof(where), "entry %zu of \"quotas\"", i);
+                r = parse_limits_object(p, e, where, &rule->limits);
+                if (r < 0)
+                        return r;
+                r = parse_match(p, json_object_get(e, "match"), rule);
+                if (r < 0)
+                        return r;
+                c->n_quotas++;
+        }
+        return 0;
+}
+
+static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
+        static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client", NULL };
+        json_t *v;
+        int r;
+
+        if (!json_is_object(obj))
+                return fail(p, -EINVAL, "limits", "\"limits\" must be an object");
+        r = check_keys(p, obj, "\"limits\"", keys);
+        if (r < 0)
+                return r;
+        if ((v = json_object_get(obj, "persistent-ranges")) && (r = parse_count(p, "persistent-ranges", v, &c->limit_persistent_ranges)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "ranges-per-client")) && (r = parse_count(p, "ranges-per-client", v, &c->limit_ranges_per_client)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "tokens-per-client")) && (r = parse_count(p, "tokens-per-client", v, &c->limit_tokens_per_client)) < 0)
+                return r;
+        return 0;
+}
+
 static int parse_root(const ParseContext *p, json_t *root, Config *c) {
-        static const char *const keys[] = { "va-window", "memory-policy", NULL };
+        static const char *const keys[] = { "va-window", "memory-policy", "quotas", "default-quota", "limits", NULL };
         json_t *v;
         int r;
 
@@ -189,6 +302,23 @@ static int parse_root(const ParseContext *p, json_t *root, Config *c) {
                 return r;
         v = json_object_get(root, "memory-policy");
         if (v && (r = parse_memory_policy(p, v, c)) < 0)
+                return r;
+        v = json_object_get(root, "quotas");
+        if (v && (r = parse_quotas(p, v, c)) < 0)
+                return r;
+        v = json_object_get(root, "default-quota");
+        if (v) {
+                if (!json_is_object(v))
+                        return fail(p, -EINVAL, "default-quota", "\"default-quota\" must be an object");
+                if (json_object_get(v, "match"))
+                        return fail(p, -EINVAL, "match", "\"default-quota\" takes no \"match\"");
+                r = parse_limits_object(p, v, "\"default-quota\"", &c->default_quota);
+                if (r < 0)
+                        return r;
+                c->has_default_quota = true;
+        }
+        v = json_object_get(root, "limits");
+        if (v && (r = parse_limits(p, v, c)) < 0)
                 return r;
         return 0;
 }
@@ -206,8 +336,10 @@ static int config_from_json(const ParseContext *p, json_t *root, json_error_t *j
 
         config_init_defaults(&c);
         r = parse_root(p, root, &c);
-        if (r < 0)
+        if (r < 0) {
+                config_done(&c);
                 return r;
+        }
         *ret = c;
         return 0;
 }

@@ -8,7 +8,9 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define CONFIG_DEFAULT_VA_BASE UINT64_C(0x400000000000)
 #define CONFIG_DEFAULT_VA_SIZE (UINT64_C(16) << 40)
@@ -18,17 +20,56 @@ typedef enum CachePolicy {
         CACHE_POLICY_NONCOHERENT = 1,
 } CachePolicy;
 
+/* UINT64_MAX: no limit (a missing key); 0 allows nothing. */
+#define QUOTA_UNLIMITED UINT64_MAX
+
+typedef struct QuotaLimits {
+        uint64_t vram;          /* bytes of VRAM over all GPUs */
+        uint64_t vram_per_gpu;  /* bytes of VRAM on any one GPU */
+        uint64_t host;          /* bytes of GTT and host memory */
+        uint64_t ranges;        /* number of ranges */
+} QuotaLimits;
+
+typedef enum QuotaMatch {
+        QUOTA_MATCH_UID,
+        QUOTA_MATCH_UNIT,       /* fnmatch() glob over the caller's systemd unit */
+        QUOTA_MATCH_CGROUP,     /* prefix of the caller's cgroup path */
+        _QUOTA_MATCH_MAX,
+} QuotaMatch;
+
+typedef struct QuotaRule {
+        QuotaMatch match;
+        uid_t uid;
+        char *pattern;          /* unit glob or cgroup prefix */
+        QuotaLimits limits;
+} QuotaRule;
+
+#define CONFIG_DEFAULT_PERSISTENT_RANGES 16384U
+#define CONFIG_DEFAULT_RANGES_PER_CLIENT 65536U
+#define CONFIG_DEFAULT_TOKENS_PER_CLIENT 256U
+
 typedef struct Config {
         uint64_t va_base;
         uint64_t va_size;
 
         /* SET_MEMORY_POLICY, applied where the GPU generation needs it */
         CachePolicy default_policy;
-        CachePolicy alternate_policy;
         bool mfma_high_precision;       /* gfx 9.4/9.5 misc_process_flag, interface 1.18+ */
+
+        /* The first matching rule applies, in the order written. */
+        QuotaRule *quotas;
+        size_t n_quotas;
+        bool has_default_quota;
+        QuotaLimits default_quota;      /* for callers no rule matches (root excepted) */
+
+        uint64_t limit_persistent_ranges;
+        uint64_t limit_ranges_per_client;
+        uint64_t limit_tokens_per_client;
 } Config;
 
 void config_init_defaults(Config *c);
+/* Free what a loaded Config owns; it is left with defaults. */
+void config_done(Config *c);
 
 /*
  * Load path into *ret. -ENOENT is returned as is (the caller decides whether a

@@ -11,6 +11,7 @@
 #include <systemd/sd-event.h>
 #include <systemd/sd-id128.h>
 
+#include "client.h"
 #include "direct.h"
 #include "log.h"
 #include "manager.h"
@@ -41,8 +42,10 @@ static Peer *peer_free(Peer *p) {
                 p->server->peers = p->next;
         if (p->next)
                 p->next->prev = p->prev;
-        if (p->server)
+        if (p->server) {
                 p->server->n_peers--;
+                manager_direct_peer_closed(p->server->manager, p->bus);
+        }
         sd_bus_flush_close_unref(p->bus);
         free(p);
         return NULL;

@@ -11,10 +11,14 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "client.h"
 #include "conf.h"
 #include "direct.h"
 #include "gpu.h"
 #include "log.h"
+#include "polkit.h"
+#include "quota.h"
+#include "str-table.h"
 #include "manager.h"
 #include "range.h"
 #include "request-cache.h"
@@ -76,15 +80,36 @@ static void free_all_ranges(Manager *m) {
         m->ranges_tail = NULL;
 }
 
+static void free_all_clients(Manager *m) {
+        StrTableIter it = {};
+        void *v;
+
+        if (!m->clients)
+                return;
+        /* client_free() removes itself from the table: restart the walk each time. */
+        while (str_table_iterate(m->clients, &it, NULL, &v)) {
+                client_free(v);
+                it = (StrTableIter) {};
+        }
+}
+
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
-        direct_server_free(m->direct);
-        sd_bus_flush_close_unref(m->bus);
+        /* The kernel objects die with the process; here only memory is released, ranges first
+         * (they reference identities and clients). */
         free_all_ranges(m);
+        direct_server_free(m->direct);
+        free_all_clients(m);
+        sd_bus_flush_close_unref(m->bus);
         id_table_free(m->ranges);
         id_table_free(m->ranges_by_va);
+        str_table_free(m->clients);
+        str_table_free(m->tokens);
+        str_table_free(m->identities);
+        quota_table_free(m->quotas);
+        polkit_registry_free(m->polkit);
         request_cache_free(m->requests);
         va_space_free(m->va);
         for (size_t i = 0; i < m->n_gpus; i++)
@@ -100,6 +125,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->sighup);
         sd_event_unref(m->event);
 
+        config_done(&m->config);
         free(m->config_path);
         free(m->runtime_dir);
         free(m->bus_address);
@@ -144,7 +170,13 @@ int manager_reload(Manager *m, char **ret_error) {
                 log_warning("The SVM window changed in %s; it takes effect at the next start.", m->config_path);
         c.va_base = m->config.va_base;
         c.va_size = m->config.va_size;
+        config_done(&m->config);
         m->config = c;
+
+        /* Limits changed: every caller's scope, and the usage charged to it, follows the new rules. */
+        r = manager_rescope(m);
+        if (r < 0)
+                return log_error_errno(r, "Applying the new quotas failed: %m");
         log_info("Configuration reloaded from %s.", m->config_path);
         return 0;
 }
@@ -218,6 +250,34 @@ void manager_emit_range_freed(Manager *m, uint64_t id) {
         manager_foreach_bus(m, emit_freed, &(EmitRange) { .id = id });
 }
 
+typedef struct EmitQuota {
+        const char *scope, *resource;
+} EmitQuota;
+
+static void emit_quota(sd_bus *bus, void *userdata) {
+        EmitQuota *e = userdata;
+        int r = sd_bus_emit_signal(bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "QuotaExceeded", "ss",
+                                   e->scope, e->resource);
+        if (r < 0)
+                log_debug_errno(r, "Emitting QuotaExceeded failed, ignoring: %m");
+}
+
+void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *resource) {
+        manager_foreach_bus(m, emit_quota, &(EmitQuota) { .scope = scope, .resource = resource });
+}
+
+static void emit_gpu_lost(sd_bus *bus, void *userdata) {
+        int r = sd_bus_emit_signal(bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "GpuLost", "u",
+                                   *(uint32_t *) userdata);
+        if (r < 0)
+                log_debug_errno(r, "Emitting GpuLost failed, ignoring: %m");
+}
+
+void manager_emit_gpu_lost(Manager *m, uint32_t gpu_id) {
+        log_fields(LOG_ERR, &((LogFields) { .gpu_id = gpu_id }), "GPU 0x%x is lost (its VM is gone).", gpu_id);
+        manager_foreach_bus(m, emit_gpu_lost, &gpu_id);
+}
+
 typedef struct EmitProps {
         const char *path, *interface;
         const char *const *properties;
@@ -242,9 +302,10 @@ static void send_status(Manager *m) {
         for (size_t i = 0; i < m->n_gpus; i++)
                 mapped += m->gpus[i]->bytes_mapped;
 
-        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped%s",
+        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s",
                           m->n_gpus, m->ranges ? id_table_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
-                          FORMAT_BYTES(mapped), m->n_degraded > 0 ? ", repairing degraded ranges" : "");
+                          FORMAT_BYTES(mapped), m->clients ? str_table_size(m->clients) : 0,
+                          m->n_degraded > 0 ? ", repairing degraded ranges" : "");
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -562,6 +623,21 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = request_cache_new(&m->requests, REQUEST_CACHE_ENTRIES);
+        if (r < 0)
+                return r;
+        r = str_table_new(&m->clients);
+        if (r < 0)
+                return r;
+        r = str_table_new(&m->identities);
+        if (r < 0)
+                return r;
+        r = str_table_new(&m->tokens);
+        if (r < 0)
+                return r;
+        r = quota_table_new(&m->quotas);
+        if (r < 0)
+                return r;
+        r = polkit_registry_new(&m->polkit);
         if (r < 0)
                 return r;
 

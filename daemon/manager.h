@@ -20,6 +20,9 @@
 #include "va-space.h"
 
 typedef struct Gpu Gpu;
+typedef struct StrTable StrTable;
+typedef struct QuotaTable QuotaTable;
+typedef struct PolkitRegistry PolkitRegistry;
 typedef struct Range Range;
 typedef struct RequestCache RequestCache;
 typedef struct DirectServer DirectServer;
@@ -64,6 +67,12 @@ typedef struct Manager {
         size_t n_degraded;
 
         RequestCache *requests;
+        StrTable *clients;              /* bus unique name / "direct:<peer>" → Client */
+        StrTable *identities;           /* → Identity */
+        StrTable *tokens;               /* share token → Token */
+        QuotaTable *quotas;
+        PolkitRegistry *polkit;
+        uint64_t n_persistent;
 
         sd_event_source *repair_timer;
         sd_event_source *status_timer;
@@ -101,6 +110,9 @@ void manager_emit_properties_changed(Manager *m, const char *path, const char *i
 void manager_schedule_repair(Manager *m);
 
 void manager_update_status(Manager *m);
+
+void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *resource);
+void manager_emit_gpu_lost(Manager *m, uint32_t gpu_id);
 
 /* Run fn on every bus connection (the bus and each direct peer); used to emit signals. */
 void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "bus-util.h"
+#include "client.h"
 #include "gpu.h"
 #include "manager.h"
 #include "range.h"
@@ -113,7 +114,25 @@ static int property_get_owner(sd_bus *bus, const char *path, const char *interfa
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Range *r = userdata;
 
-        return sd_bus_message_append(reply, "(us)", (uint32_t) r->owner_uid, "");
+        return sd_bus_message_append(reply, "(us)", r->owner ? (uint32_t) r->owner->uid : UINT32_MAX,
+                                     r->owner ? r->owner->unit : "");
+}
+
+static int property_get_holders(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+        int k;
+
+        k = sd_bus_message_open_container(reply, 'a', "(us)");
+        if (k < 0)
+                return k;
+        for (Hold *h = r->holds; h; h = h->range_next) {
+                k = sd_bus_message_append(reply, "(us)", (uint32_t) h->client->identity->uid,
+                                          h->client->identity->unit);
+                if (k < 0)
+                        return k;
+        }
+        return sd_bus_message_close_container(reply);
 }
 
 static int property_get_persistent(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -140,6 +159,7 @@ const sd_bus_vtable range_vtable[] = {
         SD_BUS_PROPERTY("MappedGpus", "au", property_get_mapped_gpus, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Flags", "as", property_get_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Owner", "(us)", property_get_owner, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Holders", "a(us)", property_get_holders, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Label", "s", property_get_label, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Persistent", "b", property_get_persistent, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

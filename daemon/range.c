@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "bus-util.h"
+#include "client.h"
 #include "gpu.h"
 #include "kfd-ioctl.h"
 #include "kfd-uapi.h"
@@ -148,6 +150,11 @@ void range_account(Range *r, int sign) {
         Gpu *g = m->gpus[r->home];
         uint64_t *counter = r->domain == RANGE_DOMAIN_VRAM ? &g->vram_allocated : &g->gtt_allocated;
 
+        if (r->owner)
+                usage_add(&r->owner->scope->usage, r->domain == RANGE_DOMAIN_VRAM, r->home, r->size, sign);
+        if (r->persistent)
+                m->n_persistent = sign > 0 ? m->n_persistent + 1 : m->n_persistent - 1;
+
         if (sign > 0) {
                 *counter += r->size;
                 m->bytes_allocated += r->size;
@@ -177,10 +184,56 @@ void range_account_mapping(Range *r, uint64_t mask, int sign) {
 
 /* ---- validation: nothing here changes state ---- */
 
-int range_validate_spec(Manager *m, const RangeSpec *spec, const uint64_t *extra_vram, sd_bus_error *error) {
+static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRequest *pending,
+                       sd_bus_error *error) {
+        QuotaRequest req = *pending;
+        const char *resource = NULL;
+        const char *scope = spec->owner ? spec->owner->scope->key : "?";
+        int k;
+
+        req.ranges++;
+        if (spec->persistent)
+                req.persistent++;
+        if (spec->domain == RANGE_DOMAIN_VRAM) {
+                req.vram += size;
+                req.vram_per_gpu[spec->home] += size;
+        } else
+                req.host += size;
+
+        if (spec->owner) {
+                k = quota_check(m, spec->owner->scope, &req, &resource, error);
+                if (k < 0) {
+                        manager_emit_quota_exceeded(m, scope, resource);
+                        return k;
+                }
+        }
+        if (spec->client && spec->client->n_ranges + req.ranges > m->config.limit_ranges_per_client) {
+                manager_emit_quota_exceeded(m, scope, "ranges-per-client");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "This connection owns %" PRIu64 " ranges; at most %" PRIu64 " are allowed per client.",
+                                         spec->client->n_ranges, m->config.limit_ranges_per_client);
+        }
+        if (req.persistent > 0 && m->n_persistent + req.persistent > m->config.limit_persistent_ranges) {
+                manager_emit_quota_exceeded(m, scope, "persistent-ranges");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "The node keeps %" PRIu64 " persistent ranges, the configured maximum is %" PRIu64
+                                         " (limits.persistent-ranges); free some or allocate without \"persistent\".",
+                                         m->n_persistent, m->config.limit_persistent_ranges);
+        }
+
+        *pending = req;
+        return 0;
+}
+
+int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending, sd_bus_error *error) {
         Gpu *home = m->gpus[spec->home];
+        QuotaRequest none = {};
         VaSpaceStats stats;
         uint64_t size, need;
+        int k;
+
+        if (!pending)
+                pending = &none;
 
         if (spec->size == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The size must not be 0.");
@@ -228,7 +281,7 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, const uint64_t *extra
                         return sd_bus_error_setf(error, SVMD_ERROR_KERNEL,
                                                  "Querying free VRAM of GPU 0x%x failed: %s.", home->gpu_id,
                                                  strerror(-r));
-                need = size + (extra_vram ? extra_vram[spec->home] : 0);
+                need = size + pending->vram_per_gpu[spec->home];
                 if (need > avail)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
                                                  "GPU 0x%x has %s of VRAM free; %s requested.", home->gpu_id,
@@ -247,6 +300,11 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, const uint64_t *extra
                                          "The SVM window has no free range of %s (largest free range: %s).",
                                          FORMAT_BYTES(size), FORMAT_BYTES(stats.largest_hole));
         (void) need; /* best fit may still succeed with less slack; va_space_alloc decides */
+
+        /* Last, so that a refusal for another reason does not count as a quota event. */
+        k = check_quota(m, spec, size, pending, error);
+        if (k < 0)
+                return k;
         return 0;
 }
 
@@ -366,6 +424,12 @@ static void host_unmap_window(Range *r) {
 Range *range_free_struct(Range *r) {
         if (!r)
                 return NULL;
+        while (r->tokens)
+                token_free(r->manager, r->tokens);
+        while (r->holds)
+                hold_free(r->holds);
+        client_remove_range(r);
+        identity_unref(r->manager, r->owner);
         if (r->pieces != &r->inline_piece)
                 free(r->pieces);
         safe_close(r->memfd);
@@ -582,7 +646,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 .domain = spec->domain,
                 .persistent = spec->persistent,
                 .memfd = -EBADF,
-                .owner_uid = spec->owner_uid,
+                .owner = identity_ref(spec->owner),
         };
         if (spec->label) {
                 r->label = strdup(spec->label);
@@ -622,6 +686,8 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 (void) va_space_release(m->va, r->va, NULL);
                 return k;
         }
+        if (spec->client)
+                client_add_range(spec->client, r); /* undone with the struct: range_free_struct() */
         k = add_undo(t, undo_unregister, r, 0, 0, "unregister");
         if (k < 0)
                 return k;
@@ -772,9 +838,50 @@ int range_release_kernel(Range *r, uint32_t *ret_failed_gpu) {
         return 0;
 }
 
+int range_export_fd(Range *r, bool read_only, int *ret_fd, sd_bus_error *error) {
+        Manager *m = r->manager;
+        const char *needed;
+        char path[64];
+        int fd, k;
+
+        if (r->n_pieces > 1 || r->pieces[0].source)
+                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                         "Range %" PRIu64 " is a batch range; share its host ranges instead.", r->id);
+
+        if (r->domain == RANGE_DOMAIN_HOST) {
+                /* A new open file description: read-only where asked, independent of ours. */
+                snprintf(path, sizeof(path), "/proc/self/fd/%d", r->memfd);
+                fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+                if (fd < 0)
+                        return sd_bus_error_setf(error, SVMD_ERROR_KERNEL,
+                                                 "Opening the memory of range %" PRIu64 " failed: %m.", r->id);
+                *ret_fd = fd;
+                return 0;
+        }
+
+        if (read_only)
+                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                         "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
+                                         range_domain_to_string(r->domain));
+        if (kfd_device_require_feature(m->kfd, KFD_FEATURE_EXPORT_DMABUF, &needed) < 0)
+                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                         "Exporting VRAM and GTT needs KFD interface %s; this kernel has %u.%u.", needed,
+                                         m->kfd_major, m->kfd_minor);
+        k = kfd_export_dmabuf(m->kfd_fd, r->pieces[0].handle, O_RDWR, &fd);
+        if (k < 0)
+                return sd_bus_error_setf(error, k == -EMFILE || k == -ENFILE ? SVMD_ERROR_OUT_OF_MEMORY : SVMD_ERROR_KERNEL,
+                                         "Exporting range %" PRIu64 " failed: %s.", r->id, strerror(-k));
+        *ret_fd = fd;
+        return 0;
+}
+
 int range_repair(Range *r) {
         uint64_t want = r->want_gone ? 0 : r->want_mapped;
         int k;
+
+        /* Batch pieces still use its pages: the window must stay mapped until they are gone. */
+        if (r->want_gone && r->n_batch_users > 0)
+                return -EBUSY;
 
         for (uint32_t i = 0; i < r->n_pieces; i++) {
                 RangePiece *p = &r->pieces[i];

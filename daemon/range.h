@@ -18,9 +18,15 @@
 
 #include <systemd/sd-bus.h>
 
+#include "quota.h"
+
 typedef struct Manager Manager;
 typedef struct Transaction Transaction;
 typedef struct Range Range;
+typedef struct Identity Identity;
+typedef struct Client Client;
+typedef struct Hold Hold;
+typedef struct Token Token;
 
 typedef enum RangeDomain {
         RANGE_DOMAIN_VRAM,
@@ -81,10 +87,16 @@ struct Range {
         bool want_gone;         /* degraded: repair frees it */
         uint64_t want_mapped;   /* degraded: where repair is heading */
 
+        bool owner_detached;    /* freed by its owner while holders remain */
         int memfd;              /* host: the backing; -EBADF otherwise */
         uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
-        uid_t owner_uid;
         char *label;
+
+        Identity *owner;        /* charged for it; kept while the range lives */
+        Client *client;         /* the connection that owns it, NULL once gone */
+        Range *client_prev, *client_next;
+        Hold *holds;            /* Attach references */
+        Token *tokens;          /* Share tokens */
 };
 
 const char *range_domain_to_string(RangeDomain d);
@@ -111,19 +123,21 @@ typedef struct RangeSpec {
         uint64_t alignment;     /* 0: default */
         const char *label;      /* may be NULL */
         bool persistent;
-        uid_t owner_uid;
+        Identity *owner;
+        Client *client;
         /* batch: n_pieces > 0, pieces[i].userptr/.size set, .source resolved */
         const RangePiece *pieces;
         uint32_t n_pieces;
 } RangeSpec;
 
 /*
- * Checks a spec against the node and the range table without changing
- * anything: size, overflow, flag combinations, features, free VRAM, window
- * space. extra_vram[i] is VRAM already promised on GPU i by earlier steps of
- * the same Commit (may be NULL).
+ * Checks a spec against the node, the quotas and the range table without
+ * changing anything: size, overflow, flag combinations, features, free VRAM,
+ * the owner's quota and limits, window space. *pending holds what earlier
+ * steps of the same Commit already claim; on success this spec is added to it.
+ * A quota failure also emits QuotaExceeded.
  */
-int range_validate_spec(Manager *m, const RangeSpec *spec, const uint64_t *extra_vram, sd_bus_error *error);
+int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending, sd_bus_error *error);
 
 /* Validate a set of GPUs to map the range to (peer reachability) / unmap from (must be mapped). */
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error);
@@ -145,6 +159,13 @@ int range_free(Transaction *t, Range *r, sd_bus_error *error);
 int range_release_kernel(Range *r, uint32_t *ret_failed_gpu);
 /* Drop the range from the tables, the window and memory (after its kernel objects are gone). */
 void range_destroy(Range *r);
+
+/*
+ * A new fd for the range's memory, for Export and Attach: the dma-buf of its
+ * KFD buffer (EXPORT_DMABUF, interface 1.12+), or for host ranges the backing
+ * memfd (read-only when asked: the kernel cannot export userptr buffers).
+ */
+int range_export_fd(Range *r, bool read_only, int *ret_fd, sd_bus_error *error);
 
 /* Drive a degraded range to its wanted state. 0 when done (the range may be gone). */
 int range_repair(Range *r);

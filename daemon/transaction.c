@@ -109,6 +109,9 @@ int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
                 break;
         case -ENODEV:
         case -ENXIO:
+                /* The GPU's VM is gone (reset, hot-unplug): tell whoever watches. */
+                if (txn_get_error(t->txn) && txn_get_error(t->txn)->gpu_id != 0)
+                        manager_emit_gpu_lost(t->manager, txn_get_error(t->txn)->gpu_id);
                 name = SVMD_ERROR_DEVICE_LOST;
                 break;
         case -EOPNOTSUPP:

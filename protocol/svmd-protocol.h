@@ -69,6 +69,21 @@ extern const sd_bus_error_map svmd_error_map[];
 #define SVMD_FILTER_LABEL   "label"       /* s */
 #define SVMD_FILTER_OFFSET  "offset"      /* t */
 #define SVMD_FILTER_LIMIT   "limit"       /* t */
+#define SVMD_FILTER_ALL     "all"         /* b: every user's ranges (administrators) */
+
+/* Share grant keys. */
+#define SVMD_GRANT_UID          "uid"          /* u */
+#define SVMD_GRANT_UNIT         "unit"         /* s: glob over the attaching caller's unit */
+#define SVMD_GRANT_CGROUP       "cgroup"       /* s: prefix of the attaching caller's cgroup */
+#define SVMD_GRANT_READ_ONLY    "read-only"    /* b */
+#define SVMD_GRANT_EXPIRES_USEC "expires-usec" /* t: CLOCK_REALTIME µs */
+
+/* GetUsage keys. */
+#define SVMD_USAGE_SCOPE        "scope"
+#define SVMD_USAGE_RANGES       "ranges"
+#define SVMD_USAGE_VRAM         "vram"
+#define SVMD_USAGE_HOST         "host"
+#define SVMD_USAGE_VRAM_PER_GPU "vram-per-gpu"
 
 /* Allocation flag names (Allocate option "flags"). */
 #define SVMD_FLAG_WRITABLE      "writable"

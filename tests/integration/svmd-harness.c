@@ -15,6 +15,7 @@
  *   SVMD_PID           the daemon
  *   KFDEMU_DIR         the emulator's state (kfdemu-ctl --dir, emu_kernel_attach)
  *   SVMD_TEST_DIR      a scratch directory
+ *   SVMD_TEST_CONFIG   the configuration file svmd reads (a copy of --config), for Reload tests
  *
  * With --emulate-command, CMD itself also runs on the emulated node (it gets
  * the emulator preloaded, e.g. to open /dev/kfd as a client would).
@@ -268,13 +269,34 @@ static char *preload_value(void) {
         return v;
 }
 
-static pid_t start_svmd(const char *dir, const char *address, const char *notify_path) {
+/* svmd reads DIR/svmd.conf: a copy of --config that tests may rewrite, or nothing (defaults). */
+static int install_config(const char *dir, char **ret_path) {
+        _cleanup_free_ char *path = NULL, *cmd = NULL;
+
+        if (asprintf(&path, "%s/svmd.conf", dir) < 0)
+                return -ENOMEM;
+        if (arg_config) {
+                _cleanup_fclose_ FILE *in = fopen(arg_config, "re"), *out = fopen(path, "we");
+                char buf[4096];
+                size_t n;
+
+                if (!in || !out)
+                        return negative_errno();
+                while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+                        if (fwrite(buf, 1, n, out) != n)
+                                return -EIO;
+        }
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
+static pid_t start_svmd(const char *dir, const char *address, const char *notify_path, const char *config) {
         _cleanup_free_ char *bus_arg = NULL, *rt_arg = NULL, *conf_arg = NULL, *preload = NULL;
         pid_t pid;
 
         preload = preload_value();
         if (asprintf(&bus_arg, "--bus=%s", address) < 0 || asprintf(&rt_arg, "--runtime-dir=%s/run", dir) < 0 ||
-            asprintf(&conf_arg, "--config=%s", arg_config ?: "/nonexistent/svmd.conf") < 0 || !preload)
+            asprintf(&conf_arg, "--config=%s", config) < 0 || !preload)
                 return -ENOMEM;
 
         pid = fork();
@@ -319,7 +341,7 @@ static void remove_tree(const char *dir) {
 }
 
 int main(int argc, char *argv[]) {
-        _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL;
+        _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL, *config = NULL;
         _cleanup_close_ int notify_fd = -EBADF;
         char tmpl[] = "/dev/shm/svmd-test.XXXXXX";
         pid_t bus_pid = 0, svmd_pid = 0, cmd_pid;
@@ -355,6 +377,11 @@ int main(int argc, char *argv[]) {
         r = setup_emulator(dir);
         if (r < 0)
                 goto finish;
+        r = install_config(dir, &config);
+        if (r < 0) {
+                fprintf(stderr, "svmd-harness: copying %s failed: %s\n", arg_config, strerror(-r));
+                goto finish;
+        }
         r = start_bus(dir, &bus_pid, &address);
         if (r < 0) {
                 fprintf(stderr, "svmd-harness: starting dbus-daemon failed: %s\n", strerror(-r));
@@ -367,7 +394,7 @@ int main(int argc, char *argv[]) {
                         fprintf(stderr, "svmd-harness: notify socket: %s\n", strerror(-notify_fd));
                         goto finish;
                 }
-                svmd_pid = start_svmd(dir, address, notify_path);
+                svmd_pid = start_svmd(dir, address, notify_path, config);
                 if (svmd_pid < 0 || wait_ready(notify_fd, svmd_pid) < 0) {
                         svmd_pid = svmd_pid > 0 && waitpid(svmd_pid, NULL, WNOHANG) == 0 ? svmd_pid : 0;
                         goto finish;
@@ -384,6 +411,7 @@ int main(int argc, char *argv[]) {
         setenv("KFDEMU_DIR", dir, 1);
         setenv("SVMD_TEST_DIR", scratch, 1);
         setenv("KFDEMU_LIBRARY", KFDEMU_LIBRARY_PATH, 1);
+        setenv("SVMD_TEST_CONFIG", config, 1);
 
         cmd_pid = fork();
         if (cmd_pid < 0)

@@ -54,7 +54,7 @@ def main():
     check(protocol_dir, "org.svmd1.Gpu", f"/org/svmd1/gpu/{gpu_id}")
 
     out = busctl("--json=short", "call", "org.svmd1", "/org/svmd1", "org.svmd1.Manager", "Allocate",
-                 "tusa{sv}", "4096", "0", "gtt", "0")
+                 "tusa{sv}", "4096", "0", "gtt", "1", "persistent", "b", "true")
     range_path = json.loads(out)["data"][2]
     check(protocol_dir, "org.svmd1.Range", range_path)
 

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <fnmatch.h>
+
+#include <systemd/sd-login.h>
+
+#include "client.h"
+#include "log.h"
+#include "manager.h"
+#include "range.h"
+#include "str-table.h"
+#include "transaction.h"
+
+/* ---- identities ---- */
+
+Identity *identity_ref(Identity *i) {
+        if (i)
+                i->n_ref++;
+        return i;
+}
+
+void identity_unref(Manager *m, Identity *i) {
+        if (!i || --i->n_ref > 0)
+                return;
+        (void) str_table_remove(m->identities, i->key);
+        scope_unref(m->quotas, i->scope);
+        free(i->unit);
+        free(i->cgroup);
+        free(i->key);
+        free(i);
+}
+
+static int identity_get(Manager *m, uid_t uid, const char *unit, const char *cgroup, Identity **ret) {
+        _cleanup_free_ char *key = NULL;
+        Identity *i;
+        int r;
+
+        /* \x1f cannot appear in unit names or cgroup paths we accept */
+        if (asprintf(&key, "%u\x1f%s\x1f%s", (unsigned) uid, unit, cgroup) < 0)
+                return -ENOMEM;
+        i = str_table_get(m->identities, key);
+        if (i) {
+                *ret = identity_ref(i);
+                return 0;
+        }
+
+        i = calloc(1, sizeof(Identity));
+        if (!i)
+                return -ENOMEM;
+        *i = (Identity) { .n_ref = 1, .uid = uid, .unit = strdup(unit), .cgroup = strdup(cgroup) };
+        if (!i->unit || !i->cgroup)
+                goto oom;
+        r = quota_scope_for(m->quotas, &m->config, uid, unit, cgroup, &i->scope);
+        if (r < 0)
+                goto fail;
+        i->key = TAKE_PTR(key);
+        r = str_table_put(m->identities, i->key, i);
+        if (r < 0)
+                goto fail;
+        *ret = i;
+        return 0;
+
+oom:
+        r = -ENOMEM;
+fail:
+        scope_unref(m->quotas, i->scope);
+        free(i->unit);
+        free(i->cgroup);
+        free(i->key);
+        free(i);
+        return r;
+}
+
+int manager_rescope(Manager *m) {
+        StrTableIter it = {};
+        void *v;
+        int r;
+
+        /* New scopes first (old ones stay referenced until swapped), then recompute usage from the ranges. */
+        while (str_table_iterate(m->identities, &it, NULL, &v)) {
+                Identity *i = v;
+                Scope *s;
+
+                r = quota_scope_for(m->quotas, &m->config, i->uid, i->unit, i->cgroup, &s);
+                if (r < 0)
+                        return r;
+                scope_unref(m->quotas, i->scope);
+                i->scope = s;
+        }
+        quota_reset_usage(m->quotas);
+        for (Range *rg = m->ranges_head; rg; rg = rg->next)
+                if (rg->owner && rg->pieces[0].allocated)
+                        usage_add(&rg->owner->scope->usage, rg->domain == RANGE_DOMAIN_VRAM, rg->home, rg->size, +1);
+        return 0;
+}
+
+/* ---- clients ---- */
+
+static int on_client_gone(sd_bus_track *track, void *userdata) {
+        Client *c = userdata;
+
+        log_debug("Client %s disconnected.", c->name);
+        client_free(c);
+        return 0;
+}
+
+static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char **ret_unit, char **ret_cgroup) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        _cleanup_free_ char *unit = NULL, *cgroup = NULL;
+        pid_t pid = 0;
+        int r;
+
+        /* Only the bus-provided (or SO_PEERCRED) uid and pid are trusted; unit and cgroup are
+         * derived from the pid for quota scopes and logs. */
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, ret_uid);
+        if (r < 0)
+                return r;
+        (void) sd_bus_creds_get_pid(creds, &pid);
+        if (pid > 0) {
+                if (sd_pid_get_unit(pid, &unit) < 0 && sd_pid_get_user_unit(pid, &unit) < 0)
+                        unit = NULL;
+                if (sd_pid_get_cgroup(pid, &cgroup) < 0)
+                        cgroup = NULL;
+        }
+        *ret_unit = unit ? TAKE_PTR(unit) : strdup("");
+        *ret_cgroup = cgroup ? TAKE_PTR(cgroup) : strdup("");
+        return *ret_unit && *ret_cgroup ? 0 : -ENOMEM;
+}
+
+int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret) {
+        _cleanup_free_ char *name = NULL, *unit = NULL, *cgroup = NULL;
+        sd_bus *bus = sd_bus_message_get_bus(msg);
+        const char *sender = sd_bus_message_get_sender(msg);
+        Client *c;
+        uid_t uid;
+        int r;
+
+        if (sender)
+                name = strdup(sender);
+        else if (asprintf(&name, "direct:%p", (void *) bus) < 0)
+                name = NULL;
+        if (!name)
+                return -ENOMEM;
+
+        c = str_table_get(m->clients, name);
+        if (c) {
+                *ret = c;
+                return 0;
+        }
+
+        r = caller_identity(m, msg, &uid, &unit, &cgroup);
+        if (r < 0)
+                return r;
+
+        c = calloc(1, sizeof(Client));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->name = TAKE_PTR(name);
+        r = identity_get(m, uid, unit, cgroup, &c->identity);
+        if (r < 0)
+                goto fail;
+
+        if (sender) {
+                r = sd_bus_track_new(bus, &c->track, on_client_gone, c);
+                if (r < 0)
+                        goto fail;
+                r = sd_bus_track_add_sender(c->track, msg);
+                if (r < 0)
+                        goto fail;
+        } else
+                c->direct = bus;
+
+        r = str_table_put(m->clients, c->name, c);
+        if (r < 0)
+                goto fail;
+
+        log_debug("Client %s: uid %u, unit %s, quota scope %s.", c->name, (unsigned) uid,
+                  c->identity->unit[0] ? c->identity->unit : "-", c->identity->scope->key);
+        *ret = c;
+        return 0;
+
+fail:
+        sd_bus_track_unref(c->track);
+        identity_unref(m, c->identity);
+        free(c->name);
+        free(c);
+        return r;
+}
+
+void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
+        char name[64];
+        Client *c;
+
+        snprintf(name, sizeof(name), "direct:%p", (void *) bus);
+        c = str_table_get(m->clients, name);
+        if (c) {
+                log_debug("Client %s disconnected.", c->name);
+                client_free(c);
+        }
+}
+
+Client *client_free(Client *c) {
+        Manager *m;
+
+        if (!c)
+                return NULL;
+        m = c->manager;
+
+        (void) str_table_remove(m->clients, c->name);
+
+        /* Its references first: a detached range whose last holder this was goes now. */
+        while (c->holds)
+                (void) range_release_hold(c->holds);
+
+        /* Then what it owns: persistent ranges stay (their owner is recorded), the rest goes. */
+        while (c->ranges) {
+                Range *r = c->ranges;
+
+                if (r->persistent)
+                        client_remove_range(r);
+                else
+                        (void) range_release_owner(r);
+        }
+
+        /* Tokens outlive their creator (they belong to the range); they just stop counting. */
+        if (c->n_tokens > 0) {
+                StrTableIter it = {};
+                void *v;
+
+                while (str_table_iterate(m->tokens, &it, NULL, &v))
+                        if (((Token *) v)->creator == c)
+                                ((Token *) v)->creator = NULL;
+                c->n_tokens = 0;
+        }
+
+        sd_bus_track_unref(c->track);
+        identity_unref(m, c->identity);
+        free(c->name);
+        free(c);
+        return NULL;
+}
+
+void client_add_range(Client *c, Range *r) {
+        c->n_ranges++;
+        r->client = c;
+        r->client_prev = NULL;
+        r->client_next = c->ranges;
+        if (c->ranges)
+                c->ranges->client_prev = r;
+        c->ranges = r;
+}
+
+void client_remove_range(Range *r) {
+        Client *c = r->client;
+
+        if (!c)
+                return;
+        if (r->client_prev)
+                r->client_prev->client_next = r->client_next;
+        else
+                c->ranges = r->client_next;
+        if (r->client_next)
+                r->client_next->client_prev = r->client_prev;
+        c->n_ranges--;
+        r->client = NULL;
+        r->client_prev = r->client_next = NULL;
+}
+
+/* ---- holds ---- */
+
+Hold *client_find_hold(Client *c, Range *r) {
+        for (Hold *h = r->holds; h; h = h->range_next)
+                if (h->client == c)
+                        return h;
+        return NULL;
+}
+
+int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
+        Hold *h = calloc(1, sizeof(Hold));
+
+        if (!h)
+                return -ENOMEM;
+        *h = (Hold) { .client = c, .range = r, .read_only = read_only };
+        h->client_next = c->holds;
+        if (c->holds)
+                c->holds->client_prev = h;
+        c->holds = h;
+        h->range_next = r->holds;
+        if (r->holds)
+                r->holds->range_prev = h;
+        r->holds = h;
+        *ret = h;
+        return 0;
+}
+
+Hold *hold_free(Hold *h) {
+        if (!h)
+                return NULL;
+        if (h->client_prev)
+                h->client_prev->client_next = h->client_next;
+        else
+                h->client->holds = h->client_next;
+        if (h->client_next)
+                h->client_next->client_prev = h->client_prev;
+        if (h->range_prev)
+                h->range_prev->range_next = h->range_next;
+        else
+                h->range->holds = h->range_next;
+        if (h->range_next)
+                h->range_next->range_prev = h->range_prev;
+        free(h);
+        return NULL;
+}
+
+/* ---- tokens ---- */
+
+int token_new(Manager *m, Client *creator, Range *r, Token **ret) {
+        static const char hex[] = "0123456789abcdef";
+        uint8_t bytes[TOKEN_HEX_LEN / 2];
+        Token *t;
+        int k;
+
+        /* Unguessable: 128 bits from the kernel's CSPRNG; never a weaker fallback. */
+        if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t) sizeof(bytes))
+                return negative_errno();
+
+        t = calloc(1, sizeof(Token));
+        if (!t)
+                return -ENOMEM;
+        for (size_t i = 0; i < sizeof(bytes); i++) {
+                t->token[2 * i] = hex[bytes[i] >> 4];
+                t->token[2 * i + 1] = hex[bytes[i] & 15];
+        }
+        t->range = r;
+        t->creator = creator;
+        k = str_table_put(m->tokens, t->token, t);
+        if (k < 0) {
+                free(t);
+                return k;
+        }
+        t->range_next = r->tokens;
+        r->tokens = t;
+        if (creator)
+                creator->n_tokens++;
+        *ret = t;
+        return 0;
+}
+
+Token *token_free(Manager *m, Token *t) {
+        if (!t)
+                return NULL;
+        (void) str_table_remove(m->tokens, t->token);
+        for (Token **p = &t->range->tokens; *p; p = &(*p)->range_next)
+                if (*p == t) {
+                        *p = t->range_next;
+                        break;
+                }
+        if (t->creator && t->creator->n_tokens > 0)
+                t->creator->n_tokens--;
+        free(t->unit);
+        free(t->cgroup);
+        free(t);
+        return NULL;
+}
+
+Token *manager_find_token(Manager *m, const char *token) {
+        return str_table_get(m->tokens, token);
+}
+
+bool token_allows(const Token *t, const Identity *i) {
+        if (t->has_uid && t->uid != i->uid)
+                return false;
+        if (t->unit && fnmatch(t->unit, i->unit, 0) != 0)
+                return false;
+        if (t->cgroup && strncmp(i->cgroup, t->cgroup, strlen(t->cgroup)) != 0)
+                return false;
+        return true;
+}
+
+/* ---- lifetime rules ---- */
+
+/* Free r now; if the kernel refuses, the repair timer finishes the job. */
+static int range_free_now(Range *r) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        Manager *m = r->manager;
+        uint64_t id = r->id;
+        int k;
+
+        if (r->state == RANGE_STATE_DEGRADED || r->n_batch_users > 0) {
+                /* Being repaired, or batch pieces still use its pages: free it when that is over. */
+                r->want_gone = true;
+                r->want_mapped = 0;
+                if (r->state != RANGE_STATE_DEGRADED) {
+                        r->state = RANGE_STATE_DEGRADED;
+                        m->n_degraded++;
+                }
+                manager_schedule_repair(m);
+                return 0;
+        }
+
+        k = transaction_new(&t, m);
+        if (k >= 0)
+                k = range_free(t, r, &error);
+        if (k >= 0)
+                k = transaction_commit(t, &error);
+        if (k >= 0) {
+                sd_bus_error_free(&error);
+                return 0;
+        }
+
+        transaction_abort(t, NULL);
+        log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
+                   "Freeing range %" PRIu64 " failed (%s); it is degraded and freed in the background.", id,
+                   error.message ?: strerror(-k));
+        sd_bus_error_free(&error);
+        /* Still here (aborted, or degraded by the abort): make freeing it the repair goal. */
+        r = manager_find_range(m, id);
+        if (r) {
+                if (r->state != RANGE_STATE_DEGRADED) {
+                        r->state = RANGE_STATE_DEGRADED;
+                        m->n_degraded++;
+                }
+                r->want_gone = true;
+                r->want_mapped = 0;
+                manager_schedule_repair(m);
+        }
+        return k;
+}
+
+int range_release_owner(Range *r) {
+        client_remove_range(r);
+        if (r->holds) {
+                r->owner_detached = true;
+                log_fields(LOG_INFO, &((LogFields) { .range_id = r->id }),
+                           "Range %" PRIu64 " lost its owner; it lives on while holders remain.", r->id);
+                return 0;
+        }
+        return range_free_now(r);
+}
+
+int range_release_hold(Hold *h) {
+        Range *r = h->range;
+
+        hold_free(h);
+        if (r->owner_detached && !r->holds)
+                return range_free_now(r);
+        return 0;
+}

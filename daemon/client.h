@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Who calls: identities, clients and the references between them and ranges.
+ *
+ * An Identity is what quotas and ownership see: a uid, and the systemd unit and
+ * cgroup derived from the caller's pid (a container is its unit or cgroup).
+ * Identities are interned and shared by every range they own.
+ *
+ * A Client is one connection: a bus unique name (tracked with sd_bus_track) or
+ * a direct peer. When a client's last connection goes, crash included, the
+ * non-persistent ranges it owns are freed and its references dropped; that
+ * happens in one place, client_free().
+ *
+ * A Hold is the reference an Attach takes; a Token is what Share hands out.
+ * A range lives while its owner or any holder holds it: Free by the owner with
+ * holders left detaches the owner, and the last holder's Release frees it.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-bus.h>
+
+#include "quota.h"
+
+typedef struct Manager Manager;
+typedef struct Range Range;
+typedef struct Client Client;
+typedef struct Hold Hold;
+typedef struct Token Token;
+
+typedef struct Identity {
+        unsigned n_ref;
+        uid_t uid;
+        char *unit;             /* "" outside any unit */
+        char *cgroup;           /* "" when unknown */
+        char *key;
+        Scope *scope;
+} Identity;
+
+struct Client {
+        Manager *manager;
+        char *name;             /* bus unique name, or "direct:<n>" for a peer of io.socket */
+        sd_bus_track *track;    /* bus clients */
+        sd_bus *direct;         /* direct peers */
+        Identity *identity;
+        Range *ranges;          /* ranges it created and still owns (Range.client_next) */
+        uint64_t n_ranges;
+        Hold *holds;
+        uint64_t n_tokens;
+};
+
+struct Hold {
+        Client *client;
+        Range *range;
+        Hold *client_prev, *client_next;
+        Hold *range_prev, *range_next;
+        bool read_only;
+};
+
+#define TOKEN_HEX_LEN 32        /* 128 bits from getrandom() */
+
+struct Token {
+        char token[TOKEN_HEX_LEN + 1];
+        Range *range;
+        Client *creator;        /* NULL once the creating connection is gone */
+        Token *range_next;
+        bool has_uid;
+        uid_t uid;
+        char *unit;             /* glob, NULL: any */
+        char *cgroup;           /* prefix, NULL: any */
+        bool read_only;
+        uint64_t expires_usec;  /* CLOCK_REALTIME; 0: never */
+};
+
+/* The client behind a message, created on first use (and tracked). */
+int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret);
+/* A direct peer's connection closed. */
+void manager_direct_peer_closed(Manager *m, sd_bus *bus);
+Client *client_free(Client *c);
+
+Identity *identity_ref(Identity *i);
+void identity_unref(Manager *m, Identity *i);
+/* Re-resolve every identity's quota scope and recompute usage (after a reload). */
+int manager_rescope(Manager *m);
+
+/* Ownership links (the range list of a client). */
+void client_add_range(Client *c, Range *r);
+void client_remove_range(Range *r);
+
+int hold_new(Client *c, Range *r, bool read_only, Hold **ret);
+Hold *hold_free(Hold *h);
+Hold *client_find_hold(Client *c, Range *r);
+
+/* Tokens. */
+int token_new(Manager *m, Client *creator, Range *r, Token **ret);
+Token *token_free(Manager *m, Token *t);
+Token *manager_find_token(Manager *m, const char *token);
+bool token_allows(const Token *t, const Identity *i);
+
+/*
+ * Drop the owner's claim (Free, or the owner's connection went): with holders
+ * left the range lives on detached; without, it is freed now (or by repair).
+ */
+int range_release_owner(Range *r);
+/* Drop a holder's reference; the last one of a detached range frees it. */
+int range_release_hold(Hold *h);

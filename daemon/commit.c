@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Commit: several operations as one transaction. Every operation is read and
+ * validated first, in order, against simulated state (refs to earlier
+ * allocations, mappings changed by earlier operations, VRAM and quota already
+ * claimed); only then does the transaction run.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "bus-util.h"
+#include "client.h"
+#include "gpu.h"
+#include "log.h"
+#include "manager.h"
+#include "method-util.h"
+#include "range.h"
+#include "request-cache.h"
+#include "size-util.h"
+#include "svmd-protocol.h"
+#include "transaction.h"
+
+/* ---- Commit ---- */
+
+typedef enum OpKind {
+        OP_ALLOCATE,
+        OP_ALLOCATE_BATCH,
+        OP_MAP,
+        OP_UNMAP,
+        OP_FREE,
+        _OP_KIND_MAX,
+        _OP_KIND_INVALID = -EINVAL,
+} OpKind;
+
+static const char *const op_kind_table[_OP_KIND_MAX] = {
+        [OP_ALLOCATE] = "Allocate",
+        [OP_ALLOCATE_BATCH] = "AllocateBatch",
+        [OP_MAP] = "Map",
+        [OP_UNMAP] = "Unmap",
+        [OP_FREE] = "Free",
+};
+
+static const BusOption *const op_kind_options[_OP_KIND_MAX] = {
+        [OP_ALLOCATE] = commit_allocate_options,
+        [OP_ALLOCATE_BATCH] = commit_batch_options,
+        [OP_MAP] = commit_map_options,
+        [OP_UNMAP] = commit_map_options,
+        [OP_FREE] = commit_free_options,
+};
+
+/* What validation knows about a range while walking the operations in order. */
+typedef struct SimRange {
+        Range *existing;        /* NULL for ranges created by this Commit */
+        uint32_t home;
+        RangeDomain domain;
+        uint64_t mapped;
+        uint32_t batch_users;
+        bool freed;
+} SimRange;
+
+typedef struct CommitOp {
+        OpKind kind;
+        OpArgs args;
+        RangeSpec spec;
+        RangePiece *pieces;
+        uint64_t mask;
+        SimRange *sim;          /* target (Map/Unmap/Free) or created range (Allocate*) */
+        Range *range;           /* resolved at execution */
+} CommitOp;
+
+typedef struct Commit {
+        Client *client;
+        bool needs_admin;       /* an operation touches a range the caller neither owns nor holds */
+        CommitOp *ops;
+        size_t n_ops;
+        SimRange *sims;         /* at most one per op */
+        size_t n_sims;
+} Commit;
+
+static void commit_done(Commit *c) {
+        for (size_t i = 0; i < c->n_ops; i++) {
+                op_args_done(&c->ops[i].args);
+                free(c->ops[i].pieces);
+        }
+        free(c->ops);
+        free(c->sims);
+        *c = (Commit) {};
+}
+
+static int prefix_error(sd_bus_error *error, size_t idx, OpKind kind, int r) {
+        _cleanup_free_ char *msg = NULL, *name = NULL;
+
+        if (!sd_bus_error_is_set(error))
+                return r;
+        name = strdup(error->name);
+        if (asprintf(&msg, "Operation %zu (%s): %s", idx, op_kind_table[kind], strempty(error->message)) < 0 || !name)
+                return -ENOMEM;
+        sd_bus_error_free(error);
+        sd_bus_error_set(error, name, msg);
+        return r;
+}
+
+static int read_commit_ops(sd_bus_message *msg, Commit *c, sd_bus_error *error) {
+        size_t allocated = 0;
+        const char *kind_s;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "(sa{sv})");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'r', "sa{sv}")) > 0) {
+                CommitOp *op;
+                OpKind kind = _OP_KIND_INVALID;
+                char what[64];
+
+                if (c->n_ops >= SVMD_MAX_COMMIT_OPS)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "A Commit takes at most %u operations.", SVMD_MAX_COMMIT_OPS);
+                r = sd_bus_message_read_basic(msg, 's', &kind_s);
+                if (r < 0)
+                        return r;
+                for (int k = 0; k < _OP_KIND_MAX; k++)
+                        if (streq(op_kind_table[k], kind_s))
+                                kind = k;
+                if (kind < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Operation %zu: unknown operation \"%.32s\"; use Allocate, "
+                                                 "AllocateBatch, Map, Unmap or Free.", c->n_ops, kind_s);
+
+                if (c->n_ops == allocated) {
+                        size_t na = allocated ? allocated * 2 : 8;
+                        CommitOp *no = reallocarray(c->ops, na, sizeof(CommitOp));
+                        if (!no)
+                                return -ENOMEM;
+                        c->ops = no;
+                        allocated = na;
+                }
+                op = &c->ops[c->n_ops++];
+                *op = (CommitOp) { .kind = kind };
+
+                snprintf(what, sizeof(what), "operation %zu (%s)", c->n_ops - 1, kind_s);
+                r = bus_read_options(msg, op_kind_options[kind], &op->args, what, error);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        if (c->n_ops == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "A Commit needs at least one operation.");
+
+        c->sims = calloc(c->n_ops, sizeof(SimRange));
+        return c->sims ? 0 : -ENOMEM;
+}
+
+static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_error *error) {
+        OpArgs *a = &c->ops[idx].args;
+        SimRange *s;
+        Range *r;
+        int k;
+
+        if (a->has_id == a->has_ref)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "Give exactly one of \"id\" (an existing range) and \"ref\" (an earlier Allocate).");
+        if (a->has_ref) {
+                if (a->ref >= idx || (c->ops[a->ref].kind != OP_ALLOCATE && c->ops[a->ref].kind != OP_ALLOCATE_BATCH))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "\"ref\" %" PRIu32 " does not name an earlier Allocate of this Commit.",
+                                                 a->ref);
+                s = c->ops[a->ref].sim;
+        } else {
+                k = lookup_range(m, a->id, &r, error);
+                if (k < 0)
+                        return k;
+                if (!client_may(c->client, r, false))
+                        c->needs_admin = true;
+                s = NULL;
+                for (size_t i = 0; i < c->n_sims; i++)
+                        if (c->sims[i].existing == r)
+                                s = &c->sims[i];
+                if (!s) {
+                        s = &c->sims[c->n_sims++];
+                        *s = (SimRange) {
+                                .existing = r,
+                                .home = r->home,
+                                .domain = r->domain,
+                                .mapped = range_mapped(r),
+                                .batch_users = r->n_batch_users,
+                        };
+                }
+        }
+        if (s->freed)
+                return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_RANGE,
+                                        "The range is freed by an earlier operation of this Commit.");
+        *ret = s;
+        return 0;
+}
+
+/* Validate every operation in order against simulated state; nothing changes. */
+static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
+        QuotaRequest pending = {};
+        int r = 0;
+
+        for (size_t i = 0; i < c->n_ops; i++) {
+                CommitOp *op = &c->ops[i];
+                OpArgs *a = &op->args;
+
+                switch (op->kind) {
+                case OP_ALLOCATE:
+                case OP_ALLOCATE_BATCH: {
+                        RangeDomain domain = RANGE_DOMAIN_HOST;
+
+                        if (op->kind == OP_ALLOCATE) {
+                                if (!a->has_size) {
+                                        r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "\"size\" is missing.");
+                                        break;
+                                }
+                                r = parse_domain(a->domain ?: SVMD_DOMAIN_VRAM, &domain, error);
+                                if (r < 0)
+                                        break;
+                        } else if (!a->has_host_ranges) {
+                                r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "\"host-ranges\" is missing.");
+                                break;
+                        }
+                        r = prepare_allocation(m, a, domain, c->client, &pending, &op->spec, &op->pieces, &op->mask,
+                                               error);
+                        if (r < 0)
+                                break;
+                        op->sim = &c->sims[c->n_sims++];
+                        *op->sim = (SimRange) { .home = op->spec.home, .domain = domain, .mapped = op->mask };
+                        for (uint32_t p = 0; p < op->spec.n_pieces; p++)
+                                for (size_t s = 0; s < c->n_sims; s++)
+                                        if (c->sims[s].existing == op->pieces[p].source)
+                                                c->sims[s].batch_users++;
+                        break;
+                }
+                case OP_MAP:
+                case OP_UNMAP:
+                        if (!a->has_gpus || a->gpus.n == 0) {
+                                r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "\"gpus\" must name at least one GPU.");
+                                break;
+                        }
+                        r = sim_target(m, c, i, &op->sim, error);
+                        if (r < 0)
+                                break;
+                        r = gpus_to_mask(m, a->gpus.items, a->gpus.n, "\"gpus\"", &op->mask, error);
+                        if (r < 0)
+                                break;
+                        if (op->kind == OP_MAP) {
+                                r = range_validate_map(m, op->sim->home, op->sim->domain, op->mask, error);
+                                op->sim->mapped |= op->mask;
+                        } else if ((op->mask & ~op->sim->mapped) != 0)
+                                r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                     "The range is not mapped to every GPU listed.");
+                        else
+                                op->sim->mapped &= ~op->mask;
+                        break;
+                case OP_FREE:
+                        r = sim_target(m, c, i, &op->sim, error);
+                        if (r < 0)
+                                break;
+                        if (op->sim->batch_users > 0)
+                                r = sd_bus_error_set(error, SVMD_ERROR_BUSY,
+                                                     "The range backs batch ranges; free those first.");
+                        else if (op->sim->existing && op->sim->existing->holds)
+                                r = sd_bus_error_set(error, SVMD_ERROR_BUSY,
+                                                     "Other clients hold the range; Free it outside a Commit, "
+                                                     "it then lives until they release it.");
+                        op->sim->freed = true;
+                        op->sim->mapped = 0;
+                        break;
+                default:
+                        r = -EINVAL;
+                }
+                if (r < 0)
+                        return prefix_error(error, i, op->kind, r);
+        }
+        return 0;
+}
+
+static Range *op_range(Commit *c, CommitOp *op) {
+        if (op->args.has_ref)
+                return c->ops[op->args.ref].range;
+        return op->sim->existing;
+}
+
+static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
+        for (size_t i = 0; i < c->n_ops; i++) {
+                CommitOp *op = &c->ops[i];
+                int r;
+
+                switch (op->kind) {
+                case OP_ALLOCATE:
+                case OP_ALLOCATE_BATCH:
+                        op->spec.pieces = op->pieces;
+                        r = range_create(t, &op->spec, &op->range, error);
+                        if (r >= 0)
+                                r = range_map(t, op->range, op->mask, error);
+                        break;
+                case OP_MAP:
+                        op->range = op_range(c, op);
+                        r = range_map(t, op->range, op->mask, error);
+                        break;
+                case OP_UNMAP:
+                        op->range = op_range(c, op);
+                        r = range_unmap(t, op->range, op->mask, error);
+                        break;
+                case OP_FREE:
+                        op->range = op_range(c, op);
+                        r = range_free(t, op->range, error);
+                        break;
+                default:
+                        r = -EINVAL;
+                }
+                if (r < 0)
+                        return prefix_error(error, i, op->kind, r);
+        }
+        return transaction_commit(t, error);
+}
+
+static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(a{sv})");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_ops; i++) {
+                CommitOp *op = &c->ops[i];
+
+                r = sd_bus_message_open_container(reply, 'r', "a{sv}");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_open_container(reply, 'a', "{sv}");
+                if (r < 0)
+                        return r;
+                if (!dry_run && (op->kind == OP_ALLOCATE || op->kind == OP_ALLOCATE_BATCH)) {
+                        _cleanup_free_ char *path = NULL;
+
+                        r = range_path(op->range->id, &path);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_append(reply, "{sv}{sv}{sv}", "id", "t", op->range->id, "va", "t",
+                                                  op->range->va, "path", "o", path);
+                } else if (!dry_run)
+                        r = sd_bus_message_append(reply, "{sv}", "id", "t", op->range->id);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        _cleanup_(commit_done) Commit c = {};
+        _cleanup_(op_args_done) OpArgs o = {};
+        Manager *m = userdata;
+        int r;
+
+        r = read_commit_ops(msg, &c, error);
+        if (r < 0)
+                return r;
+        r = bus_read_options(msg, change_options, &o, "options", error);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, &c.client);
+        if (r < 0)
+                return r;
+        if (o.request_id) {
+                r = request_cache_replay(m->requests, msg, c.client->identity->uid, o.request_id, error);
+                if (r != 0)
+                        return r;
+        }
+
+        r = commit_validate(m, &c, error);
+        if (r < 0)
+                return r;
+        if (c.needs_admin) {
+                r = authorize_admin(m, msg, c.client, "Changing ranges of other users", error);
+                if (r <= 0)
+                        return r == 0 ? 1 : r;
+        }
+
+        if (!o.dry_run) {
+                r = transaction_new(&t, m);
+                if (r < 0)
+                        return r;
+                r = commit_execute(t, &c, error);
+                if (r < 0) {
+                        transaction_abort(t, error);
+                        return r;
+                }
+        }
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = append_results(reply, &c, o.dry_run);
+        if (r < 0)
+                return r;
+        return reply_and_remember(m, msg, reply, c.client, o.dry_run ? NULL : o.request_id);
+}
+

@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "bus-util.h"
+#include "client.h"
+#include "gpu.h"
+#include "log.h"
+#include "manager.h"
+#include "method-util.h"
+#include "polkit.h"
+#include "range.h"
+#include "request-cache.h"
+#include "size-util.h"
+#include "svmd-protocol.h"
+#include "transaction.h"
+
+#define O(key, type, field, max) BUS_OPTION(key, OpArgs, type, field, max)
+#define OP(key, type, field, max, present) BUS_OPTION_P(key, OpArgs, type, field, max, present)
+
+const BusOption allocate_options[] = {
+        OP(SVMD_OPT_FLAGS, BUS_OPTION_STRV, flags, 16, has_flags),
+        O(SVMD_OPT_MAP, BUS_OPTION_U32_ARRAY, map, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_ALIGNMENT, BUS_OPTION_U64, alignment, 0),
+        O(SVMD_OPT_LABEL, BUS_OPTION_STRING, label, SVMD_MAX_LABEL_LEN),
+        O(SVMD_OPT_PERSISTENT, BUS_OPTION_BOOL, persistent, 0),
+        O(SVMD_OPT_DRY_RUN, BUS_OPTION_BOOL, dry_run, 0),
+        O(SVMD_OPT_REQUEST_ID, BUS_OPTION_STRING, request_id, SVMD_MAX_REQUEST_ID_LEN),
+        {}
+};
+
+const BusOption change_options[] = {
+        O(SVMD_OPT_DRY_RUN, BUS_OPTION_BOOL, dry_run, 0),
+        O(SVMD_OPT_REQUEST_ID, BUS_OPTION_STRING, request_id, SVMD_MAX_REQUEST_ID_LEN),
+        {}
+};
+
+const BusOption commit_allocate_options[] = {
+        OP(SVMD_OPT_SIZE, BUS_OPTION_U64, size, 0, has_size),
+        OP(SVMD_OPT_GPU, BUS_OPTION_U32, gpu, 0, has_gpu),
+        O(SVMD_OPT_DOMAIN, BUS_OPTION_STRING, domain, 16),
+        OP(SVMD_OPT_FLAGS, BUS_OPTION_STRV, flags, 16, has_flags),
+        O(SVMD_OPT_MAP, BUS_OPTION_U32_ARRAY, map, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_ALIGNMENT, BUS_OPTION_U64, alignment, 0),
+        O(SVMD_OPT_LABEL, BUS_OPTION_STRING, label, SVMD_MAX_LABEL_LEN),
+        O(SVMD_OPT_PERSISTENT, BUS_OPTION_BOOL, persistent, 0),
+        {}
+};
+
+const BusOption commit_batch_options[] = {
+        OP(SVMD_OPT_HOST_RANGES, BUS_OPTION_PAIRS, host_ranges, SVMD_MAX_BATCH_PIECES, has_host_ranges),
+        OP(SVMD_OPT_GPU, BUS_OPTION_U32, gpu, 0, has_gpu),
+        OP(SVMD_OPT_FLAGS, BUS_OPTION_STRV, flags, 16, has_flags),
+        O(SVMD_OPT_MAP, BUS_OPTION_U32_ARRAY, map, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_ALIGNMENT, BUS_OPTION_U64, alignment, 0),
+        O(SVMD_OPT_LABEL, BUS_OPTION_STRING, label, SVMD_MAX_LABEL_LEN),
+        O(SVMD_OPT_PERSISTENT, BUS_OPTION_BOOL, persistent, 0),
+        {}
+};
+
+const BusOption commit_map_options[] = {
+        OP(SVMD_OPT_ID, BUS_OPTION_U64, id, 0, has_id),
+        OP(SVMD_OPT_REF, BUS_OPTION_U32, ref, 0, has_ref),
+        OP(SVMD_OPT_GPUS, BUS_OPTION_U32_ARRAY, gpus, SVMD_MAX_GPUS_PER_CALL, has_gpus),
+        {}
+};
+
+const BusOption commit_free_options[] = {
+        OP(SVMD_OPT_ID, BUS_OPTION_U64, id, 0, has_id),
+        OP(SVMD_OPT_REF, BUS_OPTION_U32, ref, 0, has_ref),
+        {}
+};
+
+const BusOption filter_options[] = {
+        OP(SVMD_FILTER_OWNER, BUS_OPTION_U32, owner, 0, has_owner),
+        OP(SVMD_FILTER_GPU, BUS_OPTION_U32, gpu, 0, has_gpu),
+        O(SVMD_FILTER_LABEL, BUS_OPTION_STRING, label, SVMD_MAX_LABEL_LEN),
+        O(SVMD_FILTER_OFFSET, BUS_OPTION_U64, offset, 0),
+        OP(SVMD_FILTER_LIMIT, BUS_OPTION_U64, limit, 0, has_limit),
+        O(SVMD_FILTER_ALL, BUS_OPTION_BOOL, all, 0),
+        {}
+};
+
+const BusOption grant_options[] = {
+        OP(SVMD_GRANT_UID, BUS_OPTION_U32, grant_uid, 0, has_grant_uid),
+        O(SVMD_GRANT_UNIT, BUS_OPTION_STRING, unit, 256),
+        O(SVMD_GRANT_CGROUP, BUS_OPTION_STRING, cgroup, 1024),
+        O(SVMD_GRANT_READ_ONLY, BUS_OPTION_BOOL, read_only, 0),
+        O(SVMD_GRANT_EXPIRES_USEC, BUS_OPTION_U64, expires_usec, 0),
+        {}
+};
+
+static const BusOption all_options[] = {
+        O(SVMD_GRANT_UNIT, BUS_OPTION_STRING, unit, 0),
+        O(SVMD_GRANT_CGROUP, BUS_OPTION_STRING, cgroup, 0),
+        O(SVMD_OPT_FLAGS, BUS_OPTION_STRV, flags, 0),
+        O(SVMD_OPT_MAP, BUS_OPTION_U32_ARRAY, map, 0),
+        O(SVMD_OPT_LABEL, BUS_OPTION_STRING, label, 0),
+        O(SVMD_OPT_REQUEST_ID, BUS_OPTION_STRING, request_id, 0),
+        O(SVMD_OPT_DOMAIN, BUS_OPTION_STRING, domain, 0),
+        O(SVMD_OPT_GPUS, BUS_OPTION_U32_ARRAY, gpus, 0),
+        O(SVMD_OPT_HOST_RANGES, BUS_OPTION_PAIRS, host_ranges, 0),
+        {}
+};
+
+void op_args_done(OpArgs *a) {
+        bus_options_free(all_options, a);
+}
+
+/* ---- shared helpers ---- */
+
+bool client_may(const Client *c, const Range *r, bool holders_ok) {
+        if (c->identity->uid == 0)
+                return true;
+        if (r->owner && !r->owner_detached && r->owner->uid == c->identity->uid)
+                return true;
+        return holders_ok && client_find_hold((Client *) c, (Range *) r);
+}
+
+int authorize_admin(Manager *m, sd_bus_message *msg, Client *c, const char *what, sd_bus_error *error) {
+        return polkit_check(m, msg, c->identity->uid, what, error);
+}
+
+int gpus_to_mask(Manager *m, const uint32_t *ids, size_t n, const char *what, uint64_t *ret,
+                        sd_bus_error *error) {
+        uint64_t mask = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                Gpu *g = manager_find_gpu(m, ids[i]);
+                if (!g)
+                        return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_GPU,
+                                                 "GPU 0x%x does not exist; ListGpus shows the GPUs of this node.",
+                                                 ids[i]);
+                if (mask & (UINT64_C(1) << g->index))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "GPU 0x%x is listed twice in %s.", ids[i], what);
+                mask |= UINT64_C(1) << g->index;
+        }
+        *ret = mask;
+        return 0;
+}
+
+static int parse_flags(const OpArgs *a, uint16_t *ret, sd_bus_error *error) {
+        uint16_t flags = 0;
+
+        /* Without "flags" a range is writable; with it, exactly what is listed. */
+        if (!a->has_flags) {
+                *ret = RANGE_FLAG_WRITABLE;
+                return 0;
+        }
+        for (size_t i = 0; i < a->flags.n; i++) {
+                int f = range_flag_from_string(a->flags.items[i]);
+                if (f < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown flag \"%.32s\"; known flags: writable, executable, public, "
+                                                 "coherent, uncached, ext-coherent, contiguous, no-substitute.",
+                                                 a->flags.items[i]);
+                flags |= (uint16_t) f;
+        }
+        *ret = flags;
+        return 0;
+}
+
+int parse_domain(const char *s, RangeDomain *ret, sd_bus_error *error) {
+        RangeDomain d;
+
+        if (streq_ptr(s, SVMD_DOMAIN_SVM))
+                return sd_bus_error_set(error, SVMD_ERROR_NOT_SUPPORTED,
+                                        "The \"svm\" domain is not available in this version of svmd; use vram, gtt or host.");
+        d = s ? range_domain_from_string(s) : _RANGE_DOMAIN_INVALID;
+        if (d < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Unknown domain \"%.32s\"; use vram, gtt or host.", strempty(s));
+        *ret = d;
+        return 0;
+}
+
+static int resolve_home(Manager *m, uint32_t gpu_id, RangeDomain d, uint32_t *ret, sd_bus_error *error) {
+        Gpu *g;
+
+        /* System memory needs an owning GPU for the KFD buffer, but any will do. */
+        if (gpu_id == 0 && d != RANGE_DOMAIN_VRAM) {
+                *ret = 0;
+                return 0;
+        }
+        if (gpu_id == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "VRAM needs the id of the GPU it lives on; ListGpus shows them.");
+        g = manager_find_gpu(m, gpu_id);
+        if (!g)
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_GPU,
+                                         "GPU 0x%x does not exist; ListGpus shows the GPUs of this node.", gpu_id);
+        *ret = g->index;
+        return 0;
+}
+
+int lookup_range(Manager *m, uint64_t id, Range **ret, sd_bus_error *error) {
+        Range *r = manager_find_range(m, id);
+
+        if (!r)
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
+        if (r->state == RANGE_STATE_DEGRADED)
+                return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
+                                         "Range %" PRIu64 " is degraded and being repaired; try again later.", id);
+        *ret = r;
+        return 0;
+}
+
+/* Resolve AllocateBatch pieces: each must lie inside one host range; returns a malloc()ed array. */
+static int batch_pieces(Manager *m, const BusPairArray *hr, RangePiece **ret, uint64_t *ret_total,
+                        sd_bus_error *error) {
+        _cleanup_free_ RangePiece *pieces = NULL;
+        uint64_t total = 0;
+
+        if (hr->n == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "A batch needs at least one host range.");
+
+        pieces = calloc(hr->n, sizeof(RangePiece));
+        if (!pieces)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < hr->n; i++) {
+                uint64_t addr = hr->items[i].a, size = hr->items[i].b, start, rsize, end;
+                Range *src;
+
+                if (size == 0 || addr % 4096 != 0 || size % 4096 != 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Host range %zu (0x%" PRIx64 ", %" PRIu64 ") must be non-empty and 4 KiB aligned.",
+                                                 i, addr, size);
+                if (__builtin_add_overflow(addr, size, &end) || __builtin_add_overflow(total, size, &total))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Host range %zu overflows the address space.", i);
+                if (va_space_lookup(m->va, addr, &start, &rsize) < 0 ||
+                    !(src = id_table_get(m->ranges_by_va, start)) || end > start + rsize)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Host range %zu (0x%" PRIx64 "+%" PRIu64 ") does not lie inside one host range of svmd; "
+                                                 "allocate host memory first.", i, addr, size);
+                if (src->domain != RANGE_DOMAIN_HOST || src->n_pieces != 1 || src->pieces[0].source)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Host range %zu lies in range %" PRIu64 ", which is not a plain host range.",
+                                                 i, src->id);
+                if (src->state == RANGE_STATE_DEGRADED)
+                        return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
+                                                 "Range %" PRIu64 " is degraded and being repaired; try again later.", src->id);
+                pieces[i] = (RangePiece) { .userptr = addr, .size = size, .source = src };
+        }
+
+        *ret_total = total;
+        *ret = TAKE_PTR(pieces);
+        return 0;
+}
+
+/* Build and validate a RangeSpec from allocation arguments. */
+int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *client, QuotaRequest *pending,
+                       RangeSpec *spec, RangePiece **ret_pieces, uint64_t *ret_map, sd_bus_error *error) {
+        _cleanup_free_ RangePiece *pieces = NULL;
+        uint64_t map = 0, total = 0;
+        uint32_t home = 0;
+        uint16_t flags = 0;
+        int r;
+
+        r = resolve_home(m, a->gpu, domain, &home, error);
+        if (r < 0)
+                return r;
+        r = parse_flags(a, &flags, error);
+        if (r < 0)
+                return r;
+        r = gpus_to_mask(m, a->map.items, a->map.n, "\"map\"", &map, error);
+        if (r < 0)
+                return r;
+        if (a->has_host_ranges) {
+                r = batch_pieces(m, &a->host_ranges, &pieces, &total, error);
+                if (r < 0)
+                        return r;
+        }
+
+        *spec = (RangeSpec) {
+                .size = a->has_host_ranges ? total : a->size,
+                .home = home,
+                .domain = domain,
+                .flags = flags,
+                .alignment = a->alignment,
+                .label = a->label,
+                .persistent = a->persistent,
+                .owner = client->identity,
+                .client = client,
+                .pieces = pieces,
+                .n_pieces = a->has_host_ranges ? (uint32_t) a->host_ranges.n : 0,
+        };
+        for (uint32_t i = 0; i < spec->n_pieces; i++)
+                if (!client_may(client, pieces[i].source, false))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                                 "Host range %" PRIu32 " lies in range %" PRIu64 ", which you do not own.",
+                                                 i, pieces[i].source->id);
+        r = range_validate_spec(m, spec, pending, error);
+        if (r < 0)
+                return r;
+        r = range_validate_map(m, home, domain, map, error);
+        if (r < 0)
+                return r;
+
+        *ret_map = map;
+        *ret_pieces = TAKE_PTR(pieces);
+        return 0;
+}
+
+int reply_and_remember(Manager *m, sd_bus_message *msg, sd_bus_message *reply, Client *c, const char *request_id) {
+        int r;
+
+        r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                return r;
+        if (request_id) {
+                r = request_cache_store(m->requests, c->identity->uid, request_id, sd_bus_message_get_member(msg),
+                                        reply);
+                if (r < 0)
+                        log_warning_errno(r, "Remembering request \"%s\" failed, ignoring: %m", request_id);
+        }
+        return 1;
+}
+
+int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, const char *request_id) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = range_path(range->id, &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "tto", range->id, range->va, path);
+        if (r < 0)
+                return r;
+        return reply_and_remember(m, msg, reply, c, request_id);
+}
+
+int reply_empty(Manager *m, sd_bus_message *msg, Client *c, const char *request_id) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        return reply_and_remember(m, msg, reply, c, request_id);
+}
+
+void log_allocated(Range *range) {
+        log_fields(LOG_DEBUG,
+                   &((LogFields) { .range_id = range->id, .gpu_id = range->manager->gpus[range->home]->gpu_id }),
+                   "Range %" PRIu64 ": %s of %s at 0x%" PRIx64 ".", range->id, FORMAT_BYTES(range->size),
+                   range_domain_to_string(range->domain), range->va);
+}
+

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * What the method handlers share: the arguments an operation can carry (read
+ * strictly from a{sv}), resolving GPUs and ranges, turning arguments into a
+ * validated RangeSpec, authorization, and replies that remember request ids.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+
+#include "bus-util.h"
+#include "range.h"
+
+typedef struct Manager Manager;
+typedef struct Client Client;
+
+/* Every argument an operation can carry; each method or Commit operation allows a subset. */
+typedef struct OpArgs {
+        uint64_t size;
+        bool has_size;
+        uint32_t gpu;
+        bool has_gpu;
+        char *domain;
+        BusStrv flags;
+        bool has_flags;
+        BusU32Array map;
+        uint64_t alignment;
+        char *label;
+        bool persistent;
+        bool dry_run;
+        char *request_id;
+        uint64_t id;
+        bool has_id;
+        uint32_t ref;
+        bool has_ref;
+        BusU32Array gpus;
+        bool has_gpus;
+        BusPairArray host_ranges;
+        bool has_host_ranges;
+        /* ListRanges filter */
+        uint32_t owner;
+        bool has_owner;
+        uint64_t offset;
+        uint64_t limit;
+        bool has_limit;
+        bool all;
+        /* Share grant */
+        uint32_t grant_uid;
+        bool has_grant_uid;
+        char *unit;
+        char *cgroup;
+        bool read_only;
+        uint64_t expires_usec;
+} OpArgs;
+
+extern const BusOption allocate_options[];
+extern const BusOption change_options[];
+extern const BusOption commit_allocate_options[];
+extern const BusOption commit_batch_options[];
+extern const BusOption commit_map_options[];
+extern const BusOption commit_free_options[];
+extern const BusOption filter_options[];
+extern const BusOption grant_options[];
+
+void op_args_done(OpArgs *a);
+
+int gpus_to_mask(Manager *m, const uint32_t *ids, size_t n, const char *what, uint64_t *ret, sd_bus_error *error);
+int parse_domain(const char *s, RangeDomain *ret, sd_bus_error *error);
+/* An existing, non-degraded range. */
+int lookup_range(Manager *m, uint64_t id, Range **ret, sd_bus_error *error);
+
+/* Allocation arguments → a validated spec (quota included); *pending accumulates over a Commit. */
+int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *client, QuotaRequest *pending,
+                       RangeSpec *spec, RangePiece **ret_pieces, uint64_t *ret_map, sd_bus_error *error);
+
+/* May this client act on r? Owners (by uid) may; holders too where holders_ok; root always. */
+bool client_may(const Client *c, const Range *r, bool holders_ok);
+/*
+ * 1: allowed. 0: a polkit query is in flight: return 1 from the handler, it runs again.
+ * < 0: refused (AccessDenied set) or failed.
+ */
+int authorize_admin(Manager *m, sd_bus_message *msg, Client *c, const char *what, sd_bus_error *error);
+
+int reply_and_remember(Manager *m, sd_bus_message *msg, sd_bus_message *reply, Client *c, const char *request_id);
+int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, const char *request_id);
+int reply_empty(Manager *m, sd_bus_message *msg, Client *c, const char *request_id);
+void log_allocated(Range *range);
+
+int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error);

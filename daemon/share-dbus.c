@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Sharing and accounting methods of org.svmd1.Manager: Export, Share, Attach,
+ * Release, GetUsage, Reload.
+ *
+ * Sharing rules: Export gives the owner (or a holder) an fd for its own import.
+ * Share makes an unguessable token that a grant may restrict to a uid, a unit
+ * glob or a cgroup prefix, read-only, until a time. Attach with a token takes
+ * a reference (a hold) and the fd. A range lives while its owner or any holder
+ * holds it; shared ranges are charged to their owner only.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client.h"
+#include "gpu.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "method-util.h"
+#include "quota.h"
+#include "range.h"
+#include "svmd-protocol.h"
+
+static uint64_t now_realtime_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static int reply_fd(sd_bus_message *msg, Range *r, int fd, bool with_id) {
+        if (with_id)
+                return sd_bus_reply_method_return(msg, "ttth", r->id, r->va, r->size, fd);
+        return sd_bus_reply_method_return(msg, "htt", fd, r->va, r->size);
+}
+
+int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_close_ int fd = -EBADF;
+        Manager *m = userdata;
+        char what[64];
+        Range *r;
+        Client *c;
+        Hold *h;
+        uint64_t id;
+        int k;
+
+        k = sd_bus_message_read(msg, "t", &id);
+        if (k < 0)
+                return k;
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+        k = lookup_range(m, id, &r, error);
+        if (k < 0)
+                return k;
+        if (!client_may(c, r, true)) {
+                snprintf(what, sizeof(what), "Exporting range %" PRIu64, id);
+                k = authorize_admin(m, msg, c, what, error);
+                if (k <= 0)
+                        return k == 0 ? 1 : k;
+        }
+
+        /* A holder whose grant was read-only gets a read-only fd; owners and admins read-write. */
+        h = client_find_hold(c, r);
+        k = range_export_fd(r, h && h->read_only && !client_may(c, r, false), &fd, error);
+        if (k < 0)
+                return k;
+        return reply_fd(msg, r, fd, false);
+}
+
+int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(op_args_done) OpArgs g = {};
+        Manager *m = userdata;
+        char what[64];
+        Token *t;
+        Range *r;
+        Client *c;
+        uint64_t id;
+        int k;
+
+        k = sd_bus_message_read(msg, "t", &id);
+        if (k < 0)
+                return k;
+        k = bus_read_options(msg, grant_options, &g, "grant", error);
+        if (k < 0)
+                return k;
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+        k = lookup_range(m, id, &r, error);
+        if (k < 0)
+                return k;
+
+        if (g.expires_usec != 0 && g.expires_usec <= now_realtime_usec())
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "\"expires-usec\" lies in the past (it is CLOCK_REALTIME in µs).");
+        if (g.read_only && r->domain != RANGE_DOMAIN_HOST)
+                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                         "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
+                                         range_domain_to_string(r->domain));
+        if (r->n_pieces > 1 || r->pieces[0].source)
+                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                         "Range %" PRIu64 " is a batch range; share its host ranges instead.", id);
+
+        if (!client_may(c, r, false)) {
+                snprintf(what, sizeof(what), "Sharing range %" PRIu64, id);
+                k = authorize_admin(m, msg, c, what, error);
+                if (k <= 0)
+                        return k == 0 ? 1 : k;
+        }
+        if (c->n_tokens >= m->config.limit_tokens_per_client) {
+                manager_emit_quota_exceeded(m, c->identity->scope->key, "tokens-per-client");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "This connection has %" PRIu64 " share tokens; at most %" PRIu64 " are allowed.",
+                                         c->n_tokens, m->config.limit_tokens_per_client);
+        }
+
+        k = token_new(m, c, r, &t);
+        if (k < 0)
+                return k;
+        t->has_uid = g.has_grant_uid;
+        t->uid = g.grant_uid;
+        t->unit = TAKE_PTR(g.unit);
+        t->cgroup = TAKE_PTR(g.cgroup);
+        t->read_only = g.read_only;
+        t->expires_usec = g.expires_usec;
+
+        log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
+                   "Range %" PRIu64 " shared by uid %u%s.", id, (unsigned) c->identity->uid,
+                   t->read_only ? " read-only" : "");
+        return sd_bus_reply_method_return(msg, "s", t->token);
+}
+
+int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_close_ int fd = -EBADF;
+        Manager *m = userdata;
+        const char *token;
+        Token *t;
+        Hold *h;
+        Client *c;
+        Range *r;
+        int k;
+
+        k = sd_bus_message_read(msg, "s", &token);
+        if (k < 0)
+                return k;
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+
+        /* The same answer for unknown, malformed and expired tokens: nothing to probe. */
+        t = strlen(token) == TOKEN_HEX_LEN ? manager_find_token(m, token) : NULL;
+        if (t && t->expires_usec != 0 && t->expires_usec <= now_realtime_usec()) {
+                token_free(m, t);
+                t = NULL;
+        }
+        if (!t)
+                return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_TOKEN,
+                                        "No such share token; it may have expired or its range been freed.");
+        if (!token_allows(t, c->identity))
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                        "This share token is granted to another user, unit or cgroup.");
+        r = t->range;
+        if (r->state == RANGE_STATE_DEGRADED)
+                return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
+                                         "Range %" PRIu64 " is degraded and being repaired; try again later.", r->id);
+
+        k = range_export_fd(r, t->read_only, &fd, error);
+        if (k < 0)
+                return k;
+
+        h = client_find_hold(c, r);
+        if (!h) {
+                k = hold_new(c, r, t->read_only, &h);
+                if (k < 0)
+                        return k;
+        } else if (!t->read_only)
+                h->read_only = false;
+
+        log_fields(LOG_INFO, &((LogFields) { .range_id = r->id, .unit = c->identity->unit }),
+                   "Range %" PRIu64 " attached by uid %u.", r->id, (unsigned) c->identity->uid);
+        return reply_fd(msg, r, fd, true);
+}
+
+int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        Range *r;
+        Client *c;
+        Hold *h;
+        uint64_t id;
+        int k;
+
+        k = sd_bus_message_read(msg, "t", &id);
+        if (k < 0)
+                return k;
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+        r = manager_find_range(m, id);
+        h = r ? client_find_hold(c, r) : NULL;
+        if (!h)
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
+                                         "You hold no reference to range %" PRIu64 " (Release undoes Attach; owners use Free).",
+                                         id);
+        k = range_release_hold(h);
+        if (k < 0)
+                log_warning_errno(k, "Releasing range %" PRIu64 " left it to the repair timer: %m", id);
+        return sd_bus_reply_method_return(msg, "");
+}
+
+static int append_kv_t(sd_bus_message *reply, const char *key, uint64_t v) {
+        return sd_bus_message_append(reply, "{sv}", key, "t", v);
+}
+
+int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        const char *key;
+        QuotaLimits limits;
+        bool limited;
+        Scope *s;
+        Client *c;
+        Usage zero = {};
+        const Usage *u;
+        int k;
+
+        k = sd_bus_message_read(msg, "s", &key);
+        if (k < 0)
+                return k;
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+
+        if (key[0] == '\0')
+                key = c->identity->scope->key;
+        if (!streq(key, c->identity->scope->key)) {
+                k = authorize_admin(m, msg, c, "Reading another scope's usage", error);
+                if (k <= 0)
+                        return k == 0 ? 1 : k;
+        }
+        /* Limits from the configuration in force, also for a scope nobody uses right now. */
+        k = quota_limits_for_key(&m->config, key, &limited, &limits);
+        if (k < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Scope \"%.64s\" is not uid:N, or unit:NAME / cgroup:PATH matched by a quota rule.",
+                                         key);
+
+        s = quota_find_scope(m->quotas, key);
+        u = s ? &s->usage : &zero;
+
+        k = sd_bus_message_new_method_return(msg, &reply);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (k < 0)
+                return k;
+        k = sd_bus_message_append(reply, "{sv}", SVMD_USAGE_SCOPE, "s", key);
+        if (k >= 0)
+                k = append_kv_t(reply, SVMD_USAGE_RANGES, u->ranges);
+        if (k >= 0)
+                k = append_kv_t(reply, SVMD_USAGE_VRAM, u->vram);
+        if (k >= 0)
+                k = append_kv_t(reply, SVMD_USAGE_HOST, u->host);
+        if (k < 0)
+                return k;
+
+        k = sd_bus_message_open_container(reply, 'e', "sv");
+        if (k >= 0)
+                k = sd_bus_message_append(reply, "s", SVMD_USAGE_VRAM_PER_GPU);
+        if (k >= 0)
+                k = sd_bus_message_open_container(reply, 'v', "a(ut)");
+        if (k >= 0)
+                k = sd_bus_message_open_container(reply, 'a', "(ut)");
+        for (size_t i = 0; k >= 0 && i < m->n_gpus && i < QUOTA_MAX_GPUS; i++)
+                k = sd_bus_message_append(reply, "(ut)", m->gpus[i]->gpu_id, u->vram_per_gpu[i]);
+        for (int j = 0; k >= 0 && j < 3; j++)
+                k = sd_bus_message_close_container(reply);
+        if (k < 0)
+                return k;
+
+        /* Limits only where one applies: a missing key means no limit. */
+        if (limited) {
+                const struct {
+                        const char *key;
+                        uint64_t v;
+                } q[] = {
+                        { "quota-ranges", limits.ranges },
+                        { "quota-vram", limits.vram },
+                        { "quota-vram-per-gpu", limits.vram_per_gpu },
+                        { "quota-host", limits.host },
+                };
+                for (size_t i = 0; i < ELEMENTSOF(q); i++)
+                        if (q[i].v != QUOTA_UNLIMITED && (k = append_kv_t(reply, q[i].key, q[i].v)) < 0)
+                                return k;
+        }
+
+        k = sd_bus_message_close_container(reply);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_free_ char *message = NULL;
+        Manager *m = userdata;
+        Client *c;
+        int k;
+
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+        k = authorize_admin(m, msg, c, "Reloading the configuration", error);
+        if (k <= 0)
+                return k == 0 ? 1 : k;
+
+        k = manager_reload(m, &message);
+        if (k < 0)
+                return sd_bus_error_setf(error, "org.freedesktop.DBus.Error.InvalidFileContent",
+                                         "The configuration was not reloaded, the old one stays: %s.",
+                                         message ?: strerror(-k));
+        return sd_bus_reply_method_return(msg, "");
+}

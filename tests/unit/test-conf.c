@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* svmd.conf parsing: every key, defaults, and errors that name the key and its position. */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "macro.h"
+#include "unit-assert.h"
+
+static void test_empty_means_defaults(void) {
+        Config c;
+        char *error = NULL;
+
+        ASSERT_OK(config_parse("{}", "t", &c, &error));
+        ASSERT_UEQ(c.va_base, CONFIG_DEFAULT_VA_BASE);
+        ASSERT_UEQ(c.va_size, CONFIG_DEFAULT_VA_SIZE);
+        ASSERT_EQ(c.n_quotas, 0);
+        ASSERT_FALSE(c.has_default_quota);
+        ASSERT_UEQ(c.limit_persistent_ranges, CONFIG_DEFAULT_PERSISTENT_RANGES);
+        ASSERT_UEQ(c.limit_tokens_per_client, CONFIG_DEFAULT_TOKENS_PER_CLIENT);
+        config_done(&c);
+}
+
+static void test_full(void) {
+        static const char text[] =
+                "{\n"
+                "  \"va-window\": { \"base\": \"0x400000000000\", \"size\": \"16T\" },\n"
+                "  \"memory-policy\": { \"default\": \"coherent\", \"mfma-high-precision\": true },\n"
+                "  \"quotas\": [\n"
+                "    { \"match\": { \"uid\": 1000 }, \"vram\": \"8G\", \"host\": \"4G\", \"ranges\": 1000 },\n"
+                "    { \"match\": { \"unit\": \"docker-*.scope\" }, \"vram\": \"16G\" },\n"
+                "    { \"match\": { \"cgroup\": \"/machine.slice/\" }, \"vram\": \"32G\", \"vram-per-gpu\": \"8G\" }\n"
+                "  ],\n"
+                "  \"default-quota\": { \"vram\": \"1G\", \"host\": \"1G\", \"ranges\": 64 },\n"
+                "  \"limits\": { \"persistent-ranges\": 16384, \"ranges-per-client\": 4096, \"tokens-per-client\": 256 }\n"
+                "}\n";
+        Config c;
+        char *error = NULL;
+
+        ASSERT_OK(config_parse(text, "t", &c, &error));
+        ASSERT_EQ(c.default_policy, CACHE_POLICY_COHERENT);
+        ASSERT_TRUE(c.mfma_high_precision);
+        ASSERT_EQ(c.n_quotas, 3);
+        ASSERT_EQ(c.quotas[0].match, QUOTA_MATCH_UID);
+        ASSERT_EQ(c.quotas[0].uid, 1000);
+        ASSERT_UEQ(c.quotas[0].limits.vram, UINT64_C(8) << 30);
+        ASSERT_UEQ(c.quotas[0].limits.ranges, 1000);
+        ASSERT_UEQ(c.quotas[0].limits.vram_per_gpu, QUOTA_UNLIMITED);
+        ASSERT_EQ(c.quotas[1].match, QUOTA_MATCH_UNIT);
+        ASSERT_STREQ(c.quotas[1].pattern, "docker-*.scope");
+        ASSERT_UEQ(c.quotas[1].limits.host, QUOTA_UNLIMITED);
+        ASSERT_EQ(c.quotas[2].match, QUOTA_MATCH_CGROUP);
+        ASSERT_UEQ(c.quotas[2].limits.vram_per_gpu, UINT64_C(8) << 30);
+        ASSERT_TRUE(c.has_default_quota);
+        ASSERT_UEQ(c.default_quota.ranges, 64);
+        ASSERT_UEQ(c.limit_ranges_per_client, 4096);
+        config_done(&c);
+}
+
+static void test_errors(void) {
+        static const struct {
+                const char *text;
+                const char *expect;     /* must occur in the message */
+        } cases[] = {
+                { "{ \"colour\": 1 }", "t:1:3: unknown key \"colour\"" },
+                { "{ \"va-window\": { \"base\": 1, \"base\": 2 } }", "duplicate" },
+                { "{ \"va-window\": { \"size\": \"lots\" } }", "\"size\": \"lots\" is not a size" },
+                { "{ \"va-window\": { \"base\": \"0x1000\" } }", "16 MiB" },
+                { "{ \"va-window\": { \"size\": \"200T\" } }", "2^47" },
+                { "{ \"memory-policy\": { \"default\": \"fast\" } }", "\"coherent\" or \"noncoherent\"" },
+                { "{ \"quotas\": {} }", "must be an array" },
+                { "{ \"quotas\": [ { \"vram\": \"1G\" } ] }", "has no \"match\"" },
+                { "{ \"quotas\": [ { \"match\": { \"uid\": 1, \"unit\": \"x\" } } ] }", "exactly one" },
+                { "{ \"quotas\": [ { \"match\": { \"user\": 1 } } ] }", "unknown key \"user\" in \"match\"" },
+                { "{ \"quotas\": [ { \"match\": { \"cgroup\": \"machine\" } } ] }", "absolute cgroup path" },
+                { "{ \"quotas\": [ { \"match\": { \"uid\": 1 }, \"vram\": -1 } ] }", "must not be negative" },
+                { "{ \"quotas\": [ { \"match\": { \"uid\": 1 }, \"disk\": 1 } ] }", "unknown key \"disk\"" },
+                { "{ \"default-quota\": { \"match\": { \"uid\": 1 } } }", "takes no \"match\"" },
+                { "{ \"limits\": { \"tokens-per-client\": \"many\" } }", "non-negative integer" },
+                { "{ \"limits\": { \"sockets\": 1 } }", "unknown key \"sockets\"" },
+                { "[]", "must be a JSON object" },
+                { "{ \"va-window\": ", "t:1:" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *error = NULL;
+                Config c;
+                int r = config_parse(cases[i].text, "t", &c, &error);
+
+                if (r >= 0 || !error || !strstr(error, cases[i].expect)) {
+                        fprintf(stderr, "case %zu (%s): r=%d, message \"%s\", expected \"%s\"\n", i, cases[i].text, r,
+                                error ?: "(none)", cases[i].expect);
+                        abort();
+                }
+                free(error);
+        }
+}
+
+static void test_zero_allows_nothing(void) {
+        Config c;
+        char *error = NULL;
+
+        ASSERT_OK(config_parse("{ \"default-quota\": { \"ranges\": 0 } }", "t", &c, &error));
+        ASSERT_UEQ(c.default_quota.ranges, 0);
+        ASSERT_UEQ(c.default_quota.vram, QUOTA_UNLIMITED);
+        config_done(&c);
+}
+
+int main(void) {
+        test_empty_means_defaults();
+        test_full();
+        test_errors();
+        test_zero_allows_nothing();
+        printf("conf: ok\n");
+        return 0;
+}
