@@ -13,6 +13,7 @@
 #include "client.h"
 #include "log.h"
 #include "manager.h"
+#include "persist.h"
 #include "range.h"
 #include "str-table.h"
 #include "transaction.h"
@@ -36,7 +37,7 @@ void identity_unref(Manager *m, Identity *i) {
         free(i);
 }
 
-static int identity_get(Manager *m, uid_t uid, const char *unit, const char *cgroup, Identity **ret) {
+int manager_get_identity(Manager *m, uid_t uid, const char *unit, const char *cgroup, Identity **ret) {
         _cleanup_free_ char *key = NULL;
         Identity *i;
         int r;
@@ -166,7 +167,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret) {
                 return -ENOMEM;
         c->manager = m;
         c->name = TAKE_PTR(name);
-        r = identity_get(m, uid, unit, cgroup, &c->identity);
+        r = manager_get_identity(m, uid, unit, cgroup, &c->identity);
         if (r < 0)
                 goto fail;
 
@@ -278,27 +279,53 @@ void client_remove_range(Range *r) {
 
 /* ---- holds ---- */
 
-Hold *client_find_hold(Client *c, Range *r) {
-        for (Hold *h = r->holds; h; h = h->range_next)
-                if (h->client == c)
-                        return h;
-        return NULL;
-}
-
-int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
-        Hold *h = calloc(1, sizeof(Hold));
-
-        if (!h)
-                return -ENOMEM;
-        *h = (Hold) { .client = c, .range = r, .read_only = read_only };
+static void hold_link_client(Hold *h, Client *c) {
+        h->client = c;
+        h->client_prev = NULL;
         h->client_next = c->holds;
         if (c->holds)
                 c->holds->client_prev = h;
         c->holds = h;
+}
+
+Hold *client_find_hold(Client *c, Range *r) {
+        for (Hold *h = r->holds; h; h = h->range_next)
+                if (h->client == c)
+                        return h;
+        for (Hold *h = r->holds; h; h = h->range_next)
+                if (!h->client && h->uid == c->identity->uid) {
+                        hold_link_client(h, c);
+                        return h;
+                }
+        return NULL;
+}
+
+static int hold_alloc(Range *r, uid_t uid, bool read_only, Hold **ret) {
+        Hold *h = calloc(1, sizeof(Hold));
+
+        if (!h)
+                return -ENOMEM;
+        *h = (Hold) { .uid = uid, .range = r, .read_only = read_only };
         h->range_next = r->holds;
         if (r->holds)
                 r->holds->range_prev = h;
         r->holds = h;
+        *ret = h;
+        return 0;
+}
+
+int hold_new_orphan(Range *r, uid_t uid, bool read_only, Hold **ret) {
+        return hold_alloc(r, uid, read_only, ret);
+}
+
+int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
+        Hold *h;
+        int k;
+
+        k = hold_alloc(r, c->identity->uid, read_only, &h);
+        if (k < 0)
+                return k;
+        hold_link_client(h, c);
         *ret = h;
         return 0;
 }
@@ -308,7 +335,7 @@ Hold *hold_free(Hold *h) {
                 return NULL;
         if (h->client_prev)
                 h->client_prev->client_next = h->client_next;
-        else
+        else if (h->client)
                 h->client->holds = h->client_next;
         if (h->client_next)
                 h->client_next->client_prev = h->client_prev;
@@ -324,23 +351,14 @@ Hold *hold_free(Hold *h) {
 
 /* ---- tokens ---- */
 
-int token_new(Manager *m, Client *creator, Range *r, Token **ret) {
-        static const char hex[] = "0123456789abcdef";
-        uint8_t bytes[TOKEN_HEX_LEN / 2];
+static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Token **ret) {
         Token *t;
         int k;
-
-        /* Unguessable: 128 bits from the kernel's CSPRNG; never a weaker fallback. */
-        if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t) sizeof(bytes))
-                return negative_errno();
 
         t = calloc(1, sizeof(Token));
         if (!t)
                 return -ENOMEM;
-        for (size_t i = 0; i < sizeof(bytes); i++) {
-                t->token[2 * i] = hex[bytes[i] >> 4];
-                t->token[2 * i + 1] = hex[bytes[i] & 15];
-        }
+        memcpy(t->token, hex, TOKEN_HEX_LEN);
         t->range = r;
         t->creator = creator;
         k = str_table_put(m->tokens, t->token, t);
@@ -354,6 +372,26 @@ int token_new(Manager *m, Client *creator, Range *r, Token **ret) {
                 creator->n_tokens++;
         *ret = t;
         return 0;
+}
+
+int token_new(Manager *m, Client *creator, Range *r, Token **ret) {
+        static const char digits[] = "0123456789abcdef";
+        uint8_t bytes[TOKEN_HEX_LEN / 2];
+        char hex[TOKEN_HEX_LEN + 1];
+
+        /* Unguessable: 128 bits from the kernel's CSPRNG; never a weaker fallback. */
+        if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t) sizeof(bytes))
+                return negative_errno();
+        for (size_t i = 0; i < sizeof(bytes); i++) {
+                hex[2 * i] = digits[bytes[i] >> 4];
+                hex[2 * i + 1] = digits[bytes[i] & 15];
+        }
+        hex[TOKEN_HEX_LEN] = '\0';
+        return token_add(m, creator, r, hex, ret);
+}
+
+int token_restore(Manager *m, Range *r, const char *hex, Token **ret) {
+        return token_add(m, NULL, r, hex, ret);
 }
 
 Token *token_free(Manager *m, Token *t) {
@@ -442,6 +480,7 @@ int range_release_owner(Range *r) {
         client_remove_range(r);
         if (r->holds) {
                 r->owner_detached = true;
+                persist_range(r->manager, r);
                 log_fields(LOG_INFO, &((LogFields) { .range_id = r->id }),
                            "Range %" PRIu64 " lost its owner; it lives on while holders remain.", r->id);
                 return 0;
@@ -455,5 +494,6 @@ int range_release_hold(Hold *h) {
         hold_free(h);
         if (r->owner_detached && !r->holds)
                 return range_free_now(r);
+        persist_range(r->manager, r);
         return 0;
 }

@@ -54,7 +54,8 @@ struct Client {
 };
 
 struct Hold {
-        Client *client;
+        Client *client;         /* NULL for a hold restored after a restart, until its uid comes back */
+        uid_t uid;
         Range *range;
         Hold *client_prev, *client_next;
         Hold *range_prev, *range_next;
@@ -82,6 +83,8 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret);
 void manager_direct_peer_closed(Manager *m, sd_bus *bus);
 Client *client_free(Client *c);
 
+/* The interned identity (a new reference). */
+int manager_get_identity(Manager *m, uid_t uid, const char *unit, const char *cgroup, Identity **ret);
 Identity *identity_ref(Identity *i);
 void identity_unref(Manager *m, Identity *i);
 /* Re-resolve every identity's quota scope and recompute usage (after a reload). */
@@ -92,11 +95,17 @@ void client_add_range(Client *c, Range *r);
 void client_remove_range(Range *r);
 
 int hold_new(Client *c, Range *r, bool read_only, Hold **ret);
+/* A hold restored from the journal: it belongs to a uid until a connection of that uid adopts it. */
+int hold_new_orphan(Range *r, uid_t uid, bool read_only, Hold **ret);
 Hold *hold_free(Hold *h);
 Hold *client_find_hold(Client *c, Range *r);
 
 /* Tokens. */
+
+/* The client's hold on r; an orphaned hold of the client's uid is adopted. */
 int token_new(Manager *m, Client *creator, Range *r, Token **ret);
+/* A token recorded in the journal, restored after a restart. */
+int token_restore(Manager *m, Range *r, const char *hex, Token **ret);
 Token *token_free(Manager *m, Token *t);
 Token *manager_find_token(Manager *m, const char *token);
 bool token_allows(const Token *t, const Identity *i);

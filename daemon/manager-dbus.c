@@ -465,6 +465,22 @@ static int property_get_clients(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "u", (uint32_t) str_table_size(m->clients));
 }
 
+static int property_get_lost(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ts)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_lost; i++) {
+                r = sd_bus_message_append(reply, "(ts)", m->lost[i].id, m->lost[i].reason);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
 const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -474,6 +490,7 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("BytesAllocated", "t", property_get_bytes_allocated, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Clients", "u", property_get_clients, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LostRanges", "a(ts)", property_get_lost, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 
         SD_BUS_METHOD_WITH_ARGS("ListGpus", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(uusstttq)", gpus),
                                 method_list_gpus, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -16,6 +16,7 @@
 #include "direct.h"
 #include "gpu.h"
 #include "log.h"
+#include "persist.h"
 #include "polkit.h"
 #include "quota.h"
 #include "str-table.h"
@@ -110,6 +111,7 @@ Manager *manager_free(Manager *m) {
         str_table_free(m->identities);
         quota_table_free(m->quotas);
         polkit_registry_free(m->polkit);
+        persist_done(m);
         request_cache_free(m->requests);
         va_space_free(m->va);
         for (size_t i = 0; i < m->n_gpus; i++)
@@ -567,12 +569,10 @@ static int setup_bus(Manager *m) {
         return 0;
 }
 
-static int setup_runtime_dir(Manager *m) {
+static int setup_direct(Manager *m) {
         _cleanup_free_ char *socket_path = NULL;
         int r;
 
-        if (mkdir(m->runtime_dir, 0755) < 0 && errno != EEXIST)
-                return log_error_errno(errno, "Creating %s failed: %m", m->runtime_dir);
         if (asprintf(&socket_path, "%s/%s", m->runtime_dir, SVMD_IO_SOCKET_NAME) < 0)
                 return -ENOMEM;
         r = direct_server_new(&m->direct, m, socket_path);
@@ -641,7 +641,13 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        r = setup_runtime_dir(m);
+        if (mkdir(m->runtime_dir, 0755) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Creating %s failed: %m", m->runtime_dir);
+        /* Restore before anyone can connect: READY=1 only once the state is back. */
+        r = persist_setup(m);
+        if (r < 0)
+                return r;
+        r = setup_direct(m);
         if (r < 0)
                 return r;
         r = setup_bus(m);

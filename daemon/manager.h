@@ -23,6 +23,12 @@ typedef struct Gpu Gpu;
 typedef struct StrTable StrTable;
 typedef struct QuotaTable QuotaTable;
 typedef struct PolkitRegistry PolkitRegistry;
+typedef struct Journal Journal;
+
+typedef struct LostRange {
+        uint64_t id;
+        char *reason;
+} LostRange;
 typedef struct Range Range;
 typedef struct RequestCache RequestCache;
 typedef struct DirectServer DirectServer;
@@ -63,6 +69,7 @@ typedef struct Manager {
         IdTable *ranges_by_va;          /* start VA → Range */
         Range *ranges_head, *ranges_tail;       /* id order, for ListRanges paging */
         uint64_t next_range_id;
+        uint64_t ids_reserved;          /* journaled: ids below it may have been handed out */
         uint64_t bytes_allocated;
         size_t n_degraded;
 
@@ -73,6 +80,12 @@ typedef struct Manager {
         QuotaTable *quotas;
         PolkitRegistry *polkit;
         uint64_t n_persistent;
+
+        Journal *journal;               /* persistent ranges, for restarts */
+        bool fdstore;                   /* a service manager keeps fds for us (NOTIFY_SOCKET) */
+        bool recovering;                /* restoring at start: nothing to journal */
+        LostRange *lost;                /* recorded ranges that could not be restored */
+        size_t n_lost;
 
         sd_event_source *repair_timer;
         sd_event_source *status_timer;

@@ -289,6 +289,8 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
                 .persistent = a->persistent,
                 .owner = client->identity,
                 .client = client,
+                .request_id = a->request_id,
+                .restore_fd = -EBADF,
                 .pieces = pieces,
                 .n_pieces = a->has_host_ranges ? (uint32_t) a->host_ranges.n : 0,
         };

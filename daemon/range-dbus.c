@@ -127,8 +127,8 @@ static int property_get_holders(sd_bus *bus, const char *path, const char *inter
         if (k < 0)
                 return k;
         for (Hold *h = r->holds; h; h = h->range_next) {
-                k = sd_bus_message_append(reply, "(us)", (uint32_t) h->client->identity->uid,
-                                          h->client->identity->unit);
+                k = sd_bus_message_append(reply, "(us)", (uint32_t) h->uid,
+                                          h->client ? h->client->identity->unit : "");
                 if (k < 0)
                         return k;
         }

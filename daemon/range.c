@@ -16,6 +16,7 @@
 #include "kfd-uapi.h"
 #include "log.h"
 #include "manager.h"
+#include "persist.h"
 #include "range.h"
 #include "size-util.h"
 #include "svmd-protocol.h"
@@ -266,6 +267,17 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "GPU 0x%x has a small BAR, so its VRAM cannot be host-visible; drop \"public\" or use GTT.",
                                          home->gpu_id);
+        if (spec->persistent && spec->n_pieces > 0)
+                return sd_bus_error_set(error, SVMD_ERROR_NOT_SUPPORTED,
+                                        "Batch ranges cannot be persistent; make their host ranges persistent instead.");
+        if (spec->persistent && spec->domain != RANGE_DOMAIN_HOST && spec->restore_fd < 0) {
+                const char *needed;
+                /* It survives a restart through a dma-buf kept in the fd store. */
+                if (kfd_device_require_feature(m->kfd, KFD_FEATURE_EXPORT_DMABUF, &needed) < 0)
+                        return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                                 "Persistent VRAM and GTT need KFD interface %s (dma-buf export); "
+                                                 "this kernel has %u.%u.", needed, m->kfd_major, m->kfd_minor);
+        }
         if (spec->flags & RANGE_FLAG_CONTIGUOUS) {
                 const char *needed;
                 if (kfd_device_require_feature(m->kfd, KFD_FEATURE_CONTIGUOUS, &needed) < 0)
@@ -434,6 +446,7 @@ Range *range_free_struct(Range *r) {
                 free(r->pieces);
         safe_close(r->memfd);
         free(r->label);
+        free(r->request_id);
         free(r);
         return NULL;
 }
@@ -442,6 +455,14 @@ void range_destroy(Range *r) {
         Manager *m = r->manager;
         uint64_t id = r->id;
         bool announced = r->registered;
+
+        if (r->persistent && !m->recovering) {
+                PersistBatch b;
+
+                persist_batch_init(&b);
+                persist_batch_del(m, &b, id);
+                persist_batch_commit(m, &b);
+        }
 
         host_unmap_window(r);
         batch_pin_sources(r, -1);
@@ -601,17 +622,24 @@ static int undo_batch_pin(void *userdata) {
 
 /* ---- forward steps ---- */
 
-static int host_map_window(Transaction *t, Range *r) {
+static int host_map_window(Transaction *t, Range *r, int restore_fd) {
         _cleanup_close_ int fd = -EBADF;
         char name[64];
         void *p;
 
-        snprintf(name, sizeof(name), "svmd-range-%" PRIu64, r->id);
-        fd = memfd_create(name, MFD_CLOEXEC);
-        if (fd < 0)
-                return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, r->id);
-        if (ftruncate(fd, (off_t) r->size) < 0)
-                return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, r->id);
+        if (restore_fd >= 0) {
+                /* After a restart: the memfd from the fd store, with the bytes clients wrote. */
+                fd = fcntl(restore_fd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        return txn_fail(t->txn, negative_errno(), 0, "taking the host memory of range %" PRIu64, r->id);
+        } else {
+                snprintf(name, sizeof(name), "svmd-range-%" PRIu64, r->id);
+                fd = memfd_create(name, MFD_CLOEXEC);
+                if (fd < 0)
+                        return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, r->id);
+                if (ftruncate(fd, (off_t) r->size) < 0)
+                        return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, r->id);
+        }
 
         /* Replace the window's PROT_NONE reservation by the memfd: the kernel's userptr needs the pages
          * mapped in our address space, at the VA the GPUs use too. */
@@ -634,12 +662,15 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
 
         size = ALIGN_POW2(spec->size, PAGE_SIZE_4K);
 
+        if (!spec->restore_id)
+                persist_reserve_id(m, m->next_range_id);
+
         r = calloc(1, sizeof(Range));
         if (!r)
                 return -ENOMEM;
         *r = (Range) {
                 .manager = m,
-                .id = m->next_range_id++,
+                .id = spec->restore_id ?: m->next_range_id++,
                 .size = size,
                 .home = spec->home,
                 .flags = spec->flags,
@@ -648,9 +679,18 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 .memfd = -EBADF,
                 .owner = identity_ref(spec->owner),
         };
+        if (spec->restore_id >= m->next_range_id)
+                m->next_range_id = spec->restore_id + 1;
         if (spec->label) {
                 r->label = strdup(spec->label);
                 if (!r->label) {
+                        range_free_struct(r);
+                        return -ENOMEM;
+                }
+        }
+        if (spec->persistent && spec->request_id) {
+                r->request_id = strdup(spec->request_id);
+                if (!r->request_id) {
                         range_free_struct(r);
                         return -ENOMEM;
                 }
@@ -674,7 +714,15 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 return k;
         }
 
-        k = va_space_alloc(m->va, size, spec->alignment, &r->va);
+        if (spec->restore_va) {
+                r->va = spec->restore_va;
+                k = va_space_reserve(m->va, r->va, size);
+                if (k < 0)
+                        return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
+                                                 "The recorded VA 0x%" PRIx64 "+%s of range %" PRIu64 " is not free: %s.",
+                                                 r->va, FORMAT_BYTES(size), r->id, strerror(-k));
+        } else
+                k = va_space_alloc(m->va, size, spec->alignment, &r->va);
         if (k < 0) {
                 if (k == -ENOMEM)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
@@ -693,7 +741,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 return k;
 
         if (spec->domain == RANGE_DOMAIN_HOST && spec->n_pieces == 0) {
-                k = host_map_window(t, r);
+                k = host_map_window(t, r, spec->restore_fd);
                 if (k < 0)
                         return transaction_set_kernel_error(t, k, error);
         }
@@ -714,10 +762,15 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 p->va = r->va + offset;
                 offset += p->size;
 
-                k = kfd_alloc(m->kfd_fd, p->va, p->size, home->gpu_id, flags, p->userptr, &p->handle, NULL);
+                if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
+                        /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
+                        k = kfd_import_dmabuf(m->kfd_fd, spec->restore_fd, home->gpu_id, p->va, &p->handle);
+                else
+                        k = kfd_alloc(m->kfd_fd, p->va, p->size, home->gpu_id, flags, p->userptr, &p->handle, NULL);
                 if (k < 0) {
-                        (void) txn_fail(t->txn, k, home->gpu_id, "allocating %s of %s memory on GPU 0x%x",
-                                        FORMAT_BYTES(p->size), range_domain_to_string(spec->domain), home->gpu_id);
+                        (void) txn_fail(t->txn, k, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
+                                        spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(p->size),
+                                        range_domain_to_string(spec->domain), home->gpu_id);
                         return transaction_set_kernel_error(t, k, error);
                 }
                 p->allocated = true;

@@ -89,6 +89,7 @@ struct Range {
 
         bool owner_detached;    /* freed by its owner while holders remain */
         int memfd;              /* host: the backing; -EBADF otherwise */
+        char *request_id;       /* persistent ranges: the request id that created it */
         uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
         char *label;
 
@@ -128,6 +129,12 @@ typedef struct RangeSpec {
         /* batch: n_pieces > 0, pieces[i].userptr/.size set, .source resolved */
         const RangePiece *pieces;
         uint32_t n_pieces;
+        char *request_id;       /* remembered with persistent ranges, for retries across restarts */
+        /* recovery after a restart: the recorded id and VA, and the fd kept in the fd store
+         * (dma-buf: imported; memfd: mapped again). 0 / -1 otherwise. */
+        uint64_t restore_id;
+        uint64_t restore_va;
+        int restore_fd;
 } RangeSpec;
 
 /*

@@ -24,6 +24,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "method-util.h"
+#include "persist.h"
 #include "quota.h"
 #include "range.h"
 #include "svmd-protocol.h"
@@ -132,6 +133,7 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         t->read_only = g.read_only;
         t->expires_usec = g.expires_usec;
 
+        persist_range(m, r);
         log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
                    "Range %" PRIu64 " shared by uid %u%s.", id, (unsigned) c->identity->uid,
                    t->read_only ? " read-only" : "");
@@ -158,7 +160,9 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         /* The same answer for unknown, malformed and expired tokens: nothing to probe. */
         t = strlen(token) == TOKEN_HEX_LEN ? manager_find_token(m, token) : NULL;
         if (t && t->expires_usec != 0 && t->expires_usec <= now_realtime_usec()) {
+                r = t->range;
                 token_free(m, t);
+                persist_range(m, r);
                 t = NULL;
         }
         if (!t)
@@ -183,6 +187,7 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                         return k;
         } else if (!t->read_only)
                 h->read_only = false;
+        persist_range(m, r);
 
         log_fields(LOG_INFO, &((LogFields) { .range_id = r->id, .unit = c->identity->unit }),
                    "Range %" PRIu64 " attached by uid %u.", r->id, (unsigned) c->identity->uid);

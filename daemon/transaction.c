@@ -9,6 +9,7 @@
 #include "gpu.h"
 #include "log.h"
 #include "manager.h"
+#include "persist.h"
 #include "range.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
@@ -222,6 +223,29 @@ static void publish(Transaction *t) {
                 manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_props);
 }
 
+/*
+ * Persistent ranges: new ones go to the fd store first, then one journal line
+ * records every created or changed one, before the caller replies.
+ */
+static void persist(Transaction *t) {
+        Manager *m = t->manager;
+        PersistBatch b;
+
+        if (m->recovering)
+                return;
+        persist_batch_init(&b);
+        for (size_t i = 0; i < t->n_touched; i++) {
+                Range *r = t->touched[i].range;
+
+                if (!r->persistent || is_queued_free(t, r))
+                        continue;
+                if (t->touched[i].created)
+                        (void) persist_store_fd(m, r);
+                persist_batch_put(m, &b, r);
+        }
+        persist_batch_commit(m, &b);
+}
+
 int transaction_commit(Transaction *t, sd_bus_error *error) {
         Manager *m = t->manager;
         bool irreversible = false;
@@ -266,6 +290,7 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
         txn_commit(t->txn);
         t->finished = true;
 
+        persist(t);
         publish(t);
 
         for (size_t i = 0; i < t->n_frees; i++)

@@ -22,6 +22,13 @@
  *
  * and finally stops svmd with SIGTERM. The exit status is CMD's, or failure if
  * svmd did not exit cleanly (e.g. a sanitizer report).
+ *
+ * Meanwhile the harness plays the service manager as systemd does for
+ * svmd.service (sd_notify(3), sd_listen_fds(3)): it keeps the fds svmd sends
+ * with FDSTORE=1/FDNAME= (dropping them on FDSTOREREMOVE=1), and when svmd dies
+ * (kill -9, crash) it starts it again like Restart=on-failure, handing the fds
+ * back with LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID. DIR/svmd.state says
+ * "<pid> <ready 0|1> <starts>" for tests that kill and wait.
  */
 
 #include <errno.h>
@@ -33,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -232,31 +240,100 @@ static int make_notify_socket(const char *dir, char **ret_path) {
         return fd;
 }
 
-static int wait_ready(int notify_fd, pid_t pid) {
-        time_t deadline = time(NULL) + READY_TIMEOUT_SEC;
-        char buf[4096];
+#define MAX_STORED_FDS 65536
+#define MAX_RESTARTS 1000
 
-        while (time(NULL) < deadline) {
-                struct pollfd p = { .fd = notify_fd, .events = POLLIN };
-                int status;
+/* What systemd keeps for the service: its fd store, its pid and whether it is ready. */
+typedef struct Service {
+        const char *dir, *address, *notify_path, *config;
+        int notify_fd;
+        pid_t pid;
+        bool ready;
+        unsigned starts;
+        char **names;
+        int *fds;
+        size_t n_fds;
+} Service;
 
-                if (waitpid(pid, &status, WNOHANG) == pid) {
-                        fprintf(stderr, "svmd-harness: svmd exited before it was ready (status %d)\n",
-                                WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-                        return -ECHILD;
+static void write_state(Service *s) {
+        char path[4096], tmp[4096], buf[128];
+
+        snprintf(path, sizeof(path), "%s/svmd.state", s->dir);
+        snprintf(tmp, sizeof(tmp), "%s/svmd.state.tmp", s->dir);
+        snprintf(buf, sizeof(buf), "%d %d %u\n", (int) s->pid, s->ready, s->starts);
+        if (write_file(tmp, buf) >= 0)
+                (void) rename(tmp, path);
+}
+
+static void store_remove(Service *s, const char *name) {
+        for (size_t i = 0; i < s->n_fds; i++)
+                if (streq(s->names[i], name)) {
+                        safe_close(s->fds[i]);
+                        free(s->names[i]);
+                        s->fds[i] = s->fds[s->n_fds - 1];
+                        s->names[i] = s->names[s->n_fds - 1];
+                        s->n_fds--;
+                        return;
                 }
-                if (poll(&p, 1, 100) <= 0)
-                        continue;
-                ssize_t n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-                if (n <= 0)
-                        continue;
-                buf[n] = '\0';
-                for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
-                        if (streq(line, "READY=1"))
-                                return 0;
+}
+
+static void store_add(Service *s, const char *name, int fd) {
+        /* Like systemd: the same name again replaces nothing, it adds; svmd never does that. */
+        if (s->n_fds >= MAX_STORED_FDS) {
+                fprintf(stderr, "svmd-harness: fd store full, dropping %s\n", name);
+                safe_close(fd);
+                return;
         }
-        fprintf(stderr, "svmd-harness: svmd did not report READY=1 within %d s\n", READY_TIMEOUT_SEC);
-        return -ETIMEDOUT;
+        s->fds = reallocarray(s->fds, s->n_fds + 1, sizeof(int));
+        s->names = reallocarray(s->names, s->n_fds + 1, sizeof(char *));
+        if (!s->fds || !s->names)
+                abort();
+        s->fds[s->n_fds] = fd;
+        s->names[s->n_fds] = strdup(name);
+        s->n_fds++;
+}
+
+/* Handle every queued notification; returns after the queue is empty. */
+static void handle_notify(Service *s) {
+        for (;;) {
+                char buf[4096], control[CMSG_SPACE(sizeof(int) * 253)];
+                struct iovec iov = { buf, sizeof(buf) - 1 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                                     .msg_controllen = sizeof(control) };
+                int fds[253], n_fds = 0;
+                char *name = NULL;
+                bool fdstore = false, remove = false;
+                ssize_t n;
+
+                n = recvmsg(s->notify_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (n < 0)
+                        return;
+                buf[n] = '\0';
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                                n_fds = (int) ((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                                memcpy(fds, CMSG_DATA(c), (size_t) n_fds * sizeof(int));
+                        }
+                for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+                        if (streq(line, "READY=1")) {
+                                s->ready = true;
+                                write_state(s);
+                        } else if (streq(line, "FDSTORE=1"))
+                                fdstore = true;
+                        else if (streq(line, "FDSTOREREMOVE=1"))
+                                remove = true;
+                        else if (strncmp(line, "FDNAME=", 7) == 0)
+                                name = line + 7;
+                }
+                if (remove && name)
+                        store_remove(s, name);
+                for (int i = 0; i < n_fds; i++) {
+                        if (fdstore)
+                                store_add(s, name ?: "stored", fds[i]);
+                        else
+                                safe_close(fds[i]);
+                }
+        }
 }
 
 static char *preload_value(void) {
@@ -290,27 +367,114 @@ static int install_config(const char *dir, char **ret_path) {
         return 0;
 }
 
-static pid_t start_svmd(const char *dir, const char *address, const char *notify_path, const char *config) {
-        _cleanup_free_ char *bus_arg = NULL, *rt_arg = NULL, *conf_arg = NULL, *preload = NULL;
+static int start_svmd(Service *s) {
+        _cleanup_free_ char *bus_arg = NULL, *rt_arg = NULL, *conf_arg = NULL, *preload = NULL, *names = NULL;
+        size_t len = 0;
         pid_t pid;
 
         preload = preload_value();
-        if (asprintf(&bus_arg, "--bus=%s", address) < 0 || asprintf(&rt_arg, "--runtime-dir=%s/run", dir) < 0 ||
-            asprintf(&conf_arg, "--config=%s", config) < 0 || !preload)
+        if (asprintf(&bus_arg, "--bus=%s", s->address) < 0 || asprintf(&rt_arg, "--runtime-dir=%s/run", s->dir) < 0 ||
+            asprintf(&conf_arg, "--config=%s", s->config) < 0 || !preload)
                 return -ENOMEM;
+        for (size_t i = 0; i < s->n_fds; i++)
+                len += strlen(s->names[i]) + 1;
+        names = calloc(len + 1, 1);
+        if (!names)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_fds; i++) {
+                if (i > 0)
+                        strcat(names, ":");
+                strcat(names, s->names[i]);
+        }
 
         pid = fork();
         if (pid < 0)
                 return negative_errno();
         if (pid == 0) {
-                setenv("NOTIFY_SOCKET", notify_path, 1);
-                setenv("KFDEMU_DIR", dir, 1);
+                char buf[32];
+
+                /* The stored fds become 3, 4, …: first out of the way, then into place. */
+                for (size_t i = 0; i < s->n_fds; i++) {
+                        s->fds[i] = fcntl(s->fds[i], F_DUPFD, (int) (3 + s->n_fds));
+                        if (s->fds[i] < 0)
+                                _exit(126);
+                }
+                for (size_t i = 0; i < s->n_fds; i++)
+                        if (dup2(s->fds[i], (int) (3 + i)) < 0)
+                                _exit(126);
+                if (s->n_fds > 0) {
+                        snprintf(buf, sizeof(buf), "%zu", s->n_fds);
+                        setenv("LISTEN_FDS", buf, 1);
+                        snprintf(buf, sizeof(buf), "%d", (int) getpid());
+                        setenv("LISTEN_PID", buf, 1);
+                        setenv("LISTEN_FDNAMES", names, 1);
+                }
+                setenv("NOTIFY_SOCKET", s->notify_path, 1);
+                setenv("KFDEMU_DIR", s->dir, 1);
                 setenv("LD_PRELOAD", preload, 1);
                 execl(arg_svmd, "svmd", bus_arg, rt_arg, conf_arg, "--log-level=debug", (char *) NULL);
                 fprintf(stderr, "svmd-harness: executing %s failed: %m\n", arg_svmd);
                 _exit(127);
         }
-        return pid;
+        s->pid = pid;
+        s->ready = false;
+        s->starts++;
+        write_state(s);
+        return 0;
+}
+
+static int wait_ready(Service *s) {
+        time_t deadline = time(NULL) + READY_TIMEOUT_SEC;
+
+        while (time(NULL) < deadline) {
+                struct pollfd p = { .fd = s->notify_fd, .events = POLLIN };
+                int status;
+
+                if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+                        fprintf(stderr, "svmd-harness: svmd exited before it was ready (status %d)\n",
+                                WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                        s->pid = 0;
+                        return -ECHILD;
+                }
+                if (poll(&p, 1, 100) > 0)
+                        handle_notify(s);
+                if (s->ready)
+                        return 0;
+        }
+        fprintf(stderr, "svmd-harness: svmd did not report READY=1 within %d s\n", READY_TIMEOUT_SEC);
+        return -ETIMEDOUT;
+}
+
+/* While the command runs: serve notifications, and restart svmd when it dies (Restart=on-failure). */
+static int supervise(Service *s, pid_t cmd_pid, int *ret_status) {
+        for (;;) {
+                struct pollfd p = { .fd = s->notify_fd, .events = POLLIN };
+                int status;
+
+                if (waitpid(cmd_pid, ret_status, WNOHANG) == cmd_pid)
+                        return 0;
+                if (s->notify_fd >= 0 && poll(&p, 1, 50) > 0)
+                        handle_notify(s);
+                else if (s->notify_fd < 0) {
+                        struct timespec ts = { 0, 50 * 1000 * 1000 };
+                        nanosleep(&ts, NULL);
+                }
+                if (s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == s->pid) {
+                        bool failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+
+                        fprintf(stderr, "svmd-harness: svmd (pid %d) %s %d\n", (int) s->pid,
+                                WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+                        s->pid = 0;
+                        s->ready = false;
+                        write_state(s);
+                        if (!failed || s->starts > MAX_RESTARTS)
+                                continue;
+                        handle_notify(s); /* fds sent just before dying are still queued */
+                        if (start_svmd(s) < 0)
+                                return -ECHILD;
+                }
+        }
 }
 
 static int stop(pid_t pid, int sig, const char *what) {
@@ -342,9 +506,9 @@ static void remove_tree(const char *dir) {
 
 int main(int argc, char *argv[]) {
         _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL, *config = NULL;
-        _cleanup_close_ int notify_fd = -EBADF;
         char tmpl[] = "/dev/shm/svmd-test.XXXXXX";
-        pid_t bus_pid = 0, svmd_pid = 0, cmd_pid;
+        Service svc = { .notify_fd = -EBADF };
+        pid_t bus_pid = 0, cmd_pid;
         int idx, r, status, ret = EXIT_FAILURE;
         const char *dir;
         char pidbuf[32];
@@ -388,23 +552,21 @@ int main(int argc, char *argv[]) {
                 goto finish;
         }
 
+        svc.dir = dir;
+        svc.address = address;
+        svc.config = config;
         if (!arg_no_daemon) {
-                notify_fd = make_notify_socket(dir, &notify_path);
-                if (notify_fd < 0) {
-                        fprintf(stderr, "svmd-harness: notify socket: %s\n", strerror(-notify_fd));
+                svc.notify_fd = make_notify_socket(dir, &notify_path);
+                if (svc.notify_fd < 0) {
+                        fprintf(stderr, "svmd-harness: notify socket: %s\n", strerror(-svc.notify_fd));
                         goto finish;
                 }
-                svmd_pid = start_svmd(dir, address, notify_path, config);
-                if (svmd_pid < 0 || wait_ready(notify_fd, svmd_pid) < 0) {
-                        svmd_pid = svmd_pid > 0 && waitpid(svmd_pid, NULL, WNOHANG) == 0 ? svmd_pid : 0;
+                svc.notify_path = notify_path;
+                if (start_svmd(&svc) < 0 || wait_ready(&svc) < 0)
                         goto finish;
-                }
-                /* Nobody reads it from now on: closed, later notifications fail instead of blocking. */
-                notify_fd = safe_close(notify_fd);
-                (void) unlink(notify_path);
         }
 
-        snprintf(pidbuf, sizeof(pidbuf), "%d", (int) svmd_pid);
+        snprintf(pidbuf, sizeof(pidbuf), "%d", (int) svc.pid);
         setenv("SVMD_BUS_ADDRESS", address, 1);
         setenv("SVMD_RUNTIME_DIR", run, 1);
         setenv("SVMD_PID", pidbuf, 1);
@@ -427,14 +589,21 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "svmd-harness: executing %s failed: %m\n", argv[idx]);
                 _exit(127);
         }
-        if (waitpid(cmd_pid, &status, 0) != cmd_pid)
+        if (supervise(&svc, cmd_pid, &status) < 0)
                 goto finish;
         ret = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 
 finish:
-        if (svmd_pid > 0 && stop(svmd_pid, SIGTERM, "svmd") < 0 && ret == EXIT_SUCCESS)
+        if (svc.pid > 0 && stop(svc.pid, SIGTERM, "svmd") < 0 && ret == EXIT_SUCCESS)
                 ret = EXIT_FAILURE;
         (void) stop(bus_pid, SIGTERM, "dbus-daemon");
+        for (size_t i = 0; i < svc.n_fds; i++) {
+                safe_close(svc.fds[i]);
+                free(svc.names[i]);
+        }
+        free(svc.fds);
+        free(svc.names);
+        safe_close(svc.notify_fd);
         if (!arg_keep && !arg_dir)
                 remove_tree(dir);
         else

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -154,6 +156,94 @@ uint64_t test_faults_fired(TestContext *t) {
 
 void test_fault_clear(TestContext *t) {
         ASSERT_OK(emu_kernel_fault_clear(t->emu));
+}
+
+static int read_state(pid_t *ret_pid, int *ret_ready) {
+        char path[4096];
+        FILE *f;
+        int pid = 0, ready = 0, n;
+
+        snprintf(path, sizeof(path), "%s/svmd.state", getenv("KFDEMU_DIR"));
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        n = fscanf(f, "%d %d", &pid, &ready);
+        fclose(f);
+        if (n != 2)
+                return -EBADMSG;
+        *ret_pid = (pid_t) pid;
+        *ret_ready = ready;
+        return 0;
+}
+
+void test_kill_and_wait_restart(TestContext *t) {
+        pid_t old, pid;
+        int ready;
+
+        ASSERT_OK(read_state(&old, &ready));
+        ASSERT_TRUE(old > 0);
+        ASSERT_OK(kill(old, SIGKILL) < 0 ? -errno : 0);
+        for (int i = 0; i < 6000; i++) {
+                struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+                if (read_state(&pid, &ready) >= 0 && pid > 0 && pid != old && ready)
+                        break;
+                nanosleep(&ts, NULL);
+        }
+        ASSERT_OK(read_state(&pid, &ready));
+        ASSERT_TRUE(pid != old && ready);
+        /* The direct connection died with the old daemon. */
+        t->direct = sd_bus_flush_close_unref(t->direct);
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+char *test_kernel_mappings(TestContext *t) {
+        json_t *v = NULL, *p, *h, *g;
+        char *lines[4096], *buf = NULL;
+        size_t n = 0, i, j, k, size = 0;
+        FILE *f;
+
+        ASSERT_OK(emu_kernel_dump(t->emu, &v));
+        json_array_foreach(json_object_get(v, "processes"), i, p)
+                json_array_foreach(json_object_get(p, "handles"), j, h) {
+                        char *line = NULL, *gpus = NULL;
+                        size_t gl = 0;
+                        FILE *gf = open_memstream(&gpus, &gl);
+                        uint64_t ids[64];
+                        size_t ng = 0;
+
+                        json_array_foreach(json_object_get(h, "mapped"), k, g)
+                                if (ng < 64)
+                                        ids[ng++] = (uint64_t) json_integer_value(g);
+                        for (size_t a = 0; a < ng; a++)
+                                for (size_t b = a + 1; b < ng; b++)
+                                        if (ids[b] < ids[a]) {
+                                                uint64_t x = ids[a];
+                                                ids[a] = ids[b];
+                                                ids[b] = x;
+                                        }
+                        for (size_t a = 0; a < ng; a++)
+                                fprintf(gf, " %" PRIu64, ids[a]);
+                        fclose(gf);
+                        ASSERT_TRUE(asprintf(&line, "0x%" PRIx64 " %" PRIu64 " [%s ]",
+                                             (uint64_t) json_integer_value(json_object_get(h, "va")),
+                                             (uint64_t) json_integer_value(json_object_get(h, "size")), gpus) >= 0);
+                        free(gpus);
+                        ASSERT_TRUE(n < ELEMENTSOF(lines));
+                        lines[n++] = line;
+                }
+        json_decref(v);
+        qsort(lines, n, sizeof(char *), cmp_str);
+        f = open_memstream(&buf, &size);
+        for (i = 0; i < n; i++) {
+                fprintf(f, "%s\n", lines[i]);
+                free(lines[i]);
+        }
+        fclose(f);
+        return buf;
 }
 
 char *test_list_ranges(sd_bus *bus) {

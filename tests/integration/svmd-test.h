@@ -50,6 +50,15 @@ void test_fault_clear(TestContext *t);
 /* How often the armed faults fired so far, summed. */
 uint64_t test_faults_fired(TestContext *t);
 
+/*
+ * Kill svmd with SIGKILL and wait until svmd-harness has restarted it (as
+ * Restart=on-failure does) and it reported READY=1 again.
+ */
+void test_kill_and_wait_restart(TestContext *t);
+
+/* What the kernel maps for svmd: "va size [gpu …]" lines sorted by VA (handles and buffer ids left out). */
+char *test_kernel_mappings(TestContext *t);
+
 /* ListRanges as a canonical string, for before/after comparisons of the daemon's tables. */
 char *test_list_ranges(sd_bus *bus);
 

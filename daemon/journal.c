@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "journal.h"
+#include "macro.h"
+
+#define JOURNAL_COMPACT_BYTES (4U << 20)
+#define JOURNAL_MAX_LINE (64U << 20)
+
+struct Journal {
+        char *dir;
+        char *path;
+        int fd;
+        uint64_t seq;
+        uint64_t bytes;
+};
+
+static int read_all(const char *path, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, allocated = 0;
+        ssize_t n;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        for (;;) {
+                if (allocated - size < 65536) {
+                        size_t na = allocated ? allocated * 2 : 65536;
+                        char *nb;
+
+                        if (na > (size_t) JOURNAL_MAX_LINE * 16)
+                                return -EFBIG;
+                        nb = realloc(buf, na + 1);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                        allocated = na;
+                }
+                n = read(fd, buf + size, allocated - size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                size += (size_t) n;
+        }
+        if (!buf) {
+                buf = strdup("");
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[size] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_size = size;
+        return 0;
+}
+
+static void add_warning(char **warning, const char *fmt, ...) _printf_(2, 3);
+static void add_warning(char **warning, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        char *joined = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        if (!msg)
+                return;
+        if (*warning) {
+                if (asprintf(&joined, "%s; %s", *warning, msg) < 0)
+                        return;
+                free(*warning);
+                *warning = joined;
+        } else
+                *warning = TAKE_PTR(msg);
+}
+
+static int load_snapshot(Journal *j, JournalSnapshotFunc apply, void *userdata, char **warning) {
+        _cleanup_free_ char *path = NULL;
+        json_error_t jerr;
+        json_t *root, *state, *seq;
+        int r;
+
+        if (asprintf(&path, "%s/snapshot.json", j->dir) < 0)
+                return -ENOMEM;
+        root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root) {
+                if (access(path, F_OK) == 0)
+                        add_warning(warning, "%s is unreadable (%s), ignoring it", path, jerr.text);
+                return 0;
+        }
+        seq = json_object_get(root, "seq");
+        state = json_object_get(root, "state");
+        if (!json_is_integer(seq) || json_integer_value(seq) < 0 || !state) {
+                add_warning(warning, "%s is malformed, ignoring it", path);
+                json_decref(root);
+                return 0;
+        }
+        r = apply(state, userdata);
+        if (r < 0)
+                add_warning(warning, "%s could not be applied (%s), ignoring it", path, strerror(-r));
+        else
+                j->seq = (uint64_t) json_integer_value(seq);
+        json_decref(root);
+        return r == -ENOMEM ? r : 0;
+}
+
+static int replay_journal(Journal *j, JournalReplayFunc replay, void *userdata, char **warning,
+                          size_t *ret_good_bytes) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, pos = 0, good = 0;
+        unsigned n = 0, skipped = 0;
+        int r;
+
+        r = read_all(j->path, &buf, &size);
+        if (r == -ENOENT) {
+                *ret_good_bytes = 0;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+
+        while (pos < size) {
+                char *nl = memchr(buf + pos, '\n', size - pos);
+                json_error_t jerr;
+                json_t *line, *seq, *changes;
+
+                if (!nl) {
+                        add_warning(warning, "the journal ends in an incomplete line at byte %zu; recovered up to the last complete one", pos);
+                        break;
+                }
+                *nl = '\0';
+                line = json_loads(buf + pos, JSON_REJECT_DUPLICATES, &jerr);
+                seq = json_object_get(line, "seq");
+                changes = json_object_get(line, "changes");
+                if (!line || !json_is_integer(seq) || !json_is_array(changes)) {
+                        add_warning(warning, "journal line %u (byte %zu) is corrupt (%s); recovered up to the line before",
+                                    n + 1, pos, line ? "malformed record" : jerr.text);
+                        json_decref(line);
+                        break;
+                }
+                if ((uint64_t) json_integer_value(seq) <= j->seq)
+                        skipped++; /* already in the snapshot */
+                else {
+                        r = replay(changes, userdata);
+                        if (r < 0) {
+                                add_warning(warning, "journal line %u could not be applied (%s); recovered up to the line before",
+                                            n + 1, strerror(-r));
+                                json_decref(line);
+                                break;
+                        }
+                        j->seq = (uint64_t) json_integer_value(seq);
+                }
+                json_decref(line);
+                n++;
+                pos = (size_t) (nl - buf) + 1;
+                good = pos;
+        }
+        (void) skipped;
+        *ret_good_bytes = good;
+        return 0;
+}
+
+int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, JournalReplayFunc replay,
+                 void *userdata, char **ret_warning) {
+        _cleanup_free_ char *warning = NULL;
+        Journal *j;
+        size_t good = 0;
+        int r;
+
+        j = calloc(1, sizeof(Journal));
+        if (!j)
+                return -ENOMEM;
+        j->fd = -EBADF;
+        j->dir = strdup(dir);
+        if (!j->dir || asprintf(&j->path, "%s/journal", dir) < 0) {
+                journal_free(j);
+                return -ENOMEM;
+        }
+
+        r = load_snapshot(j, snapshot, userdata, &warning);
+        if (r >= 0)
+                r = replay_journal(j, replay, userdata, &warning, &good);
+        if (r < 0) {
+                journal_free(j);
+                return r;
+        }
+
+        j->fd = open(j->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (j->fd < 0) {
+                r = negative_errno();
+                journal_free(j);
+                return r;
+        }
+        /* Cut off a torn tail so that new lines follow the last good one. */
+        if (ftruncate(j->fd, (off_t) good) < 0 || lseek(j->fd, (off_t) good, SEEK_SET) < 0) {
+                r = negative_errno();
+                journal_free(j);
+                return r;
+        }
+        j->bytes = good;
+
+        if (ret_warning)
+                *ret_warning = TAKE_PTR(warning);
+        *ret = j;
+        return 0;
+}
+
+Journal *journal_free(Journal *j) {
+        if (!j)
+                return NULL;
+        safe_close(j->fd);
+        free(j->dir);
+        free(j->path);
+        free(j);
+        return NULL;
+}
+
+static int write_all(int fd, const char *buf, size_t size) {
+        while (size > 0) {
+                ssize_t n = write(fd, buf, size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                buf += n;
+                size -= (size_t) n;
+        }
+        return 0;
+}
+
+int journal_append(Journal *j, json_t *changes) {
+        _cleanup_free_ char *line = NULL;
+        json_t *rec;
+        size_t l;
+        int r;
+
+        rec = json_pack("{sIsO}", "seq", (json_int_t) (j->seq + 1), "changes", changes);
+        if (!rec)
+                return -ENOMEM;
+        line = json_dumps(rec, JSON_COMPACT);
+        json_decref(rec);
+        if (!line)
+                return -ENOMEM;
+        l = strlen(line);
+        line[l] = '\n'; /* json_dumps allocated l + 1 bytes: the NUL becomes the newline */
+
+        /* One write of the whole line: a crash leaves at most a torn last line, which replay drops. */
+        r = write_all(j->fd, line, l + 1);
+        if (r < 0) {
+                /* Whatever part got out must not be mistaken for a record: cut it again. */
+                (void) ftruncate(j->fd, (off_t) j->bytes);
+                (void) lseek(j->fd, (off_t) j->bytes, SEEK_SET);
+                return r;
+        }
+        j->seq++;
+        j->bytes += l + 1;
+        return 0;
+}
+
+bool journal_wants_compaction(const Journal *j) {
+        return j->bytes >= JOURNAL_COMPACT_BYTES;
+}
+
+int journal_compact(Journal *j, json_t *state) {
+        _cleanup_free_ char *tmp = NULL, *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        json_t *root;
+        int r;
+
+        if (asprintf(&tmp, "%s/snapshot.json.tmp", j->dir) < 0 || asprintf(&path, "%s/snapshot.json", j->dir) < 0)
+                return -ENOMEM;
+        root = json_pack("{sIsO}", "seq", (json_int_t) j->seq, "state", state);
+        if (!root)
+                return -ENOMEM;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                json_decref(root);
+                return negative_errno();
+        }
+        r = json_dumpfd(root, fd, JSON_COMPACT);
+        json_decref(root);
+        if (r < 0 || fsync(fd) < 0) {
+                (void) unlink(tmp);
+                return r < 0 ? -EIO : negative_errno();
+        }
+        if (rename(tmp, path) < 0) {
+                r = negative_errno();
+                (void) unlink(tmp);
+                return r;
+        }
+        /* The snapshot holds everything up to seq: the journal starts over. */
+        if (ftruncate(j->fd, 0) < 0 || lseek(j->fd, 0, SEEK_SET) < 0)
+                return negative_errno();
+        j->bytes = 0;
+        return 0;
+}
+
+uint64_t journal_seq(const Journal *j) {
+        return j->seq;
+}

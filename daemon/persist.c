@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "client.h"
+#include "gpu.h"
+#include "journal.h"
+#include "kfd-ioctl.h"
+#include "log.h"
+#include "manager.h"
+#include "persist.h"
+#include "range.h"
+#include "size-util.h"
+#include "str-table.h"
+#include "transaction.h"
+
+#define FDNAME_PREFIX "range-"
+
+static uint64_t now_usec_monotonic(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* ---- range ↔ JSON ---- */
+
+static json_t *mask_to_json(Manager *m, uint64_t mask) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < m->n_gpus; i++)
+                if (mask & (UINT64_C(1) << i))
+                        json_array_append_new(a, json_integer(m->gpus[i]->gpu_id));
+        return a;
+}
+
+static json_t *range_to_json(Range *r) {
+        Manager *m = r->manager;
+        json_t *tokens = json_array(), *holders = json_array(), *o;
+
+        for (Token *t = r->tokens; t; t = t->range_next) {
+                json_t *tj = json_pack("{sssbsI}", "token", t->token, "read-only", t->read_only, "expires-usec",
+                                       (json_int_t) t->expires_usec);
+                if (tj && t->has_uid)
+                        json_object_set_new(tj, "uid", json_integer(t->uid));
+                if (tj && t->unit)
+                        json_object_set_new(tj, "unit", json_string(t->unit));
+                if (tj && t->cgroup)
+                        json_object_set_new(tj, "cgroup", json_string(t->cgroup));
+                json_array_append_new(tokens, tj);
+        }
+        for (Hold *h = r->holds; h; h = h->range_next)
+                json_array_append_new(holders, json_pack("{sIsb}", "uid", (json_int_t) h->uid, "read-only", h->read_only));
+
+        o = json_pack("{sIsIsIsssIsIsosbsoso}",
+                      "id", (json_int_t) r->id,
+                      "va", (json_int_t) r->va,
+                      "size", (json_int_t) r->size,
+                      "domain", range_domain_to_string(r->domain),
+                      "home", (json_int_t) m->gpus[r->home]->gpu_id,
+                      "flags", (json_int_t) r->flags,
+                      "mapped", mask_to_json(m, range_mapped(r)),
+                      "detached", r->owner_detached,
+                      "holders", holders,
+                      "tokens", tokens);
+        if (!o)
+                return NULL;
+        if (r->owner)
+                json_object_set_new(o, "owner", json_pack("{sIssss}", "uid", (json_int_t) r->owner->uid, "unit",
+                                                          r->owner->unit, "cgroup", r->owner->cgroup));
+        if (r->label)
+                json_object_set_new(o, "label", json_string(r->label));
+        if (r->request_id)
+                json_object_set_new(o, "request-id", json_string(r->request_id));
+        return o;
+}
+
+/* ---- the fd store ---- */
+
+int persist_store_fd(Manager *m, Range *r) {
+        _cleanup_close_ int fd = -EBADF;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char msg[64];
+        int k;
+
+        if (!m->fdstore)
+                return 0;
+        k = range_export_fd(r, false, &fd, &error);
+        if (k < 0) {
+                log_fields(LOG_ERR, &((LogFields) { .range_id = r->id }),
+                           "Keeping range %" PRIu64 " in the fd store failed: %s; it will not survive a restart.",
+                           r->id, error.message ?: strerror(-k));
+                sd_bus_error_free(&error);
+                return k;
+        }
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, r->id);
+        k = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
+        if (k <= 0) {
+                log_fields(LOG_ERR, &((LogFields) { .range_id = r->id }),
+                           "Sending range %" PRIu64 " to the fd store failed (%s); it will not survive a restart.",
+                           r->id, k < 0 ? strerror(-k) : "no service manager");
+                return k < 0 ? k : -ENOTCONN;
+        }
+        return 0;
+}
+
+static void remove_fd(Manager *m, uint64_t id) {
+        if (m->fdstore)
+                (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, id);
+}
+
+/* ---- journal batches ---- */
+
+void persist_batch_init(PersistBatch *b) {
+        b->changes = NULL;
+}
+
+static void batch_add(PersistBatch *b, json_t *change) {
+        if (!change)
+                return;
+        if (!b->changes)
+                b->changes = json_array();
+        if (b->changes)
+                json_array_append_new(b->changes, change);
+        else
+                json_decref(change);
+}
+
+void persist_batch_put(Manager *m, PersistBatch *b, Range *r) {
+        if (!m->journal || !r->persistent)
+                return;
+        batch_add(b, json_pack("{ssso}", "op", "put", "range", range_to_json(r)));
+}
+
+void persist_batch_del(Manager *m, PersistBatch *b, uint64_t id) {
+        remove_fd(m, id);
+        if (!m->journal)
+                return;
+        batch_add(b, json_pack("{sssI}", "op", "del", "id", (json_int_t) id));
+}
+
+static json_t *state_to_json(Manager *m) {
+        json_t *ranges = json_object();
+        char key[32];
+
+        for (Range *r = m->ranges_head; ranges && r; r = r->next) {
+                if (!r->persistent || r->state == RANGE_STATE_DEGRADED)
+                        continue;
+                snprintf(key, sizeof(key), "%" PRIu64, r->id);
+                json_object_set_new(ranges, key, range_to_json(r));
+        }
+        return json_pack("{sIso}", "next-id", (json_int_t) MAX(m->ids_reserved, m->next_range_id), "ranges", ranges);
+}
+
+#define ID_BLOCK 4096U
+
+void persist_reserve_id(Manager *m, uint64_t id) {
+        PersistBatch b;
+
+        if (!m->journal || m->recovering || id < m->ids_reserved)
+                return;
+        m->ids_reserved = id + ID_BLOCK;
+        persist_batch_init(&b);
+        batch_add(&b, json_pack("{sssI}", "op", "next-id", "value", (json_int_t) m->ids_reserved));
+        persist_batch_commit(m, &b);
+}
+
+void persist_batch_commit(Manager *m, PersistBatch *b) {
+        int k;
+
+        if (!b->changes)
+                return;
+        if (m->journal) {
+                k = journal_append(m->journal, b->changes);
+                if (k < 0)
+                        log_error_errno(k, "Writing the journal failed; the last change would not survive a restart: %m");
+                else if (journal_wants_compaction(m->journal)) {
+                        json_t *state = state_to_json(m);
+                        k = state ? journal_compact(m->journal, state) : -ENOMEM;
+                        json_decref(state);
+                        if (k < 0)
+                                log_warning_errno(k, "Compacting the journal failed, ignoring: %m");
+                }
+        }
+        json_decref(b->changes);
+        b->changes = NULL;
+}
+
+void persist_range(Manager *m, Range *r) {
+        PersistBatch b;
+
+        if (!r->persistent)
+                return;
+        persist_batch_init(&b);
+        persist_batch_put(m, &b, r);
+        persist_batch_commit(m, &b);
+}
+
+/* ---- recovery ---- */
+
+typedef struct Recovery {
+        Manager *m;
+        json_t *ranges;         /* "id" → range record */
+        uint64_t next_id;
+} Recovery;
+
+static int replay_change(json_t *changes, void *userdata) {
+        Recovery *rec = userdata;
+        size_t i;
+        json_t *c;
+
+        json_array_foreach(changes, i, c) {
+                const char *op = json_string_value(json_object_get(c, "op"));
+                char key[32];
+
+                if (streq_ptr(op, "put")) {
+                        json_t *r = json_object_get(c, "range");
+                        json_t *id = json_object_get(r, "id");
+                        if (!json_is_integer(id))
+                                return -EBADMSG;
+                        snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+                        json_object_set(rec->ranges, key, r);
+                } else if (streq_ptr(op, "del")) {
+                        json_t *id = json_object_get(c, "id");
+                        if (!json_is_integer(id))
+                                return -EBADMSG;
+                        snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+                        json_object_del(rec->ranges, key);
+                } else if (streq_ptr(op, "next-id")) {
+                        json_t *v = json_object_get(c, "value");
+                        if (!json_is_integer(v))
+                                return -EBADMSG;
+                        rec->next_id = MAX(rec->next_id, (uint64_t) json_integer_value(v));
+                } else
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
+typedef struct StoredFd {
+        uint64_t id;
+        int fd;
+} StoredFd;
+
+static int listen_fds(StoredFd **ret, size_t *ret_n) {
+        _cleanup_free_ StoredFd *fds = NULL;
+        char **names = NULL;
+        int n;
+
+        n = sd_listen_fds_with_names(true, &names);
+        if (n <= 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return n;
+        }
+        fds = calloc((size_t) n, sizeof(StoredFd));
+        if (!fds) {
+                for (int i = 0; names && names[i]; i++)
+                        free(names[i]);
+                free(names);
+                return -ENOMEM;
+        }
+        for (int i = 0; i < n; i++) {
+                const char *name = names ? names[i] : NULL;
+                char *end;
+
+                fds[i].fd = SD_LISTEN_FDS_START + i;
+                fds[i].id = 0;
+                if (name && strncmp(name, FDNAME_PREFIX, strlen(FDNAME_PREFIX)) == 0) {
+                        errno = 0;
+                        fds[i].id = strtoull(name + strlen(FDNAME_PREFIX), &end, 10);
+                        if (errno != 0 || *end != '\0')
+                                fds[i].id = 0;
+                }
+                (void) fcntl(fds[i].fd, F_SETFD, FD_CLOEXEC);
+        }
+        for (int i = 0; names && names[i]; i++)
+                free(names[i]);
+        free(names);
+        *ret = TAKE_PTR(fds);
+        *ret_n = (size_t) n;
+        return n;
+}
+
+static int json_u64(json_t *o, const char *key, uint64_t *ret) {
+        json_t *v = json_object_get(o, key);
+
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return -EBADMSG;
+        *ret = (uint64_t) json_integer_value(v);
+        return 0;
+}
+
+/* Is fd what the record says: a dma-buf of an amdgpu buffer of this size, or a memfd of it? */
+static int check_fd(Manager *m, int fd, RangeDomain domain, uint64_t size, uint32_t home, char **reason) {
+        struct stat st;
+        uint64_t bsize = 0;
+        uint32_t gpu = 0, flags = 0;
+        int k;
+
+        if (domain == RANGE_DOMAIN_HOST) {
+                if (fstat(fd, &st) < 0)
+                        return asprintf(reason, "its fd cannot be inspected (%m)") < 0 ? -ENOMEM : -EBADF;
+                if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != size)
+                        return asprintf(reason, "its fd is not a memfd of %s", FORMAT_BYTES(size)) < 0 ? -ENOMEM : -EBADF;
+                return 0;
+        }
+        k = kfd_get_dmabuf_info(m->kfd_fd, fd, &bsize, &gpu, &flags);
+        if (k < 0)
+                return asprintf(reason, "its fd is not an amdgpu dma-buf (%s)", strerror(-k)) < 0 ? -ENOMEM : -EBADF;
+        if (bsize != size)
+                return asprintf(reason, "its dma-buf has %s instead of %s", FORMAT_BYTES(bsize), FORMAT_BYTES(size)) < 0
+                               ? -ENOMEM : -EBADF;
+        if (gpu != home)
+                return asprintf(reason, "its dma-buf belongs to GPU 0x%x, not 0x%x", gpu, home) < 0 ? -ENOMEM : -EBADF;
+        return 0;
+}
+
+static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
+        size_t i;
+        json_t *e;
+        int k;
+
+        json_array_foreach(json_object_get(rec, "tokens"), i, e) {
+                const char *hex = json_string_value(json_object_get(e, "token"));
+                json_t *uid = json_object_get(e, "uid");
+                const char *unit = json_string_value(json_object_get(e, "unit"));
+                const char *cgroup = json_string_value(json_object_get(e, "cgroup"));
+                uint64_t expires = 0;
+                Token *t;
+
+                if (!hex || strlen(hex) != TOKEN_HEX_LEN)
+                        continue;
+                (void) json_u64(e, "expires-usec", &expires);
+                k = token_restore(m, r, hex, &t);
+                if (k < 0)
+                        return k;
+                t->has_uid = json_is_integer(uid);
+                t->uid = t->has_uid ? (uid_t) json_integer_value(uid) : 0;
+                t->unit = unit ? strdup(unit) : NULL;
+                t->cgroup = cgroup ? strdup(cgroup) : NULL;
+                t->read_only = json_is_true(json_object_get(e, "read-only"));
+                t->expires_usec = expires;
+        }
+        json_array_foreach(json_object_get(rec, "holders"), i, e) {
+                uint64_t uid;
+                Hold *h;
+
+                if (json_u64(e, "uid", &uid) < 0)
+                        continue;
+                k = hold_new_orphan(r, (uid_t) uid, json_is_true(json_object_get(e, "read-only")), &h);
+                if (k < 0)
+                        return k;
+        }
+        r->owner_detached = json_is_true(json_object_get(rec, "detached"));
+        return 0;
+}
+
+static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t id, va, size, flags = 0, mask = 0, home_id;
+        json_t *owner = json_object_get(rec, "owner"), *g;
+        Identity *identity = NULL;
+        RangeDomain domain;
+        RangeSpec spec;
+        Gpu *home;
+        Range *r;
+        size_t i;
+        int k;
+
+        if (json_u64(rec, "id", &id) < 0 || json_u64(rec, "va", &va) < 0 || json_u64(rec, "size", &size) < 0 ||
+            json_u64(rec, "home", &home_id) < 0 || json_u64(rec, "flags", &flags) < 0)
+                return asprintf(reason, "its record is malformed") < 0 ? -ENOMEM : -EBADMSG;
+        domain = range_domain_from_string(json_string_value(json_object_get(rec, "domain")) ?: "");
+        home = home_id <= UINT32_MAX ? manager_find_gpu(m, (uint32_t) home_id) : NULL;
+        if (domain < 0 || !home)
+                return asprintf(reason, "its domain or GPU 0x%" PRIx64 " is unknown on this node", home_id) < 0 ? -ENOMEM : -EBADMSG;
+        json_array_foreach(json_object_get(rec, "mapped"), i, g) {
+                Gpu *gp = json_is_integer(g) ? manager_find_gpu(m, (uint32_t) json_integer_value(g)) : NULL;
+                if (!gp)
+                        return asprintf(reason, "it was mapped to a GPU this node no longer has") < 0 ? -ENOMEM : -EBADMSG;
+                mask |= UINT64_C(1) << gp->index;
+        }
+
+        k = check_fd(m, fd, domain, size, home->gpu_id, reason);
+        if (k < 0)
+                return k;
+
+        if (json_is_object(owner)) {
+                uint64_t uid = 0;
+                (void) json_u64(owner, "uid", &uid);
+                k = manager_get_identity(m, (uid_t) uid, json_string_value(json_object_get(owner, "unit")) ?: "",
+                                         json_string_value(json_object_get(owner, "cgroup")) ?: "", &identity);
+                if (k < 0)
+                        return k;
+        }
+
+        spec = (RangeSpec) {
+                .size = size,
+                .home = home->index,
+                .domain = domain,
+                .flags = (uint16_t) flags,
+                .label = json_string_value(json_object_get(rec, "label")),
+                .persistent = true,
+                .owner = identity,
+                .request_id = (char *) json_string_value(json_object_get(rec, "request-id")),
+                .restore_id = id,
+                .restore_va = va,
+                .restore_fd = fd,
+        };
+
+        k = transaction_new(&t, m);
+        if (k >= 0)
+                k = range_create(t, &spec, &r, &error);
+        if (k >= 0)
+                k = range_map(t, r, mask, &error);
+        if (k >= 0)
+                k = transaction_commit(t, &error);
+        identity_unref(m, identity);
+        if (k < 0) {
+                transaction_abort(t, &error);
+                k = asprintf(reason, "importing it failed: %s", error.message ?: strerror(-k)) < 0 ? -ENOMEM : k;
+                sd_bus_error_free(&error);
+                return k;
+        }
+        return restore_tokens_and_holders(m, r, rec);
+}
+
+static int add_lost(Manager *m, uint64_t id, const char *reason) {
+        LostRange *n = reallocarray(m->lost, m->n_lost + 1, sizeof(LostRange));
+
+        if (!n)
+                return -ENOMEM;
+        m->lost = n;
+        m->lost[m->n_lost].id = id;
+        m->lost[m->n_lost].reason = strdup(reason);
+        if (!m->lost[m->n_lost].reason)
+                return -ENOMEM;
+        m->n_lost++;
+        log_fields(LOG_ERR, &((LogFields) { .range_id = id }), "Range %" PRIu64 " is lost: %s.", id, reason);
+        return 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+static int apply_snapshot(json_t *state, void *userdata) {
+        Recovery *rec = userdata;
+        json_t *ranges = json_object_get(state, "ranges");
+        uint64_t next = 0;
+
+        if (!json_is_object(ranges))
+                return -EBADMSG;
+        json_object_update(rec->ranges, ranges);
+        if (json_u64(state, "next-id", &next) >= 0)
+                rec->next_id = MAX(rec->next_id, next);
+        return 0;
+}
+
+int persist_setup(Manager *m) {
+        _cleanup_free_ StoredFd *fds = NULL;
+        _cleanup_free_ uint64_t *ids = NULL;
+        _cleanup_free_ char *warning = NULL;
+        Recovery rec = { .m = m };
+        size_t n_fds = 0, n_ids = 0, restored = 0;
+        const char *key;
+        json_t *v, *state;
+        uint64_t t0 = now_usec_monotonic();
+        int k;
+
+        m->fdstore = !!getenv("NOTIFY_SOCKET");
+        if (!m->fdstore)
+                log_notice("Not started by a service manager with an fd store: persistent ranges survive their "
+                           "clients, not a restart of svmd.");
+
+        rec.ranges = json_object();
+        if (!rec.ranges)
+                return -ENOMEM;
+
+        k = journal_open(&m->journal, m->runtime_dir, apply_snapshot, replay_change, &rec, &warning);
+        if (k < 0) {
+                json_decref(rec.ranges);
+                return log_error_errno(k, "Opening the journal in %s failed: %m", m->runtime_dir);
+        }
+        if (warning)
+                log_warning("Journal: %s.", warning);
+
+        k = listen_fds(&fds, &n_fds);
+        if (k < 0)
+                log_warning_errno(k, "Reading the fds passed by the service manager failed, ignoring: %m");
+
+        /* Oldest first: ids increase with time. */
+        ids = calloc(json_object_size(rec.ranges) + 1, sizeof(uint64_t));
+        if (!ids) {
+                json_decref(rec.ranges);
+                return -ENOMEM;
+        }
+        json_object_foreach(rec.ranges, key, v)
+                ids[n_ids++] = strtoull(key, NULL, 10);
+        qsort(ids, n_ids, sizeof(uint64_t), cmp_u64);
+        m->recovering = true;
+
+        for (size_t i = 0; i < n_ids; i++) {
+                _cleanup_free_ char *reason = NULL;
+                char idkey[32];
+                int fd = -EBADF;
+
+                snprintf(idkey, sizeof(idkey), "%" PRIu64, ids[i]);
+                for (size_t j = 0; j < n_fds; j++)
+                        if (fds[j].id == ids[i] && fds[j].fd >= 0) {
+                                fd = fds[j].fd;
+                                fds[j].id = 0; /* claimed */
+                        }
+                if (fd < 0)
+                        k = asprintf(&reason, "its fd is missing from the fd store") < 0 ? -ENOMEM : -ENOENT;
+                else
+                        k = restore_one(m, json_object_get(rec.ranges, idkey), fd, &reason);
+                if (k == -ENOMEM)
+                        break;
+                if (k < 0) {
+                        if (add_lost(m, ids[i], reason ?: "unknown") < 0)
+                                break;
+                        remove_fd(m, ids[i]);
+                } else
+                        restored++;
+                if ((i + 1) % 1000 == 0)
+                        (void) sd_notifyf(false, "STATUS=Recovering persistent ranges: %zu/%zu", i + 1, n_ids);
+        }
+        m->recovering = false;
+        /* Ids continue after every id the previous run may have handed out. */
+        m->next_range_id = MAX(m->next_range_id, rec.next_id);
+        m->ids_reserved = m->next_range_id;
+
+        /* The kernel objects hold their own references now; fds no record names are dropped. */
+        for (size_t j = 0; j < n_fds; j++) {
+                if (fds[j].id != 0) {
+                        log_warning("The fd store holds fd \"" FDNAME_PREFIX "%" PRIu64 "\" that no committed record names; dropping it.",
+                                    fds[j].id);
+                        remove_fd(m, fds[j].id);
+                }
+                safe_close(fds[j].fd);
+        }
+        json_decref(rec.ranges);
+
+        /* Start the journal over from what was recovered. */
+        state = state_to_json(m);
+        k = state ? journal_compact(m->journal, state) : -ENOMEM;
+        json_decref(state);
+        if (k < 0)
+                return log_error_errno(k, "Writing the recovered state to the journal failed: %m");
+
+        if (n_ids > 0 || n_fds > 0)
+                log_info("Recovered %zu of %zu persistent ranges in %" PRIu64 " ms%s.", restored, n_ids,
+                         (now_usec_monotonic() - t0) / 1000, m->n_lost > 0 ? "; see the lost ones above" : "");
+        return 0;
+}
+
+void persist_done(Manager *m) {
+        m->journal = journal_free(m->journal);
+        for (size_t i = 0; i < m->n_lost; i++)
+                free(m->lost[i].reason);
+        free(m->lost);
+        m->lost = NULL;
+        m->n_lost = 0;
+}

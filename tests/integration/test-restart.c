@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Nothing lost on restart: svmd is killed with SIGKILL while persistent ranges
+ * live, svmd-harness restarts it and hands back the fds svmd kept in its fd
+ * store, as systemd does. Every persistent range must come back at the same VA
+ * with the same mappings, owner and tokens, and with its bytes; non-persistent
+ * ones are gone with their connections. Then the journal's tail is corrupted,
+ * an fd goes missing, a stray one appears and one has the wrong size: each is
+ * reported clearly and nothing else is lost.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "svmd-protocol.h"
+#include "svmd-test.h"
+
+#define MiB (UINT64_C(1) << 20)
+
+static TestContext T;
+
+static uint64_t allocate(const char *domain, uint64_t size, uint32_t gpu, bool persistent, bool public_,
+                         size_t n_map, const uint32_t *map) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t id, va;
+        const char *path;
+        int r;
+
+        ASSERT_OK(sd_bus_message_new_method_call(T.bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                                 "Allocate"));
+        ASSERT_OK(sd_bus_message_append(m, "tus", size, gpu, domain));
+        ASSERT_OK(sd_bus_message_open_container(m, 'a', "{sv}"));
+        ASSERT_OK(sd_bus_message_append(m, "{sv}", "persistent", "b", (int) persistent));
+        if (public_)
+                ASSERT_OK(sd_bus_message_append(m, "{sv}", "flags", "as", 2, "writable", "public"));
+        ASSERT_OK(sd_bus_message_open_container(m, 'e', "sv"));
+        ASSERT_OK(sd_bus_message_append(m, "s", "map"));
+        ASSERT_OK(sd_bus_message_open_container(m, 'v', "au"));
+        ASSERT_OK(sd_bus_message_append_array(m, 'u', map, n_map * sizeof(uint32_t)));
+        ASSERT_OK(sd_bus_message_close_container(m));
+        ASSERT_OK(sd_bus_message_close_container(m));
+        ASSERT_OK(sd_bus_message_close_container(m));
+        r = sd_bus_call(T.bus, m, 0, &error, &reply);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
+        return id;
+}
+
+/* Map the range's memory (Export) and run fn on it. */
+static void with_bytes(uint64_t id, void (*fn)(uint8_t *p, uint64_t size, uint64_t id)) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t va, size;
+        void *p;
+        int fd, r;
+
+        r = test_call(T.bus, "Export", &error, &reply, "t", id);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "htt", &fd, &va, &size));
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ASSERT_TRUE(p != MAP_FAILED);
+        fn(p, size, id);
+        munmap(p, size);
+}
+
+static void write_pattern(uint8_t *p, uint64_t size, uint64_t id) {
+        for (uint64_t i = 0; i < size; i += 4096)
+                p[i] = (uint8_t) (id * 31 + i / 4096);
+}
+
+static void check_pattern(uint8_t *p, uint64_t size, uint64_t id) {
+        for (uint64_t i = 0; i < size; i += 4096)
+                ASSERT_EQ(p[i], (uint8_t) (id * 31 + i / 4096));
+}
+
+static bool exists(uint64_t id) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char path[64];
+        uint64_t v;
+        int r;
+
+        snprintf(path, sizeof(path), "/org/svmd1/range/%" PRIu64, id);
+        r = sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Id", &error, 't', &v);
+        sd_bus_error_free(&error);
+        return r >= 0;
+}
+
+static char *lost_ranges(void) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *buf = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&buf, &n);
+        const char *reason;
+        uint64_t id;
+        int r;
+
+        r = sd_bus_get_property(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "LostRanges", &error,
+                                &reply, "a(ts)");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ts)"));
+        while ((r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0)
+                fprintf(f, "%" PRIu64 ": %s\n", id, reason);
+        fclose(f);
+        return buf;
+}
+
+/* Speak to the fd store as svmd would (the harness plays systemd). */
+static void notify(const char *msg, int fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { (void *) msg, strlen(msg) };
+        struct msghdr mh = { .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = &iov, .msg_iovlen = 1 };
+        int s;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", getenv("KFDEMU_DIR"));
+        if (fd >= 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = sizeof(control);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(s >= 0);
+        ASSERT_TRUE(sendmsg(s, &mh, 0) >= 0);
+        close(s);
+}
+
+static void test_ranges_survive_kill(void) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *list_before = NULL, *list_after = NULL, *maps_before = NULL, *maps_after = NULL, *lost = NULL;
+        uint64_t vram, gtt, host, temp, later, id, va, size;
+        const char *token;
+        int fd, r;
+
+        vram = allocate("vram", 8 * MiB, T.gpus[0], true, true, 3, (uint32_t[]) { T.gpus[0], T.gpus[1], T.gpus[2] });
+        gtt = allocate("gtt", 1 * MiB, T.gpus[1], true, false, 2, (uint32_t[]) { T.gpus[1], T.gpus[3] });
+        host = allocate("host", 64 * 4096, 0, true, false, 1, (uint32_t[]) { T.gpus[2] });
+        temp = allocate("vram", 2 * MiB, T.gpus[3], false, false, 1, (uint32_t[]) { T.gpus[3] });
+        with_bytes(vram, write_pattern);
+        with_bytes(gtt, write_pattern);
+        with_bytes(host, write_pattern);
+
+        r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", host, 1, "read-only", "b", 1);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "s", &token));
+        token = strdupa(token);
+
+        /* The non-persistent range goes away with svmd; take it out of the expected picture. */
+        r = test_call(T.bus, "Free", &error, NULL, "t", temp);
+        ASSERT_BUS_OK(r, &error);
+        list_before = test_list_ranges(T.bus);
+        maps_before = test_kernel_mappings(&T);
+        temp = allocate("vram", 2 * MiB, T.gpus[3], false, false, 1, (uint32_t[]) { T.gpus[3] });
+
+        test_kill_and_wait_restart(&T);
+
+        ASSERT_FALSE(exists(temp));
+        list_after = test_list_ranges(T.bus);
+        ASSERT_STREQ(list_before, list_after);                  /* ids, VAs, sizes, mappings, owners */
+        maps_after = test_kernel_mappings(&T);
+        ASSERT_STREQ(maps_before, maps_after);                  /* the kernel maps the same at the same VAs */
+        with_bytes(vram, check_pattern);                        /* and the bytes are still there */
+        with_bytes(gtt, check_pattern);
+        with_bytes(host, check_pattern);
+        lost = lost_ranges();
+        ASSERT_STREQ(lost, "");
+
+        /* The token still works. */
+        sd_bus_message_unref(reply);
+        reply = NULL;
+        r = test_call(T.bus, "Attach", &error, &reply, "s", token);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "ttth", &id, &va, &size, &fd));
+        ASSERT_UEQ(id, host);
+        r = test_call(T.bus, "Release", &error, NULL, "t", host);
+        ASSERT_BUS_OK(r, &error);
+
+        /* Ids are never reused. */
+        later = allocate("gtt", 4096, 0, false, false, 0, NULL);
+        ASSERT_TRUE(later > temp);
+
+        /* A second kill changes nothing either. */
+        r = test_call(T.bus, "Free", &error, NULL, "t", later);
+        ASSERT_BUS_OK(r, &error);
+        test_kill_and_wait_restart(&T);
+        free(list_after);
+        list_after = test_list_ranges(T.bus);
+        ASSERT_STREQ(list_before, list_after);
+}
+
+static void test_bad_journal_and_fds(void) {
+        _cleanup_free_ char *list_before = NULL, *list_after = NULL, *lost = NULL, *journal = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t a, b, c;
+        char name[64];
+        FILE *f;
+        int fd, r;
+
+        a = allocate("host", 4 * 4096, 0, true, false, 0, NULL);
+        b = allocate("host", 4 * 4096, 0, true, false, 0, NULL);
+        c = allocate("host", 4 * 4096, 0, true, false, 0, NULL);
+
+        /* A torn last line, as from a crash mid-write: the rest is recovered. */
+        ASSERT_TRUE(asprintf(&journal, "%s/journal", getenv("SVMD_RUNTIME_DIR")) >= 0);
+        f = fopen(journal, "ae");
+        ASSERT_TRUE(f);
+        fputs("{\"seq\": 99999, \"changes\": [ {\"op\": \"put\", \"ra", f);
+        fclose(f);
+
+        /* b's fd goes missing; c's is replaced by one of the wrong size; a stray one appears. */
+        snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, b);
+        notify(name, -1);
+        snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, c);
+        notify(name, -1);
+        fd = memfd_create("wrong-size", MFD_CLOEXEC);
+        ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0);
+        snprintf(name, sizeof(name), "FDSTORE=1\nFDNAME=range-%" PRIu64, c);
+        notify(name, fd);
+        close(fd);
+        fd = memfd_create("stray", MFD_CLOEXEC);
+        ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0);
+        notify("FDSTORE=1\nFDNAME=range-987654321", fd);
+        close(fd);
+
+        test_kill_and_wait_restart(&T);
+
+        ASSERT_TRUE(exists(a));
+        ASSERT_FALSE(exists(b));
+        ASSERT_FALSE(exists(c));
+        ASSERT_FALSE(exists(987654321));
+        lost = lost_ranges();
+        fprintf(stderr, "lost ranges reported:\n%s", lost);
+        snprintf(name, sizeof(name), "%" PRIu64 ": its fd is missing", b);
+        ASSERT_TRUE(strstr(lost, name) != NULL);
+        snprintf(name, sizeof(name), "%" PRIu64 ": its fd is not a memfd", c);
+        ASSERT_TRUE(strstr(lost, name) != NULL);
+
+        /* A lost record does not come back at the next restart, and a is still fine. */
+        test_kill_and_wait_restart(&T);
+        ASSERT_TRUE(exists(a));
+        free(lost);
+        lost = lost_ranges();
+        ASSERT_STREQ(lost, "");
+        r = test_call(T.bus, "Free", &error, NULL, "t", a);
+        ASSERT_BUS_OK(r, &error);
+}
+
+int main(void) {
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        test_setup(&T);
+        printf("test ranges_survive_kill ... ");
+        test_ranges_survive_kill();
+        printf("ok\ntest bad_journal_and_fds ... ");
+        test_bad_journal_and_fds();
+        printf("ok\n");
+        test_teardown(&T);
+        return 0;
+}
