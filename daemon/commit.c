@@ -71,7 +71,8 @@ typedef struct CommitOp {
         RangePiece *pieces;
         uint64_t mask;
         SimRange *sim;          /* target (Map/Unmap/Free) or created range (Allocate*) */
-        Range *range;           /* resolved at execution */
+        Range *range;           /* resolved at execution; gone after the commit for Free */
+        uint64_t id, va;        /* the range's id and VA, for the results */
 } CommitOp;
 
 typedef struct Commit {
@@ -325,6 +326,8 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
                 }
                 if (r < 0)
                         return prefix_error(error, i, op->kind, r);
+                op->id = op->range->id;
+                op->va = op->range->va;
         }
         return transaction_commit(t, error);
 }
@@ -347,13 +350,13 @@ static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
                 if (!dry_run && (op->kind == OP_ALLOCATE || op->kind == OP_ALLOCATE_BATCH)) {
                         _cleanup_free_ char *path = NULL;
 
-                        r = range_path(op->range->id, &path);
+                        r = range_path(op->id, &path);
                         if (r < 0)
                                 return r;
-                        r = sd_bus_message_append(reply, "{sv}{sv}{sv}", "id", "t", op->range->id, "va", "t",
-                                                  op->range->va, "path", "o", path);
+                        r = sd_bus_message_append(reply, "{sv}{sv}{sv}", "id", "t", op->id, "va", "t",
+                                                  op->va, "path", "o", path);
                 } else if (!dry_run)
-                        r = sd_bus_message_append(reply, "{sv}", "id", "t", op->range->id);
+                        r = sd_bus_message_append(reply, "{sv}", "id", "t", op->id);
                 if (r < 0)
                         return r;
                 r = sd_bus_message_close_container(reply);
