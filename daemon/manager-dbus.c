@@ -59,6 +59,10 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
                 r = request_cache_replay(m->requests, msg, c->identity->uid, a->request_id, error);
                 if (r != 0)
                         return r;
+                /* Persistent ranges remember their request id across restarts of svmd. */
+                range = manager_find_range_by_request(m, c->identity->uid, a->request_id);
+                if (range)
+                        return reply_allocation(m, msg, range, c, a->request_id);
         }
 
         r = prepare_allocation(m, a, domain, c, NULL, &spec, &pieces, &map, error);

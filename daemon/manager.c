@@ -108,6 +108,7 @@ Manager *manager_free(Manager *m) {
         id_table_free(m->ranges_by_va);
         str_table_free(m->clients);
         str_table_free(m->tokens);
+        str_table_free(m->range_requests);
         str_table_free(m->identities);
         quota_table_free(m->quotas);
         polkit_registry_free(m->polkit);
@@ -192,6 +193,13 @@ Gpu *manager_find_gpu(Manager *m, uint32_t gpu_id) {
 
 Range *manager_find_range(Manager *m, uint64_t id) {
         return id_table_get(m->ranges, id);
+}
+
+Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_id) {
+        char key[32 + SVMD_MAX_REQUEST_ID_LEN];
+
+        snprintf(key, sizeof(key), "%u\x1f%s", (unsigned) uid, request_id);
+        return m->range_requests ? str_table_get(m->range_requests, key) : NULL;
 }
 
 int manager_add_bus_objects(Manager *m, sd_bus *bus) {
@@ -632,6 +640,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = str_table_new(&m->tokens);
+        if (r < 0)
+                return r;
+        r = str_table_new(&m->range_requests);
         if (r < 0)
                 return r;
         r = quota_table_new(&m->quotas);

@@ -77,6 +77,7 @@ typedef struct Manager {
         StrTable *clients;              /* bus unique name / "direct:<peer>" → Client */
         StrTable *identities;           /* → Identity */
         StrTable *tokens;               /* share token → Token */
+        StrTable *range_requests;       /* "uid\x1frequest-id" → persistent Range it created */
         QuotaTable *quotas;
         PolkitRegistry *polkit;
         uint64_t n_persistent;
@@ -109,6 +110,8 @@ int manager_reload(Manager *m, char **ret_error);
 
 Gpu *manager_find_gpu(Manager *m, uint32_t gpu_id);
 Range *manager_find_range(Manager *m, uint64_t id);
+/* The persistent range an owner created with this request id (also before a restart). */
+Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_id);
 
 /* Register the objects (manager, GPUs, ranges) on a connection: the bus or a direct peer. */
 int manager_add_bus_objects(Manager *m, sd_bus *bus);

@@ -19,6 +19,7 @@
 #include "persist.h"
 #include "range.h"
 #include "size-util.h"
+#include "str-table.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
 
@@ -372,8 +373,13 @@ static void batch_pin_sources(Range *r, int sign) {
 
 /* ---- tables ---- */
 
+static void request_key(const Range *r, char *buf, size_t len) {
+        snprintf(buf, len, "%u\x1f%s", (unsigned) r->owner->uid, r->request_id);
+}
+
 static int range_register(Range *r) {
         Manager *m = r->manager;
+        char key[32 + SVMD_MAX_REQUEST_ID_LEN];
         int k;
 
         k = id_table_put(m->ranges, r->id, r);
@@ -383,6 +389,11 @@ static int range_register(Range *r) {
         if (k < 0) {
                 (void) id_table_remove(m->ranges, r->id);
                 return k;
+        }
+
+        if (r->request_id && r->owner) {
+                request_key(r, key, sizeof(key));
+                (void) str_table_put(m->range_requests, key, r); /* a duplicate keeps the first */
         }
 
         r->prev = m->ranges_tail;
@@ -401,6 +412,13 @@ static void range_unregister(Range *r) {
 
         if (!r->registered)
                 return;
+        if (r->request_id && r->owner) {
+                char key[32 + SVMD_MAX_REQUEST_ID_LEN];
+
+                request_key(r, key, sizeof(key));
+                if (str_table_get(m->range_requests, key) == r)
+                        (void) str_table_remove(m->range_requests, key);
+        }
         (void) id_table_remove(m->ranges, r->id);
         (void) id_table_remove(m->ranges_by_va, r->va);
         if (r->prev)
