@@ -1,0 +1,595 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * The methods of org.svmd1.Manager (SPEC §6.1) as plain C calls: build the
+ * request (request.c), send it on the connection the call belongs on
+ * (client.c), read the reply into public structs.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "svmd-protocol.h"
+
+static int bad_reply(svmd_error *error, const char *member, int r) {
+        return error_setf(error, r, NULL, "svmd's reply to %s cannot be read: %s.", member, strerror(-r));
+}
+
+static int build_failed(svmd_error *error, const char *member, int r) {
+        return error_setf(error, r, NULL, "Building the %s call failed: %s.", member, strerror(-r));
+}
+
+static void copy_string(char *dst, size_t size, const char *src) {
+        snprintf(dst, size, "%s", strempty(src));
+}
+
+_public_ int svmd_list_gpus(svmd_client *c, svmd_gpu **ret, size_t *ret_n, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ svmd_gpu *gpus = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!c || !ret || !ret_n)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, false, "ListGpus", &m, error);
+        if (r < 0)
+                return r;
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "(uusstttq)");
+        if (r < 0)
+                return bad_reply(error, "ListGpus", r);
+        for (;;) {
+                svmd_gpu g = {};
+                const char *target, *name;
+                svmd_gpu *p;
+
+                r = sd_bus_message_read(reply, "(uusstttq)", &g.gpu_id, &g.node_id, &target, &name, &g.vram_total,
+                                        &g.vram_used, &g.vram_free, &g.render_minor);
+                if (r < 0)
+                        return bad_reply(error, "ListGpus", r);
+                if (r == 0)
+                        break;
+                copy_string(g.target, sizeof(g.target), target);
+                copy_string(g.name, sizeof(g.name), name);
+                p = reallocarray(gpus, n + 1, sizeof(svmd_gpu));
+                if (!p)
+                        return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+                gpus = p;
+                gpus[n++] = g;
+        }
+        *ret = TAKE_PTR(gpus);
+        *ret_n = n;
+        return 0;
+}
+
+_public_ int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        svmd_status s = { .n_clients = UINT32_MAX };
+        const char *name;
+        sd_bus *bus;
+        int r;
+
+        if (!c || !ret)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        bus = client_pick(c, false);
+        if (!bus)
+                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
+        r = sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH,
+                                           "org.freedesktop.DBus.Properties", "GetAll");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", SVMD_MANAGER_INTERFACE);
+        if (r < 0)
+                return build_failed(error, "GetAll", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return bad_reply(error, "GetAll", r);
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *str;
+
+                r = sd_bus_message_read_basic(reply, 's', &name);
+                if (r < 0)
+                        break;
+                if (streq(name, "Version")) {
+                        r = sd_bus_message_read(reply, "v", "s", &str);
+                        if (r >= 0)
+                                copy_string(s.version, sizeof(s.version), str);
+                } else if (streq(name, "KfdVersion")) {
+                        r = sd_bus_message_read(reply, "v", "s", &str);
+                        if (r >= 0)
+                                copy_string(s.kfd_version, sizeof(s.kfd_version), str);
+                } else if (streq(name, "Gpus")) {
+                        const void *p;
+                        size_t sz;
+
+                        r = sd_bus_message_enter_container(reply, 'v', "au");
+                        if (r >= 0)
+                                r = sd_bus_message_read_array(reply, 'u', &p, &sz);
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                        s.n_gpus = (uint32_t) (sz / sizeof(uint32_t));
+                } else if (streq(name, "Ranges"))
+                        r = sd_bus_message_read(reply, "v", "t", &s.n_ranges);
+                else if (streq(name, "BytesAllocated"))
+                        r = sd_bus_message_read(reply, "v", "t", &s.bytes_allocated);
+                else if (streq(name, "Clients"))
+                        r = sd_bus_message_read(reply, "v", "u", &s.n_clients);
+                else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r < 0)
+                        break;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        break;
+        }
+        if (r < 0)
+                return bad_reply(error, "GetAll", r);
+        *ret = s;
+        return 0;
+}
+
+static int read_range(sd_bus_message *reply, svmd_range *rg) {
+        const char *domain, *label, *state;
+        const void *mapped;
+        size_t sz;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'r', "ttttsuausus");
+        if (r <= 0)
+                return r;
+        *rg = (svmd_range) {};
+        r = sd_bus_message_read(reply, "ttttsu", &rg->id, &rg->va, &rg->size, &rg->flags, &domain, &rg->home_gpu);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_array(reply, 'u', &mapped, &sz);
+        if (r < 0)
+                return r;
+        rg->n_mapped = (uint32_t) MIN(sz / sizeof(uint32_t), (size_t) SVMD_MAX_GPUS);
+        memcpy(rg->mapped, mapped, rg->n_mapped * sizeof(uint32_t));
+        r = sd_bus_message_read(reply, "sus", &label, &rg->owner_uid, &state);
+        if (r < 0)
+                return r;
+        copy_string(rg->domain, sizeof(rg->domain), domain);
+        copy_string(rg->label, sizeof(rg->label), label);
+        copy_string(rg->state, sizeof(rg->state), state);
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        return 1;
+}
+
+_public_ int svmd_list_ranges(svmd_client *c, const svmd_range_filter *f, svmd_range **ret, size_t *ret_n,
+                              svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ svmd_range *ranges = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        if (!c || !ret || !ret_n)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, false, "ListRanges", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && f && f->has_owner)
+                r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_OWNER, "u", f->owner);
+        if (r >= 0 && f && f->has_gpu)
+                r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_GPU, "u", f->gpu);
+        if (r >= 0 && f && f->label)
+                r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_LABEL, "s", f->label);
+        if (r >= 0 && f && f->offset > 0)
+                r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_OFFSET, "t", f->offset);
+        if (r >= 0 && f && f->all)
+                r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_ALL, "b", 1);
+        if (r >= 0 && f && f->limit > 0)
+                r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_LIMIT, "t", f->limit);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return build_failed(error, "ListRanges", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "(ttttsuausus)");
+        if (r < 0)
+                return bad_reply(error, "ListRanges", r);
+        for (;;) {
+                svmd_range rg;
+
+                r = read_range(reply, &rg);
+                if (r < 0)
+                        return bad_reply(error, "ListRanges", r);
+                if (r == 0)
+                        break;
+                if (n >= allocated) {
+                        size_t k = allocated ? allocated * 2 : 16;
+                        svmd_range *p = reallocarray(ranges, k, sizeof(svmd_range));
+                        if (!p)
+                                return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+                        ranges = p;
+                        allocated = k;
+                }
+                ranges[n++] = rg;
+        }
+        *ret = TAKE_PTR(ranges);
+        *ret_n = n;
+        return 0;
+}
+
+_public_ const char *svmd_range_flag_to_string(uint64_t flag) {
+        static const char *const names[] = {
+                "writable", "executable", "public", "coherent", "uncached", "ext-coherent", "contiguous",
+                "no-substitute",
+        };
+
+        if (flag == 0 || (flag & (flag - 1)) != 0)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (flag == UINT64_C(1) << i)
+                        return names[i];
+        return NULL;
+}
+
+static int read_usage_entry(sd_bus_message *reply, const char *key, svmd_usage *u) {
+        const char *s;
+        int r;
+
+        if (streq(key, SVMD_USAGE_SCOPE)) {
+                r = sd_bus_message_read(reply, "v", "s", &s);
+                if (r >= 0)
+                        copy_string(u->scope, sizeof(u->scope), s);
+                return r;
+        }
+        if (streq(key, SVMD_USAGE_RANGES))
+                return sd_bus_message_read(reply, "v", "t", &u->ranges);
+        if (streq(key, SVMD_USAGE_VRAM))
+                return sd_bus_message_read(reply, "v", "t", &u->vram);
+        if (streq(key, SVMD_USAGE_HOST))
+                return sd_bus_message_read(reply, "v", "t", &u->host);
+        if (streq(key, "quota-ranges"))
+                return sd_bus_message_read(reply, "v", "t", &u->quota_ranges);
+        if (streq(key, "quota-vram"))
+                return sd_bus_message_read(reply, "v", "t", &u->quota_vram);
+        if (streq(key, "quota-vram-per-gpu"))
+                return sd_bus_message_read(reply, "v", "t", &u->quota_vram_per_gpu);
+        if (streq(key, "quota-host"))
+                return sd_bus_message_read(reply, "v", "t", &u->quota_host);
+        if (streq(key, SVMD_USAGE_VRAM_PER_GPU)) {
+                uint32_t gpu;
+                uint64_t bytes;
+
+                r = sd_bus_message_enter_container(reply, 'v', "a(ut)");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_enter_container(reply, 'a', "(ut)");
+                if (r < 0)
+                        return r;
+                while ((r = sd_bus_message_read(reply, "(ut)", &gpu, &bytes)) > 0)
+                        if (u->n_vram_per_gpu < SVMD_MAX_GPUS)
+                                u->vram_per_gpu[u->n_vram_per_gpu++] = (svmd_gpu_bytes) { gpu, bytes };
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+                return sd_bus_message_exit_container(reply);
+        }
+        return sd_bus_message_skip(reply, "v");
+}
+
+_public_ int svmd_get_usage(svmd_client *c, const char *scope, svmd_usage *ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        svmd_usage u = {
+                .quota_ranges = SVMD_NO_LIMIT,
+                .quota_vram = SVMD_NO_LIMIT,
+                .quota_vram_per_gpu = SVMD_NO_LIMIT,
+                .quota_host = SVMD_NO_LIMIT,
+        };
+        const char *key;
+        int r;
+
+        if (!c || !ret)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, false, "GetUsage", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", strempty(scope));
+        if (r < 0)
+                return build_failed(error, "GetUsage", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return bad_reply(error, "GetUsage", r);
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                r = sd_bus_message_read_basic(reply, 's', &key);
+                if (r >= 0)
+                        r = read_usage_entry(reply, key, &u);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        break;
+        }
+        if (r < 0)
+                return bad_reply(error, "GetUsage", r);
+        *ret = u;
+        return 0;
+}
+
+_public_ int svmd_reload(svmd_client *c, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, false, "Reload", &m, error);
+        if (r < 0)
+                return r;
+        return client_call(c, m, NULL, error);
+}
+
+_public_ int svmd_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                           const svmd_allocate_options *o, svmd_allocation *ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        if (!c || !domain)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        if (o) {
+                r = request_check_gpus(o->map, o->n_map, false, error);
+                if (r < 0)
+                        return r;
+        }
+        r = client_new_call(c, true, "Allocate", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "tus", size, gpu_id, domain);
+        if (r >= 0)
+                r = request_append_allocate_options(m, o);
+        if (r < 0)
+                return build_failed(error, "Allocate", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = reply_read_allocation(reply, ret);
+        if (r < 0)
+                return bad_reply(error, "Allocate", r);
+        return 0;
+}
+
+_public_ int svmd_allocate_batch(svmd_client *c, const svmd_host_range *ranges, size_t n_ranges, uint32_t gpu_id,
+                                 const svmd_allocate_options *o, svmd_allocation *ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        if (!c || (n_ranges > 0 && !ranges))
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        if (n_ranges > SVMD_MAX_BATCH_PIECES)
+                return error_setf(error, -E2BIG, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%zu host ranges given; a batch takes at most %u.", n_ranges,
+                                  SVMD_MAX_BATCH_PIECES);
+        if (o) {
+                r = request_check_gpus(o->map, o->n_map, false, error);
+                if (r < 0)
+                        return r;
+        }
+        r = client_new_call(c, true, "AllocateBatch", &m, error);
+        if (r < 0)
+                return r;
+        r = request_append_host_ranges(m, ranges, n_ranges);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "u", gpu_id);
+        if (r >= 0)
+                r = request_append_allocate_options(m, o);
+        if (r < 0)
+                return build_failed(error, "AllocateBatch", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = reply_read_allocation(reply, ret);
+        if (r < 0)
+                return bad_reply(error, "AllocateBatch", r);
+        return 0;
+}
+
+static int call_id(svmd_client *c, const char *member, uint64_t id, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, true, member, &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r < 0)
+                return build_failed(error, member, r);
+        return client_call(c, m, NULL, error);
+}
+
+_public_ int svmd_free(svmd_client *c, uint64_t id, svmd_error *error) {
+        return call_id(c, "Free", id, error);
+}
+
+_public_ int svmd_release(svmd_client *c, uint64_t id, svmd_error *error) {
+        return call_id(c, "Release", id, error);
+}
+
+_public_ int svmd_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *o,
+                      svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = request_check_gpus(gpu_ids, n, false, error);
+        if (r < 0)
+                return r;
+        r = client_new_call(c, true, "Map", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r >= 0)
+                r = request_append_u32_array(m, gpu_ids, n);
+        if (r >= 0)
+                r = request_append_change_options(m, o);
+        if (r < 0)
+                return build_failed(error, "Map", r);
+        return client_call(c, m, NULL, error);
+}
+
+_public_ int svmd_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = request_check_gpus(gpu_ids, n, false, error);
+        if (r < 0)
+                return r;
+        r = client_new_call(c, true, "Unmap", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r >= 0)
+                r = request_append_u32_array(m, gpu_ids, n);
+        if (r < 0)
+                return build_failed(error, "Unmap", r);
+        return client_call(c, m, NULL, error);
+}
+
+_public_ int svmd_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
+                         svmd_op_result *results, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ svmd_op_result *res = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!c)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = request_build_commit(c, ops, n_ops, o, &m, error);
+        if (r < 0)
+                return r;
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = reply_read_commit_results(reply, &res, &n);
+        if (r < 0)
+                return bad_reply(error, "Commit", r);
+        if (results)
+                for (size_t i = 0; i < n_ops; i++)
+                        results[i] = i < n ? res[i] : (svmd_op_result) {};
+        return 0;
+}
+
+_public_ int svmd_export(svmd_client *c, uint64_t id, int *ret_fd, uint64_t *ret_va, uint64_t *ret_size,
+                         svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        uint64_t va, size;
+        int r, fd;
+
+        if (!c || !ret_fd)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, true, "Export", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r < 0)
+                return build_failed(error, "Export", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "htt", &fd, &va, &size);
+        if (r < 0)
+                return bad_reply(error, "Export", r);
+        /* The message owns its fd; ours must outlive it. */
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return error_setf(error, negative_errno(), NULL, "Duplicating the exported fd failed: %m.");
+        *ret_fd = fd;
+        if (ret_va)
+                *ret_va = va;
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+_public_ int svmd_share(svmd_client *c, uint64_t id, const svmd_grant *g, char **ret_token, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        const char *token;
+        int r;
+
+        if (!c || !ret_token)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, true, "Share", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && g && g->has_uid)
+                r = sd_bus_message_append(m, "{sv}", SVMD_GRANT_UID, "u", g->uid);
+        if (r >= 0 && g && g->unit)
+                r = sd_bus_message_append(m, "{sv}", SVMD_GRANT_UNIT, "s", g->unit);
+        if (r >= 0 && g && g->cgroup)
+                r = sd_bus_message_append(m, "{sv}", SVMD_GRANT_CGROUP, "s", g->cgroup);
+        if (r >= 0 && g && g->read_only)
+                r = sd_bus_message_append(m, "{sv}", SVMD_GRANT_READ_ONLY, "b", 1);
+        if (r >= 0 && g && g->expires_usec > 0)
+                r = sd_bus_message_append(m, "{sv}", SVMD_GRANT_EXPIRES_USEC, "t", g->expires_usec);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return build_failed(error, "Share", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "s", &token);
+        if (r < 0)
+                return bad_reply(error, "Share", r);
+        *ret_token = strdup(token);
+        if (!*ret_token)
+                return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+        return 0;
+}
+
+_public_ int svmd_attach(svmd_client *c, const char *token, svmd_attachment *ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        svmd_attachment a;
+        int r;
+
+        if (!c || !token || !ret)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, true, "Attach", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", token);
+        if (r < 0)
+                return build_failed(error, "Attach", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "ttth", &a.id, &a.va, &a.size, &a.fd);
+        if (r < 0)
+                return bad_reply(error, "Attach", r);
+        a.fd = fcntl(a.fd, F_DUPFD_CLOEXEC, 3);
+        if (a.fd < 0)
+                return error_setf(error, negative_errno(), NULL, "Duplicating the attached fd failed: %m.");
+        *ret = a;
+        return 0;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The inside of svmd_client: the bus connection, the direct connection to
+ * io.socket, one epoll fd over both for callers' event loops, the signal
+ * subscription and what svmd_attach_local() attached. sd-bus types stay here
+ * and in the .c files; the public header has none.
+ */
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+
+#include "macro.h"
+#include "svmd/svmd.h"
+
+typedef struct LocalImport LocalImport;
+
+struct svmd_client {
+        sd_bus *bus;            /* NULL with SVMD_CLIENT_DIRECT_ONLY */
+        sd_bus *direct;         /* NULL while io.socket is not reachable */
+        char *direct_path;
+        uint64_t direct_retry_usec;     /* CLOCK_MONOTONIC of the last connection attempt */
+        uint32_t flags;
+        int epoll_fd;
+        size_t n_pending;
+
+        sd_bus_slot *signal_slots[4];
+        svmd_signal_callback signal_callback;
+        void *signal_userdata;
+
+        LocalImport *imports;   /* attach-local.c */
+};
+
+/*
+ * The connection a call travels on. hot: a per-allocation call, which prefers
+ * the direct socket (reconnecting once if it went away) and falls back to the bus.
+ */
+sd_bus *client_pick(svmd_client *c, bool hot);
+
+/* A method call on the manager, on the connection client_pick() chose. */
+int client_new_call(svmd_client *c, bool hot, const char *member, sd_bus_message **ret, svmd_error *error);
+/* Send and wait; the reply in *ret_reply (may be NULL); D-Bus errors land in *error. */
+int client_call(svmd_client *c, sd_bus_message *m, sd_bus_message **ret_reply, svmd_error *error);
+/* Drop a direct connection that broke, delivering what its pending calls are owed. */
+void client_drop_direct(svmd_client *c);
+/* Bring the epoll registration up to date with what each connection waits for. */
+int client_update_epoll(svmd_client *c);
+
+/* ---- error.c ---- */
+
+/* Fill e (may be NULL) from a D-Bus error; returns the negative errno it stands for. */
+int error_from_bus(svmd_error *e, const sd_bus_error *be, int r);
+/* Fill e (may be NULL) with name (NULL: "System.Error.E…" of r) and a message; returns r (negative). */
+int error_setf(svmd_error *e, int r, const char *name, const char *format, ...) _printf_(4, 5);
+/* Make sd_bus_error_get_errno() know svmd's error names (once per process). */
+void error_register_map(void);
+
+/* ---- request.c: building requests and reading replies, shared by sync and async calls ---- */
+
+int request_append_allocate_options(sd_bus_message *m, const svmd_allocate_options *o);
+int request_append_change_options(sd_bus_message *m, const svmd_change_options *o);
+int request_append_u32_array(sd_bus_message *m, const uint32_t *ids, size_t n);
+int request_append_host_ranges(sd_bus_message *m, const svmd_host_range *ranges, size_t n);
+/* Checks what the daemon would refuse anyway, before anything travels. */
+int request_check_gpus(const uint32_t *ids, size_t n, bool need_one, svmd_error *error);
+int request_build_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
+                         sd_bus_message **ret, svmd_error *error);
+int reply_read_allocation(sd_bus_message *reply, svmd_allocation *ret);
+/* *ret is malloc()ed, *ret_n entries. */
+int reply_read_commit_results(sd_bus_message *reply, svmd_op_result **ret, size_t *ret_n);
+
+/* ---- attach-local.c ---- */
+
+void attach_local_detach_all(svmd_client *c);

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * What travels: the a{sv} options and Commit operations of the public structs
+ * as org.svmd1.Manager takes them (protocol/org.svmd1.Manager.xml), and the
+ * replies read back. Shared by the sync calls (call.c) and async ones (async.c).
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "svmd-protocol.h"
+
+static int entry_open(sd_bus_message *m, const char *key, const char *signature) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_basic(m, 's', key);
+        if (r < 0)
+                return r;
+        return sd_bus_message_open_container(m, 'v', signature);
+}
+
+static int entry_close(sd_bus_message *m) {
+        int r;
+
+        r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
+}
+
+static int append_entry(sd_bus_message *m, const char *key, char type, const void *value) {
+        char signature[2] = { type, 0 };
+        int r;
+
+        r = entry_open(m, key, signature);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_basic(m, type, value);
+        if (r < 0)
+                return r;
+        return entry_close(m);
+}
+
+static int append_bool_entry(sd_bus_message *m, const char *key, bool b) {
+        int v = b;
+
+        return append_entry(m, key, 'b', &v);
+}
+
+int request_append_u32_array(sd_bus_message *m, const uint32_t *ids, size_t n) {
+        return sd_bus_message_append_array(m, 'u', ids, n * sizeof(uint32_t));
+}
+
+int request_append_host_ranges(sd_bus_message *m, const svmd_host_range *ranges, size_t n) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "(tt)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = sd_bus_message_append(m, "(tt)", ranges[i].address, ranges[i].size);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(m);
+}
+
+static int append_u32_array_entry(sd_bus_message *m, const char *key, const uint32_t *ids, size_t n) {
+        int r;
+
+        r = entry_open(m, key, "au");
+        if (r < 0)
+                return r;
+        r = request_append_u32_array(m, ids, n);
+        if (r < 0)
+                return r;
+        return entry_close(m);
+}
+
+static int append_flags_entry(sd_bus_message *m, const char *const *flags) {
+        int r;
+
+        r = entry_open(m, SVMD_OPT_FLAGS, "as");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_strv(m, (char **) flags);
+        if (r < 0)
+                return r;
+        return entry_close(m);
+}
+
+/* The allocation keys Allocate's options and a Commit "Allocate" share. */
+static int append_allocation_entries(sd_bus_message *m, const char *const *flags, const uint32_t *map, size_t n_map,
+                                     uint64_t alignment, const char *label, bool persistent) {
+        int r;
+
+        if (flags) {
+                r = append_flags_entry(m, flags);
+                if (r < 0)
+                        return r;
+        }
+        if (n_map > 0) {
+                r = append_u32_array_entry(m, SVMD_OPT_MAP, map, n_map);
+                if (r < 0)
+                        return r;
+        }
+        if (alignment > 0) {
+                r = append_entry(m, SVMD_OPT_ALIGNMENT, 't', &alignment);
+                if (r < 0)
+                        return r;
+        }
+        if (label) {
+                r = append_entry(m, SVMD_OPT_LABEL, 's', label);
+                if (r < 0)
+                        return r;
+        }
+        if (persistent) {
+                r = append_bool_entry(m, SVMD_OPT_PERSISTENT, true);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int request_append_allocate_options(sd_bus_message *m, const svmd_allocate_options *o) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        if (o) {
+                r = append_allocation_entries(m, o->flags, o->map, o->n_map, o->alignment, o->label, o->persistent);
+                if (r < 0)
+                        return r;
+                if (o->dry_run) {
+                        r = append_bool_entry(m, SVMD_OPT_DRY_RUN, true);
+                        if (r < 0)
+                                return r;
+                }
+                if (o->request_id) {
+                        r = append_entry(m, SVMD_OPT_REQUEST_ID, 's', o->request_id);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return sd_bus_message_close_container(m);
+}
+
+int request_append_change_options(sd_bus_message *m, const svmd_change_options *o) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        if (o && o->dry_run) {
+                r = append_bool_entry(m, SVMD_OPT_DRY_RUN, true);
+                if (r < 0)
+                        return r;
+        }
+        if (o && o->request_id) {
+                r = append_entry(m, SVMD_OPT_REQUEST_ID, 's', o->request_id);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(m);
+}
+
+int request_check_gpus(const uint32_t *ids, size_t n, bool need_one, svmd_error *error) {
+        if (n > 0 && !ids)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "%zu GPU ids given but no array.", n);
+        if (need_one && n == 0)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "At least one GPU id is needed.");
+        if (n > SVMD_MAX_GPUS_PER_CALL)
+                return error_setf(error, -E2BIG, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%zu GPU ids given; at most %u fit in one call.", n, SVMD_MAX_GPUS_PER_CALL);
+        return 0;
+}
+
+static const char *const op_names[] = {
+        [SVMD_OP_ALLOCATE] = "Allocate",
+        [SVMD_OP_ALLOCATE_BATCH] = "AllocateBatch",
+        [SVMD_OP_MAP] = "Map",
+        [SVMD_OP_UNMAP] = "Unmap",
+        [SVMD_OP_FREE] = "Free",
+};
+
+static int append_target(sd_bus_message *m, const svmd_op *op) {
+        if (op->by_ref)
+                return append_entry(m, SVMD_OPT_REF, 'u', &op->ref);
+        return append_entry(m, SVMD_OPT_ID, 't', &op->id);
+}
+
+static int append_op(sd_bus_message *m, const svmd_op *op) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'r', "sa{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_basic(m, 's', op_names[op->kind]);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+
+        switch (op->kind) {
+        case SVMD_OP_ALLOCATE:
+        case SVMD_OP_ALLOCATE_BATCH:
+                if (op->kind == SVMD_OP_ALLOCATE) {
+                        r = append_entry(m, SVMD_OPT_SIZE, 't', &op->size);
+                        if (r >= 0)
+                                r = append_entry(m, SVMD_OPT_DOMAIN, 's', op->domain ?: SVMD_DOMAIN_VRAM);
+                } else {
+                        r = entry_open(m, SVMD_OPT_HOST_RANGES, "a(tt)");
+                        if (r >= 0)
+                                r = request_append_host_ranges(m, op->host_ranges, op->n_host_ranges);
+                        if (r >= 0)
+                                r = entry_close(m);
+                }
+                if (r >= 0)
+                        r = append_entry(m, SVMD_OPT_GPU, 'u', &op->gpu_id);
+                if (r >= 0)
+                        r = append_allocation_entries(m, op->flags, op->gpus, op->n_gpus, op->alignment, op->label,
+                                                      op->persistent);
+                break;
+        case SVMD_OP_MAP:
+        case SVMD_OP_UNMAP:
+                r = append_target(m, op);
+                if (r >= 0)
+                        r = append_u32_array_entry(m, SVMD_OPT_GPUS, op->gpus, op->n_gpus);
+                break;
+        case SVMD_OP_FREE:
+                r = append_target(m, op);
+                break;
+        default:
+                r = -EINVAL;
+        }
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
+}
+
+int request_build_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
+                         sd_bus_message **ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (n_ops > 0 && !ops)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "%zu operations given but no array.",
+                                  n_ops);
+        if (n_ops > SVMD_MAX_COMMIT_OPS)
+                return error_setf(error, -E2BIG, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%zu operations given; a commit takes at most %u.", n_ops, SVMD_MAX_COMMIT_OPS);
+        for (size_t i = 0; i < n_ops; i++) {
+                if ((unsigned) ops[i].kind >= ELEMENTSOF(op_names))
+                        return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                          "Operation %zu has unknown kind %d.", i, (int) ops[i].kind);
+                r = request_check_gpus(ops[i].gpus, ops[i].n_gpus, false, error);
+                if (r < 0)
+                        return r;
+                if (ops[i].n_host_ranges > 0 && !ops[i].host_ranges)
+                        return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                          "Operation %zu lists host ranges but no array.", i);
+        }
+
+        r = client_new_call(c, true, "Commit", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "(sa{sv})");
+        for (size_t i = 0; r >= 0 && i < n_ops; i++)
+                r = append_op(m, &ops[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = request_append_change_options(m, o);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Building the Commit call failed: %s.", strerror(-r));
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int reply_read_allocation(sd_bus_message *reply, svmd_allocation *ret) {
+        uint64_t id, va;
+        const char *path;
+        int r;
+
+        r = sd_bus_message_read(reply, "tto", &id, &va, &path);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = (svmd_allocation) { .id = id, .va = va };
+        return 0;
+}
+
+int reply_read_commit_results(sd_bus_message *reply, svmd_op_result **ret, size_t *ret_n) {
+        _cleanup_free_ svmd_op_result *results = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "(a{sv})");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'r', "a{sv}")) > 0) {
+                svmd_op_result res = {};
+                const char *key;
+
+                r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+                if (r < 0)
+                        return r;
+                while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                        r = sd_bus_message_read_basic(reply, 's', &key);
+                        if (r < 0)
+                                return r;
+                        if (streq(key, "id"))
+                                r = sd_bus_message_read(reply, "v", "t", &res.id);
+                        else if (streq(key, "va"))
+                                r = sd_bus_message_read(reply, "v", "t", &res.va);
+                        else
+                                r = sd_bus_message_skip(reply, "v"); /* "path", and keys added later */
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(reply);
+                        if (r < 0)
+                                return r;
+                }
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+
+                if (n >= allocated) {
+                        size_t k = allocated ? allocated * 2 : 16;
+                        svmd_op_result *p = reallocarray(results, k, sizeof(svmd_op_result));
+                        if (!p)
+                                return -ENOMEM;
+                        results = p;
+                        allocated = k;
+                }
+                results[n++] = res;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(results);
+        *ret_n = n;
+        return 0;
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * The manager's signals (RangeCreated, RangeFreed, QuotaExceeded, GpuLost) as
+ * one callback with a tagged struct. They are received on the bus, or on the
+ * direct connection when the client has no bus.
+ */
+
+#include <errno.h>
+#include <string.h>
+
+#include "client.h"
+#include "svmd-protocol.h"
+
+static const struct {
+        const char *member;
+        svmd_signal_kind kind;
+} signal_table[] = {
+        { "RangeCreated", SVMD_SIGNAL_RANGE_CREATED },
+        { "RangeFreed", SVMD_SIGNAL_RANGE_FREED },
+        { "QuotaExceeded", SVMD_SIGNAL_QUOTA_EXCEEDED },
+        { "GpuLost", SVMD_SIGNAL_GPU_LOST },
+};
+
+static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        svmd_client *c = userdata;
+        const char *member = sd_bus_message_get_member(m);
+        svmd_signal s = {};
+        int r = -EBADMSG;
+
+        for (size_t i = 0; i < ELEMENTSOF(signal_table); i++)
+                if (streq_ptr(member, signal_table[i].member)) {
+                        s.kind = signal_table[i].kind;
+                        s.name = signal_table[i].member;
+                        break;
+                }
+        if (!s.name)
+                return 0;
+
+        switch (s.kind) {
+        case SVMD_SIGNAL_RANGE_CREATED:
+        case SVMD_SIGNAL_RANGE_FREED:
+                r = sd_bus_message_read_basic(m, 't', &s.id);
+                break;
+        case SVMD_SIGNAL_QUOTA_EXCEEDED:
+                r = sd_bus_message_read(m, "ss", &s.scope, &s.resource);
+                break;
+        case SVMD_SIGNAL_GPU_LOST:
+                r = sd_bus_message_read_basic(m, 'u', &s.gpu_id);
+                break;
+        }
+        /* A signal that does not read is not ours to report; the caller's loop carries on. */
+        if (r < 0)
+                return 0;
+        if (c->signal_callback)
+                c->signal_callback(c, &s, c->signal_userdata);
+        return 0;
+}
+
+_public_ int svmd_client_watch(svmd_client *c, svmd_signal_callback callback, void *userdata, svmd_error *error) {
+        sd_bus *bus;
+        int r;
+
+        if (!c || !callback)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        if (c->signal_slots[0])
+                return error_setf(error, -EALREADY, NULL, "This client already watches svmd's signals.");
+        bus = client_pick(c, false);
+        if (!bus)
+                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
+
+        c->signal_callback = callback;
+        c->signal_userdata = userdata;
+        for (size_t i = 0; i < ELEMENTSOF(signal_table); i++) {
+                /* Synchronous AddMatch: once this returns, no signal is missed. */
+                r = sd_bus_match_signal(bus, &c->signal_slots[i], sd_bus_is_bus_client(bus) ? SVMD_BUS_NAME : NULL,
+                                        SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, signal_table[i].member,
+                                        on_signal, c);
+                if (r < 0) {
+                        for (size_t j = 0; j < ELEMENTSOF(c->signal_slots); j++)
+                                c->signal_slots[j] = sd_bus_slot_unref(c->signal_slots[j]);
+                        c->signal_callback = NULL;
+                        return error_setf(error, r, NULL, "Subscribing to svmd's %s signal failed: %s.",
+                                          signal_table[i].member, strerror(-r));
+                }
+        }
+        return client_update_epoll(c);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * How svmctl reads and writes values: GPU lists ("0x3a1f,4711"), flag names,
+ * exit codes by error class, and the JSON building blocks of --json output.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Exit codes (documented in svmctl(1)). */
+enum {
+        EXIT_OK = 0,
+        EXIT_GENERIC = 1,
+        EXIT_USAGE = 2,         /* bad command line, or svmd said InvalidArgs */
+        EXIT_NOT_FOUND = 3,     /* no such range, GPU or token */
+        EXIT_DENIED = 4,        /* access denied */
+        EXIT_NO_SPACE = 5,      /* quota exceeded, out of memory */
+        EXIT_BUSY = 6,          /* busy, address in use */
+        EXIT_NOT_SUPPORTED = 7,
+        EXIT_KERNEL = 8,        /* the kernel failed, rollback failed, device lost */
+        EXIT_UNREACHABLE = 9,   /* svmd or the bus cannot be reached */
+};
+
+int exit_code_from_errno(int r);
+
+/* "0x3a1f,4711" → ids (malloc()ed). -EINVAL on a bad or empty list, -E2BIG past 64. */
+int parse_gpu_list(const char *s, uint32_t **ret, size_t *ret_n);
+/* "0x3a1f, 0x4711" (malloc()ed), "-" for none. */
+char *format_gpu_list(const uint32_t *ids, size_t n);
+/* "writable,public" (malloc()ed), "-" for none. */
+char *format_flags(uint64_t flags);
+/* "a,b,c" → NULL-terminated array of malloc()ed strings. */
+int split_list(const char *s, char ***ret);
+void strv_free(char **l);
+
+json_t *json_u32_array(const uint32_t *ids, size_t n);
+json_t *json_flags(uint64_t flags);
+/* A limit: a number, or null for "no limit". */
+json_t *json_limit(uint64_t v);
+/* "0x3a1f" */
+json_t *json_hex(uint64_t v);
+/* Print compact JSON and a newline to stdout; steals v. */
+int json_print(json_t *v);

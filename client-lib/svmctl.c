@@ -1,0 +1,1115 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * svmctl: the command-line client of svmd. Human tables by default, one JSON
+ * document with --json (schema in svmctl(1)), exit codes by error class.
+ * Everything goes through libsvmd's public API.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "macro.h"
+#include "size-util.h"
+#include "svmctl-format.h"
+#include "svmctl-table.h"
+#include "svmd/svmd.h"
+
+static bool arg_json;
+static bool arg_direct;
+static const char *arg_address;
+
+typedef struct Verb {
+        const char *name;
+        const char *synopsis;
+        const char *help;
+        int (*run)(int argc, char *argv[]);
+        bool needs_client;
+} Verb;
+
+static svmd_client *client;
+
+static const Verb *find_verb(const char *name);
+
+/* ---- shared helpers ---- */
+
+static int usage_error(const char *verb, const char *format, ...) _printf_(2, 3);
+static int usage_error(const char *verb, const char *format, ...) {
+        va_list ap;
+
+        fputs("svmctl: ", stderr);
+        va_start(ap, format);
+        vfprintf(stderr, format, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry 'svmctl %s%s--help'.\n", strempty(verb), verb ? " " : "");
+        return -EINVAL;
+}
+
+/* Report a failed call once; the exit code follows from r. */
+static int report(int r, svmd_error *e, const char *what) {
+        if (e->message && *e->message)
+                fprintf(stderr, "svmctl: %s: %s\n", what, e->message);
+        else
+                fprintf(stderr, "svmctl: %s: %s\n", what, strerror(-r));
+        if (e->name && arg_json)
+                fprintf(stderr, "svmctl: error name: %s\n", e->name);
+        svmd_error_free(e);
+        return r;
+}
+
+static int connect_client(void) {
+        svmd_error e = SVMD_ERROR_NULL;
+        int r;
+
+        r = svmd_client_new(&client, arg_address, NULL, arg_direct ? SVMD_CLIENT_DIRECT_ONLY : 0, &e);
+        if (r < 0) {
+                report(r, &e, "cannot connect to svmd");
+                return -ECONNREFUSED;
+        }
+        return 0;
+}
+
+static int parse_id(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        if (!s || !*s || *s == '-')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno != 0 || *end)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static bool want_help(int argc, char *argv[]) {
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--"))
+                        break;
+                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                        return true;
+        }
+        return false;
+}
+
+enum {
+        OPT_OWNER = 0x100,
+        OPT_GPU,
+        OPT_LABEL,
+        OPT_DOMAIN,
+        OPT_MAP,
+        OPT_PERSISTENT,
+        OPT_DRY_RUN,
+        OPT_FLAGS,
+        OPT_ALIGNMENT,
+        OPT_REQUEST_ID,
+        OPT_UID,
+        OPT_UNIT,
+        OPT_CGROUP,
+        OPT_READ_ONLY,
+        OPT_EXPIRES,
+        OPT_COUNT,
+        OPT_ALL,
+};
+
+/* getopt over a verb's own options; argv[0] is the verb. */
+static int verb_getopt(int argc, char *argv[], const struct option *options) {
+        /* Options and arguments may come in any order ("alloc 4G --gpu 0x3a1f"). */
+        return getopt_long(argc, argv, "", options, NULL);
+}
+
+static json_t *json_gpu_object(const svmd_gpu *g) {
+        return json_pack("{s:I,s:o,s:I,s:s,s:s,s:I,s:I,s:I,s:I}", "gpu_id", (json_int_t) g->gpu_id, "gpu_id_hex",
+                         json_hex(g->gpu_id), "node_id", (json_int_t) g->node_id, "target", g->target, "name",
+                         g->name, "vram_total", (json_int_t) g->vram_total, "vram_used", (json_int_t) g->vram_used,
+                         "vram_free", (json_int_t) g->vram_free, "render_minor", (json_int_t) g->render_minor);
+}
+
+/* ---- status ---- */
+
+static int verb_status(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_status s;
+        int r;
+
+        if (argc > 1)
+                return usage_error("status", "unexpected argument '%s'", argv[1]);
+        r = svmd_get_status(client, &s, &e);
+        if (r < 0)
+                return report(r, &e, "reading svmd's status failed");
+
+        if (arg_json)
+                return json_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:b}", "version", s.version, "kfd_version",
+                                            s.kfd_version, "gpus", (json_int_t) s.n_gpus, "ranges",
+                                            (json_int_t) s.n_ranges, "bytes_allocated",
+                                            (json_int_t) s.bytes_allocated, "clients",
+                                            s.n_clients == UINT32_MAX ? json_null()
+                                                                      : json_integer(s.n_clients),
+                                            "direct", svmd_client_is_direct(client)));
+
+        printf("svmd %s (KFD interface %s)\n", s.version, s.kfd_version);
+        printf("      GPUs: %" PRIu32 "\n", s.n_gpus);
+        printf("    Ranges: %" PRIu64 "\n", s.n_ranges);
+        printf(" Allocated: %s\n", FORMAT_BYTES(s.bytes_allocated));
+        if (s.n_clients != UINT32_MAX)
+                printf("   Clients: %" PRIu32 "\n", s.n_clients);
+        printf("   Hot path: %s\n", svmd_client_is_direct(client) ? "direct socket" : "bus");
+        return 0;
+}
+
+/* ---- gpus ---- */
+
+static int verb_gpus(int argc, char *argv[]) {
+        _cleanup_free_ svmd_gpu *gpus = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        Table *t = NULL;
+        size_t n;
+        int r;
+
+        if (argc > 1)
+                return usage_error("gpus", "unexpected argument '%s'", argv[1]);
+        r = svmd_list_gpus(client, &gpus, &n, &e);
+        if (r < 0)
+                return report(r, &e, "listing GPUs failed");
+
+        if (arg_json) {
+                json_t *a = json_array();
+
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(a, json_gpu_object(&gpus[i]));
+                return json_print(json_pack("{s:o}", "gpus", a));
+        }
+
+        r = table_new(&t, (const char *const[]) { "GPU", ">NODE", "TARGET", "NAME", ">VRAM", ">USED", ">FREE",
+                                                  "RENDER", NULL });
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                char id[16], node[16], render[32];
+
+                snprintf(id, sizeof(id), "0x%x", gpus[i].gpu_id);
+                snprintf(node, sizeof(node), "%" PRIu32, gpus[i].node_id);
+                snprintf(render, sizeof(render), "renderD%u", gpus[i].render_minor);
+                r = table_add_row(t, (const char *const[]) { id, node, gpus[i].target, gpus[i].name,
+                                                             FORMAT_BYTES(gpus[i].vram_total),
+                                                             FORMAT_BYTES(gpus[i].vram_used),
+                                                             FORMAT_BYTES(gpus[i].vram_free), render });
+        }
+        if (r >= 0)
+                r = table_print(t, "No GPUs.");
+        table_free(t);
+        return r;
+}
+
+/* ---- ranges ---- */
+
+/* All ranges matching f, page by page. */
+static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n, bool quiet_denied) {
+        _cleanup_free_ svmd_range *all = NULL;
+        size_t n_all = 0;
+        svmd_error e = SVMD_ERROR_NULL;
+
+        f->limit = 4096;
+        for (f->offset = 0;; f->offset += f->limit) {
+                _cleanup_free_ svmd_range *page = NULL;
+                svmd_range *p;
+                size_t n;
+                int r;
+
+                r = svmd_list_ranges(client, f, &page, &n, &e);
+                if (r < 0 && quiet_denied && (r == -EACCES || r == -EPERM)) {
+                        svmd_error_free(&e);
+                        return r;
+                }
+                if (r < 0)
+                        return report(r, &e, "listing ranges failed");
+                p = reallocarray(all, n_all + n ?: 1, sizeof(svmd_range));
+                if (!p)
+                        return -ENOMEM;
+                all = p;
+                memcpy(all + n_all, page, n * sizeof(svmd_range));
+                n_all += n;
+                if (n < f->limit)
+                        break;
+        }
+        *ret = TAKE_PTR(all);
+        *ret_n = n_all;
+        return 0;
+}
+
+static json_t *json_range_object(const svmd_range *rg) {
+        return json_pack("{s:I,s:I,s:o,s:I,s:s,s:I,s:o,s:o,s:I,s:s,s:s}", "id", (json_int_t) rg->id, "va",
+                         (json_int_t) rg->va, "va_hex", json_hex(rg->va), "size", (json_int_t) rg->size, "domain",
+                         rg->domain, "home_gpu", (json_int_t) rg->home_gpu, "mapped_gpus",
+                         json_u32_array(rg->mapped, rg->n_mapped), "flags", json_flags(rg->flags), "owner_uid",
+                         (json_int_t) rg->owner_uid, "label", rg->label, "state", rg->state);
+}
+
+static int verb_ranges(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "owner", required_argument, NULL, OPT_OWNER },
+                { "gpu",   required_argument, NULL, OPT_GPU },
+                { "label", required_argument, NULL, OPT_LABEL },
+                { "all",   no_argument,       NULL, OPT_ALL },
+                {}
+        };
+        _cleanup_free_ svmd_range *ranges = NULL;
+        svmd_range_filter f = {};
+        Table *t = NULL;
+        size_t n;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_OWNER:
+                        if (parse_u32(optarg, &f.owner) < 0)
+                                return usage_error("ranges", "invalid uid '%s'", optarg);
+                        f.has_owner = true;
+                        break;
+                case OPT_GPU:
+                        if (parse_u32(optarg, &f.gpu) < 0)
+                                return usage_error("ranges", "invalid GPU id '%s'", optarg);
+                        f.has_gpu = true;
+                        break;
+                case OPT_LABEL:
+                        f.label = optarg;
+                        break;
+                case OPT_ALL:
+                        f.all = true;
+                        break;
+                default:
+                        return usage_error("ranges", "unknown option \'%s\'", argv[optind - 1]);
+                }
+        if (optind < argc)
+                return usage_error("ranges", "unexpected argument '%s'", argv[optind]);
+
+        r = list_all_ranges(&f, &ranges, &n, false);
+        if (r < 0)
+                return r;
+
+        if (arg_json) {
+                json_t *a = json_array();
+
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(a, json_range_object(&ranges[i]));
+                return json_print(json_pack("{s:o}", "ranges", a));
+        }
+
+        r = table_new(&t, (const char *const[]) { ">ID", "VA", ">SIZE", "DOMAIN", "HOME", "MAPPED", "FLAGS",
+                                                  ">OWNER", "STATE", "LABEL", NULL });
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                _cleanup_free_ char *mapped = format_gpu_list(ranges[i].mapped, ranges[i].n_mapped);
+                _cleanup_free_ char *flags = format_flags(ranges[i].flags);
+                char id[24], va[24], home[16], owner[16];
+
+                snprintf(id, sizeof(id), "%" PRIu64, ranges[i].id);
+                snprintf(va, sizeof(va), "0x%" PRIx64, ranges[i].va);
+                snprintf(home, sizeof(home), "0x%x", ranges[i].home_gpu);
+                snprintf(owner, sizeof(owner), "%" PRIu32, ranges[i].owner_uid);
+                r = table_add_row(t, (const char *const[]) { id, va, FORMAT_BYTES(ranges[i].size),
+                                                             ranges[i].domain, home, mapped, flags, owner,
+                                                             ranges[i].state,
+                                                             ranges[i].label[0] ? ranges[i].label : "-" });
+        }
+        if (r >= 0)
+                r = table_print(t, "No ranges.");
+        table_free(t);
+        return r;
+}
+
+/* ---- alloc ---- */
+
+static int verb_alloc(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "gpu",        required_argument, NULL, OPT_GPU },
+                { "domain",     required_argument, NULL, OPT_DOMAIN },
+                { "map",        required_argument, NULL, OPT_MAP },
+                { "label",      required_argument, NULL, OPT_LABEL },
+                { "persistent", no_argument,       NULL, OPT_PERSISTENT },
+                { "dry-run",    no_argument,       NULL, OPT_DRY_RUN },
+                { "flags",      required_argument, NULL, OPT_FLAGS },
+                { "alignment",  required_argument, NULL, OPT_ALIGNMENT },
+                { "request-id", required_argument, NULL, OPT_REQUEST_ID },
+                {}
+        };
+        _cleanup_free_ uint32_t *map = NULL;
+        svmd_allocate_options o = {};
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_allocation a = {};
+        const char *domain = "vram";
+        char **flags = NULL;
+        uint64_t size;
+        uint32_t gpu = 0;
+        bool has_gpu = false;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_GPU:
+                        if (parse_u32(optarg, &gpu) < 0)
+                                return usage_error("alloc", "invalid GPU id '%s'", optarg);
+                        has_gpu = true;
+                        break;
+                case OPT_DOMAIN:
+                        if (!streq(optarg, "vram") && !streq(optarg, "gtt") && !streq(optarg, "host"))
+                                return usage_error("alloc", "invalid domain '%s' (vram, gtt or host)", optarg);
+                        domain = optarg;
+                        break;
+                case OPT_MAP:
+                        free(map);
+                        map = NULL;
+                        if (parse_gpu_list(optarg, &map, &o.n_map) < 0)
+                                return usage_error("alloc", "invalid GPU list '%s'", optarg);
+                        break;
+                case OPT_LABEL:
+                        o.label = optarg;
+                        break;
+                case OPT_PERSISTENT:
+                        o.persistent = true;
+                        break;
+                case OPT_DRY_RUN:
+                        o.dry_run = true;
+                        break;
+                case OPT_FLAGS:
+                        strv_free(flags);
+                        flags = NULL;
+                        if (split_list(optarg, &flags) < 0)
+                                return usage_error("alloc", "invalid flag list '%s'", optarg);
+                        break;
+                case OPT_ALIGNMENT:
+                        if (parse_size(optarg, &o.alignment) < 0)
+                                return usage_error("alloc", "invalid alignment '%s'", optarg);
+                        break;
+                case OPT_REQUEST_ID:
+                        o.request_id = optarg;
+                        break;
+                default:
+                        strv_free(flags);
+                        return usage_error("alloc", "unknown option \'%s\'", argv[optind - 1]);
+                }
+        if (optind >= argc) {
+                strv_free(flags);
+                return usage_error("alloc", "missing SIZE");
+        }
+        if (optind + 1 < argc) {
+                strv_free(flags);
+                return usage_error("alloc", "unexpected argument '%s'", argv[optind + 1]);
+        }
+        if (parse_size(argv[optind], &size) < 0 || size == 0) {
+                strv_free(flags);
+                return usage_error("alloc", "invalid size '%s' (e.g. 4G, 512M, 0x1000)", argv[optind]);
+        }
+        if (!has_gpu && streq(domain, "vram")) {
+                strv_free(flags);
+                return usage_error("alloc", "VRAM needs --gpu G");
+        }
+        o.map = map;
+        o.flags = (const char *const *) flags;
+
+        r = svmd_allocate(client, size, gpu, domain, &o, &a, &e);
+        strv_free(flags);
+        if (r < 0)
+                return report(r, &e, "allocation failed");
+
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:I,s:o,s:I,s:s,s:I,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
+                                            (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) size,
+                                            "domain", domain, "gpu", (json_int_t) gpu, "mapped_gpus",
+                                            json_u32_array(map, o.n_map), "persistent", o.persistent, "dry_run",
+                                            o.dry_run));
+        if (o.dry_run) {
+                printf("Dry run: %s of %s on GPU 0x%x can be allocated.\n", FORMAT_BYTES(size), domain, gpu);
+                return 0;
+        }
+        printf("Allocated range %" PRIu64 ": %s of %s on GPU 0x%x at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(size),
+               domain, gpu, a.va);
+        if (!o.persistent)
+                fprintf(stderr, "Note: range %" PRIu64 " is not persistent: svmd frees it when svmctl disconnects; "
+                        "use --persistent to keep it.\n", a.id);
+        return 0;
+}
+
+/* ---- free, map, unmap ---- */
+
+static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint64_t *ret) {
+        if (index >= argc)
+                return usage_error(verb, "missing range ID");
+        if (parse_id(argv[index], ret) < 0)
+                return usage_error(verb, "invalid range ID '%s'", argv[index]);
+        return 0;
+}
+
+static int verb_free(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t id;
+        int r;
+
+        r = read_id_arg("free", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("free", "unexpected argument '%s'", argv[2]);
+        r = svmd_free(client, id, &e);
+        if (r < 0)
+                return report(r, &e, "free failed");
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "freed", 1));
+        printf("Freed range %" PRIu64 ".\n", id);
+        return 0;
+}
+
+static int verb_map_unmap(int argc, char *argv[], bool map) {
+        static const struct option options[] = {
+                { "dry-run",    no_argument,       NULL, OPT_DRY_RUN },
+                { "request-id", required_argument, NULL, OPT_REQUEST_ID },
+                {}
+        };
+        const char *verb = map ? "map" : "unmap";
+        _cleanup_free_ uint32_t *gpus = NULL;
+        _cleanup_free_ char *list = NULL;
+        svmd_change_options o = {};
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t id;
+        size_t n;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, map ? options : (const struct option[]) { {} })) >= 0)
+                switch (c) {
+                case OPT_DRY_RUN:
+                        o.dry_run = true;
+                        break;
+                case OPT_REQUEST_ID:
+                        o.request_id = optarg;
+                        break;
+                default:
+                        return usage_error(verb, "unknown option '%s'", argv[optind - 1]);
+                }
+        r = read_id_arg(verb, argc, argv, optind, &id);
+        if (r < 0)
+                return r;
+        if (optind + 1 >= argc)
+                return usage_error(verb, "missing GPU list (G,G…)");
+        if (optind + 2 < argc)
+                return usage_error(verb, "unexpected argument '%s'", argv[optind + 2]);
+        if (parse_gpu_list(argv[optind + 1], &gpus, &n) < 0)
+                return usage_error(verb, "invalid GPU list '%s'", argv[optind + 1]);
+
+        r = map ? svmd_map(client, id, gpus, n, &o, &e) : svmd_unmap(client, id, gpus, n, &e);
+        if (r < 0)
+                return report(r, &e, map ? "map failed" : "unmap failed");
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:o,s:b}", "id", (json_int_t) id, map ? "mapped" : "unmapped",
+                                            json_u32_array(gpus, n), "dry_run", o.dry_run));
+        list = format_gpu_list(gpus, n);
+        if (o.dry_run)
+                printf("Dry run: range %" PRIu64 " can be mapped to GPU %s.\n", id, strna(list));
+        else
+                printf("%s range %" PRIu64 " %s GPU %s.\n", map ? "Mapped" : "Unmapped", id, map ? "to" : "from",
+                       strna(list));
+        return 0;
+}
+
+static int verb_map(int argc, char *argv[]) {
+        return verb_map_unmap(argc, argv, true);
+}
+
+static int verb_unmap(int argc, char *argv[]) {
+        return verb_map_unmap(argc, argv, false);
+}
+
+/* ---- export, share, attach ---- */
+
+static const char *fd_kind(int fd) {
+        char path[64], target[256];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0)
+                return "fd";
+        target[n] = 0;
+        if (strstr(target, "memfd:"))
+                return "memfd";
+        return "dma-buf";
+}
+
+static int verb_export(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t id, va, size;
+        const char *kind;
+        int r, fd;
+
+        r = read_id_arg("export", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("export", "unexpected argument '%s'", argv[2]);
+        r = svmd_export(client, id, &fd, &va, &size, &e);
+        if (r < 0)
+                return report(r, &e, "export failed");
+        kind = fd_kind(fd);
+        safe_close(fd);
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:I,s:o,s:I,s:s}", "id", (json_int_t) id, "va", (json_int_t) va,
+                                            "va_hex", json_hex(va), "size", (json_int_t) size, "fd_kind", kind));
+        printf("Range %" PRIu64 " exports as a %s: %s at 0x%" PRIx64 ".\n", id, kind, FORMAT_BYTES(size), va);
+        return 0;
+}
+
+static int verb_share(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "uid",       required_argument, NULL, OPT_UID },
+                { "unit",      required_argument, NULL, OPT_UNIT },
+                { "cgroup",    required_argument, NULL, OPT_CGROUP },
+                { "read-only", no_argument,       NULL, OPT_READ_ONLY },
+                { "expires",   required_argument, NULL, OPT_EXPIRES },
+                {}
+        };
+        _cleanup_free_ char *token = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_grant g = {};
+        uint64_t id;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_UID:
+                        if (parse_u32(optarg, &g.uid) < 0)
+                                return usage_error("share", "invalid uid '%s'", optarg);
+                        g.has_uid = true;
+                        break;
+                case OPT_UNIT:
+                        g.unit = optarg;
+                        break;
+                case OPT_CGROUP:
+                        g.cgroup = optarg;
+                        break;
+                case OPT_READ_ONLY:
+                        g.read_only = true;
+                        break;
+                case OPT_EXPIRES:
+                        if (parse_id(optarg, &g.expires_usec) < 0 || g.expires_usec == 0)
+                                return usage_error("share", "invalid expiry '%s' (CLOCK_REALTIME µs)", optarg);
+                        break;
+                default:
+                        return usage_error("share", "unknown option \'%s\'", argv[optind - 1]);
+                }
+        r = read_id_arg("share", argc, argv, optind, &id);
+        if (r < 0)
+                return r;
+        if (optind + 1 < argc)
+                return usage_error("share", "unexpected argument '%s'", argv[optind + 1]);
+        r = svmd_share(client, id, &g, &token, &e);
+        if (r < 0)
+                return report(r, &e, "share failed");
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:s}", "id", (json_int_t) id, "token", token));
+        printf("%s\n", token);
+        return 0;
+}
+
+static int verb_attach(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_attachment a;
+        const char *kind;
+        int r;
+
+        if (argc < 2)
+                return usage_error("attach", "missing TOKEN");
+        if (argc > 2)
+                return usage_error("attach", "unexpected argument '%s'", argv[2]);
+        r = svmd_attach(client, argv[1], &a, &e);
+        if (r < 0)
+                return report(r, &e, "attach failed");
+        kind = fd_kind(a.fd);
+        safe_close(a.fd);
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:I,s:o,s:I,s:s}", "id", (json_int_t) a.id, "va",
+                                            (json_int_t) a.va, "va_hex", json_hex(a.va), "size",
+                                            (json_int_t) a.size, "fd_kind", kind));
+        printf("Attached range %" PRIu64 ": %s at 0x%" PRIx64 " (%s); the reference ends when svmctl exits.\n",
+               a.id, FORMAT_BYTES(a.size), a.va, kind);
+        return 0;
+}
+
+/* ---- usage, capacity ---- */
+
+static json_t *json_usage_object(const svmd_usage *u) {
+        json_t *per_gpu = json_array();
+
+        for (size_t i = 0; i < u->n_vram_per_gpu; i++)
+                json_array_append_new(per_gpu, json_pack("{s:I,s:I}", "gpu_id", (json_int_t) u->vram_per_gpu[i].gpu_id,
+                                                         "bytes", (json_int_t) u->vram_per_gpu[i].bytes));
+        return json_pack("{s:s,s:I,s:I,s:I,s:o,s:{s:o,s:o,s:o,s:o}}", "scope", u->scope, "ranges",
+                         (json_int_t) u->ranges, "vram", (json_int_t) u->vram, "host", (json_int_t) u->host,
+                         "vram_per_gpu", per_gpu, "quota", "ranges", json_limit(u->quota_ranges), "vram",
+                         json_limit(u->quota_vram), "vram_per_gpu", json_limit(u->quota_vram_per_gpu), "host",
+                         json_limit(u->quota_host));
+}
+
+static const char *limit_str(char *buf, size_t size, uint64_t v, bool bytes) {
+        if (v == SVMD_NO_LIMIT)
+                return "no limit";
+        if (bytes)
+                return format_bytes(buf, size, v);
+        snprintf(buf, size, "%" PRIu64, v);
+        return buf;
+}
+
+static void print_usage(const svmd_usage *u) {
+        char b[32];
+
+        printf("       Scope: %s\n", u->scope[0] ? u->scope : "(caller)");
+        printf("      Ranges: %" PRIu64 " (limit: %s)\n", u->ranges, limit_str(b, sizeof(b), u->quota_ranges, false));
+        printf("        VRAM: %s (limit: %s)\n", FORMAT_BYTES(u->vram), limit_str(b, sizeof(b), u->quota_vram, true));
+        printf("        Host: %s (limit: %s)\n", FORMAT_BYTES(u->host), limit_str(b, sizeof(b), u->quota_host, true));
+        for (size_t i = 0; i < u->n_vram_per_gpu; i++)
+                printf("  VRAM 0x%-4x %s (limit: %s)\n", u->vram_per_gpu[i].gpu_id,
+                       FORMAT_BYTES(u->vram_per_gpu[i].bytes),
+                       limit_str(b, sizeof(b), u->quota_vram_per_gpu, true));
+}
+
+static int verb_usage(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_usage u;
+        int r;
+
+        if (argc > 2)
+                return usage_error("usage", "unexpected argument '%s'", argv[2]);
+        r = svmd_get_usage(client, argc > 1 ? argv[1] : "", &u, &e);
+        if (r < 0)
+                return report(r, &e, "reading usage failed");
+        if (arg_json)
+                return json_print(json_usage_object(&u));
+        print_usage(&u);
+        return 0;
+}
+
+static int verb_capacity(int argc, char *argv[]) {
+        _cleanup_free_ svmd_range *ranges = NULL;
+        _cleanup_free_ svmd_gpu *gpus = NULL;
+        _cleanup_free_ uint32_t *uids = NULL;
+        svmd_range_filter f = {};
+        svmd_error e = SVMD_ERROR_NULL;
+        json_t *jg, *js;
+        size_t n_gpus, n_ranges, n_uids = 0;
+        svmd_usage own;
+        int r;
+
+        if (argc > 1)
+                return usage_error("capacity", "unexpected argument '%s'", argv[1]);
+        r = svmd_list_gpus(client, &gpus, &n_gpus, &e);
+        if (r < 0)
+                return report(r, &e, "listing GPUs failed");
+        r = svmd_get_usage(client, "", &own, &e);
+        if (r < 0)
+                return report(r, &e, "reading usage failed");
+        /* Everyone's ranges where the caller may see them, else the caller's own. */
+        f.all = true;
+        r = list_all_ranges(&f, &ranges, &n_ranges, true);
+        if (r == -EACCES || r == -EPERM) {
+                f.all = false;
+                r = list_all_ranges(&f, &ranges, &n_ranges, false);
+        }
+        if (r < 0)
+                return r;
+
+        /* The scopes with memory on the node: the caller, and every owner the caller can see. */
+        uids = calloc(n_ranges ?: 1, sizeof(uint32_t));
+        if (!uids)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_ranges; i++) {
+                bool seen = false;
+
+                for (size_t j = 0; j < n_uids; j++)
+                        seen = seen || uids[j] == ranges[i].owner_uid;
+                if (!seen)
+                        uids[n_uids++] = ranges[i].owner_uid;
+        }
+
+        jg = json_array();
+        js = json_array();
+        json_array_append_new(js, json_usage_object(&own));
+        for (size_t i = 0; i < n_gpus; i++)
+                json_array_append_new(jg, json_gpu_object(&gpus[i]));
+        for (size_t i = 0; i < n_uids; i++) {
+                char scope[32];
+                svmd_usage u;
+
+                snprintf(scope, sizeof(scope), "uid:%" PRIu32, uids[i]);
+                if (streq(scope, own.scope))
+                        continue;
+                r = svmd_get_usage(client, scope, &u, &e);
+                if (r == -EACCES || r == -EPERM) {
+                        svmd_error_free(&e); /* not ours to see */
+                        continue;
+                }
+                if (r < 0) {
+                        json_decref(jg);
+                        json_decref(js);
+                        return report(r, &e, "reading usage failed");
+                }
+                json_array_append_new(js, json_usage_object(&u));
+        }
+
+        if (arg_json)
+                return json_print(json_pack("{s:o,s:o}", "gpus", jg, "scopes", js));
+
+        {
+                Table *t = NULL;
+                size_t idx;
+                json_t *v;
+
+                r = table_new(&t, (const char *const[]) { "GPU", "NAME", "TARGET", ">TOTAL", ">USED", ">FREE", NULL });
+                for (size_t i = 0; r >= 0 && i < n_gpus; i++) {
+                        char id[16];
+
+                        snprintf(id, sizeof(id), "0x%x", gpus[i].gpu_id);
+                        r = table_add_row(t, (const char *const[]) { id, gpus[i].name, gpus[i].target,
+                                                                     FORMAT_BYTES(gpus[i].vram_total),
+                                                                     FORMAT_BYTES(gpus[i].vram_used),
+                                                                     FORMAT_BYTES(gpus[i].vram_free) });
+                }
+                if (r >= 0)
+                        r = table_print(t, "No GPUs.");
+                table_free(t);
+                t = NULL;
+
+                if (r >= 0)
+                        r = table_new(&t, (const char *const[]) { "SCOPE", ">RANGES", ">VRAM", ">HOST", "QUOTA VRAM",
+                                                                  "QUOTA HOST", NULL });
+                json_array_foreach(js, idx, v) {
+                        char qv[32], qh[32], n[24], vram[FORMAT_BYTES_MAX],
+                                host[FORMAT_BYTES_MAX];
+                        json_t *q = json_object_get(v, "quota");
+
+                        if (r < 0)
+                                break;
+                        snprintf(n, sizeof(n), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(v, "ranges")));
+                        format_bytes(vram, sizeof(vram), (uint64_t) json_integer_value(json_object_get(v, "vram")));
+                        format_bytes(host, sizeof(host), (uint64_t) json_integer_value(json_object_get(v, "host")));
+                        limit_str(qv, sizeof(qv), json_is_null(json_object_get(q, "vram")) ? SVMD_NO_LIMIT
+                                  : (uint64_t) json_integer_value(json_object_get(q, "vram")), true);
+                        limit_str(qh, sizeof(qh), json_is_null(json_object_get(q, "host")) ? SVMD_NO_LIMIT
+                                  : (uint64_t) json_integer_value(json_object_get(q, "host")), true);
+                        r = table_add_row(t, (const char *const[]) {
+                                json_string_value(json_object_get(v, "scope")), n, vram, host,
+                                json_is_null(json_object_get(q, "vram")) ? "no limit" : qv,
+                                json_is_null(json_object_get(q, "host")) ? "no limit" : qh });
+                }
+                if (r >= 0) {
+                        putchar('\n');
+                        r = table_print(t, NULL);
+                }
+                table_free(t);
+        }
+        json_decref(jg);
+        json_decref(js);
+        return r;
+}
+
+/* ---- reload ---- */
+
+static int verb_reload(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        int r;
+
+        if (argc > 1)
+                return usage_error("reload", "unexpected argument '%s'", argv[1]);
+        r = svmd_reload(client, &e);
+        if (r < 0)
+                return report(r, &e, "reload failed");
+        if (arg_json)
+                return json_print(json_pack("{s:b}", "reloaded", 1));
+        printf("svmd reloaded its configuration.\n");
+        return 0;
+}
+
+/* ---- monitor ---- */
+
+static volatile sig_atomic_t stop_monitor;
+static uint64_t monitor_left;   /* 0: forever */
+
+static void on_stop(int sig) {
+        stop_monitor = 1;
+}
+
+static void on_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
+        json_t *v;
+
+        if (arg_json) {
+                switch (s->kind) {
+                case SVMD_SIGNAL_RANGE_CREATED:
+                case SVMD_SIGNAL_RANGE_FREED:
+                        v = json_pack("{s:s,s:I}", "signal", s->name, "id", (json_int_t) s->id);
+                        break;
+                case SVMD_SIGNAL_QUOTA_EXCEEDED:
+                        v = json_pack("{s:s,s:s,s:s}", "signal", s->name, "scope", s->scope, "resource", s->resource);
+                        break;
+                case SVMD_SIGNAL_GPU_LOST:
+                        v = json_pack("{s:s,s:I,s:o}", "signal", s->name, "gpu_id", (json_int_t) s->gpu_id,
+                                      "gpu_id_hex", json_hex(s->gpu_id));
+                        break;
+                default:
+                        return;
+                }
+                (void) json_print(v);
+        } else
+                switch (s->kind) {
+                case SVMD_SIGNAL_RANGE_CREATED:
+                        printf("%-14s range %" PRIu64 "\n", s->name, s->id);
+                        break;
+                case SVMD_SIGNAL_RANGE_FREED:
+                        printf("%-14s range %" PRIu64 "\n", s->name, s->id);
+                        break;
+                case SVMD_SIGNAL_QUOTA_EXCEEDED:
+                        printf("%-14s %s: %s\n", s->name, s->scope, s->resource);
+                        break;
+                case SVMD_SIGNAL_GPU_LOST:
+                        printf("%-14s GPU 0x%x\n", s->name, s->gpu_id);
+                        break;
+                }
+        fflush(stdout);
+        if (monitor_left > 0 && --monitor_left == 0)
+                stop_monitor = 1;
+}
+
+static int verb_monitor(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "count", required_argument, NULL, OPT_COUNT },
+                {}
+        };
+        struct sigaction sa = { .sa_handler = on_stop };
+        svmd_error e = SVMD_ERROR_NULL;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_COUNT:
+                        if (parse_id(optarg, &monitor_left) < 0 || monitor_left == 0)
+                                return usage_error("monitor", "invalid count '%s'", optarg);
+                        break;
+                default:
+                        return usage_error("monitor", "unknown option \'%s\'", argv[optind - 1]);
+                }
+        if (optind < argc)
+                return usage_error("monitor", "unexpected argument '%s'", argv[optind]);
+
+        /* No SA_RESTART: poll() returns on SIGINT/SIGTERM and the loop ends cleanly. */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+
+        r = svmd_client_watch(client, on_signal, NULL, &e);
+        if (r < 0)
+                return report(r, &e, "watching svmd's signals failed");
+        fprintf(stderr, "Watching svmd's signals; Ctrl-C stops.\n");
+
+        while (!stop_monitor) {
+                r = svmd_client_process(client);
+                if (r < 0) {
+                        fprintf(stderr, "svmctl: the connection to svmd broke: %s\n", strerror(-r));
+                        return -ECONNRESET;
+                }
+                if (r > 0 || stop_monitor)
+                        continue;
+                r = svmd_client_wait(client, UINT64_MAX);
+                if (r < 0) {
+                        fprintf(stderr, "svmctl: waiting for signals failed: %s\n", strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* ---- main ---- */
+
+static int verb_help(int argc, char *argv[]);
+
+static const Verb verbs[] = {
+        { "status", "status", "Show the daemon's version, GPU count, ranges and bytes allocated.", verb_status, true },
+        { "gpus", "gpus", "List the node's GPUs: id, node, target, name, VRAM total/used/free, render node.",
+          verb_gpus, true },
+        { "ranges", "ranges [--all] [--owner UID] [--gpu G] [--label L]",
+          "List the caller's ranges (--all: everyone's, for administrators), optionally only those of an\n"
+          "owner, on or mapped to a GPU, or with a label.",
+          verb_ranges, true },
+        { "alloc",
+          "alloc SIZE [--gpu G] [--domain vram|gtt|host] [--map G,G…] [--label L] [--persistent] [--dry-run]\n"
+          "                    [--flags F,F…] [--alignment SIZE] [--request-id ID]",
+          "Allocate SIZE (4G, 512M, 0x1000) of vram (default; needs --gpu), gtt or host memory, optionally\n"
+          "mapped to GPUs at once. --dry-run validates only. Without --persistent the range is freed when\n"
+          "svmctl disconnects.", verb_alloc, true },
+        { "free", "free ID", "Unmap range ID everywhere and free it.", verb_free, true },
+        { "map", "map [--dry-run] [--request-id ID] ID G,G…", "Map range ID to the GPUs, all or none.", verb_map,
+          true },
+        { "unmap", "unmap ID G,G…", "Unmap range ID from the GPUs.", verb_unmap, true },
+        { "export", "export ID", "Export range ID and describe what the daemon hands out (dma-buf or memfd).",
+          verb_export, true },
+        { "share", "share ID [--uid U] [--unit GLOB] [--cgroup PREFIX] [--read-only] [--expires USEC]",
+          "Print a token another client can attach range ID with.", verb_share, true },
+        { "attach", "attach TOKEN", "Attach a shared range by token and describe it.", verb_attach, true },
+        { "usage", "usage [SCOPE]",
+          "Show usage and quota of a scope: the caller's own, or uid:N, unit:NAME, cgroup:PATH.", verb_usage, true },
+        { "capacity", "capacity",
+          "Per GPU total/used/free VRAM, and usage and quota per scope: the node report for schedulers.",
+          verb_capacity, true },
+        { "reload", "reload", "Make svmd re-read its configuration (administrators).", verb_reload, true },
+        { "monitor", "monitor [--count N]",
+          "Print RangeCreated, RangeFreed, QuotaExceeded and GpuLost signals as they come; stop after N.",
+          verb_monitor, true },
+        { "help", "help [COMMAND]", "Show help.", verb_help, false },
+};
+
+static const Verb *find_verb(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(verbs[i].name, name))
+                        return &verbs[i];
+        return NULL;
+}
+
+static void help_verb(const Verb *v) {
+        printf("Usage: svmctl [OPTIONS] %s\n\n%s\n\n"
+               "Options: --json  --address ADDR  --direct  (see svmctl --help)\n", v->synopsis, v->help);
+}
+
+static void help(void) {
+        printf("Usage: svmctl [OPTIONS] COMMAND [ARGS…]\n\n"
+               "Control svmd, the node's GPU memory manager.\n\n"
+               "Options:\n"
+               "  -h --help          Show this help (COMMAND --help: the command's)\n"
+               "     --version       Show the version\n"
+               "     --json          Print one JSON document (monitor: one per line)\n"
+               "     --address ADDR  D-Bus address of the bus svmd is on (default: $SVMD_BUS_ADDRESS,\n"
+               "                     else the system bus)\n"
+               "     --direct        Talk to svmd's socket only ($SVMD_RUNTIME_DIR/io.socket), not the bus\n\n"
+               "Commands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %s\n", verbs[i].synopsis);
+        printf("\nSizes: 4096, 0x1000, 512M, 4G. GPU ids: decimal or 0x-hex. Exit codes: see svmctl(1).\n");
+}
+
+static int verb_help(int argc, char *argv[]) {
+        const Verb *v;
+
+        if (argc < 2) {
+                help();
+                return 0;
+        }
+        v = find_verb(argv[1]);
+        if (!v)
+                return usage_error(NULL, "unknown command '%s'", argv[1]);
+        help_verb(v);
+        return 0;
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ADDRESS, ARG_DIRECT };
+        static const struct option options[] = {
+                { "help",    no_argument,       NULL, 'h' },
+                { "version", no_argument,       NULL, ARG_VERSION },
+                { "json",    no_argument,       NULL, ARG_JSON },
+                { "address", required_argument, NULL, ARG_ADDRESS },
+                { "direct",  no_argument,       NULL, ARG_DIRECT },
+                {}
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("svmctl %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
+                case ARG_ADDRESS:
+                        arg_address = optarg;
+                        break;
+                case ARG_DIRECT:
+                        arg_direct = true;
+                        break;
+                default:
+                        return usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+                }
+        return 1;
+}
+
+/* Global options may also follow the command: "svmctl gpus --json". */
+static int pick_global_options(int *argc, char *argv[]) {
+        int j = 1;
+
+        for (int i = 1; i < *argc; i++) {
+                if (streq(argv[i], "--")) {
+                        while (i < *argc)
+                                argv[j++] = argv[i++];
+                        break;
+                }
+                if (streq(argv[i], "--json"))
+                        arg_json = true;
+                else if (streq(argv[i], "--direct"))
+                        arg_direct = true;
+                else if (streq(argv[i], "--address") && i + 1 < *argc)
+                        arg_address = argv[++i];
+                else if (strncmp(argv[i], "--address=", 10) == 0)
+                        arg_address = argv[i] + 10;
+                else
+                        argv[j++] = argv[i];
+        }
+        *argc = j;
+        argv[j] = NULL;
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        const Verb *v;
+        int r;
+
+        /* Our own messages for bad options, naming the command to get help for. */
+        opterr = 0;
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : EXIT_OK;
+        if (optind >= argc) {
+                usage_error(NULL, "missing command");
+                return EXIT_USAGE;
+        }
+        v = find_verb(argv[optind]);
+        if (!v) {
+                usage_error(NULL, "unknown command '%s'", argv[optind]);
+                return EXIT_USAGE;
+        }
+        argc -= optind;
+        argv += optind;
+        pick_global_options(&argc, argv);
+        if (want_help(argc, argv)) {
+                help_verb(v);
+                return EXIT_OK;
+        }
+
+        if (v->needs_client) {
+                r = connect_client();
+                if (r < 0)
+                        return EXIT_UNREACHABLE;
+        }
+        optind = 0;
+        r = v->run(argc, argv);
+        svmd_client_free(client);
+        if (fflush(stdout) != 0 && r >= 0)
+                r = -EIO;
+        return exit_code_from_errno(r);
+}

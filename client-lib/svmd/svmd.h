@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * libsvmd: the client library of svmd, the node's GPU memory manager.
+ *
+ * Every call returns 0 (or a documented positive value) on success and a
+ * negative errno on failure. Where a call takes an svmd_error *, it may be NULL;
+ * otherwise it must be initialized with SVMD_ERROR_NULL and is filled on failure
+ * with the D-Bus error name ("org.svmd1.Error.NoSuchRange") and a sentence a
+ * person can act on. Release it with svmd_error_free().
+ *
+ * Sizes and virtual addresses are uint64_t, GPU ids uint32_t. A client handle
+ * is not thread-safe: use one per thread, or serialize calls on it.
+ *
+ * The ABI is versioned (LIBSVMD_0.1) and documented in libsvmd(3).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SVMD_LIBRARY_VERSION "0.1"
+
+/* ---- errors ---- */
+
+typedef struct svmd_error {
+        char *name;             /* D-Bus error name, or "System.Error.E…" for local failures */
+        char *message;          /* one sentence */
+} svmd_error;
+
+#define SVMD_ERROR_NULL ((svmd_error) { NULL, NULL })
+
+void svmd_error_free(svmd_error *e);
+/* True if e holds an error of that name. */
+bool svmd_error_has_name(const svmd_error *e, const char *name);
+/* The errno an error name stands for (NoSuchRange → ENOENT, …); EIO when unknown. Positive. */
+int svmd_error_name_to_errno(const char *name);
+
+/* ---- connection ---- */
+
+typedef struct svmd_client svmd_client;
+
+enum {
+        SVMD_CLIENT_NO_DIRECT   = 1U << 0,  /* never use io.socket: everything over the bus */
+        SVMD_CLIENT_DIRECT_ONLY = 1U << 1,  /* everything over io.socket, no bus connection */
+};
+
+/*
+ * Connect. bus_address: NULL for $SVMD_BUS_ADDRESS if set, else the system bus;
+ * a D-Bus address otherwise ("unix:path=/run/dbus/system_bus_socket").
+ * direct_path: NULL for $SVMD_RUNTIME_DIR/io.socket if set, else /run/svmd/io.socket.
+ * Per-allocation calls (Allocate, AllocateBatch, Free, Map, Unmap, Commit, Export,
+ * Attach, Release, Share) use the direct socket when it is reachable and fall back
+ * to the bus when it is not.
+ */
+int svmd_client_new(svmd_client **ret, const char *bus_address, const char *direct_path, uint32_t flags,
+                    svmd_error *error);
+/* Detaches what svmd_attach_local() attached through this client, closes, frees. Returns NULL. */
+svmd_client *svmd_client_free(svmd_client *c);
+/* True if per-allocation calls currently travel over the direct socket. */
+bool svmd_client_is_direct(const svmd_client *c);
+
+/* ---- event loop integration (async calls and signals) ---- */
+
+/* One fd to poll for POLLIN; it stays the same for the life of the client. */
+int svmd_client_get_fd(svmd_client *c);
+/* CLOCK_MONOTONIC µs at which svmd_client_process() must run even without input; UINT64_MAX: none. */
+int svmd_client_get_timeout(svmd_client *c, uint64_t *ret_usec);
+/* Dispatch what is ready: completions and signal callbacks run from here. >0: did something. */
+int svmd_client_process(svmd_client *c);
+/* Block until something is ready or timeout_usec passed (UINT64_MAX: forever). */
+int svmd_client_wait(svmd_client *c, uint64_t timeout_usec);
+/* Number of async calls still waiting for their reply. */
+size_t svmd_client_pending(const svmd_client *c);
+
+/* ---- queries ---- */
+
+typedef struct svmd_gpu {
+        uint32_t gpu_id;
+        uint32_t node_id;
+        char target[16];        /* "gfx942" */
+        char name[64];
+        uint64_t vram_total;
+        uint64_t vram_used;
+        uint64_t vram_free;
+        uint16_t render_minor;
+} svmd_gpu;
+
+/* *ret is a malloc()ed array of *ret_n entries; free() it. */
+int svmd_list_gpus(svmd_client *c, svmd_gpu **ret, size_t *ret_n, svmd_error *error);
+
+typedef struct svmd_status {
+        char version[32];       /* svmd's version */
+        char kfd_version[16];   /* "1.16" */
+        uint32_t n_gpus;
+        uint64_t n_ranges;
+        uint64_t bytes_allocated;
+        uint32_t n_clients;     /* UINT32_MAX where the daemon does not report it */
+} svmd_status;
+
+int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error);
+
+/* Range flag bits (svmd_range.flags), as ListRanges reports them. */
+#define SVMD_RANGE_FLAG_WRITABLE      (UINT64_C(1) << 0)
+#define SVMD_RANGE_FLAG_EXECUTABLE    (UINT64_C(1) << 1)
+#define SVMD_RANGE_FLAG_PUBLIC        (UINT64_C(1) << 2)
+#define SVMD_RANGE_FLAG_COHERENT      (UINT64_C(1) << 3)
+#define SVMD_RANGE_FLAG_UNCACHED      (UINT64_C(1) << 4)
+#define SVMD_RANGE_FLAG_EXT_COHERENT  (UINT64_C(1) << 5)
+#define SVMD_RANGE_FLAG_CONTIGUOUS    (UINT64_C(1) << 6)
+#define SVMD_RANGE_FLAG_NO_SUBSTITUTE (UINT64_C(1) << 7)
+#define SVMD_MAX_GPUS 64
+
+/* The flag's name ("public") for a single bit, or NULL. */
+const char *svmd_range_flag_to_string(uint64_t flag);
+
+typedef struct svmd_range {
+        uint64_t id;
+        uint64_t va;
+        uint64_t size;
+        uint64_t flags;         /* SVMD_RANGE_FLAG_* */
+        char domain[8];         /* "vram", "gtt", "host" */
+        uint32_t home_gpu;
+        uint32_t n_mapped;
+        uint32_t mapped[SVMD_MAX_GPUS];
+        char label[257];
+        uint32_t owner_uid;
+        char state[16];         /* "active", "degraded" */
+} svmd_range;
+
+typedef struct svmd_range_filter {
+        bool has_owner;
+        uint32_t owner;
+        bool has_gpu;
+        uint32_t gpu;
+        const char *label;      /* NULL: any */
+        uint64_t offset;
+        uint64_t limit;         /* 0: the daemon's default (1000); at most 4096 */
+        bool all;               /* every user's ranges, not only the caller's (administrators) */
+} svmd_range_filter;
+
+/* filter may be NULL. *ret is malloc()ed; free() it. */
+int svmd_list_ranges(svmd_client *c, const svmd_range_filter *filter, svmd_range **ret, size_t *ret_n,
+                     svmd_error *error);
+
+#define SVMD_NO_LIMIT UINT64_MAX
+
+typedef struct svmd_gpu_bytes {
+        uint32_t gpu_id;
+        uint64_t bytes;
+} svmd_gpu_bytes;
+
+typedef struct svmd_usage {
+        char scope[256];        /* "uid:1000", "unit:foo.service", "cgroup:/machine.slice/…" */
+        uint64_t ranges;
+        uint64_t vram;
+        uint64_t host;
+        size_t n_vram_per_gpu;
+        svmd_gpu_bytes vram_per_gpu[SVMD_MAX_GPUS];
+        /* SVMD_NO_LIMIT where no limit applies. */
+        uint64_t quota_ranges;
+        uint64_t quota_vram;
+        uint64_t quota_vram_per_gpu;
+        uint64_t quota_host;
+} svmd_usage;
+
+/* scope: NULL or "" for the caller's own, else "uid:N", "unit:NAME", "cgroup:PATH". */
+int svmd_get_usage(svmd_client *c, const char *scope, svmd_usage *ret, svmd_error *error);
+/* Re-read the daemon's configuration (administrators). */
+int svmd_reload(svmd_client *c, svmd_error *error);
+
+/* ---- changes ---- */
+
+typedef struct svmd_allocate_options {
+        const char *const *flags;       /* NULL-terminated names; NULL: writable */
+        const uint32_t *map;            /* GPUs to map to atomically with the allocation */
+        size_t n_map;
+        uint64_t alignment;             /* 0: default */
+        const char *label;
+        bool persistent;                /* survives the client's disconnect */
+        bool dry_run;                   /* validate only; the result is {0, 0} */
+        const char *request_id;         /* idempotent retries */
+} svmd_allocate_options;
+
+typedef struct svmd_allocation {
+        uint64_t id;
+        uint64_t va;
+} svmd_allocation;
+
+typedef struct svmd_change_options {
+        bool dry_run;
+        const char *request_id;
+} svmd_change_options;
+
+typedef struct svmd_host_range {
+        uint64_t address;
+        uint64_t size;
+} svmd_host_range;
+
+/* domain: "vram", "gtt" or "host". options may be NULL. */
+int svmd_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                  const svmd_allocate_options *options, svmd_allocation *ret, svmd_error *error);
+int svmd_allocate_batch(svmd_client *c, const svmd_host_range *ranges, size_t n_ranges, uint32_t gpu_id,
+                        const svmd_allocate_options *options, svmd_allocation *ret, svmd_error *error);
+int svmd_free(svmd_client *c, uint64_t id, svmd_error *error);
+int svmd_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *options,
+             svmd_error *error);
+int svmd_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, svmd_error *error);
+
+typedef enum svmd_op_kind {
+        SVMD_OP_ALLOCATE,
+        SVMD_OP_ALLOCATE_BATCH,
+        SVMD_OP_MAP,
+        SVMD_OP_UNMAP,
+        SVMD_OP_FREE,
+} svmd_op_kind;
+
+typedef struct svmd_op {
+        svmd_op_kind kind;
+        /* SVMD_OP_ALLOCATE / SVMD_OP_ALLOCATE_BATCH */
+        uint64_t size;
+        uint32_t gpu_id;
+        const char *domain;
+        const svmd_host_range *host_ranges;
+        size_t n_host_ranges;
+        const char *const *flags;
+        uint64_t alignment;
+        const char *label;
+        bool persistent;
+        /* GPUs: "map" of an allocation, "gpus" of Map/Unmap */
+        const uint32_t *gpus;
+        size_t n_gpus;
+        /* SVMD_OP_MAP / SVMD_OP_UNMAP / SVMD_OP_FREE: the range, by id or as the
+         * result of the earlier Allocate at index ref of the same commit */
+        uint64_t id;
+        bool by_ref;
+        uint32_t ref;
+} svmd_op;
+
+typedef struct svmd_op_result {
+        uint64_t id;
+        uint64_t va;            /* allocations only */
+} svmd_op_result;
+
+/* All operations or none. results: n_ops entries or NULL. */
+int svmd_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *options,
+                svmd_op_result *results, svmd_error *error);
+
+/* ---- sharing ---- */
+
+/* A dma-buf fd of the range (the backing memfd for host ranges), O_CLOEXEC; the caller closes it. */
+int svmd_export(svmd_client *c, uint64_t id, int *ret_fd, uint64_t *ret_va, uint64_t *ret_size,
+                svmd_error *error);
+
+typedef struct svmd_grant {
+        bool has_uid;
+        uint32_t uid;
+        const char *unit;       /* glob */
+        const char *cgroup;     /* prefix */
+        bool read_only;
+        uint64_t expires_usec;  /* CLOCK_REALTIME µs; 0: never */
+} svmd_grant;
+
+/* *ret_token is malloc()ed. */
+int svmd_share(svmd_client *c, uint64_t id, const svmd_grant *grant, char **ret_token, svmd_error *error);
+
+typedef struct svmd_attachment {
+        uint64_t id;
+        uint64_t va;
+        uint64_t size;
+        int fd;                 /* dma-buf or memfd; the caller closes it */
+} svmd_attachment;
+
+int svmd_attach(svmd_client *c, const char *token, svmd_attachment *ret, svmd_error *error);
+int svmd_release(svmd_client *c, uint64_t id, svmd_error *error);
+
+/*
+ * Make a range usable in this process at its SVM address: id_or_token is a range
+ * id the caller owns (decimal, Export) or a token (Attach). Opens this process's
+ * own KFD context on first use, reserves [va, va+size) (fails with -EEXIST if
+ * anything is mapped there), imports the buffer at va and maps it to gpus[0..n)
+ * (n may be 0: CPU access only, where the range is host-visible), and maps
+ * host-visible ranges (host, gtt, public vram) for the CPU at the same address.
+ * All or nothing. *ret_va is the address.
+ */
+int svmd_attach_local(svmd_client *c, const char *id_or_token, const uint32_t *gpus, size_t n, uint64_t *ret_va,
+                      svmd_error *error);
+/* Undo svmd_attach_local() of the range at va (and Release it if it was attached by token). */
+int svmd_detach_local(svmd_client *c, uint64_t va, svmd_error *error);
+
+/* ---- async ---- */
+
+/* result: 0 or -errno; error: the failure, or NULL. Pointers are valid during the call only. */
+typedef void (*svmd_allocate_callback)(svmd_client *c, int result, const svmd_allocation *allocation,
+                                       const svmd_error *error, void *userdata);
+typedef void (*svmd_done_callback)(svmd_client *c, int result, const svmd_error *error, void *userdata);
+typedef void (*svmd_commit_callback)(svmd_client *c, int result, const svmd_op_result *results, size_t n_results,
+                                     const svmd_error *error, void *userdata);
+
+/* Queue the call and return; the callback runs from svmd_client_process(). */
+int svmd_allocate_async(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                        const svmd_allocate_options *options, svmd_allocate_callback callback, void *userdata,
+                        svmd_error *error);
+int svmd_map_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n,
+                   const svmd_change_options *options, svmd_done_callback callback, void *userdata,
+                   svmd_error *error);
+int svmd_commit_async(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *options,
+                      svmd_commit_callback callback, void *userdata, svmd_error *error);
+
+/* ---- signals ---- */
+
+typedef enum svmd_signal_kind {
+        SVMD_SIGNAL_RANGE_CREATED,      /* id */
+        SVMD_SIGNAL_RANGE_FREED,        /* id */
+        SVMD_SIGNAL_QUOTA_EXCEEDED,     /* scope, resource */
+        SVMD_SIGNAL_GPU_LOST,           /* gpu_id */
+} svmd_signal_kind;
+
+typedef struct svmd_signal {
+        svmd_signal_kind kind;
+        const char *name;               /* "RangeCreated", … */
+        uint64_t id;
+        uint32_t gpu_id;
+        const char *scope;
+        const char *resource;
+} svmd_signal;
+
+typedef void (*svmd_signal_callback)(svmd_client *c, const svmd_signal *signal, void *userdata);
+
+/* Subscribe to the manager's signals; callbacks run from svmd_client_process(). One subscription per client. */
+int svmd_client_watch(svmd_client *c, svmd_signal_callback callback, void *userdata, svmd_error *error);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,56 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# What a packager and an application developer get: `meson install` of this
+# build tree into a DESTDIR, then pkg-config finds libsvmd there and the
+# example of libsvmd(3) compiles and links against the installed header and
+# library only.
+#
+#   test-install.sh BUILD-DIR EXAMPLE-SOURCE CC
+set -eu
+
+build=$1
+example=$2
+cc=$3
+dest=$(mktemp -d "${TMPDIR:-/tmp}/svmd-install.XXXXXX")
+trap 'rm -rf "$dest"' EXIT
+
+meson install -C "$build" --no-rebuild --destdir "$dest" --quiet >"$dest.log" 2>&1 || {
+        cat "$dest.log" >&2
+        rm -f "$dest.log"
+        exit 1
+}
+rm -f "$dest.log"
+
+pc=$(find "$dest" -name libsvmd.pc | head -n1)
+[ -n "$pc" ] || { echo "libsvmd.pc was not installed" >&2; exit 1; }
+header=$(find "$dest" -path '*/include/svmd/svmd.h' | head -n1)
+[ -n "$header" ] || { echo "svmd/svmd.h was not installed" >&2; exit 1; }
+find "$dest" -name 'libsvmd.so.0' | grep -q . || { echo "libsvmd.so.0 was not installed" >&2; exit 1; }
+find "$dest" -path '*/bin/svmctl' | grep -q . || { echo "svmctl was not installed" >&2; exit 1; }
+find "$dest" -path '*/bash-completion/completions/svmctl' | grep -q . || { echo "bash completion missing" >&2; exit 1; }
+find "$dest" -name 'svmctl.1*' | grep -q . || { echo "svmctl(1) missing" >&2; exit 1; }
+find "$dest" -name 'libsvmd.3*' | grep -q . || { echo "libsvmd(3) missing" >&2; exit 1; }
+
+export PKG_CONFIG_PATH=$(dirname "$pc")
+export PKG_CONFIG_SYSROOT_DIR=$dest
+flags=$(pkg-config --cflags --libs libsvmd)
+echo "pkg-config --cflags --libs libsvmd: $flags"
+case "$flags" in
+*"-I$dest/"*"-L$dest/"*"-lsvmd"*) ;;
+*) echo "pkg-config does not point into $dest: $flags" >&2; exit 1 ;;
+esac
+[ "$(pkg-config --modversion libsvmd)" = "0.1.0" ]
+
+# Only the installed files: no include path or library of the source or build tree.
+# shellcheck disable=SC2086
+$cc -std=c11 -Wall -Werror -o "$dest/svmd-alloc" "$example" $flags
+[ -x "$dest/svmd-alloc" ]
+
+# The installed library exports its versioned API and nothing else.
+lib=$(find "$dest" -name 'libsvmd.so.0' | head -n1)
+if command -v nm >/dev/null; then
+        bad=$(nm -D --defined-only "$lib" | awk '$2 == "T" && $3 !~ /^svmd_.*@@LIBSVMD_0\.1$/ { print $3 }')
+        [ -z "$bad" ] || { echo "unexpected exports: $bad" >&2; exit 1; }
+fi
+echo "installed into $dest and compiled the example against it"

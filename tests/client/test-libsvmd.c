@@ -1,0 +1,510 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * libsvmd's public API against a running svmd (under svmd-harness): every
+ * call, over the bus and over the direct socket, the errno and error name of
+ * each failure class, async calls through the pollable fd, and signals.
+ * Only <svmd/svmd.h> is used, as an application would.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <svmd/svmd.h>
+
+#include "macro.h"
+#include "unit-assert.h"
+
+#define MiB (UINT64_C(1) << 20)
+
+static uint32_t gpus[SVMD_MAX_GPUS];
+static size_t n_gpus;
+
+#define ASSERT_SVMD_OK(r, e)                                                                    \
+        do {                                                                                    \
+                if ((r) < 0) {                                                                  \
+                        fprintf(stderr, "%s:%d: call failed: %d %s: %s\n", __FILE__, __LINE__,  \
+                                (int) (r), (e)->name ?: "-", (e)->message ?: "-");              \
+                        abort();                                                                \
+                }                                                                               \
+        } while (0)
+
+#define ASSERT_SVMD_ERROR(r, e, err, ename)                                                     \
+        do {                                                                                    \
+                ASSERT_EQ((r), -(err));                                                         \
+                ASSERT_STREQ((e)->name, (ename));                                               \
+                ASSERT_TRUE((e)->message && strlen((e)->message) > 0);                          \
+                fprintf(stderr, "   expected failure: %s: %s\n", (e)->name, (e)->message);      \
+                svmd_error_free(e);                                                             \
+        } while (0)
+
+static svmd_client *connect_client(uint32_t flags) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_client *c = NULL;
+        int r;
+
+        r = svmd_client_new(&c, NULL, NULL, flags, &e);
+        ASSERT_SVMD_OK(r, &e);
+        return c;
+}
+
+static bool range_listed(svmd_client *c, uint64_t id, svmd_range *ret) {
+        _cleanup_free_ svmd_range *ranges = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        size_t n;
+        int r;
+
+        r = svmd_list_ranges(c, NULL, &ranges, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        for (size_t i = 0; i < n; i++)
+                if (ranges[i].id == id) {
+                        if (ret)
+                                *ret = ranges[i];
+                        return true;
+                }
+        return false;
+}
+
+static void test_connect(void) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_client *c;
+        int r;
+
+        c = connect_client(0);
+        ASSERT_TRUE(svmd_client_is_direct(c));
+        ASSERT_TRUE(svmd_client_get_fd(c) >= 0);
+        svmd_client_free(c);
+
+        c = connect_client(SVMD_CLIENT_NO_DIRECT);
+        ASSERT_FALSE(svmd_client_is_direct(c));
+        svmd_client_free(c);
+
+        c = connect_client(SVMD_CLIENT_DIRECT_ONLY);
+        ASSERT_TRUE(svmd_client_is_direct(c));
+        svmd_client_free(c);
+
+        /* A socket that is not there: the bus serves everything. */
+        r = svmd_client_new(&c, NULL, "/nonexistent/io.socket", 0, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_FALSE(svmd_client_is_direct(c));
+        {
+                _cleanup_free_ svmd_gpu *g = NULL;
+                size_t n;
+
+                r = svmd_list_gpus(c, &g, &n, &e);
+                ASSERT_SVMD_OK(r, &e);
+                ASSERT_UEQ(n, n_gpus);
+        }
+        svmd_client_free(c);
+
+        r = svmd_client_new(&c, NULL, "/nonexistent/io.socket", SVMD_CLIENT_DIRECT_ONLY, &e);
+        ASSERT_TRUE(r < 0);
+        ASSERT_TRUE(e.name && e.message && strstr(e.message, "/nonexistent/io.socket"));
+        svmd_error_free(&e);
+
+        r = svmd_client_new(&c, "unix:path=/nonexistent/bus", NULL, SVMD_CLIENT_NO_DIRECT, &e);
+        ASSERT_TRUE(r < 0);
+        ASSERT_TRUE(e.message && strstr(e.message, "/nonexistent/bus"));
+        svmd_error_free(&e);
+
+        r = svmd_client_new(&c, NULL, NULL, SVMD_CLIENT_NO_DIRECT | SVMD_CLIENT_DIRECT_ONLY, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+
+        ASSERT_EQ(svmd_error_name_to_errno("org.svmd1.Error.NoSuchRange"), ENOENT);
+        ASSERT_EQ(svmd_error_name_to_errno("org.svmd1.Error.QuotaExceeded"), EDQUOT);
+        ASSERT_EQ(svmd_error_name_to_errno("org.freedesktop.DBus.Error.AccessDenied"), EACCES);
+        ASSERT_EQ(svmd_error_name_to_errno("no.such.Name"), EIO);
+        ASSERT_STREQ(svmd_range_flag_to_string(SVMD_RANGE_FLAG_PUBLIC), "public");
+        ASSERT_NULL(svmd_range_flag_to_string(3));
+}
+
+static void test_queries(svmd_client *c) {
+        _cleanup_free_ svmd_gpu *g = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_status s;
+        size_t n;
+        int r;
+
+        r = svmd_list_gpus(c, &g, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(n, n_gpus);
+        for (size_t i = 0; i < n; i++) {
+                ASSERT_UEQ(g[i].gpu_id, gpus[i]);
+                ASSERT_STREQ(g[i].target, "gfx942");
+                ASSERT_TRUE(g[i].vram_total > 0);
+                ASSERT_UEQ(g[i].vram_used + g[i].vram_free, g[i].vram_total);
+        }
+
+        r = svmd_get_status(c, &s, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_STREQ(s.version, "0.1.0");
+        ASSERT_TRUE(strlen(s.kfd_version) >= 3);
+        ASSERT_UEQ(s.n_gpus, n_gpus);
+}
+
+static void test_allocate_map_free(svmd_client *c) {
+        const char *flags[] = { "writable", "public", NULL };
+        uint32_t map[] = { gpus[0], gpus[1] };
+        svmd_allocate_options o = { .flags = flags, .map = map, .n_map = 2, .label = "libsvmd-test" };
+        svmd_range_filter f = { .label = "libsvmd-test" };
+        _cleanup_free_ svmd_range *ranges = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_allocation a, b;
+        svmd_range rg;
+        size_t n;
+        int r;
+
+        r = svmd_allocate(c, 3 * MiB, gpus[0], "vram", &o, &a, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(a.id > 0 && a.va >= UINT64_C(0x400000000000));
+        /* 2 MiB alignment for ranges of 2 MiB or more (SPEC §4). */
+        ASSERT_UEQ(a.va % (2 * MiB), 0);
+
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_UEQ(rg.size, 3 * MiB);
+        ASSERT_STREQ(rg.domain, "vram");
+        ASSERT_STREQ(rg.label, "libsvmd-test");
+        ASSERT_STREQ(rg.state, "active");
+        ASSERT_UEQ(rg.home_gpu, gpus[0]);
+        ASSERT_UEQ(rg.flags, SVMD_RANGE_FLAG_WRITABLE | SVMD_RANGE_FLAG_PUBLIC);
+        ASSERT_UEQ(rg.n_mapped, 2);
+
+        r = svmd_list_ranges(c, &f, &ranges, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(n, 1);
+        ASSERT_UEQ(ranges[0].id, a.id);
+
+        r = svmd_map(c, a.id, &gpus[2], 1, NULL, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_UEQ(rg.n_mapped, 3);
+        r = svmd_unmap(c, a.id, &gpus[2], 1, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_UEQ(rg.n_mapped, 2);
+
+        /* Dry runs change nothing. */
+        r = svmd_map(c, a.id, &gpus[3], 1, &(svmd_change_options) { .dry_run = true }, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_UEQ(rg.n_mapped, 2);
+        r = svmd_allocate(c, MiB, gpus[0], "vram", &(svmd_allocate_options) { .dry_run = true }, &b, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(b.id, 0);
+
+        /* The same request-id twice: one range. */
+        r = svmd_allocate(c, MiB, gpus[1], "vram", &(svmd_allocate_options) { .request_id = "claim-1234" }, &b, &e);
+        ASSERT_SVMD_OK(r, &e);
+        {
+                svmd_allocation b2;
+
+                r = svmd_allocate(c, MiB, gpus[1], "vram", &(svmd_allocate_options) { .request_id = "claim-1234" },
+                                  &b2, &e);
+                ASSERT_SVMD_OK(r, &e);
+                ASSERT_UEQ(b2.id, b.id);
+                ASSERT_UEQ(b2.va, b.va);
+        }
+
+        r = svmd_free(c, a.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_free(c, b.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_FALSE(range_listed(c, a.id, NULL));
+}
+
+static void test_errors(svmd_client *c) {
+        svmd_error e = SVMD_ERROR_NULL;
+        uint32_t many[SVMD_MAX_GPUS + 1] = {};
+        svmd_allocation a;
+        int r;
+
+        r = svmd_free(c, UINT64_C(999999), &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+        r = svmd_map(c, UINT64_C(999999), gpus, 1, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+        r = svmd_allocate(c, MiB, 0x1, "vram", NULL, &a, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENXIO, "org.svmd1.Error.NoSuchGpu");
+        r = svmd_allocate(c, MiB, gpus[0], "doorbell", NULL, &a, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_allocate(c, 0, gpus[0], "vram", NULL, &a, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        /* More than the GPU has (192 GiB). */
+        r = svmd_allocate(c, UINT64_C(1) << 40, gpus[0], "vram", NULL, &a, &e);
+        fprintf(stderr, "   expected failure: %d %s: %s\n", r, e.name, e.message);
+        ASSERT_TRUE(r == -ENOMEM || r == -EDQUOT);
+        svmd_error_free(&e);
+        r = svmd_allocate(c, MiB, gpus[0], "svm", NULL, &a, &e);
+        ASSERT_SVMD_ERROR(r, &e, EOPNOTSUPP, "org.svmd1.Error.NotSupported");
+        /* Checked before anything travels. */
+        r = svmd_map(c, 1, many, ELEMENTSOF(many), NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, E2BIG, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_map(c, 1, NULL, 2, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        /* NULL error out-parameters are fine. */
+        ASSERT_EQ(svmd_free(c, UINT64_C(999999), NULL), -ENOENT);
+}
+
+static void test_batch(svmd_client *c) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_allocation host, batch;
+        svmd_host_range pieces[2];
+        svmd_range rg;
+        int r;
+
+        r = svmd_allocate(c, 4 * MiB, 0, "host", NULL, &host, &e);
+        ASSERT_SVMD_OK(r, &e);
+        pieces[0] = (svmd_host_range) { host.va, MiB };
+        pieces[1] = (svmd_host_range) { host.va + 2 * MiB, MiB };
+        r = svmd_allocate_batch(c, pieces, 2, gpus[0],
+                                &(svmd_allocate_options) { .map = gpus, .n_map = 2 }, &batch, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, batch.id, &rg));
+        ASSERT_UEQ(rg.size, 2 * MiB);
+        ASSERT_UEQ(rg.n_mapped, 2);
+        r = svmd_free(c, host.id, &e);
+        ASSERT_SVMD_ERROR(r, &e, EBUSY, "org.svmd1.Error.Busy");
+        r = svmd_free(c, batch.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_free(c, host.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+}
+
+static void test_commit(svmd_client *c) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_op_result res[4];
+        svmd_range rg;
+        int r;
+        svmd_op ops[] = {
+                { .kind = SVMD_OP_ALLOCATE, .size = 2 * MiB, .gpu_id = gpus[0], .domain = "vram", .label = "c0" },
+                { .kind = SVMD_OP_ALLOCATE, .size = MiB, .gpu_id = gpus[1], .domain = "gtt", .gpus = gpus, .n_gpus = 1 },
+                { .kind = SVMD_OP_MAP, .by_ref = true, .ref = 0, .gpus = &gpus[1], .n_gpus = 2 },
+                { .kind = SVMD_OP_UNMAP, .by_ref = true, .ref = 0, .gpus = &gpus[2], .n_gpus = 1 },
+        };
+
+        r = svmd_commit(c, ops, ELEMENTSOF(ops), NULL, res, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(res[0].id > 0 && res[0].va > 0);
+        ASSERT_TRUE(res[1].id > 0 && res[1].va > 0);
+        ASSERT_UEQ(res[2].id, res[0].id);
+        ASSERT_TRUE(range_listed(c, res[0].id, &rg));
+        ASSERT_UEQ(rg.n_mapped, 1);
+        ASSERT_UEQ(rg.mapped[0], gpus[1]);
+
+        /* A failing commit changes nothing: the first op would succeed alone. */
+        {
+                svmd_op bad[] = {
+                        { .kind = SVMD_OP_FREE, .id = res[1].id },
+                        { .kind = SVMD_OP_FREE, .id = UINT64_C(999999) },
+                };
+
+                r = svmd_commit(c, bad, 2, NULL, NULL, &e);
+                ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+                ASSERT_TRUE(range_listed(c, res[1].id, NULL));
+        }
+
+        {
+                svmd_op done[] = {
+                        { .kind = SVMD_OP_FREE, .id = res[0].id },
+                        { .kind = SVMD_OP_FREE, .id = res[1].id },
+                };
+
+                r = svmd_commit(c, done, 2, &(svmd_change_options) { .dry_run = true }, NULL, &e);
+                ASSERT_SVMD_OK(r, &e);
+                ASSERT_TRUE(range_listed(c, res[0].id, NULL));
+                r = svmd_commit(c, done, 2, NULL, NULL, &e);
+                ASSERT_SVMD_OK(r, &e);
+                ASSERT_FALSE(range_listed(c, res[0].id, NULL));
+                ASSERT_FALSE(range_listed(c, res[1].id, NULL));
+        }
+
+        r = svmd_commit(c, (svmd_op[]) { { .kind = 42 } }, 1, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+}
+
+/* ---- async ---- */
+
+typedef struct AsyncState {
+        unsigned allocated, mapped, committed, failed;
+        uint64_t ids[8];
+        size_t n_ids;
+        uint64_t commit_id;
+} AsyncState;
+
+static void on_allocated(svmd_client *c, int result, const svmd_allocation *a, const svmd_error *error,
+                         void *userdata) {
+        AsyncState *s = userdata;
+
+        ASSERT_OK(result);
+        ASSERT_NULL(error);
+        ASSERT_TRUE(a && a->id > 0);
+        s->ids[s->n_ids++] = a->id;
+        s->allocated++;
+}
+
+static void on_mapped(svmd_client *c, int result, const svmd_error *error, void *userdata) {
+        AsyncState *s = userdata;
+
+        if (result < 0) {
+                ASSERT_EQ(result, -ENOENT);
+                ASSERT_STREQ(error->name, "org.svmd1.Error.NoSuchRange");
+                s->failed++;
+        } else
+                s->mapped++;
+}
+
+static void on_committed(svmd_client *c, int result, const svmd_op_result *results, size_t n,
+                         const svmd_error *error, void *userdata) {
+        AsyncState *s = userdata;
+
+        ASSERT_OK(result);
+        ASSERT_UEQ(n, 1);
+        s->commit_id = results[0].id;
+        s->committed++;
+}
+
+/* The way an application's own loop would drive it: poll the fd, then process. */
+static void run_until_idle(svmd_client *c) {
+        while (svmd_client_pending(c) > 0) {
+                struct pollfd p = { .fd = svmd_client_get_fd(c), .events = POLLIN };
+                uint64_t t;
+
+                ASSERT_OK(svmd_client_get_timeout(c, &t));
+                ASSERT_OK(svmd_client_process(c));
+                if (svmd_client_pending(c) == 0)
+                        break;
+                ASSERT_TRUE(poll(&p, 1, 30000) >= 0);
+        }
+}
+
+static void test_async(svmd_client *c) {
+        svmd_error e = SVMD_ERROR_NULL;
+        AsyncState s = {};
+        svmd_range rg;
+        int r;
+
+        for (int i = 0; i < 3; i++) {
+                r = svmd_allocate_async(c, MiB, gpus[i], "vram", NULL, on_allocated, &s, &e);
+                ASSERT_SVMD_OK(r, &e);
+        }
+        ASSERT_UEQ(svmd_client_pending(c), 3);
+        r = svmd_map_async(c, UINT64_C(999999), gpus, 1, NULL, on_mapped, &s, &e);
+        ASSERT_SVMD_OK(r, &e);
+        {
+                svmd_op op = { .kind = SVMD_OP_ALLOCATE, .size = MiB, .gpu_id = gpus[0], .domain = "gtt" };
+
+                r = svmd_commit_async(c, &op, 1, NULL, on_committed, &s, &e);
+                ASSERT_SVMD_OK(r, &e);
+        }
+        run_until_idle(c);
+        ASSERT_UEQ(s.allocated, 3);
+        ASSERT_UEQ(s.failed, 1);
+        ASSERT_UEQ(s.committed, 1);
+
+        for (size_t i = 0; i < s.n_ids; i++) {
+                r = svmd_map_async(c, s.ids[i], &gpus[4], 2, NULL, on_mapped, &s, &e);
+                ASSERT_SVMD_OK(r, &e);
+        }
+        /* svmd_client_wait() is the blocking alternative to an own poll(). */
+        while (svmd_client_pending(c) > 0) {
+                ASSERT_OK(svmd_client_process(c));
+                if (svmd_client_pending(c) > 0)
+                        ASSERT_TRUE(svmd_client_wait(c, 30 * 1000 * 1000) >= 0);
+        }
+        ASSERT_UEQ(s.mapped, 3);
+        for (size_t i = 0; i < s.n_ids; i++) {
+                ASSERT_TRUE(range_listed(c, s.ids[i], &rg));
+                ASSERT_UEQ(rg.n_mapped, 2);
+                ASSERT_OK(svmd_free(c, s.ids[i], NULL));
+        }
+        ASSERT_OK(svmd_free(c, s.commit_id, NULL));
+
+        r = svmd_allocate_async(c, MiB, gpus[0], "vram", NULL, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+}
+
+/* ---- signals ---- */
+
+typedef struct SignalState {
+        uint64_t created, freed;
+} SignalState;
+
+static void on_signal(svmd_client *c, const svmd_signal *sig, void *userdata) {
+        SignalState *s = userdata;
+
+        if (sig->kind == SVMD_SIGNAL_RANGE_CREATED) {
+                ASSERT_STREQ(sig->name, "RangeCreated");
+                s->created = sig->id;
+        } else if (sig->kind == SVMD_SIGNAL_RANGE_FREED)
+                s->freed = sig->id;
+}
+
+static void test_signals(svmd_client *watcher, svmd_client *actor) {
+        svmd_error e = SVMD_ERROR_NULL;
+        SignalState s = {};
+        svmd_allocation a;
+        int r;
+
+        r = svmd_client_watch(watcher, on_signal, &s, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_client_watch(watcher, on_signal, &s, &e);
+        ASSERT_TRUE(r == -EALREADY);
+        svmd_error_free(&e);
+
+        r = svmd_allocate(actor, MiB, gpus[0], "vram", NULL, &a, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_OK(svmd_free(actor, a.id, NULL));
+
+        for (int i = 0; i < 100 && s.freed != a.id; i++) {
+                ASSERT_OK(svmd_client_process(watcher));
+                if (s.freed != a.id)
+                        ASSERT_TRUE(svmd_client_wait(watcher, 100 * 1000) >= 0);
+        }
+        ASSERT_UEQ(s.created, a.id);
+        ASSERT_UEQ(s.freed, a.id);
+}
+
+int main(int argc, char *argv[]) {
+        svmd_client *bus, *direct;
+        svmd_error e = SVMD_ERROR_NULL;
+        _cleanup_free_ svmd_gpu *g = NULL;
+        int r;
+
+        if (!getenv("SVMD_BUS_ADDRESS")) {
+                fprintf(stderr, "run this test under svmd-harness\n");
+                return 2;
+        }
+        bus = connect_client(SVMD_CLIENT_NO_DIRECT);
+        r = svmd_list_gpus(bus, &g, &n_gpus, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(n_gpus >= 6);
+        for (size_t i = 0; i < n_gpus; i++)
+                gpus[i] = g[i].gpu_id;
+
+        TEST(test_connect);
+        direct = connect_client(0);
+        ASSERT_TRUE(svmd_client_is_direct(direct));
+
+        svmd_client *clients[] = { bus, direct };
+        for (size_t i = 0; i < ELEMENTSOF(clients); i++) {
+                fprintf(stderr, "=== over the %s\n", i == 0 ? "bus" : "direct socket");
+                test_queries(clients[i]);
+                test_allocate_map_free(clients[i]);
+                test_errors(clients[i]);
+                test_batch(clients[i]);
+                test_commit(clients[i]);
+                test_async(clients[i]);
+        }
+        fprintf(stderr, "== test_signals\n");
+        test_signals(bus, direct);
+
+        svmd_client_free(direct);
+        svmd_client_free(bus);
+        ASSERT_NULL(svmd_client_free(NULL));
+        return 0;
+}
