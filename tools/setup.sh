@@ -8,6 +8,7 @@ SVMD_PACKAGES=(
         libsystemd-dev libdrm-dev libjansson-dev
         libhsakmt1 libhsakmt-dev
         dbus dbus-bin libxml2-utils python3 jq util-linux procps
+        systemd systemd-container debootstrap
 )
 
 svmd_log() {
