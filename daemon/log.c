@@ -14,7 +14,33 @@
 #include "log.h"
 
 static int max_level = LOG_INFO;
-static bool use_journal = false;
+static LogTarget target = LOG_TARGET_CONSOLE;
+
+static const char *const target_table[_LOG_TARGET_MAX] = {
+        [LOG_TARGET_CONSOLE] = "console",
+        [LOG_TARGET_JOURNAL] = "journal",
+        [LOG_TARGET_NULL] = "null",
+};
+
+LogTarget log_get_target(void) {
+        return target;
+}
+
+void log_set_target(LogTarget t) {
+        if (t >= 0 && t < _LOG_TARGET_MAX)
+                target = t;
+}
+
+const char *log_target_to_string(LogTarget t) {
+        return t >= 0 && t < _LOG_TARGET_MAX ? target_table[t] : NULL;
+}
+
+LogTarget log_target_from_string(const char *s) {
+        for (int i = 0; i < _LOG_TARGET_MAX; i++)
+                if (streq(target_table[i], s))
+                        return i;
+        return _LOG_TARGET_INVALID;
+}
 
 static const char *const level_table[] = {
         [LOG_EMERG] = "emerg",     [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",
@@ -38,7 +64,7 @@ static bool stderr_is_journal(void) {
 void log_setup(void) {
         const char *e = getenv("SYSTEMD_LOG_LEVEL");
 
-        use_journal = stderr_is_journal();
+        target = stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_CONSOLE;
         if (e) {
                 int l = log_level_from_string(e);
                 if (l >= 0)
@@ -83,7 +109,11 @@ int log_internal(int level, int error, const LogFields *f, const char *format, .
         vsnprintf(buf, sizeof(buf), format, ap);
         va_end(ap);
 
-        if (use_journal) {
+        if (target == LOG_TARGET_NULL) {
+                errno = saved;
+                return -error;
+        }
+        if (target == LOG_TARGET_JOURNAL) {
                 char range[40] = "", gpu[32] = "", unit[300] = "", err[32] = "";
 
                 if (f && f->range_id != 0)

@@ -19,7 +19,19 @@ typedef struct LogFields {
         const char *unit;       /* NULL: none */
 } LogFields;
 
+typedef enum LogTarget {
+        LOG_TARGET_CONSOLE,     /* stderr */
+        LOG_TARGET_JOURNAL,     /* structured, with RANGE_ID, GPU_ID, CLIENT_UNIT */
+        LOG_TARGET_NULL,
+        _LOG_TARGET_MAX,
+        _LOG_TARGET_INVALID = -EINVAL,
+} LogTarget;
+
 void log_setup(void);
+LogTarget log_get_target(void);
+void log_set_target(LogTarget t);
+const char *log_target_to_string(LogTarget t);
+LogTarget log_target_from_string(const char *s);
 int log_get_max_level(void);
 void log_set_max_level(int level);
 int log_level_from_string(const char *s);

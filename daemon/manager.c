@@ -31,6 +31,7 @@
 extern const sd_bus_vtable manager_vtable[];
 extern const sd_bus_vtable gpu_vtable[];
 extern const sd_bus_vtable range_vtable[];
+extern const sd_bus_vtable log_control_vtable[];
 int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                     sd_bus_error *error);
 int gpu_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
@@ -566,6 +567,11 @@ static int setup_bus(Manager *m) {
         r = manager_add_bus_objects(m, m->bus);
         if (r < 0)
                 return log_error_errno(r, "Publishing objects failed: %m");
+        /* For `systemctl service-log-level`: on the service's bus connection only. */
+        r = sd_bus_add_object_vtable(m->bus, NULL, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
+                                     log_control_vtable, m);
+        if (r < 0)
+                return log_error_errno(r, "Publishing org.freedesktop.LogControl1 failed: %m");
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Attaching the bus to the event loop failed: %m");

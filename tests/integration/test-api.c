@@ -500,6 +500,28 @@ static void test_direct_socket(void) {
         ASSERT_STREQ(before, after);
 }
 
+static void test_log_control(void) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *level = NULL;
+        int r;
+
+        r = sd_bus_set_property(T.bus, SVMD_BUS_NAME, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
+                                "LogLevel", &error, "s", "notice");
+        ASSERT_BUS_OK(r, &error);
+        r = sd_bus_get_property_string(T.bus, SVMD_BUS_NAME, "/org/freedesktop/LogControl1",
+                                       "org.freedesktop.LogControl1", "LogLevel", &error, &level);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_STREQ(level, "notice");
+        free(level);
+        r = sd_bus_set_property(T.bus, SVMD_BUS_NAME, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
+                                "LogLevel", &error, "s", "loud");
+        ASSERT_BUS_ERROR(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        sd_bus_error_free(&error);
+        r = sd_bus_set_property(T.bus, SVMD_BUS_NAME, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
+                                "LogLevel", &error, "s", "debug");
+        ASSERT_BUS_OK(r, &error);
+}
+
 int main(void) {
         static const struct {
                 const char *name;
@@ -519,6 +541,7 @@ int main(void) {
                 { "signals_and_properties", test_signals_and_properties },
                 { "gpu_objects", test_gpu_objects },
                 { "direct_socket", test_direct_socket },
+                { "log_control", test_log_control },
         };
 
         test_setup(&T);
