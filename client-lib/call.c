@@ -126,7 +126,25 @@ _public_ int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error
                         r = sd_bus_message_read(reply, "v", "t", &s.bytes_allocated);
                 else if (streq(name, "Clients"))
                         r = sd_bus_message_read(reply, "v", "u", &s.n_clients);
-                else
+                else if (streq(name, "LostRanges")) {
+                        uint64_t id;
+                        const char *reason;
+
+                        r = sd_bus_message_enter_container(reply, 'v', "a(ts)");
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(reply, 'a', "(ts)");
+                        while (r >= 0 && (r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0) {
+                                if (s.n_lost < SVMD_MAX_LOST_REPORTED) {
+                                        s.lost[s.n_lost].id = id;
+                                        copy_string(s.lost[s.n_lost].reason, sizeof(s.lost[s.n_lost].reason), reason);
+                                }
+                                s.n_lost++;
+                        }
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                } else
                         r = sd_bus_message_skip(reply, "v");
                 if (r < 0)
                         break;

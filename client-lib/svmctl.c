@@ -113,6 +113,7 @@ enum {
         OPT_FLAGS,
         OPT_ALIGNMENT,
         OPT_REQUEST_ID,
+        OPT_HOLD,
         OPT_UID,
         OPT_UNIT,
         OPT_CGROUP,
@@ -148,14 +149,21 @@ static int verb_status(int argc, char *argv[]) {
         if (r < 0)
                 return report(r, &e, "reading svmd's status failed");
 
-        if (arg_json)
-                return json_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:b}", "version", s.version, "kfd_version",
-                                            s.kfd_version, "gpus", (json_int_t) s.n_gpus, "ranges",
+        if (arg_json) {
+                json_t *lost = json_array();
+
+                for (uint32_t i = 0; lost && i < s.n_lost && i < SVMD_MAX_LOST_REPORTED; i++)
+                        json_array_append_new(lost, json_pack("{s:I,s:s}", "id", (json_int_t) s.lost[i].id,
+                                                              "reason", s.lost[i].reason));
+                return json_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:b,s:I,s:o}", "version", s.version,
+                                            "kfd_version", s.kfd_version, "gpus", (json_int_t) s.n_gpus, "ranges",
                                             (json_int_t) s.n_ranges, "bytes_allocated",
                                             (json_int_t) s.bytes_allocated, "clients",
                                             s.n_clients == UINT32_MAX ? json_null()
                                                                       : json_integer(s.n_clients),
-                                            "direct", svmd_client_is_direct(client)));
+                                            "direct", svmd_client_is_direct(client), "n_lost",
+                                            (json_int_t) s.n_lost, "lost", lost));
+        }
 
         printf("svmd %s (KFD interface %s)\n", s.version, s.kfd_version);
         printf("      GPUs: %" PRIu32 "\n", s.n_gpus);
@@ -164,6 +172,11 @@ static int verb_status(int argc, char *argv[]) {
         if (s.n_clients != UINT32_MAX)
                 printf("   Clients: %" PRIu32 "\n", s.n_clients);
         printf("   Hot path: %s\n", svmd_client_is_direct(client) ? "direct socket" : "bus");
+        if (s.n_lost > 0) {
+                printf("      Lost: %" PRIu32 " persistent range(s) could not be restored at the last start:\n", s.n_lost);
+                for (uint32_t i = 0; i < s.n_lost && i < SVMD_MAX_LOST_REPORTED; i++)
+                        printf("            range %" PRIu64 ": %s\n", s.lost[i].id, s.lost[i].reason);
+        }
         return 0;
 }
 
@@ -342,10 +355,12 @@ static int verb_alloc(int argc, char *argv[]) {
                 { "flags",      required_argument, NULL, OPT_FLAGS },
                 { "alignment",  required_argument, NULL, OPT_ALIGNMENT },
                 { "request-id", required_argument, NULL, OPT_REQUEST_ID },
+                { "hold",       no_argument,       NULL, OPT_HOLD },
                 {}
         };
         _cleanup_free_ uint32_t *map = NULL;
         svmd_allocate_options o = {};
+        bool hold = false;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_allocation a = {};
         const char *domain = "vram";
@@ -395,6 +410,9 @@ static int verb_alloc(int argc, char *argv[]) {
                 case OPT_REQUEST_ID:
                         o.request_id = optarg;
                         break;
+                case OPT_HOLD:
+                        hold = true;
+                        break;
                 default:
                         strv_free(flags);
                         return usage_error("alloc", "unknown option \'%s\'", argv[optind - 1]);
@@ -435,9 +453,17 @@ static int verb_alloc(int argc, char *argv[]) {
         }
         printf("Allocated range %" PRIu64 ": %s of %s on GPU 0x%x at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(size),
                domain, gpu, a.va);
+        if (hold) {
+                /* Keep the connection, and with it the range, until this process ends (a signal,
+                 * or a crash): what a client's lifetime means to svmd. */
+                printf("Holding it until svmctl is terminated.\n");
+                fflush(stdout);
+                for (;;)
+                        pause();
+        }
         if (!o.persistent)
                 fprintf(stderr, "Note: range %" PRIu64 " is not persistent: svmd frees it when svmctl disconnects; "
-                        "use --persistent to keep it.\n", a.id);
+                        "use --persistent to keep it, or --hold to keep svmctl running.\n", a.id);
         return 0;
 }
 
@@ -946,7 +972,7 @@ static const Verb verbs[] = {
           "owner, on or mapped to a GPU, or with a label.",
           verb_ranges, true },
         { "alloc",
-          "alloc SIZE [--gpu G] [--domain vram|gtt|host] [--map G,G…] [--label L] [--persistent] [--dry-run]\n"
+          "alloc SIZE [--gpu G] [--domain vram|gtt|host] [--map G,G…] [--label L] [--persistent] [--dry-run] [--hold]\n"
           "                    [--flags F,F…] [--alignment SIZE] [--request-id ID]",
           "Allocate SIZE (4G, 512M, 0x1000) of vram (default; needs --gpu), gtt or host memory, optionally\n"
           "mapped to GPUs at once. --dry-run validates only. Without --persistent the range is freed when\n"

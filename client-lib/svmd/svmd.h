@@ -94,6 +94,13 @@ typedef struct svmd_gpu {
 /* *ret is a malloc()ed array of *ret_n entries; free() it. */
 int svmd_list_gpus(svmd_client *c, svmd_gpu **ret, size_t *ret_n, svmd_error *error);
 
+typedef struct svmd_lost_range {
+        uint64_t id;
+        char reason[160];
+} svmd_lost_range;
+
+#define SVMD_MAX_LOST_REPORTED 16
+
 typedef struct svmd_status {
         char version[32];       /* svmd's version */
         char kfd_version[16];   /* "1.16" */
@@ -101,6 +108,9 @@ typedef struct svmd_status {
         uint64_t n_ranges;
         uint64_t bytes_allocated;
         uint32_t n_clients;     /* UINT32_MAX where the daemon does not report it */
+        /* Persistent ranges the last start could not restore (first SVMD_MAX_LOST_REPORTED of n_lost). */
+        uint32_t n_lost;
+        svmd_lost_range lost[SVMD_MAX_LOST_REPORTED];
 } svmd_status;
 
 int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error);
