@@ -21,6 +21,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "svmd-protocol.h"
 #include "svmd-test.h"
 
@@ -262,6 +264,46 @@ static void test_bad_journal_and_fds(void) {
         ASSERT_BUS_OK(r, &error);
 }
 
+/* Every buffer gone once its ranges are freed: nothing (the fd store's copies, stray fds) keeps one. */
+static void test_nothing_left(void) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t id, va;
+        const char *path;
+        int r;
+
+        /* Free whatever the earlier steps left, through a restart in between. */
+        for (;;) {
+                sd_bus_message_unref(reply);
+                reply = NULL;
+                r = test_call(T.bus, "ListRanges", &error, &reply, "a{sv}", 0);
+                ASSERT_BUS_OK(r, &error);
+                ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ttttsuausus)"));
+                if (sd_bus_message_enter_container(reply, 'r', "ttttsuausus") <= 0)
+                        break;
+                ASSERT_OK(sd_bus_message_read(reply, "tt", &id, &va));
+                r = test_call(T.bus, "Free", &error, NULL, "t", id);
+                ASSERT_BUS_OK(r, &error);
+        }
+        (void) path;
+
+        /* The fd store drops its copies asynchronously (FDSTOREREMOVE), as systemd does. */
+        for (int i = 0; i < 200; i++) {
+                json_t *v = NULL;
+                size_t n;
+
+                ASSERT_OK(emu_kernel_dump(T.emu, &v));
+                n = json_array_size(json_object_get(v, "buffers"));
+                json_decref(v);
+                if (n == 0)
+                        return;
+                usleep(20 * 1000);
+        }
+        _cleanup_free_ char *dump = test_dump(&T);
+        fprintf(stderr, "buffers outlive their ranges:\n%s\n", dump);
+        abort();
+}
+
 int main(void) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         test_setup(&T);
@@ -269,6 +311,8 @@ int main(void) {
         test_ranges_survive_kill();
         printf("ok\ntest bad_journal_and_fds ... ");
         test_bad_journal_and_fds();
+        printf("ok\ntest nothing_left ... ");
+        test_nothing_left();
         printf("ok\n");
         test_teardown(&T);
         return 0;
