@@ -126,7 +126,11 @@ int emu_kernel_create(const char *dir, const EmuTopology *topo, const EmuOptions
                 return -ENOMEM;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return -errno;
-        if (mkdir(bodir, 0755) < 0 && errno != EEXIST)
+        /* The kernel is there for every user of the node: emulated processes of any uid (clients
+         * switched to other users in tests) update the arena and reopen buffer files. */
+        if (mkdir(bodir, 01777) < 0 && errno != EEXIST)
+                return -errno;
+        if (chmod(bodir, 01777) < 0)
                 return -errno;
 
         /* Layout: header, then fixed-capacity tables, each page aligned. */
@@ -153,9 +157,14 @@ int emu_kernel_create(const char *dir, const EmuTopology *topo, const EmuOptions
         off_handles = off;
         total = align_to(off + (uint64_t) o.max_processes * n_gpus * handle_stride, EMU_PAGE_SIZE);
 
-        fd = emu_sys_open(state, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        fd = emu_sys_open(state, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0)
                 return -errno;
+        if (fchmod(fd, 0666) < 0) { /* whatever the umask */
+                r = -errno;
+                emu_sys_close(fd);
+                return r;
+        }
         /* Sparse: only pages that are touched take memory. */
         if (ftruncate(fd, (off_t) total) < 0)
                 return -errno;
@@ -705,12 +714,14 @@ int emu_bo_new(EmuKernel *k, uint32_t gpu, uint32_t domain, uint64_t size, uint3
                 r = emu_bo_backing_path(k, i, path, sizeof(path));
                 if (r < 0)
                         goto fail;
-                fd = emu_sys_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                fd = emu_sys_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
                 if (fd < 0 && errno == EEXIST) {
                         /* Left over by a crashed emulator run in a reused directory. */
                         (void) unlink(path);
-                        fd = emu_sys_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                        fd = emu_sys_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
                 }
+                if (fd >= 0)
+                        (void) fchmod(fd, 0666); /* other users' processes recheck it (dma-buf liveness) */
                 if (fd < 0) {
                         r = -ENOMEM;
                         goto fail;
