@@ -12,6 +12,8 @@ check_output "its default configuration file is an absolute path" '\(default: /[
         "$svmd_bin" --help
 config=$(printf '%s\n' "$last" | sed -n 's|.*--config=PATH.*(default: \(/[^)]*\)).*|\1|p')
 note "configuration file: $config"
+check "ldconfig finds the installed libsvmd" ldconfig
+check_output "svmctl runs" '^svmctl ' svmctl --version
 check "systemd-sysusers applies sysusers.d/svmd.conf" systemd-sysusers
 check_output "the system user svmd exists" '^svmd:x:[0-9]+:[0-9]+:' getent passwd svmd
 check_output "svmd is in the render group" '(^| )render( |$)' id -nG svmd
