@@ -8,7 +8,7 @@ SVMD_PACKAGES=(
         libsystemd-dev libdrm-dev libjansson-dev
         libhsakmt1 libhsakmt-dev
         dbus dbus-bin libxml2-utils python3 jq util-linux procps
-        systemd systemd-container debootstrap
+        systemd systemd-container debootstrap groff-base
 )
 
 svmd_log() {
