@@ -16,6 +16,7 @@
 #include "persist.h"
 #include "range.h"
 #include "str-table.h"
+#include "svmd-protocol.h"
 #include "transaction.h"
 
 /* ---- identities ---- */
@@ -185,6 +186,8 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret) {
         if (r < 0)
                 goto fail;
 
+        manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                        (const char *const[]) { "Clients", NULL });
         log_debug("Client %s: uid %u, unit %s, quota scope %s.", c->name, (unsigned) uid,
                   c->identity->unit[0] ? c->identity->unit : "-", c->identity->scope->key);
         *ret = c;
@@ -248,6 +251,9 @@ Client *client_free(Client *c) {
         identity_unref(m, c->identity);
         free(c->name);
         free(c);
+        if (!m->exiting)
+                manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                                (const char *const[]) { "Clients", NULL });
         return NULL;
 }
 
@@ -318,6 +324,8 @@ int hold_new_orphan(Range *r, uid_t uid, bool read_only, Hold **ret) {
         return hold_alloc(r, uid, read_only, ret);
 }
 
+static const char *const holders_property[] = { "Holders", NULL };
+
 int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
         Hold *h;
         int k;
@@ -326,6 +334,7 @@ int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
         if (k < 0)
                 return k;
         hold_link_client(h, c);
+        range_emit_changed(r, holders_property);
         *ret = h;
         return 0;
 }
@@ -345,6 +354,7 @@ Hold *hold_free(Hold *h) {
                 h->range->holds = h->range_next;
         if (h->range_next)
                 h->range_next->range_prev = h->range_prev;
+        range_emit_changed(h->range, holders_property);
         free(h);
         return NULL;
 }

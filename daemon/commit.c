@@ -387,6 +387,9 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r < 0)
                 return r;
         if (o.request_id) {
+                r = request_id_check(o.request_id, error);
+                if (r < 0)
+                        return r;
                 r = request_cache_replay(m->requests, msg, c.client->identity->uid, o.request_id, error);
                 if (r != 0)
                         return r;

@@ -114,8 +114,10 @@ const sd_bus_vtable gpu_vtable[] = {
         SD_BUS_PROPERTY("Target", "s", property_get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Name", "s", property_get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("VramTotal", "t", property_get_vram, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("VramUsed", "t", property_get_vram, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("VramFree", "t", property_get_vram, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        /* Read from the kernel (AVAILABLE_MEMORY): announced as invalidated, so that publishing a
+         * change costs no ioctl; watchers who care read them. */
+        SD_BUS_PROPERTY("VramUsed", "t", property_get_vram, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("VramFree", "t", property_get_vram, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("GttUsed", "t", NULL, offsetof(Gpu, gtt_allocated), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RenderMinor", "u", property_get_u32, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("PciLocation", "s", property_get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "bus-util.h"
 #include "client.h"
+#include "direct.h"
 #include "gpu.h"
 #include "log.h"
 #include "manager.h"
@@ -56,6 +57,9 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         if (r < 0)
                 return r;
         if (a->request_id) {
+                r = request_id_check(a->request_id, error);
+                if (r < 0)
+                        return r;
                 r = request_cache_replay(m->requests, msg, c->identity->uid, a->request_id, error);
                 if (r != 0)
                         return r;
@@ -145,7 +149,7 @@ static int method_free(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 
         /* Ids are never reused: a retried Free of a range this user freed (or let go of, while
          * holders keep it) answers like the first. */
-        snprintf(key, sizeof(key), "free:%" PRIu64, id);
+        snprintf(key, sizeof(key), REQUEST_ID_FREE_PREFIX "%" PRIu64, id);
         r = request_cache_replay(m->requests, msg, c->identity->uid, key, error);
         if (r != 0)
                 return r;
@@ -208,6 +212,9 @@ static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         if (r < 0)
                 return r;
         if (a.request_id) {
+                r = request_id_check(a.request_id, error);
+                if (r < 0)
+                        return r;
                 r = request_cache_replay(m->requests, msg, c->identity->uid, a.request_id, error);
                 if (r != 0)
                         return r;
@@ -469,6 +476,15 @@ static int property_get_clients(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "u", (uint32_t) str_table_size(m->clients));
 }
 
+/* On the bus, signals come with match rules; a direct peer has none and asks here. */
+static int method_subscribe(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        if (sd_bus_message_get_sender(msg) == NULL)
+                (void) direct_server_subscribe(m->direct, sd_bus_message_get_bus(msg));
+        return sd_bus_reply_method_return(msg, "");
+}
+
 static int property_get_lost(sd_bus *bus, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -532,6 +548,8 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_get_usage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                                 method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+                                method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
 
         SD_BUS_SIGNAL_WITH_ARGS("RangeCreated", SD_BUS_ARGS("t", id, "o", path), 0),
         SD_BUS_SIGNAL_WITH_ARGS("RangeFreed", SD_BUS_ARGS("t", id), 0),

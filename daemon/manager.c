@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -99,6 +100,8 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        m->exiting = true; /* nothing is announced while tearing down */
+
         /* The kernel objects die with the process; here only memory is released, ranges first
          * (they reference identities and clients). */
         free_all_ranges(m);
@@ -123,6 +126,7 @@ Manager *manager_free(Manager *m) {
 
         sd_event_source_disable_unref(m->repair_timer);
         sd_event_source_disable_unref(m->status_timer);
+        sd_event_source_disable_unref(m->publish_event);
         sd_event_source_disable_unref(m->watchdog_timer);
         sd_event_source_disable_unref(m->sigterm);
         sd_event_source_disable_unref(m->sigint);
@@ -226,7 +230,7 @@ int manager_add_bus_objects(Manager *m, sd_bus *bus) {
 void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata) {
         if (m->bus)
                 fn(m->bus, userdata);
-        direct_server_foreach(m->direct, fn, userdata);
+        direct_server_foreach_subscribed(m->direct, fn, userdata);
 }
 
 typedef struct EmitRange {
@@ -328,6 +332,42 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
  * STATUS= is for people reading `systemctl status`: coalesce it so that the
  * allocation hot path does not pay a notify message per request.
  */
+static int on_publish(sd_event_source *s, void *userdata) {
+        static const char *const gpu_props[] = { "Mapped", "VramUsed", "VramFree", "GttUsed", NULL };
+        static const char *const manager_props[] = { "Ranges", "BytesAllocated", NULL };
+        Manager *m = userdata;
+
+        for (size_t i = 0; i < m->n_gpus; i++)
+                if (m->dirty_gpus & (UINT64_C(1) << i))
+                        manager_emit_properties_changed(m, m->gpus[i]->path, SVMD_GPU_INTERFACE, gpu_props);
+        if (m->dirty_manager)
+                manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_props);
+        m->dirty_gpus = 0;
+        m->dirty_manager = false;
+        return s ? sd_event_source_set_enabled(s, SD_EVENT_OFF) : 0;
+}
+
+void manager_properties_dirty(Manager *m, uint64_t gpus, bool manager) {
+        int r;
+
+        if (gpus == 0 && !manager)
+                return;
+        m->dirty_gpus |= gpus;
+        m->dirty_manager = m->dirty_manager || manager;
+        if (!m->event) {
+                (void) on_publish(NULL, m);
+                return;
+        }
+        if (!m->publish_event) {
+                /* A defer source runs at the next loop iteration, after the replies went out. */
+                r = sd_event_add_defer(m->event, &m->publish_event, on_publish, m);
+                if (r < 0)
+                        log_debug_errno(r, "Deferring PropertiesChanged failed, ignoring: %m");
+                return;
+        }
+        (void) sd_event_source_set_enabled(m->publish_event, SD_EVENT_ONESHOT);
+}
+
 void manager_update_status(Manager *m) {
         int enabled = SD_EVENT_OFF, r;
 
@@ -447,7 +487,12 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
-        (void) sd_notify(false, "RELOADING=1");
+        struct timespec ts;
+
+        /* MONOTONIC_USEC lets a service manager tell this reload from an earlier one. */
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                          (unsigned long long) ts.tv_sec * 1000000ULL + (unsigned long long) ts.tv_nsec / 1000ULL);
         (void) manager_reload(m, NULL);
         (void) sd_notify(false, "READY=1");
         manager_update_status(m);

@@ -81,6 +81,7 @@ typedef struct Manager {
         QuotaTable *quotas;
         PolkitRegistry *polkit;
         uint64_t n_persistent;
+        uint64_t fdnames_bytes;         /* "range-<id>:" of every persistent range (LISTEN_FDNAMES) */
 
         Journal *journal;               /* persistent ranges, for restarts */
         bool fdstore;                   /* a service manager keeps fds for us (NOTIFY_SOCKET) */
@@ -89,6 +90,9 @@ typedef struct Manager {
         size_t n_lost;
 
         sd_event_source *repair_timer;
+        sd_event_source *publish_event;         /* coalesced PropertiesChanged */
+        uint64_t dirty_gpus;
+        bool dirty_manager;
         sd_event_source *status_timer;
         unsigned repair_attempt;
         sd_event_source *sigterm, *sigint, *sighup;
@@ -128,7 +132,10 @@ void manager_schedule_repair(Manager *m);
 void manager_update_status(Manager *m);
 
 void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *resource);
+
+/* GPU (bit = Gpu.index) and manager counters changed: announced once, before the loop waits again. */
+void manager_properties_dirty(Manager *m, uint64_t gpus, bool manager);
 void manager_emit_gpu_lost(Manager *m, uint32_t gpu_id);
 
-/* Run fn on every bus connection (the bus and each direct peer); used to emit signals. */
+/* Run fn on the bus and each subscribed direct peer; used to emit signals. */
 void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata);

@@ -69,7 +69,8 @@ static json_t *range_to_json(Range *r) {
                       "domain", range_domain_to_string(r->domain),
                       "home", (json_int_t) m->gpus[r->home]->gpu_id,
                       "flags", (json_int_t) r->flags,
-                      "mapped", mask_to_json(m, range_mapped(r)),
+                      /* a degraded range is recorded as where its repair is heading */
+                      "mapped", mask_to_json(m, r->state == RANGE_STATE_DEGRADED ? r->want_mapped : range_mapped(r)),
                       "detached", r->owner_detached,
                       "holders", holders,
                       "tokens", tokens);
@@ -154,7 +155,7 @@ static json_t *state_to_json(Manager *m) {
         char key[32];
 
         for (Range *r = m->ranges_head; ranges && r; r = r->next) {
-                if (!r->persistent || r->state == RANGE_STATE_DEGRADED)
+                if (!r->persistent || r->want_gone)
                         continue;
                 snprintf(key, sizeof(key), "%" PRIu64, r->id);
                 json_object_set_new(ranges, key, range_to_json(r));
@@ -248,8 +249,10 @@ static int replay_change(json_t *changes, void *userdata) {
 }
 
 typedef struct StoredFd {
-        uint64_t id;
+        uint64_t id;            /* from "range-<id>"; 0 for other names */
+        char *name;
         int fd;
+        bool claimed;
 } StoredFd;
 
 static int listen_fds(StoredFd **ret, size_t *ret_n) {
@@ -276,6 +279,7 @@ static int listen_fds(StoredFd **ret, size_t *ret_n) {
 
                 fds[i].fd = SD_LISTEN_FDS_START + i;
                 fds[i].id = 0;
+                fds[i].name = name ? strdup(name) : NULL;
                 if (name && strncmp(name, FDNAME_PREFIX, strlen(FDNAME_PREFIX)) == 0) {
                         errno = 0;
                         fds[i].id = strtoull(name + strlen(FDNAME_PREFIX), &end, 10);
@@ -516,18 +520,20 @@ int persist_setup(Manager *m) {
         for (size_t i = 0; i < n_ids; i++) {
                 _cleanup_free_ char *reason = NULL;
                 char idkey[32];
-                int fd = -EBADF;
+                StoredFd *stored = NULL;
 
                 snprintf(idkey, sizeof(idkey), "%" PRIu64, ids[i]);
-                for (size_t j = 0; j < n_fds; j++)
-                        if (fds[j].id == ids[i] && fds[j].fd >= 0) {
-                                fd = fds[j].fd;
-                                fds[j].id = 0; /* claimed */
-                        }
-                if (fd < 0)
+                for (size_t j = 0; j < n_fds && !stored; j++)
+                        if (fds[j].id == ids[i] && !fds[j].claimed)
+                                stored = &fds[j];
+                if (!stored)
                         k = asprintf(&reason, "its fd is missing from the fd store") < 0 ? -ENOMEM : -ENOENT;
-                else
-                        k = restore_one(m, json_object_get(rec.ranges, idkey), fd, &reason);
+                else {
+                        stored->claimed = true;
+                        k = restore_one(m, json_object_get(rec.ranges, idkey), stored->fd, &reason);
+                        /* Done with it now (a host range keeps a copy): at no time twice as many fds. */
+                        stored->fd = safe_close(stored->fd);
+                }
                 if (k == -ENOMEM)
                         break;
                 if (k < 0) {
@@ -546,12 +552,14 @@ int persist_setup(Manager *m) {
 
         /* The kernel objects hold their own references now; fds no record names are dropped. */
         for (size_t j = 0; j < n_fds; j++) {
-                if (fds[j].id != 0) {
-                        log_warning("The fd store holds fd \"" FDNAME_PREFIX "%" PRIu64 "\" that no committed record names; dropping it.",
-                                    fds[j].id);
-                        remove_fd(m, fds[j].id);
+                if (!fds[j].claimed) {
+                        log_warning("The fd store holds fd \"%s\" that no committed record names; dropping it.",
+                                    strna(fds[j].name));
+                        if (m->fdstore && fds[j].name)
+                                (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", fds[j].name);
                 }
                 safe_close(fds[j].fd);
+                free(fds[j].name);
         }
         json_decref(rec.ranges);
 

@@ -71,8 +71,10 @@ int quota_scope_for(QuotaTable *t, const Config *c, uid_t uid, const char *unit,
         Scope *s;
         int r;
 
+        /* Root is limited only by a rule naming uid 0, not by the unit or cgroup it runs in. */
         for (size_t i = 0; i < c->n_quotas && !rule; i++)
-                if (rule_matches(&c->quotas[i], uid, unit, cgroup))
+                if ((uid != 0 || c->quotas[i].match == QUOTA_MATCH_UID) &&
+                    rule_matches(&c->quotas[i], uid, unit, cgroup))
                         rule = &c->quotas[i];
 
         if (rule && rule->match == QUOTA_MATCH_UNIT)

@@ -10,12 +10,30 @@
 #include "client.h"
 #include "gpu.h"
 #include "manager.h"
+#include "method-util.h"
 #include "range.h"
 #include "svmd-protocol.h"
 
 int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                       sd_bus_error *error);
 int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+
+/*
+ * Who may see a range's object: its owner, its holders, root. Others (and
+ * administrators through polkit: ListRanges with "all") do not find it, so a
+ * tenant cannot read another's VAs, sizes and labels. Without a current call
+ * (signals emitted by timers) the object is there.
+ */
+static bool visible(Manager *m, sd_bus *bus, Range *r) {
+        sd_bus_message *msg = sd_bus_get_current_message(bus);
+        Client *c;
+
+        if (!msg)
+                return true;
+        if (manager_get_client(m, msg, &c) < 0)
+                return false;
+        return client_may(c, r, true);
+}
 
 int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                       sd_bus_error *error) {
@@ -26,7 +44,7 @@ int range_object_find(sd_bus *bus, const char *path, const char *interface, void
         if (bus_path_to_id(SVMD_RANGE_PATH_PREFIX, path, &id) < 0)
                 return 0;
         r = manager_find_range(m, id);
-        if (!r)
+        if (!r || !visible(m, bus, r))
                 return 0;
         *found = r;
         return 1;
@@ -41,6 +59,8 @@ int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char **
         if (!l)
                 return -ENOMEM;
         for (Range *r = m->ranges_head; r && i < n; r = r->next) {
+                if (!visible(m, bus, r))
+                        continue;
                 if (range_path(r->id, &l[i]) < 0) {
                         for (size_t j = 0; j < i; j++)
                                 free(l[j]);

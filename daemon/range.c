@@ -88,6 +88,14 @@ int range_path(uint64_t id, char **ret) {
         return bus_path_from_id(SVMD_RANGE_PATH_PREFIX, id, ret);
 }
 
+void range_emit_changed(Range *r, const char *const *properties) {
+        _cleanup_free_ char *path = NULL;
+
+        if (!r->registered || r->manager->exiting || range_path(r->id, &path) < 0)
+                return;
+        manager_emit_properties_changed(r->manager, path, SVMD_RANGE_INTERFACE, properties);
+}
+
 uint64_t range_mapped(const Range *r) {
         uint64_t m = UINT64_MAX;
 
@@ -147,6 +155,22 @@ static uint64_t done_mask(Manager *m, const uint32_t *ids, uint32_t done) {
         return mask;
 }
 
+/* What a range adds to LISTEN_FDNAMES: "range-<id>" and a separator. */
+static uint64_t fdname_bytes(uint64_t id) {
+        char buf[32];
+
+        return (uint64_t) snprintf(buf, sizeof(buf), "range-%" PRIu64 ":", id);
+}
+
+/*
+ * A service manager passes the fd store back in one environment string,
+ * LISTEN_FDNAMES, and the kernel takes no string longer than MAX_ARG_STRLEN
+ * (128 KiB) for exec: past it svmd could not be started again at all. That,
+ * not FileDescriptorStoreMax=, bounds persistent ranges (about 10 000 ids of
+ * five digits).
+ */
+#define FDNAMES_MAX (131072U - sizeof("LISTEN_FDNAMES="))
+
 void range_account(Range *r, int sign) {
         Manager *m = r->manager;
         Gpu *g = m->gpus[r->home];
@@ -154,8 +178,12 @@ void range_account(Range *r, int sign) {
 
         if (r->owner)
                 usage_add(&r->owner->scope->usage, r->domain == RANGE_DOMAIN_VRAM, r->home, r->size, sign);
-        if (r->persistent)
+        if (r->persistent) {
+                uint64_t l = fdname_bytes(r->id);
+
                 m->n_persistent = sign > 0 ? m->n_persistent + 1 : m->n_persistent - 1;
+                m->fdnames_bytes = sign > 0 ? m->fdnames_bytes + l : m->fdnames_bytes - l;
+        }
 
         if (sign > 0) {
                 *counter += r->size;
@@ -214,6 +242,14 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "This connection owns %" PRIu64 " ranges; at most %" PRIu64 " are allowed per client.",
                                          spec->client->n_ranges, m->config.limit_ranges_per_client);
+        }
+        if (req.persistent > 0 && m->fdstore &&
+            m->fdnames_bytes + req.persistent * fdname_bytes(m->next_range_id + req.ranges) > FDNAMES_MAX) {
+                manager_emit_quota_exceeded(m, scope, "persistent-ranges");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "The node keeps %" PRIu64 " persistent ranges, as many as the service manager can "
+                                         "hand back at a restart (their fd names fill LISTEN_FDNAMES); free some or "
+                                         "allocate without \"persistent\".", m->n_persistent);
         }
         if (req.persistent > 0 && m->n_persistent + req.persistent > m->config.limit_persistent_ranges) {
                 manager_emit_quota_exceeded(m, scope, "persistent-ranges");
@@ -301,18 +337,13 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
                                                  FORMAT_BYTES(avail), FORMAT_BYTES(need));
         }
 
-        /* Window space: the best fit must find a hole of size plus the alignment slack. */
+        /* Window space: no hole of the size means no chance. Whether alignment still fits is for
+         * va_space_alloc() to say (a hole may happen to be aligned); it fails before any ioctl. */
         va_space_get_stats(m->va, &stats);
-        need = size;
-        if (spec->alignment > PAGE_SIZE_4K)
-                need += spec->alignment - PAGE_SIZE_4K;
-        else if (spec->alignment == 0 && size >= VA_SPACE_LARGE_ALIGNMENT)
-                need += VA_SPACE_LARGE_ALIGNMENT - PAGE_SIZE_4K;
         if (stats.largest_hole < size)
                 return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
                                          "The SVM window has no free range of %s (largest free range: %s).",
                                          FORMAT_BYTES(size), FORMAT_BYTES(stats.largest_hole));
-        (void) need; /* best fit may still succeed with less slack; va_space_alloc decides */
 
         /* Last, so that a refusal for another reason does not count as a quota event. */
         k = check_quota(m, spec, size, pending, error);
@@ -977,5 +1008,7 @@ int range_repair(Range *r) {
 
         r->state = RANGE_STATE_ACTIVE;
         r->manager->n_degraded--;
+        persist_range(r->manager, r);
+        range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
         return 0;
 }

@@ -177,6 +177,9 @@ int range_export_fd(Range *r, bool read_only, int *ret_fd, sd_bus_error *error);
 /* Drive a degraded range to its wanted state. 0 when done (the range may be gone). */
 int range_repair(Range *r);
 
+/* PropertiesChanged for the range's object: names end with NULL. */
+void range_emit_changed(Range *r, const char *const *properties);
+
 /* Allocation bookkeeping (bytes per GPU, totals). */
 void range_account(Range *r, int sign);
 void range_account_mapping(Range *r, uint64_t mask, int sign);

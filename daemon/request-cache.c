@@ -37,6 +37,16 @@ static uint64_t key_of(uid_t uid, const char *request_id) {
         return h ?: 1;
 }
 
+int request_id_check(const char *request_id, sd_bus_error *error) {
+        if (!request_id[0])
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "\"request-id\" must not be empty.");
+        for (const char *p = request_id; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "\"request-id\" must consist of printable characters.");
+        return 0;
+}
+
 int request_cache_new(RequestCache **ret, size_t max_entries) {
         _cleanup_free_ RequestCache *c = NULL;
         int r;

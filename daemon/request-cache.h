@@ -16,6 +16,13 @@
 
 typedef struct RequestCache RequestCache;
 
+/*
+ * A client's request id: 1–128 printable characters. Ids svmd uses for itself
+ * (idempotent Free) start with a control character and cannot collide.
+ */
+int request_id_check(const char *request_id, sd_bus_error *error);
+#define REQUEST_ID_FREE_PREFIX "\x01free:"
+
 int request_cache_new(RequestCache **ret, size_t max_entries);
 RequestCache *request_cache_free(RequestCache *c);
 

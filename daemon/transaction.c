@@ -173,6 +173,7 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                         r->want_gone = tr->created;
                         r->want_mapped = tr->mapped_before;
                         degraded = true;
+                        range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
                         if (o < sizeof(ids))
                                 o += (size_t) snprintf(ids + o, sizeof(ids) - o, "%s%" PRIu64, o ? ", " : "", r->id);
                         log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
@@ -188,11 +189,14 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
         }
 }
 
+/*
+ * Signals for what changed. Per range right away; the counters of GPUs and of
+ * the manager are coalesced into one PropertiesChanged per loop iteration
+ * (manager_properties_dirty), so a burst of requests announces them once.
+ */
 static void publish(Transaction *t) {
         Manager *m = t->manager;
         static const char *const range_props[] = { "MappedGpus", "State", NULL };
-        static const char *const gpu_props[] = { "Mapped", "VramUsed", "VramFree", "GttUsed", NULL };
-        static const char *const manager_props[] = { "Ranges", "BytesAllocated", NULL };
         uint64_t gpus_changed = 0;
         bool counts_changed = false;
 
@@ -216,11 +220,7 @@ static void publish(Transaction *t) {
         if (t->n_frees > 0)
                 counts_changed = true;
 
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (gpus_changed & (UINT64_C(1) << i))
-                        manager_emit_properties_changed(m, m->gpus[i]->path, SVMD_GPU_INTERFACE, gpu_props);
-        if (counts_changed)
-                manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_props);
+        manager_properties_dirty(m, gpus_changed, counts_changed);
 }
 
 /*
@@ -282,6 +282,14 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
                 }
                 r->want_gone = true;
                 r->want_mapped = 0;
+                if (r->persistent) {
+                        /* The free is acknowledged: a restart must not bring it back. */
+                        PersistBatch b;
+
+                        persist_batch_init(&b);
+                        persist_batch_del(m, &b, r->id);
+                        persist_batch_commit(m, &b);
+                }
                 manager_schedule_repair(m);
                 t->frees[i] = NULL;
                 irreversible = true;

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
@@ -403,16 +404,45 @@ static int start_svmd(Service *s) {
         if (pid == 0) {
                 char buf[32], *level_arg = NULL;
 
-                /* The stored fds become 3, 4, …: first out of the way (close-on-exec, so these
-                 * copies do not leak into svmd), then into place (dup2 clears close-on-exec). */
-                for (size_t i = 0; i < s->n_fds; i++) {
-                        s->fds[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, (int) (3 + s->n_fds));
-                        if (s->fds[i] < 0)
-                                _exit(126);
-                }
+                /* The stored fds become 3, 4, …: each moved into place (dup2 clears close-on-exec); a
+                 * stored fd sitting where another goes is first moved out of the way (close-on-exec).
+                 * Every old copy is closed, so this needs n + 1 fds, not 2n (10^4 stored fds fit
+                 * RLIMIT_NOFILE 20000), and nothing extra leaks into svmd. */
+                struct rlimit rl;
+                size_t *where; /* fd → index + 1 */
+
+                if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(126);
+                where = calloc((size_t) rl.rlim_cur + 1, sizeof(size_t));
+                if (!where)
+                        _exit(126);
                 for (size_t i = 0; i < s->n_fds; i++)
-                        if (dup2(s->fds[i], (int) (3 + i)) < 0)
+                        where[s->fds[i]] = i + 1;
+                for (size_t i = 0; i < s->n_fds; i++) {
+                        int target = (int) (3 + i);
+                        size_t j;
+
+                        if (s->fds[i] == target) {
+                                if (fcntl(target, F_SETFD, 0) < 0)
+                                        _exit(126);
+                                continue;
+                        }
+                        j = where[target];
+                        if (j > 0) {
+                                int moved = fcntl(target, F_DUPFD_CLOEXEC, (int) (3 + s->n_fds));
+                                if (moved < 0 || (rlim_t) moved > rl.rlim_cur)
+                                        _exit(126);
+                                close(target);
+                                where[moved] = j;
+                                s->fds[j - 1] = moved;
+                        }
+                        if (dup2(s->fds[i], target) < 0)
                                 _exit(126);
+                        where[s->fds[i]] = 0;
+                        close(s->fds[i]);
+                        s->fds[i] = target;
+                        where[target] = i + 1;
+                }
                 if (s->n_fds > 0) {
                         snprintf(buf, sizeof(buf), "%zu", s->n_fds);
                         setenv("LISTEN_FDS", buf, 1);

@@ -307,6 +307,12 @@ static void test_request_id(void) {
         ASSERT_STREQ(once, after); /* the retry did no work */
         free(after);
 
+        /* Ids are printable; svmd's own (idempotent Free) cannot be hit. */
+        EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Allocate", "tusa{sv}", 4 * MiB, T.gpus[0], "vram", 1,
+                               "request-id", "s", "\001free:1");
+        EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Allocate", "tusa{sv}", 4 * MiB, T.gpus[0], "vram", 1,
+                               "request-id", "s", "");
+
         /* The same id for another method is refused. */
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Map", "taua{sv}", id1, 1, T.gpus[0], 1, "request-id", "s",
                                "claim-1234");
@@ -488,16 +494,45 @@ static void test_gpu_objects(void) {
         sd_bus_error_free(&error);
 }
 
+static int count_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        (*(int *) userdata)++;
+        return 0;
+}
+
+static void drain(sd_bus *bus) {
+        /* The direct connection carries replies and signals in order: after a round trip every
+         * signal sent before it has arrived. */
+        ASSERT_OK(sd_bus_call_method(bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, "org.freedesktop.DBus.Peer", "Ping",
+                                     NULL, NULL, ""));
+        while (sd_bus_process(bus, NULL) > 0)
+                ;
+}
+
 static void test_direct_socket(void) {
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         _cleanup_free_ char *before = test_dump(&T), *after = NULL;
         sd_bus *d = test_direct(&T);
+        int created = 0;
         uint64_t id;
+
+        ASSERT_OK(sd_bus_match_signal(d, &slot, NULL, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated",
+                                      count_signal, &created));
 
         id = allocate(d, 2 * MiB, T.gpus[0], "vram", 2, T.gpus, NULL);
         /* The same table: the bus sees what the direct connection made. */
         free_range(T.bus, id);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
+
+        /* No signals on the hot path unless the peer asks for them. */
+        drain(d);
+        ASSERT_EQ(created, 0);
+        ASSERT_OK(sd_bus_call_method(d, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "Subscribe", NULL,
+                                     NULL, ""));
+        id = allocate(T.bus, 4096, 0, "gtt", 0, NULL, NULL);
+        free_range(T.bus, id);
+        drain(d);
+        ASSERT_EQ(created, 1);
 }
 
 static void test_log_control(void) {

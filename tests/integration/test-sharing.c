@@ -231,6 +231,16 @@ static void holder_main(int in, int out) {
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_read(reply, "ttth", &id, &va, &size, &fd));
         ASSERT_UEQ(id, aid);
+        /* A holder reads the range's object. */
+        {
+                char path[64];
+                uint64_t v;
+
+                snprintf(path, sizeof(path), "/org/svmd1/range/%" PRIu64, id);
+                r = sd_bus_get_property_trivial(bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Va", &error, 't', &v);
+                ASSERT_BUS_OK(r, &error);
+                ASSERT_UEQ(v, va);
+        }
         map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
         ASSERT_TRUE(map != MAP_FAILED);
         ASSERT_STREQ(map, pattern);
@@ -285,6 +295,17 @@ static void stranger_main(int in, int out) {
         r = test_call(bus, "GetUsage", &error, NULL, "s", "uid:1");
         ASSERT_BUS_ERROR(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
         sd_bus_error_free(&error);
+
+        /* It cannot read another tenant's range object either. */
+        {
+                char path[64];
+                uint64_t va;
+
+                snprintf(path, sizeof(path), "/org/svmd1/range/%" PRIu64, id);
+                r = sd_bus_get_property_trivial(bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Va", &error, 't', &va);
+                ASSERT_BUS_ERROR(r, &error, "org.freedesktop.DBus.Error.UnknownObject");
+                sd_bus_error_free(&error);
+        }
 
         /* It sees none of the others' ranges. */
         r = test_call(bus, "ListRanges", &error, &reply, "a{sv}", 0);

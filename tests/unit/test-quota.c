@@ -77,13 +77,23 @@ static void test_first_match_wins(void) {
 }
 
 static void test_root_unlimited_by_default(void) {
-        Config c = config("{ \"default-quota\": { \"ranges\": 1 } }");
+        Config c = config("{ \"default-quota\": { \"ranges\": 1 },"
+                          "  \"quotas\": [ { \"match\": { \"unit\": \"*.service\" }, \"ranges\": 1 },"
+                          "                { \"match\": { \"cgroup\": \"/\" }, \"ranges\": 1 } ] }");
         QuotaTable *t;
         Scope *s;
 
         ASSERT_OK(quota_table_new(&t));
         ASSERT_OK(quota_scope_for(t, &c, 0, "", "", &s));
         ASSERT_FALSE(s->limited);
+        scope_unref(t, s);
+        /* Not by the unit or cgroup it runs in either: only a rule naming uid 0 limits root. */
+        ASSERT_OK(quota_scope_for(t, &c, 0, "svmctl.service", "/system.slice/svmctl.service", &s));
+        ASSERT_FALSE(s->limited);
+        ASSERT_STREQ(s->key, "uid:0");
+        scope_unref(t, s);
+        ASSERT_OK(quota_scope_for(t, &c, 5, "svmctl.service", "/system.slice/svmctl.service", &s));
+        ASSERT_TRUE(s->limited);
         scope_unref(t, s);
         quota_table_free(t);
         config_done(&c);
