@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,11 @@ struct Journal {
         uint64_t seq;
         uint64_t bytes;
 };
+
+/* A sequence number as journal_append() writes them: 1 … INT64_MAX (0 in an empty snapshot). */
+static bool seq_valid(json_t *seq) {
+        return json_is_integer(seq) && json_integer_value(seq) >= 0;
+}
 
 static int read_all(const char *path, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
@@ -104,7 +111,7 @@ static int load_snapshot(Journal *j, JournalSnapshotFunc apply, void *userdata, 
         }
         seq = json_object_get(root, "seq");
         state = json_object_get(root, "state");
-        if (!json_is_integer(seq) || json_integer_value(seq) < 0 || !state) {
+        if (!seq_valid(seq) || !state) {
                 add_warning(warning, "%s is malformed, ignoring it", path);
                 json_decref(root);
                 return 0;
@@ -146,7 +153,7 @@ static int replay_journal(Journal *j, JournalReplayFunc replay, void *userdata, 
                 line = json_loads(buf + pos, JSON_REJECT_DUPLICATES, &jerr);
                 seq = json_object_get(line, "seq");
                 changes = json_object_get(line, "changes");
-                if (!line || !json_is_integer(seq) || !json_is_array(changes)) {
+                if (!line || !seq_valid(seq) || !json_is_array(changes)) {
                         add_warning(warning, "journal line %u (byte %zu) is corrupt (%s); recovered up to the line before",
                                     n + 1, pos, line ? "malformed record" : jerr.text);
                         json_decref(line);
@@ -249,6 +256,9 @@ int journal_append(Journal *j, json_t *changes) {
         size_t l;
         int r;
 
+        /* Unreachable by appending (2^63 lines), but a corrupt file may claim it: never wrap. */
+        if (j->seq >= (uint64_t) INT64_MAX)
+                return -EOVERFLOW;
         rec = json_pack("{sIsO}", "seq", (json_int_t) (j->seq + 1), "changes", changes);
         if (!rec)
                 return -ENOMEM;

@@ -131,7 +131,7 @@ int main(int argc, char *argv[]) {
 
         r = manager_run(m);
         if (r < 0) {
-                log_error_errno(r, "The event loop failed: %m");
+                log_error_errno(r, "Exiting on an error: %m");
                 return EXIT_FAILURE;
         }
         return EXIT_SUCCESS;

@@ -578,6 +578,16 @@ static int setup_window(Manager *m) {
         return 0;
 }
 
+/* Without its bus connection svmd has no name and no clients can find it: exit with a failure
+ * so that the service manager restarts it; recovery brings every range back. */
+static int on_bus_disconnected(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        log_error("The bus connection closed; exiting so that svmd is restarted.");
+        (void) sd_notify(false, "STATUS=Lost the bus connection, exiting.");
+        return sd_event_exit(m->event, -ECONNRESET);
+}
+
 static int setup_bus(Manager *m) {
         int r;
 
@@ -617,6 +627,10 @@ static int setup_bus(Manager *m) {
                                      log_control_vtable, m);
         if (r < 0)
                 return log_error_errno(r, "Publishing org.freedesktop.LogControl1 failed: %m");
+        r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                                "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
+        if (r < 0)
+                return log_error_errno(r, "Watching for the bus disconnecting failed: %m");
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Attaching the bus to the event loop failed: %m");

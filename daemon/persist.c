@@ -239,7 +239,7 @@ static int replay_change(json_t *changes, void *userdata) {
                         json_object_del(rec->ranges, key);
                 } else if (streq_ptr(op, "next-id")) {
                         json_t *v = json_object_get(c, "value");
-                        if (!json_is_integer(v))
+                        if (!json_is_integer(v) || json_integer_value(v) < 0)
                                 return -EBADMSG;
                         rec->next_id = MAX(rec->next_id, (uint64_t) json_integer_value(v));
                 } else

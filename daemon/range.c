@@ -327,7 +327,7 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
                 uint64_t avail;
                 int r = gpu_vram_available(home, &avail);
                 if (r < 0)
-                        return sd_bus_error_setf(error, SVMD_ERROR_KERNEL,
+                        return sd_bus_error_setf(error, transaction_kernel_error_name(r),
                                                  "Querying free VRAM of GPU 0x%x failed: %s.", home->gpu_id,
                                                  strerror(-r));
                 need = size + pending->vram_per_gpu[spec->home];

@@ -90,9 +90,26 @@ static bool is_queued_free(Transaction *t, Range *r) {
         return false;
 }
 
+const char *transaction_kernel_error_name(int r) {
+        switch (r) {
+        case -ENOMEM:
+        case -ENOSPC:
+                return SVMD_ERROR_OUT_OF_MEMORY;
+        case -EBUSY:
+                return SVMD_ERROR_BUSY;
+        case -ENODEV:
+        case -ENXIO:
+                return SVMD_ERROR_DEVICE_LOST;
+        case -EOPNOTSUPP:
+                return SVMD_ERROR_NOT_SUPPORTED;
+        default:
+                return SVMD_ERROR_KERNEL;
+        }
+}
+
 int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
         _cleanup_free_ char *msg = NULL;
-        const char *name;
+        const char *name = transaction_kernel_error_name(r);
 
         if (txn_error_to_string(t->txn, &msg) < 0) {
                 msg = strdup(strerror(-r));
@@ -100,27 +117,9 @@ int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
                         return -ENOMEM;
         }
 
-        switch (r) {
-        case -ENOMEM:
-        case -ENOSPC:
-                name = SVMD_ERROR_OUT_OF_MEMORY;
-                break;
-        case -EBUSY:
-                name = SVMD_ERROR_BUSY;
-                break;
-        case -ENODEV:
-        case -ENXIO:
-                /* The GPU's VM is gone (reset, hot-unplug): tell whoever watches. */
-                if (txn_get_error(t->txn) && txn_get_error(t->txn)->gpu_id != 0)
-                        manager_emit_gpu_lost(t->manager, txn_get_error(t->txn)->gpu_id);
-                name = SVMD_ERROR_DEVICE_LOST;
-                break;
-        case -EOPNOTSUPP:
-                name = SVMD_ERROR_NOT_SUPPORTED;
-                break;
-        default:
-                name = SVMD_ERROR_KERNEL;
-        }
+        /* The GPU's VM is gone (reset, hot-unplug): tell whoever watches. */
+        if ((r == -ENODEV || r == -ENXIO) && txn_get_error(t->txn) && txn_get_error(t->txn)->gpu_id != 0)
+                manager_emit_gpu_lost(t->manager, txn_get_error(t->txn)->gpu_id);
 
         /* Every message is a sentence. */
         sd_bus_error_setf(error, name, "%c%s.", msg[0] >= 'a' && msg[0] <= 'z' ? msg[0] - 'a' + 'A' : msg[0],
@@ -257,14 +256,16 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
                 uint32_t failed_gpu = 0;
                 bool any_freed = false;
 
-                for (uint32_t p = 0; p < r->n_pieces; p++)
-                        any_freed = any_freed || !r->pieces[p].allocated;
-
                 k = range_release_kernel(r, &failed_gpu);
                 if (k >= 0) {
                         irreversible = true;
                         continue;
                 }
+
+                /* A batch range may have lost some pieces before the failing one: those frees
+                 * cannot be undone, so this one must be finished rather than rolled back. */
+                for (uint32_t p = 0; p < r->n_pieces; p++)
+                        any_freed = any_freed || !r->pieces[p].allocated;
 
                 if (!irreversible && !any_freed) {
                         /* Nothing irreversible happened yet: the caller rolls everything back. */

@@ -65,4 +65,6 @@ int transaction_commit(Transaction *t, sd_bus_error *error);
 void transaction_abort(Transaction *t, sd_bus_error *error);
 
 /* Turn the recorded kernel failure into a D-Bus error (OutOfMemory, Busy, Kernel …). */
+/* The D-Bus error name for a failed ioctl's errno (SPEC §6.4). */
+const char *transaction_kernel_error_name(int r);
 int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error);
