@@ -250,7 +250,8 @@ static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n
                 if (!p)
                         return -ENOMEM;
                 all = p;
-                memcpy(all + n_all, page, n * sizeof(svmd_range));
+                if (n > 0) /* an empty page may come as NULL */
+                        memcpy(all + n_all, page, n * sizeof(svmd_range));
                 n_all += n;
                 if (n < f->limit)
                         break;
@@ -479,7 +480,7 @@ static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint
 
 static int verb_free(int argc, char *argv[]) {
         svmd_error e = SVMD_ERROR_NULL;
-        uint64_t id;
+        uint64_t id = 0;
         int r;
 
         r = read_id_arg("free", argc, argv, 1, &id);
@@ -507,7 +508,7 @@ static int verb_map_unmap(int argc, char *argv[], bool map) {
         _cleanup_free_ char *list = NULL;
         svmd_change_options o = {};
         svmd_error e = SVMD_ERROR_NULL;
-        uint64_t id;
+        uint64_t id = 0;
         size_t n;
         int c, r;
 
@@ -573,7 +574,7 @@ static const char *fd_kind(int fd) {
 
 static int verb_export(int argc, char *argv[]) {
         svmd_error e = SVMD_ERROR_NULL;
-        uint64_t id, va, size;
+        uint64_t id = 0, va, size;
         const char *kind;
         int r, fd;
 
@@ -606,7 +607,7 @@ static int verb_share(int argc, char *argv[]) {
         _cleanup_free_ char *token = NULL;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_grant g = {};
-        uint64_t id;
+        uint64_t id = 0;
         int c, r;
 
         while ((c = verb_getopt(argc, argv, options)) >= 0)

@@ -103,7 +103,7 @@ static bool links_connect(unsigned from, unsigned to, const char *kind, bool xgm
         char path[256];
 
         for (unsigned l = 0; l < 256; l++) {
-                uint64_t type, node_to, flags = 0;
+                uint64_t type = 0, node_to = 0, flags = 0;
 
                 snprintf(path, sizeof(path), TOPOLOGY "/nodes/%u/%s/%u/properties", from, kind, l);
                 if (read_prop(path, "type", &type) < 0)
