@@ -9,6 +9,7 @@ SVMD_PACKAGES=(
         libhsakmt1 libhsakmt-dev
         dbus dbus-bin libxml2-utils python3 jq util-linux procps
         systemd systemd-container debootstrap groff-base
+        valgrind clang-14 libclang-rt-14-dev
 )
 
 svmd_log() {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -280,4 +281,9 @@ char *test_list_ranges(sd_bus *bus) {
         fclose(f);
         sd_bus_error_free(&error);
         return buf;
+}
+
+void test_become(uid_t uid) {
+        ASSERT_OK(setresgid(uid, uid, uid) < 0 ? -errno : 0);
+        ASSERT_OK(setresuid(uid, uid, uid) < 0 ? -errno : 0);
 }

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <systemd/sd-bus.h>
 
@@ -61,6 +62,9 @@ char *test_kernel_mappings(TestContext *t);
 
 /* ListRanges as a canonical string, for before/after comparisons of the daemon's tables. */
 char *test_list_ranges(sd_bus *bus);
+
+/* Drop to uid (and gid) for good: a forked child that plays another tenant. */
+void test_become(uid_t uid);
 
 /* Assert that a call failed with the given D-Bus error name (and print its message). */
 #define ASSERT_BUS_ERROR(r, error, ename)                                                        \

@@ -49,11 +49,6 @@ static sd_bus *user_bus(void) {
         return bus;
 }
 
-static void become(uid_t uid) {
-        ASSERT_OK(setresgid(uid, uid, uid) < 0 ? -errno : 0);
-        ASSERT_OK(setresuid(uid, uid, uid) < 0 ? -errno : 0);
-}
-
 static void send_line(int fd, const char *fmt, ...) _printf_(2, 3);
 static void send_line(int fd, const char *fmt, ...) {
         char buf[512];
@@ -93,7 +88,7 @@ static Child spawn(uid_t uid, void (*fn)(int in, int out)) {
         if (c.pid == 0) {
                 close(down[1]);
                 close(up[0]);
-                become(uid);
+                test_become(uid);
                 fn(down[0], up[1]);
                 _exit(0);
         }
