@@ -215,35 +215,49 @@ typedef struct Recovery {
         uint64_t next_id;
 } Recovery;
 
+/* A range id as svmd hands them out: positive, and with room for the next one in a json_int_t. */
+static bool id_valid(json_t *id) {
+        return json_is_integer(id) && json_integer_value(id) > 0 && json_integer_value(id) < INT64_MAX;
+}
+
+static bool change_valid(json_t *c) {
+        const char *op = json_string_value(json_object_get(c, "op"));
+        json_t *v;
+
+        if (streq_ptr(op, "put"))
+                return id_valid(json_object_get(json_object_get(c, "range"), "id"));
+        if (streq_ptr(op, "del"))
+                return id_valid(json_object_get(c, "id"));
+        if (streq_ptr(op, "next-id")) {
+                v = json_object_get(c, "value");
+                return json_is_integer(v) && json_integer_value(v) >= 0;
+        }
+        return false;
+}
+
+/* One journal line: all of its changes or, if any is malformed, none of them. */
 static int replay_change(json_t *changes, void *userdata) {
         Recovery *rec = userdata;
         size_t i;
         json_t *c;
 
+        json_array_foreach(changes, i, c)
+                if (!change_valid(c))
+                        return -EBADMSG;
+
         json_array_foreach(changes, i, c) {
                 const char *op = json_string_value(json_object_get(c, "op"));
                 char key[32];
 
-                if (streq_ptr(op, "put")) {
+                if (streq(op, "put")) {
                         json_t *r = json_object_get(c, "range");
-                        json_t *id = json_object_get(r, "id");
-                        if (!json_is_integer(id))
-                                return -EBADMSG;
-                        snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+                        snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(r, "id")));
                         json_object_set(rec->ranges, key, r);
-                } else if (streq_ptr(op, "del")) {
-                        json_t *id = json_object_get(c, "id");
-                        if (!json_is_integer(id))
-                                return -EBADMSG;
-                        snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+                } else if (streq(op, "del")) {
+                        snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(c, "id")));
                         json_object_del(rec->ranges, key);
-                } else if (streq_ptr(op, "next-id")) {
-                        json_t *v = json_object_get(c, "value");
-                        if (!json_is_integer(v) || json_integer_value(v) < 0)
-                                return -EBADMSG;
-                        rec->next_id = MAX(rec->next_id, (uint64_t) json_integer_value(v));
                 } else
-                        return -EBADMSG;
+                        rec->next_id = MAX(rec->next_id, (uint64_t) json_integer_value(json_object_get(c, "value")));
         }
         return 0;
 }
