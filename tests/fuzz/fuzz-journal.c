@@ -52,6 +52,15 @@ static int on_replay(json_t *changes, void *userdata) {
         size_t i;
 
         s->lines++;
+        /* Like persist.c: a line with any malformed change applies none of them. */
+        json_array_foreach(changes, i, c) {
+                const char *op = json_string_value(json_object_get(c, "op"));
+                json_t *id = json_object_get(strcmp(op ?: "", "put") == 0 ? json_object_get(c, "range") : c,
+                                             strcmp(op ?: "", "next-id") == 0 ? "value" : "id");
+
+                if (!op || !json_is_integer(id) || json_integer_value(id) < 0)
+                        return -EBADMSG;
+        }
         json_array_foreach(changes, i, c) {
                 const char *op = json_string_value(json_object_get(c, "op"));
                 char key[32];

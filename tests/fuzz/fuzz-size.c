@@ -34,8 +34,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 (void) FORMAT_BYTES(v);
         }
         if (parse_u32(s, &u) >= 0) {
+                uint32_t u2;
+
                 snprintf(buf, sizeof(buf), "0x%" PRIx32, u);
-                if (parse_u32(buf, &u) < 0)
+                if (parse_u32(buf, &u2) < 0 || u2 != u)
                         abort();
         }
         if (parse_gpu_list(s, &ids, &n) >= 0) {

@@ -117,6 +117,7 @@ typedef struct Shared {
 } Shared;
 
 static Shared *S;
+#define MAX_ROUNDS 64
 static unsigned arg_clients = 16, arg_rounds = 4;
 static double arg_duration = 20;
 static unsigned arg_crash_ms = 700, arg_fault_ms = 150;
@@ -1113,7 +1114,7 @@ static int parse_argv(int argc, char *argv[]) {
                 default:
                         return -EINVAL;
                 }
-        if (arg_clients < 1 || arg_clients > MAX_CLIENTS || arg_rounds < 1 || arg_duration <= 0)
+        if (arg_clients < 1 || arg_clients > MAX_CLIENTS || arg_rounds < 1 || arg_rounds > MAX_ROUNDS || arg_duration <= 0)
                 return -EINVAL;
         return 0;
 }
@@ -1123,8 +1124,8 @@ int main(int argc, char *argv[]) {
         svmd_error e = SVMD_ERROR_NULL;
         svmd_gpu *g = NULL;
         char *base = NULL;
-        uint64_t rss[64] = {}, anon[64] = {}, t_run_ns = 0;
-        unsigned maps[64] = {};
+        uint64_t rss[MAX_ROUNDS] = {}, anon[MAX_ROUNDS] = {}, t_run_ns = 0;
+        unsigned maps[MAX_ROUNDS] = {};
         unsigned n_kills = 0, n_faults = 0, n_faults_fired = 0;
         Hist total = {};
         uint64_t ok = 0, refused = 0, unexpected = 0, rollback = 0;
