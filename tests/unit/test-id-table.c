@@ -9,39 +9,7 @@
 
 #include "id-table.h"
 #include "macro.h"
-
-#define ASSERT_TRUE(expr)                                                                                   \
-        do {                                                                                                \
-                if (!(expr)) {                                                                              \
-                        fprintf(stderr, "%s:%d: %s: assertion failed: %s\n", __FILE__, __LINE__, __func__, \
-                                #expr);                                                                     \
-                        abort();                                                                            \
-                }                                                                                           \
-        } while (0)
-
-#define ASSERT_EQ(a, b)                                                                                     \
-        do {                                                                                                \
-                uint64_t _a = (uint64_t) (a), _b = (uint64_t) (b);                                          \
-                if (_a != _b) {                                                                             \
-                        fprintf(stderr,                                                                     \
-                                "%s:%d: %s: assertion failed: %s == %s (0x%" PRIx64 " == 0x%" PRIx64        \
-                                ", %" PRIu64 " == %" PRIu64 ")\n",                                          \
-                                __FILE__, __LINE__, __func__, #a, #b, _a, _b, _a, _b);                      \
-                        abort();                                                                            \
-                }                                                                                           \
-        } while (0)
-
-#define ASSERT_RET(expr, expected)                                                                          \
-        do {                                                                                                \
-                int _r = (expr), _e = (expected);                                                           \
-                if (_r != _e) {                                                                             \
-                        fprintf(stderr, "%s:%d: %s: %s returned %d (%s), expected %d (%s)\n", __FILE__,    \
-                                __LINE__, __func__, #expr, _r, strerror(-_r), _e, strerror(-_e));           \
-                        abort();                                                                            \
-                }                                                                                           \
-        } while (0)
-
-#define ASSERT_OK(expr) ASSERT_RET(expr, 0)
+#include "unit-assert.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(IdTable *, id_table_free);
 
@@ -51,7 +19,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(IdTable *, id_table_free);
 static IdTable *table_new(void) {
         IdTable *t = NULL;
 
-        ASSERT_OK(id_table_new(&t));
+        ASSERT_RET(id_table_new(&t), 0);
         return t;
 }
 
@@ -91,19 +59,19 @@ static void test_sequence(void) {
                         ASSERT_RET(id_table_put(t, table[i].id, VALUE(table[i].id)), table[i].ret);
                         break;
                 case GET:
-                        ASSERT_EQ(id_table_get(t, table[i].id), table[i].ret ? VALUE(table[i].id) : NULL);
+                        ASSERT_UEQ(id_table_get(t, table[i].id), table[i].ret ? VALUE(table[i].id) : NULL);
                         break;
                 case REMOVE:
-                        ASSERT_EQ(id_table_remove(t, table[i].id), table[i].ret ? VALUE(table[i].id) : NULL);
+                        ASSERT_UEQ(id_table_remove(t, table[i].id), table[i].ret ? VALUE(table[i].id) : NULL);
                         break;
                 }
-                ASSERT_EQ(id_table_size(t), table[i].size);
+                ASSERT_UEQ(id_table_size(t), table[i].size);
         }
 
         ASSERT_RET(id_table_put(t, 5, NULL), -EINVAL);
         ASSERT_TRUE(!id_table_free(NULL));
         ASSERT_TRUE(!id_table_get(NULL, 1));
-        ASSERT_EQ(id_table_size(NULL), 0);
+        ASSERT_UEQ(id_table_size(NULL), 0);
 }
 
 /* Sequential ids as the daemon's counter makes them: grow to many, shrink back to the minimum. */
@@ -113,23 +81,23 @@ static void test_grow_shrink(void) {
         const uint64_t n = 100000;
 
         for (uint64_t id = 1; id <= n; id++)
-                ASSERT_OK(id_table_put(t, id, VALUE(id)));
-        ASSERT_EQ(id_table_size(t), n);
+                ASSERT_RET(id_table_put(t, id, VALUE(id)), 0);
+        ASSERT_UEQ(id_table_size(t), n);
         ASSERT_TRUE(id_table_memory(t) > min_memory);
 
         for (uint64_t id = 1; id <= n; id++)
-                ASSERT_EQ(id_table_get(t, id), VALUE(id));
+                ASSERT_UEQ(id_table_get(t, id), VALUE(id));
         ASSERT_TRUE(!id_table_get(t, n + 1));
 
         for (uint64_t id = 1; id <= n; id += 2)
-                ASSERT_EQ(id_table_remove(t, id), VALUE(id));
+                ASSERT_UEQ(id_table_remove(t, id), VALUE(id));
         for (uint64_t id = 1; id <= n; id++)
-                ASSERT_EQ(id_table_get(t, id), id % 2 == 0 ? VALUE(id) : NULL);
+                ASSERT_UEQ(id_table_get(t, id), id % 2 == 0 ? VALUE(id) : NULL);
 
         for (uint64_t id = 2; id <= n; id += 2)
-                ASSERT_EQ(id_table_remove(t, id), VALUE(id));
-        ASSERT_EQ(id_table_size(t), 0);
-        ASSERT_EQ(id_table_memory(t), min_memory);
+                ASSERT_UEQ(id_table_remove(t, id), VALUE(id));
+        ASSERT_UEQ(id_table_size(t), 0);
+        ASSERT_UEQ(id_table_memory(t), min_memory);
 }
 
 static uint64_t rng_next(uint64_t *state) {
@@ -176,13 +144,13 @@ static void test_random(void) {
                                         size++;
                                 present[i] = true;
                         } else if (p < 90) {
-                                ASSERT_EQ(id_table_remove(t, id), present[i] ? VALUE(id) : NULL);
+                                ASSERT_UEQ(id_table_remove(t, id), present[i] ? VALUE(id) : NULL);
                                 if (present[i])
                                         size--;
                                 present[i] = false;
                         } else
-                                ASSERT_EQ(id_table_get(t, id), present[i] ? VALUE(id) : NULL);
-                        ASSERT_EQ(id_table_size(t), size);
+                                ASSERT_UEQ(id_table_get(t, id), present[i] ? VALUE(id) : NULL);
+                        ASSERT_UEQ(id_table_size(t), size);
 
                         if (op % 9973 == 0) {
                                 size_t state = 0, seen = 0;
@@ -192,13 +160,13 @@ static void test_random(void) {
                                 for (size_t j = 0; j < N; j++) {
                                         uint64_t jd = model_id(j);
 
-                                        ASSERT_EQ(id_table_get(t, jd), present[j] ? VALUE(jd) : NULL);
+                                        ASSERT_UEQ(id_table_get(t, jd), present[j] ? VALUE(jd) : NULL);
                                 }
                                 while (id_table_iterate(t, &state, &got_id, &got)) {
-                                        ASSERT_EQ(got, VALUE(got_id));
+                                        ASSERT_UEQ(got, VALUE(got_id));
                                         seen++;
                                 }
-                                ASSERT_EQ(seen, size);
+                                ASSERT_UEQ(seen, size);
                         }
                 }
         }
@@ -214,28 +182,28 @@ static void test_steal_first(void) {
 
         ASSERT_TRUE(seen);
         for (id = 1; id <= 10000; id++)
-                ASSERT_OK(id_table_put(t, id, VALUE(id)));
+                ASSERT_RET(id_table_put(t, id, VALUE(id)), 0);
 
         while ((v = id_table_steal_first(t, &id))) {
-                ASSERT_EQ(v, VALUE(id));
+                ASSERT_UEQ(v, VALUE(id));
                 ASSERT_TRUE(id >= 1 && id <= 20000);
                 ASSERT_TRUE(!seen[id]);
                 seen[id] = true;
                 n++;
                 if (n % 3 == 0 && next <= 20000) {
-                        ASSERT_OK(id_table_put(t, next, VALUE(next)));
+                        ASSERT_RET(id_table_put(t, next, VALUE(next)), 0);
                         next++;
                 }
         }
-        ASSERT_EQ(n, next - 1);
-        ASSERT_EQ(id_table_size(t), 0);
+        ASSERT_UEQ(n, next - 1);
+        ASSERT_UEQ(id_table_size(t), 0);
         ASSERT_TRUE(!id_table_steal_first(t, &id));
 }
 
 static uint64_t now_ns(void) {
         struct timespec ts;
 
-        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &ts));
+        ASSERT_RET(clock_gettime(CLOCK_MONOTONIC, &ts), 0);
         return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
 }
 
@@ -247,13 +215,13 @@ static void test_scale(void) {
 
         t0 = now_ns();
         for (uint64_t id = 1; id <= n; id++)
-                ASSERT_OK(id_table_put(t, id, VALUE(id)));
+                ASSERT_RET(id_table_put(t, id, VALUE(id)), 0);
         t_put = now_ns() - t0;
 
         t0 = now_ns();
         for (uint64_t j = 0; j < n; j++) {
                 uint64_t id = rng_next(&rng) % n + 1;
-                ASSERT_EQ(id_table_get(t, id), VALUE(id));
+                ASSERT_UEQ(id_table_get(t, id), VALUE(id));
         }
         t_get = now_ns() - t0;
 
@@ -264,7 +232,7 @@ static void test_scale(void) {
 
         t0 = now_ns();
         for (uint64_t id = 1; id <= n; id++)
-                ASSERT_EQ(id_table_remove(t, id), VALUE(id));
+                ASSERT_UEQ(id_table_remove(t, id), VALUE(id));
         t_remove = now_ns() - t0;
         printf(", remove %.0f ns (with shrinks)\n", (double) t_remove / (double) n);
 }

@@ -10,45 +10,13 @@
 #include <time.h>
 
 #include "macro.h"
+#include "unit-assert.h"
 #include "va-space.h"
 
 #define KiB UINT64_C(0x400)
 #define MiB UINT64_C(0x100000)
 #define GiB UINT64_C(0x40000000)
 #define TiB UINT64_C(0x10000000000)
-
-#define ASSERT_TRUE(expr)                                                                                   \
-        do {                                                                                                \
-                if (!(expr)) {                                                                              \
-                        fprintf(stderr, "%s:%d: %s: assertion failed: %s\n", __FILE__, __LINE__, __func__, \
-                                #expr);                                                                     \
-                        abort();                                                                            \
-                }                                                                                           \
-        } while (0)
-
-#define ASSERT_EQ(a, b)                                                                                     \
-        do {                                                                                                \
-                uint64_t _a = (uint64_t) (a), _b = (uint64_t) (b);                                          \
-                if (_a != _b) {                                                                             \
-                        fprintf(stderr,                                                                     \
-                                "%s:%d: %s: assertion failed: %s == %s (0x%" PRIx64 " == 0x%" PRIx64        \
-                                ", %" PRIu64 " == %" PRIu64 ")\n",                                          \
-                                __FILE__, __LINE__, __func__, #a, #b, _a, _b, _a, _b);                      \
-                        abort();                                                                            \
-                }                                                                                           \
-        } while (0)
-
-#define ASSERT_RET(expr, expected)                                                                          \
-        do {                                                                                                \
-                int _r = (expr), _e = (expected);                                                           \
-                if (_r != _e) {                                                                             \
-                        fprintf(stderr, "%s:%d: %s: %s returned %d (%s), expected %d (%s)\n", __FILE__,    \
-                                __LINE__, __func__, #expr, _r, strerror(-_r), _e, strerror(-_e));           \
-                        abort();                                                                            \
-                }                                                                                           \
-        } while (0)
-
-#define ASSERT_OK(expr) ASSERT_RET(expr, 0)
 
 /* A base that is 4 KiB- but not 2 MiB-aligned, so that default alignment has to pad. */
 #define ODD_BASE (VA_SPACE_DEFAULT_BASE + 4 * KiB)
@@ -58,8 +26,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VaSpace *, va_space_free);
 static VaSpace *space_new(uint64_t base, uint64_t size) {
         VaSpace *s = NULL;
 
-        ASSERT_OK(va_space_new(&s, base, size));
-        ASSERT_OK(va_space_verify(s));
+        ASSERT_RET(va_space_new(&s, base, size), 0);
+        ASSERT_RET(va_space_verify(s), 0);
         return s;
 }
 
@@ -94,13 +62,13 @@ static void test_new(void) {
                 }
 
                 VaSpaceStats st = space_stats(s);
-                ASSERT_EQ(st.base, table[i].base);
-                ASSERT_EQ(st.size, table[i].size);
-                ASSERT_EQ(st.bytes_used, 0);
-                ASSERT_EQ(st.n_ranges, 0);
-                ASSERT_EQ(st.n_holes, 1);
-                ASSERT_EQ(st.largest_hole, table[i].size);
-                ASSERT_OK(va_space_verify(s));
+                ASSERT_UEQ(st.base, table[i].base);
+                ASSERT_UEQ(st.size, table[i].size);
+                ASSERT_UEQ(st.bytes_used, 0);
+                ASSERT_UEQ(st.n_ranges, 0);
+                ASSERT_UEQ(st.n_holes, 1);
+                ASSERT_UEQ(st.largest_hole, table[i].size);
+                ASSERT_RET(va_space_verify(s), 0);
                 s = va_space_free(s);
         }
 
@@ -147,17 +115,17 @@ static void test_alloc_args(void) {
 
                 ASSERT_RET(va_space_alloc(s, table[i].size, table[i].alignment, &va), table[i].ret);
                 if (table[i].ret < 0) {
-                        ASSERT_EQ(va, 0xdead);
-                        ASSERT_EQ(space_stats(s).n_ranges, 0);
+                        ASSERT_UEQ(va, 0xdead);
+                        ASSERT_UEQ(space_stats(s).n_ranges, 0);
                         continue;
                 }
 
-                ASSERT_EQ(va - ODD_BASE, table[i].offset);
-                ASSERT_OK(va_space_lookup(s, va, &start, &size));
-                ASSERT_EQ(start, va);
-                ASSERT_EQ(size, table[i].rounded);
-                ASSERT_EQ(space_stats(s).bytes_used, table[i].rounded);
-                ASSERT_OK(va_space_verify(s));
+                ASSERT_UEQ(va - ODD_BASE, table[i].offset);
+                ASSERT_RET(va_space_lookup(s, va, &start, &size), 0);
+                ASSERT_UEQ(start, va);
+                ASSERT_UEQ(size, table[i].rounded);
+                ASSERT_UEQ(space_stats(s).bytes_used, table[i].rounded);
+                ASSERT_RET(va_space_verify(s), 0);
         }
 }
 
@@ -167,11 +135,11 @@ static VaSpace *space_with_holes(const unsigned *pages, size_t n) {
         VaSpace *s = space_new(base, size);
 
         for (size_t i = 0; i < n; i++) {
-                ASSERT_OK(va_space_reserve(s, at, 4 * KiB));
+                ASSERT_RET(va_space_reserve(s, at, 4 * KiB), 0);
                 at += 4 * KiB + pages[i] * 4 * KiB;
         }
-        ASSERT_OK(va_space_reserve(s, at, base + size - at));
-        ASSERT_EQ(space_stats(s).n_holes, n);
+        ASSERT_RET(va_space_reserve(s, at, base + size - at), 0);
+        ASSERT_UEQ(space_stats(s).n_holes, n);
         return s;
 }
 
@@ -208,7 +176,7 @@ static void test_best_fit(void) {
                         hole_start += holes[h] * 4 * KiB + 4 * KiB;
                 ASSERT_TRUE(va >= hole_start);
                 ASSERT_TRUE(va < hole_start + holes[table[i].hole] * 4 * KiB);
-                ASSERT_OK(va_space_verify(s));
+                ASSERT_RET(va_space_verify(s), 0);
         }
 }
 
@@ -244,17 +212,17 @@ static void test_reserve(void) {
                 _cleanup_(va_space_freep) VaSpace *s = space_new(B, W);
                 uint64_t start, size;
 
-                ASSERT_OK(va_space_reserve(s, B + 1 * MiB, 1 * MiB));
+                ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 1 * MiB), 0);
                 ASSERT_RET(va_space_reserve(s, B + table[i].offset, table[i].size), table[i].ret);
-                ASSERT_OK(va_space_verify(s));
+                ASSERT_RET(va_space_verify(s), 0);
                 if (table[i].ret < 0) {
-                        ASSERT_EQ(space_stats(s).n_ranges, 1);
+                        ASSERT_UEQ(space_stats(s).n_ranges, 1);
                         continue;
                 }
-                ASSERT_OK(va_space_lookup(s, B + table[i].offset, &start, &size));
-                ASSERT_EQ(start, B + table[i].offset);
-                ASSERT_EQ(size, table[i].size);
-                ASSERT_EQ(space_stats(s).bytes_used, 1 * MiB + table[i].size);
+                ASSERT_RET(va_space_lookup(s, B + table[i].offset, &start, &size), 0);
+                ASSERT_UEQ(start, B + table[i].offset);
+                ASSERT_UEQ(size, table[i].size);
+                ASSERT_UEQ(space_stats(s).bytes_used, 1 * MiB + table[i].size);
         }
 }
 
@@ -279,26 +247,26 @@ static void test_release_coalesce(void) {
                 uint64_t va[3], size;
 
                 for (unsigned k = 0; k < 3; k++) {
-                        ASSERT_OK(va_space_alloc(s, 8 * KiB, 0, &va[k]));
-                        ASSERT_EQ(va[k], VA_SPACE_DEFAULT_BASE + k * 8 * KiB);
+                        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, &va[k]), 0);
+                        ASSERT_UEQ(va[k], VA_SPACE_DEFAULT_BASE + k * 8 * KiB);
                 }
-                ASSERT_EQ(space_stats(s).n_holes, 1);
+                ASSERT_UEQ(space_stats(s).n_holes, 1);
 
                 for (unsigned k = 0; k < 3; k++) {
                         uint64_t v = va[table[i].order[k]];
 
                         ASSERT_RET(va_space_release(s, v + 4 * KiB, NULL), -ENOENT); /* not a start */
-                        ASSERT_OK(va_space_release(s, v, &size));
-                        ASSERT_EQ(size, 8 * KiB);
+                        ASSERT_RET(va_space_release(s, v, &size), 0);
+                        ASSERT_UEQ(size, 8 * KiB);
                         ASSERT_RET(va_space_release(s, v, &size), -ENOENT);
-                        ASSERT_OK(va_space_verify(s));
+                        ASSERT_RET(va_space_verify(s), 0);
 
                         VaSpaceStats st = space_stats(s);
-                        ASSERT_EQ(st.n_ranges, 2 - k);
-                        ASSERT_EQ(st.n_holes, table[i].n_holes[k]);
-                        ASSERT_EQ(st.largest_hole, table[i].largest_hole[k] * 4 * KiB);
+                        ASSERT_UEQ(st.n_ranges, 2 - k);
+                        ASSERT_UEQ(st.n_holes, table[i].n_holes[k]);
+                        ASSERT_UEQ(st.largest_hole, table[i].largest_hole[k] * 4 * KiB);
                 }
-                ASSERT_EQ(space_stats(s).bytes_used, 0);
+                ASSERT_UEQ(space_stats(s).bytes_used, 0);
         }
 }
 
@@ -324,24 +292,24 @@ static void test_lookup_next(void) {
                 { UINT64_MAX - B, -ENOENT, 0, -1 },
         };
 
-        ASSERT_OK(va_space_reserve(s, B, 8 * KiB));
-        ASSERT_OK(va_space_reserve(s, B + 8 * KiB, 4 * KiB));
-        ASSERT_OK(va_space_reserve(s, B + 1 * MiB, 2 * MiB));
+        ASSERT_RET(va_space_reserve(s, B, 8 * KiB), 0);
+        ASSERT_RET(va_space_reserve(s, B + 8 * KiB, 4 * KiB), 0);
+        ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 2 * MiB), 0);
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
                 uint64_t start = 0xdead, size = 0xdead, addr = B + table[i].offset;
 
                 ASSERT_RET(va_space_lookup(s, addr, &start, &size), table[i].ret);
                 if (table[i].ret == 0)
-                        ASSERT_EQ(start, B + table[i].start);
+                        ASSERT_UEQ(start, B + table[i].start);
                 else
                         ASSERT_TRUE(start == 0xdead && size == 0xdead);
 
                 if (table[i].next == (uint64_t) -1)
                         ASSERT_RET(va_space_next(s, addr, &start, &size), -ENOENT);
                 else {
-                        ASSERT_OK(va_space_next(s, addr, &start, &size));
-                        ASSERT_EQ(start, B + table[i].next);
+                        ASSERT_RET(va_space_next(s, addr, &start, &size), 0);
+                        ASSERT_UEQ(start, B + table[i].next);
                 }
         }
 }
@@ -352,23 +320,23 @@ static void test_exhaust(void) {
         uint64_t va;
 
         for (unsigned i = 0; i < 256; i++) {
-                ASSERT_OK(va_space_alloc(s, 1, 0, &va));
-                ASSERT_EQ(va, ODD_BASE + i * 4 * KiB);
+                ASSERT_RET(va_space_alloc(s, 1, 0, &va), 0);
+                ASSERT_UEQ(va, ODD_BASE + i * 4 * KiB);
         }
         ASSERT_RET(va_space_alloc(s, 1, 0, &va), -ENOMEM);
 
         VaSpaceStats st = space_stats(s);
-        ASSERT_EQ(st.n_holes, 0);
-        ASSERT_EQ(st.largest_hole, 0);
-        ASSERT_EQ(st.bytes_used, 1 * MiB);
+        ASSERT_UEQ(st.n_holes, 0);
+        ASSERT_UEQ(st.largest_hole, 0);
+        ASSERT_UEQ(st.bytes_used, 1 * MiB);
 
-        ASSERT_OK(va_space_release(s, ODD_BASE + 100 * 4 * KiB, NULL));
-        ASSERT_OK(va_space_release(s, ODD_BASE + 101 * 4 * KiB, NULL));
+        ASSERT_RET(va_space_release(s, ODD_BASE + 100 * 4 * KiB, NULL), 0);
+        ASSERT_RET(va_space_release(s, ODD_BASE + 101 * 4 * KiB, NULL), 0);
         ASSERT_RET(va_space_alloc(s, 12 * KiB, 0, &va), -ENOMEM);
         ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, &va), -ENOMEM); /* page 100 is odd */
-        ASSERT_OK(va_space_alloc(s, 8 * KiB, 0, &va));
-        ASSERT_EQ(va, ODD_BASE + 100 * 4 * KiB);
-        ASSERT_OK(va_space_verify(s));
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, &va), 0);
+        ASSERT_UEQ(va, ODD_BASE + 100 * 4 * KiB);
+        ASSERT_RET(va_space_verify(s), 0);
 }
 
 /*
@@ -384,27 +352,27 @@ static void test_probe(void) {
          * 200 two-page holes, pages 1–2 of each 64 KiB block: page 0 of the first block is taken, then
          * each range covers pages 3–15 of one block and page 0 of the next.
          */
-        ASSERT_OK(va_space_reserve(s, B, 4 * KiB));
+        ASSERT_RET(va_space_reserve(s, B, 4 * KiB), 0);
         for (unsigned i = 0; i < 200; i++) {
                 at = B + 64 * KiB * i + 12 * KiB;
-                ASSERT_OK(va_space_reserve(s, at, i == 199 ? B + W - at : 56 * KiB));
+                ASSERT_RET(va_space_reserve(s, at, i == 199 ? B + W - at : 56 * KiB), 0);
         }
-        ASSERT_EQ(space_stats(s).n_holes, 200);
+        ASSERT_UEQ(space_stats(s).n_holes, 200);
 
-        ASSERT_OK(va_space_alloc(s, 8 * KiB, 4 * KiB, &va));
-        ASSERT_EQ(va, B + 4 * KiB);
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 4 * KiB, &va), 0);
+        ASSERT_UEQ(va, B + 4 * KiB);
         /* No hole has an 8 KiB-aligned 8 KiB extent. */
         ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, &va), -ENOMEM);
         ASSERT_RET(va_space_alloc(s, 8 * KiB, 16 * KiB, &va), -ENOMEM);
         ASSERT_RET(va_space_alloc(s, 4 * KiB, 2 * MiB, &va), -ENOMEM);
 
         /* One larger hole (≥ size + alignment − 4 KiB), far away in address and probe order. */
-        ASSERT_OK(va_space_release(s, B + 64 * KiB * 150 + 12 * KiB, NULL));
-        ASSERT_OK(va_space_alloc(s, 8 * KiB, 8 * KiB, &va));
-        ASSERT_EQ(va, B + 64 * KiB * 150 + 8 * KiB);
-        ASSERT_OK(va_space_alloc(s, 4 * KiB, 16 * KiB, &va));
-        ASSERT_EQ(va, B + 64 * KiB * 150 + 16 * KiB);
-        ASSERT_OK(va_space_verify(s));
+        ASSERT_RET(va_space_release(s, B + 64 * KiB * 150 + 12 * KiB, NULL), 0);
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, &va), 0);
+        ASSERT_UEQ(va, B + 64 * KiB * 150 + 8 * KiB);
+        ASSERT_RET(va_space_alloc(s, 4 * KiB, 16 * KiB, &va), 0);
+        ASSERT_UEQ(va, B + 64 * KiB * 150 + 16 * KiB);
+        ASSERT_RET(va_space_verify(s), 0);
 }
 
 static void test_window_reservation(void) {
@@ -417,20 +385,20 @@ static void test_window_reservation(void) {
         /* Find room for two windows: map it, note the address, unmap. Single-threaded, so it stays free. */
         p = mmap(NULL, 2 * size + 2 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         ASSERT_TRUE(p != MAP_FAILED);
-        ASSERT_OK(munmap(p, 2 * size + 2 * MiB));
+        ASSERT_RET(munmap(p, 2 * size + 2 * MiB), 0);
         base = ALIGN_POW2((uint64_t) (uintptr_t) p, 2 * MiB);
 
-        ASSERT_OK(va_space_new(&a, base, size));
-        ASSERT_OK(va_space_new(&b, base, size));
-        ASSERT_OK(va_space_new(&c, base + size / 2, size));
+        ASSERT_RET(va_space_new(&a, base, size), 0);
+        ASSERT_RET(va_space_new(&b, base, size), 0);
+        ASSERT_RET(va_space_new(&c, base + size / 2, size), 0);
         ASSERT_RET(va_space_find_window_conflict(base, size, &start, &end, NULL), -ENOENT);
 
         ASSERT_TRUE(!va_space_window_reserved(a));
-        ASSERT_OK(va_space_reserve_window(a));
+        ASSERT_RET(va_space_reserve_window(a), 0);
         ASSERT_TRUE(va_space_window_reserved(a));
-        ASSERT_OK(va_space_find_window_conflict(base, size, &start, &end, &name));
-        ASSERT_EQ(start, base);
-        ASSERT_EQ(end, base + size);
+        ASSERT_RET(va_space_find_window_conflict(base, size, &start, &end, &name), 0);
+        ASSERT_UEQ(start, base);
+        ASSERT_UEQ(end, base + size);
         free(name);
         name = NULL;
 
@@ -442,7 +410,7 @@ static void test_window_reservation(void) {
         /* Freeing the owner unmaps the window. */
         a = va_space_free(a);
         ASSERT_RET(va_space_find_window_conflict(base, size, &start, &end, NULL), -ENOENT);
-        ASSERT_OK(va_space_reserve_window(b));
+        ASSERT_RET(va_space_reserve_window(b), 0);
         b = va_space_free(b);
 
         /* Somebody else's page in the middle of the window. */
@@ -450,18 +418,18 @@ static void test_window_reservation(void) {
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
         ASSERT_TRUE(p != MAP_FAILED);
         ASSERT_RET(va_space_reserve_window(c), -EEXIST);
-        ASSERT_OK(va_space_find_window_conflict(base + size / 2, size, &start, &end, &name));
-        ASSERT_EQ(start, base + size - 4 * KiB);
-        ASSERT_EQ(end, base + size);
+        ASSERT_RET(va_space_find_window_conflict(base + size / 2, size, &start, &end, &name), 0);
+        ASSERT_UEQ(start, base + size - 4 * KiB);
+        ASSERT_UEQ(end, base + size);
         ASSERT_TRUE(streq(name, ""));
         free(name);
         name = NULL;
-        ASSERT_OK(munmap(p, 4 * KiB));
-        ASSERT_OK(va_space_reserve_window(c));
+        ASSERT_RET(munmap(p, 4 * KiB), 0);
+        ASSERT_RET(va_space_reserve_window(c), 0);
         c = va_space_free(c);
 
         /* The daemon's default window: 16 TiB at 0x4000_0000_0000. */
-        ASSERT_OK(va_space_new(&a, VA_SPACE_DEFAULT_BASE, VA_SPACE_DEFAULT_SIZE));
+        ASSERT_RET(va_space_new(&a, VA_SPACE_DEFAULT_BASE, VA_SPACE_DEFAULT_SIZE), 0);
         r = va_space_reserve_window(a);
         if (r == -EEXIST &&
             va_space_find_window_conflict(VA_SPACE_DEFAULT_BASE, VA_SPACE_DEFAULT_SIZE, &start, &end,
@@ -469,7 +437,7 @@ static void test_window_reservation(void) {
                 printf("default window: taken by 0x%" PRIx64 "-0x%" PRIx64 " %s, skipping that check\n",
                        start, end, name);
         else {
-                ASSERT_OK(r);
+                ASSERT_RET(r, 0);
                 printf("default window: reserved 0x%" PRIx64 "-0x%" PRIx64 "\n", VA_SPACE_DEFAULT_BASE,
                        VA_SPACE_DEFAULT_BASE + VA_SPACE_DEFAULT_SIZE);
         }
@@ -578,7 +546,7 @@ static void model_compare(const Model *m, VaSpace *s) {
         uint64_t holes = 0, largest = 0, used = 0, addr = 0, start, size;
         VaSpaceStats st;
 
-        ASSERT_OK(va_space_verify(s));
+        ASSERT_RET(va_space_verify(s), 0);
 
         for (size_t i = 0; i <= m->n; i++) {
                 uint64_t h, e;
@@ -593,15 +561,15 @@ static void model_compare(const Model *m, VaSpace *s) {
         }
 
         va_space_get_stats(s, &st);
-        ASSERT_EQ(st.n_ranges, m->n);
-        ASSERT_EQ(st.bytes_used, used);
-        ASSERT_EQ(st.n_holes, holes);
-        ASSERT_EQ(st.largest_hole, largest);
+        ASSERT_UEQ(st.n_ranges, m->n);
+        ASSERT_UEQ(st.bytes_used, used);
+        ASSERT_UEQ(st.n_holes, holes);
+        ASSERT_UEQ(st.largest_hole, largest);
 
         for (size_t i = 0; i < m->n; i++) {
-                ASSERT_OK(va_space_next(s, addr, &start, &size));
-                ASSERT_EQ(start, m->v[i].start);
-                ASSERT_EQ(size, m->v[i].size);
+                ASSERT_RET(va_space_next(s, addr, &start, &size), 0);
+                ASSERT_UEQ(start, m->v[i].start);
+                ASSERT_UEQ(size, m->v[i].size);
                 addr = start + 1;
         }
         ASSERT_RET(va_space_next(s, addr, &start, &size), -ENOENT);
@@ -659,12 +627,12 @@ static void random_alloc(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) {
                         c->probe_misses++;
                 return;
         }
-        ASSERT_OK(r);
+        ASSERT_RET(r, 0);
         c->alloc_ok++;
 
         /* Inside the window, aligned, and inside one hole of the model (so no overlap). */
         ASSERT_TRUE(va >= m->base && va + rounded <= m->base + m->size);
-        ASSERT_EQ(va % effective, 0);
+        ASSERT_UEQ(va % effective, 0);
         size_t i = model_search(m, va);
         uint64_t h, e;
         model_hole(m, i, &h, &e);
@@ -672,7 +640,7 @@ static void random_alloc(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) {
 
         /* Best fit, where the allocator promises it. */
         if (exact)
-                ASSERT_EQ(e - h, best);
+                ASSERT_UEQ(e - h, best);
 
         model_insert(m, va, rounded);
 }
@@ -732,8 +700,8 @@ static void random_release(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c)
         }
 
         size_t i = rng_range(rng, m->n);
-        ASSERT_OK(va_space_release(s, m->v[i].start, &size));
-        ASSERT_EQ(size, m->v[i].size);
+        ASSERT_RET(va_space_release(s, m->v[i].start, &size), 0);
+        ASSERT_UEQ(size, m->v[i].size);
         model_remove(m, i);
         c->release_ok++;
 }
@@ -744,9 +712,9 @@ static void random_lookup(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) 
 
         c->lookups++;
         if (i > 0 && addr - m->v[i - 1].start < m->v[i - 1].size) {
-                ASSERT_OK(va_space_lookup(s, addr, &start, &size));
-                ASSERT_EQ(start, m->v[i - 1].start);
-                ASSERT_EQ(size, m->v[i - 1].size);
+                ASSERT_RET(va_space_lookup(s, addr, &start, &size), 0);
+                ASSERT_UEQ(start, m->v[i - 1].start);
+                ASSERT_UEQ(size, m->v[i - 1].size);
         } else
                 ASSERT_RET(va_space_lookup(s, addr, &start, &size), -ENOENT);
 }
@@ -794,14 +762,14 @@ static void test_random(void) {
                 while (m.n > 0) {
                         size_t i = rng_range(&rng, m.n);
 
-                        ASSERT_OK(va_space_release(s, m.v[i].start, NULL));
+                        ASSERT_RET(va_space_release(s, m.v[i].start, NULL), 0);
                         model_remove(&m, i);
                 }
                 model_compare(&m, s);
                 VaSpaceStats st = space_stats(s);
-                ASSERT_EQ(st.n_holes, 1);
-                ASSERT_EQ(st.largest_hole, cfg->size);
-                ASSERT_EQ(st.bytes_used, 0);
+                ASSERT_UEQ(st.n_holes, 1);
+                ASSERT_UEQ(st.largest_hole, cfg->size);
+                ASSERT_UEQ(st.bytes_used, 0);
 
                 printf("        alloc %u ok / %u ENOMEM / %u EINVAL, release %u ok / %u ENOENT, "
                        "reserve %u ok / %u refused, %u lookups, max %zu live; %u ENOMEM with a fitting hole "
@@ -821,7 +789,7 @@ static void test_random(void) {
 static uint64_t now_ns(void) {
         struct timespec ts;
 
-        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &ts));
+        ASSERT_RET(clock_gettime(CLOCK_MONOTONIC, &ts), 0);
         return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
 }
 
@@ -844,7 +812,7 @@ static void scale_run(size_t live, uint64_t seed) {
 
         t = now_ns();
         for (size_t i = 0; i < live; i++)
-                ASSERT_OK(va_space_alloc(s, scale_size(&rng), 0, &va[i]));
+                ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, &va[i]), 0);
         t_fill = now_ns() - t;
 
         /* Churn: release a random batch, allocate as many again; reaches a fragmented steady state. */
@@ -859,19 +827,19 @@ static void scale_run(size_t live, uint64_t seed) {
 
                 t = now_ns();
                 for (size_t j = live - batch; j < live; j++)
-                        ASSERT_OK(va_space_release(s, va[j], NULL));
+                        ASSERT_RET(va_space_release(s, va[j], NULL), 0);
                 t_release += now_ns() - t;
 
                 t = now_ns();
                 for (size_t j = live - batch; j < live; j++)
-                        ASSERT_OK(va_space_alloc(s, scale_size(&rng), 0, &va[j]));
+                        ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, &va[j]), 0);
                 t_alloc += now_ns() - t;
         }
 
         /* Lookups of random addresses inside random live ranges. */
         t = now_ns();
         for (size_t j = 0; j < rounds * batch; j++)
-                ASSERT_OK(va_space_lookup(s, va[rng_range(&rng, live)] + 1, &start, &size));
+                ASSERT_RET(va_space_lookup(s, va[rng_range(&rng, live)] + 1, &start, &size), 0);
         t_lookup = now_ns() - t;
 
         /* What picking the random address costs by itself (the va[] access misses cache at 10^6). */
@@ -883,7 +851,7 @@ static void scale_run(size_t live, uint64_t seed) {
         t_harness = now_ns() - t;
 
         va_space_get_stats(s, &st);
-        ASSERT_OK(va_space_verify(s));
+        ASSERT_RET(va_space_verify(s), 0);
         printf("scale: %7zu live: fill %6.0f ns/alloc; churn %6.0f ns/alloc, %6.0f ns/release; "
                "lookup %6.0f ns (+%3.0f ns picking the address); %" PRIu64 " holes, %.1f bytes/range "
                "(%" PRIu64 " bytes)\n",

@@ -75,6 +75,18 @@
                 }                                                                       \
         } while (0)
 
+/* A 0-or-negative-errno result that must be exactly `expected` (0 included). */
+#define ASSERT_RET(expr, expected)                                                      \
+        do {                                                                            \
+                int _r = (expr), _e = (expected);                                       \
+                if (_r != _e) {                                                         \
+                        fprintf(stderr, "%s:%d: %s: %s returned %d (%s), expected %d (%s)\n", \
+                                __FILE__, __LINE__, __func__, #expr, _r, strerror(-_r), \
+                                _e, strerror(-_e));                                     \
+                        abort();                                                        \
+                }                                                                       \
+        } while (0)
+
 #define ASSERT_STREQ(a, b)                                                              \
         do {                                                                            \
                 const char *_a = (a), *_b = (b);                                        \
