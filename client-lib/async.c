@@ -129,19 +129,9 @@ _public_ int svmd_allocate_async(svmd_client *c, uint64_t size, uint32_t gpu_id,
 
         if (!c || !domain || !callback)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        if (o) {
-                r = request_check_gpus(o->map, o->n_map, false, error);
-                if (r < 0)
-                        return r;
-        }
-        r = client_new_call(c, true, "Allocate", &m, error);
+        r = request_build_allocate(c, size, gpu_id, domain, o, &m, error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(m, "tus", size, gpu_id, domain);
-        if (r >= 0)
-                r = request_append_allocate_options(m, o);
-        if (r < 0)
-                return error_setf(error, r, NULL, "Building the Allocate call failed: %s.", strerror(-r));
         return send_async(c, m, ASYNC_ALLOCATE, (void *) callback, userdata, error);
 }
 
@@ -153,19 +143,9 @@ _public_ int svmd_map_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids
 
         if (!c || !callback)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        r = request_check_gpus(gpu_ids, n, false, error);
+        r = request_build_map(c, id, gpu_ids, n, o, &m, error);
         if (r < 0)
                 return r;
-        r = client_new_call(c, true, "Map", &m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "t", id);
-        if (r >= 0)
-                r = request_append_u32_array(m, gpu_ids, n);
-        if (r >= 0)
-                r = request_append_change_options(m, o);
-        if (r < 0)
-                return error_setf(error, r, NULL, "Building the Map call failed: %s.", strerror(-r));
         return send_async(c, m, ASYNC_DONE, (void *) callback, userdata, error);
 }
 

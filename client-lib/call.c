@@ -368,19 +368,9 @@ _public_ int svmd_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const
 
         if (!c || !domain)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        if (o) {
-                r = request_check_gpus(o->map, o->n_map, false, error);
-                if (r < 0)
-                        return r;
-        }
-        r = client_new_call(c, true, "Allocate", &m, error);
+        r = request_build_allocate(c, size, gpu_id, domain, o, &m, error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(m, "tus", size, gpu_id, domain);
-        if (r >= 0)
-                r = request_append_allocate_options(m, o);
-        if (r < 0)
-                return build_failed(error, "Allocate", r);
         r = client_call(c, m, &reply, error);
         if (r < 0)
                 return r;
@@ -455,19 +445,9 @@ _public_ int svmd_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size
 
         if (!c)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        r = request_check_gpus(gpu_ids, n, false, error);
+        r = request_build_map(c, id, gpu_ids, n, o, &m, error);
         if (r < 0)
                 return r;
-        r = client_new_call(c, true, "Map", &m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "t", id);
-        if (r >= 0)
-                r = request_append_u32_array(m, gpu_ids, n);
-        if (r >= 0)
-                r = request_append_change_options(m, o);
-        if (r < 0)
-                return build_failed(error, "Map", r);
         return client_call(c, m, NULL, error);
 }
 

@@ -69,6 +69,10 @@ int request_append_host_ranges(sd_bus_message *m, const svmd_host_range *ranges,
 int request_check_gpus(const uint32_t *ids, size_t n, bool need_one, svmd_error *error);
 int request_build_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
                          sd_bus_message **ret, svmd_error *error);
+int request_build_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                           const svmd_allocate_options *o, sd_bus_message **ret, svmd_error *error);
+int request_build_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *o,
+                      sd_bus_message **ret, svmd_error *error);
 int reply_read_allocation(sd_bus_message *reply, svmd_allocation *ret);
 /* *ret is malloc()ed, *ret_n entries. */
 int reply_read_commit_results(sd_bus_message *reply, svmd_op_result **ret, size_t *ret_n);

@@ -361,3 +361,47 @@ int reply_read_commit_results(sd_bus_message *reply, svmd_op_result **ret, size_
         *ret_n = n;
         return 0;
 }
+
+int request_build_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                           const svmd_allocate_options *o, sd_bus_message **ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (o) {
+                r = request_check_gpus(o->map, o->n_map, false, error);
+                if (r < 0)
+                        return r;
+        }
+        r = client_new_call(c, true, "Allocate", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "tus", size, gpu_id, domain);
+        if (r >= 0)
+                r = request_append_allocate_options(m, o);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Building the Allocate call failed: %s.", strerror(-r));
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int request_build_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *o,
+                      sd_bus_message **ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = request_check_gpus(gpu_ids, n, false, error);
+        if (r < 0)
+                return r;
+        r = client_new_call(c, true, "Map", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r >= 0)
+                r = request_append_u32_array(m, gpu_ids, n);
+        if (r >= 0)
+                r = request_append_change_options(m, o);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Building the Map call failed: %s.", strerror(-r));
+        *ret = TAKE_PTR(m);
+        return 0;
+}
