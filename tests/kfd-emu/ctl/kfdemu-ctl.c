@@ -55,7 +55,7 @@ static void help(FILE *f) {
                 "  -h, --help            show this help\n"
                 "\n"
                 "Fault spec: ioctl=<NAME> [gpu=<id>] [nth=N] [count=N] errno=<ENAME>\n"
-                "            [after=K] [at=fence] [pid=P]   (see docs/emulator.md)\n"
+                "            [after=K] [at=fence] [op=set|get] [pid=P]   (see docs/emulator.md)\n"
                 "\n"
                 "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }

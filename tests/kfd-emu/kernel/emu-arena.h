@@ -30,7 +30,7 @@
 #include "emu-topology.h"
 
 #define EMU_ARENA_MAGIC UINT64_C(0x31554d4544464b00) /* "\0KFDEMU1" */
-#define EMU_ARENA_VERSION 1
+#define EMU_ARENA_VERSION 2
 
 #define EMU_PAGE_SIZE 4096ULL
 #define EMU_NIL UINT32_MAX
@@ -212,6 +212,7 @@ typedef struct EmuFault {
         int32_t after;                  /* -1: unset */
         uint32_t at_fence;
         int32_t pid;                    /* 0: any */
+        int32_t svm_op;                 /* SVM: only this KFD_IOCTL_SVM_OP_*; -1: any op */
         uint32_t seen;
         uint32_t fired;
         char spec[EMU_FAULT_SPEC_MAX];
@@ -285,6 +286,10 @@ static inline void *emu_sys_mmap(void *addr, size_t len, int prot, int flags, in
         /* syscall() already turns the -errno return into -1 and errno. */
         return (void *) syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
+static inline int emu_sys_munmap(void *addr, size_t len) {
+        /* Not libc's munmap: the preload's would tell the emulated kernel about its own arena. */
+        return (int) syscall(SYS_munmap, addr, len);
+}
 
 /* Table accessors. */
 static inline EmuProc *emu_proc(EmuKernel *k, uint32_t i) {
@@ -355,6 +360,8 @@ int emu_ioctl_nr_from_name(const char *name);
 /* emu-svm.c */
 int emu_svm_ioctl(EmuKernel *k, uint32_t proc, void *data, size_t size, const EmuFault *fault);
 bool emu_svm_overlaps(EmuKernel *k, uint32_t proc, uint64_t start, uint64_t end);
+/* svm_range_unmap_from_cpu: drop [start, end) (page-aligned) from the context's ranges. Under the lock. */
+void emu_svm_unmap(EmuKernel *k, uint32_t proc, uint64_t start, uint64_t end);
 json_t *emu_svm_dump(EmuKernel *k, uint32_t proc);
 
 /* emu-fault.c */
@@ -364,8 +371,12 @@ typedef struct EmuFaultCtx {
         int32_t device_index;   /* MAP/UNMAP: index in the array; -1 otherwise */
         bool fence;             /* MAP/UNMAP: after all devices */
 } EmuFaultCtx;
-/* Evaluate armed faults for a call; returns the fault that fires (its seen/fired are updated) or NULL. */
-EmuFault *emu_fault_check(EmuKernel *k, uint32_t nr, uint32_t call_gpu_id);
+/*
+ * Evaluate armed faults for a call; returns the fault that fires (its seen/fired are updated) or NULL.
+ * svm_op: the call's KFD_IOCTL_SVM_OP_* for SVM, -1 otherwise; a fault armed with op= for another op
+ * is not counted.
+ */
+EmuFault *emu_fault_check(EmuKernel *k, uint32_t nr, uint32_t call_gpu_id, int32_t svm_op);
 /* MAP/UNMAP: the first firing point in [from, n) or the fence; *ret_index = n for the fence. */
 EmuFault *emu_fault_check_devices(EmuKernel *k, uint32_t nr, const uint32_t *ids, uint32_t from,
                                   uint32_t n, uint32_t *ret_index);

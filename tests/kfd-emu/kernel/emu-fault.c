@@ -6,7 +6,9 @@
  * (after=K: n_success = K) or after all devices at the fence wait (at=fence:
  * n_success = n_devices, the mappings stay). That is where the kernel really
  * fails or gets interrupted (§3.2 of the reference), so clients' restart and
- * rollback paths can be driven deterministically.
+ * rollback paths can be driven deterministically. For SVM, op=set|get
+ * narrows a fault to SET_ATTR or GET_ATTR calls, and after=K on a SET applies
+ * attributes [0, K) before the errno.
  */
 
 #include <errno.h>
@@ -87,7 +89,7 @@ _printf_(2, 3) static int fail(char **ret_error, const char *fmt, ...) {
 
 int emu_kernel_fault_add(EmuKernel *k, const char *spec, char **ret_error) {
         _cleanup_free_ char *copy = NULL;
-        EmuFault f = { .nth = 1, .count = 1, .after = -1 };
+        EmuFault f = { .nth = 1, .count = 1, .after = -1, .svm_op = -1 };
         bool have_nr = false, have_errno = false;
         char *save = NULL, *tok;
         int r;
@@ -136,6 +138,13 @@ int emu_kernel_fault_add(EmuKernel *k, const char *spec, char **ret_error) {
                         if (!streq(v, "fence"))
                                 return fail(ret_error, "unknown at '%s' (only 'fence')", v);
                         f.at_fence = 1;
+                } else if (streq(tok, "op")) {
+                        if (streq(v, "set"))
+                                f.svm_op = KFD_IOCTL_SVM_OP_SET_ATTR;
+                        else if (streq(v, "get"))
+                                f.svm_op = KFD_IOCTL_SVM_OP_GET_ATTR;
+                        else
+                                return fail(ret_error, "unknown op '%s' (set or get)", v);
                 } else if (streq(tok, "pid")) {
                         if (parse_u32(v, &u) < 0 || u == 0 || u > INT32_MAX)
                                 return fail(ret_error, "bad pid '%s'", v);
@@ -153,6 +162,8 @@ int emu_kernel_fault_add(EmuKernel *k, const char *spec, char **ret_error) {
                 return fail(ret_error, "at=fence only applies to MAP/UNMAP");
         if (f.after >= 0 && f.nr != 0x18 && f.nr != 0x19 && f.nr != 0x20)
                 return fail(ret_error, "after= only applies to MAP/UNMAP/SVM");
+        if (f.svm_op >= 0 && f.nr != 0x20)
+                return fail(ret_error, "op= only applies to SVM");
         snprintf(f.spec, sizeof(f.spec), "%s", spec);
         f.in_use = 1;
 
@@ -196,13 +207,16 @@ static bool fires(EmuFault *f) {
         return true;
 }
 
-EmuFault *emu_fault_check(EmuKernel *k, uint32_t nr, uint32_t call_gpu_id) {
+EmuFault *emu_fault_check(EmuKernel *k, uint32_t nr, uint32_t call_gpu_id, int32_t svm_op) {
         EmuFault *hit = NULL;
 
         for (size_t i = 0; i < EMU_MAX_FAULTS; i++) {
                 EmuFault *f = &k->a->faults[i];
 
                 if (!matches_caller(f, nr) || (f->gpu_id != 0 && f->gpu_id != call_gpu_id))
+                        continue;
+                /* op=: a call with another op is not a matching call, so it is not counted either. */
+                if (f->svm_op >= 0 && f->svm_op != svm_op)
                         continue;
                 if (fires(f) && !hit)
                         hit = f;

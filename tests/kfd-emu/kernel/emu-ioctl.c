@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -1101,11 +1102,19 @@ static int kfd_ioctl(EmuKernel *k, uint32_t file, unsigned long cmd, void *arg) 
 
         /* Armed faults for whole calls fire before any state change; MAP/UNMAP place their own. */
         if (nr != 0x18 && nr != 0x19) {
+                int32_t svm_op = -1;
                 uint32_t gpu_id;
 
                 fault_gpu_of_args(e, kdata, asize, &gpu_id);
+                if (nr == 0x20) {
+                        /* For op=set|get faults; asize covers at least the kernel's struct. */
+                        uint32_t op;
+
+                        memcpy(&op, kdata + offsetof(struct kfd_ioctl_svm_args, op), sizeof(op));
+                        svm_op = op <= INT32_MAX ? (int32_t) op : INT32_MAX;
+                }
                 if (emu_lock(k) == 0) {
-                        fault = emu_fault_check(k, nr, gpu_id);
+                        fault = emu_fault_check(k, nr, gpu_id, svm_op);
                         emu_unlock(k);
                 }
         }

@@ -232,11 +232,11 @@ int emu_kernel_create(const char *dir, const EmuTopology *topo, const EmuOptions
 
         /* Published last: attach refuses an arena without the magic. */
         __atomic_store_n(&a->magic, EMU_ARENA_MAGIC, __ATOMIC_RELEASE);
-        munmap(a, total);
+        (void) emu_sys_munmap(a, total);
         return 0;
 
 fail:
-        munmap(a, total);
+        (void) emu_sys_munmap(a, total);
         (void) unlink(state);
         return r;
 }
@@ -287,18 +287,18 @@ int emu_kernel_attach(const char *dir, EmuKernel **ret) {
         if (__atomic_load_n(&a->magic, __ATOMIC_ACQUIRE) != EMU_ARENA_MAGIC ||
             a->version != EMU_ARENA_VERSION || a->header_size != sizeof(EmuArena) ||
             a->total_size != (uint64_t) st.st_size) {
-                munmap(a, (size_t) st.st_size);
+                (void) emu_sys_munmap(a, (size_t) st.st_size);
                 return -EBADMSG;
         }
 
         k = calloc(1, sizeof(*k));
         if (!k) {
-                munmap(a, (size_t) st.st_size);
+                (void) emu_sys_munmap(a, (size_t) st.st_size);
                 return -ENOMEM;
         }
         k->dir = strdup(dir);
         if (!k->dir) {
-                munmap(a, (size_t) st.st_size);
+                (void) emu_sys_munmap(a, (size_t) st.st_size);
                 return -ENOMEM;
         }
         k->a = a;
@@ -335,7 +335,7 @@ void emu_kernel_detach(EmuKernel *k) {
                 emu_sys_close(k->private_fds[i]);
         free(k->probes);
         free(k->private_fds);
-        munmap(k->a, k->size);
+        (void) emu_sys_munmap(k->a, k->size);
         emu_sys_close(k->state_fd);
         free(k->dir);
         free(k);
@@ -1356,6 +1356,49 @@ void *emu_kernel_mmap(EmuKernel *k, void *addr, size_t len, int prot, int flags,
         else
                 p = render_mmap(k, index, addr, len, prot, flags, (uint64_t) off);
         return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* CPU unmaps: the MMU notifier's MMU_NOTIFY_UNMAP → svm_range_unmap_from_cpu */
+
+int emu_kernel_cpu_unmap(EmuKernel *k, uint64_t addr, uint64_t len) {
+        uint64_t start, end;
+        uint32_t proc;
+        EmuProc *p;
+        int r;
+
+        /*
+         * Every munmap and MAP_FIXED mmap of the process comes here: without a
+         * KFD context or without SVM ranges, no system call and no lock.
+         */
+        proc = k->proc;
+        if (proc == EMU_NIL || len == 0)
+                return 0;
+        p = emu_proc(k, proc);
+        if (__atomic_load_n(&p->n_svm, __ATOMIC_RELAXED) == 0)
+                return 0;
+        /* A forked child has its own mm: the parent's ranges are not its to drop. */
+        emu_check_fork(k);
+        proc = k->proc;
+        if (proc == EMU_NIL)
+                return 0;
+
+        /* The notifier's interval is whole pages: [addr & PAGE_MASK, PAGE_ALIGN(addr + len)). */
+        start = addr & ~(EMU_PAGE_SIZE - 1);
+        if (__builtin_add_overflow(addr, len, &end) || end > UINT64_MAX - (EMU_PAGE_SIZE - 1))
+                end = UINT64_MAX;
+        else
+                end = align_to(end, EMU_PAGE_SIZE);
+
+        r = emu_lock(k);
+        if (r < 0)
+                return r;
+        /* Only the primary context has SVM ranges (secondary ones refuse the ioctl). */
+        p = emu_proc(k, proc);
+        if (p->in_use && !p->secondary && p->pid == k->pid)
+                emu_svm_unmap(k, proc, start, end);
+        emu_unlock(k);
+        return 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -85,6 +85,18 @@ int emu_kernel_ioctl(EmuKernel *k, int fd, unsigned long cmd, void *arg);
  */
 void *emu_kernel_mmap(EmuKernel *k, void *addr, size_t len, int prot, int flags, int fd, off_t off);
 
+/*
+ * The CPU mapping of [addr, addr+len) in this process went away: munmap, an
+ * mmap with MAP_FIXED over it, or mremap moving or shrinking it (the MMU
+ * notifier's MMU_NOTIFY_UNMAP). The caller reports it after the call
+ * succeeded. Like svm_range_unmap_from_cpu, the interval (widened to whole
+ * pages) is removed from the SVM ranges of the process's KFD context: ranges
+ * inside it disappear, ranges across its edges are split. A process without a
+ * KFD context or without SVM ranges returns at once, with no lock and no
+ * system call; the function never maps or unmaps memory itself.
+ */
+int emu_kernel_cpu_unmap(EmuKernel *k, uint64_t addr, uint64_t len);
+
 /* Called by close() of an fd of kind KFD after the real close (secondary contexts die with their file). */
 void emu_kernel_file_closed(EmuKernel *k);
 
@@ -104,7 +116,10 @@ const char *emu_kernel_dir(EmuKernel *k);
 /* Kernel-side state as JSON (see docs/emulator.md "dump"). Reaps dead processes first. */
 int emu_kernel_dump(EmuKernel *k, json_t **ret);
 
-/* Faults: spec as in kfdemu-ctl ('ioctl=MAP_MEMORY_TO_GPU gpu=0x1234 nth=1 errno=ENOMEM after=2 count=1'). */
+/*
+ * Faults: spec as in kfdemu-ctl ('ioctl=MAP_MEMORY_TO_GPU gpu=0x1234 nth=1 errno=ENOMEM after=2 count=1',
+ * 'ioctl=SVM op=set errno=EIO after=1'); see docs/emulator.md.
+ */
 int emu_kernel_fault_add(EmuKernel *k, const char *spec, char **ret_error);
 int emu_kernel_fault_clear(EmuKernel *k);
 

@@ -42,21 +42,75 @@ static EmuSvmRange default_range(EmuKernel *k, uint32_t proc, uint64_t start, ui
         };
 }
 
-bool emu_svm_overlaps(EmuKernel *k, uint32_t proc, uint64_t start, uint64_t end) {
-        EmuSvmRange *r = emu_svm(k, proc);
-        uint32_t lo = 0, hi = emu_proc(k, proc)->n_svm;
+/* Index of the first of the n sorted, disjoint ranges that ends after addr; n if none does. */
+static uint32_t first_ending_after(const EmuSvmRange *r, uint32_t n, uint64_t addr) {
+        uint32_t lo = 0, hi = n;
 
-        if (end <= start)
-                return false;
-        /* First range ending after start. */
         while (lo < hi) {
                 uint32_t mid = lo + (hi - lo) / 2;
-                if (r[mid].end <= start)
+                if (r[mid].end <= addr)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        return lo < emu_proc(k, proc)->n_svm && r[lo].start < end;
+        return lo;
+}
+
+bool emu_svm_overlaps(EmuKernel *k, uint32_t proc, uint64_t start, uint64_t end) {
+        EmuSvmRange *r = emu_svm(k, proc);
+        uint32_t n = emu_proc(k, proc)->n_svm, i;
+
+        if (end <= start)
+                return false;
+        i = first_ending_after(r, n, start);
+        return i < n && r[i].start < end;
+}
+
+/*
+ * svm_range_unmap_from_cpu → svm_range_unmap_split: the CPU mapping of
+ * [start, end) is gone. Ranges inside it are removed, ranges across one of
+ * its edges lose the part inside, attributes unchanged. The kernel does this
+ * from deferred work that the next SVM or ALLOC ioctl flushes first, so doing
+ * it at once is what userspace can observe. A range covering the whole
+ * interval splits in two and needs one more slot: with the table full it
+ * stays whole, like a range the kernel fails to split (svm_range_split:
+ * -ENOMEM, the range is kept).
+ */
+void emu_svm_unmap(EmuKernel *k, uint32_t proc, uint64_t start, uint64_t end) {
+        EmuProc *p = emu_proc(k, proc);
+        EmuSvmRange *r = emu_svm(k, proc);
+        uint32_t n = p->n_svm, i, w;
+
+        if (end <= start)
+                return;
+        i = first_ending_after(r, n, start);
+        if (i >= n || r[i].start >= end)
+                return;
+
+        if (r[i].start < start && r[i].end > end) {
+                if (n >= k->a->max_svm)
+                        return;
+                memmove(&r[i + 2], &r[i + 1], (size_t) (n - i - 1) * sizeof(*r));
+                r[i + 1] = r[i];
+                r[i].end = start;
+                r[i + 1].start = end;
+                p->n_svm = n + 1;
+                return;
+        }
+
+        /* The head of a range that starts before the interval stays. */
+        if (r[i].start < start) {
+                r[i].end = start;
+                i++;
+        }
+        w = i;
+        /* Ranges entirely inside go; the tail of one that reaches past the interval stays. */
+        while (i < n && r[i].end <= end)
+                i++;
+        if (i < n && r[i].start < end)
+                r[i].start = end;
+        memmove(&r[w], &r[i], (size_t) (n - i) * sizeof(*r));
+        p->n_svm = w + (n - i);
 }
 
 static int any_mapping(EmuKernel *k, uint32_t proc, uint32_t link, void *userdata) {
@@ -378,8 +432,12 @@ int emu_svm_ioctl(EmuKernel *k, uint32_t proc, void *data, size_t size, const Em
         struct kfd_ioctl_svm_args *args = data;
         uint64_t end;
 
-        /* A fault without after= fails the whole call up front. */
-        if (fault && fault->after < 0)
+        /*
+         * A fault without after= fails the whole call up front, and so does
+         * one with after= on anything but SET_ATTR: only SET applies
+         * attributes one by one.
+         */
+        if (fault && (fault->after < 0 || args->op != KFD_IOCTL_SVM_OP_SET_ATTR))
                 return -fault->err;
         /* kfd_ioctl_svm */
         if ((args->start_addr & (EMU_PAGE_SIZE - 1)) || (args->size & (EMU_PAGE_SIZE - 1)) ||

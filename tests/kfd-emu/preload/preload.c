@@ -10,6 +10,12 @@
  * $KFDEMU_DIR, and stat of a device fd reports a character device. Anything
  * else passes through untouched. Without $KFDEMU_DIR the library is inert.
  *
+ * munmap(), mremap() and MAP_FIXED mmap() are passed through and then
+ * reported to the emulated kernel, which drops SVM ranges where the CPU
+ * mapping went away (the MMU notifier's job in the real kernel). Only calls
+ * through the dynamic symbols are seen: libc's internal ones (malloc's own
+ * munmap) and raw system calls are not.
+ *
  * dup(), dup2(), fcntl(F_DUPFD) and SCM_RIGHTS need no interposition: the
  * emulated kernel identifies a file by the (st_dev, st_ino) of its memfd, so
  * every fd sharing the description (or passed to another process) is found.
@@ -47,6 +53,13 @@ _Static_assert(sizeof(struct stat) == sizeof(struct stat64), "struct stat64 layo
 
 #define EMU_KFD_MAJOR 235
 #define EMU_DRM_MAJOR 226
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* The real functions, resolved once */
@@ -95,6 +108,8 @@ DECLARE_REAL(readlink);
 DECLARE_REAL(ioctl);
 DECLARE_REAL(mmap);
 DECLARE_REAL(mmap64);
+DECLARE_REAL(munmap);
+DECLARE_REAL(mremap);
 DECLARE_REAL(close);
 
 /* Pre-2.33 glibc entry points that old binaries still call. */
@@ -575,9 +590,38 @@ _public_ int ioctl(int fd, unsigned long request, ...) {
         return r;
 }
 
+/* Set while this thread reports an unmap: the report must never come back here. */
+static _Thread_local bool in_cpu_unmapped __attribute__((tls_model("initial-exec")));
+
+/*
+ * The CPU mapping of [addr, addr+len) was removed or replaced (called after
+ * the call succeeded): MMU_NOTIFY_UNMAP for the emulated kernel's SVM ranges.
+ */
+static void cpu_unmapped(void *addr, size_t len) {
+        /* Not get_emu(): an unmap never attaches; a process that never opened /dev/kfd has no ranges. */
+        EmuKernel *k = __atomic_load_n(&emu, __ATOMIC_ACQUIRE);
+        int saved;
+
+        if (!k || len == 0 || in_cpu_unmapped)
+                return;
+        saved = errno;
+        in_cpu_unmapped = true;
+        /* The unmap happened whatever the emulator answers: nothing to report to the caller. */
+        (void) emu_kernel_cpu_unmap(k, (uint64_t) (uintptr_t) addr, (uint64_t) len);
+        in_cpu_unmapped = false;
+        errno = saved;
+}
+
+static size_t page_align(size_t len) {
+        size_t page = (size_t) getpagesize();
+
+        return len > SIZE_MAX - (page - 1) ? SIZE_MAX & ~(page - 1) : (len + page - 1) & ~(page - 1);
+}
+
 static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, bool is64) {
         EmuKernel *k;
         struct stat st;
+        void *p;
 
         if ((flags & MAP_ANONYMOUS) || fd < 0 || !(k = get_emu()))
                 goto real;
@@ -586,13 +630,19 @@ static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
         switch (emu_kernel_classify(k, &st, NULL)) {
         case EMU_FILE_KFD:
         case EMU_FILE_RENDER:
-                return emu_kernel_mmap(k, addr, len, prot, flags, fd, off);
+                p = emu_kernel_mmap(k, addr, len, prot, flags, fd, off);
+                goto done;
         default:
                 /* Everything else, dma-bufs included (they are the shmem file itself). */
                 break;
         }
 real:
-        return is64 ? REAL(mmap64)(addr, len, prot, flags, fd, off) : REAL(mmap)(addr, len, prot, flags, fd, off);
+        p = is64 ? REAL(mmap64)(addr, len, prot, flags, fd, off) : REAL(mmap)(addr, len, prot, flags, fd, off);
+done:
+        /* MAP_FIXED replaced whatever was mapped there; MAP_FIXED_NOREPLACE succeeds only where nothing was. */
+        if (p != MAP_FAILED && (flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE))
+                cpu_unmapped(p, len);
+        return p;
 }
 
 _public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
@@ -601,6 +651,46 @@ _public_ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 
 _public_ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off) {
         return do_mmap(addr, len, prot, flags, fd, (off_t) off, true);
+}
+
+_public_ int munmap(void *addr, size_t len) {
+        int r = REAL(munmap)(addr, len);
+
+        if (r == 0)
+                cpu_unmapped(addr, len);
+        return r;
+}
+
+_public_ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...) {
+        void *new_addr = NULL, *p;
+        va_list ap;
+
+        /* Where glibc reads the fifth argument: the kernel uses it for these two flags. */
+        if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) {
+                va_start(ap, flags);
+                new_addr = va_arg(ap, void *);
+                va_end(ap);
+        }
+        p = REAL(mremap)(old, old_len, new_len, flags, new_addr);
+        if (p == MAP_FAILED)
+                return p;
+
+        old_len = page_align(old_len);
+        new_len = page_align(new_len);
+        if (p != old) {
+                /*
+                 * Moved: move_page_tables notifies MMU_NOTIFY_UNMAP for the
+                 * whole source, MREMAP_DONTUNMAP or not (old_len 0 only makes
+                 * a second mapping of shared pages); whatever was at the
+                 * destination (MREMAP_FIXED) was unmapped first.
+                 */
+                if (old_len > 0)
+                        cpu_unmapped(old, old_len);
+                cpu_unmapped(p, new_len);
+        } else if (new_len < old_len)
+                /* Shrunk in place: the tail is unmapped. */
+                cpu_unmapped((uint8_t *) old + new_len, old_len - new_len);
+        return p;
 }
 
 _public_ int close(int fd) {

@@ -145,6 +145,54 @@ static void *anon_pages(size_t size) {
         return p;
 }
 
+static uint32_t svm_get1(TestKfd *k, uint64_t start, uint64_t size, uint32_t type) {
+        SvmReq req = { .a[0] = { .type = type } };
+
+        ASSERT_OK(svm(k, KFD_IOCTL_SVM_OP_GET_ATTR, start, size, &req, 1));
+        return req.a[0].value;
+}
+
+/* The SVM ranges of this process's primary context, from the dump (a new reference). */
+static json_t *dump_svm(void) {
+        json_t *d = test_dump(), *p, *ret = NULL;
+        size_t i;
+
+        json_array_foreach(json_object_get(d, "processes"), i, p)
+                if (json_integer_value(json_object_get(p, "pid")) == getpid() &&
+                    !json_is_true(json_object_get(p, "secondary")))
+                        ret = json_incref(json_object_get(p, "svm"));
+        json_decref(d);
+        ASSERT_TRUE(json_is_array(ret));
+        return ret;
+}
+
+static void assert_svm_range(json_t *svm, size_t i, uint64_t start, uint64_t size, uint32_t preferred_loc) {
+        json_t *r = json_array_get(svm, i);
+
+        ASSERT_TRUE(r);
+        ASSERT_EQ(json_integer_value(json_object_get(r, "start")), start);
+        ASSERT_EQ(json_integer_value(json_object_get(r, "size")), size);
+        ASSERT_EQ(json_integer_value(json_object_get(r, "preferred_loc")), preferred_loc);
+}
+
+static size_t n_svm_ranges(void) {
+        json_t *s = dump_svm();
+        size_t n = json_array_size(s);
+
+        json_decref(s);
+        return n;
+}
+
+/* seen/fired of the i-th armed fault, from the dump. */
+static void fault_counters(size_t i, uint64_t *ret_seen, uint64_t *ret_fired) {
+        json_t *d = test_dump(), *f = json_array_get(json_object_get(d, "faults"), i);
+
+        ASSERT_TRUE(f);
+        *ret_seen = (uint64_t) json_integer_value(json_object_get(f, "seen"));
+        *ret_fired = (uint64_t) json_integer_value(json_object_get(f, "fired"));
+        json_decref(d);
+}
+
 static char *fault_spec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *fault_spec(const char *fmt, ...) {
         static char buf[256];
@@ -1811,6 +1859,240 @@ static void test_svm_get_access_in_place_query_einval(void) {
         test_kfd_close(&k);
 }
 
+/* The CPU mapping goes away (MMU_NOTIFY_UNMAP → svm_range_unmap_from_cpu): the ranges under it go too. */
+static void test_svm_cpu_munmap_splits_range(void) {
+        TestKfd k;
+        uint64_t addr;
+        uint32_t g0;
+        json_t *s;
+        void *p, *q;
+
+        test_kfd_open(&k, true);
+        g0 = gpu_id(&k, 0);
+        p = anon_pages(4 * SZ_64K);
+        addr = (uintptr_t) p;
+        ASSERT_OK(svm_set1(&k, addr, 4 * SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, g0));
+        s = dump_svm();
+        ASSERT_EQ(json_array_size(s), 1);
+        assert_svm_range(s, 0, addr, 4 * SZ_64K, g0);
+        json_decref(s);
+
+        /* A hole in the middle: the range splits around it, both parts keep the attributes. */
+        ASSERT_TRUE(munmap((uint8_t *) p + SZ_64K, SZ_64K) == 0);
+        s = dump_svm();
+        ASSERT_EQ(json_array_size(s), 2);
+        assert_svm_range(s, 0, addr, SZ_64K, g0);
+        assert_svm_range(s, 1, addr + 2 * SZ_64K, 2 * SZ_64K, g0);
+        json_decref(s);
+
+        /* Across both edges (partly unmapped already): the head of one and the tail of the other stay. */
+        ASSERT_TRUE(munmap((uint8_t *) p + SZ_64K / 2, 2 * SZ_64K) == 0);
+        s = dump_svm();
+        ASSERT_EQ(json_array_size(s), 2);
+        assert_svm_range(s, 0, addr, SZ_64K / 2, g0);
+        assert_svm_range(s, 1, addr + SZ_64K * 5 / 2, SZ_64K * 3 / 2, g0);
+        json_decref(s);
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K / 2, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC), g0);
+        ASSERT_EQ(svm_get1(&k, addr + SZ_64K * 5 / 2, SZ_64K * 3 / 2, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC), g0);
+        /* The hole is no valid range for the ioctl. */
+        ASSERT_ERRNO(svm_set1(&k, addr + SZ_64K, SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, g0), EFAULT);
+
+        /* New anonymous memory in the hole has no attributes: GET gives the defaults. */
+        q = mmap((uint8_t *) p + SZ_64K / 2, 2 * SZ_64K, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        ASSERT_TRUE(q == (uint8_t *) p + SZ_64K / 2);
+        ASSERT_EQ(svm_get1(&k, (uintptr_t) q, 2 * SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC),
+                  KFD_IOCTL_SVM_LOCATION_UNDEFINED);
+        ASSERT_EQ(svm_get1(&k, (uintptr_t) q, 2 * SZ_64K, KFD_IOCTL_SVM_ATTR_SET_FLAGS),
+                  KFD_IOCTL_SVM_FLAG_HOST_ACCESS | KFD_IOCTL_SVM_FLAG_COHERENT);
+        ASSERT_EQ(n_svm_ranges(), 2);
+
+        ASSERT_TRUE(munmap(p, 4 * SZ_64K) == 0);
+        ASSERT_EQ(n_svm_ranges(), 0);
+        test_kfd_close(&k);
+}
+
+static void test_svm_cpu_munmap_frees_va_for_alloc(void) {
+        TestKfd k;
+        uint64_t h, addr;
+        void *p;
+
+        test_kfd_open(&k, true);
+        p = anon_pages(SZ_2M);
+        addr = (uintptr_t) p;
+        ASSERT_OK(svm_set1(&k, addr, SZ_2M, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, KFD_IOCTL_SVM_LOCATION_SYSMEM));
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 0), addr, SZ_64K, VRAM_FLAGS, &h, NULL), EADDRINUSE);
+        ASSERT_TRUE(munmap(p, SZ_2M) == 0);
+        ASSERT_EQ(n_svm_ranges(), 0);
+        /* The VA is no SVM range any more: a BO can have it. */
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), addr, SZ_64K, VRAM_FLAGS, &h, NULL));
+        ASSERT_OK(test_free(&k, h));
+        test_kfd_close(&k);
+}
+
+static void test_svm_cpu_map_fixed_drops_range(void) {
+        _cleanup_close_ int mfd = -EBADF;
+        TestKfd k;
+        uint64_t addr;
+        uint32_t g0;
+        json_t *s;
+        void *p, *q;
+
+        test_kfd_open(&k, true);
+        g0 = gpu_id(&k, 0);
+        p = anon_pages(2 * SZ_64K);
+        addr = (uintptr_t) p;
+        ASSERT_OK(svm_set1(&k, addr, 2 * SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, g0));
+
+        /* MAP_FIXED_NOREPLACE replaces nothing: it fails, the range stays. */
+        q = mmap(p, SZ_64K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        ASSERT_TRUE(q == MAP_FAILED);
+        ASSERT_EQ(errno, EEXIST);
+        ASSERT_EQ(n_svm_ranges(), 1);
+
+        /* Anonymous MAP_FIXED over the first half: that half of the range is gone. */
+        q = mmap(p, SZ_64K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        ASSERT_TRUE(q == p);
+        s = dump_svm();
+        ASSERT_EQ(json_array_size(s), 1);
+        assert_svm_range(s, 0, addr + SZ_64K, SZ_64K, g0);
+        json_decref(s);
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC), KFD_IOCTL_SVM_LOCATION_UNDEFINED);
+        ASSERT_EQ(svm_get1(&k, addr + SZ_64K, SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC), g0);
+
+        /* A file mapped MAP_FIXED over the rest: nothing is left. */
+        mfd = memfd_create("svm-fixed", MFD_CLOEXEC);
+        ASSERT_TRUE(mfd >= 0);
+        ASSERT_TRUE(ftruncate(mfd, (off_t) SZ_64K) == 0);
+        q = mmap((uint8_t *) p + SZ_64K, SZ_64K, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mfd, 0);
+        ASSERT_TRUE(q == (uint8_t *) p + SZ_64K);
+        ASSERT_EQ(n_svm_ranges(), 0);
+        ASSERT_EQ(svm_get1(&k, addr, 2 * SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC), KFD_IOCTL_SVM_LOCATION_UNDEFINED);
+        ASSERT_TRUE(munmap(p, 2 * SZ_64K) == 0);
+        test_kfd_close(&k);
+}
+
+static void test_svm_cpu_mremap_drops_source(void) {
+        TestKfd k;
+        uint64_t addr;
+        uint32_t g0;
+        json_t *s;
+        void *p, *q, *dst;
+
+        test_kfd_open(&k, true);
+        g0 = gpu_id(&k, 0);
+        p = anon_pages(4 * SZ_64K);
+        addr = (uintptr_t) p;
+        ASSERT_OK(svm_set1(&k, addr, 4 * SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, g0));
+
+        /* Shrunk in place: the tail is unmapped. */
+        q = mremap(p, 4 * SZ_64K, 2 * SZ_64K, 0);
+        ASSERT_TRUE(q == p);
+        s = dump_svm();
+        ASSERT_EQ(json_array_size(s), 1);
+        assert_svm_range(s, 0, addr, 2 * SZ_64K, g0);
+        json_decref(s);
+
+        /* Moved: the ranges stay at the old VA, which the move unmapped; the new VA has none. */
+        dst = anon_pages(2 * SZ_64K);
+        q = mremap(p, 2 * SZ_64K, 2 * SZ_64K, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        ASSERT_TRUE(q == dst);
+        ASSERT_EQ(n_svm_ranges(), 0);
+        ASSERT_EQ(svm_get1(&k, (uintptr_t) dst, 2 * SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC),
+                  KFD_IOCTL_SVM_LOCATION_UNDEFINED);
+        ASSERT_TRUE(munmap(dst, 2 * SZ_64K) == 0);
+        test_kfd_close(&k);
+}
+
+/* op=set: only SET_ATTR calls match; after=K applies attributes [0, K), then the errno. */
+static void test_svm_fault_op_set_after_k(void) {
+        TestKfd k;
+        uint64_t addr, seen, fired;
+        SvmReq req;
+        uint32_t g0;
+        void *p;
+
+        test_kfd_open(&k, true);
+        g0 = gpu_id(&k, 0);
+        p = anon_pages(SZ_64K);
+        addr = (uintptr_t) p;
+        test_fault("ioctl=SVM op=set errno=EIO after=1 count=1");
+
+        /* A GET first: another op, so the fault neither fires nor counts it. */
+        req = (SvmReq) { .a = {
+                { KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, 0 },
+                { KFD_IOCTL_SVM_ATTR_SET_FLAGS, 0 },
+                { KFD_IOCTL_SVM_ATTR_GRANULARITY, 0 },
+        } };
+        ASSERT_OK(svm(&k, KFD_IOCTL_SVM_OP_GET_ATTR, addr, SZ_64K, &req, 3));
+        ASSERT_EQ(req.a[0].value, KFD_IOCTL_SVM_LOCATION_UNDEFINED);
+        ASSERT_EQ(req.a[1].value, KFD_IOCTL_SVM_FLAG_HOST_ACCESS | KFD_IOCTL_SVM_FLAG_COHERENT);
+        ASSERT_EQ(req.a[2].value, 9);
+        fault_counters(0, &seen, &fired);
+        ASSERT_EQ(seen, 0);
+        ASSERT_EQ(fired, 0);
+
+        /* The SET: the first of its three attributes is applied, then EIO. */
+        req = (SvmReq) { .a = {
+                { KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, g0 },
+                { KFD_IOCTL_SVM_ATTR_SET_FLAGS, KFD_IOCTL_SVM_FLAG_GPU_RO },
+                { KFD_IOCTL_SVM_ATTR_GRANULARITY, 4 },
+        } };
+        ASSERT_ERRNO(svm(&k, KFD_IOCTL_SVM_OP_SET_ATTR, addr, SZ_64K, &req, 3), EIO);
+        fault_counters(0, &seen, &fired);
+        ASSERT_EQ(seen, 1);
+        ASSERT_EQ(fired, 1);
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC), g0);
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_SET_FLAGS),
+                  KFD_IOCTL_SVM_FLAG_HOST_ACCESS | KFD_IOCTL_SVM_FLAG_COHERENT);
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_GRANULARITY), 9);
+
+        /* count=1 is spent: the same SET now applies all three. */
+        ASSERT_OK(svm(&k, KFD_IOCTL_SVM_OP_SET_ATTR, addr, SZ_64K, &req, 3));
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_SET_FLAGS),
+                  KFD_IOCTL_SVM_FLAG_HOST_ACCESS | KFD_IOCTL_SVM_FLAG_COHERENT | KFD_IOCTL_SVM_FLAG_GPU_RO);
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_GRANULARITY), 4);
+        ASSERT_TRUE(munmap(p, SZ_64K) == 0);
+        test_kfd_close(&k);
+}
+
+static void test_svm_fault_op_get(void) {
+        TestKfd k;
+        uint64_t addr, seen, fired;
+        SvmReq req = { .a[0] = { KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, 0 } };
+        uint32_t g0;
+        void *p;
+
+        test_kfd_open(&k, true);
+        g0 = gpu_id(&k, 0);
+        p = anon_pages(SZ_64K);
+        addr = (uintptr_t) p;
+        test_fault("ioctl=SVM op=get nth=1 errno=ENOMEM count=1");
+        /* SETs pass untouched and uncounted; the first GET fails, the next one does not. */
+        ASSERT_OK(svm_set1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, g0));
+        ASSERT_OK(svm_set1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_SET_FLAGS, KFD_IOCTL_SVM_FLAG_GPU_RO));
+        fault_counters(0, &seen, &fired);
+        ASSERT_EQ(seen, 0);
+        ASSERT_ERRNO(svm(&k, KFD_IOCTL_SVM_OP_GET_ATTR, addr, SZ_64K, &req, 1), ENOMEM);
+        ASSERT_EQ(svm_get1(&k, addr, SZ_64K, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC), g0);
+        fault_counters(0, &seen, &fired);
+        ASSERT_EQ(seen, 2);
+        ASSERT_EQ(fired, 1);
+        ASSERT_TRUE(munmap(p, SZ_64K) == 0);
+        test_kfd_close(&k);
+}
+
+static void test_fault_op_only_for_svm(void) {
+        /* op= narrows SVM calls only; the grammar refuses it elsewhere, and unknown ops. */
+        ASSERT_EQ(test_ctl("fault", "add", "ioctl=ALLOC_MEMORY_OF_GPU op=set errno=EIO", NULL), 2);
+        ASSERT_EQ(test_ctl("fault", "add", "ioctl=MAP_MEMORY_TO_GPU op=get errno=EIO after=1", NULL), 2);
+        ASSERT_EQ(test_ctl("fault", "add", "ioctl=SVM op=prefetch errno=EIO", NULL), 2);
+        ASSERT_EQ(test_ctl("fault", "add", "ioctl=SVM op= errno=EIO", NULL), 2);
+        test_fault("ioctl=SVM op=get errno=EIO");
+        test_fault("ioctl=SVM op=set errno=EIO after=2 count=0");
+        ASSERT_EQ(test_ctl("fault", "clear", NULL), 0);
+}
+
 /* ---- §2.14 XNACK ---- */
 
 static void test_xnack_query(void) {
@@ -2060,6 +2342,13 @@ static const TestCase tests[] = {
         TEST(test_svm_get_default),
         TEST(test_svm_get_aggregation),
         TEST(test_svm_get_access_in_place_query_einval),
+        TEST(test_svm_cpu_munmap_splits_range),
+        TEST(test_svm_cpu_munmap_frees_va_for_alloc),
+        TEST(test_svm_cpu_map_fixed_drops_range),
+        TEST(test_svm_cpu_mremap_drops_source),
+        TEST(test_svm_fault_op_set_after_k),
+        TEST(test_svm_fault_op_get),
+        TEST(test_fault_op_only_for_svm),
         TEST(test_xnack_query),
         TEST(test_xnack_unsupported_eperm),
         TEST(test_xnack_enable_supported),

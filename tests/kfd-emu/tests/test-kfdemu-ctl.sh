@@ -55,6 +55,9 @@ expect 2 "$ctl" fault add 'ioctl=NO_SUCH_IOCTL errno=EIO'
 expect 2 "$ctl" fault add 'ioctl=MAP_MEMORY_TO_GPU'      # errno= missing
 expect 2 "$ctl" fault add
 expect 0 "$ctl" fault add 'ioctl=MAP_MEMORY_TO_GPU nth=2 errno=EINTR after=1'
+expect 2 "$ctl" fault add 'ioctl=ALLOC_MEMORY_OF_GPU op=set errno=EIO'   # op= is for SVM only
+expect 2 "$ctl" fault add 'ioctl=SVM op=migrate errno=EIO'
+expect 0 "$ctl" fault add 'ioctl=SVM op=set errno=EIO after=1'
 expect 0 "$ctl" fault list
 if ! grep -q 'MAP_MEMORY_TO_GPU' "$dir/out"; then
         echo "FAIL: fault list does not show the armed fault" >&2
