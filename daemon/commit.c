@@ -20,6 +20,7 @@
 #include "log.h"
 #include "manager.h"
 #include "method-util.h"
+#include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
 #include "size-util.h"
@@ -34,6 +35,7 @@ typedef enum OpKind {
         OP_MAP,
         OP_UNMAP,
         OP_FREE,
+        OP_SET_ATTRIBUTES,
         _OP_KIND_MAX,
         _OP_KIND_INVALID = -EINVAL,
 } OpKind;
@@ -44,6 +46,7 @@ static const char *const op_kind_table[_OP_KIND_MAX] = {
         [OP_MAP] = "Map",
         [OP_UNMAP] = "Unmap",
         [OP_FREE] = "Free",
+        [OP_SET_ATTRIBUTES] = "SetAttributes",
 };
 
 static const BusOption *const op_kind_options[_OP_KIND_MAX] = {
@@ -52,6 +55,7 @@ static const BusOption *const op_kind_options[_OP_KIND_MAX] = {
         [OP_MAP] = commit_map_options,
         [OP_UNMAP] = commit_map_options,
         [OP_FREE] = commit_free_options,
+        [OP_SET_ATTRIBUTES] = commit_set_attributes_options,
 };
 
 /* What validation knows about a range while walking the operations in order. */
@@ -69,6 +73,8 @@ typedef struct CommitOp {
         OpArgs args;
         RangeSpec spec;
         RangePiece *pieces;
+        KfdSvmAttrs *svm;       /* Allocate of an svm range: its initial attributes */
+        SvmChange *change;      /* SetAttributes */
         uint64_t mask;
         SimRange *sim;          /* target (Map/Unmap/Free) or created range (Allocate*) */
         Range *range;           /* resolved at execution; gone after the commit for Free */
@@ -88,6 +94,8 @@ static void commit_done(Commit *c) {
         for (size_t i = 0; i < c->n_ops; i++) {
                 op_args_done(&c->ops[i].args);
                 free(c->ops[i].pieces);
+                free(c->ops[i].svm);
+                free(c->ops[i].change);
         }
         free(c->ops);
         free(c->sims);
@@ -208,6 +216,29 @@ static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_
         return 0;
 }
 
+static int validate_set_attributes(Manager *m, Commit *c, size_t idx, sd_bus_error *error) {
+        CommitOp *op = &c->ops[idx];
+        int r;
+
+        if (!op_args_has_svm(&op->args))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "No svm-* attribute is given.");
+        r = sim_target(m, c, idx, &op->sim, error);
+        if (r < 0)
+                return r;
+        if (op->sim->domain != RANGE_DOMAIN_SVM)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The range is a %s range; SVM attributes apply to svm ranges only.",
+                                         range_domain_to_string(op->sim->domain));
+        op->change = malloc(sizeof(SvmChange));
+        if (!op->change)
+                return -ENOMEM;
+        r = parse_svm_change(m, &op->args, op->change, error);
+        if (r < 0)
+                return r;
+        op->sim->mapped = (op->sim->mapped | op->change->access) & ~op->change->no_access;
+        return 0;
+}
+
 /* Validate every operation in order against simulated state; nothing changes. */
 static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
         QuotaRequest pending = {};
@@ -234,7 +265,7 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                                 r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "\"host-ranges\" is missing.");
                                 break;
                         }
-                        r = prepare_allocation(m, a, domain, c->client, &pending, &op->spec, &op->pieces, &op->mask,
+                        r = prepare_allocation(m, a, domain, c->client, &pending, &op->spec, &op->pieces, &op->svm, &op->mask,
                                                error);
                         if (r < 0)
                                 break;
@@ -266,6 +297,9 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                                                      "The range is not mapped to every GPU listed.");
                         else
                                 op->sim->mapped &= ~op->mask;
+                        break;
+                case OP_SET_ATTRIBUTES:
+                        r = validate_set_attributes(m, c, i, error);
                         break;
                 case OP_FREE:
                         r = sim_target(m, c, i, &op->sim, error);
@@ -320,6 +354,10 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
                 case OP_FREE:
                         op->range = op_range(c, op);
                         r = range_free(t, op->range, error);
+                        break;
+                case OP_SET_ATTRIBUTES:
+                        op->range = op_range(c, op);
+                        r = range_svm_change(t, op->range, op->change->list, op->change->n, error);
                         break;
                 default:
                         r = -EINVAL;

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "manager.h"
 #include "method-util.h"
+#include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
 #include "size-util.h"
@@ -47,6 +48,7 @@ static int authorize_range(Manager *m, sd_bus_message *msg, Client *c, Range *ra
 static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDomain domain, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         _cleanup_free_ RangePiece *pieces = NULL;
+        _cleanup_free_ KfdSvmAttrs *svm = NULL;
         RangeSpec spec;
         Client *c;
         Range *range;
@@ -69,7 +71,7 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
                         return reply_allocation(m, msg, range, c, a->request_id);
         }
 
-        r = prepare_allocation(m, a, domain, c, NULL, &spec, &pieces, &map, error);
+        r = prepare_allocation(m, a, domain, c, NULL, &spec, &pieces, &svm, &map, error);
         if (r < 0)
                 return r;
         if (a->dry_run)
@@ -298,6 +300,65 @@ static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error
         return reply_empty(m, msg, c, NULL);
 }
 
+int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        _cleanup_(op_args_done) OpArgs a = {};
+        Manager *m = userdata;
+        SvmChange change;
+        Range *range;
+        Client *c;
+        uint64_t id;
+        int r;
+
+        r = sd_bus_message_read(msg, "t", &id);
+        if (r < 0)
+                return r;
+        r = bus_read_options(msg, set_attributes_options, &a, "attrs", error);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, &c);
+        if (r < 0)
+                return r;
+        if (a.request_id) {
+                r = request_id_check(a.request_id, error);
+                if (r < 0)
+                        return r;
+                r = request_cache_replay(m->requests, msg, c->identity->uid, a.request_id, error);
+                if (r != 0)
+                        return r;
+        }
+
+        if (!op_args_has_svm(&a))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "attrs names no attribute; give at least one svm-* key.");
+        r = lookup_range(m, id, &range, error);
+        if (r < 0)
+                return r;
+        r = range_validate_set_attributes(range, error);
+        if (r < 0)
+                return r;
+        r = parse_svm_change(m, &a, &change, error);
+        if (r < 0)
+                return r;
+        r = authorize_range(m, msg, c, range, false, "Changing the attributes of", error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+        if (a.dry_run)
+                return reply_empty(m, msg, c, NULL);
+
+        r = transaction_new(&t, m);
+        if (r < 0)
+                return r;
+        r = range_svm_change(t, range, change.list, change.n, error);
+        if (r >= 0)
+                r = transaction_commit(t, error);
+        if (r < 0) {
+                transaction_abort(t, error);
+                return r;
+        }
+        return reply_empty(m, msg, c, a.request_id);
+}
+
 /* ---- queries ---- */
 
 static int method_list_gpus(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -447,6 +508,13 @@ static int property_get_kfd_version(sd_bus *bus, const char *path, const char *i
         return sd_bus_message_append(reply, "s", buf);
 }
 
+static int property_get_xnack(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "b", m->xnack);
+}
+
 static int property_get_gpus(sd_bus *bus, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -511,6 +579,7 @@ const sd_bus_vtable manager_vtable[] = {
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Clients", "u", property_get_clients, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LostRanges", "a(ts)", property_get_lost, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Xnack", "b", property_get_xnack, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 
         SD_BUS_METHOD_WITH_ARGS("ListGpus", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(uusstttq)", gpus),
                                 method_list_gpus, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -528,6 +597,8 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_map, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Unmap", SD_BUS_ARGS("t", id, "au", gpu_ids), SD_BUS_NO_RESULT,
                                 method_unmap, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetAttributes", SD_BUS_ARGS("t", id, "a{sv}", attrs), SD_BUS_NO_RESULT,
+                                method_set_attributes, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Commit", SD_BUS_ARGS("a(sa{sv})", ops, "a{sv}", options),
                                 SD_BUS_RESULT("a(a{sv})", results),
                                 method_commit, SD_BUS_VTABLE_UNPRIVILEGED),

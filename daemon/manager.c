@@ -21,6 +21,7 @@
 #include "polkit.h"
 #include "quota.h"
 #include "str-table.h"
+#include "kfd-ioctl.h"
 #include "manager.h"
 #include "range.h"
 #include "request-cache.h"
@@ -527,6 +528,30 @@ static int setup_signals(Manager *m) {
         return sd_event_add_signal(m->event, &m->sighup, SIGHUP, on_sighup, m);
 }
 
+/*
+ * The XNACK mode of svmd's KFD process decides whether GPUs can fault SVM
+ * pages in (SET_XNACK_MODE with a negative value only asks). Kernels without
+ * SVM have none: off.
+ */
+static void query_xnack(Manager *m) {
+        const char *needed;
+        int mode = 0, r;
+
+        m->xnack = false;
+        if (kfd_device_require_feature(m->kfd, KFD_FEATURE_SVM, &needed) < 0) {
+                log_info("KFD interface %u.%u has no SVM (needs %s): svm ranges are not available.", m->kfd_major,
+                         m->kfd_minor, needed);
+                return;
+        }
+        r = kfd_set_xnack_mode(m->kfd_fd, -1, &mode);
+        if (r < 0) {
+                log_warning_errno(r, "Querying the XNACK mode failed, taking it as off: %m");
+                return;
+        }
+        m->xnack = mode > 0;
+        log_info("XNACK is %s.", m->xnack ? "on" : "off");
+}
+
 static int setup_gpus(Manager *m) {
         size_t n = kfd_device_get_n_gpus(m->kfd);
         int r;
@@ -681,6 +706,7 @@ int manager_start(Manager *m) {
         m->kfd_fd = kfd_device_get_fd(m->kfd);
         kfd_device_get_version(m->kfd, &m->kfd_major, &m->kfd_minor);
         log_info("KFD interface %u.%u.", m->kfd_major, m->kfd_minor);
+        query_xnack(m);
 
         r = setup_gpus(m);
         if (r < 0)

@@ -61,6 +61,7 @@ typedef struct Manager {
         KfdDevice *kfd;
         int kfd_fd;                     /* borrowed from kfd */
         uint32_t kfd_major, kfd_minor;
+        bool xnack;                     /* XNACK mode of our KFD process (SVM page faults) */
         Gpu **gpus;                     /* index = bit in range mapping masks */
         size_t n_gpus;
 

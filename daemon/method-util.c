@@ -14,6 +14,7 @@
 #include "manager.h"
 #include "method-util.h"
 #include "polkit.h"
+#include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
 #include "size-util.h"
@@ -31,6 +32,13 @@ const BusOption allocate_options[] = {
         O(SVMD_OPT_PERSISTENT, BUS_OPTION_BOOL, persistent, 0),
         O(SVMD_OPT_DRY_RUN, BUS_OPTION_BOOL, dry_run, 0),
         O(SVMD_OPT_REQUEST_ID, BUS_OPTION_STRING, request_id, SVMD_MAX_REQUEST_ID_LEN),
+        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
+        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
+        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
+        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
+        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
         {}
 };
 
@@ -49,6 +57,13 @@ const BusOption commit_allocate_options[] = {
         O(SVMD_OPT_ALIGNMENT, BUS_OPTION_U64, alignment, 0),
         O(SVMD_OPT_LABEL, BUS_OPTION_STRING, label, SVMD_MAX_LABEL_LEN),
         O(SVMD_OPT_PERSISTENT, BUS_OPTION_BOOL, persistent, 0),
+        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
+        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
+        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
+        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
+        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
         {}
 };
 
@@ -67,6 +82,32 @@ const BusOption commit_map_options[] = {
         OP(SVMD_OPT_ID, BUS_OPTION_U64, id, 0, has_id),
         OP(SVMD_OPT_REF, BUS_OPTION_U32, ref, 0, has_ref),
         OP(SVMD_OPT_GPUS, BUS_OPTION_U32_ARRAY, gpus, SVMD_MAX_GPUS_PER_CALL, has_gpus),
+        {}
+};
+
+const BusOption set_attributes_options[] = {
+        O(SVMD_OPT_DRY_RUN, BUS_OPTION_BOOL, dry_run, 0),
+        O(SVMD_OPT_REQUEST_ID, BUS_OPTION_STRING, request_id, SVMD_MAX_REQUEST_ID_LEN),
+        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
+        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
+        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
+        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
+        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
+        {}
+};
+
+const BusOption commit_set_attributes_options[] = {
+        OP(SVMD_OPT_ID, BUS_OPTION_U64, id, 0, has_id),
+        OP(SVMD_OPT_REF, BUS_OPTION_U32, ref, 0, has_ref),
+        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
+        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
+        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
+        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
+        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
+        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
         {}
 };
 
@@ -105,6 +146,10 @@ static const BusOption all_options[] = {
         O(SVMD_OPT_DOMAIN, BUS_OPTION_STRING, domain, 0),
         O(SVMD_OPT_GPUS, BUS_OPTION_U32_ARRAY, gpus, 0),
         O(SVMD_OPT_HOST_RANGES, BUS_OPTION_PAIRS, host_ranges, 0),
+        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, 0),
+        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, 0),
+        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, 0),
+        O(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 0),
         {}
 };
 
@@ -169,14 +214,166 @@ static int parse_flags(const OpArgs *a, uint16_t *ret, sd_bus_error *error) {
 int parse_domain(const char *s, RangeDomain *ret, sd_bus_error *error) {
         RangeDomain d;
 
-        if (streq_ptr(s, SVMD_DOMAIN_SVM))
-                return sd_bus_error_set(error, SVMD_ERROR_NOT_SUPPORTED,
-                                        "The \"svm\" domain is not available in this version of svmd; use vram, gtt or host.");
         d = s ? range_domain_from_string(s) : _RANGE_DOMAIN_INVALID;
         if (d < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Unknown domain \"%.32s\"; use vram, gtt or host.", strempty(s));
+                                         "Unknown domain \"%.32s\"; use vram, gtt, host or svm.", strempty(s));
         *ret = d;
+        return 0;
+}
+
+bool op_args_has_svm(const OpArgs *a) {
+        return a->has_svm_preferred || a->has_svm_prefetch || a->svm_access.n > 0 || a->svm_access_in_place.n > 0 ||
+               a->svm_no_access.n > 0 || a->has_svm_flags || a->has_svm_granularity;
+}
+
+static int check_svm_gpu(Manager *m, const Gpu *g, const char *key, sd_bus_error *error) {
+        if (!gpu_svm_capable(m, g->index))
+                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                         "\"%s\" names GPU 0x%x, which does not support SVM.", key, g->gpu_id);
+        return 0;
+}
+
+static int check_svm_location(Manager *m, uint32_t v, bool none_ok, const char *key, sd_bus_error *error) {
+        Gpu *g;
+
+        if (v == SVMD_SVM_LOCATION_SYSTEM || (none_ok && v == SVMD_SVM_LOCATION_NONE))
+                return 0;
+        g = manager_find_gpu(m, v);
+        if (!g)
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_GPU,
+                                         "\"%s\" names GPU 0x%x, which does not exist; use a GPU id from ListGpus, "
+                                         "or 0 for system memory.", key, v);
+        return check_svm_gpu(m, g, key, error);
+}
+
+static void svm_add(SvmChange *c, uint32_t type, uint32_t value) {
+        c->list[c->n++] = (struct kfd_ioctl_svm_attribute) { type, value };
+}
+
+static int svm_add_access(Manager *m, const BusU32Array *ids, const char *key, uint32_t type, uint64_t *seen,
+                          SvmChange *c, sd_bus_error *error) {
+        char what[64];
+        uint64_t mask;
+        int r;
+
+        snprintf(what, sizeof(what), "\"%s\"", key);
+        r = gpus_to_mask(m, ids->items, ids->n, what, &mask, error);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ids->n; i++) {
+                Gpu *g = manager_find_gpu(m, ids->items[i]);
+
+                if (*seen & (UINT64_C(1) << g->index))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "GPU 0x%x is given two kinds of access.", g->gpu_id);
+                r = check_svm_gpu(m, g, key, error);
+                if (r < 0)
+                        return r;
+                svm_add(c, type, g->gpu_id);
+        }
+        *seen |= mask;
+        if (type == KFD_IOCTL_SVM_ATTR_NO_ACCESS)
+                c->no_access |= mask;
+        else
+                c->access |= mask;
+        return 0;
+}
+
+int parse_svm_change(Manager *m, const OpArgs *a, SvmChange *ret, sd_bus_error *error) {
+        SvmChange c = {};
+        uint64_t seen = 0;
+        int r;
+
+        if (a->has_svm_preferred) {
+                r = check_svm_location(m, a->svm_preferred, true, SVMD_OPT_SVM_PREFERRED, error);
+                if (r < 0)
+                        return r;
+                svm_add(&c, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, a->svm_preferred);
+        }
+        if (a->has_svm_prefetch) {
+                /* The kernel takes no "undefined" prefetch location. */
+                if (a->svm_prefetch == SVMD_SVM_LOCATION_NONE)
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "\"" SVMD_OPT_SVM_PREFETCH "\" must be a GPU id or 0 (system memory).");
+                r = check_svm_location(m, a->svm_prefetch, false, SVMD_OPT_SVM_PREFETCH, error);
+                if (r < 0)
+                        return r;
+                svm_add(&c, KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, a->svm_prefetch);
+        }
+        if (a->has_svm_flags) {
+                uint32_t flags = 0, f;
+
+                for (size_t i = 0; i < a->svm_flags.n; i++) {
+                        if (kfd_svm_flag_from_string(a->svm_flags.items[i], &f) < 0)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                         "Unknown SVM flag \"%.32s\"; known flags: " KFD_SVM_FLAG_NAMES ".",
+                                                         a->svm_flags.items[i]);
+                        flags |= f;
+                }
+                /* Without XNACK every GPU mapping is kept valid anyway; the flag is a request for XNACK mode. */
+                if ((flags & KFD_IOCTL_SVM_FLAG_GPU_ALWAYS_MAPPED) && !m->xnack)
+                        return sd_bus_error_set(error, SVMD_ERROR_NOT_SUPPORTED,
+                                                "SVM flag \"gpu-always-mapped\" needs XNACK on; svmd's KFD process "
+                                                "runs with XNACK off (svmctl status shows it).");
+                /* The exact set: what is listed on, everything else off. */
+                svm_add(&c, KFD_IOCTL_SVM_ATTR_SET_FLAGS, flags);
+                svm_add(&c, KFD_IOCTL_SVM_ATTR_CLR_FLAGS, ~flags);
+        }
+        if (a->has_svm_granularity) {
+                if (a->svm_granularity > KFD_SVM_GRANULARITY_MAX)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "\"" SVMD_OPT_SVM_GRANULARITY "\" is log2 of pages, 0 to %u; %" PRIu32 " is too large.",
+                                                 KFD_SVM_GRANULARITY_MAX, a->svm_granularity);
+                svm_add(&c, KFD_IOCTL_SVM_ATTR_GRANULARITY, a->svm_granularity);
+        }
+        r = svm_add_access(m, &a->svm_access, SVMD_OPT_SVM_ACCESS, KFD_IOCTL_SVM_ATTR_ACCESS, &seen, &c, error);
+        if (r < 0)
+                return r;
+        r = svm_add_access(m, &a->svm_access_in_place, SVMD_OPT_SVM_ACCESS_IN_PLACE, KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE,
+                           &seen, &c, error);
+        if (r < 0)
+                return r;
+        r = svm_add_access(m, &a->svm_no_access, SVMD_OPT_SVM_NO_ACCESS, KFD_IOCTL_SVM_ATTR_NO_ACCESS, &seen, &c,
+                           error);
+        if (r < 0)
+                return r;
+
+        *ret = c;
+        return 0;
+}
+
+/* The initial attributes of a new svm range: its options over svmd's defaults, "map" as ACCESS. */
+static int prepare_svm(Manager *m, const OpArgs *a, uint32_t home, uint64_t map, KfdSvmAttrs **ret,
+                       sd_bus_error *error) {
+        _cleanup_free_ KfdSvmAttrs *svm = NULL;
+        struct kfd_ioctl_svm_attribute access[KFD_SVM_MAX_GPUS];
+        SvmChange c;
+        uint32_t n;
+        int r;
+
+        if (a->gpu != 0) {
+                r = check_svm_gpu(m, m->gpus[home], "gpu_id", error);
+                if (r < 0)
+                        return r;
+        }
+        r = parse_svm_change(m, a, &c, error);
+        if (r < 0)
+                return r;
+        if (map & c.no_access)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "A GPU is listed both in \"map\" and in \"" SVMD_OPT_SVM_NO_ACCESS "\".");
+
+        svm = malloc(sizeof(KfdSvmAttrs));
+        if (!svm)
+                return -ENOMEM;
+        /* The GPU it is allocated for is where it prefers to live, unless told otherwise. */
+        svm_attrs_initial(m, a->gpu != 0 ? m->gpus[home]->gpu_id : KFD_IOCTL_SVM_LOCATION_UNDEFINED, svm);
+        kfd_svm_attrs_apply(svm, c.list, c.n);
+        n = svm_access_list(m, map & ~c.access, KFD_IOCTL_SVM_ATTR_ACCESS, access);
+        kfd_svm_attrs_apply(svm, access, n);
+
+        *ret = TAKE_PTR(svm);
         return 0;
 }
 
@@ -257,8 +454,10 @@ static int batch_pieces(Manager *m, const BusPairArray *hr, RangePiece **ret, ui
 
 /* Build and validate a RangeSpec from allocation arguments. */
 int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *client, QuotaRequest *pending,
-                       RangeSpec *spec, RangePiece **ret_pieces, uint64_t *ret_map, sd_bus_error *error) {
+                       RangeSpec *spec, RangePiece **ret_pieces, KfdSvmAttrs **ret_svm, uint64_t *ret_map,
+                       sd_bus_error *error) {
         _cleanup_free_ RangePiece *pieces = NULL;
+        _cleanup_free_ KfdSvmAttrs *svm = NULL;
         uint64_t map = 0, total = 0;
         uint32_t home = 0;
         uint16_t flags = 0;
@@ -278,6 +477,14 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
                 if (r < 0)
                         return r;
         }
+        if (domain == RANGE_DOMAIN_SVM) {
+                r = prepare_svm(m, a, home, map, &svm, error);
+                if (r < 0)
+                        return r;
+        } else if (op_args_has_svm(a))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The svm-* options apply to svm ranges, not to %s.",
+                                         a->has_host_ranges ? "batch ranges" : range_domain_to_string(domain));
 
         *spec = (RangeSpec) {
                 .size = a->has_host_ranges ? total : a->size,
@@ -293,6 +500,7 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
                 .restore_fd = -EBADF,
                 .pieces = pieces,
                 .n_pieces = a->has_host_ranges ? (uint32_t) a->host_ranges.n : 0,
+                .svm = svm,
         };
         for (uint32_t i = 0; i < spec->n_pieces; i++)
                 if (!client_may(client, pieces[i].source, false))
@@ -308,6 +516,7 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
 
         *ret_map = map;
         *ret_pieces = TAKE_PTR(pieces);
+        *ret_svm = TAKE_PTR(svm);
         return 0;
 }
 

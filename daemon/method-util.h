@@ -13,6 +13,7 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-util.h"
+#include "kfd-svm.h"
 #include "range.h"
 
 typedef struct Manager Manager;
@@ -55,7 +56,27 @@ typedef struct OpArgs {
         char *cgroup;
         bool read_only;
         uint64_t expires_usec;
+        /* SVM attributes */
+        uint32_t svm_preferred;
+        bool has_svm_preferred;
+        uint32_t svm_prefetch;
+        bool has_svm_prefetch;
+        BusU32Array svm_access;
+        BusU32Array svm_access_in_place;
+        BusU32Array svm_no_access;
+        BusStrv svm_flags;
+        bool has_svm_flags;
+        uint32_t svm_granularity;
+        bool has_svm_granularity;
 } OpArgs;
+
+/* svm-* arguments as one SET_ATTR list, validated against the node. */
+typedef struct SvmChange {
+        struct kfd_ioctl_svm_attribute list[KFD_SVM_ATTRS_MAX];
+        uint32_t n;
+        uint64_t access;        /* GPUs given ACCESS or ACCESS_IN_PLACE (Gpu.index bits) */
+        uint64_t no_access;     /* GPUs given NO_ACCESS */
+} SvmChange;
 
 extern const BusOption allocate_options[];
 extern const BusOption change_options[];
@@ -64,18 +85,25 @@ extern const BusOption commit_batch_options[];
 extern const BusOption commit_map_options[];
 extern const BusOption commit_free_options[];
 extern const BusOption filter_options[];
+extern const BusOption set_attributes_options[];
+extern const BusOption commit_set_attributes_options[];
 extern const BusOption grant_options[];
 
 void op_args_done(OpArgs *a);
 
 int gpus_to_mask(Manager *m, const uint32_t *ids, size_t n, const char *what, uint64_t *ret, sd_bus_error *error);
 int parse_domain(const char *s, RangeDomain *ret, sd_bus_error *error);
+/* Any svm-* argument given? */
+bool op_args_has_svm(const OpArgs *a);
+int parse_svm_change(Manager *m, const OpArgs *a, SvmChange *ret, sd_bus_error *error);
 /* An existing, non-degraded range. */
 int lookup_range(Manager *m, uint64_t id, Range **ret, sd_bus_error *error);
 
 /* Allocation arguments → a validated spec (quota included); *pending accumulates over a Commit. */
+/* *ret_svm: the initial attributes of an svm range (malloc()ed; NULL for other domains), spec->svm points there. */
 int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *client, QuotaRequest *pending,
-                       RangeSpec *spec, RangePiece **ret_pieces, uint64_t *ret_map, sd_bus_error *error);
+                       RangeSpec *spec, RangePiece **ret_pieces, KfdSvmAttrs **ret_svm, uint64_t *ret_map,
+                       sd_bus_error *error);
 
 /* May this client act on r? Owners (by uid) may; holders too where holders_ok; root always. */
 bool client_may(const Client *c, const Range *r, bool holders_ok);
@@ -90,6 +118,7 @@ int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, c
 int reply_empty(Manager *m, sd_bus_message *msg, Client *c, const char *request_id);
 void log_allocated(Range *range);
 
+int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error);

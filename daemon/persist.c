@@ -19,6 +19,7 @@
 #include "log.h"
 #include "manager.h"
 #include "persist.h"
+#include "range-svm.h"
 #include "range.h"
 #include "size-util.h"
 #include "str-table.h"
@@ -83,6 +84,9 @@ static json_t *range_to_json(Range *r) {
                 json_object_set_new(o, "label", json_string(r->label));
         if (r->request_id)
                 json_object_set_new(o, "request-id", json_string(r->request_id));
+        if (r->svm)
+                json_object_set_new(o, "svm", svm_attrs_to_json(r->state == RANGE_STATE_DEGRADED ? &r->svm->want
+                                                                                                : &r->svm->attrs));
         return o;
 }
 
@@ -326,7 +330,7 @@ static int check_fd(Manager *m, int fd, RangeDomain domain, uint64_t size, uint3
         uint32_t gpu = 0, flags = 0;
         int k;
 
-        if (domain == RANGE_DOMAIN_HOST) {
+        if (range_domain_is_memfd(domain)) {
                 if (fstat(fd, &st) < 0)
                         return asprintf(reason, "its fd cannot be inspected (%m)") < 0 ? -ENOMEM : -EBADF;
                 if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != size)
@@ -388,6 +392,7 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         uint64_t id, va, size, flags = 0, mask = 0, home_id;
+        KfdSvmAttrs svm;
         json_t *owner = json_object_get(rec, "owner"), *g;
         Identity *identity = NULL;
         RangeDomain domain;
@@ -410,6 +415,9 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
                         return asprintf(reason, "it was mapped to a GPU this node no longer has") < 0 ? -ENOMEM : -EBADMSG;
                 mask |= UINT64_C(1) << gp->index;
         }
+
+        if (domain == RANGE_DOMAIN_SVM && svm_attrs_from_json(m, json_object_get(rec, "svm"), &svm) < 0)
+                return asprintf(reason, "its SVM attributes are malformed or name GPUs this node lacks") < 0 ? -ENOMEM : -EBADMSG;
 
         k = check_fd(m, fd, domain, size, home->gpu_id, reason);
         if (k < 0)
@@ -436,6 +444,7 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
                 .restore_id = id,
                 .restore_va = va,
                 .restore_fd = fd,
+                .svm = domain == RANGE_DOMAIN_SVM ? &svm : NULL,
         };
 
         k = transaction_new(&t, m);

@@ -11,6 +11,7 @@
 #include "gpu.h"
 #include "manager.h"
 #include "method-util.h"
+#include "range-svm.h"
 #include "range.h"
 #include "svmd-protocol.h"
 
@@ -169,6 +170,14 @@ static int property_get_label(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_append(reply, "s", strempty(r->label));
 }
 
+static int property_get_svm_attributes(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        /* Empty for ranges of other domains. */
+        return svm_attrs_append(reply, r->svm ? &r->svm->attrs : NULL);
+}
+
 const sd_bus_vtable range_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Id", "t", NULL, offsetof(Range, id), SD_BUS_VTABLE_PROPERTY_CONST),
@@ -183,5 +192,6 @@ const sd_bus_vtable range_vtable[] = {
         SD_BUS_PROPERTY("Label", "s", property_get_label, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Persistent", "b", property_get_persistent, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("SvmAttributes", "a{sv}", property_get_svm_attributes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

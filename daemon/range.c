@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "manager.h"
 #include "persist.h"
+#include "range-svm.h"
 #include "range.h"
 #include "size-util.h"
 #include "str-table.h"
@@ -29,6 +31,7 @@ static const char *const domain_table[_RANGE_DOMAIN_MAX] = {
         [RANGE_DOMAIN_VRAM] = SVMD_DOMAIN_VRAM,
         [RANGE_DOMAIN_GTT] = SVMD_DOMAIN_GTT,
         [RANGE_DOMAIN_HOST] = SVMD_DOMAIN_HOST,
+        [RANGE_DOMAIN_SVM] = SVMD_DOMAIN_SVM,
 };
 
 static const char *const state_table[_RANGE_STATE_MAX] = {
@@ -62,6 +65,10 @@ RangeDomain range_domain_from_string(const char *s) {
                 if (streq(domain_table[i], s))
                         return i;
         return _RANGE_DOMAIN_INVALID;
+}
+
+bool range_domain_is_memfd(RangeDomain d) {
+        return d == RANGE_DOMAIN_HOST || d == RANGE_DOMAIN_SVM;
 }
 
 const char *range_state_to_string(RangeState s) {
@@ -307,7 +314,24 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
         if (spec->persistent && spec->n_pieces > 0)
                 return sd_bus_error_set(error, SVMD_ERROR_NOT_SUPPORTED,
                                         "Batch ranges cannot be persistent; make their host ranges persistent instead.");
-        if (spec->persistent && spec->domain != RANGE_DOMAIN_HOST && spec->restore_fd < 0) {
+        if (spec->domain == RANGE_DOMAIN_SVM) {
+                const char *needed;
+                if (kfd_device_require_feature(m->kfd, KFD_FEATURE_SVM, &needed) < 0)
+                        return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                                 "svm ranges need KFD interface %s (AMDKFD_IOC_SVM); this kernel has %u.%u.",
+                                                 needed, m->kfd_major, m->kfd_minor);
+                bool any = false;
+                for (size_t i = 0; i < m->n_gpus; i++)
+                        any = any || gpu_svm_capable(m, i);
+                if (!any)
+                        return sd_bus_error_set(error, SVMD_ERROR_NOT_SUPPORTED,
+                                                "No GPU of this node supports SVM (HSA_CAP_SVMAPI_SUPPORTED); "
+                                                "use host ranges instead.");
+                if (spec->flags & ~RANGE_FLAG_WRITABLE)
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "svm ranges take their flags as \"svm-flags\", not \"flags\".");
+        }
+        if (spec->persistent && !range_domain_is_memfd(spec->domain) && spec->restore_fd < 0) {
                 const char *needed;
                 /* It survives a restart through a dma-buf kept in the fd store. */
                 if (kfd_device_require_feature(m->kfd, KFD_FEATURE_EXPORT_DMABUF, &needed) < 0)
@@ -356,6 +380,14 @@ int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t m
         const KfdTopology *topo = kfd_device_get_topology(m->kfd);
         Gpu *h = m->gpus[home];
 
+        if (domain == RANGE_DOMAIN_SVM) {
+                for (size_t i = 0; i < m->n_gpus; i++)
+                        if ((mask & (UINT64_C(1) << i)) && !gpu_svm_capable(m, i))
+                                return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
+                                                         "GPU 0x%x does not support SVM (no HSA_CAP_SVMAPI_SUPPORTED).",
+                                                         m->gpus[i]->gpu_id);
+                return 0;
+        }
         if (domain != RANGE_DOMAIN_VRAM)
                 return 0; /* system memory is reachable from every GPU */
 
@@ -386,6 +418,14 @@ int range_validate_free(const Range *r, sd_bus_error *error) {
         if (r->n_batch_users > 0)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " backs pieces of batch ranges; free those first.", r->id);
+        return 0;
+}
+
+int range_validate_set_attributes(const Range *r, sd_bus_error *error) {
+        if (!r->svm)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Range %" PRIu64 " is a %s range; SVM attributes apply to svm ranges only.", r->id,
+                                         range_domain_to_string(r->domain));
         return 0;
 }
 
@@ -494,6 +534,7 @@ Range *range_free_struct(Range *r) {
         if (r->pieces != &r->inline_piece)
                 free(r->pieces);
         safe_close(r->memfd);
+        free(r->svm);
         free(r->label);
         free(r->request_id);
         free(r);
@@ -701,6 +742,34 @@ static int host_map_window(Transaction *t, Range *r, int restore_fd) {
         return add_undo(t, undo_window, r, 0, 0, "unmap host memory of");
 }
 
+static int undo_svm_account(void *userdata) {
+        RangeUndo *u = userdata;
+
+        if (u->range->rollback_failed)
+                return 0; /* range_release_kernel() does it once the repair got rid of the range */
+        range_account(u->range, -1);
+        u->range->svm_accounted = false;
+        return 0;
+}
+
+/* An svm range has no KFD buffer: its memfd is mapped at va; the kernel learns of it through its attributes. */
+static int svm_create(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus_error *error) {
+        int k;
+
+        assert(initial);
+
+        r->svm = range_svm_new();
+        if (!r->svm)
+                return -ENOMEM;
+        r->pieces[0] = (RangePiece) { .va = r->va, .size = r->size };
+        range_account(r, +1);
+        r->svm_accounted = true;
+        k = add_undo(t, undo_svm_account, r, 0, 0, "unaccount");
+        if (k < 0)
+                return k;
+        return range_svm_setup(t, r, initial, error);
+}
+
 int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error) {
         Manager *m = t->manager;
         Gpu *home = m->gpus[spec->home];
@@ -789,10 +858,17 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         if (k < 0)
                 return k;
 
-        if (spec->domain == RANGE_DOMAIN_HOST && spec->n_pieces == 0) {
+        if (range_domain_is_memfd(spec->domain) && spec->n_pieces == 0) {
                 k = host_map_window(t, r, spec->restore_fd);
                 if (k < 0)
                         return transaction_set_kernel_error(t, k, error);
+        }
+        if (spec->domain == RANGE_DOMAIN_SVM) {
+                k = svm_create(t, r, spec->svm, error);
+                if (k < 0)
+                        return k;
+                *ret = r;
+                return 0;
         }
 
         flags = kfd_flags(spec->domain, spec->flags);
@@ -847,6 +923,11 @@ int range_map(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
 
         if ((mask & ~range_mapped(r)) == 0)
                 return 0;
+        if (r->svm) {
+                struct kfd_ioctl_svm_attribute list[KFD_SVM_MAX_GPUS];
+                uint32_t n = svm_access_list(m, mask & ~range_mapped(r), KFD_IOCTL_SVM_ATTR_ACCESS, list);
+                return range_svm_change(t, r, list, n, error);
+        }
 
         k = transaction_touch(t, r, false);
         if (k < 0)
@@ -881,6 +962,11 @@ int range_unmap(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
 
         if ((mask & range_mapped_any(r)) == 0)
                 return 0;
+        if (r->svm) {
+                struct kfd_ioctl_svm_attribute list[KFD_SVM_MAX_GPUS];
+                uint32_t n = svm_access_list(r->manager, mask & range_mapped_any(r), KFD_IOCTL_SVM_ATTR_NO_ACCESS, list);
+                return range_svm_change(t, r, list, n, error);
+        }
 
         k = transaction_touch(t, r, false);
         if (k < 0)
@@ -925,6 +1011,14 @@ int range_free(Transaction *t, Range *r, sd_bus_error *error) {
 int range_release_kernel(Range *r, uint32_t *ret_failed_gpu) {
         int k;
 
+        if (r->svm) {
+                /* Nothing to free: the kernel drops the range with the window mapping (range_destroy). */
+                if (r->svm_accounted)
+                        range_account(r, -1);
+                r->svm_accounted = false;
+                return 0;
+        }
+
         for (uint32_t i = 0; i < r->n_pieces; i++) {
                 bool was = r->pieces[i].allocated;
 
@@ -950,7 +1044,7 @@ int range_export_fd(Range *r, bool read_only, int *ret_fd, sd_bus_error *error) 
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Range %" PRIu64 " is a batch range; share its host ranges instead.", r->id);
 
-        if (r->domain == RANGE_DOMAIN_HOST) {
+        if (range_domain_is_memfd(r->domain)) {
                 /* A new open file description: read-only where asked, independent of ours. */
                 snprintf(path, sizeof(path), "/proc/self/fd/%d", r->memfd);
                 fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
@@ -984,6 +1078,12 @@ int range_repair(Range *r) {
         /* Batch pieces still use its pages: the window must stay mapped until they are gone. */
         if (r->want_gone && r->n_batch_users > 0)
                 return -EBUSY;
+
+        if (r->svm && !r->want_gone) {
+                k = range_svm_repair(r);
+                if (k < 0)
+                        return k;
+        }
 
         for (uint32_t i = 0; i < r->n_pieces; i++) {
                 RangePiece *p = &r->pieces[i];

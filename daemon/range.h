@@ -4,7 +4,9 @@
 /*
  * A range of the SVM address space: one VA, the same on every GPU, backed by
  * one KFD buffer (VRAM, GTT, or USERPTR over a daemon-owned memfd), or, for a
- * batch range, by several USERPTR buffers at consecutive VAs.
+ * batch range, by several USERPTR buffers at consecutive VAs, or, for an svm
+ * range, by a daemon-owned memfd registered with AMDKFD_IOC_SVM attributes
+ * (range-svm.h) and no buffer at all.
  *
  * Every change goes through a Transaction (transaction.h): the functions here
  * do one step each and record its undo. The mapping state kept per piece is
@@ -27,11 +29,14 @@ typedef struct Identity Identity;
 typedef struct Client Client;
 typedef struct Hold Hold;
 typedef struct Token Token;
+typedef struct RangeSvm RangeSvm;
+typedef struct KfdSvmAttrs KfdSvmAttrs;
 
 typedef enum RangeDomain {
         RANGE_DOMAIN_VRAM,
         RANGE_DOMAIN_GTT,
         RANGE_DOMAIN_HOST,
+        RANGE_DOMAIN_SVM,       /* memfd at the VA, AMDKFD_IOC_SVM attributes instead of a KFD buffer */
         _RANGE_DOMAIN_MAX,
         _RANGE_DOMAIN_INVALID = -EINVAL,
 } RangeDomain;
@@ -85,10 +90,12 @@ struct Range {
         bool window_mapped;     /* host: memfd mapped at va in the daemon */
         bool rollback_failed;   /* an undo failed: later undos leave it to repair */
         bool want_gone;         /* degraded: repair frees it */
+        bool svm_accounted;     /* svm: counted in the allocation totals */
         uint64_t want_mapped;   /* degraded: where repair is heading */
 
         bool owner_detached;    /* freed by its owner while holders remain */
-        int memfd;              /* host: the backing; -EBADF otherwise */
+        int memfd;              /* host, svm: the backing; -EBADF otherwise */
+        RangeSvm *svm;          /* svm: its attributes (range-svm.h); NULL otherwise */
         char *request_id;       /* persistent ranges: the request id that created it */
         uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
         char *label;
@@ -103,6 +110,8 @@ struct Range {
 const char *range_domain_to_string(RangeDomain d);
 RangeDomain range_domain_from_string(const char *s);
 const char *range_state_to_string(RangeState s);
+/* Host and svm ranges: backed by a daemon-owned memfd mapped at their VA. */
+bool range_domain_is_memfd(RangeDomain d);
 
 /* "writable" etc. → RangeFlag, or -EINVAL. */
 int range_flag_from_string(const char *s);
@@ -130,6 +139,8 @@ typedef struct RangeSpec {
         const RangePiece *pieces;
         uint32_t n_pieces;
         char *request_id;       /* remembered with persistent ranges, for retries across restarts */
+        /* svm: the complete initial attributes (every GPU listed) */
+        const KfdSvmAttrs *svm;
         /* recovery after a restart: the recorded id and VA, and the fd kept in the fd store
          * (dma-buf: imported; memfd: mapped again). 0 / -1 otherwise. */
         uint64_t restore_id;
@@ -150,6 +161,8 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error);
 int range_validate_unmap(const Range *r, uint64_t mapped, uint64_t mask, sd_bus_error *error);
 int range_validate_free(const Range *r, sd_bus_error *error);
+/* SetAttributes: svm ranges only. */
+int range_validate_set_attributes(const Range *r, sd_bus_error *error);
 
 /* Steps (each records its undo in t; on failure t holds the reason). */
 int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error);

@@ -102,7 +102,7 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (g.expires_usec != 0 && g.expires_usec <= now_realtime_usec())
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
                                         "\"expires-usec\" lies in the past (it is CLOCK_REALTIME in µs).");
-        if (g.read_only && r->domain != RANGE_DOMAIN_HOST)
+        if (g.read_only && !range_domain_is_memfd(r->domain))
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
                                          range_domain_to_string(r->domain));

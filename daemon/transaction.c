@@ -10,6 +10,7 @@
 #include "log.h"
 #include "manager.h"
 #include "persist.h"
+#include "range-svm.h"
 #include "range.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
@@ -35,6 +36,8 @@ Transaction *transaction_free(Transaction *t) {
         if (!t->finished)
                 transaction_abort(t, NULL);
         txn_free(t->txn);
+        for (size_t i = 0; i < t->n_touched; i++)
+                free(t->touched[i].svm_before);
         free(t->touched);
         free(t->frees);
         free(t);
@@ -49,6 +52,8 @@ static TouchedRange *find_touched(Transaction *t, Range *r) {
 }
 
 int transaction_touch(Transaction *t, Range *r, bool created) {
+        KfdSvmAttrs *svm_before = NULL;
+
         if (find_touched(t, r))
                 return 0;
         if (t->n_touched == t->n_touched_allocated) {
@@ -59,10 +64,18 @@ int transaction_touch(Transaction *t, Range *r, bool created) {
                 t->touched = nt;
                 t->n_touched_allocated = n;
         }
+        if (!created && r->svm) {
+                /* Where a failed rollback leaves repair heading. */
+                svm_before = malloc(sizeof(KfdSvmAttrs));
+                if (!svm_before)
+                        return -ENOMEM;
+                *svm_before = r->svm->attrs;
+        }
         t->touched[t->n_touched++] = (TouchedRange) {
                 .range = r,
                 .created = created,
                 .mapped_before = created ? 0 : range_mapped_any(r),
+                .svm_before = svm_before,
         };
         return 0;
 }
@@ -171,6 +184,8 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                         }
                         r->want_gone = tr->created;
                         r->want_mapped = tr->mapped_before;
+                        if (r->svm && tr->svm_before)
+                                r->svm->want = *tr->svm_before;
                         degraded = true;
                         range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
                         if (o < sizeof(ids))
@@ -196,6 +211,7 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
 static void publish(Transaction *t) {
         Manager *m = t->manager;
         static const char *const range_props[] = { "MappedGpus", "State", NULL };
+        static const char *const svm_props[] = { "MappedGpus", "State", "SvmAttributes", NULL };
         uint64_t gpus_changed = 0;
         bool counts_changed = false;
 
@@ -210,11 +226,10 @@ static void publish(Transaction *t) {
                 if (tr->created) {
                         counts_changed = true;
                         manager_emit_range_created(m, r);
-                } else if (range_mapped_any(r) != tr->mapped_before) {
-                        _cleanup_free_ char *path = NULL;
-                        if (range_path(r->id, &path) >= 0)
-                                manager_emit_properties_changed(m, path, SVMD_RANGE_INTERFACE, range_props);
-                }
+                } else if (r->svm && tr->svm_before && !kfd_svm_attrs_equal(&r->svm->attrs, tr->svm_before))
+                        range_emit_changed(r, svm_props);
+                else if (range_mapped_any(r) != tr->mapped_before)
+                        range_emit_changed(r, range_props);
         }
         if (t->n_frees > 0)
                 counts_changed = true;

@@ -24,11 +24,13 @@
 
 typedef struct Manager Manager;
 typedef struct Range Range;
+typedef struct KfdSvmAttrs KfdSvmAttrs;
 
 typedef struct TouchedRange {
         Range *range;
         bool created;           /* created in this transaction */
         uint64_t mapped_before;
+        KfdSvmAttrs *svm_before;        /* svm ranges that existed before: all their attributes */
 } TouchedRange;
 
 typedef struct Transaction {

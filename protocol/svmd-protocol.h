@@ -54,6 +54,21 @@ extern const sd_bus_error_map svmd_error_map[];
 #define SVMD_OPT_DRY_RUN    "dry-run"     /* b */
 #define SVMD_OPT_REQUEST_ID "request-id"  /* s */
 
+/*
+ * SVM attributes (Allocate options of an "svm" range, SetAttributes, the
+ * SvmAttributes property). Locations are gpu_ids, or SVMD_SVM_LOCATION_SYSTEM;
+ * a preferred location may also be SVMD_SVM_LOCATION_NONE.
+ */
+#define SVMD_OPT_SVM_PREFERRED       "svm-preferred"       /* u */
+#define SVMD_OPT_SVM_PREFETCH        "svm-prefetch"        /* u */
+#define SVMD_OPT_SVM_ACCESS          "svm-access"          /* au: GPUs that may access it (and map it) */
+#define SVMD_OPT_SVM_ACCESS_IN_PLACE "svm-access-in-place" /* au: GPUs that access it where it is, no migration */
+#define SVMD_OPT_SVM_NO_ACCESS       "svm-no-access"       /* au: GPUs that may not */
+#define SVMD_OPT_SVM_FLAGS           "svm-flags"           /* as: the exact set, names in kfd-svm.h */
+#define SVMD_OPT_SVM_GRANULARITY     "svm-granularity"     /* u: log2 of the migration unit in pages, 0–63 */
+#define SVMD_SVM_LOCATION_SYSTEM 0U
+#define SVMD_SVM_LOCATION_NONE   0xFFFFFFFFU
+
 /* Commit operation keys (besides the options above). */
 #define SVMD_OPT_SIZE       "size"        /* t */
 #define SVMD_OPT_GPU        "gpu"         /* u */

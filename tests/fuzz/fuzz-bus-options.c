@@ -77,6 +77,8 @@ static const struct {
         { "commit-free", commit_free_options },
         { "filter", filter_options },
         { "grant", grant_options },
+        { "set-attributes", set_attributes_options },
+        { "commit-set-attributes", commit_set_attributes_options },
 };
 
 static sd_bus *bus;

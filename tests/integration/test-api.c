@@ -168,7 +168,8 @@ static void test_bad_input(void) {
         EXPECT_UNCHANGED_ERROR(SVMD_ERROR_NO_SUCH_GPU, "Allocate", "tusa{sv}", 4096 * UINT64_C(1), 0xdeadu, "vram", 0);
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Allocate", "tusa{sv}", 4096 * UINT64_C(1), 0u, "vram", 0);
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Allocate", "tusa{sv}", 4096 * UINT64_C(1), g, "bogus", 0);
-        EXPECT_UNCHANGED_ERROR(SVMD_ERROR_NOT_SUPPORTED, "Allocate", "tusa{sv}", 4096 * UINT64_C(1), g, "svm", 0);
+        EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Allocate", "tusa{sv}", 4096 * UINT64_C(1), g, "svm", 1,
+                               "flags", "as", 1, "executable");
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Allocate", "tusa{sv}", 4096 * UINT64_C(1), g, "vram", 1,
                                "flags", "as", 1, "sticky");
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Allocate", "tusa{sv}", 4096 * UINT64_C(1), g, "gtt", 1,

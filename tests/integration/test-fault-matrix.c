@@ -605,6 +605,55 @@ static int run_commit5(OpState *s, sd_bus_error *error) {
         return commit_send(m, error);
 }
 
+/* svm ranges: SVM GET_ATTR/SET_ATTR instead of buffers; every failure must leave the attributes as before. */
+static void prepare_svm(OpState *s) {
+        *s = (OpState) { .id = alloc_range("svm", 2 * MiB, home, NULL, 0, NULL) };
+}
+
+static void prepare_svm_mapped(OpState *s) {
+        *s = (OpState) { .id = alloc_range("svm", 2 * MiB, home, all, MIN(n_all, 2U), NULL) };
+}
+
+static int run_alloc_svm_map(OpState *s, sd_bus_error *error) {
+        return run_allocate("svm", 2 * MiB, all, MIN(n_all, 2U), error);
+}
+
+static int run_map_svm(OpState *s, sd_bus_error *error) {
+        return run_map(s->id, all, n_all, error);
+}
+
+static int run_unmap_svm(OpState *s, sd_bus_error *error) {
+        return run_unmap(s->id, all, 1, error);
+}
+
+static int run_set_attributes(OpState *s, sd_bus_error *error) {
+        sd_bus_message *m = call_new("SetAttributes");
+
+        ASSERT_OK(sd_bus_message_append(m, "t", s->id));
+        ASSERT_OK(sd_bus_message_open_container(m, 'a', "{sv}"));
+        opt_u(m, SVMD_OPT_SVM_PREFERRED, all[n_all - 1]);
+        opt_u(m, SVMD_OPT_SVM_GRANULARITY, 4);
+        opt_au(m, SVMD_OPT_SVM_ACCESS_IN_PLACE, all, 1);
+        ASSERT_OK(sd_bus_message_append(m, "{sv}", SVMD_OPT_SVM_FLAGS, "as", 1, "gpu-read-mostly"));
+        ASSERT_OK(sd_bus_message_close_container(m));
+        return call_send(m, error, NULL);
+}
+
+/* 3 ops: an svm range with attributes and access, and an existing one unmapped. */
+static int run_commit_svm(OpState *s, sd_bus_error *error) {
+        sd_bus_message *m = call_new("Commit");
+
+        commit_begin(m);
+        commit_allocate(m, "svm", 1 * MiB, all, 1);
+        commit_op_begin(m, "SetAttributes");
+        commit_target(m, 0);
+        opt_u(m, SVMD_OPT_SVM_PREFETCH, all[n_all - 1]);
+        opt_au(m, SVMD_OPT_SVM_NO_ACCESS, all, 1);
+        commit_op_end(m);
+        commit_gpus(m, "Unmap", EXISTING(s->id), all + 1, 1);
+        return commit_send(m, error);
+}
+
 static const Op ops[] = {
         { "Allocate vram +map peers",  prepare_nothing,      run_alloc_vram_map },
         { "Allocate gtt +map all",     prepare_nothing,      run_alloc_gtt_map },
@@ -621,6 +670,12 @@ static const Op ops[] = {
         { "Commit3 alloc+map+unmap",   prepare_nothing,      run_commit3 },
         { "Commit4 2alloc+map+free",   prepare_vram_mapped,  run_commit4 },
         { "Commit5 mixed",             prepare_commit5,      run_commit5 },
+        { "Allocate svm +map 2",       prepare_nothing,      run_alloc_svm_map },
+        { "Map svm to all",            prepare_svm,          run_map_svm },
+        { "Unmap svm from 1",          prepare_svm_mapped,   run_unmap_svm },
+        { "SetAttributes svm",         prepare_svm_mapped,   run_set_attributes },
+        { "Free svm mapped",           prepare_svm_mapped,   run_free },
+        { "Commit svm alloc+attr+unmap", prepare_svm_mapped, run_commit_svm },
 };
 
 /* ---- measuring an operation ---- */

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu.h"
+#include "kfd-ioctl.h"
+#include "manager.h"
+#include "range-svm.h"
+#include "range.h"
+#include "size-util.h"
+#include "svmd-protocol.h"
+#include "transaction.h"
+
+/* HSA_CAP_SVMAPI_SUPPORTED in a node's capability word (kfd_topology.h). */
+#define HSA_CAP_SVMAPI_SUPPORTED 0x08000000U
+/* svm_range_set_default_attributes: host access and coherent; 2 MiB migration granularity. */
+#define SVM_DEFAULT_FLAGS (KFD_IOCTL_SVM_FLAG_HOST_ACCESS | KFD_IOCTL_SVM_FLAG_COHERENT)
+#define SVM_DEFAULT_GRANULARITY 9U
+
+RangeSvm *range_svm_new(void) {
+        return calloc(1, sizeof(RangeSvm));
+}
+
+bool gpu_svm_capable(Manager *m, uint32_t index) {
+        return index < m->n_gpus && (m->gpus[index]->kfd->capability & HSA_CAP_SVMAPI_SUPPORTED);
+}
+
+void svm_attrs_initial(Manager *m, uint32_t preferred, KfdSvmAttrs *ret) {
+        *ret = (KfdSvmAttrs) {
+                .preferred_loc = preferred,
+                .prefetch_loc = KFD_IOCTL_SVM_LOCATION_SYSMEM,
+                .flags = SVM_DEFAULT_FLAGS,
+                .granularity = SVM_DEFAULT_GRANULARITY,
+                .n_gpus = (uint32_t) MIN(m->n_gpus, (size_t) KFD_SVM_MAX_GPUS),
+        };
+        for (uint32_t i = 0; i < ret->n_gpus; i++) {
+                ret->gpu_ids[i] = m->gpus[i]->gpu_id;
+                ret->access[i] = KFD_IOCTL_SVM_ATTR_NO_ACCESS;
+        }
+}
+
+uint64_t svm_attrs_mask(Manager *m, const KfdSvmAttrs *a) {
+        uint64_t mask = 0;
+
+        for (uint32_t i = 0; i < a->n_gpus; i++) {
+                Gpu *g;
+
+                if (a->access[i] == KFD_IOCTL_SVM_ATTR_NO_ACCESS)
+                        continue;
+                g = manager_find_gpu(m, a->gpu_ids[i]);
+                if (g)
+                        mask |= UINT64_C(1) << g->index;
+        }
+        return mask;
+}
+
+uint32_t svm_access_list(Manager *m, uint64_t mask, uint32_t type, struct kfd_ioctl_svm_attribute *out) {
+        uint32_t n = 0;
+
+        for (size_t i = 0; i < m->n_gpus && n < KFD_SVM_MAX_GPUS; i++)
+                if (mask & (UINT64_C(1) << i))
+                        out[n++] = (struct kfd_ioctl_svm_attribute) { type, m->gpus[i]->gpu_id };
+        return n;
+}
+
+/* ---- the property and the journal ---- */
+
+static int append_gpus(sd_bus_message *reply, const char *key, const KfdSvmAttrs *a, uint32_t type) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "s", key);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'v', "au");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "u");
+        if (r < 0)
+                return r;
+        for (uint32_t i = 0; i < a->n_gpus; i++)
+                if (a->access[i] == type) {
+                        r = sd_bus_message_append(reply, "u", a->gpu_ids[i]);
+                        if (r < 0)
+                                return r;
+                }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
+int svm_attrs_append(sd_bus_message *reply, const KfdSvmAttrs *a) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        if (a) {
+                r = sd_bus_message_append(reply, "{sv}{sv}{sv}", SVMD_OPT_SVM_PREFERRED, "u", a->preferred_loc,
+                                          SVMD_OPT_SVM_PREFETCH, "u", a->prefetch_loc, SVMD_OPT_SVM_GRANULARITY, "u",
+                                          a->granularity);
+                if (r < 0)
+                        return r;
+
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_append(reply, "s", SVMD_OPT_SVM_FLAGS);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_open_container(reply, 'v', "as");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_open_container(reply, 'a', "s");
+                if (r < 0)
+                        return r;
+                for (uint32_t bit = 1; bit != 0; bit <<= 1) {
+                        const char *name = (a->flags & bit) ? kfd_svm_flag_to_string(bit) : NULL;
+                        if (name) {
+                                r = sd_bus_message_append(reply, "s", name);
+                                if (r < 0)
+                                        return r;
+                        }
+                }
+                for (int i = 0; i < 3; i++) {
+                        r = sd_bus_message_close_container(reply);
+                        if (r < 0)
+                                return r;
+                }
+
+                r = append_gpus(reply, SVMD_OPT_SVM_ACCESS, a, KFD_IOCTL_SVM_ATTR_ACCESS);
+                if (r < 0)
+                        return r;
+                r = append_gpus(reply, SVMD_OPT_SVM_ACCESS_IN_PLACE, a, KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static json_t *gpus_json(const KfdSvmAttrs *a, uint32_t type) {
+        json_t *arr = json_array();
+
+        for (uint32_t i = 0; arr && i < a->n_gpus; i++)
+                if (a->access[i] == type && json_array_append_new(arr, json_integer(a->gpu_ids[i])) < 0) {
+                        json_decref(arr);
+                        return NULL;
+                }
+        return arr;
+}
+
+json_t *svm_attrs_to_json(const KfdSvmAttrs *a) {
+        /* Unknown flag bits stay bits: the journal keeps exactly what the kernel has. */
+        return json_pack("{sIsIsIsIsososo}",
+                         "preferred", (json_int_t) a->preferred_loc,
+                         "prefetch", (json_int_t) a->prefetch_loc,
+                         "flags", (json_int_t) a->flags,
+                         "granularity", (json_int_t) a->granularity,
+                         "access", gpus_json(a, KFD_IOCTL_SVM_ATTR_ACCESS),
+                         "access-in-place", gpus_json(a, KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE),
+                         "no-access", gpus_json(a, KFD_IOCTL_SVM_ATTR_NO_ACCESS));
+}
+
+static int json_u32(json_t *o, const char *key, uint32_t *ret) {
+        json_t *v = json_object_get(o, key);
+
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX)
+                return -EBADMSG;
+        *ret = (uint32_t) json_integer_value(v);
+        return 0;
+}
+
+static int gpus_from_json(Manager *m, json_t *arr, uint32_t type, KfdSvmAttrs *a) {
+        size_t i;
+        json_t *e;
+
+        if (arr && !json_is_array(arr))
+                return -EBADMSG;
+        json_array_foreach(arr, i, e) {
+                Gpu *g = json_is_integer(e) && json_integer_value(e) > 0 && json_integer_value(e) <= UINT32_MAX
+                                 ? manager_find_gpu(m, (uint32_t) json_integer_value(e)) : NULL;
+                if (!g || g->index >= a->n_gpus)
+                        return -EBADMSG;
+                a->access[g->index] = type;
+        }
+        return 0;
+}
+
+int svm_attrs_from_json(Manager *m, json_t *j, KfdSvmAttrs *ret) {
+        KfdSvmAttrs a;
+
+        if (!json_is_object(j))
+                return -EBADMSG;
+        svm_attrs_initial(m, KFD_IOCTL_SVM_LOCATION_UNDEFINED, &a);
+        if (json_u32(j, "preferred", &a.preferred_loc) < 0 || json_u32(j, "prefetch", &a.prefetch_loc) < 0 ||
+            json_u32(j, "flags", &a.flags) < 0 || json_u32(j, "granularity", &a.granularity) < 0 ||
+            a.granularity > KFD_SVM_GRANULARITY_MAX ||
+            gpus_from_json(m, json_object_get(j, "access"), KFD_IOCTL_SVM_ATTR_ACCESS, &a) < 0 ||
+            gpus_from_json(m, json_object_get(j, "access-in-place"), KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE, &a) < 0)
+                return -EBADMSG;
+        *ret = a;
+        return 0;
+}
+
+/* ---- steps ---- */
+
+/* Take a in as the kernel's state: the cache, the mapping mask and the bytes mapped per GPU. */
+static void svm_adopt(Range *r, const KfdSvmAttrs *a) {
+        uint64_t before = r->pieces[0].mapped, after = svm_attrs_mask(r->manager, a);
+
+        range_account_mapping(r, before & ~after, -1);
+        range_account_mapping(r, after & ~before, +1);
+        r->pieces[0].mapped = after;
+        r->svm->attrs = *a;
+}
+
+typedef struct SvmUndo {
+        Range *range;
+        KfdSvmAttrs before;
+} SvmUndo;
+
+static int undo_svm_setup(void *userdata) {
+        SvmUndo *u = userdata;
+        KfdSvmAttrs none;
+
+        if (u->range->rollback_failed)
+                return 0;
+        /* The kernel forgets the range when its window mapping goes (the next undo); only our books. */
+        svm_attrs_initial(u->range->manager, KFD_IOCTL_SVM_LOCATION_UNDEFINED, &none);
+        svm_adopt(u->range, &none);
+        return 0;
+}
+
+static int undo_svm_change(void *userdata) {
+        SvmUndo *u = userdata;
+        Range *r = u->range;
+        int k;
+
+        if (r->rollback_failed)
+                return 0;
+        k = kfd_svm_attrs_restore(r->manager->kfd_fd, r->va, r->size, &u->before);
+        if (k < 0) {
+                if (k != -EINTR && k != -EAGAIN)
+                        r->rollback_failed = true;
+                return k;
+        }
+        svm_adopt(r, &u->before);
+        return 0;
+}
+
+static int add_svm_undo(Transaction *t, TxnUndoFunc f, Range *r, const KfdSvmAttrs *before, const char *what) {
+        SvmUndo *u = malloc(sizeof(SvmUndo));
+
+        if (!u)
+                return -ENOMEM;
+        u->range = r;
+        u->before = *before;
+        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, r->id);
+}
+
+int range_svm_setup(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus_error *error) {
+        struct kfd_ioctl_svm_attribute list[KFD_SVM_ATTRS_MAX];
+        uint32_t n;
+        int k;
+
+        n = kfd_svm_attrs_to_list(initial, list);
+        k = kfd_svm_set(r->manager->kfd_fd, r->va, r->size, list, n);
+        if (k < 0) {
+                (void) txn_fail(t->txn, k, 0, "registering range %" PRIu64 " (%s at 0x%" PRIx64 ") for SVM", r->id,
+                                FORMAT_BYTES(r->size), r->va);
+                return transaction_set_kernel_error(t, k, error);
+        }
+        svm_adopt(r, initial);
+        return add_svm_undo(t, undo_svm_setup, r, initial, "forget the SVM attributes of");
+}
+
+int range_svm_change(Transaction *t, Range *r, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
+                     sd_bus_error *error) {
+        Manager *m = r->manager;
+        KfdSvmAttrs now;
+        int k;
+
+        if (n == 0)
+                return 0;
+        k = transaction_touch(t, r, false);
+        if (k < 0)
+                return k;
+
+        /* The prior state from the kernel itself: that is what an undo restores. */
+        k = kfd_svm_attrs_get(m->kfd_fd, r->va, r->size, r->svm->attrs.gpu_ids, r->svm->attrs.n_gpus, &now);
+        if (k < 0) {
+                (void) txn_fail(t->txn, k, 0, "reading the SVM attributes of range %" PRIu64, r->id);
+                return transaction_set_kernel_error(t, k, error);
+        }
+        svm_adopt(r, &now);
+        k = add_svm_undo(t, undo_svm_change, r, &now, "restore the SVM attributes of");
+        if (k < 0)
+                return k;
+
+        k = kfd_svm_set(m->kfd_fd, r->va, r->size, list, n);
+        if (k < 0) {
+                /* Some attributes may be in place now; the undo puts back all of them. */
+                (void) txn_fail(t->txn, k, 0, "setting the SVM attributes of range %" PRIu64, r->id);
+                return transaction_set_kernel_error(t, k, error);
+        }
+        kfd_svm_attrs_apply(&now, list, n);
+        svm_adopt(r, &now);
+        return 0;
+}
+
+int range_svm_repair(Range *r) {
+        int k;
+
+        k = kfd_svm_attrs_restore(r->manager->kfd_fd, r->va, r->size, &r->svm->want);
+        if (k < 0)
+                return k;
+        svm_adopt(r, &r->svm->want);
+        return 0;
+}
