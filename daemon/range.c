@@ -1109,6 +1109,6 @@ int range_repair(Range *r) {
         r->state = RANGE_STATE_ACTIVE;
         r->manager->n_degraded--;
         persist_range(r->manager, r);
-        range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
+        range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", r->svm ? "SvmAttributes" : NULL, NULL });
         return 0;
 }
