@@ -8,6 +8,7 @@
  *   kfdemu-ctl [--dir DIR] fault add 'ioctl=MAP_MEMORY_TO_GPU nth=2 errno=EINTR'
  *   kfdemu-ctl [--dir DIR] fault clear | fault list
  *   kfdemu-ctl [--dir DIR] profile none|realistic
+ *   kfdemu-ctl [--dir DIR] kill PID
  *
  * DIR defaults to $KFDEMU_DIR, which kfdemu-run exports to the programs it
  * runs. Exit status: 0 success, 1 failure, 2 bad usage.
@@ -49,6 +50,7 @@ static void help(FILE *f) {
                 "  fault list            print the armed faults as JSON\n"
                 "  profile none|realistic\n"
                 "                        switch the latency profile while programs run\n"
+                "  kill PID              SIGKILL a process between two of its ioctls, as the kernel would\n"
                 "\n"
                 "Options:\n"
                 "  --dir DIR             emulator directory (default: $KFDEMU_DIR)\n"
@@ -316,6 +318,29 @@ static int verb_profile(int argc, char *argv[]) {
         return EXIT_SUCCESS;
 }
 
+static int verb_kill(int argc, char *argv[]) {
+        _cleanup_(emu_kernel_detachp) EmuKernel *k = NULL;
+        char *end;
+        long pid;
+        int r;
+
+        if (argc != 2)
+                return usage_error("%s", "kill: expected exactly one PID");
+        errno = 0;
+        pid = strtol(argv[1], &end, 10);
+        if (errno != 0 || *end || pid <= 0 || pid > INT32_MAX)
+                return usage_error("kill: '%s' is not a process id", argv[1]);
+        r = attach(&k);
+        if (r != EXIT_SUCCESS)
+                return r;
+        r = emu_kernel_kill(k, (pid_t) pid, UINT64_C(10) * 1000 * 1000);
+        if (r < 0) {
+                fprintf(stderr, "kfdemu-ctl: cannot kill %ld: %s\n", pid, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}
+
 int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "dir",  required_argument, NULL, 'd' },
@@ -330,6 +355,7 @@ int main(int argc, char *argv[]) {
                 { "dump",    verb_dump },
                 { "fault",   verb_fault },
                 { "profile", verb_profile },
+                { "kill",    verb_kill },
         };
         int c;
 

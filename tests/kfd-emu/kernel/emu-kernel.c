@@ -1361,6 +1361,53 @@ void *emu_kernel_mmap(EmuKernel *k, void *addr, size_t len, int prot, int flags,
 /* ------------------------------------------------------------------------ */
 /* CPU unmaps: the MMU notifier's MMU_NOTIFY_UNMAP → svm_range_unmap_from_cpu */
 
+/* 1: pid has exited (a zombie or reaped), 0: it still runs. */
+static int process_dead(pid_t pid) {
+        char path[64], buf[512], *p;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = emu_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+                return 1;
+        n = read(fd, buf, sizeof(buf) - 1);
+        emu_sys_close(fd);
+        if (n <= 0)
+                return 1;
+        buf[n] = 0;
+        /* "pid (comm) S ...": the comm may hold anything, the state follows its last ')'. */
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+int emu_kernel_kill(EmuKernel *k, pid_t pid, uint64_t timeout_usec) {
+        uint64_t waited = 0;
+        int r;
+
+        if (pid <= 0)
+                return -EINVAL;
+        r = emu_lock(k);
+        if (r < 0)
+                return r;
+        if (kill(pid, SIGKILL) < 0) {
+                r = -errno;
+                emu_unlock(k);
+                return r;
+        }
+        /* If pid waits for the lock, it dies there; if it runs elsewhere, it dies there: never inside. */
+        while (!process_dead(pid)) {
+                if (waited >= timeout_usec) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                (void) usleep(200);
+                waited += 200;
+        }
+        emu_unlock(k);
+        return r;
+}
+
 int emu_kernel_cpu_unmap(EmuKernel *k, uint64_t addr, uint64_t len) {
         uint64_t start, end;
         uint32_t proc;

@@ -110,6 +110,16 @@ bool emu_kernel_fake_stat(EmuKernel *k, struct stat *st);
 /* The process is exiting (atexit): tear its KFD contexts down now rather than lazily. */
 void emu_kernel_process_exit(EmuKernel *k);
 
+/*
+ * SIGKILL pid the way the kernel lets a process die: never inside an ioctl.
+ * A real ioctl runs to its end before the signal takes effect; an emulated
+ * one is a sequence of stores into the shared arena, and a process killed
+ * among them would leave them half-done. This holds the emulator's lock,
+ * sends the signal, and releases the lock only once pid is dead (a zombie or
+ * gone, at most timeout_usec later: -ETIMEDOUT). -ESRCH: no such process.
+ */
+int emu_kernel_kill(EmuKernel *k, pid_t pid, uint64_t timeout_usec);
+
 /* The emulator directory this view is attached to. */
 const char *emu_kernel_dir(EmuKernel *k);
 
