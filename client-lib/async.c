@@ -121,9 +121,10 @@ static int send_async(svmd_client *c, sd_bus_message *m, AsyncKind kind, void *c
         return 0;
 }
 
-_public_ int svmd_allocate_async(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
-                                 const svmd_allocate_options *o, svmd_allocate_callback callback, void *userdata,
-                                 svmd_error *error) {
+SYMVER(svmd_allocate_async_v0_2, "svmd_allocate_async@@LIBSVMD_0.2")
+_public_ int svmd_allocate_async_v0_2(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                                      const svmd_allocate_options *o, svmd_allocate_callback callback,
+                                      void *userdata, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
@@ -134,6 +135,7 @@ _public_ int svmd_allocate_async(svmd_client *c, uint64_t size, uint32_t gpu_id,
                 return r;
         return send_async(c, m, ASYNC_ALLOCATE, (void *) callback, userdata, error);
 }
+ASSERT_SAME_TYPE(svmd_allocate_async, svmd_allocate_async_v0_2);
 
 _public_ int svmd_map_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n,
                             const svmd_change_options *o, svmd_done_callback callback, void *userdata,
@@ -149,8 +151,9 @@ _public_ int svmd_map_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids
         return send_async(c, m, ASYNC_DONE, (void *) callback, userdata, error);
 }
 
-_public_ int svmd_commit_async(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
-                               svmd_commit_callback callback, void *userdata, svmd_error *error) {
+SYMVER(svmd_commit_async_v0_2, "svmd_commit_async@@LIBSVMD_0.2")
+_public_ int svmd_commit_async_v0_2(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
+                                    svmd_commit_callback callback, void *userdata, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
@@ -161,6 +164,7 @@ _public_ int svmd_commit_async(svmd_client *c, const svmd_op *ops, size_t n_ops,
                 return r;
         return send_async(c, m, ASYNC_COMMIT, (void *) callback, userdata, error);
 }
+ASSERT_SAME_TYPE(svmd_commit_async, svmd_commit_async_v0_2);
 
 /* ---- the event loop side ---- */
 

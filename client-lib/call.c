@@ -71,7 +71,8 @@ _public_ int svmd_list_gpus(svmd_client *c, svmd_gpu **ret, size_t *ret_n, svmd_
         return 0;
 }
 
-_public_ int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error) {
+SYMVER(svmd_get_status_v0_2, "svmd_get_status@@LIBSVMD_0.2")
+_public_ int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         svmd_status s = { .n_clients = UINT32_MAX };
         const char *name;
@@ -126,6 +127,12 @@ _public_ int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error
                         r = sd_bus_message_read(reply, "v", "t", &s.bytes_allocated);
                 else if (streq(name, "Clients"))
                         r = sd_bus_message_read(reply, "v", "u", &s.n_clients);
+                else if (streq(name, "Xnack")) {
+                        int b;
+
+                        r = sd_bus_message_read(reply, "v", "b", &b);
+                        s.xnack = b;
+                }
                 else if (streq(name, "LostRanges")) {
                         uint64_t id;
                         const char *reason;
@@ -157,6 +164,7 @@ _public_ int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error
         *ret = s;
         return 0;
 }
+ASSERT_SAME_TYPE(svmd_get_status, svmd_get_status_v0_2);
 
 static int read_range(sd_bus_message *reply, svmd_range *rg) {
         const char *domain, *label, *state;
@@ -361,8 +369,9 @@ _public_ int svmd_reload(svmd_client *c, svmd_error *error) {
         return client_call(c, m, NULL, error);
 }
 
-_public_ int svmd_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
-                           const svmd_allocate_options *o, svmd_allocation *ret, svmd_error *error) {
+SYMVER(svmd_allocate_v0_2, "svmd_allocate@@LIBSVMD_0.2")
+_public_ int svmd_allocate_v0_2(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                                const svmd_allocate_options *o, svmd_allocation *ret, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         int r;
 
@@ -379,6 +388,7 @@ _public_ int svmd_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const
                 return bad_reply(error, "Allocate", r);
         return 0;
 }
+ASSERT_SAME_TYPE(svmd_allocate, svmd_allocate_v0_2);
 
 _public_ int svmd_allocate_batch(svmd_client *c, const svmd_host_range *ranges, size_t n_ranges, uint32_t gpu_id,
                                  const svmd_allocate_options *o, svmd_allocation *ret, svmd_error *error) {
@@ -403,7 +413,7 @@ _public_ int svmd_allocate_batch(svmd_client *c, const svmd_host_range *ranges, 
         if (r >= 0)
                 r = sd_bus_message_append(m, "u", gpu_id);
         if (r >= 0)
-                r = request_append_allocate_options(m, o);
+                r = request_append_allocate_options(m, o, NULL); /* batch ranges are host memory, never svm */
         if (r < 0)
                 return build_failed(error, "AllocateBatch", r);
         r = client_call(c, m, &reply, error);
@@ -471,8 +481,9 @@ _public_ int svmd_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, si
         return client_call(c, m, NULL, error);
 }
 
-_public_ int svmd_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
-                         svmd_op_result *results, svmd_error *error) {
+SYMVER(svmd_commit_v0_2, "svmd_commit@@LIBSVMD_0.2")
+_public_ int svmd_commit_v0_2(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
+                              svmd_op_result *results, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_free_ svmd_op_result *res = NULL;
         size_t n = 0;
@@ -492,6 +503,230 @@ _public_ int svmd_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const
         if (results)
                 for (size_t i = 0; i < n_ops; i++)
                         results[i] = i < n ? res[i] : (svmd_op_result) {};
+        return 0;
+}
+ASSERT_SAME_TYPE(svmd_commit, svmd_commit_v0_2);
+
+_public_ int svmd_set_attributes(svmd_client *c, uint64_t id, const svmd_svm_attributes *attrs,
+                                 const svmd_change_options *o, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c || !attrs)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = request_build_set_attributes(c, id, attrs, o, &m, error);
+        if (r < 0)
+                return r;
+        return client_call(c, m, NULL, error);
+}
+
+/* ---- SVM attributes of a range ---- */
+
+static const char *const svm_flag_names[] = {
+        "host-access", "coherent", "hive-local", "gpu-ro", "gpu-exec", "gpu-read-mostly", "gpu-always-mapped",
+        "ext-coherent",
+};
+
+_public_ const char *svmd_svm_flag_to_string(uint32_t flag) {
+        if (flag == 0 || (flag & (flag - 1)) != 0)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(svm_flag_names); i++)
+                if (flag == UINT32_C(1) << i)
+                        return svm_flag_names[i];
+        return NULL;
+}
+
+static int read_gpu_array(sd_bus_message *reply, uint32_t *ids, uint32_t *ret_n) {
+        const void *p;
+        size_t sz;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'v', "au");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_array(reply, 'u', &p, &sz);
+        if (r < 0)
+                return r;
+        *ret_n = (uint32_t) MIN(sz / sizeof(uint32_t), (size_t) SVMD_MAX_GPUS);
+        if (*ret_n > 0)
+                memcpy(ids, p, *ret_n * sizeof(uint32_t));
+        return sd_bus_message_exit_container(reply);
+}
+
+static int read_svm_flags(sd_bus_message *reply, svmd_svm_state *st) {
+        size_t len = 0;
+        const char *name;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'v', "as");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read_basic(reply, 's', &name)) > 0) {
+                for (size_t i = 0; i < ELEMENTSOF(svm_flag_names); i++)
+                        if (streq(name, svm_flag_names[i]))
+                                st->flags |= UINT32_C(1) << i;
+                /* Names this library does not know yet are kept too, as far as they fit. */
+                if (len + !!len + strlen(name) < sizeof(st->flag_names))
+                        len += (size_t) snprintf(st->flag_names + len, sizeof(st->flag_names) - len, "%s%s",
+                                                 len > 0 ? "," : "", name);
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(reply);
+}
+
+/* SvmAttributes: a{sv}, empty for ranges of other domains. *ret_n: how many keys it had. */
+static int read_svm_attributes(sd_bus_message *reply, svmd_svm_state *st, size_t *ret_n) {
+        const char *key;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'v', "a{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                r = sd_bus_message_read_basic(reply, 's', &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, SVMD_OPT_SVM_PREFERRED))
+                        r = sd_bus_message_read(reply, "v", "u", &st->preferred);
+                else if (streq(key, SVMD_OPT_SVM_PREFETCH))
+                        r = sd_bus_message_read(reply, "v", "u", &st->prefetch);
+                else if (streq(key, SVMD_OPT_SVM_GRANULARITY))
+                        r = sd_bus_message_read(reply, "v", "u", &st->granularity);
+                else if (streq(key, SVMD_OPT_SVM_FLAGS))
+                        r = read_svm_flags(reply, st);
+                else if (streq(key, SVMD_OPT_SVM_ACCESS))
+                        r = read_gpu_array(reply, st->access, &st->n_access);
+                else if (streq(key, SVMD_OPT_SVM_ACCESS_IN_PLACE))
+                        r = read_gpu_array(reply, st->access_in_place, &st->n_access_in_place);
+                else
+                        r = sd_bus_message_skip(reply, "v"); /* keys added later */
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        *ret_n = n;
+        return sd_bus_message_exit_container(reply);
+}
+
+/* The errors sd-bus answers for an object path nothing (visible to the caller) lives at. */
+static bool is_no_object_error(const svmd_error *e) {
+        return svmd_error_has_name(e, "org.freedesktop.DBus.Error.UnknownObject") ||
+               svmd_error_has_name(e, "org.freedesktop.DBus.Error.UnknownMethod") ||
+               svmd_error_has_name(e, "org.freedesktop.DBus.Error.UnknownInterface") ||
+               svmd_error_has_name(e, "org.freedesktop.DBus.Error.UnknownProperty");
+}
+
+int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size, bool *ret_is_svm,
+                  svmd_svm_state *ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        svmd_svm_state st = { .preferred = SVMD_SVM_LOCATION_NONE, .prefetch = SVMD_SVM_LOCATION_NONE };
+        svmd_error e = SVMD_ERROR_NULL;
+        const char *name, *d = NULL;
+        bool has_svm = false;
+        char path[64];
+        sd_bus *bus;
+        int r;
+
+        /*
+         * On the connection Attach and Export use: svmd shows a range's object to its owner, and to the
+         * connection that holds a reference to it.
+         */
+        bus = client_pick(c, true);
+        if (!bus)
+                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
+        snprintf(path, sizeof(path), "%s/%" PRIu64, SVMD_RANGE_PATH_PREFIX, id);
+        r = sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, path, "org.freedesktop.DBus.Properties",
+                                           "GetAll");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", SVMD_RANGE_INTERFACE);
+        if (r < 0)
+                return build_failed(error, "GetAll", r);
+        r = client_call(c, m, &reply, &e);
+        if (r < 0 && is_no_object_error(&e)) {
+                svmd_error_free(&e);
+                return error_setf(error, -ENOENT, SVMD_ERROR_NO_SUCH_RANGE,
+                                  "Range %" PRIu64 " does not exist, or it is not the caller's.", id);
+        }
+        if (r < 0) {
+                if (error) {
+                        svmd_error_free(error);
+                        *error = e;
+                } else
+                        svmd_error_free(&e);
+                return r;
+        }
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return bad_reply(error, "GetAll", r);
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                size_t n = 0;
+
+                r = sd_bus_message_read_basic(reply, 's', &name);
+                if (r < 0)
+                        break;
+                if (streq(name, "Domain"))
+                        r = sd_bus_message_read(reply, "v", "s", &d);
+                else if (streq(name, "SvmAttributes")) {
+                        r = read_svm_attributes(reply, &st, &n);
+                        has_svm = n > 0;
+                } else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r < 0)
+                        break;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        break;
+        }
+        if (r < 0)
+                return bad_reply(error, "GetAll", r);
+        if (!d)
+                return error_setf(error, -EBADMSG, NULL, "svmd did not say which domain range %" PRIu64 " is of.",
+                                  id);
+        if (streq(d, SVMD_DOMAIN_SVM) && !has_svm)
+                return error_setf(error, -EBADMSG, NULL,
+                                  "svmd did not report the SVM attributes of svm range %" PRIu64 ".", id);
+        if (domain)
+                copy_string(domain, domain_size, d);
+        *ret_is_svm = streq(d, SVMD_DOMAIN_SVM);
+        if (ret && *ret_is_svm)
+                *ret = st;
+        return 0;
+}
+
+_public_ int svmd_get_svm_attributes(svmd_client *c, uint64_t id, svmd_svm_state *ret, svmd_error *error) {
+        char domain[16];
+        bool is_svm;
+        int r;
+
+        if (!c || !ret)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = range_get_svm(c, id, domain, sizeof(domain), &is_svm, ret, error);
+        if (r < 0)
+                return r;
+        if (!is_svm)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "Range %" PRIu64 " is a %s range; only svm ranges have SVM attributes.", id,
+                                  domain);
         return 0;
 }
 

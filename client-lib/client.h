@@ -19,6 +19,37 @@
 
 typedef struct LocalImport LocalImport;
 
+/*
+ * Symbol versions (libsvmd.sym). A call whose public struct grew is defined
+ * as NAME_v0_2 and exported as the default NAME@@LIBSVMD_0.2; compat.c
+ * defines NAME_v0_1, exported as NAME@LIBSVMD_0.1, for binaries built against
+ * the smaller struct. Put SYMVER() right before the definition.
+ */
+#ifdef __has_attribute
+#  if __has_attribute(__symver__)
+#    define HAVE_SYMVER_ATTRIBUTE 1
+#  endif
+#endif
+#ifdef HAVE_SYMVER_ATTRIBUTE
+#  define SYMVER(impl, sym) __attribute__((__symver__(sym)))
+#else
+#  define SYMVER(impl, sym) __asm__(".symver " #impl "," sym);
+#endif
+/* The implementation has exactly the type the header declares. */
+#define ASSERT_SAME_TYPE(a, b) \
+        _Static_assert(__builtin_types_compatible_p(__typeof__(a), __typeof__(b)), #b " does not match " #a)
+
+int svmd_allocate_v0_2(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                       const svmd_allocate_options *options, svmd_allocation *ret, svmd_error *error);
+int svmd_allocate_async_v0_2(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
+                             const svmd_allocate_options *options, svmd_allocate_callback callback, void *userdata,
+                             svmd_error *error);
+int svmd_commit_v0_2(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *options,
+                     svmd_op_result *results, svmd_error *error);
+int svmd_commit_async_v0_2(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *options,
+                           svmd_commit_callback callback, void *userdata, svmd_error *error);
+int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *error);
+
 struct svmd_client {
         sd_bus *bus;            /* NULL with SVMD_CLIENT_DIRECT_ONLY */
         sd_bus *direct;         /* NULL while io.socket is not reachable */
@@ -61,21 +92,33 @@ void error_register_map(void);
 
 /* ---- request.c: building requests and reading replies, shared by sync and async calls ---- */
 
-int request_append_allocate_options(sd_bus_message *m, const svmd_allocate_options *o);
+/* svm: the svm-* keys to add (o->svm for Allocate; never read from o, which may be a 0.1 struct). */
+int request_append_allocate_options(sd_bus_message *m, const svmd_allocate_options *o,
+                                    const svmd_svm_attributes *svm);
 int request_append_change_options(sd_bus_message *m, const svmd_change_options *o);
 int request_append_u32_array(sd_bus_message *m, const uint32_t *ids, size_t n);
 int request_append_host_ranges(sd_bus_message *m, const svmd_host_range *ranges, size_t n);
 /* Checks what the daemon would refuse anyway, before anything travels. */
 int request_check_gpus(const uint32_t *ids, size_t n, bool need_one, svmd_error *error);
+/* The same for SVM attributes; context ("Operation 3: " or "") starts each message. */
+int request_check_svm(const svmd_svm_attributes *a, const char *context, svmd_error *error);
 int request_build_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
                          sd_bus_message **ret, svmd_error *error);
 int request_build_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
                            const svmd_allocate_options *o, sd_bus_message **ret, svmd_error *error);
 int request_build_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *o,
                       sd_bus_message **ret, svmd_error *error);
+int request_build_set_attributes(svmd_client *c, uint64_t id, const svmd_svm_attributes *attrs,
+                                 const svmd_change_options *o, sd_bus_message **ret, svmd_error *error);
 int reply_read_allocation(sd_bus_message *reply, svmd_allocation *ret);
 /* *ret is malloc()ed, *ret_n entries. */
 int reply_read_commit_results(sd_bus_message *reply, svmd_op_result **ret, size_t *ret_n);
+
+/* ---- call.c ---- */
+
+/* One range object's Domain (into domain[size]) and, for svm ranges (*ret_is_svm), its SvmAttributes. */
+int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t size, bool *ret_is_svm, svmd_svm_state *ret,
+                  svmd_error *error);
 
 /* ---- attach-local.c ---- */
 

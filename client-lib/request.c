@@ -7,6 +7,7 @@
  */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,16 +84,40 @@ static int append_u32_array_entry(sd_bus_message *m, const char *key, const uint
         return entry_close(m);
 }
 
-static int append_flags_entry(sd_bus_message *m, const char *const *flags) {
+static int append_strv_entry(sd_bus_message *m, const char *key, const char *const *l) {
         int r;
 
-        r = entry_open(m, SVMD_OPT_FLAGS, "as");
+        r = entry_open(m, key, "as");
         if (r < 0)
                 return r;
-        r = sd_bus_message_append_strv(m, (char **) flags);
+        r = sd_bus_message_append_strv(m, (char **) l); /* NULL: an empty array */
         if (r < 0)
                 return r;
         return entry_close(m);
+}
+
+/* The svm-* keys of Allocate (svm ranges), SetAttributes and their Commit operations. a may be NULL. */
+static int append_svm_entries(sd_bus_message *m, const svmd_svm_attributes *a) {
+        int r = 0;
+
+        if (!a)
+                return 0;
+        if (a->set & SVMD_SVM_SET_PREFERRED)
+                r = append_entry(m, SVMD_OPT_SVM_PREFERRED, 'u', &a->preferred);
+        if (r >= 0 && (a->set & SVMD_SVM_SET_PREFETCH))
+                r = append_entry(m, SVMD_OPT_SVM_PREFETCH, 'u', &a->prefetch);
+        if (r >= 0 && (a->set & SVMD_SVM_SET_FLAGS))
+                r = append_strv_entry(m, SVMD_OPT_SVM_FLAGS, a->flags);
+        if (r >= 0 && (a->set & SVMD_SVM_SET_GRANULARITY))
+                r = append_entry(m, SVMD_OPT_SVM_GRANULARITY, 'u', &a->granularity);
+        if (r >= 0 && a->n_access > 0)
+                r = append_u32_array_entry(m, SVMD_OPT_SVM_ACCESS, a->access, a->n_access);
+        if (r >= 0 && a->n_access_in_place > 0)
+                r = append_u32_array_entry(m, SVMD_OPT_SVM_ACCESS_IN_PLACE, a->access_in_place,
+                                           a->n_access_in_place);
+        if (r >= 0 && a->n_no_access > 0)
+                r = append_u32_array_entry(m, SVMD_OPT_SVM_NO_ACCESS, a->no_access, a->n_no_access);
+        return r;
 }
 
 /* The allocation keys Allocate's options and a Commit "Allocate" share. */
@@ -101,7 +126,7 @@ static int append_allocation_entries(sd_bus_message *m, const char *const *flags
         int r;
 
         if (flags) {
-                r = append_flags_entry(m, flags);
+                r = append_strv_entry(m, SVMD_OPT_FLAGS, flags);
                 if (r < 0)
                         return r;
         }
@@ -128,10 +153,14 @@ static int append_allocation_entries(sd_bus_message *m, const char *const *flags
         return 0;
 }
 
-int request_append_allocate_options(sd_bus_message *m, const svmd_allocate_options *o) {
+int request_append_allocate_options(sd_bus_message *m, const svmd_allocate_options *o,
+                                    const svmd_svm_attributes *svm) {
         int r;
 
         r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        r = append_svm_entries(m, svm);
         if (r < 0)
                 return r;
         if (o) {
@@ -182,12 +211,73 @@ int request_check_gpus(const uint32_t *ids, size_t n, bool need_one, svmd_error 
         return 0;
 }
 
+#define SVM_SET_ALL (SVMD_SVM_SET_PREFERRED | SVMD_SVM_SET_PREFETCH | SVMD_SVM_SET_FLAGS | SVMD_SVM_SET_GRANULARITY)
+
+int request_check_svm(const svmd_svm_attributes *a, const char *context, svmd_error *error) {
+        const char *const names[3] = { SVMD_OPT_SVM_ACCESS, SVMD_OPT_SVM_ACCESS_IN_PLACE, SVMD_OPT_SVM_NO_ACCESS };
+        const uint32_t *lists[3] = { a->access, a->access_in_place, a->no_access };
+        const size_t n[3] = { a->n_access, a->n_access_in_place, a->n_no_access };
+        int r;
+
+        if (a->set & ~SVM_SET_ALL)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%sUnknown bits 0x%x are set in svmd_svm_attributes.set.", context,
+                                  a->set & ~SVM_SET_ALL);
+        if ((a->set & SVMD_SVM_SET_PREFETCH) && a->prefetch == SVMD_SVM_LOCATION_NONE)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%sThe prefetch location must be a GPU or system memory (0), not none.", context);
+        if ((a->set & SVMD_SVM_SET_GRANULARITY) && a->granularity > SVMD_SVM_GRANULARITY_MAX)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%sSVM granularity %u is out of range: it is the log2 of the migration unit in "
+                                  "pages, 0–%u.", context, a->granularity, SVMD_SVM_GRANULARITY_MAX);
+        for (size_t l = 0; l < 3; l++) {
+                r = request_check_gpus(lists[l], n[l], false, error);
+                if (r < 0)
+                        return r;
+        }
+        /* One kind of access per GPU. */
+        for (size_t l = 0; l < 3; l++)
+                for (size_t i = 0; i < n[l]; i++)
+                        for (size_t k = 0; k <= l; k++)
+                                for (size_t j = 0; j < (k == l ? i : n[k]); j++) {
+                                        if (lists[k][j] != lists[l][i])
+                                                continue;
+                                        if (k == l)
+                                                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                                                  "%sGPU 0x%x is listed twice in %s.", context,
+                                                                  lists[l][i], names[l]);
+                                        return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                                          "%sGPU 0x%x is listed in both %s and %s; give each GPU "
+                                                          "one kind of access.", context, lists[l][i], names[k],
+                                                          names[l]);
+                                }
+        return 0;
+}
+
+/* What Allocate of domain takes: SVM attributes for svm ranges, allocation flags for the others. */
+static int check_domain_options(const char *domain, const char *const *flags, const svmd_svm_attributes *svm,
+                                const char *context, svmd_error *error) {
+        bool is_svm = streq(domain, SVMD_DOMAIN_SVM);
+
+        if (svm && !is_svm)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%sSVM attributes are for svm ranges, not for a %s range.", context, domain);
+        if (flags && is_svm)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "%sAllocation flags are not for svm ranges; give SVM flags in "
+                                  "svmd_svm_attributes.flags instead.", context);
+        if (svm)
+                return request_check_svm(svm, context, error);
+        return 0;
+}
+
 static const char *const op_names[] = {
         [SVMD_OP_ALLOCATE] = "Allocate",
         [SVMD_OP_ALLOCATE_BATCH] = "AllocateBatch",
         [SVMD_OP_MAP] = "Map",
         [SVMD_OP_UNMAP] = "Unmap",
         [SVMD_OP_FREE] = "Free",
+        [SVMD_OP_SET_ATTRIBUTES] = "SetAttributes",
 };
 
 static int append_target(sd_bus_message *m, const svmd_op *op) {
@@ -228,6 +318,8 @@ static int append_op(sd_bus_message *m, const svmd_op *op) {
                 if (r >= 0)
                         r = append_allocation_entries(m, op->flags, op->gpus, op->n_gpus, op->alignment, op->label,
                                                       op->persistent);
+                if (r >= 0 && op->kind == SVMD_OP_ALLOCATE)
+                        r = append_svm_entries(m, op->svm);
                 break;
         case SVMD_OP_MAP:
         case SVMD_OP_UNMAP:
@@ -237,6 +329,11 @@ static int append_op(sd_bus_message *m, const svmd_op *op) {
                 break;
         case SVMD_OP_FREE:
                 r = append_target(m, op);
+                break;
+        case SVMD_OP_SET_ATTRIBUTES:
+                r = append_target(m, op);
+                if (r >= 0)
+                        r = append_svm_entries(m, op->svm);
                 break;
         default:
                 r = -EINVAL;
@@ -262,15 +359,39 @@ int request_build_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const
                 return error_setf(error, -E2BIG, SD_BUS_ERROR_INVALID_ARGS,
                                   "%zu operations given; a commit takes at most %u.", n_ops, SVMD_MAX_COMMIT_OPS);
         for (size_t i = 0; i < n_ops; i++) {
-                if ((unsigned) ops[i].kind >= ELEMENTSOF(op_names))
+                const svmd_op *op = &ops[i];
+                char context[48];
+
+                if ((unsigned) op->kind >= ELEMENTSOF(op_names))
                         return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
-                                          "Operation %zu has unknown kind %d.", i, (int) ops[i].kind);
-                r = request_check_gpus(ops[i].gpus, ops[i].n_gpus, false, error);
+                                          "Operation %zu has unknown kind %d.", i, (int) op->kind);
+                r = request_check_gpus(op->gpus, op->n_gpus, false, error);
                 if (r < 0)
                         return r;
-                if (ops[i].n_host_ranges > 0 && !ops[i].host_ranges)
+                if (op->n_host_ranges > 0 && !op->host_ranges)
                         return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
                                           "Operation %zu lists host ranges but no array.", i);
+
+                snprintf(context, sizeof(context), "Operation %zu (%s): ", i, op_names[op->kind]);
+                switch (op->kind) {
+                case SVMD_OP_ALLOCATE:
+                        r = check_domain_options(op->domain ?: SVMD_DOMAIN_VRAM, op->flags, op->svm, context, error);
+                        break;
+                case SVMD_OP_SET_ATTRIBUTES:
+                        if (!op->svm)
+                                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                                  "%sNo SVM attributes are given (svm is NULL).", context);
+                        r = request_check_svm(op->svm, context, error);
+                        break;
+                default:
+                        if (op->svm)
+                                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                                  "%sSVM attributes belong to Allocate or SetAttributes "
+                                                  "operations only.", context);
+                        r = 0;
+                }
+                if (r < 0)
+                        return r;
         }
 
         r = client_new_call(c, true, "Commit", &m, error);
@@ -371,13 +492,16 @@ int request_build_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const
                 r = request_check_gpus(o->map, o->n_map, false, error);
                 if (r < 0)
                         return r;
+                r = check_domain_options(domain, o->flags, o->svm, "", error);
+                if (r < 0)
+                        return r;
         }
         r = client_new_call(c, true, "Allocate", &m, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_append(m, "tus", size, gpu_id, domain);
         if (r >= 0)
-                r = request_append_allocate_options(m, o);
+                r = request_append_allocate_options(m, o, o ? o->svm : NULL);
         if (r < 0)
                 return error_setf(error, r, NULL, "Building the Allocate call failed: %s.", strerror(-r));
         *ret = TAKE_PTR(m);
@@ -402,6 +526,34 @@ int request_build_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size
                 r = request_append_change_options(m, o);
         if (r < 0)
                 return error_setf(error, r, NULL, "Building the Map call failed: %s.", strerror(-r));
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int request_build_set_attributes(svmd_client *c, uint64_t id, const svmd_svm_attributes *attrs,
+                                 const svmd_change_options *o, sd_bus_message **ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = request_check_svm(attrs, "", error);
+        if (r < 0)
+                return r;
+        r = client_new_call(c, true, "SetAttributes", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0)
+                r = append_svm_entries(m, attrs);
+        if (r >= 0 && o && o->dry_run)
+                r = append_bool_entry(m, SVMD_OPT_DRY_RUN, true);
+        if (r >= 0 && o && o->request_id)
+                r = append_entry(m, SVMD_OPT_REQUEST_ID, 's', o->request_id);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Building the SetAttributes call failed: %s.", strerror(-r));
         *ret = TAKE_PTR(m);
         return 0;
 }

@@ -176,6 +176,34 @@ char *format_flags(uint64_t flags) {
         return s;
 }
 
+int parse_svm_location(const char *s, bool allow_none, uint32_t *ret) {
+        uint32_t v;
+
+        if (streq(s, "system")) {
+                *ret = SVMD_SVM_LOCATION_SYSTEM;
+                return 0;
+        }
+        if (streq(s, "none")) {
+                if (!allow_none)
+                        return -EINVAL;
+                *ret = SVMD_SVM_LOCATION_NONE;
+                return 0;
+        }
+        if (parse_u32(s, &v) < 0 || v == SVMD_SVM_LOCATION_NONE)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+const char *format_svm_location(char *buf, size_t size, uint32_t loc) {
+        if (loc == SVMD_SVM_LOCATION_SYSTEM)
+                return "system";
+        if (loc == SVMD_SVM_LOCATION_NONE)
+                return "none";
+        snprintf(buf, size, "0x%x", loc);
+        return buf;
+}
+
 json_t *json_u32_array(const uint32_t *ids, size_t n) {
         json_t *a = json_array();
 
@@ -195,6 +223,52 @@ json_t *json_flags(uint64_t flags) {
                         json_array_append_new(a, json_string(name));
         }
         return a;
+}
+
+static json_t *json_name_list(const char *names) {
+        json_t *a = json_array();
+
+        for (const char *p = names; a && *p;) {
+                size_t len = strcspn(p, ",");
+
+                json_array_append_new(a, json_stringn(p, len));
+                p += len + (p[len] == ',');
+        }
+        return a;
+}
+
+json_t *json_svm_state(const svmd_svm_state *st) {
+        return json_pack("{s:I,s:I,s:o,s:I,s:o,s:o}", "preferred", (json_int_t) st->preferred, "prefetch",
+                         (json_int_t) st->prefetch, "flags", json_name_list(st->flag_names), "granularity",
+                         (json_int_t) st->granularity, "access", json_u32_array(st->access, st->n_access),
+                         "access-in-place", json_u32_array(st->access_in_place, st->n_access_in_place));
+}
+
+json_t *json_svm_attributes(const svmd_svm_attributes *a) {
+        json_t *o = json_object();
+
+        if (!o)
+                return NULL;
+        if (a->set & SVMD_SVM_SET_PREFERRED)
+                json_object_set_new(o, "preferred", json_integer(a->preferred));
+        if (a->set & SVMD_SVM_SET_PREFETCH)
+                json_object_set_new(o, "prefetch", json_integer(a->prefetch));
+        if (a->set & SVMD_SVM_SET_FLAGS) {
+                json_t *f = json_array();
+
+                for (const char *const *p = a->flags; f && p && *p; p++)
+                        json_array_append_new(f, json_string(*p));
+                json_object_set_new(o, "flags", f);
+        }
+        if (a->set & SVMD_SVM_SET_GRANULARITY)
+                json_object_set_new(o, "granularity", json_integer(a->granularity));
+        if (a->n_access > 0)
+                json_object_set_new(o, "access", json_u32_array(a->access, a->n_access));
+        if (a->n_access_in_place > 0)
+                json_object_set_new(o, "access-in-place", json_u32_array(a->access_in_place, a->n_access_in_place));
+        if (a->n_no_access > 0)
+                json_object_set_new(o, "no-access", json_u32_array(a->no_access, a->n_no_access));
+        return o;
 }
 
 json_t *json_limit(uint64_t v) {

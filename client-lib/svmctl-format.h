@@ -6,10 +6,13 @@
  * exit codes by error class, and the JSON building blocks of --json output.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
+
+#include "svmd/svmd.h"
 
 /* Exit codes (documented in svmctl(1)). */
 enum {
@@ -36,9 +39,24 @@ char *format_flags(uint64_t flags);
 /* "a,b,c" → NULL-terminated array of malloc()ed strings. */
 int split_list(const char *s, char ***ret);
 void strv_free(char **l);
+static inline void strv_freep(char ***l) {
+        strv_free(*l);
+}
+
+/*
+ * An SVM location: "system", "none" (only where allow_none), or a GPU id in
+ * decimal or 0x-hex. -EINVAL otherwise.
+ */
+int parse_svm_location(const char *s, bool allow_none, uint32_t *ret);
+/* "system", "none" or "0x3a1f". */
+const char *format_svm_location(char *buf, size_t size, uint32_t loc);
 
 json_t *json_u32_array(const uint32_t *ids, size_t n);
 json_t *json_flags(uint64_t flags);
+/* An svm range's attributes: {"preferred", "prefetch", "flags", "granularity", "access", "access-in-place"}. */
+json_t *json_svm_state(const svmd_svm_state *st);
+/* What a change asks for: the keys of json_svm_state() that are given, and "no-access". */
+json_t *json_svm_attributes(const svmd_svm_attributes *a);
 /* A limit: a number, or null for "no limit". */
 json_t *json_limit(uint64_t v);
 /* "0x3a1f" */

@@ -39,6 +39,7 @@ typedef struct Verb {
 static svmd_client *client;
 
 static const Verb *find_verb(const char *name);
+static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint64_t *ret);
 
 /* ---- shared helpers ---- */
 
@@ -121,7 +122,106 @@ enum {
         OPT_EXPIRES,
         OPT_COUNT,
         OPT_ALL,
+        OPT_SVM_PREFERRED,
+        OPT_SVM_PREFETCH,
+        OPT_SVM_ACCESS,
+        OPT_SVM_ACCESS_IN_PLACE,
+        OPT_SVM_NO_ACCESS,
+        OPT_SVM_FLAGS,
+        OPT_SVM_GRANULARITY,
 };
+
+/* The SVM attribute options of alloc --domain svm and set-attr. */
+#define SVM_OPTIONS                                                                     \
+        { "svm-preferred",       required_argument, NULL, OPT_SVM_PREFERRED },         \
+        { "svm-prefetch",        required_argument, NULL, OPT_SVM_PREFETCH },          \
+        { "svm-access",          required_argument, NULL, OPT_SVM_ACCESS },            \
+        { "svm-access-in-place", required_argument, NULL, OPT_SVM_ACCESS_IN_PLACE },   \
+        { "svm-no-access",       required_argument, NULL, OPT_SVM_NO_ACCESS },         \
+        { "svm-flags",           required_argument, NULL, OPT_SVM_FLAGS },             \
+        { "svm-granularity",     required_argument, NULL, OPT_SVM_GRANULARITY }
+
+typedef struct SvmArgs {
+        svmd_svm_attributes attrs;      /* points into the fields below */
+        uint32_t *access;
+        uint32_t *access_in_place;
+        uint32_t *no_access;
+        char **flags;
+        bool any;                       /* an --svm-* option was given */
+} SvmArgs;
+
+static void svm_args_done(SvmArgs *a) {
+        free(a->access);
+        free(a->access_in_place);
+        free(a->no_access);
+        strv_free(a->flags);
+        *a = (SvmArgs) {};
+}
+
+static int svm_gpu_list(const char *verb, const char *option, const char *arg, uint32_t **list, size_t *n) {
+        free(*list);
+        *list = NULL;
+        *n = 0;
+        if (parse_gpu_list(arg, list, n) < 0)
+                return usage_error(verb, "invalid GPU list '%s' for --%s", arg, option);
+        return 0;
+}
+
+/* One --svm-* option: 1 if c is one (taken), 0 if it is not, < 0 on a usage error. */
+static int svm_args_parse(SvmArgs *a, const char *verb, int c, const char *arg) {
+        svmd_svm_attributes *s = &a->attrs;
+        int r;
+
+        switch (c) {
+        case OPT_SVM_PREFERRED:
+                if (parse_svm_location(arg, true, &s->preferred) < 0)
+                        return usage_error(verb, "invalid preferred location '%s' (a GPU id, system or none)", arg);
+                s->set |= SVMD_SVM_SET_PREFERRED;
+                break;
+        case OPT_SVM_PREFETCH:
+                if (parse_svm_location(arg, false, &s->prefetch) < 0)
+                        return usage_error(verb, "invalid prefetch location '%s' (a GPU id or system)", arg);
+                s->set |= SVMD_SVM_SET_PREFETCH;
+                break;
+        case OPT_SVM_ACCESS:
+                r = svm_gpu_list(verb, "svm-access", arg, &a->access, &s->n_access);
+                if (r < 0)
+                        return r;
+                s->access = a->access;
+                break;
+        case OPT_SVM_ACCESS_IN_PLACE:
+                r = svm_gpu_list(verb, "svm-access-in-place", arg, &a->access_in_place, &s->n_access_in_place);
+                if (r < 0)
+                        return r;
+                s->access_in_place = a->access_in_place;
+                break;
+        case OPT_SVM_NO_ACCESS:
+                r = svm_gpu_list(verb, "svm-no-access", arg, &a->no_access, &s->n_no_access);
+                if (r < 0)
+                        return r;
+                s->no_access = a->no_access;
+                break;
+        case OPT_SVM_FLAGS:
+                strv_free(a->flags);
+                a->flags = NULL;
+                /* The exact set: "none" (or "") clears every flag. */
+                if (!streq(arg, "none") && !streq(arg, "") && split_list(arg, &a->flags) < 0)
+                        return usage_error(verb, "invalid SVM flag list '%s'", arg);
+                s->flags = (const char *const *) a->flags;
+                s->set |= SVMD_SVM_SET_FLAGS;
+                break;
+        case OPT_SVM_GRANULARITY:
+                if (parse_u32(arg, &s->granularity) < 0 || s->granularity > SVMD_SVM_GRANULARITY_MAX)
+                        return usage_error(verb, "invalid SVM granularity '%s' (log2 of pages, 0–%u)", arg,
+                                           SVMD_SVM_GRANULARITY_MAX);
+                s->set |= SVMD_SVM_SET_GRANULARITY;
+                break;
+        default:
+                return 0;
+        }
+        a->any = true;
+        return 1;
+}
 
 /* getopt over a verb's own options; argv[0] is the verb. */
 static int verb_getopt(int argc, char *argv[], const struct option *options) {
@@ -155,13 +255,13 @@ static int verb_status(int argc, char *argv[]) {
                 for (uint32_t i = 0; lost && i < s.n_lost && i < SVMD_MAX_LOST_REPORTED; i++)
                         json_array_append_new(lost, json_pack("{s:I,s:s}", "id", (json_int_t) s.lost[i].id,
                                                               "reason", s.lost[i].reason));
-                return json_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:b,s:I,s:o}", "version", s.version,
+                return json_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:b,s:b,s:I,s:o}", "version", s.version,
                                             "kfd_version", s.kfd_version, "gpus", (json_int_t) s.n_gpus, "ranges",
                                             (json_int_t) s.n_ranges, "bytes_allocated",
                                             (json_int_t) s.bytes_allocated, "clients",
                                             s.n_clients == UINT32_MAX ? json_null()
                                                                       : json_integer(s.n_clients),
-                                            "direct", svmd_client_is_direct(client), "n_lost",
+                                            "direct", svmd_client_is_direct(client), "xnack", s.xnack, "n_lost",
                                             (json_int_t) s.n_lost, "lost", lost));
         }
 
@@ -172,6 +272,7 @@ static int verb_status(int argc, char *argv[]) {
         if (s.n_clients != UINT32_MAX)
                 printf("   Clients: %" PRIu32 "\n", s.n_clients);
         printf("   Hot path: %s\n", svmd_client_is_direct(client) ? "direct socket" : "bus");
+        printf("     XNACK: %s\n", s.xnack ? "on" : "off");
         if (s.n_lost > 0) {
                 printf("      Lost: %" PRIu32 " persistent range(s) could not be restored at the last start:\n", s.n_lost);
                 for (uint32_t i = 0; i < s.n_lost && i < SVMD_MAX_LOST_REPORTED; i++)
@@ -261,12 +362,100 @@ static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n
         return 0;
 }
 
+static bool is_svm_range(const svmd_range *rg) {
+        return streq(rg->domain, "svm");
+}
+
+typedef struct SvmStates {
+        size_t n;
+        svmd_svm_state *states; /* one per svm range, in list order */
+        bool *found;            /* false: freed since it was listed */
+} SvmStates;
+
+static void svm_states_done(SvmStates *s) {
+        free(s->states);
+        free(s->found);
+        *s = (SvmStates) {};
+}
+
+/* The SVM attributes of the svm ranges among ranges[0..n). */
+static int fetch_svm_states(const svmd_range *ranges, size_t n, SvmStates *ret) {
+        svmd_error e = SVMD_ERROR_NULL;
+        SvmStates s = {};
+        size_t k = 0;
+
+        for (size_t i = 0; i < n; i++)
+                s.n += is_svm_range(&ranges[i]);
+        if (s.n == 0) {
+                *ret = s;
+                return 0;
+        }
+        s.states = calloc(s.n, sizeof(svmd_svm_state));
+        s.found = calloc(s.n, sizeof(bool));
+        if (!s.states || !s.found) {
+                svm_states_done(&s);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int r;
+
+                if (!is_svm_range(&ranges[i]))
+                        continue;
+                r = svmd_get_svm_attributes(client, ranges[i].id, &s.states[k], &e);
+                if (r == -ENOENT)
+                        svmd_error_free(&e); /* freed meanwhile: listed without attributes */
+                else if (r < 0) {
+                        svm_states_done(&s);
+                        return report(r, &e, "reading SVM attributes failed");
+                } else
+                        s.found[k] = true;
+                k++;
+        }
+        *ret = s;
+        return 0;
+}
+
 static json_t *json_range_object(const svmd_range *rg) {
         return json_pack("{s:I,s:I,s:o,s:I,s:s,s:I,s:o,s:o,s:I,s:s,s:s}", "id", (json_int_t) rg->id, "va",
                          (json_int_t) rg->va, "va_hex", json_hex(rg->va), "size", (json_int_t) rg->size, "domain",
                          rg->domain, "home_gpu", (json_int_t) rg->home_gpu, "mapped_gpus",
                          json_u32_array(rg->mapped, rg->n_mapped), "flags", json_flags(rg->flags), "owner_uid",
                          (json_int_t) rg->owner_uid, "label", rg->label, "state", rg->state);
+}
+
+/* The SVM attributes of the svm ranges, below the ranges table. */
+static int print_svm_table(const svmd_range *ranges, size_t n, const SvmStates *svm) {
+        Table *t = NULL;
+        int r;
+
+        r = table_new(&t, (const char *const[]) { ">ID", "PREFERRED", "PREFETCH", "SVM FLAGS", ">GRANULARITY",
+                                                  "ACCESS", "IN PLACE", NULL });
+        if (r < 0)
+                return r;
+        for (size_t i = 0, k = 0; r >= 0 && i < n; i++) {
+                _cleanup_free_ char *access = NULL, *in_place = NULL;
+                char id[24], pref[16], pf[16], gran[16];
+                const svmd_svm_state *st;
+
+                if (!is_svm_range(&ranges[i]) || !svm->found[k++])
+                        continue;
+                st = &svm->states[k - 1];
+                access = format_gpu_list(st->access, st->n_access);
+                in_place = format_gpu_list(st->access_in_place, st->n_access_in_place);
+
+                snprintf(id, sizeof(id), "%" PRIu64, ranges[i].id);
+                snprintf(gran, sizeof(gran), "%" PRIu32, st->granularity);
+                r = table_add_row(t, (const char *const[]) {
+                        id, format_svm_location(pref, sizeof(pref), st->preferred),
+                        format_svm_location(pf, sizeof(pf), st->prefetch), st->flag_names[0] ? st->flag_names : "-",
+                        gran, access, in_place });
+        }
+        if (r >= 0 && table_n_rows(t) > 0) {
+                putchar('\n');
+                r = table_print(t, NULL);
+        }
+        table_free(t);
+        return r;
 }
 
 static int verb_ranges(int argc, char *argv[]) {
@@ -279,6 +468,7 @@ static int verb_ranges(int argc, char *argv[]) {
         };
         _cleanup_free_ svmd_range *ranges = NULL;
         svmd_range_filter f = {};
+        _cleanup_(svm_states_done) SvmStates svm = {};
         Table *t = NULL;
         size_t n;
         int c, r;
@@ -310,12 +500,20 @@ static int verb_ranges(int argc, char *argv[]) {
         r = list_all_ranges(&f, &ranges, &n, false);
         if (r < 0)
                 return r;
+        r = fetch_svm_states(ranges, n, &svm);
+        if (r < 0)
+                return r;
 
         if (arg_json) {
                 json_t *a = json_array();
 
-                for (size_t i = 0; i < n; i++)
-                        json_array_append_new(a, json_range_object(&ranges[i]));
+                for (size_t i = 0, k = 0; i < n; i++) {
+                        json_t *o = json_range_object(&ranges[i]);
+
+                        if (is_svm_range(&ranges[i]) && svm.found[k++] && o)
+                                json_object_set_new(o, "svm", json_svm_state(&svm.states[k - 1]));
+                        json_array_append_new(a, o);
+                }
                 return json_print(json_pack("{s:o}", "ranges", a));
         }
 
@@ -340,6 +538,8 @@ static int verb_ranges(int argc, char *argv[]) {
         if (r >= 0)
                 r = table_print(t, "No ranges.");
         table_free(t);
+        if (r >= 0 && svm.n > 0)
+                r = print_svm_table(ranges, n, &svm);
         return r;
 }
 
@@ -357,18 +557,21 @@ static int verb_alloc(int argc, char *argv[]) {
                 { "alignment",  required_argument, NULL, OPT_ALIGNMENT },
                 { "request-id", required_argument, NULL, OPT_REQUEST_ID },
                 { "hold",       no_argument,       NULL, OPT_HOLD },
+                SVM_OPTIONS,
                 {}
         };
         _cleanup_free_ uint32_t *map = NULL;
+        _cleanup_(strv_freep) char **flags = NULL;
+        _cleanup_(svm_args_done) SvmArgs svm = {};
         svmd_allocate_options o = {};
         bool hold = false;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_allocation a = {};
         const char *domain = "vram";
-        char **flags = NULL;
+        char where[48] = "";
         uint64_t size;
         uint32_t gpu = 0;
-        bool has_gpu = false;
+        bool has_gpu = false, is_svm;
         int c, r;
 
         while ((c = verb_getopt(argc, argv, options)) >= 0)
@@ -379,8 +582,9 @@ static int verb_alloc(int argc, char *argv[]) {
                         has_gpu = true;
                         break;
                 case OPT_DOMAIN:
-                        if (!streq(optarg, "vram") && !streq(optarg, "gtt") && !streq(optarg, "host"))
-                                return usage_error("alloc", "invalid domain '%s' (vram, gtt or host)", optarg);
+                        if (!streq(optarg, "vram") && !streq(optarg, "gtt") && !streq(optarg, "host") &&
+                            !streq(optarg, "svm"))
+                                return usage_error("alloc", "invalid domain '%s' (vram, gtt, host or svm)", optarg);
                         domain = optarg;
                         break;
                 case OPT_MAP:
@@ -415,45 +619,64 @@ static int verb_alloc(int argc, char *argv[]) {
                         hold = true;
                         break;
                 default:
-                        strv_free(flags);
-                        return usage_error("alloc", "unknown option \'%s\'", argv[optind - 1]);
+                        r = svm_args_parse(&svm, "alloc", c, optarg);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                return usage_error("alloc", "unknown option \'%s\'", argv[optind - 1]);
                 }
-        if (optind >= argc) {
-                strv_free(flags);
+        if (optind >= argc)
                 return usage_error("alloc", "missing SIZE");
-        }
-        if (optind + 1 < argc) {
-                strv_free(flags);
+        if (optind + 1 < argc)
                 return usage_error("alloc", "unexpected argument '%s'", argv[optind + 1]);
-        }
-        if (parse_size(argv[optind], &size) < 0 || size == 0) {
-                strv_free(flags);
+        if (parse_size(argv[optind], &size) < 0 || size == 0)
                 return usage_error("alloc", "invalid size '%s' (e.g. 4G, 512M, 0x1000)", argv[optind]);
-        }
-        if (!has_gpu && streq(domain, "vram")) {
-                strv_free(flags);
+        is_svm = streq(domain, "svm");
+        if (!has_gpu && streq(domain, "vram"))
                 return usage_error("alloc", "VRAM needs --gpu G");
-        }
+        if (svm.any && !is_svm)
+                return usage_error("alloc", "the --svm-* options are for --domain svm");
+        if (flags && is_svm)
+                return usage_error("alloc", "--flags is not for svm ranges; use --svm-flags");
         o.map = map;
         o.flags = (const char *const *) flags;
+        o.svm = svm.any ? &svm.attrs : NULL;
 
         r = svmd_allocate(client, size, gpu, domain, &o, &a, &e);
-        strv_free(flags);
         if (r < 0)
                 return report(r, &e, "allocation failed");
 
-        if (arg_json)
-                return json_print(json_pack("{s:I,s:I,s:o,s:I,s:s,s:I,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
-                                            (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) size,
-                                            "domain", domain, "gpu", (json_int_t) gpu, "mapped_gpus",
-                                            json_u32_array(map, o.n_map), "persistent", o.persistent, "dry_run",
-                                            o.dry_run));
+        if (arg_json) {
+                json_t *j = json_pack("{s:I,s:I,s:o,s:I,s:s,s:I,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
+                                      (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) size,
+                                      "domain", domain, "gpu", (json_int_t) gpu, "mapped_gpus",
+                                      json_u32_array(map, o.n_map), "persistent", o.persistent, "dry_run",
+                                      o.dry_run);
+
+                /* svm: the attributes asked for (svmctl ranges shows what the range has). */
+                if (j && is_svm)
+                        json_object_set_new(j, "svm", json_svm_attributes(&svm.attrs));
+                return json_print(j);
+        }
+        if (!is_svm)
+                snprintf(where, sizeof(where), " on GPU 0x%x", gpu);
+        else {
+                /* --gpu is the preferred location of an svm range, unless --svm-preferred says otherwise. */
+                uint32_t pref = (svm.attrs.set & SVMD_SVM_SET_PREFERRED) ? svm.attrs.preferred
+                                : gpu != 0                                ? gpu
+                                                                          : SVMD_SVM_LOCATION_NONE;
+
+                if (pref == SVMD_SVM_LOCATION_SYSTEM)
+                        snprintf(where, sizeof(where), " preferring system memory");
+                else if (pref != SVMD_SVM_LOCATION_NONE)
+                        snprintf(where, sizeof(where), " preferring GPU 0x%x", pref);
+        }
         if (o.dry_run) {
-                printf("Dry run: %s of %s on GPU 0x%x can be allocated.\n", FORMAT_BYTES(size), domain, gpu);
+                printf("Dry run: %s of %s%s can be allocated.\n", FORMAT_BYTES(size), domain, where);
                 return 0;
         }
-        printf("Allocated range %" PRIu64 ": %s of %s on GPU 0x%x at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(size),
-               domain, gpu, a.va);
+        printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(size), domain,
+               where, a.va);
         if (hold) {
                 /* Keep the connection, and with it the range, until this process ends (a signal,
                  * or a crash): what a client's lifetime means to svmd. */
@@ -465,6 +688,57 @@ static int verb_alloc(int argc, char *argv[]) {
         if (!o.persistent)
                 fprintf(stderr, "Note: range %" PRIu64 " is not persistent: svmd frees it when svmctl disconnects; "
                         "use --persistent to keep it, or --hold to keep svmctl running.\n", a.id);
+        return 0;
+}
+
+/* ---- set-attr ---- */
+
+static int verb_set_attr(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "dry-run",    no_argument,       NULL, OPT_DRY_RUN },
+                { "request-id", required_argument, NULL, OPT_REQUEST_ID },
+                SVM_OPTIONS,
+                {}
+        };
+        _cleanup_(svm_args_done) SvmArgs svm = {};
+        svmd_change_options o = {};
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t id = 0;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_DRY_RUN:
+                        o.dry_run = true;
+                        break;
+                case OPT_REQUEST_ID:
+                        o.request_id = optarg;
+                        break;
+                default:
+                        r = svm_args_parse(&svm, "set-attr", c, optarg);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                return usage_error("set-attr", "unknown option '%s'", argv[optind - 1]);
+                }
+        r = read_id_arg("set-attr", argc, argv, optind, &id);
+        if (r < 0)
+                return r;
+        if (optind + 1 < argc)
+                return usage_error("set-attr", "unexpected argument '%s'", argv[optind + 1]);
+        if (!svm.any)
+                return usage_error("set-attr", "nothing to set: give at least one --svm-* option");
+
+        r = svmd_set_attributes(client, id, &svm.attrs, &o, &e);
+        if (r < 0)
+                return report(r, &e, "setting SVM attributes failed");
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:o,s:b}", "id", (json_int_t) id, "svm",
+                                            json_svm_attributes(&svm.attrs), "dry_run", o.dry_run));
+        if (o.dry_run)
+                printf("Dry run: the SVM attributes of range %" PRIu64 " can be set.\n", id);
+        else
+                printf("Set the SVM attributes of range %" PRIu64 ".\n", id);
         return 0;
 }
 
@@ -964,20 +1238,37 @@ static int verb_monitor(int argc, char *argv[]) {
 
 static int verb_help(int argc, char *argv[]);
 
+#define SVM_OPTIONS_HELP                                                                                    \
+        "SVM OPTIONS (svm ranges only):\n"                                                                   \
+        "  --svm-preferred G|system|none    where its pages should live\n"                                   \
+        "  --svm-prefetch G|system          migrate its pages there now\n"                                   \
+        "  --svm-access G,G…                GPUs that may access it (pages migrate to them on demand)\n"     \
+        "  --svm-access-in-place G,G…       GPUs that access it where it is\n"                               \
+        "  --svm-no-access G,G…             GPUs that may not access it\n"                                   \
+        "  --svm-flags F,F…|none            the exact flag set: host-access, coherent, hive-local, gpu-ro,\n" \
+        "                                   gpu-exec, gpu-read-mostly, gpu-always-mapped, ext-coherent\n"    \
+        "  --svm-granularity N              the migration unit: 2^N pages (0–63)"
+
 static const Verb verbs[] = {
-        { "status", "status", "Show the daemon's version, GPU count, ranges and bytes allocated.", verb_status, true },
+        { "status", "status", "Show the daemon's version, GPU count, ranges, bytes allocated and XNACK mode.",
+          verb_status, true },
         { "gpus", "gpus", "List the node's GPUs: id, node, target, name, VRAM total/used/free, render node.",
           verb_gpus, true },
         { "ranges", "ranges [--all] [--owner UID] [--gpu G] [--label L]",
           "List the caller's ranges (--all: everyone's, for administrators), optionally only those of an\n"
-          "owner, on or mapped to a GPU, or with a label.",
+          "owner, on or mapped to a GPU, or with a label; and the SVM attributes of svm ranges.",
           verb_ranges, true },
         { "alloc",
-          "alloc SIZE [--gpu G] [--domain vram|gtt|host] [--map G,G…] [--label L] [--persistent] [--dry-run] [--hold]\n"
-          "                    [--flags F,F…] [--alignment SIZE] [--request-id ID]",
-          "Allocate SIZE (4G, 512M, 0x1000) of vram (default; needs --gpu), gtt or host memory, optionally\n"
-          "mapped to GPUs at once. --dry-run validates only. Without --persistent the range is freed when\n"
-          "svmctl disconnects.", verb_alloc, true },
+          "alloc SIZE [--gpu G] [--domain vram|gtt|host|svm] [--map G,G…] [--label L] [--persistent] [--dry-run]\n"
+          "                    [--hold] [--flags F,F…] [--alignment SIZE] [--request-id ID] [SVM OPTIONS]",
+          "Allocate SIZE (4G, 512M, 0x1000) of vram (default; needs --gpu), gtt, host or svm memory,\n"
+          "optionally mapped to GPUs at once. --dry-run validates only. Without --persistent the range is\n"
+          "freed when svmctl disconnects. An svm range is host memory with SVM attributes (--gpu: its\n"
+          "preferred GPU); mapping it gives GPUs access.\n" SVM_OPTIONS_HELP, verb_alloc, true },
+        { "set-attr", "set-attr ID [--dry-run] [--request-id ID] SVM OPTIONS…",
+          "Change the SVM attributes of svm range ID, all or nothing (svmd sets the prior attributes back\n"
+          "if the kernel fails half-way). GPUs in no access list keep their access.\n" SVM_OPTIONS_HELP,
+          verb_set_attr, true },
         { "free", "free ID", "Unmap range ID everywhere and free it.", verb_free, true },
         { "map", "map [--dry-run] [--request-id ID] ID G,G…", "Map range ID to the GPUs, all or none.", verb_map,
           true },

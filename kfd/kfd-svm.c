@@ -187,5 +187,8 @@ int kfd_svm_attrs_restore(int kfd_fd, uint64_t va, uint64_t size, const KfdSvmAt
         r = kfd_svm_attrs_get(kfd_fd, va, size, want->gpu_ids, want->n_gpus, &now);
         if (r < 0)
                 return r;
+        /* An undefined prefetch location cannot be set again (see kfd_svm_attrs_to_list): whatever is there stays. */
+        if (want->prefetch_loc == KFD_IOCTL_SVM_LOCATION_UNDEFINED)
+                now.prefetch_loc = want->prefetch_loc;
         return kfd_svm_attrs_equal(&now, want) ? 0 : -ENOTRECOVERABLE;
 }

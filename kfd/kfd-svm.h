@@ -63,7 +63,10 @@ uint32_t kfd_svm_attrs_access(const KfdSvmAttrs *a, uint32_t gpu_id);
 /*
  * Set every attribute back to want, then read them again: 0 when the kernel
  * now reports exactly want, -ENOTRECOVERABLE when it reports something else,
- * or the -errno of the ioctl that failed (EINTR restarted inside).
+ * or the -errno of the ioctl that failed (EINTR restarted inside). The
+ * kernel takes no "undefined" prefetch location: when want has one, the
+ * prefetch location is neither set nor compared, so callers that must be able
+ * to undo everything give every range a defined one from the start.
  */
 int kfd_svm_attrs_restore(int kfd_fd, uint64_t va, uint64_t size, const KfdSvmAttrs *want);
 

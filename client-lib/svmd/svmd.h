@@ -13,7 +13,10 @@
  * Sizes and virtual addresses are uint64_t, GPU ids uint32_t. A client handle
  * is not thread-safe: use one per thread, or serialize calls on it.
  *
- * The ABI is versioned (LIBSVMD_0.1) and documented in libsvmd(3).
+ * The ABI is versioned (LIBSVMD_0.1, LIBSVMD_0.2) and documented in libsvmd(3).
+ * Structs only grow at the end; calls that read or write the new fields have
+ * a new symbol version, and binaries built against the old structs keep the
+ * old one.
  */
 
 #include <stdbool.h>
@@ -24,7 +27,7 @@
 extern "C" {
 #endif
 
-#define SVMD_LIBRARY_VERSION "0.1"
+#define SVMD_LIBRARY_VERSION "0.2"
 
 /* ---- errors ---- */
 
@@ -54,9 +57,9 @@ enum {
  * Connect. bus_address: NULL for $SVMD_BUS_ADDRESS if set, else the system bus;
  * a D-Bus address otherwise ("unix:path=/run/dbus/system_bus_socket").
  * direct_path: NULL for $SVMD_RUNTIME_DIR/io.socket if set, else /run/svmd/io.socket.
- * Per-allocation calls (Allocate, AllocateBatch, Free, Map, Unmap, Commit, Export,
- * Attach, Release, Share) use the direct socket when it is reachable and fall back
- * to the bus when it is not.
+ * Per-allocation calls (Allocate, AllocateBatch, Free, Map, Unmap, SetAttributes,
+ * Commit, Export, Attach, Release, Share) use the direct socket when it is
+ * reachable and fall back to the bus when it is not.
  */
 int svmd_client_new(svmd_client **ret, const char *bus_address, const char *direct_path, uint32_t flags,
                     svmd_error *error);
@@ -111,6 +114,8 @@ typedef struct svmd_status {
         /* Persistent ranges the last start could not restore (first SVMD_MAX_LOST_REPORTED of n_lost). */
         uint32_t n_lost;
         svmd_lost_range lost[SVMD_MAX_LOST_REPORTED];
+        /* LIBSVMD_0.2: */
+        bool xnack;             /* XNACK (GPU page-fault retry) is on in svmd's KFD process; false for older svmds */
 } svmd_status;
 
 int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error);
@@ -134,7 +139,7 @@ typedef struct svmd_range {
         uint64_t va;
         uint64_t size;
         uint64_t flags;         /* SVMD_RANGE_FLAG_* */
-        char domain[8];         /* "vram", "gtt", "host" */
+        char domain[8];         /* "vram", "gtt", "host", "svm" */
         uint32_t home_gpu;
         uint32_t n_mapped;
         uint32_t mapped[SVMD_MAX_GPUS];
@@ -184,6 +189,70 @@ int svmd_get_usage(svmd_client *c, const char *scope, svmd_usage *ret, svmd_erro
 /* Re-read the daemon's configuration (administrators). */
 int svmd_reload(svmd_client *c, svmd_error *error);
 
+/* ---- svm ranges ---- */
+
+/*
+ * A range of domain "svm" is host memory (a memfd of svmd's) at the range's
+ * address, registered with the kernel's shared-virtual-memory attributes
+ * (AMDKFD_IOC_SVM, KFD interface 1.5) instead of being a KFD buffer: a
+ * preferred and a prefetch location, access per GPU, flags and the migration
+ * granularity. Mapping it to a GPU gives that GPU access; unmapping takes it.
+ */
+
+/* Locations: a gpu_id, system memory, or (the preferred location only) none. */
+#define SVMD_SVM_LOCATION_SYSTEM 0U
+#define SVMD_SVM_LOCATION_NONE   0xFFFFFFFFU
+
+/* SVM flags (svmd_svm_state.flags): the kernel's KFD_IOCTL_SVM_FLAG_* bits. */
+#define SVMD_SVM_FLAG_HOST_ACCESS       (UINT32_C(1) << 0)
+#define SVMD_SVM_FLAG_COHERENT          (UINT32_C(1) << 1)
+#define SVMD_SVM_FLAG_HIVE_LOCAL        (UINT32_C(1) << 2)
+#define SVMD_SVM_FLAG_GPU_RO            (UINT32_C(1) << 3)
+#define SVMD_SVM_FLAG_GPU_EXEC          (UINT32_C(1) << 4)
+#define SVMD_SVM_FLAG_GPU_READ_MOSTLY   (UINT32_C(1) << 5)
+#define SVMD_SVM_FLAG_GPU_ALWAYS_MAPPED (UINT32_C(1) << 6)
+#define SVMD_SVM_FLAG_EXT_COHERENT      (UINT32_C(1) << 7)
+
+#define SVMD_SVM_GRANULARITY_MAX 63U
+
+/* svmd_svm_attributes.set: which of the fields preferred, prefetch, flags, granularity are given. */
+#define SVMD_SVM_SET_PREFERRED   (1U << 0)
+#define SVMD_SVM_SET_PREFETCH    (1U << 1)
+#define SVMD_SVM_SET_FLAGS       (1U << 2)
+#define SVMD_SVM_SET_GRANULARITY (1U << 3)
+
+/* A change of SVM attributes (Allocate of an svm range, svmd_set_attributes(), a Commit operation). */
+typedef struct svmd_svm_attributes {
+        uint32_t set;                   /* SVMD_SVM_SET_*; fields whose bit is clear stay as they are */
+        uint32_t preferred;             /* gpu_id, SVMD_SVM_LOCATION_SYSTEM or SVMD_SVM_LOCATION_NONE */
+        uint32_t prefetch;              /* gpu_id or SVMD_SVM_LOCATION_SYSTEM: migrate there now */
+        const char *const *flags;       /* the exact set: NULL-terminated names ("coherent"); NULL: none */
+        uint32_t granularity;           /* log2 of the migration unit in pages, 0–63 */
+        /* Access per GPU; a GPU may be in one list only. GPUs in no list keep their access. */
+        const uint32_t *access;         /* may access it; pages migrate to the GPU on demand */
+        size_t n_access;
+        const uint32_t *access_in_place; /* may access it where it is, without migrating it */
+        size_t n_access_in_place;
+        const uint32_t *no_access;      /* may not access it */
+        size_t n_no_access;
+} svmd_svm_attributes;
+
+/* The SVM attributes of an svm range, as svmd keeps them (svmd_get_svm_attributes()). */
+typedef struct svmd_svm_state {
+        uint32_t preferred;             /* gpu_id, SVMD_SVM_LOCATION_SYSTEM or SVMD_SVM_LOCATION_NONE */
+        uint32_t prefetch;              /* gpu_id, SVMD_SVM_LOCATION_SYSTEM or SVMD_SVM_LOCATION_NONE */
+        uint32_t flags;                 /* SVMD_SVM_FLAG_* */
+        char flag_names[192];           /* the flags as svmd names them, ","-separated; "" for none */
+        uint32_t granularity;
+        uint32_t n_access;
+        uint32_t access[SVMD_MAX_GPUS];             /* GPUs with access */
+        uint32_t n_access_in_place;
+        uint32_t access_in_place[SVMD_MAX_GPUS];    /* GPUs with access in place */
+} svmd_svm_state;
+
+/* The name ("gpu-read-mostly") of a single SVMD_SVM_FLAG_* bit, or NULL. */
+const char *svmd_svm_flag_to_string(uint32_t flag);
+
 /* ---- changes ---- */
 
 typedef struct svmd_allocate_options {
@@ -195,6 +264,9 @@ typedef struct svmd_allocate_options {
         bool persistent;                /* survives the client's disconnect */
         bool dry_run;                   /* validate only; the result is {0, 0} */
         const char *request_id;         /* idempotent retries */
+        /* LIBSVMD_0.2: */
+        const svmd_svm_attributes *svm; /* domain "svm": its attributes (NULL: the defaults); ignored by
+                                         * svmd_allocate_batch() */
 } svmd_allocate_options;
 
 typedef struct svmd_allocation {
@@ -212,7 +284,10 @@ typedef struct svmd_host_range {
         uint64_t size;
 } svmd_host_range;
 
-/* domain: "vram", "gtt" or "host". options may be NULL. */
+/*
+ * domain: "vram" (on gpu_id), "gtt", "host" or "svm" (gpu_id: its preferred
+ * location unless options->svm says otherwise; 0 for none). options may be NULL.
+ */
 int svmd_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain,
                   const svmd_allocate_options *options, svmd_allocation *ret, svmd_error *error);
 int svmd_allocate_batch(svmd_client *c, const svmd_host_range *ranges, size_t n_ranges, uint32_t gpu_id,
@@ -222,12 +297,23 @@ int svmd_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, con
              svmd_error *error);
 int svmd_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, svmd_error *error);
 
+/*
+ * Change the SVM attributes of svm range id, all or nothing: svmd reads the
+ * attributes first and sets them back if the kernel fails half-way.
+ * options may be NULL. -EOPNOTSUPP where the kernel has no SVM (KFD < 1.5).
+ */
+int svmd_set_attributes(svmd_client *c, uint64_t id, const svmd_svm_attributes *attrs,
+                        const svmd_change_options *options, svmd_error *error);
+/* The SVM attributes of svm range id (its SvmAttributes property). -EINVAL for ranges of other domains. */
+int svmd_get_svm_attributes(svmd_client *c, uint64_t id, svmd_svm_state *ret, svmd_error *error);
+
 typedef enum svmd_op_kind {
         SVMD_OP_ALLOCATE,
         SVMD_OP_ALLOCATE_BATCH,
         SVMD_OP_MAP,
         SVMD_OP_UNMAP,
         SVMD_OP_FREE,
+        SVMD_OP_SET_ATTRIBUTES,         /* LIBSVMD_0.2 */
 } svmd_op_kind;
 
 typedef struct svmd_op {
@@ -250,6 +336,9 @@ typedef struct svmd_op {
         uint64_t id;
         bool by_ref;
         uint32_t ref;
+        /* LIBSVMD_0.2: SVMD_OP_ALLOCATE of domain "svm": its attributes (NULL: the defaults);
+         * SVMD_OP_SET_ATTRIBUTES (a range as for SVMD_OP_MAP): what to set */
+        const svmd_svm_attributes *svm;
 } svmd_op;
 
 typedef struct svmd_op_result {
@@ -263,7 +352,7 @@ int svmd_commit(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_cha
 
 /* ---- sharing ---- */
 
-/* A dma-buf fd of the range (the backing memfd for host ranges), O_CLOEXEC; the caller closes it. */
+/* A dma-buf fd of the range (the backing memfd for host and svm ranges), O_CLOEXEC; the caller closes it. */
 int svmd_export(svmd_client *c, uint64_t id, int *ret_fd, uint64_t *ret_va, uint64_t *ret_size,
                 svmd_error *error);
 
@@ -295,8 +384,10 @@ int svmd_release(svmd_client *c, uint64_t id, svmd_error *error);
  * own KFD context on first use, reserves [va, va+size) (fails with -EEXIST if
  * anything is mapped there), imports the buffer at va and maps it to gpus[0..n)
  * (n may be 0: CPU access only, where the range is host-visible), and maps
- * host-visible ranges (host, gtt, public vram) for the CPU at the same address.
- * All or nothing. *ret_va is the address.
+ * host-visible ranges (host, svm, gtt, public vram) for the CPU at the same
+ * address. An svm range is not imported: its pages are mapped at va and
+ * registered in this process's KFD context with the range's SVM attributes
+ * and access for gpus[0..n). All or nothing. *ret_va is the address.
  */
 int svmd_attach_local(svmd_client *c, const char *id_or_token, const uint32_t *gpus, size_t n, uint64_t *ret_va,
                       svmd_error *error);

@@ -8,6 +8,8 @@
  * bytes through its mapping (and the owner sees the importer's writes).
  * Failures (address in use, a MAP fault half-way, unknown GPU, bad token)
  * leave nothing behind in the importer's KFD context or address space.
+ * An svm range is registered in the importer's context with the range's SVM
+ * attributes (and dropped again at detach), also when SET_ATTR fails half-way.
  *
  *   test-attach-local KFDEMU-CTL
  */
@@ -15,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +107,40 @@ static size_t kernel_handles(pid_t pid) {
         return n;
 }
 
+/* The SVM ranges the emulated kernel holds for process pid (a new reference). */
+static json_t *kernel_svm(pid_t pid) {
+        _cleanup_free_ char *out = NULL;
+        json_t *dump, *p, *ret = NULL;
+        size_t i;
+
+        ASSERT_EQ(ctl(&out, "dump", NULL, NULL), 0);
+        dump = json_loads(out, 0, NULL);
+        ASSERT_NOT_NULL(dump);
+        json_array_foreach(json_object_get(dump, "processes"), i, p)
+                if (json_integer_value(json_object_get(p, "pid")) == pid)
+                        ret = json_incref(json_object_get(p, "svm"));
+        json_decref(dump);
+        return ret ?: json_array();
+}
+
+static size_t kernel_svm_ranges(pid_t pid) {
+        json_t *a = kernel_svm(pid);
+        size_t n = json_array_size(a);
+
+        json_decref(a);
+        return n;
+}
+
+static bool json_has_u32(json_t *a, uint32_t v) {
+        size_t i;
+        json_t *x;
+
+        json_array_foreach(a, i, x)
+                if ((uint32_t) json_integer_value(x) == v)
+                        return true;
+        return false;
+}
+
 static bool address_free(uint64_t va, uint64_t size) {
         void *p = mmap((void *) (uintptr_t) va, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
                        -1, 0);
@@ -131,7 +168,12 @@ typedef struct Job {
         uint64_t va;
         uint64_t size;
         bool cpu;               /* host-visible: compare bytes */
+        bool svm;               /* an svm range: registered, not imported */
 } Job;
+
+/* The svm ranges the owner shares: preferred on gpus[0], gpus[2] accesses in place, these flags. */
+#define SVM_TEST_FLAGS (SVMD_SVM_FLAG_COHERENT | SVMD_SVM_FLAG_GPU_EXEC)
+#define SVM_TEST_GRANULARITY 5
 
 static void importer_failures(svmd_client *c, const Job *j) {
         svmd_error e = SVMD_ERROR_NULL;
@@ -172,6 +214,88 @@ static void importer_failures(svmd_client *c, const Job *j) {
         ASSERT_SVMD_ERROR(r, &e, ENOENT);
 }
 
+static void fault(const char *format, ...) _printf_(1, 2);
+static void fault(const char *format, ...) {
+        char spec[256];
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(spec, sizeof(spec), format, ap);
+        va_end(ap);
+        ASSERT_EQ(ctl(NULL, "fault", "add", spec), 0);
+}
+
+static void importer_svm_failures(svmd_client *c, const Job *j) {
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t va = 0;
+        void *p;
+        int r;
+
+        /* Something already lives at the range's address. */
+        p = mmap((void *) (uintptr_t) j->va, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        ASSERT_TRUE(p == (void *) (uintptr_t) j->va);
+        r = svmd_attach_local(c, j->token, gpus, 2, &va, &e);
+        ASSERT_SVMD_ERROR(r, &e, EEXIST);
+        munmap(p, 4096);
+
+        /* SET_ATTR applies two attributes, then fails: the prior ones are set back, the address released. */
+        fault("ioctl=SVM op=set after=2 errno=EIO pid=%d", (int) getpid());
+        r = svmd_attach_local(c, j->token, &gpus[1], 2, &va, &e);
+        ASSERT_TRUE(e.message && strstr(e.message, "nothing was changed"));
+        ASSERT_SVMD_ERROR(r, &e, EIO);
+        ASSERT_EQ(ctl(NULL, "fault", "clear", NULL), 0);
+        ASSERT_UEQ(kernel_svm_ranges(getpid()), 0);
+        ASSERT_TRUE(address_free(j->va, j->size));
+
+        /* Setting them back fails too: dropping the mapping drops the kernel's range anyway. */
+        fault("ioctl=SVM op=set after=1 errno=EIO count=2 pid=%d", (int) getpid());
+        r = svmd_attach_local(c, j->token, &gpus[1], 2, &va, &e);
+        ASSERT_SVMD_ERROR(r, &e, EIO);
+        ASSERT_EQ(ctl(NULL, "fault", "clear", NULL), 0);
+        ASSERT_UEQ(kernel_svm_ranges(getpid()), 0);
+        ASSERT_TRUE(address_free(j->va, j->size));
+
+        /* The prior attributes cannot be read: nothing is set. */
+        fault("ioctl=SVM op=get errno=EIO pid=%d", (int) getpid());
+        r = svmd_attach_local(c, j->token, &gpus[1], 2, &va, &e);
+        ASSERT_SVMD_ERROR(r, &e, EIO);
+        ASSERT_EQ(ctl(NULL, "fault", "clear", NULL), 0);
+        ASSERT_UEQ(kernel_svm_ranges(getpid()), 0);
+        ASSERT_TRUE(address_free(j->va, j->size));
+
+        r = svmd_attach_local(c, j->token, (uint32_t[]) { 0x1 }, 1, &va, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENXIO);
+        ASSERT_TRUE(address_free(j->va, j->size));
+
+        /* CPU access only: mapped, not registered. */
+        r = svmd_attach_local(c, j->token, NULL, 0, &va, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(va, j->va);
+        ASSERT_UEQ(kernel_svm_ranges(getpid()), 0);
+        ASSERT_UEQ(((const uint8_t *) (uintptr_t) va)[1], (uint8_t) 8);
+        r = svmd_detach_local(c, va, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(address_free(j->va, j->size));
+}
+
+/* The importer's registration of the svm range: its attributes, access for gpus[1] and (in place) gpus[2]. */
+static void check_svm_registered(const Job *j) {
+        json_t *a = kernel_svm(getpid()), *r;
+
+        ASSERT_UEQ(json_array_size(a), 1);
+        r = json_array_get(a, 0);
+        ASSERT_UEQ(json_integer_value(json_object_get(r, "start")), j->va);
+        ASSERT_UEQ(json_integer_value(json_object_get(r, "size")), j->size);
+        ASSERT_UEQ(json_integer_value(json_object_get(r, "preferred_loc")), gpus[0]);
+        ASSERT_UEQ(json_integer_value(json_object_get(r, "flags")), SVM_TEST_FLAGS);
+        ASSERT_UEQ(json_integer_value(json_object_get(r, "granularity")), SVM_TEST_GRANULARITY);
+        ASSERT_TRUE(json_has_u32(json_object_get(r, "access"), gpus[1]));
+        ASSERT_FALSE(json_has_u32(json_object_get(r, "access"), gpus[2]));
+        ASSERT_TRUE(json_has_u32(json_object_get(r, "access_in_place"), gpus[2]));
+        ASSERT_FALSE(json_has_u32(json_object_get(r, "access"), gpus[0]));
+        json_decref(a);
+}
+
 static int importer(int in_fd, int out_fd) {
         svmd_error e = SVMD_ERROR_NULL;
         svmd_client *c;
@@ -184,12 +308,19 @@ static int importer(int in_fd, int out_fd) {
                 char ok = 1;
 
                 fprintf(stderr, "   importer %d: token for 0x%" PRIx64 "+0x%" PRIx64 "\n", (int) getpid(), j.va, j.size);
-                importer_failures(c, &j);
+                if (j.svm)
+                        importer_svm_failures(c, &j);
+                else
+                        importer_failures(c, &j);
 
                 r = svmd_attach_local(c, j.token, &gpus[1], 2, &va, &e);
                 ASSERT_SVMD_OK(r, &e);
                 ASSERT_UEQ(va, j.va);
-                ASSERT_UEQ(kernel_handles(getpid()), 1);
+                if (j.svm) {
+                        ASSERT_UEQ(kernel_handles(getpid()), 0);
+                        check_svm_registered(&j);
+                } else
+                        ASSERT_UEQ(kernel_handles(getpid()), 1);
                 if (j.cpu) {
                         const uint8_t *b = (const uint8_t *) (uintptr_t) va;
 
@@ -202,6 +333,7 @@ static int importer(int in_fd, int out_fd) {
                 r = svmd_detach_local(c, va, &e);
                 ASSERT_SVMD_OK(r, &e);
                 ASSERT_UEQ(kernel_handles(getpid()), 0);
+                ASSERT_UEQ(kernel_svm_ranges(getpid()), 0);
                 ASSERT_TRUE(address_free(j.va, j.size));
                 ASSERT_EQ(write(out_fd, &ok, 1), 1);
         }
@@ -213,6 +345,15 @@ static int importer(int in_fd, int out_fd) {
 
 static void share_one(svmd_client *c, int to_importer, int from_importer, uint64_t size, const char *domain,
                       const char *const *flags, bool cpu) {
+        static const char *const svm_flags[] = { "coherent", "gpu-exec", NULL };
+        svmd_svm_attributes svm = {
+                .set = SVMD_SVM_SET_FLAGS | SVMD_SVM_SET_GRANULARITY,
+                .flags = svm_flags,
+                .granularity = SVM_TEST_GRANULARITY,
+                .access_in_place = &gpus[2],
+                .n_access_in_place = 1,
+        };
+        bool is_svm = streq(domain, "svm");
         svmd_error e = SVMD_ERROR_NULL;
         _cleanup_free_ char *token = NULL;
         char id_s[32], ok = 0;
@@ -222,7 +363,8 @@ static void share_one(svmd_client *c, int to_importer, int from_importer, uint64
         int r;
 
         fprintf(stderr, "== %s%s\n", domain, flags && flags[1] ? " public" : "");
-        r = svmd_allocate(c, size, gpus[0], domain, &(svmd_allocate_options) { .flags = flags }, &a, &e);
+        r = svmd_allocate(c, size, gpus[0], domain,
+                          &(svmd_allocate_options) { .flags = flags, .svm = is_svm ? &svm : NULL }, &a, &e);
         ASSERT_SVMD_OK(r, &e);
         snprintf(id_s, sizeof(id_s), "%" PRIu64, a.id);
 
@@ -230,6 +372,8 @@ static void share_one(svmd_client *c, int to_importer, int from_importer, uint64
         r = svmd_attach_local(c, id_s, gpus, 1, &va, &e);
         ASSERT_SVMD_OK(r, &e);
         ASSERT_UEQ(va, a.va);
+        if (is_svm)
+                ASSERT_UEQ(kernel_svm_ranges(getpid()), 1);
         if (cpu)
                 for (uint64_t i = 0; i < size; i++)
                         ((uint8_t *) (uintptr_t) va)[i] = (uint8_t) (i * 7 + 1);
@@ -241,6 +385,7 @@ static void share_one(svmd_client *c, int to_importer, int from_importer, uint64
         j.va = a.va;
         j.size = size;
         j.cpu = cpu;
+        j.svm = is_svm;
         ASSERT_EQ(write(to_importer, &j, sizeof(j)), (ssize_t) sizeof(j));
         ASSERT_EQ(read(from_importer, &ok, 1), 1);
         ASSERT_EQ(ok, 1);
@@ -250,6 +395,7 @@ static void share_one(svmd_client *c, int to_importer, int from_importer, uint64
 
         r = svmd_detach_local(c, va, &e);
         ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(kernel_svm_ranges(getpid()), 0);
         r = svmd_free(c, a.id, &e);
         ASSERT_SVMD_OK(r, &e);
 }
@@ -350,6 +496,7 @@ int main(int argc, char *argv[]) {
         share_one(c, to_child[1], from_child[0], 2 * MiB, "vram", private_flags, false);
         share_one(c, to_child[1], from_child[0], 3 * MiB, "gtt", private_flags, true);
         share_one(c, to_child[1], from_child[0], 1 * MiB, "host", private_flags, true);
+        share_one(c, to_child[1], from_child[0], 2 * MiB + 4096, "svm", NULL, true);
         close(to_child[1]);
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,12 @@ static void test_connect(void) {
         ASSERT_EQ(svmd_error_name_to_errno("no.such.Name"), EIO);
         ASSERT_STREQ(svmd_range_flag_to_string(SVMD_RANGE_FLAG_PUBLIC), "public");
         ASSERT_NULL(svmd_range_flag_to_string(3));
+        ASSERT_STREQ(svmd_svm_flag_to_string(SVMD_SVM_FLAG_HOST_ACCESS), "host-access");
+        ASSERT_STREQ(svmd_svm_flag_to_string(SVMD_SVM_FLAG_GPU_READ_MOSTLY), "gpu-read-mostly");
+        ASSERT_STREQ(svmd_svm_flag_to_string(SVMD_SVM_FLAG_EXT_COHERENT), "ext-coherent");
+        ASSERT_NULL(svmd_svm_flag_to_string(SVMD_SVM_FLAG_COHERENT | SVMD_SVM_FLAG_GPU_RO));
+        ASSERT_NULL(svmd_svm_flag_to_string(0));
+        ASSERT_NULL(svmd_svm_flag_to_string(UINT32_C(1) << 20));
 }
 
 static void test_queries(svmd_client *c) {
@@ -146,6 +153,8 @@ static void test_queries(svmd_client *c) {
         ASSERT_STREQ(s.version, "0.1.0");
         ASSERT_TRUE(strlen(s.kfd_version) >= 3);
         ASSERT_UEQ(s.n_gpus, n_gpus);
+        /* The emulated KFD process starts with XNACK off, and svmd does not turn it on. */
+        ASSERT_FALSE(s.xnack);
 }
 
 static void test_allocate_map_free(svmd_client *c) {
@@ -239,8 +248,6 @@ static void test_errors(svmd_client *c) {
         fprintf(stderr, "   expected failure: %d %s: %s\n", r, e.name, e.message);
         ASSERT_TRUE(r == -ENOMEM || r == -EDQUOT);
         svmd_error_free(&e);
-        r = svmd_allocate(c, MiB, gpus[0], "svm", NULL, &a, &e);
-        ASSERT_SVMD_ERROR(r, &e, EOPNOTSUPP, "org.svmd1.Error.NotSupported");
         /* Checked before anything travels. */
         r = svmd_map(c, 1, many, ELEMENTSOF(many), NULL, &e);
         ASSERT_SVMD_ERROR(r, &e, E2BIG, "org.freedesktop.DBus.Error.InvalidArgs");
@@ -325,6 +332,323 @@ static void test_commit(svmd_client *c) {
 
         r = svmd_commit(c, (svmd_op[]) { { .kind = 42 } }, 1, NULL, NULL, &e);
         ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+}
+
+/* ---- svm ranges ---- */
+
+static bool has_gpu(const uint32_t *ids, size_t n, uint32_t gpu) {
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] == gpu)
+                        return true;
+        return false;
+}
+
+static void get_svm(svmd_client *c, uint64_t id, svmd_svm_state *st) {
+        svmd_error e = SVMD_ERROR_NULL;
+        int r;
+
+        r = svmd_get_svm_attributes(c, id, st, &e);
+        ASSERT_SVMD_OK(r, &e);
+}
+
+static void test_svm(svmd_client *c) {
+        static const char *const flags[] = { "coherent", "gpu-exec", NULL };
+        svmd_svm_attributes attrs = {
+                .set = SVMD_SVM_SET_PREFERRED | SVMD_SVM_SET_PREFETCH | SVMD_SVM_SET_FLAGS | SVMD_SVM_SET_GRANULARITY,
+                .preferred = gpus[0],
+                .prefetch = SVMD_SVM_LOCATION_SYSTEM,
+                .flags = flags,
+                .granularity = 4,
+                .access = &gpus[1],
+                .n_access = 1,
+                .access_in_place = &gpus[2],
+                .n_access_in_place = 1,
+        };
+        svmd_allocate_options o = { .map = &gpus[3], .n_map = 1, .label = "svm-test", .svm = &attrs };
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_allocation a, v;
+        svmd_svm_state st, st2;
+        svmd_range rg;
+        int r;
+
+        r = svmd_allocate(c, 4 * MiB, 0, "svm", &o, &a, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_STREQ(rg.domain, "svm");
+        ASSERT_STREQ(rg.label, "svm-test");
+        /* Mapped: access or access in place. */
+        ASSERT_UEQ(rg.n_mapped, 3);
+        ASSERT_TRUE(has_gpu(rg.mapped, rg.n_mapped, gpus[1]));
+        ASSERT_TRUE(has_gpu(rg.mapped, rg.n_mapped, gpus[2]));
+        ASSERT_TRUE(has_gpu(rg.mapped, rg.n_mapped, gpus[3]));
+
+        get_svm(c, a.id, &st);
+        /* The same over the direct socket alone. */
+        {
+                svmd_client *d = connect_client(SVMD_CLIENT_DIRECT_ONLY);
+
+                get_svm(d, a.id, &st2);
+                ASSERT_TRUE(memcmp(&st, &st2, sizeof(st)) == 0);
+                svmd_client_free(d);
+        }
+        ASSERT_UEQ(st.preferred, gpus[0]);
+        ASSERT_UEQ(st.prefetch, SVMD_SVM_LOCATION_SYSTEM);
+        ASSERT_UEQ(st.flags, SVMD_SVM_FLAG_COHERENT | SVMD_SVM_FLAG_GPU_EXEC);
+        ASSERT_STREQ(st.flag_names, "coherent,gpu-exec");
+        ASSERT_UEQ(st.granularity, 4);
+        ASSERT_UEQ(st.n_access, 2);
+        ASSERT_TRUE(has_gpu(st.access, st.n_access, gpus[1]));
+        ASSERT_TRUE(has_gpu(st.access, st.n_access, gpus[3]));
+        ASSERT_UEQ(st.n_access_in_place, 1);
+        ASSERT_UEQ(st.access_in_place[0], gpus[2]);
+
+        /* A dry run changes nothing. */
+        r = svmd_set_attributes(c, a.id,
+                                &(svmd_svm_attributes) { .set = SVMD_SVM_SET_PREFERRED,
+                                                         .preferred = SVMD_SVM_LOCATION_NONE },
+                                &(svmd_change_options) { .dry_run = true }, &e);
+        ASSERT_SVMD_OK(r, &e);
+        get_svm(c, a.id, &st2);
+        ASSERT_UEQ(st2.preferred, gpus[0]);
+
+        /* The empty flag set, no preferred location, one GPU's access taken. */
+        r = svmd_set_attributes(c, a.id,
+                                &(svmd_svm_attributes) { .set = SVMD_SVM_SET_PREFERRED | SVMD_SVM_SET_FLAGS |
+                                                                SVMD_SVM_SET_GRANULARITY,
+                                                         .preferred = SVMD_SVM_LOCATION_NONE,
+                                                         .granularity = 9,
+                                                         .no_access = &gpus[1],
+                                                         .n_no_access = 1 },
+                                NULL, &e);
+        ASSERT_SVMD_OK(r, &e);
+        get_svm(c, a.id, &st);
+        ASSERT_UEQ(st.preferred, SVMD_SVM_LOCATION_NONE);
+        ASSERT_UEQ(st.flags, 0);
+        ASSERT_STREQ(st.flag_names, "");
+        ASSERT_UEQ(st.granularity, 9);
+        ASSERT_UEQ(st.n_access, 1);
+        ASSERT_UEQ(st.access[0], gpus[3]);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_UEQ(rg.n_mapped, 2);
+
+        /* A change the daemon refuses leaves everything as it was. */
+        r = svmd_set_attributes(c, a.id,
+                                &(svmd_svm_attributes) { .set = SVMD_SVM_SET_FLAGS | SVMD_SVM_SET_GRANULARITY,
+                                                         .flags = (const char *const[]) { "shiny", NULL },
+                                                         .granularity = 2 },
+                                NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        get_svm(c, a.id, &st2);
+        ASSERT_UEQ(st2.granularity, 9);
+        r = svmd_set_attributes(c, a.id, &(svmd_svm_attributes) { .access = (uint32_t[]) { 0x1 }, .n_access = 1 },
+                                NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENXIO, "org.svmd1.Error.NoSuchGpu");
+
+        /* Map and unmap give and take access. */
+        r = svmd_map(c, a.id, &gpus[4], 1, NULL, &e);
+        ASSERT_SVMD_OK(r, &e);
+        get_svm(c, a.id, &st);
+        ASSERT_TRUE(has_gpu(st.access, st.n_access, gpus[4]));
+        r = svmd_unmap(c, a.id, &gpus[4], 1, &e);
+        ASSERT_SVMD_OK(r, &e);
+        get_svm(c, a.id, &st);
+        ASSERT_FALSE(has_gpu(st.access, st.n_access, gpus[4]));
+
+        /* Other domains have no SVM attributes; a missing range is not found. */
+        r = svmd_allocate(c, MiB, gpus[0], "vram", NULL, &v, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_get_svm_attributes(c, v.id, &st, &e);
+        ASSERT_TRUE(e.message && strstr(e.message, "vram range"));
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_set_attributes(c, v.id, &(svmd_svm_attributes) { .set = SVMD_SVM_SET_GRANULARITY }, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_get_svm_attributes(c, UINT64_C(999999), &st, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+        r = svmd_set_attributes(c, UINT64_C(999999), &(svmd_svm_attributes) { .set = SVMD_SVM_SET_GRANULARITY },
+                                NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+
+        /* Commit: an svm Allocate and a SetAttributes of it, as one transaction. */
+        {
+                svmd_svm_attributes first = { .access = &gpus[0], .n_access = 1 };
+                svmd_svm_attributes then = { .set = SVMD_SVM_SET_PREFERRED | SVMD_SVM_SET_GRANULARITY,
+                                             .preferred = gpus[1], .granularity = 5 };
+                svmd_op ops[] = {
+                        { .kind = SVMD_OP_ALLOCATE, .size = 2 * MiB, .domain = "svm", .svm = &first },
+                        { .kind = SVMD_OP_SET_ATTRIBUTES, .by_ref = true, .ref = 0, .svm = &then },
+                        { .kind = SVMD_OP_SET_ATTRIBUTES, .id = a.id, .svm = &then },
+                };
+                svmd_op_result res[3];
+
+                r = svmd_commit(c, ops, ELEMENTSOF(ops), NULL, res, &e);
+                ASSERT_SVMD_OK(r, &e);
+                ASSERT_TRUE(res[0].id > 0);
+                get_svm(c, res[0].id, &st);
+                ASSERT_UEQ(st.preferred, gpus[1]);
+                ASSERT_UEQ(st.granularity, 5);
+                ASSERT_UEQ(st.n_access, 1);
+                ASSERT_UEQ(st.access[0], gpus[0]);
+                get_svm(c, a.id, &st);
+                ASSERT_UEQ(st.preferred, gpus[1]);
+
+                /* All or nothing: the second operation fails, the first is undone. */
+                then.granularity = 6;
+                r = svmd_commit(c,
+                                (svmd_op[]) { { .kind = SVMD_OP_SET_ATTRIBUTES, .id = res[0].id, .svm = &then },
+                                              { .kind = SVMD_OP_SET_ATTRIBUTES, .id = UINT64_C(999999),
+                                                .svm = &then } },
+                                2, NULL, NULL, &e);
+                ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+                get_svm(c, res[0].id, &st);
+                ASSERT_UEQ(st.granularity, 5);
+
+                r = svmd_free(c, res[0].id, &e);
+                ASSERT_SVMD_OK(r, &e);
+        }
+
+        r = svmd_free(c, v.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_free(c, a.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+}
+
+/* What libsvmd refuses before anything travels (range 999999 does not exist: svmd would say so). */
+static void test_svm_validation(svmd_client *c) {
+        uint32_t many[SVMD_MAX_GPUS + 1] = {};
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_allocation a;
+        uint64_t id = UINT64_C(999999);
+        int r;
+
+        r = svmd_set_attributes(c, id, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_get_svm_attributes(c, id, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_set_attributes(c, id, &(svmd_svm_attributes) { .n_access = 2 }, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        for (size_t i = 0; i < ELEMENTSOF(many); i++)
+                many[i] = (uint32_t) i + 1;
+        r = svmd_set_attributes(c, id, &(svmd_svm_attributes) { .no_access = many, .n_no_access = ELEMENTSOF(many) },
+                                NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, E2BIG, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_set_attributes(c, id,
+                                &(svmd_svm_attributes) { .access = (uint32_t[]) { gpus[0], gpus[1], gpus[0] },
+                                                         .n_access = 3 },
+                                NULL, &e);
+        ASSERT_TRUE(e.message && strstr(e.message, "listed twice in svm-access"));
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_set_attributes(c, id,
+                                &(svmd_svm_attributes) { .access = &gpus[0], .n_access = 1,
+                                                         .no_access = (uint32_t[]) { gpus[1], gpus[0] },
+                                                         .n_no_access = 2 },
+                                NULL, &e);
+        ASSERT_TRUE(e.message && strstr(e.message, "both svm-access and svm-no-access"));
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_set_attributes(c, id, &(svmd_svm_attributes) { .set = SVMD_SVM_SET_GRANULARITY, .granularity = 64 },
+                                NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_set_attributes(c, id,
+                                &(svmd_svm_attributes) { .set = SVMD_SVM_SET_PREFETCH,
+                                                         .prefetch = SVMD_SVM_LOCATION_NONE },
+                                NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_set_attributes(c, id, &(svmd_svm_attributes) { .set = UINT32_C(1) << 7 }, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+
+        /* SVM attributes belong to svm ranges, allocation flags to the others. */
+        r = svmd_allocate(c, MiB, gpus[0], "vram", &(svmd_allocate_options) { .svm = &(svmd_svm_attributes) {} }, &a,
+                          &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_allocate(c, MiB, 0, "svm", &(svmd_allocate_options) { .flags = (const char *const[]) { NULL } }, &a,
+                          &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_allocate(c, MiB, 0, "svm",
+                          &(svmd_allocate_options) { .svm = &(svmd_svm_attributes) { .access = &gpus[0],
+                                                                                     .n_access = 1,
+                                                                                     .access_in_place = &gpus[0],
+                                                                                     .n_access_in_place = 1 } },
+                          &a, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+
+        r = svmd_commit(c, (svmd_op[]) { { .kind = SVMD_OP_SET_ATTRIBUTES, .id = id } }, 1, NULL, NULL, &e);
+        ASSERT_TRUE(e.message && strncmp(e.message, "Operation 0 (SetAttributes): ", 29) == 0);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_commit(c,
+                        (svmd_op[]) { { .kind = SVMD_OP_FREE, .id = id },
+                                      { .kind = SVMD_OP_MAP, .id = id, .gpus = gpus, .n_gpus = 1,
+                                        .svm = &(svmd_svm_attributes) {} } },
+                        2, NULL, NULL, &e);
+        ASSERT_TRUE(e.message && strncmp(e.message, "Operation 1 (Map): ", 19) == 0);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_commit(c,
+                        (svmd_op[]) { { .kind = SVMD_OP_ALLOCATE, .size = MiB, .domain = "svm",
+                                        .svm = &(svmd_svm_attributes) { .set = SVMD_SVM_SET_GRANULARITY,
+                                                                        .granularity = 100 } } },
+                        1, NULL, NULL, &e);
+        ASSERT_TRUE(e.message && strncmp(e.message, "Operation 0 (Allocate): SVM granularity 100", 43) == 0);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+}
+
+/*
+ * A binary built against LIBSVMD_0.1 calls the 0.1 versions with the 0.1
+ * structs, which ended where the 0.2 fields start: those entry points must
+ * neither read nor write past them.
+ */
+int svmd_get_status_0_1(svmd_client *c, void *ret, svmd_error *error);
+int svmd_allocate_0_1(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain, const void *options,
+                      svmd_allocation *ret, svmd_error *error);
+int svmd_commit_0_1(svmd_client *c, const void *ops, size_t n_ops, const svmd_change_options *options,
+                    svmd_op_result *results, svmd_error *error);
+__asm__(".symver svmd_get_status_0_1, svmd_get_status@LIBSVMD_0.1");
+__asm__(".symver svmd_allocate_0_1, svmd_allocate@LIBSVMD_0.1");
+__asm__(".symver svmd_commit_0_1, svmd_commit@LIBSVMD_0.1");
+
+#define STATUS_SIZE_0_1 offsetof(svmd_status, xnack)
+#define OPTIONS_SIZE_0_1 offsetof(svmd_allocate_options, svm)
+#define OP_SIZE_0_1 offsetof(svmd_op, svm)
+
+static void test_compat_0_1(svmd_client *c) {
+        uint8_t status[STATUS_SIZE_0_1 + 64], options[OPTIONS_SIZE_0_1 + 64], ops[2 * OP_SIZE_0_1 + 64];
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_op_result res[2];
+        svmd_allocation a;
+        svmd_range rg;
+        int r;
+
+        memset(status, 0xa5, sizeof(status));
+        r = svmd_get_status_0_1(c, status, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(((svmd_status *) status)->n_gpus, n_gpus);
+        for (size_t i = STATUS_SIZE_0_1; i < sizeof(status); i++)
+                ASSERT_UEQ(status[i], 0xa5);
+
+        /* Whatever follows the old struct (here: a wild "svm" pointer) is not read. */
+        memset(options, 0xff, sizeof(options));
+        memcpy(options, &(svmd_allocate_options) { .label = "compat-0.1" }, OPTIONS_SIZE_0_1);
+        r = svmd_allocate_0_1(c, MiB, gpus[0], "vram", options, &a, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_STREQ(rg.label, "compat-0.1");
+
+        memset(ops, 0xff, sizeof(ops));
+        memcpy(ops, &(svmd_op) { .kind = SVMD_OP_MAP, .id = a.id, .gpus = &gpus[1], .n_gpus = 1 }, OP_SIZE_0_1);
+        memcpy(ops + OP_SIZE_0_1, &(svmd_op) { .kind = SVMD_OP_UNMAP, .id = a.id, .gpus = &gpus[1], .n_gpus = 1 },
+               OP_SIZE_0_1);
+        r = svmd_commit_0_1(c, ops, 1, NULL, res, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_UEQ(rg.n_mapped, 1);
+        r = svmd_commit_0_1(c, ops + OP_SIZE_0_1, 1, NULL, res, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(range_listed(c, a.id, &rg));
+        ASSERT_UEQ(rg.n_mapped, 0);
+        /* 0.1 knew no SetAttributes. */
+        memcpy(ops, &(svmd_op) { .kind = SVMD_OP_SET_ATTRIBUTES, .id = a.id }, OP_SIZE_0_1);
+        r = svmd_commit_0_1(c, ops, 1, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+
+        r = svmd_free(c, a.id, &e);
+        ASSERT_SVMD_OK(r, &e);
 }
 
 /* ---- async ---- */
@@ -498,6 +822,9 @@ int main(int argc, char *argv[]) {
                 test_errors(clients[i]);
                 test_batch(clients[i]);
                 test_commit(clients[i]);
+                test_svm(clients[i]);
+                test_svm_validation(clients[i]);
+                test_compat_0_1(clients[i]);
                 test_async(clients[i]);
         }
         fprintf(stderr, "== test_signals\n");

@@ -63,8 +63,10 @@ GPUS = []
 def test_help_and_usage():
     p = run("--help")
     assert "Usage: svmctl" in p.stdout
-    for verb in ["status", "gpus", "ranges", "alloc", "free", "map", "unmap", "export", "share", "attach",
-                 "usage", "capacity", "reload", "monitor"]:
+    assert "set-attr ID" in p.stdout and "--domain vram|gtt|host|svm" in p.stdout
+    assert "--svm-access-in-place" in run("set-attr", "--help").stdout
+    for verb in ["status", "gpus", "ranges", "alloc", "set-attr", "free", "map", "unmap", "export", "share",
+                 "attach", "usage", "capacity", "reload", "monitor"]:
         p = run(verb, "--help")
         assert f"svmctl [OPTIONS] {verb}" in p.stdout, p.stdout
         p = run("help", verb)
@@ -84,9 +86,12 @@ def test_status():
     assert re.search(r"GPUs: 8$", p.stdout, re.M)
     s = js("status")
     assert s["version"] == "0.1.0" and s["gpus"] == 8 and s["direct"] is True
-    assert set(s) == {"version", "kfd_version", "gpus", "ranges", "bytes_allocated", "clients", "direct", "n_lost",
-                      "lost"}
+    assert set(s) == {"version", "kfd_version", "gpus", "ranges", "bytes_allocated", "clients", "direct", "xnack",
+                      "n_lost", "lost"}
     assert s["n_lost"] == 0 and s["lost"] == []
+    # The emulated KFD process starts with XNACK off.
+    assert s["xnack"] is False
+    assert re.search(r"^\s*XNACK: off$", p.stdout, re.M), p.stdout
     # Over the direct socket only, and options after the command.
     assert "Hot path: direct socket" in run("status", "--direct").stdout
     assert js("--direct", "status")["gpus"] == 8
@@ -161,7 +166,7 @@ def test_alloc_ranges_map_free():
     # Error classes.
     run("alloc", "4X", "--gpu", g0, code=EXIT_USAGE)
     run("alloc", "1M", code=EXIT_USAGE)                      # VRAM needs a GPU
-    run("alloc", "1M", "--gpu", g0, "--domain", "svm", code=EXIT_USAGE)
+    run("alloc", "1M", "--gpu", g0, "--domain", "dram", code=EXIT_USAGE)
     run("alloc", "1M", "--gpu", g0, "--flags", "shiny", code=EXIT_USAGE)  # the daemon's InvalidArgs
     run("alloc", "1M", "--gpu", "0x1", code=EXIT_NOT_FOUND)
     run("alloc", "1T", "--gpu", g0, code=EXIT_NO_SPACE)        # more than the GPU has
@@ -193,6 +198,91 @@ def test_alloc_ranges_map_free():
     # Ids are never reused: a retried free answers like the first (idempotent for schedulers).
     run("free", str(b))
     run("free", "888888", code=EXIT_NOT_FOUND)
+
+
+def svm_of(rid):
+    return {x["id"]: x for x in js("ranges")["ranges"]}[rid].get("svm")
+
+
+@test
+def test_svm():
+    g0, g1, g2, g3 = (int(g, 16) for g in GPUS[:4])
+    a = js("alloc", "4M", "--domain", "svm", "--gpu", GPUS[0], "--persistent", "--label", "svm1",
+           "--svm-prefetch", "system", "--svm-access", f"{GPUS[1]},{g2}", "--svm-access-in-place", GPUS[3],
+           "--svm-flags", "coherent,gpu-read-mostly", "--svm-granularity", "4")
+    assert a["domain"] == "svm" and a["gpu"] == g0 and a["size"] == 4 << 20
+    assert a["svm"] == {"prefetch": 0, "access": [g1, g2], "access-in-place": [g3],
+                        "flags": ["coherent", "gpu-read-mostly"], "granularity": 4}, a
+    x = {r["id"]: r for r in js("ranges")["ranges"]}[a["id"]]
+    assert x["domain"] == "svm" and sorted(x["mapped_gpus"]) == sorted([g1, g2, g3])
+    assert set(x["svm"]) == {"preferred", "prefetch", "flags", "granularity", "access", "access-in-place"}
+    assert x["svm"] == {"preferred": g0, "prefetch": 0, "flags": ["coherent", "gpu-read-mostly"], "granularity": 4,
+                        "access": [g1, g2], "access-in-place": [g3]}, x["svm"]
+
+    # No preferred GPU, defaults otherwise; other domains have no "svm" key.
+    p = run("alloc", "1M", "--domain", "svm", "--persistent")
+    m = re.match(r"Allocated range (\d+): 1\.0 MiB of svm at (0x[0-9a-f]+)\.", p.stdout)
+    assert m, p.stdout
+    b = int(m.group(1))
+    assert svm_of(b)["preferred"] == 0xFFFFFFFF and svm_of(b)["access"] == []
+    assert "Dry run: 2.0 MiB of svm preferring GPU" in run("alloc", "2M", "--domain", "svm", "--gpu", GPUS[0],
+                                                           "--dry-run").stdout
+    v = js("alloc", "1M", "--gpu", GPUS[0], "--persistent")
+    assert "svm" not in {r["id"]: r for r in js("ranges")["ranges"]}[v["id"]]
+
+    # The human listing: the ranges table, then the SVM table of the svm ranges.
+    p = run("ranges")
+    assert re.search(r"^ID\s+PREFERRED\s+PREFETCH\s+SVM FLAGS\s+GRANULARITY\s+ACCESS\s+IN PLACE$", p.stdout, re.M), p.stdout
+    assert re.search(rf"^\s*{a['id']}\s+{GPUS[0]}\s+system\s+coherent,gpu-read-mostly\s+4\s+{GPUS[1]},{GPUS[2]}\s+{GPUS[3]}$",
+                     p.stdout, re.M), p.stdout
+    assert re.search(rf"^\s*{b}\s+none\s+", p.stdout, re.M), p.stdout
+
+    # set-attr: human, JSON, dry run; GPUs in no list keep their access.
+    assert run("set-attr", str(a["id"]), "--svm-preferred", "none").stdout.strip() == \
+        f"Set the SVM attributes of range {a['id']}."
+    r = js("set-attr", str(a["id"]), "--svm-flags", "none", "--svm-no-access", GPUS[1], "--svm-granularity", "9")
+    assert r == {"id": a["id"], "dry_run": False, "svm": {"flags": [], "no-access": [g1], "granularity": 9}}, r
+    assert "Dry run" in run("set-attr", "--dry-run", str(a["id"]), "--svm-preferred", "system").stdout
+    assert js("set-attr", str(a["id"]), "--svm-prefetch", GPUS[2], "--dry-run")["dry_run"] is True
+    st = svm_of(a["id"])
+    assert st == {"preferred": 0xFFFFFFFF, "prefetch": 0, "flags": [], "granularity": 9, "access": [g2],
+                  "access-in-place": [g3]}, st
+
+    # map/unmap give and take access.
+    run("map", str(a["id"]), GPUS[4])
+    assert int(GPUS[4], 16) in svm_of(a["id"])["access"]
+    run("unmap", str(a["id"]), GPUS[4])
+    assert int(GPUS[4], 16) not in svm_of(a["id"])["access"]
+    assert js("export", str(a["id"]))["fd_kind"] == "memfd"
+
+    # Error classes.
+    run("set-attr", str(a["id"]), code=EXIT_USAGE)                                  # nothing to set
+    run("set-attr", str(a["id"]), "--svm-granularity", "64", code=EXIT_USAGE)
+    run("set-attr", str(a["id"]), "--svm-prefetch", "none", code=EXIT_USAGE)
+    run("set-attr", str(a["id"]), "--svm-preferred", "gpu7", code=EXIT_USAGE)
+    run("set-attr", str(a["id"]), "--svm-access", "x,y", code=EXIT_USAGE)
+    run("set-attr", str(a["id"]), "--svm-access", GPUS[1], "--svm-no-access", GPUS[1], code=EXIT_USAGE)
+    run("set-attr", str(a["id"]), "--svm-flags", "shiny", code=EXIT_USAGE)          # the daemon's InvalidArgs
+    run("set-attr", str(a["id"]), "--bogus", code=EXIT_USAGE)
+    run("set-attr", "--svm-granularity", "2", code=EXIT_USAGE)                      # no ID
+    run("set-attr", str(v["id"]), "--svm-granularity", "2", code=EXIT_USAGE)        # a vram range
+    run("set-attr", "999999", "--svm-granularity", "2", code=EXIT_NOT_FOUND)
+    run("set-attr", str(a["id"]), "--svm-access", "0x1", code=EXIT_NOT_FOUND)
+    run("alloc", "1M", "--gpu", GPUS[0], "--svm-granularity", "2", code=EXIT_USAGE)  # svm options, vram
+    run("alloc", "1M", "--domain", "svm", "--flags", "writable", code=EXIT_USAGE)
+    run("alloc", "1M", "--domain", "svm", "--svm-preferred", "0x1", code=EXIT_NOT_FOUND)
+
+    # The kernel fails half-way through SET_ATTR: svmd sets everything back, exit 8.
+    ctl("fault", "add", "ioctl=SVM op=set after=2 errno=EIO")
+    try:
+        p = run("set-attr", str(a["id"]), "--svm-preferred", GPUS[1], "--svm-granularity", "3", "--svm-flags",
+                "coherent", code=EXIT_KERNEL)
+    finally:
+        ctl("fault", "clear")
+    assert svm_of(a["id"]) == st, (svm_of(a["id"]), st)
+
+    for rid in (a["id"], b, v["id"]):
+        run("free", str(rid))
 
 
 @test
