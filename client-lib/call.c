@@ -71,23 +71,22 @@ _public_ int svmd_list_gpus(svmd_client *c, svmd_gpu **ret, size_t *ret_n, svmd_
         return 0;
 }
 
-SYMVER(svmd_get_status_v0_2, "svmd_get_status@@LIBSVMD_0.2")
-_public_ int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *error) {
+/*
+ * Properties.GetAll of interface at path, over bus. read_one() reads the value (the variant) of a
+ * property it knows and returns 1; 0 leaves it to be skipped; < 0 is a malformed reply.
+ */
+typedef int (*PropertyReader)(sd_bus_message *reply, const char *name, void *userdata);
+
+static int get_all_properties(svmd_client *c, sd_bus *bus, const char *path, const char *interface,
+                              PropertyReader read_one, void *userdata, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        svmd_status s = { .n_clients = UINT32_MAX };
         const char *name;
-        sd_bus *bus;
         int r;
 
-        if (!c || !ret)
-                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        bus = client_pick(c, false);
-        if (!bus)
-                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
-        r = sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH,
-                                           "org.freedesktop.DBus.Properties", "GetAll");
+        r = sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, path, "org.freedesktop.DBus.Properties",
+                                           "GetAll");
         if (r >= 0)
-                r = sd_bus_message_append(m, "s", SVMD_MANAGER_INTERFACE);
+                r = sd_bus_message_append(m, "s", interface);
         if (r < 0)
                 return build_failed(error, "GetAll", r);
         r = client_call(c, m, &reply, error);
@@ -98,60 +97,11 @@ _public_ int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *
         if (r < 0)
                 return bad_reply(error, "GetAll", r);
         while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                const char *str;
-
                 r = sd_bus_message_read_basic(reply, 's', &name);
                 if (r < 0)
                         break;
-                if (streq(name, "Version")) {
-                        r = sd_bus_message_read(reply, "v", "s", &str);
-                        if (r >= 0)
-                                copy_string(s.version, sizeof(s.version), str);
-                } else if (streq(name, "KfdVersion")) {
-                        r = sd_bus_message_read(reply, "v", "s", &str);
-                        if (r >= 0)
-                                copy_string(s.kfd_version, sizeof(s.kfd_version), str);
-                } else if (streq(name, "Gpus")) {
-                        const void *p;
-                        size_t sz;
-
-                        r = sd_bus_message_enter_container(reply, 'v', "au");
-                        if (r >= 0)
-                                r = sd_bus_message_read_array(reply, 'u', &p, &sz);
-                        if (r >= 0)
-                                r = sd_bus_message_exit_container(reply);
-                        s.n_gpus = (uint32_t) (sz / sizeof(uint32_t));
-                } else if (streq(name, "Ranges"))
-                        r = sd_bus_message_read(reply, "v", "t", &s.n_ranges);
-                else if (streq(name, "BytesAllocated"))
-                        r = sd_bus_message_read(reply, "v", "t", &s.bytes_allocated);
-                else if (streq(name, "Clients"))
-                        r = sd_bus_message_read(reply, "v", "u", &s.n_clients);
-                else if (streq(name, "Xnack")) {
-                        int b;
-
-                        r = sd_bus_message_read(reply, "v", "b", &b);
-                        s.xnack = b;
-                }
-                else if (streq(name, "LostRanges")) {
-                        uint64_t id;
-                        const char *reason;
-
-                        r = sd_bus_message_enter_container(reply, 'v', "a(ts)");
-                        if (r >= 0)
-                                r = sd_bus_message_enter_container(reply, 'a', "(ts)");
-                        while (r >= 0 && (r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0) {
-                                if (s.n_lost < SVMD_MAX_LOST_REPORTED) {
-                                        s.lost[s.n_lost].id = id;
-                                        copy_string(s.lost[s.n_lost].reason, sizeof(s.lost[s.n_lost].reason), reason);
-                                }
-                                s.n_lost++;
-                        }
-                        if (r >= 0)
-                                r = sd_bus_message_exit_container(reply);
-                        if (r >= 0)
-                                r = sd_bus_message_exit_container(reply);
-                } else
+                r = read_one(reply, name, userdata);
+                if (r == 0)
                         r = sd_bus_message_skip(reply, "v");
                 if (r < 0)
                         break;
@@ -161,6 +111,80 @@ _public_ int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *
         }
         if (r < 0)
                 return bad_reply(error, "GetAll", r);
+        return 0;
+}
+
+static int read_status_property(sd_bus_message *reply, const char *name, void *userdata) {
+        svmd_status *s = userdata;
+        const char *str;
+        int r;
+
+        if (streq(name, "Version")) {
+                r = sd_bus_message_read(reply, "v", "s", &str);
+                if (r >= 0)
+                        copy_string(s->version, sizeof(s->version), str);
+        } else if (streq(name, "KfdVersion")) {
+                r = sd_bus_message_read(reply, "v", "s", &str);
+                if (r >= 0)
+                        copy_string(s->kfd_version, sizeof(s->kfd_version), str);
+        } else if (streq(name, "Gpus")) {
+                const void *p;
+                size_t sz = 0;
+
+                r = sd_bus_message_enter_container(reply, 'v', "au");
+                if (r >= 0)
+                        r = sd_bus_message_read_array(reply, 'u', &p, &sz);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                s->n_gpus = (uint32_t) (sz / sizeof(uint32_t));
+        } else if (streq(name, "Ranges"))
+                r = sd_bus_message_read(reply, "v", "t", &s->n_ranges);
+        else if (streq(name, "BytesAllocated"))
+                r = sd_bus_message_read(reply, "v", "t", &s->bytes_allocated);
+        else if (streq(name, "Clients"))
+                r = sd_bus_message_read(reply, "v", "u", &s->n_clients);
+        else if (streq(name, "Xnack")) {
+                int b = 0;
+
+                r = sd_bus_message_read(reply, "v", "b", &b);
+                s->xnack = b;
+        } else if (streq(name, "LostRanges")) {
+                uint64_t id;
+                const char *reason;
+
+                r = sd_bus_message_enter_container(reply, 'v', "a(ts)");
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(reply, 'a', "(ts)");
+                while (r >= 0 && (r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0) {
+                        if (s->n_lost < SVMD_MAX_LOST_REPORTED) {
+                                s->lost[s->n_lost].id = id;
+                                copy_string(s->lost[s->n_lost].reason, sizeof(s->lost[s->n_lost].reason), reason);
+                        }
+                        s->n_lost++;
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        } else
+                return 0;
+        return r < 0 ? r : 1;
+}
+
+SYMVER(svmd_get_status_v0_2, "svmd_get_status@@LIBSVMD_0.2")
+_public_ int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *error) {
+        svmd_status s = { .n_clients = UINT32_MAX };
+        sd_bus *bus;
+        int r;
+
+        if (!c || !ret)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        bus = client_pick(c, false);
+        if (!bus)
+                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
+        r = get_all_properties(c, bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, read_status_property, &s, error);
+        if (r < 0)
+                return r;
         *ret = s;
         return 0;
 }
@@ -635,13 +659,36 @@ static bool is_no_object_error(const svmd_error *e) {
                svmd_error_has_name(e, "org.freedesktop.DBus.Error.UnknownProperty");
 }
 
+typedef struct RangeProperties {
+        char domain[16];        /* "" until read: the reply's strings go with it */
+        bool has_svm;
+        svmd_svm_state svm;
+} RangeProperties;
+
+static int read_range_property(sd_bus_message *reply, const char *name, void *userdata) {
+        RangeProperties *p = userdata;
+        const char *d;
+        size_t n = 0;
+        int r;
+
+        if (streq(name, "Domain")) {
+                r = sd_bus_message_read(reply, "v", "s", &d);
+                if (r >= 0)
+                        copy_string(p->domain, sizeof(p->domain), d);
+        } else if (streq(name, "SvmAttributes")) {
+                r = read_svm_attributes(reply, &p->svm, &n);
+                p->has_svm = n > 0;
+        } else
+                return 0;
+        return r < 0 ? r : 1;
+}
+
 int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size, bool *ret_is_svm,
                   svmd_svm_state *ret, svmd_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        svmd_svm_state st = { .preferred = SVMD_SVM_LOCATION_NONE, .prefetch = SVMD_SVM_LOCATION_NONE };
+        RangeProperties p = {
+                .svm = { .preferred = SVMD_SVM_LOCATION_NONE, .prefetch = SVMD_SVM_LOCATION_NONE },
+        };
         svmd_error e = SVMD_ERROR_NULL;
-        const char *name, *d = NULL;
-        bool has_svm = false;
         char path[64];
         sd_bus *bus;
         int r;
@@ -654,13 +701,7 @@ int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size,
         if (!bus)
                 return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
         snprintf(path, sizeof(path), "%s/%" PRIu64, SVMD_RANGE_PATH_PREFIX, id);
-        r = sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, path, "org.freedesktop.DBus.Properties",
-                                           "GetAll");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", SVMD_RANGE_INTERFACE);
-        if (r < 0)
-                return build_failed(error, "GetAll", r);
-        r = client_call(c, m, &reply, &e);
+        r = get_all_properties(c, bus, path, SVMD_RANGE_INTERFACE, read_range_property, &p, &e);
         if (r < 0 && is_no_object_error(&e)) {
                 svmd_error_free(&e);
                 return error_setf(error, -ENOENT, SVMD_ERROR_NO_SUCH_RANGE,
@@ -674,42 +715,17 @@ int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size,
                         svmd_error_free(&e);
                 return r;
         }
-
-        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
-        if (r < 0)
-                return bad_reply(error, "GetAll", r);
-        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                size_t n = 0;
-
-                r = sd_bus_message_read_basic(reply, 's', &name);
-                if (r < 0)
-                        break;
-                if (streq(name, "Domain"))
-                        r = sd_bus_message_read(reply, "v", "s", &d);
-                else if (streq(name, "SvmAttributes")) {
-                        r = read_svm_attributes(reply, &st, &n);
-                        has_svm = n > 0;
-                } else
-                        r = sd_bus_message_skip(reply, "v");
-                if (r < 0)
-                        break;
-                r = sd_bus_message_exit_container(reply);
-                if (r < 0)
-                        break;
-        }
-        if (r < 0)
-                return bad_reply(error, "GetAll", r);
-        if (!d)
+        if (!p.domain[0])
                 return error_setf(error, -EBADMSG, NULL, "svmd did not say which domain range %" PRIu64 " is of.",
                                   id);
-        if (streq(d, SVMD_DOMAIN_SVM) && !has_svm)
+        if (streq(p.domain, SVMD_DOMAIN_SVM) && !p.has_svm)
                 return error_setf(error, -EBADMSG, NULL,
                                   "svmd did not report the SVM attributes of svm range %" PRIu64 ".", id);
         if (domain)
-                copy_string(domain, domain_size, d);
-        *ret_is_svm = streq(d, SVMD_DOMAIN_SVM);
+                copy_string(domain, domain_size, p.domain);
+        *ret_is_svm = streq(p.domain, SVMD_DOMAIN_SVM);
         if (ret && *ret_is_svm)
-                *ret = st;
+                *ret = p.svm;
         return 0;
 }
 

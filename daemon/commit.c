@@ -424,14 +424,9 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         r = manager_get_client(m, msg, &c.client);
         if (r < 0)
                 return r;
-        if (o.request_id) {
-                r = request_id_check(o.request_id, error);
-                if (r < 0)
-                        return r;
-                r = request_cache_replay(m->requests, msg, c.client->identity->uid, o.request_id, error);
-                if (r != 0)
-                        return r;
-        }
+        r = request_replay(m, msg, c.client, o.request_id, error);
+        if (r != 0)
+                return r;
 
         r = commit_validate(m, &c, error);
         if (r < 0)

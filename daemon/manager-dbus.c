@@ -58,13 +58,10 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         r = manager_get_client(m, msg, &c);
         if (r < 0)
                 return r;
+        r = request_replay(m, msg, c, a->request_id, error);
+        if (r != 0)
+                return r;
         if (a->request_id) {
-                r = request_id_check(a->request_id, error);
-                if (r < 0)
-                        return r;
-                r = request_cache_replay(m->requests, msg, c->identity->uid, a->request_id, error);
-                if (r != 0)
-                        return r;
                 /* Persistent ranges remember their request id across restarts of svmd. */
                 range = manager_find_range_by_request(m, c->identity->uid, a->request_id);
                 if (range)
@@ -213,14 +210,9 @@ static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         r = manager_get_client(m, msg, &c);
         if (r < 0)
                 return r;
-        if (a.request_id) {
-                r = request_id_check(a.request_id, error);
-                if (r < 0)
-                        return r;
-                r = request_cache_replay(m->requests, msg, c->identity->uid, a.request_id, error);
-                if (r != 0)
-                        return r;
-        }
+        r = request_replay(m, msg, c, a.request_id, error);
+        if (r != 0)
+                return r;
 
         if (a.gpus.n == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "gpu_ids must name at least one GPU.");
@@ -319,14 +311,9 @@ int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = manager_get_client(m, msg, &c);
         if (r < 0)
                 return r;
-        if (a.request_id) {
-                r = request_id_check(a.request_id, error);
-                if (r < 0)
-                        return r;
-                r = request_cache_replay(m->requests, msg, c->identity->uid, a.request_id, error);
-                if (r != 0)
-                        return r;
-        }
+        r = request_replay(m, msg, c, a.request_id, error);
+        if (r != 0)
+                return r;
 
         if (!op_args_has_svm(&a))
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,

@@ -24,6 +24,16 @@
 #define O(key, type, field, max) BUS_OPTION(key, OpArgs, type, field, max)
 #define OP(key, type, field, max, present) BUS_OPTION_P(key, OpArgs, type, field, max, present)
 
+/* The SVM attributes, wherever an svm range is created or changed. */
+#define SVM_OPTIONS                                                                                     \
+        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),                \
+        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),                   \
+        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),               \
+        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL), \
+        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),         \
+        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),                          \
+        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity)
+
 const BusOption allocate_options[] = {
         OP(SVMD_OPT_FLAGS, BUS_OPTION_STRV, flags, 16, has_flags),
         O(SVMD_OPT_MAP, BUS_OPTION_U32_ARRAY, map, SVMD_MAX_GPUS_PER_CALL),
@@ -32,13 +42,7 @@ const BusOption allocate_options[] = {
         O(SVMD_OPT_PERSISTENT, BUS_OPTION_BOOL, persistent, 0),
         O(SVMD_OPT_DRY_RUN, BUS_OPTION_BOOL, dry_run, 0),
         O(SVMD_OPT_REQUEST_ID, BUS_OPTION_STRING, request_id, SVMD_MAX_REQUEST_ID_LEN),
-        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
-        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
-        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
-        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
-        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
+        SVM_OPTIONS,
         {}
 };
 
@@ -57,13 +61,7 @@ const BusOption commit_allocate_options[] = {
         O(SVMD_OPT_ALIGNMENT, BUS_OPTION_U64, alignment, 0),
         O(SVMD_OPT_LABEL, BUS_OPTION_STRING, label, SVMD_MAX_LABEL_LEN),
         O(SVMD_OPT_PERSISTENT, BUS_OPTION_BOOL, persistent, 0),
-        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
-        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
-        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
-        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
-        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
+        SVM_OPTIONS,
         {}
 };
 
@@ -88,26 +86,14 @@ const BusOption commit_map_options[] = {
 const BusOption set_attributes_options[] = {
         O(SVMD_OPT_DRY_RUN, BUS_OPTION_BOOL, dry_run, 0),
         O(SVMD_OPT_REQUEST_ID, BUS_OPTION_STRING, request_id, SVMD_MAX_REQUEST_ID_LEN),
-        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
-        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
-        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
-        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
-        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
+        SVM_OPTIONS,
         {}
 };
 
 const BusOption commit_set_attributes_options[] = {
         OP(SVMD_OPT_ID, BUS_OPTION_U64, id, 0, has_id),
         OP(SVMD_OPT_REF, BUS_OPTION_U32, ref, 0, has_ref),
-        OP(SVMD_OPT_SVM_PREFERRED, BUS_OPTION_U32, svm_preferred, 0, has_svm_preferred),
-        OP(SVMD_OPT_SVM_PREFETCH, BUS_OPTION_U32, svm_prefetch, 0, has_svm_prefetch),
-        O(SVMD_OPT_SVM_ACCESS, BUS_OPTION_U32_ARRAY, svm_access, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_ACCESS_IN_PLACE, BUS_OPTION_U32_ARRAY, svm_access_in_place, SVMD_MAX_GPUS_PER_CALL),
-        O(SVMD_OPT_SVM_NO_ACCESS, BUS_OPTION_U32_ARRAY, svm_no_access, SVMD_MAX_GPUS_PER_CALL),
-        OP(SVMD_OPT_SVM_FLAGS, BUS_OPTION_STRV, svm_flags, 16, has_svm_flags),
-        OP(SVMD_OPT_SVM_GRANULARITY, BUS_OPTION_U32, svm_granularity, 0, has_svm_granularity),
+        SVM_OPTIONS,
         {}
 };
 
@@ -518,6 +504,17 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
         *ret_pieces = TAKE_PTR(pieces);
         *ret_svm = TAKE_PTR(svm);
         return 0;
+}
+
+int request_replay(Manager *m, sd_bus_message *msg, Client *c, const char *request_id, sd_bus_error *error) {
+        int r;
+
+        if (!request_id)
+                return 0;
+        r = request_id_check(request_id, error);
+        if (r < 0)
+                return r;
+        return request_cache_replay(m->requests, msg, c->identity->uid, request_id, error);
 }
 
 int reply_and_remember(Manager *m, sd_bus_message *msg, sd_bus_message *reply, Client *c, const char *request_id) {

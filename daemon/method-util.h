@@ -113,6 +113,12 @@ bool client_may(const Client *c, const Range *r, bool holders_ok);
  */
 int authorize_admin(Manager *m, sd_bus_message *msg, Client *c, const char *what, sd_bus_error *error);
 
+/*
+ * A request with a request id: checks the id, and answers a retry from the cache.
+ * 0: go on (no id, or not seen before); 1: answered; < 0: refused (error set) or failed.
+ */
+int request_replay(Manager *m, sd_bus_message *msg, Client *c, const char *request_id, sd_bus_error *error);
+
 int reply_and_remember(Manager *m, sd_bus_message *msg, sd_bus_message *reply, Client *c, const char *request_id);
 int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, const char *request_id);
 int reply_empty(Manager *m, sd_bus_message *msg, Client *c, const char *request_id);

@@ -68,7 +68,8 @@ uint32_t svm_access_list(Manager *m, uint64_t mask, uint32_t type, struct kfd_io
 
 /* ---- the property and the journal ---- */
 
-static int append_gpus(sd_bus_message *reply, const char *key, const KfdSvmAttrs *a, uint32_t type) {
+/* {key: variant of `contents`}: open here, the value appended by the caller, closed by close_entry(). */
+static int open_entry(sd_bus_message *reply, const char *key, const char *contents) {
         int r;
 
         r = sd_bus_message_open_container(reply, 'e', "sv");
@@ -77,25 +78,51 @@ static int append_gpus(sd_bus_message *reply, const char *key, const KfdSvmAttrs
         r = sd_bus_message_append(reply, "s", key);
         if (r < 0)
                 return r;
-        r = sd_bus_message_open_container(reply, 'v', "au");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "u");
-        if (r < 0)
-                return r;
-        for (uint32_t i = 0; i < a->n_gpus; i++)
-                if (a->access[i] == type) {
-                        r = sd_bus_message_append(reply, "u", a->gpu_ids[i]);
-                        if (r < 0)
-                                return r;
-                }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
+        return sd_bus_message_open_container(reply, 'v', contents);
+}
+
+static int close_entry(sd_bus_message *reply) {
+        int r;
+
         r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
         return sd_bus_message_close_container(reply);
+}
+
+static int append_gpus(sd_bus_message *reply, const char *key, const KfdSvmAttrs *a, uint32_t type) {
+        uint32_t ids[KFD_SVM_MAX_GPUS];
+        size_t n = 0;
+        int r;
+
+        for (uint32_t i = 0; i < a->n_gpus; i++)
+                if (a->access[i] == type)
+                        ids[n++] = a->gpu_ids[i];
+        r = open_entry(reply, key, "au");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_array(reply, 'u', ids, n * sizeof(uint32_t));
+        if (r < 0)
+                return r;
+        return close_entry(reply);
+}
+
+static int append_flags(sd_bus_message *reply, const char *key, uint32_t flags) {
+        const char *names[33];
+        size_t n = 0;
+        int r;
+
+        for (uint32_t bit = 1; bit != 0; bit <<= 1)
+                if ((flags & bit) && kfd_svm_flag_to_string(bit))
+                        names[n++] = kfd_svm_flag_to_string(bit);
+        names[n] = NULL;
+        r = open_entry(reply, key, "as");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_strv(reply, (char **) names);
+        if (r < 0)
+                return r;
+        return close_entry(reply);
 }
 
 int svm_attrs_append(sd_bus_message *reply, const KfdSvmAttrs *a) {
@@ -110,33 +137,9 @@ int svm_attrs_append(sd_bus_message *reply, const KfdSvmAttrs *a) {
                                           a->granularity);
                 if (r < 0)
                         return r;
-
-                r = sd_bus_message_open_container(reply, 'e', "sv");
+                r = append_flags(reply, SVMD_OPT_SVM_FLAGS, a->flags);
                 if (r < 0)
                         return r;
-                r = sd_bus_message_append(reply, "s", SVMD_OPT_SVM_FLAGS);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_open_container(reply, 'v', "as");
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_open_container(reply, 'a', "s");
-                if (r < 0)
-                        return r;
-                for (uint32_t bit = 1; bit != 0; bit <<= 1) {
-                        const char *name = (a->flags & bit) ? kfd_svm_flag_to_string(bit) : NULL;
-                        if (name) {
-                                r = sd_bus_message_append(reply, "s", name);
-                                if (r < 0)
-                                        return r;
-                        }
-                }
-                for (int i = 0; i < 3; i++) {
-                        r = sd_bus_message_close_container(reply);
-                        if (r < 0)
-                                return r;
-                }
-
                 r = append_gpus(reply, SVMD_OPT_SVM_ACCESS, a, KFD_IOCTL_SVM_ATTR_ACCESS);
                 if (r < 0)
                         return r;

@@ -108,6 +108,32 @@ static char *svm_attrs(uint64_t id) {
         return buf;
 }
 
+/* Everything a refused or rolled-back call must leave as it was: the kernel, range id's attributes, the table. */
+typedef struct Snapshot {
+        char *dump, *attrs, *ranges;
+} Snapshot;
+
+static void snapshot_take(Snapshot *s, uint64_t id) {
+        *s = (Snapshot) { test_dump(&T), svm_attrs(id), test_list_ranges(T.bus) };
+}
+
+static void snapshot_done(Snapshot *s) {
+        free(s->dump);
+        free(s->attrs);
+        free(s->ranges);
+        *s = (Snapshot) {};
+}
+
+static void assert_unchanged(const Snapshot *before, uint64_t id) {
+        Snapshot now;
+
+        snapshot_take(&now, id);
+        ASSERT_STREQ(now.dump, before->dump);
+        ASSERT_STREQ(now.attrs, before->attrs);
+        ASSERT_STREQ(now.ranges, before->ranges);
+        snapshot_done(&now);
+}
+
 /* The kernel's SVM interval starting at va, in any process, as compact sorted JSON; NULL if none. */
 static char *kernel_svm(uint64_t va) {
         _cleanup_free_ char *dump = test_dump(&T);
@@ -262,7 +288,7 @@ typedef struct BadCase {
 /* Every refusal names the problem and changes nothing in svmd or the kernel. */
 static void test_bad_arguments(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_free_ char *before = NULL, *attrs_before = NULL, *ranges_before = NULL;
+        Snapshot before;
         uint64_t id, vram;
         int r;
 
@@ -275,22 +301,14 @@ static void test_bad_arguments(void) {
                 ASSERT_BUS_OK(r, &error);
                 ASSERT_OK(sd_bus_message_read(reply, "tto", &vram, &va, &path));
         }
-        before = test_dump(&T);
-        attrs_before = svm_attrs(id);
-        ranges_before = test_list_ranges(T.bus);
+        snapshot_take(&before, id);
 
 #define CHECK_REFUSED(ename, ...)                                                       \
         do {                                                                            \
-                _cleanup_free_ char *d = NULL, *a = NULL, *l = NULL;                    \
                 r = test_call(T.bus, __VA_ARGS__);                                      \
                 ASSERT_BUS_ERROR(r, &error, ename);                                     \
                 sd_bus_error_free(&error);                                              \
-                d = test_dump(&T);                                                      \
-                a = svm_attrs(id);                                                      \
-                l = test_list_ranges(T.bus);                                            \
-                ASSERT_STREQ(d, before);                                                \
-                ASSERT_STREQ(a, attrs_before);                                          \
-                ASSERT_STREQ(l, ranges_before);                                         \
+                assert_unchanged(&before, id);                                          \
         } while (0)
 
         CHECK_REFUSED(SD_BUS_ERROR_INVALID_ARGS, "SetAttributes", &error, NULL, "ta{sv}", id, 1,
@@ -336,6 +354,7 @@ static void test_bad_arguments(void) {
                       "SetAttributes", 2, SVMD_OPT_ID, "t", vram, SVMD_OPT_SVM_GRANULARITY, "u", 2, 0);
 #undef CHECK_REFUSED
 
+        snapshot_done(&before);
         free_id(id);
         free_id(vram);
         sd_bus_error_free(&error);
@@ -359,19 +378,17 @@ static int set_many(uint64_t id, sd_bus_error *error) {
  */
 static void test_fault_after_k(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_free_ char *before = NULL, *attrs_before = NULL, *ranges_before = NULL, *clean = NULL;
+        _cleanup_free_ char *clean = NULL;
+        Snapshot before;
         uint64_t id;
         int r;
 
         id = alloc_svm(2 * MiB, T.gpus[0], false, NULL);
         r = test_call(T.bus, "Map", &error, NULL, "taua{sv}", id, 2, T.gpus[4], T.gpus[6], 0);
         ASSERT_BUS_OK(r, &error);
-        before = test_dump(&T);
-        attrs_before = svm_attrs(id);
-        ranges_before = test_list_ranges(T.bus);
+        snapshot_take(&before, id);
 
         for (unsigned k = 0; k <= SET_MANY_ATTRS; k++) {
-                _cleanup_free_ char *d = NULL, *a = NULL, *l = NULL;
                 const char *errnames[] = { "EIO", "ENOMEM", "EFAULT" };
                 const char *expected[] = { SVMD_ERROR_KERNEL, SVMD_ERROR_OUT_OF_MEMORY, SVMD_ERROR_KERNEL };
                 unsigned e = k % 3;
@@ -383,19 +400,12 @@ static void test_fault_after_k(void) {
                 sd_bus_error_free(&error);
                 ASSERT_UEQ(test_faults_fired(&T), 1U);
                 test_fault_clear(&T);
-
-                d = test_dump(&T);
-                a = svm_attrs(id);
-                l = test_list_ranges(T.bus);
-                ASSERT_STREQ(d, before);
-                ASSERT_STREQ(a, attrs_before);
-                ASSERT_STREQ(l, ranges_before);
+                assert_unchanged(&before, id);
         }
 
         /* The GET_ATTR that records the prior state fails: no SET is made at all. */
         {
                 uint64_t sets = test_ioctl_count(&T, "SVM");
-                _cleanup_free_ char *d = NULL;
 
                 test_fault(&T, "ioctl=SVM op=get errno=EIO");
                 r = set_many(id, &error);
@@ -405,8 +415,7 @@ static void test_fault_after_k(void) {
                 sd_bus_error_free(&error);
                 test_fault_clear(&T);
                 ASSERT_UEQ(test_ioctl_count(&T, "SVM"), sets + 1);
-                d = test_dump(&T);
-                ASSERT_STREQ(d, before);
+                assert_unchanged(&before, id);
         }
 
         /* Interrupted: restarted, and then it all applies. */
@@ -416,6 +425,7 @@ static void test_fault_after_k(void) {
         test_fault_clear(&T);
         clean = svm_attrs(id);
         ASSERT_TRUE(strstr(clean, "svm-granularity=3 svm-flags=hive-local,gpu-ro, "));
+        snapshot_done(&before);
         free_id(id);
         sd_bus_error_free(&error);
 }
@@ -423,15 +433,12 @@ static void test_fault_after_k(void) {
 /* A Commit whose last operation fails takes back the attributes an earlier one set. */
 static void test_commit_rollback(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_free_ char *before = NULL, *attrs_before = NULL, *ranges_before = NULL, *d = NULL, *a = NULL,
-                            *l = NULL;
+        Snapshot before;
         uint64_t id;
         int r;
 
         id = alloc_svm(2 * MiB, T.gpus[0], false, NULL);
-        before = test_dump(&T);
-        attrs_before = svm_attrs(id);
-        ranges_before = test_list_ranges(T.bus);
+        snapshot_take(&before, id);
 
         test_fault(&T, "ioctl=ALLOC_MEMORY_OF_GPU errno=ENOMEM");
         r = test_call(T.bus, "Commit", &error, NULL, "a(sa{sv})a{sv}", 3,
@@ -445,13 +452,8 @@ static void test_commit_rollback(void) {
         ASSERT_TRUE(strstr(error.message, "Operation 2"));
         sd_bus_error_free(&error);
         test_fault_clear(&T);
-
-        d = test_dump(&T);
-        a = svm_attrs(id);
-        l = test_list_ranges(T.bus);
-        ASSERT_STREQ(d, before);
-        ASSERT_STREQ(a, attrs_before);
-        ASSERT_STREQ(l, ranges_before);
+        assert_unchanged(&before, id);
+        snapshot_done(&before);
 
         /* Without the fault the same Commit goes through, an svm Allocate by ref included. */
         r = test_call(T.bus, "Commit", &error, NULL, "a(sa{sv})a{sv}", 2,
@@ -471,15 +473,15 @@ static char *range_state(uint64_t id) {
 /* The restore fails too: RollbackFailed, degraded, and repair brings back the prior attributes. */
 static void test_rollback_failed(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_free_ char *before = NULL, *attrs_before = NULL, *state = NULL, *d = NULL, *a = NULL;
+        _cleanup_free_ char *state = NULL;
+        Snapshot before;
         uint64_t id;
         int r;
 
         id = alloc_svm(2 * MiB, T.gpus[0], false, NULL);
         r = test_call(T.bus, "Map", &error, NULL, "taua{sv}", id, 1, T.gpus[3], 0);
         ASSERT_BUS_OK(r, &error);
-        before = test_dump(&T);
-        attrs_before = svm_attrs(id);
+        snapshot_take(&before, id);
 
         /* Every SET applies two attributes and fails: the change, the restore and its retries. */
         test_fault(&T, "ioctl=SVM op=set after=2 errno=EIO count=0");
@@ -502,10 +504,8 @@ static void test_rollback_failed(void) {
                 nanosleep(&(struct timespec) { 0, 25 * 1000 * 1000 }, NULL);
         }
         ASSERT_STREQ(state, "active");
-        d = test_dump(&T);
-        a = svm_attrs(id);
-        ASSERT_STREQ(d, before);
-        ASSERT_STREQ(a, attrs_before);
+        assert_unchanged(&before, id);
+        snapshot_done(&before);
         free_id(id);
 }
 
