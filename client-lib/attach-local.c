@@ -75,9 +75,8 @@ struct LocalImport {
         uint64_t handle;        /* in this process's KFD context */
         size_t n_gpus;
         uint32_t gpus[SVMD_MAX_GPUS];
-        /* svm ranges: registered in this process's KFD context; detach sets svm_before back */
+        /* svm ranges: registered in this process's KFD context; detach's munmap unregisters it */
         bool svm_registered;
-        KfdSvmAttrs svm_before;
 };
 
 /* The process's KFD context, opened on first use and kept for the life of the process. */
@@ -231,13 +230,6 @@ static void format_gpus(char *buf, size_t size, const uint32_t *gpus, size_t n) 
         buf[0] = 0;
         for (size_t i = 0; i < n && len < size; i++)
                 len += (size_t) snprintf(buf + len, size - len, "%s0x%x", i > 0 ? "," : "", gpus[i]);
-}
-
-/* What went wrong setting SVM attributes back: kfd_svm_attrs_restore()'s -ENOTRECOVERABLE is the re-read. */
-static const char *svm_restore_strerror(int r) {
-        if (r == -ENOTRECOVERABLE)
-                return "the kernel reports other attributes than were set";
-        return strerror(-r);
 }
 
 /* ---- attach ---- */
@@ -412,7 +404,8 @@ static int svm_attach_flags(Txn **tp, const Source *src, bool writable, uint32_t
 
 /*
  * The SET_ATTR list that gives the pages at va, in this process, the attributes svmd reports for the
- * range, and access for gpus[0..n): ACCESS_IN_PLACE where the range has it for that GPU, else ACCESS.
+ * range, and access for gpus[0..n): ACCESS_IN_PLACE where the range has it for that GPU, else ACCESS;
+ * no access for the process's other GPUs that take part in SVM.
  * Left out: a preferred or prefetch location on a GPU this process cannot open (the kernel would refuse
  * it), and a prefetch location where before has none, because no SET can make it "undefined" again, so
  * the change could not be undone. (Prefetching is an action, not a lasting attribute: it migrates the
@@ -440,6 +433,16 @@ static uint32_t svm_attach_list(KfdDevice *d, const Source *src, const uint32_t 
                         if (st->access_in_place[j] == gpus[i])
                                 type = KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE;
                 list[nl++] = (struct kfd_ioctl_svm_attribute) { type, gpus[i] };
+        }
+        /* Explicitly none for this process's other SVM GPUs: with XNACK on, the kernel's default is access. */
+        for (size_t g = 0; g < kfd_device_get_n_gpus(d) && nl < KFD_SVM_ATTRS_MAX; g++) {
+                const KfdGpu *k = kfd_device_get_gpu(d, g);
+                bool listed = false;
+
+                for (size_t i = 0; i < n; i++)
+                        listed = listed || gpus[i] == k->gpu_id;
+                if (!listed && (k->capability & KFD_SVM_CAP_SUPPORTED))
+                        list[nl++] = (struct kfd_ioctl_svm_attribute) { KFD_IOCTL_SVM_ATTR_NO_ACCESS, k->gpu_id };
         }
         return nl;
 }
@@ -514,7 +517,6 @@ static int attach_svm_locked(KfdDevice *d, Txn **tp, const Source *src, const ui
                 .by_token = src->by_token,
                 .n_gpus = n,
                 .svm_registered = n > 0,
-                .svm_before = before,
         };
         if (n > 0)
                 memcpy(imp->gpus, gpus, n * sizeof(uint32_t));
@@ -672,16 +674,11 @@ static int detach_locked(LocalImport *imp, svmd_error *error) {
                 return error_setf(error, -ECHILD, NULL,
                                   "Range %" PRIu64 " was attached by another process (before a fork).", imp->id);
 
-        if (imp->svm_registered) {
-                kfd_fd = kfd_device_get_fd(kfd_device);
-                r = kfd_svm_attrs_restore(kfd_fd, imp->va, imp->size, &imp->svm_before);
-                if (r < 0)
-                        return error_setf(error, r, SVMD_ERROR_KERNEL,
-                                          "Restoring the SVM attributes of range %" PRIu64 " at 0x%" PRIx64
-                                          " failed: %s; detach again to retry.", imp->id, imp->va,
-                                          svm_restore_strerror(r));
-                imp->svm_registered = false;
-        }
+        /*
+         * An svm registration needs no step of its own: attach found nothing mapped at va (it reserved it
+         * with MAP_FIXED_NOREPLACE), so nothing was registered there, and the munmap below makes the kernel
+         * drop the range with every attribute. Setting them back first could only fail and strand the rest.
+         */
 
         if (imp->has_handle) {
                 uint32_t done = 0;

@@ -97,7 +97,7 @@ int manager_rescope(Manager *m) {
         }
         quota_reset_usage(m->quotas);
         for (Range *rg = m->ranges_head; rg; rg = rg->next)
-                if (rg->owner && rg->pieces[0].allocated)
+                if (rg->owner && range_accounted(rg))
                         usage_add(&rg->owner->scope->usage, rg->domain == RANGE_DOMAIN_VRAM, rg->home, rg->size, +1);
         return 0;
 }

@@ -407,6 +407,13 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
                 return asprintf(reason, "its record is malformed") < 0 ? -ENOMEM : -EBADMSG;
         domain = range_domain_from_string(json_string_value(json_object_get(rec, "domain")) ?: "");
         home = home_id <= UINT32_MAX ? manager_find_gpu(m, (uint32_t) home_id) : NULL;
+        if (!home && domain >= 0 && range_domain_is_memfd(domain) && m->n_gpus > 0) {
+                /* System memory: its GPU only owns the bookkeeping, and any GPU can. */
+                log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
+                           "Range %" PRIu64 " belonged to GPU 0x%" PRIx64 ", which this node no longer has; "
+                           "it is host memory and goes to GPU 0x%x.", id, home_id, m->gpus[0]->gpu_id);
+                home = m->gpus[0];
+        }
         if (domain < 0 || !home)
                 return asprintf(reason, "its domain or GPU 0x%" PRIx64 " is unknown on this node", home_id) < 0 ? -ENOMEM : -EBADMSG;
         json_array_foreach(json_object_get(rec, "mapped"), i, g) {
@@ -416,8 +423,16 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
                 mask |= UINT64_C(1) << gp->index;
         }
 
-        if (domain == RANGE_DOMAIN_SVM && svm_attrs_from_json(m, json_object_get(rec, "svm"), &svm) < 0)
-                return asprintf(reason, "its SVM attributes are malformed or name GPUs this node lacks") < 0 ? -ENOMEM : -EBADMSG;
+        if (domain == RANGE_DOMAIN_SVM) {
+                k = svm_attrs_from_json(m, json_object_get(rec, "svm"), &svm);
+                if (k < 0)
+                        return asprintf(reason, "its SVM attributes are malformed or give access to GPUs this node "
+                                        "lacks") < 0 ? -ENOMEM : -EBADMSG;
+                if (k > 0)
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
+                                   "Range %" PRIu64 " preferred or prefetched to a GPU this node no longer has; "
+                                   "that location is dropped.", id);
+        }
 
         k = check_fd(m, fd, domain, size, home->gpu_id, reason);
         if (k < 0)

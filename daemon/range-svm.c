@@ -14,8 +14,6 @@
 #include "svmd-protocol.h"
 #include "transaction.h"
 
-/* HSA_CAP_SVMAPI_SUPPORTED in a node's capability word (kfd_topology.h). */
-#define HSA_CAP_SVMAPI_SUPPORTED 0x08000000U
 /* svm_range_set_default_attributes: host access and coherent; 2 MiB migration granularity. */
 #define SVM_DEFAULT_FLAGS (KFD_IOCTL_SVM_FLAG_HOST_ACCESS | KFD_IOCTL_SVM_FLAG_COHERENT)
 #define SVM_DEFAULT_GRANULARITY 9U
@@ -25,7 +23,7 @@ RangeSvm *range_svm_new(void) {
 }
 
 bool gpu_svm_capable(Manager *m, uint32_t index) {
-        return index < m->n_gpus && (m->gpus[index]->kfd->capability & HSA_CAP_SVMAPI_SUPPORTED);
+        return index < m->n_gpus && (m->gpus[index]->kfd->capability & KFD_SVM_CAP_SUPPORTED);
 }
 
 void svm_attrs_initial(Manager *m, uint32_t preferred, KfdSvmAttrs *ret) {
@@ -34,12 +32,13 @@ void svm_attrs_initial(Manager *m, uint32_t preferred, KfdSvmAttrs *ret) {
                 .prefetch_loc = KFD_IOCTL_SVM_LOCATION_SYSMEM,
                 .flags = SVM_DEFAULT_FLAGS,
                 .granularity = SVM_DEFAULT_GRANULARITY,
-                .n_gpus = (uint32_t) MIN(m->n_gpus, (size_t) KFD_SVM_MAX_GPUS),
         };
-        for (uint32_t i = 0; i < ret->n_gpus; i++) {
-                ret->gpu_ids[i] = m->gpus[i]->gpu_id;
-                ret->access[i] = KFD_IOCTL_SVM_ATTR_NO_ACCESS;
-        }
+        /* svm_range_check_attr() refuses any attribute naming a GPU without SVM, NO_ACCESS too: list only the others. */
+        for (size_t i = 0; i < m->n_gpus && ret->n_gpus < KFD_SVM_MAX_GPUS; i++)
+                if (gpu_svm_capable(m, (uint32_t) i)) {
+                        ret->gpu_ids[ret->n_gpus] = m->gpus[i]->gpu_id;
+                        ret->access[ret->n_gpus++] = KFD_IOCTL_SVM_ATTR_NO_ACCESS;
+                }
 }
 
 uint64_t svm_attrs_mask(Manager *m, const KfdSvmAttrs *a) {
@@ -182,24 +181,37 @@ static int json_u32(json_t *o, const char *key, uint32_t *ret) {
         return 0;
 }
 
-static int gpus_from_json(Manager *m, json_t *arr, uint32_t type, KfdSvmAttrs *a) {
-        size_t i;
+static int gpus_from_json(json_t *arr, uint32_t type, KfdSvmAttrs *a) {
+        size_t i, k;
         json_t *e;
 
         if (arr && !json_is_array(arr))
                 return -EBADMSG;
         json_array_foreach(arr, i, e) {
-                Gpu *g = json_is_integer(e) && json_integer_value(e) > 0 && json_integer_value(e) <= UINT32_MAX
-                                 ? manager_find_gpu(m, (uint32_t) json_integer_value(e)) : NULL;
-                if (!g || g->index >= a->n_gpus)
+                /* Only the node's SVM GPUs are listed in a. */
+                for (k = 0; k < a->n_gpus; k++)
+                        if (json_is_integer(e) && json_integer_value(e) == (json_int_t) a->gpu_ids[k])
+                                break;
+                if (k == a->n_gpus)
                         return -EBADMSG;
-                a->access[g->index] = type;
+                a->access[k] = type;
         }
         return 0;
 }
 
+/* A location the kernel would refuse on this node: not system memory and no SVM GPU of it. */
+static bool location_stale(Manager *m, uint32_t loc, bool undefined_ok) {
+        Gpu *g;
+
+        if (loc == KFD_IOCTL_SVM_LOCATION_SYSMEM || (undefined_ok && loc == KFD_IOCTL_SVM_LOCATION_UNDEFINED))
+                return false;
+        g = manager_find_gpu(m, loc);
+        return !g || !gpu_svm_capable(m, g->index);
+}
+
 int svm_attrs_from_json(Manager *m, json_t *j, KfdSvmAttrs *ret) {
         KfdSvmAttrs a;
+        int stale = 0;
 
         if (!json_is_object(j))
                 return -EBADMSG;
@@ -207,11 +219,20 @@ int svm_attrs_from_json(Manager *m, json_t *j, KfdSvmAttrs *ret) {
         if (json_u32(j, "preferred", &a.preferred_loc) < 0 || json_u32(j, "prefetch", &a.prefetch_loc) < 0 ||
             json_u32(j, "flags", &a.flags) < 0 || json_u32(j, "granularity", &a.granularity) < 0 ||
             a.granularity > KFD_SVM_GRANULARITY_MAX ||
-            gpus_from_json(m, json_object_get(j, "access"), KFD_IOCTL_SVM_ATTR_ACCESS, &a) < 0 ||
-            gpus_from_json(m, json_object_get(j, "access-in-place"), KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE, &a) < 0)
+            gpus_from_json(json_object_get(j, "access"), KFD_IOCTL_SVM_ATTR_ACCESS, &a) < 0 ||
+            gpus_from_json(json_object_get(j, "access-in-place"), KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE, &a) < 0)
                 return -EBADMSG;
+        /* Locations are hints: one on a GPU the node no longer has is dropped, not the range with it. */
+        if (location_stale(m, a.preferred_loc, true)) {
+                a.preferred_loc = KFD_IOCTL_SVM_LOCATION_UNDEFINED;
+                stale = 1;
+        }
+        if (location_stale(m, a.prefetch_loc, false)) {
+                a.prefetch_loc = KFD_IOCTL_SVM_LOCATION_SYSMEM;
+                stale = 1;
+        }
         *ret = a;
-        return 0;
+        return stale;
 }
 
 /* ---- steps ---- */
@@ -252,8 +273,8 @@ static int undo_svm_change(void *userdata) {
                 return 0;
         k = kfd_svm_attrs_restore(r->manager->kfd_fd, r->va, r->size, &u->before);
         if (k < 0) {
-                if (k != -EINTR && k != -EAGAIN)
-                        r->rollback_failed = true;
+                /* The ioctl layer restarted interruptions already: whatever is left is a failure. */
+                r->rollback_failed = true;
                 return k;
         }
         svm_adopt(r, &u->before);

@@ -46,7 +46,8 @@ uint64_t svm_attrs_mask(Manager *m, const KfdSvmAttrs *a);
 /* The SvmAttributes property / journal shape. */
 int svm_attrs_append(sd_bus_message *reply, const KfdSvmAttrs *a);
 json_t *svm_attrs_to_json(const KfdSvmAttrs *a);
-/* -EBADMSG when malformed or naming GPUs this node lacks. */
+/* -EBADMSG when malformed or giving access to GPUs this node lacks; 1 when a location named such a
+ * GPU and was reset (preferred: none, prefetch: system memory); 0 otherwise. */
 int svm_attrs_from_json(Manager *m, json_t *j, KfdSvmAttrs *ret);
 
 /*

@@ -67,6 +67,10 @@ RangeDomain range_domain_from_string(const char *s) {
         return _RANGE_DOMAIN_INVALID;
 }
 
+bool range_accounted(const Range *r) {
+        return r->pieces[0].allocated || r->svm_accounted;
+}
+
 bool range_domain_is_memfd(RangeDomain d) {
         return d == RANGE_DOMAIN_HOST || d == RANGE_DOMAIN_SVM;
 }
@@ -1002,6 +1006,13 @@ int range_free(Transaction *t, Range *r, sd_bus_error *error) {
         k = range_validate_free(r, error);
         if (k < 0)
                 return k;
+        /* svm: no NO_ACCESS first; the kernel forgets the range, access and all, with its window mapping. */
+        if (r->svm) {
+                k = transaction_touch(t, r, false); /* the GPUs it was mapped on are announced */
+                if (k < 0)
+                        return k;
+                return transaction_queue_free(t, r);
+        }
         k = range_unmap(t, r, range_mapped_any(r), error);
         if (k < 0)
                 return k;
@@ -1012,7 +1023,10 @@ int range_release_kernel(Range *r, uint32_t *ret_failed_gpu) {
         int k;
 
         if (r->svm) {
-                /* Nothing to free: the kernel drops the range with the window mapping (range_destroy). */
+                /* Nothing to free: the kernel drops the range, with every GPU's access, together with the
+                 * window mapping (range_destroy). */
+                range_account_mapping(r, r->pieces[0].mapped, -1);
+                r->pieces[0].mapped = 0;
                 if (r->svm_accounted)
                         range_account(r, -1);
                 r->svm_accounted = false;

@@ -120,6 +120,9 @@ const char *range_flag_to_string(RangeFlag f);
 /* The object path of a range. */
 int range_path(uint64_t id, char **ret);
 
+/* Counted in the allocation totals and quotas (range_account()). */
+bool range_accounted(const Range *r);
+
 /* Every piece's mapping mask (they agree unless a step failed between pieces). */
 uint64_t range_mapped(const Range *r);
 /* GPUs any piece is mapped on. */
@@ -168,7 +171,8 @@ int range_validate_set_attributes(const Range *r, sd_bus_error *error);
 int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error);
 int range_map(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error);
 int range_unmap(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error);
-/* Unmap everywhere now (undoable) and free at commit. */
+/* Unmap everywhere now (undoable) and free at commit. svm ranges lose every GPU's access only at
+ * commit, with their window mapping: nothing to undo, nothing that can fail before. */
 int range_free(Transaction *t, Range *r, sd_bus_error *error);
 
 /*

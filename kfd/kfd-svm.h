@@ -26,6 +26,9 @@
 
 #include <linux/kfd_ioctl.h>
 
+/* HSA_CAP_SVMAPI_SUPPORTED in a topology node's capability word: the GPU takes part in SVM. */
+#define KFD_SVM_CAP_SUPPORTED 0x08000000U
+
 #define KFD_SVM_MAX_GPUS 64U
 /* Attributes of a full description: locations, set/clear flags, granularity, one per GPU. */
 #define KFD_SVM_ATTRS_MAX (5U + KFD_SVM_MAX_GPUS)

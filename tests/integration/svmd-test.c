@@ -288,3 +288,54 @@ void test_become(uid_t uid) {
         ASSERT_OK(setresgid(uid, uid, uid) < 0 ? -errno : 0);
         ASSERT_OK(setresuid(uid, uid, uid) < 0 ? -errno : 0);
 }
+
+char *test_usage(sd_bus *bus) {
+        sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+        int r;
+
+        r = test_call(bus, "GetUsage", &error, &reply, "s", "");
+        ASSERT_BUS_OK(r, &error);
+        f = open_memstream(&buf, &size);
+        ASSERT_TRUE(f);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key, *contents;
+                char type;
+
+                ASSERT_OK(sd_bus_message_read(reply, "s", &key));
+                ASSERT_OK(sd_bus_message_peek_type(reply, &type, &contents));
+                fprintf(f, "%s=", key);
+                if (streq(contents, "t")) {
+                        uint64_t v;
+                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &v));
+                        fprintf(f, "%" PRIu64, v);
+                } else if (streq(contents, "s")) {
+                        const char *v;
+                        ASSERT_OK(sd_bus_message_read(reply, "v", "s", &v));
+                        fprintf(f, "%s", v);
+                } else if (streq(contents, "a(ut)")) {
+                        uint32_t g;
+                        uint64_t v;
+                        ASSERT_OK(sd_bus_message_enter_container(reply, 'v', "a(ut)"));
+                        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ut)"));
+                        while ((r = sd_bus_message_read(reply, "(ut)", &g, &v)) > 0)
+                                fprintf(f, "%x:%" PRIu64 ",", g, v);
+                        ASSERT_OK(r);
+                        ASSERT_OK(sd_bus_message_exit_container(reply));
+                        ASSERT_OK(sd_bus_message_exit_container(reply));
+                } else {
+                        fprintf(f, "(%s)", contents);
+                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
+                }
+                fputc(' ', f);
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+        }
+        ASSERT_OK(r);
+        fclose(f);
+        sd_bus_message_unref(reply);
+        return buf;
+}

@@ -63,6 +63,9 @@ char *test_kernel_mappings(TestContext *t);
 /* ListRanges as a canonical string, for before/after comparisons of the daemon's tables. */
 char *test_list_ranges(sd_bus *bus);
 
+/* GetUsage("") as one line, for before/after comparisons of the caller's accounting. */
+char *test_usage(sd_bus *bus);
+
 /* Drop to uid (and gid) for good: a forked child that plays another tenant. */
 void test_become(uid_t uid);
 

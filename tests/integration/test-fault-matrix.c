@@ -168,57 +168,6 @@ static int read_alloc_reply(sd_bus_message *reply) {
 }
 
 /* GetUsage of the caller's own scope, as a canonical string. */
-static char *usage_string(void) {
-        sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *f;
-        int r;
-
-        r = test_call(T.bus, "GetUsage", &error, &reply, "s", "");
-        ASSERT_BUS_OK(r, &error);
-        f = open_memstream(&buf, &size);
-        ASSERT_TRUE(f);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
-        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                const char *key, *contents;
-                char type;
-
-                ASSERT_OK(sd_bus_message_read(reply, "s", &key));
-                ASSERT_OK(sd_bus_message_peek_type(reply, &type, &contents));
-                fprintf(f, "%s=", key);
-                if (streq(contents, "t")) {
-                        uint64_t v;
-                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &v));
-                        fprintf(f, "%" PRIu64, v);
-                } else if (streq(contents, "s")) {
-                        const char *v;
-                        ASSERT_OK(sd_bus_message_read(reply, "v", "s", &v));
-                        fprintf(f, "%s", v);
-                } else if (streq(contents, "a(ut)")) {
-                        uint32_t g;
-                        uint64_t v;
-                        ASSERT_OK(sd_bus_message_enter_container(reply, 'v', "a(ut)"));
-                        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ut)"));
-                        while ((r = sd_bus_message_read(reply, "(ut)", &g, &v)) > 0)
-                                fprintf(f, "%x:%" PRIu64 ",", g, v);
-                        ASSERT_OK(r);
-                        ASSERT_OK(sd_bus_message_exit_container(reply));
-                        ASSERT_OK(sd_bus_message_exit_container(reply));
-                } else {
-                        fprintf(f, "(%s)", contents);
-                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
-                }
-                fputc(' ', f);
-                ASSERT_OK(sd_bus_message_exit_container(reply));
-        }
-        ASSERT_OK(r);
-        fclose(f);
-        sd_bus_message_unref(reply);
-        return buf;
-}
-
 /* The ids of every listed range, highest first (batch ranges before the host ranges they use). */
 static size_t list_ids(uint64_t *ids, size_t max, size_t *ret_degraded) {
         sd_bus_message *reply = NULL;
@@ -829,7 +778,7 @@ typedef struct Snapshot {
 } Snapshot;
 
 static void snapshot_take(Snapshot *s) {
-        *s = (Snapshot) { test_dump(&T), test_list_ranges(T.bus), usage_string() };
+        *s = (Snapshot) { test_dump(&T), test_list_ranges(T.bus), test_usage(T.bus) };
 }
 
 static void snapshot_done(Snapshot *s) {

@@ -509,6 +509,76 @@ static void test_rollback_failed(void) {
         free_id(id);
 }
 
+static uint64_t gpu_mapped(uint32_t gpu) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char path[64];
+        uint64_t v = 0;
+        int r;
+
+        snprintf(path, sizeof(path), SVMD_GPU_PATH_PREFIX "/%u", gpu);
+        r = sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Mapped", &error, 't', &v);
+        ASSERT_BUS_OK(r, &error);
+        return v;
+}
+
+static size_t n_ranges(void) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t n = 0;
+        int r;
+
+        r = sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "Ranges",
+                                        &error, 't', &n);
+        ASSERT_BUS_OK(r, &error);
+        return (size_t) n;
+}
+
+/*
+ * The books: quota usage survives a Reload (which recounts it from the ranges), and a range that
+ * repair frees after a failed rollback gives back what it had mapped.
+ */
+static void test_accounting(void) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *usage0 = NULL, *usage1 = NULL, *usage2 = NULL, *usage3 = NULL;
+        uint64_t mapped0 = gpu_mapped(T.gpus[0]);
+        size_t ranges0 = n_ranges();
+        uint64_t id;
+        int r;
+
+        usage0 = test_usage(T.bus);
+        id = alloc_svm(2 * MiB, T.gpus[0], false, NULL);
+        r = test_call(T.bus, "Map", &error, NULL, "taua{sv}", id, 1, T.gpus[0], 0);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_UEQ(gpu_mapped(T.gpus[0]), mapped0 + 2 * MiB);
+        usage1 = test_usage(T.bus);
+        ASSERT_TRUE(!streq(usage1, usage0));
+        r = test_call(T.bus, "Reload", &error, NULL, "");
+        ASSERT_BUS_OK(r, &error);
+        usage2 = test_usage(T.bus);
+        ASSERT_STREQ(usage2, usage1);
+
+        /* A Commit creates and maps an svm range, changing it fails, and so does every restore. */
+        test_fault(&T, "ioctl=SVM op=set nth=2 count=0 errno=EIO");
+        r = test_call(T.bus, "Commit", &error, NULL, "a(sa{sv})a{sv}", 2,
+                      "Allocate", 4, SVMD_OPT_SIZE, "t", 2 * MiB, SVMD_OPT_GPU, "u", T.gpus[0],
+                      SVMD_OPT_DOMAIN, "s", "svm", SVMD_OPT_MAP, "au", 1, T.gpus[0],
+                      "SetAttributes", 2, SVMD_OPT_REF, "u", 0, SVMD_OPT_SVM_GRANULARITY, "u", 2,
+                      0);
+        ASSERT_BUS_ERROR(r, &error, SVMD_ERROR_ROLLBACK_FAILED);
+        sd_bus_error_free(&error);
+        test_fault_clear(&T);
+        /* Repair frees the half-made range. */
+        for (int i = 0; i < 400 && n_ranges() > ranges0 + 1; i++)
+                nanosleep(&(struct timespec) { 0, 25 * 1000 * 1000 }, NULL);
+        ASSERT_UEQ(n_ranges(), ranges0 + 1);
+        ASSERT_UEQ(gpu_mapped(T.gpus[0]), mapped0 + 2 * MiB);
+
+        free_id(id);
+        ASSERT_UEQ(gpu_mapped(T.gpus[0]), mapped0);
+        usage3 = test_usage(T.bus);
+        ASSERT_STREQ(usage3, usage0);
+        sd_bus_error_free(&error);
+}
+
 /* Killed and restarted: a persistent svm range is back at its VA with its attributes in the kernel. */
 static void test_restart(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -549,6 +619,7 @@ int main(void) {
         test_fault_after_k();
         test_commit_rollback();
         test_rollback_failed();
+        test_accounting();
         test_restart();
 
         test_teardown(&T);
