@@ -458,16 +458,15 @@ static int range_free_now(Range *r) {
         }
 
         k = transaction_new(&t, m);
-        if (k >= 0)
+        if (k >= 0) {
                 k = range_free(t, r, &error);
-        if (k >= 0)
-                k = transaction_commit(t, &error);
+                k = transaction_finish(t, k, &error);
+        }
         if (k >= 0) {
                 sd_bus_error_free(&error);
                 return 0;
         }
 
-        transaction_abort(t, NULL);
         log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
                    "Freeing range %" PRIu64 " failed (%s); it is degraded and freed in the background.", id,
                    error.message ?: strerror(-k));

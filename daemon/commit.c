@@ -367,7 +367,7 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
                 op->id = op->range->id;
                 op->va = op->range->va;
         }
-        return transaction_commit(t, error);
+        return 0;
 }
 
 static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
@@ -442,10 +442,9 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 if (r < 0)
                         return r;
                 r = commit_execute(t, &c, error);
-                if (r < 0) {
-                        transaction_abort(t, error);
+                r = transaction_finish(t, r, error);
+                if (r < 0)
                         return r;
-                }
         }
 
         r = sd_bus_message_new_method_return(msg, &reply);

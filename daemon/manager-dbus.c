@@ -80,12 +80,9 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         r = range_create(t, &spec, &range, error);
         if (r >= 0)
                 r = range_map(t, range, map, error);
-        if (r >= 0)
-                r = transaction_commit(t, error);
-        if (r < 0) {
-                transaction_abort(t, error);
+        r = transaction_finish(t, r, error);
+        if (r < 0)
                 return r;
-        }
 
         log_allocated(range);
         return reply_allocation(m, msg, range, c, a->request_id);
@@ -178,12 +175,9 @@ static int method_free(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         r = range_free(t, range, error);
-        if (r >= 0)
-                r = transaction_commit(t, error);
-        if (r < 0) {
-                transaction_abort(t, error);
+        r = transaction_finish(t, r, error);
+        if (r < 0)
                 return r;
-        }
 
         log_fields(LOG_DEBUG, &((LogFields) { .range_id = id }), "Range %" PRIu64 " freed.", id);
         return reply_empty(m, msg, c, key);
@@ -237,12 +231,9 @@ static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         if (r < 0)
                 return r;
         r = range_map(t, range, mask, error);
-        if (r >= 0)
-                r = transaction_commit(t, error);
-        if (r < 0) {
-                transaction_abort(t, error);
+        r = transaction_finish(t, r, error);
+        if (r < 0)
                 return r;
-        }
         return reply_empty(m, msg, c, a.request_id);
 }
 
@@ -283,12 +274,9 @@ static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (r < 0)
                 return r;
         r = range_unmap(t, range, mask, error);
-        if (r >= 0)
-                r = transaction_commit(t, error);
-        if (r < 0) {
-                transaction_abort(t, error);
+        r = transaction_finish(t, r, error);
+        if (r < 0)
                 return r;
-        }
         return reply_empty(m, msg, c, NULL);
 }
 
@@ -337,12 +325,9 @@ int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *err
         if (r < 0)
                 return r;
         r = range_svm_change(t, range, change.list, change.n, error);
-        if (r >= 0)
-                r = transaction_commit(t, error);
-        if (r < 0) {
-                transaction_abort(t, error);
+        r = transaction_finish(t, r, error);
+        if (r < 0)
                 return r;
-        }
         return reply_empty(m, msg, c, a.request_id);
 }
 

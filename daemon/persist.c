@@ -467,11 +467,9 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
                 k = range_create(t, &spec, &r, &error);
         if (k >= 0)
                 k = range_map(t, r, mask, &error);
-        if (k >= 0)
-                k = transaction_commit(t, &error);
+        k = transaction_finish(t, k, &error);
         identity_unref(m, identity);
         if (k < 0) {
-                transaction_abort(t, &error);
                 k = asprintf(reason, "importing it failed: %s", error.message ?: strerror(-k)) < 0 ? -ENOMEM : k;
                 sd_bus_error_free(&error);
                 return k;

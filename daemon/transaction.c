@@ -324,3 +324,11 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
         manager_update_status(m);
         return 0;
 }
+
+int transaction_finish(Transaction *t, int r, sd_bus_error *error) {
+        if (r >= 0)
+                r = transaction_commit(t, error);
+        if (r < 0)
+                transaction_abort(t, error);
+        return r;
+}

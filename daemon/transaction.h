@@ -66,6 +66,12 @@ int transaction_commit(Transaction *t, sd_bus_error *error);
  */
 void transaction_abort(Transaction *t, sd_bus_error *error);
 
+/*
+ * After the last step: r ≥ 0 commits, r < 0 (or a failing commit) aborts. Returns the result,
+ * error set on failure: a step ends its transaction with r = transaction_finish(t, r, error).
+ */
+int transaction_finish(Transaction *t, int r, sd_bus_error *error);
+
 /* Turn the recorded kernel failure into a D-Bus error (OutOfMemory, Busy, Kernel …). */
 /* The D-Bus error name for a failed ioctl's errno (SPEC §6.4). */
 const char *transaction_kernel_error_name(int r);
