@@ -30,6 +30,7 @@ static uint64_t now_usec(void) {
 
 static int connect_bus(const char *address, sd_bus **ret, svmd_error *error) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        const char *unique;
         int r;
 
         if (!address)
@@ -54,6 +55,16 @@ static int connect_bus(const char *address, sd_bus **ret, svmd_error *error) {
                         return error_setf(error, r, NULL, "Connecting to the bus at %s failed: %s.", address,
                                           strerror(-r));
         }
+
+        /*
+         * Finish the handshake now (authentication, Hello). sd-bus would do it at the first
+         * call over the bus; a client whose calls all go over the direct socket would not
+         * get there, and dbus-daemon closes connections that have not said Hello within
+         * its auth_timeout (30 s unless configured).
+         */
+        r = sd_bus_get_unique_name(bus, &unique);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Connecting to the bus failed: %s.", strerror(-r));
         *ret = TAKE_PTR(bus);
         return 0;
 }

@@ -20,21 +20,13 @@
 #include <svmd/svmd.h>
 
 #include "macro.h"
+#include "svmd-assert.h"
 #include "unit-assert.h"
 
 #define MiB (UINT64_C(1) << 20)
 
 static uint32_t gpus[SVMD_MAX_GPUS];
 static size_t n_gpus;
-
-#define ASSERT_SVMD_OK(r, e)                                                                    \
-        do {                                                                                    \
-                if ((r) < 0) {                                                                  \
-                        fprintf(stderr, "%s:%d: call failed: %d %s: %s\n", __FILE__, __LINE__,  \
-                                (int) (r), (e)->name ?: "-", (e)->message ?: "-");              \
-                        abort();                                                                \
-                }                                                                               \
-        } while (0)
 
 #define ASSERT_SVMD_ERROR(r, e, err, ename)                                                     \
         do {                                                                                    \

@@ -62,10 +62,11 @@ static bool arg_keep;
 static bool arg_no_daemon;
 static bool arg_emulate_command;
 static const char *arg_svmd = SVMD_HARNESS_SVMD;
+static unsigned arg_bus_auth_timeout_ms; /* 0: dbus-daemon's own default */
 
 static void help(void) {
         printf("Usage: svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] [--no-daemon]\n"
-               "                    [--emulate-command] -- CMD…\n"
+               "                    [--emulate-command] [--bus-auth-timeout-ms MS] -- CMD…\n"
                "Run CMD against svmd on a private bus and an emulated node.\n");
 }
 
@@ -79,6 +80,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "no-daemon", no_argument,       NULL, 'n' },
                 { "svmd",      required_argument, NULL, 's' },
                 { "emulate-command", no_argument, NULL, 'e' },
+                { "bus-auth-timeout-ms", required_argument, NULL, 'a' },
                 {}
         };
         int c;
@@ -109,6 +111,19 @@ static int parse_argv(int argc, char *argv[]) {
                 case 'e':
                         arg_emulate_command = true;
                         break;
+                case 'a': {
+                        char *end;
+                        unsigned long v;
+
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (errno != 0 || *end || end == optarg || v == 0 || v > 3600000) {
+                                fprintf(stderr, "svmd-harness: --bus-auth-timeout-ms: not 1…3600000: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        arg_bus_auth_timeout_ms = (unsigned) v;
+                        break;
+                }
                 default:
                         return -EINVAL;
                 }
@@ -132,13 +147,17 @@ static int write_file(const char *path, const char *content) {
 /* dbus-daemon with a config we own: anyone may own and call; svmd authorizes. */
 static int start_bus(const char *dir, pid_t *ret_pid, char **ret_address) {
         _cleanup_free_ char *conf = NULL, *conf_path = NULL;
-        char address[512];
+        char address[512], limits[128] = "";
         int pipefd[2];
         ssize_t n;
         size_t got = 0;
         pid_t pid;
         int r;
 
+        /* How long dbus-daemon lets a connection go without Hello (auth_timeout). */
+        if (arg_bus_auth_timeout_ms > 0)
+                snprintf(limits, sizeof(limits), "  <limit name=\"auth_timeout\">%u</limit>\n",
+                         arg_bus_auth_timeout_ms);
         if (asprintf(&conf_path, "%s/bus.conf", dir) < 0 ||
             asprintf(&conf,
                      "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
@@ -153,7 +172,8 @@ static int start_bus(const char *dir, pid_t *ret_pid, char **ret_address) {
                      "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
                      "    <allow eavesdrop=\"true\"/>\n"
                      "  </policy>\n"
-                     "</busconfig>\n", dir) < 0)
+                     "%s"
+                     "</busconfig>\n", dir, limits) < 0)
                 return -ENOMEM;
         r = write_file(conf_path, conf);
         if (r < 0)
