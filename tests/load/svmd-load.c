@@ -94,6 +94,9 @@ typedef struct Slot {
         unsigned gen;
         uint32_t uid;
         volatile unsigned acked;        /* the round*4+phase the client has reached a stop in */
+        volatile int in_call;           /* the OpKind of the call under way, or -1 */
+        volatile uint64_t call_start_ns;
+        uint64_t killed_ns;             /* when the controller sent SIGKILL, or 0 */
         uint64_t ok[_OP_MAX], refused[_OP_MAX];
         uint64_t unexpected, rollback_failed;
         Hist hist[_OP_MAX];
@@ -126,16 +129,23 @@ static const char *arg_json;
 static uint32_t gpus[64];
 static size_t n_gpus;
 static unsigned n_violations;
+#define MAX_RECAP 16
+static char *recap[MAX_RECAP];  /* the first violations, repeated at the end: logs often keep only the tail */
 
 static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void violation(const char *fmt, ...) {
         va_list ap;
+        char *text = NULL;
 
-        fputs("VIOLATION: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        if (vasprintf(&text, fmt, ap) < 0)
+                text = NULL;
         va_end(ap);
-        fputc('\n', stderr);
+        fprintf(stderr, "VIOLATION: %s\n", text ?: fmt);
+        if (n_violations < MAX_RECAP)
+                recap[n_violations] = text;
+        else
+                free(text);
         n_violations++;
 }
 
@@ -221,9 +231,20 @@ static bool expected_error(const svmd_error *e) {
         return false;
 }
 
+/* Marks the call under way, for the controller's report when a client does not stop. */
+static uint64_t call_begin(ClientState *cs, OpKind k) {
+        uint64_t t0 = now_ns();
+
+        cs->slot->call_start_ns = t0;
+        __atomic_store_n(&cs->slot->in_call, (int) k, __ATOMIC_RELEASE);
+        return t0;
+}
+
 static void record(ClientState *cs, OpKind k, uint64_t t0, int r, svmd_error *e) {
         Slot *s = cs->slot;
         uint64_t ns = now_ns() - t0;
+
+        __atomic_store_n(&s->in_call, -1, __ATOMIC_RELEASE);
 
         s->hist[k].n++;
         s->hist[k].buckets[bucket_of(ns)]++;
@@ -321,7 +342,7 @@ static void do_allocate(ClientState *cs, bool map) {
                 o.n_map = pick_gpus(cs, ids, &mask, 0);
                 o.map = ids;
         }
-        t0 = now_ns();
+        t0 = call_begin(cs, map ? OP_ALLOCATE_MAP : OP_ALLOCATE);
         r = svmd_allocate(cs->c, size, gpus[rnd(cs, (unsigned) n_gpus)], domain, &o, &a, &e);
         if (r >= 0)
                 own_add(cs, a.id, size, mask, strcmp(domain, "vram") == 0);
@@ -352,7 +373,7 @@ static void do_map(ClientState *cs) {
         n = pick_gpus(cs, ids, &mask, 0);
         if (n == 0)
                 return;
-        t0 = now_ns();
+        t0 = call_begin(cs, OP_MAP);
         r = svmd_map(cs->c, o->id, ids, n, NULL, &e);
         if (r >= 0)
                 o->mapped |= mask;
@@ -377,7 +398,7 @@ static void do_unmap(ClientState *cs) {
         if (mask == 0)
                 mask = o->mapped;
         n = mask_to_gpus(mask, ids);
-        t0 = now_ns();
+        t0 = call_begin(cs, OP_UNMAP);
         r = svmd_unmap(cs->c, o->id, ids, n, &e);
         if (r >= 0)
                 o->mapped &= ~mask;
@@ -388,7 +409,7 @@ static void do_unmap(ClientState *cs) {
 
 static int free_one(ClientState *cs, size_t i) {
         svmd_error e = SVMD_ERROR_NULL;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = call_begin(cs, OP_FREE);
         int r = svmd_free(cs->c, cs->own[i].id, &e);
 
         /* Freed, or freed past the point of no return (RollbackFailed is not possible for Free). */
@@ -423,7 +444,7 @@ static void do_share(ClientState *cs) {
                 clock_gettime(CLOCK_REALTIME, &ts);
                 g.expires_usec = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000 + 500000;
         }
-        t0 = now_ns();
+        t0 = call_begin(cs, OP_SHARE);
         r = svmd_share(cs->c, o->id, &g, &token, &e);
         if (r >= 0) {
                 publish_token(token);
@@ -441,7 +462,7 @@ static void do_attach(ClientState *cs) {
 
         if (cs->n_held >= MAX_HELD || !read_token(rnd(cs, BOARD_SIZE), token, sizeof(token)))
                 return;
-        t0 = now_ns();
+        t0 = call_begin(cs, OP_ATTACH);
         r = svmd_attach(cs->c, token, &a, &e);
         if (r >= 0) {
                 close(a.fd);
@@ -452,7 +473,7 @@ static void do_attach(ClientState *cs) {
 
 static int release_one(ClientState *cs, size_t i) {
         svmd_error e = SVMD_ERROR_NULL;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = call_begin(cs, OP_RELEASE);
         int r = svmd_release(cs->c, cs->held[i], &e);
 
         if (r >= 0 || svmd_error_has_name(&e, "org.svmd1.Error.NoSuchRange"))
@@ -495,7 +516,7 @@ static void do_commit(ClientState *cs) {
                 else
                         ops[n++] = (svmd_op) { .kind = SVMD_OP_FREE, .id = cs->own[victim].id };
         }
-        t0 = now_ns();
+        t0 = call_begin(cs, OP_COMMIT);
         r = svmd_commit(cs->c, ops, n, NULL, res, &e);
         if (r >= 0) {
                 if (victim != SIZE_MAX)
@@ -508,7 +529,7 @@ static void do_commit(ClientState *cs) {
 static void do_usage(ClientState *cs) {
         svmd_error e = SVMD_ERROR_NULL;
         svmd_usage u;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = call_begin(cs, OP_USAGE);
         int r = svmd_get_usage(cs->c, NULL, &u, &e);
 
         /* The client's own view of its quota: never above the limits. */
@@ -605,6 +626,8 @@ static void spawn(unsigned i) {
 
         s->gen++;
         s->uid = uids[i % 3];
+        s->in_call = -1;
+        s->killed_ns = 0;
         pid = fork();
         if (pid < 0) {
                 perror("fork");
@@ -1034,6 +1057,54 @@ static char *dump_state(void) {
         return s;
 }
 
+/* A line of /proc/PID/FILE (the first n lines), for the report below. */
+static void print_proc(const char *what, pid_t pid, const char *file, unsigned n) {
+        char path[64], line[256];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, file);
+        f = fopen(path, "re");
+        if (!f) {
+                fprintf(stderr, "    %s %s: %s\n", what, file, strerror(errno));
+                return;
+        }
+        for (unsigned i = 0; i < n && fgets(line, sizeof(line), f); i++)
+                fprintf(stderr, "    %s %s: %s%s", what, file, line, strchr(line, '\n') ? "" : "\n");
+        fclose(f);
+}
+
+/* Who did not reach the stop, and where each of them is: the call it is in, its kernel state. */
+static void report_stragglers(unsigned key) {
+        uint64_t now = now_ns();
+        pid_t daemon_pid = 0;
+        unsigned starts;
+
+        for (unsigned i = 0; i < arg_clients; i++) {
+                Slot *s = &S->slots[i];
+                int k = __atomic_load_n(&s->in_call, __ATOMIC_ACQUIRE);
+
+                if (s->acked == key)
+                        continue;
+                fprintf(stderr, "  client %u (pid %d, uid %u, gen %u): ", i, (int) s->pid, s->uid, s->gen);
+                if (k >= 0 && k < _OP_MAX)
+                        fprintf(stderr, "in %s for %" PRIu64 " ms", op_names[k], (now - s->call_start_ns) / 1000000);
+                else
+                        fprintf(stderr, "between calls");
+                if (s->killed_ns)
+                        fprintf(stderr, ", SIGKILL sent %" PRIu64 " ms ago", (now - s->killed_ns) / 1000000);
+                fputc('\n', stderr);
+                if (s->pid > 0) {
+                        print_proc("client", s->pid, "stat", 1);
+                        print_proc("client", s->pid, "wchan", 1);
+                        print_proc("client", s->pid, "stack", 8);
+                }
+        }
+        if (svmd_state(&daemon_pid, &starts) >= 0 && daemon_pid > 0) {
+                print_proc("svmd", daemon_pid, "stat", 1);
+                print_proc("svmd", daemon_pid, "wchan", 1);
+        }
+}
+
 static bool wait_acked(int phase, unsigned timeout_ms) {
         unsigned key = S->round * 4 + (unsigned) phase;
 
@@ -1046,6 +1117,7 @@ static bool wait_acked(int phase, unsigned timeout_ms) {
                         return true;
                 sleep_ms(10);
         }
+        report_stragglers(key);
         return false;
 }
 
@@ -1064,6 +1136,27 @@ static unsigned reap_and_respawn(void) {
                                 S->slots[i].pid = 0;
                         }
         return died;
+}
+
+/*
+ * A client the controller killed may not have died yet: SIGKILL takes effect when the
+ * victim next runs, and on a loaded node that can be after the pause began. Wait for
+ * each of them, so that its slot is taken over by a new client instead of counted as
+ * one that never stops.
+ */
+static void reap_killed(void) {
+        for (unsigned i = 0; i < arg_clients; i++) {
+                Slot *s = &S->slots[i];
+                int status;
+
+                if (s->pid <= 0 || s->killed_ns == 0)
+                        continue;
+                if (waitpid(s->pid, &status, 0) != s->pid)
+                        violation("client %u (pid %d): waiting for it failed: %m", i, (int) s->pid);
+                else if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+                        violation("client %u exited on its own (status 0x%x)", i, status);
+                s->pid = 0;
+        }
 }
 
 static const char *const fault_specs[] = {
@@ -1201,6 +1294,7 @@ int main(int argc, char *argv[]) {
                         if (t >= next_kill) {
                                 unsigned i = (unsigned) rand() % arg_clients;
                                 if (S->slots[i].pid > 0 && kill(S->slots[i].pid, SIGKILL) == 0 && n_dead < 256) {
+                                        S->slots[i].killed_ns = t;
                                         snprintf(dead[n_dead].label, sizeof(dead[0].label), "load-%u-%u", i,
                                                  S->slots[i].gen);
                                         dead[n_dead++].deadline_ns = t + 5000000000ULL;
@@ -1235,6 +1329,7 @@ int main(int argc, char *argv[]) {
                 emu_kernel_fault_clear(emu);
                 S->phase = PHASE_PAUSE;
                 (void) reap_and_respawn();
+                reap_killed();
                 for (unsigned i = 0; i < arg_clients; i++)
                         if (S->slots[i].pid == 0) {
                                 retire(i);
@@ -1361,6 +1456,16 @@ int main(int argc, char *argv[]) {
         for (unsigned i = 0; i < arg_rounds; i++)
                 printf(" %" PRIu64, anon[i]);
         printf(" KiB\n");
+        if (n_violations > 0) {
+                unsigned shown = n_violations < MAX_RECAP ? n_violations : MAX_RECAP;
+
+                fprintf(stderr, "svmd-load: seed %u; the first %u of %u violations again:\n", arg_seed, shown,
+                        n_violations);
+                for (unsigned i = 0; i < shown; i++) {
+                        fprintf(stderr, "  %s\n", recap[i] ?: "(no memory for the text)");
+                        free(recap[i]);
+                }
+        }
 
         if (arg_json) {
                 json_t *j = json_pack("{sIsfsIsfsfsfsIsIsIsIsI}", "clients", (json_int_t) arg_clients, "seconds", secs,
