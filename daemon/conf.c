@@ -180,6 +180,16 @@ static int parse_memory_policy(const ParseContext *p, json_t *obj, Config *c) {
         return 0;
 }
 
+static int parse_xnack(const ParseContext *p, json_t *v, XnackSetting *ret) {
+        if (json_is_string(v) && streq(json_string_value(v), "on"))
+                *ret = XNACK_ON;
+        else if (json_is_string(v) && streq(json_string_value(v), "off"))
+                *ret = XNACK_OFF;
+        else
+                return fail(p, -EINVAL, "xnack", "\"xnack\" must be \"on\" or \"off\"");
+        return 0;
+}
+
 static int parse_count(const ParseContext *p, const char *key, json_t *v, uint64_t *ret) {
         if (!json_is_integer(v) || json_integer_value(v) < 0)
                 return fail(p, -EINVAL, key, "\"%s\" must be a non-negative integer", key);
@@ -287,7 +297,8 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
 }
 
 static int parse_root(const ParseContext *p, json_t *root, Config *c) {
-        static const char *const keys[] = { "va-window", "memory-policy", "quotas", "default-quota", "limits", NULL };
+        static const char *const keys[] = { "va-window", "memory-policy", "xnack", "quotas", "default-quota", "limits",
+                                            NULL };
         json_t *v;
         int r;
 
@@ -302,6 +313,9 @@ static int parse_root(const ParseContext *p, json_t *root, Config *c) {
                 return r;
         v = json_object_get(root, "memory-policy");
         if (v && (r = parse_memory_policy(p, v, c)) < 0)
+                return r;
+        v = json_object_get(root, "xnack");
+        if (v && (r = parse_xnack(p, v, &c->xnack)) < 0)
                 return r;
         v = json_object_get(root, "quotas");
         if (v && (r = parse_quotas(p, v, c)) < 0)

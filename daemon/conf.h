@@ -20,6 +20,13 @@ typedef enum CachePolicy {
         CACHE_POLICY_NONCOHERENT = 1,
 } CachePolicy;
 
+/* svmd's KFD process XNACK mode (SET_XNACK_MODE), set once at start. */
+typedef enum XnackSetting {
+        XNACK_KEEP = 0,         /* the kernel's default for the process (amdgpu.noretry) */
+        XNACK_OFF,
+        XNACK_ON,
+} XnackSetting;
+
 /* UINT64_MAX: no limit (a missing key); 0 allows nothing. */
 #define QUOTA_UNLIMITED UINT64_MAX
 
@@ -55,6 +62,8 @@ typedef struct Config {
         /* SET_MEMORY_POLICY, applied where the GPU generation needs it */
         CachePolicy default_policy;
         bool mfma_high_precision;       /* gfx 9.4/9.5 misc_process_flag, interface 1.18+ */
+
+        XnackSetting xnack;             /* GPU page faults on svm ranges */
 
         /* The first matching rule applies, in the order written. */
         QuotaRule *quotas;

@@ -179,6 +179,10 @@ int manager_reload(Manager *m, char **ret_error) {
                 log_warning("The SVM window changed in %s; it takes effect at the next start.", m->config_path);
         c.va_base = m->config.va_base;
         c.va_size = m->config.va_size;
+        /* Ranges were set up under the current mode (gpu-always-mapped needs it on). */
+        if (c.xnack != m->config.xnack)
+                log_warning("\"xnack\" changed in %s; it takes effect at the next start.", m->config_path);
+        c.xnack = m->config.xnack;
         config_done(&m->config);
         m->config = c;
 
@@ -530,18 +534,34 @@ static int setup_signals(Manager *m) {
 
 /*
  * The XNACK mode of svmd's KFD process decides whether GPUs can fault SVM
- * pages in (SET_XNACK_MODE with a negative value only asks). Kernels without
- * SVM have none: off.
+ * pages in. "xnack" in svmd.conf sets it once, here, before any range exists
+ * (recovery included); then SET_XNACK_MODE with a negative value asks what the
+ * kernel runs with. A mode the node cannot have is logged, not fatal: svmd
+ * serves with the kernel's mode, and calls that need XNACK say it is off.
+ * Kernels without SVM have none: off.
  */
-static void query_xnack(Manager *m) {
+static void setup_xnack(Manager *m) {
         const char *needed;
         int mode = 0, r;
 
         m->xnack = false;
         if (kfd_device_require_feature(m->kfd, KFD_FEATURE_SVM, &needed) < 0) {
+                if (m->config.xnack != XNACK_KEEP)
+                        log_warning("\"xnack\" in %s is ignored: KFD interface %u.%u has no SET_XNACK_MODE (needs %s).",
+                                    m->config_path, m->kfd_major, m->kfd_minor, needed);
                 log_info("KFD interface %u.%u has no SVM (needs %s): svm ranges are not available.", m->kfd_major,
                          m->kfd_minor, needed);
                 return;
+        }
+        if (m->config.xnack != XNACK_KEEP) {
+                bool on = m->config.xnack == XNACK_ON;
+
+                r = kfd_set_xnack_mode(m->kfd_fd, on ? 1 : 0, NULL);
+                if (r == -EPERM)
+                        log_error("XNACK cannot be turned on: a GPU of this node has no per-process XNACK "
+                                  "(kfd_process_xnack_mode); keeping the kernel's mode.");
+                else if (r < 0)
+                        log_error_errno(r, "Turning XNACK %s failed, keeping the kernel's mode: %m", on ? "on" : "off");
         }
         r = kfd_set_xnack_mode(m->kfd_fd, -1, &mode);
         if (r < 0) {
@@ -706,7 +726,7 @@ int manager_start(Manager *m) {
         m->kfd_fd = kfd_device_get_fd(m->kfd);
         kfd_device_get_version(m->kfd, &m->kfd_major, &m->kfd_minor);
         log_info("KFD interface %u.%u.", m->kfd_major, m->kfd_minor);
-        query_xnack(m);
+        setup_xnack(m);
 
         r = setup_gpus(m);
         if (r < 0)

@@ -18,6 +18,7 @@ static void test_empty_means_defaults(void) {
         ASSERT_UEQ(c.va_base, CONFIG_DEFAULT_VA_BASE);
         ASSERT_UEQ(c.va_size, CONFIG_DEFAULT_VA_SIZE);
         ASSERT_EQ(c.n_quotas, 0);
+        ASSERT_EQ(c.xnack, XNACK_KEEP);
         ASSERT_FALSE(c.has_default_quota);
         ASSERT_UEQ(c.limit_persistent_ranges, CONFIG_DEFAULT_PERSISTENT_RANGES);
         ASSERT_UEQ(c.limit_tokens_per_client, CONFIG_DEFAULT_TOKENS_PER_CLIENT);
@@ -29,6 +30,7 @@ static void test_full(void) {
                 "{\n"
                 "  \"va-window\": { \"base\": \"0x400000000000\", \"size\": \"16T\" },\n"
                 "  \"memory-policy\": { \"default\": \"coherent\", \"mfma-high-precision\": true },\n"
+                "  \"xnack\": \"on\",\n"
                 "  \"quotas\": [\n"
                 "    { \"match\": { \"uid\": 1000 }, \"vram\": \"8G\", \"host\": \"4G\", \"ranges\": 1000 },\n"
                 "    { \"match\": { \"unit\": \"docker-*.scope\" }, \"vram\": \"16G\" },\n"
@@ -43,6 +45,7 @@ static void test_full(void) {
         ASSERT_OK(config_parse(text, "t", &c, &error));
         ASSERT_EQ(c.default_policy, CACHE_POLICY_COHERENT);
         ASSERT_TRUE(c.mfma_high_precision);
+        ASSERT_EQ(c.xnack, XNACK_ON);
         ASSERT_EQ(c.n_quotas, 3);
         ASSERT_EQ(c.quotas[0].match, QUOTA_MATCH_UID);
         ASSERT_EQ(c.quotas[0].uid, 1000);
@@ -71,6 +74,8 @@ static void test_errors(void) {
                 { "{ \"va-window\": { \"base\": \"0x1000\" } }", "16 MiB" },
                 { "{ \"va-window\": { \"size\": \"200T\" } }", "2^47" },
                 { "{ \"memory-policy\": { \"default\": \"fast\" } }", "\"coherent\" or \"noncoherent\"" },
+                { "{ \"xnack\": true }", "t:1:3: \"xnack\" must be \"on\" or \"off\"" },
+                { "{ \"xnack\": \"yes\" }", "\"xnack\" must be \"on\" or \"off\"" },
                 { "{ \"quotas\": {} }", "must be an array" },
                 { "{ \"quotas\": [ { \"vram\": \"1G\" } ] }", "has no \"match\"" },
                 { "{ \"quotas\": [ { \"match\": { \"uid\": 1, \"unit\": \"x\" } } ] }", "exactly one" },
