@@ -220,8 +220,9 @@ static int read_range(sd_bus_message *reply, svmd_range *rg) {
         return 1;
 }
 
-_public_ int svmd_list_ranges(svmd_client *c, const svmd_range_filter *f, svmd_range **ret, size_t *ret_n,
-                              svmd_error *error) {
+SYMVER(svmd_list_ranges_v0_2, "svmd_list_ranges@@LIBSVMD_0.2")
+_public_ int svmd_list_ranges_v0_2(svmd_client *c, const svmd_range_filter *f, svmd_range **ret, size_t *ret_n,
+                                   svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_free_ svmd_range *ranges = NULL;
         size_t n = 0, allocated = 0;
@@ -241,6 +242,8 @@ _public_ int svmd_list_ranges(svmd_client *c, const svmd_range_filter *f, svmd_r
                 r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_LABEL, "s", f->label);
         if (r >= 0 && f && f->offset > 0)
                 r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_OFFSET, "t", f->offset);
+        if (r >= 0 && f && f->has_after)
+                r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_AFTER, "t", f->after);
         if (r >= 0 && f && f->all)
                 r = sd_bus_message_append(m, "{sv}", SVMD_FILTER_ALL, "b", 1);
         if (r >= 0 && f && f->limit > 0)
@@ -278,6 +281,7 @@ _public_ int svmd_list_ranges(svmd_client *c, const svmd_range_filter *f, svmd_r
         *ret_n = n;
         return 0;
 }
+ASSERT_SAME_TYPE(svmd_list_ranges, svmd_list_ranges_v0_2);
 
 _public_ const char *svmd_range_flag_to_string(uint64_t flag) {
         static const char *const names[] = {

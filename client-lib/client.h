@@ -49,6 +49,8 @@ int svmd_commit_v0_2(svmd_client *c, const svmd_op *ops, size_t n_ops, const svm
 int svmd_commit_async_v0_2(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *options,
                            svmd_commit_callback callback, void *userdata, svmd_error *error);
 int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *error);
+int svmd_list_ranges_v0_2(svmd_client *c, const svmd_range_filter *filter, svmd_range **ret, size_t *ret_n,
+                          svmd_error *error);
 
 struct svmd_client {
         sd_bus *bus;            /* NULL with SVMD_CLIENT_DIRECT_ONLY */

@@ -2,11 +2,11 @@
 
 /*
  * LIBSVMD_0.1 entry points of the calls whose structs grew in LIBSVMD_0.2
- * (svmd_allocate_options.svm, svmd_op.svm, svmd_status.xnack). A binary built
- * against 0.1 passes and expects the old sizes: each struct then ended where
- * its first 0.2 field now starts. These copy the old struct into a new one
- * (the new fields zero) or the new answer back into the old size, and call
- * the current implementation.
+ * (svmd_allocate_options.svm, svmd_op.svm, svmd_status.xnack,
+ * svmd_range_filter.after). A binary built against 0.1 passes and expects
+ * the old sizes: each struct then ended where its first 0.2 field now starts.
+ * These copy the old struct into a new one (the new fields zero) or the new
+ * answer back into the old size, and call the current implementation.
  */
 
 #include <errno.h>
@@ -20,11 +20,13 @@
 #define ALLOCATE_OPTIONS_SIZE_V0_1 offsetof(svmd_allocate_options, svm)
 #define OP_SIZE_V0_1               offsetof(svmd_op, svm)
 #define STATUS_SIZE_V0_1           offsetof(svmd_status, xnack)
+#define RANGE_FILTER_SIZE_V0_1     offsetof(svmd_range_filter, after)
 
 /* The old sizes were whole structs: the first new field starts at a multiple of the struct's alignment. */
 _Static_assert(offsetof(svmd_allocate_options, svm) % _Alignof(svmd_allocate_options) == 0, "0.1 layout");
 _Static_assert(offsetof(svmd_op, svm) % _Alignof(svmd_op) == 0, "0.1 layout");
 _Static_assert(offsetof(svmd_status, xnack) % _Alignof(svmd_status) == 0, "0.1 layout");
+_Static_assert(offsetof(svmd_range_filter, after) % _Alignof(svmd_range_filter) == 0, "0.1 layout");
 
 /* The 0.1 structs are opaque here: void * where they differ from the current ones. */
 int svmd_allocate_v0_1(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *domain, const void *options,
@@ -37,6 +39,7 @@ int svmd_commit_v0_1(svmd_client *c, const void *ops, size_t n_ops, const svmd_c
 int svmd_commit_async_v0_1(svmd_client *c, const void *ops, size_t n_ops, const svmd_change_options *options,
                            svmd_commit_callback callback, void *userdata, svmd_error *error);
 int svmd_get_status_v0_1(svmd_client *c, void *ret, svmd_error *error);
+int svmd_list_ranges_v0_1(svmd_client *c, const void *filter, svmd_range **ret, size_t *ret_n, svmd_error *error);
 
 static const svmd_allocate_options *allocate_options_from_v0_1(const void *old, svmd_allocate_options *buf) {
         if (!old)
@@ -129,4 +132,15 @@ _public_ int svmd_get_status_v0_1(svmd_client *c, void *ret, svmd_error *error) 
                 return r;
         memcpy(ret, &s, STATUS_SIZE_V0_1);
         return 0;
+}
+
+SYMVER(svmd_list_ranges_v0_1, "svmd_list_ranges@LIBSVMD_0.1")
+_public_ int svmd_list_ranges_v0_1(svmd_client *c, const void *filter, svmd_range **ret, size_t *ret_n,
+                                   svmd_error *error) {
+        svmd_range_filter f = {};
+
+        if (!filter)
+                return svmd_list_ranges_v0_2(c, NULL, ret, ret_n, error);
+        memcpy(&f, filter, RANGE_FILTER_SIZE_V0_1);
+        return svmd_list_ranges_v0_2(c, &f, ret, ret_n, error);
 }

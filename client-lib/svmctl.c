@@ -327,14 +327,15 @@ static int verb_gpus(int argc, char *argv[]) {
 
 /* ---- ranges ---- */
 
-/* All ranges matching f, page by page. */
+/* All ranges matching f, page by page: each page starts after the last id of the one before. */
 static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n, bool quiet_denied) {
         _cleanup_free_ svmd_range *all = NULL;
         size_t n_all = 0;
         svmd_error e = SVMD_ERROR_NULL;
 
         f->limit = 4096;
-        for (f->offset = 0;; f->offset += f->limit) {
+        f->offset = 0;
+        for (f->has_after = false;; f->has_after = true, f->after = all[n_all - 1].id) {
                 _cleanup_free_ svmd_range *page = NULL;
                 svmd_range *p;
                 size_t n;

@@ -395,6 +395,27 @@ static int append_u32_mask(sd_bus_message *reply, Manager *m, uint64_t mask) {
         return sd_bus_message_close_container(reply);
 }
 
+/*
+ * Where a page that starts after id `after` begins. The manager's list is in id
+ * order. The cursor's range usually still exists: one lookup. If it was freed
+ * meanwhile, its successor is usually among the next ids; only if those are
+ * all gone too does this walk the list from the start.
+ */
+static Range *ranges_after(Manager *m, uint64_t after) {
+        Range *r = manager_find_range(m, after);
+
+        if (r)
+                return r->next;
+        for (uint64_t id = after + 1; id > after && id - after <= 64; id++) {
+                r = manager_find_range(m, id);
+                if (r)
+                        return r;
+        }
+        for (r = m->ranges_head; r && r->id <= after; r = r->next)
+                ;
+        return r;
+}
+
 static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(op_args_done) OpArgs f = {};
@@ -431,7 +452,8 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = sd_bus_message_open_container(reply, 'a', "(ttttsuausus)");
         if (r < 0)
                 return r;
-        for (Range *range = m->ranges_head; range && n < limit; range = range->next) {
+        for (Range *range = f.has_after ? ranges_after(m, f.after) : m->ranges_head; range && n < limit;
+             range = range->next) {
                 if (!range_matches(m, range, &f, c, all))
                         continue;
                 if (skipped < f.offset) {

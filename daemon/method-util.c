@@ -108,6 +108,7 @@ const BusOption filter_options[] = {
         OP(SVMD_FILTER_GPU, BUS_OPTION_U32, gpu, 0, has_gpu),
         O(SVMD_FILTER_LABEL, BUS_OPTION_STRING, label, SVMD_MAX_LABEL_LEN),
         O(SVMD_FILTER_OFFSET, BUS_OPTION_U64, offset, 0),
+        OP(SVMD_FILTER_AFTER, BUS_OPTION_U64, after, 0, has_after),
         OP(SVMD_FILTER_LIMIT, BUS_OPTION_U64, limit, 0, has_limit),
         O(SVMD_FILTER_ALL, BUS_OPTION_BOOL, all, 0),
         {}

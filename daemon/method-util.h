@@ -46,6 +46,8 @@ typedef struct OpArgs {
         uint32_t owner;
         bool has_owner;
         uint64_t offset;
+        uint64_t after;
+        bool has_after;
         uint64_t limit;
         bool has_limit;
         bool all;

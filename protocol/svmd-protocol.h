@@ -83,6 +83,7 @@ extern const sd_bus_error_map svmd_error_map[];
 #define SVMD_FILTER_GPU     "gpu"         /* u */
 #define SVMD_FILTER_LABEL   "label"       /* s */
 #define SVMD_FILTER_OFFSET  "offset"      /* t */
+#define SVMD_FILTER_AFTER   "after"       /* t: only ids above it; pass the last id of the previous page */
 #define SVMD_FILTER_LIMIT   "limit"       /* t */
 #define SVMD_FILTER_ALL     "all"         /* b: every user's ranges (administrators) */
 

@@ -157,6 +157,11 @@ typedef struct svmd_range_filter {
         uint64_t offset;
         uint64_t limit;         /* 0: the daemon's default (1000); at most 4096 */
         bool all;               /* every user's ranges, not only the caller's (administrators) */
+        /* LIBSVMD_0.2: only ranges with an id above `after`. Page with after = the last id of the
+         * previous page: each page then costs the same, and none is skipped when ranges are freed
+         * between pages (offset counts the ranges that remain). */
+        uint64_t after;
+        bool has_after;
 } svmd_range_filter;
 
 /* filter may be NULL. *ret is malloc()ed; free() it. */

@@ -1687,11 +1687,13 @@ static void section_restart(void) {
 typedef struct ListCase {
         svmd_client *c;
         uint64_t offset;
+        bool has_after;         /* page by cursor instead */
+        uint64_t after;
 } ListCase;
 
 static int sample_list(void *ud, uint64_t out[2]) {
         ListCase *l = ud;
-        svmd_range_filter f = { .limit = 1000, .offset = l->offset };
+        svmd_range_filter f = { .limit = 1000, .offset = l->offset, .has_after = l->has_after, .after = l->after };
         svmd_range *rs = NULL;
         size_t n = 0;
         svmd_error e = SVMD_ERROR_NULL;
@@ -1753,20 +1755,23 @@ static void section_scale(void) {
                 free(v[0].s[0].v);
                 free(v[1].s[0].v);
 
-                ListCase l0 = { c_direct, 0 }, lm = { c_direct, L / 2 };
-                Variant lv[2] = {
+                /* The filler's ids ascend: the one at L/2 is the cursor a client paging to the middle holds. */
+                ListCase l0 = { c_direct, 0 }, lm = { c_direct, L / 2 },
+                         la = { c_direct, 0, true, ids[L / 2 - 1] };
+                Variant lv[3] = {
                         { .name = "svmd-direct-offset-0", .fn = sample_list, .ud = &l0 },
                         { .name = "svmd-direct-offset-L/2", .fn = sample_list, .ud = &lm },
+                        { .name = "svmd-direct-after-L/2", .fn = sample_list, .ud = &la },
                 };
-                if (run_interleaved(lv, 2, arg_quick ? 10 : 50, 5, 2) < 0) {
+                if (run_interleaved(lv, 3, arg_quick ? 10 : 50, 5, 2) < 0) {
                         failures++;
                         break;
                 }
                 snprintf(name, sizeof(name), "ListRanges page of 1000, %zu live", L);
-                Stats ls[2];
-                report("scale", name, lv, 2, 0, json_pack("{s:I,s:s}", "live", (json_int_t) L, "op", "list"), ls);
-                free(lv[0].s[0].v);
-                free(lv[1].s[0].v);
+                Stats ls[3];
+                report("scale", name, lv, 3, 0, json_pack("{s:I,s:s}", "live", (json_int_t) L, "op", "list"), ls);
+                for (size_t k = 0; k < ELEMENTSOF(lv); k++)
+                        free(lv[k].s[0].v);
 
                 long anon = proc_status_kb(pid, "RssAnon"), rss = proc_status_kb(pid, "VmRSS"),
                      shmem = proc_status_kb(pid, "RssShmem");

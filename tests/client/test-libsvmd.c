@@ -180,6 +180,19 @@ static void test_allocate_map_free(svmd_client *c) {
         ASSERT_SVMD_OK(r, &e);
         ASSERT_UEQ(n, 1);
         ASSERT_UEQ(ranges[0].id, a.id);
+        /* A cursor at the range: nothing after it; just before it: the range. */
+        ranges = mfree(ranges);
+        f.has_after = true;
+        f.after = a.id;
+        r = svmd_list_ranges(c, &f, &ranges, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(n, 0);
+        ranges = mfree(ranges);
+        f.after = a.id - 1;
+        r = svmd_list_ranges(c, &f, &ranges, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(n, 1);
+        ASSERT_UEQ(ranges[0].id, a.id);
 
         r = svmd_map(c, a.id, &gpus[2], 1, NULL, &e);
         ASSERT_SVMD_OK(r, &e);
@@ -594,13 +607,19 @@ int svmd_commit_0_1(svmd_client *c, const void *ops, size_t n_ops, const svmd_ch
 __asm__(".symver svmd_get_status_0_1, svmd_get_status@LIBSVMD_0.1");
 __asm__(".symver svmd_allocate_0_1, svmd_allocate@LIBSVMD_0.1");
 __asm__(".symver svmd_commit_0_1, svmd_commit@LIBSVMD_0.1");
+int svmd_list_ranges_0_1(svmd_client *c, const void *filter, svmd_range **ret, size_t *ret_n, svmd_error *error);
+__asm__(".symver svmd_list_ranges_0_1, svmd_list_ranges@LIBSVMD_0.1");
 
 #define STATUS_SIZE_0_1 offsetof(svmd_status, xnack)
 #define OPTIONS_SIZE_0_1 offsetof(svmd_allocate_options, svm)
 #define OP_SIZE_0_1 offsetof(svmd_op, svm)
+#define FILTER_SIZE_0_1 offsetof(svmd_range_filter, after)
 
 static void test_compat_0_1(svmd_client *c) {
         uint8_t status[STATUS_SIZE_0_1 + 64], options[OPTIONS_SIZE_0_1 + 64], ops[2 * OP_SIZE_0_1 + 64];
+        uint8_t filter[FILTER_SIZE_0_1 + 64];
+        _cleanup_free_ svmd_range *listed = NULL;
+        size_t n_listed = 0;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_op_result res[2];
         svmd_allocation a;
@@ -621,6 +640,14 @@ static void test_compat_0_1(svmd_client *c) {
         ASSERT_SVMD_OK(r, &e);
         ASSERT_TRUE(range_listed(c, a.id, &rg));
         ASSERT_STREQ(rg.label, "compat-0.1");
+
+        /* The bytes after a 0.1 filter would be a cursor past every id: they are not read. */
+        memset(filter, 0xff, sizeof(filter));
+        memcpy(filter, &(svmd_range_filter) { .label = "compat-0.1" }, FILTER_SIZE_0_1);
+        r = svmd_list_ranges_0_1(c, filter, &listed, &n_listed, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(n_listed, 1);
+        ASSERT_UEQ(listed[0].id, a.id);
 
         memset(ops, 0xff, sizeof(ops));
         memcpy(ops, &(svmd_op) { .kind = SVMD_OP_MAP, .id = a.id, .gpus = &gpus[1], .n_gpus = 1 }, OP_SIZE_0_1);

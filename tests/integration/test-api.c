@@ -413,6 +413,71 @@ static void test_batch(void) {
         sd_bus_error_free(&error);
 }
 
+/* The ids of a ListRanges page with the cursor "after" (and a limit), in order. */
+static size_t list_after(uint64_t after, uint64_t limit, uint64_t *ids, size_t max) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        size_t n = 0;
+        int r;
+
+        r = test_call(T.bus, "ListRanges", &error, &reply, "a{sv}", 2, SVMD_FILTER_AFTER, "t", after, "limit", "t",
+                      limit);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ttttsuausus)"));
+        while ((r = sd_bus_message_enter_container(reply, 'r', "ttttsuausus")) > 0) {
+                ASSERT_TRUE(n < max);
+                ASSERT_OK(sd_bus_message_read(reply, "t", &ids[n++]));
+                ASSERT_OK(sd_bus_message_skip(reply, "tttsuausus"));
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+        }
+        ASSERT_OK(r);
+        return n;
+}
+
+/* Paging by cursor: a page starts after the id given, also when that range is gone by then. */
+static void test_list_ranges_after(void) {
+        uint64_t ids[100], got[100];
+        size_t n;
+
+        for (size_t i = 0; i < 100; i++)
+                ids[i] = allocate(T.bus, 4096, 0, "gtt", 0, NULL, NULL);
+
+        n = list_after(ids[9], 3, got, 100);
+        ASSERT_EQ(n, 3);
+        for (size_t i = 0; i < 3; i++)
+                ASSERT_UEQ(got[i], ids[10 + i]);
+
+        /* The cursor's range was freed between pages: the page starts at the next one left. */
+        free_range(T.bus, ids[20]);
+        free_range(T.bus, ids[21]);
+        n = list_after(ids[20], 2, got, 100);
+        ASSERT_EQ(n, 2);
+        ASSERT_UEQ(got[0], ids[22]);
+        ASSERT_UEQ(got[1], ids[23]);
+
+        /* ... also when more than the next 64 ids are gone (the list is walked then). */
+        for (size_t i = 22; i < 90; i++)
+                free_range(T.bus, ids[i]);
+        n = list_after(ids[19] + 1, 100, got, 100);
+        ASSERT_EQ(n, 10);
+        for (size_t i = 0; i < 10; i++)
+                ASSERT_UEQ(got[i], ids[90 + i]);
+
+        /* Past the last range: an empty page. From 0: everything, in id order. */
+        ASSERT_EQ(list_after(ids[99], 100, got, 100), 0);
+        ASSERT_EQ(list_after(UINT64_MAX, 100, got, 100), 0);
+        n = list_after(0, 100, got, 100);
+        ASSERT_TRUE(n >= 30);
+        for (size_t i = 1; i < n; i++)
+                ASSERT_TRUE(got[i] > got[i - 1]);
+
+        EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "ListRanges", "a{sv}", 1, SVMD_FILTER_AFTER, "u", 1u);
+
+        for (size_t i = 0; i < 100; i++)
+                if (i < 20 || i >= 90)
+                        free_range(T.bus, ids[i]);
+}
+
 static void test_list_ranges_paging(void) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -574,6 +639,7 @@ int main(void) {
                 { "commit", test_commit },
                 { "batch", test_batch },
                 { "list_ranges_paging", test_list_ranges_paging },
+                { "list_ranges_after", test_list_ranges_after },
                 { "signals_and_properties", test_signals_and_properties },
                 { "gpu_objects", test_gpu_objects },
                 { "direct_socket", test_direct_socket },
