@@ -121,6 +121,12 @@ typedef struct Shared {
 
 static Shared *S;
 #define MAX_ROUNDS 64
+#if defined(__SANITIZE_ADDRESS__)
+/* svmd is built with ASan too: its quarantine holds freed memory back, RssAnon says nothing. */
+static const bool check_rss = false;
+#else
+static const bool check_rss = true;
+#endif
 static unsigned arg_clients = 16, arg_rounds = 4;
 static double arg_duration = 20;
 static unsigned arg_crash_ms = 700, arg_fault_ms = 150;
@@ -1299,11 +1305,9 @@ int main(int argc, char *argv[]) {
         for (size_t i = 0; i < n_gpus && i < 64; i++)
                 gpus[i] = g[i].gpu_id;
         free(g);
-#if !defined(__SANITIZE_ADDRESS__)
-        /* Only RSS needs it; ASan builds do not check RSS (see the end). */
-        if (arg_rounds >= 3 && fill_request_cache(admin) < 0)
+        /* Only the RSS check needs it. */
+        if (check_rss && arg_rounds >= 3 && fill_request_cache(admin) < 0)
                 return 1;
-#endif
         svmd_client_free(admin);
         base = dump_state();
 
@@ -1454,12 +1458,6 @@ int main(int argc, char *argv[]) {
 
         /* RSS: the first round warms up (the request cache was filled before it); after that, no growth
          * beyond 1 MiB or 5%. */
-#if defined(__SANITIZE_ADDRESS__)
-        /* svmd is built with ASan too: its quarantine holds freed memory back, RssAnon says nothing. */
-        const bool check_rss = false;
-#else
-        const bool check_rss = true;
-#endif
         if (arg_rounds >= 3 && !check_rss)
                 printf("svmd RssAnon not checked: ASan's quarantine keeps freed memory\n");
         if (arg_rounds >= 3 && check_rss) {
