@@ -241,7 +241,7 @@ static void svm_add(SvmChange *c, uint32_t type, uint32_t value) {
 static int svm_add_access(Manager *m, const BusU32Array *ids, const char *key, uint32_t type, uint64_t *seen,
                           SvmChange *c, sd_bus_error *error) {
         char what[64];
-        uint64_t mask;
+        uint64_t mask = 0;
         int r;
 
         snprintf(what, sizeof(what), "\"%s\"", key);
