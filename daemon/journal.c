@@ -96,17 +96,27 @@ static void add_warning(char **warning, const char *fmt, ...) {
 }
 
 static int load_snapshot(Journal *j, JournalSnapshotFunc apply, void *userdata, char **warning) {
-        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t size = 0;
         json_error_t jerr;
         json_t *root, *state, *seq;
         int r;
 
         if (asprintf(&path, "%s/snapshot.json", j->dir) < 0)
                 return -ENOMEM;
-        root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+        /* Read in one go: json_load_file() takes the file a character at a time through stdio. */
+        r = read_all(path, &text, &size);
+        if (r == -ENOENT)
+                return 0;
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                add_warning(warning, "%s is unreadable (%s), ignoring it", path, strerror(-r));
+                return 0;
+        }
+        root = json_loadb(text, size, JSON_REJECT_DUPLICATES, &jerr);
         if (!root) {
-                if (access(path, F_OK) == 0)
-                        add_warning(warning, "%s is unreadable (%s), ignoring it", path, jerr.text);
+                add_warning(warning, "%s is unreadable (%s), ignoring it", path, jerr.text);
                 return 0;
         }
         seq = json_object_get(root, "seq");
@@ -286,27 +296,106 @@ bool journal_wants_compaction(const Journal *j) {
         return j->bytes >= JOURNAL_COMPACT_BYTES;
 }
 
+/*
+ * The snapshot is written through a block buffer: json_dumpfd() issues one
+ * write() per token, about 60 per range, and at 10^4 ranges those system calls
+ * were most of svmd's restart. The block bounds the memory however many ranges
+ * there are, and the caller hands the state over piece by piece
+ * (journal_compact_with()), so no tree of every record is built and freed.
+ * The block stays under glibc's mmap threshold (128 KiB): a larger one would be
+ * mmapped, and freeing it raises that threshold for the rest of the process.
+ */
+#define SNAPSHOT_BLOCK (64U << 10)
+
+struct JournalWriter {
+        int fd;
+        int error;              /* the first write error, as -errno */
+        size_t n;
+        char buf[SNAPSHOT_BLOCK];
+};
+
+static int writer_flush(JournalWriter *w) {
+        int r;
+
+        if (w->error < 0)
+                return w->error;
+        r = write_all(w->fd, w->buf, w->n);
+        w->n = 0;
+        if (r < 0)
+                w->error = r;
+        return r;
+}
+
+static int writer_put(const char *buffer, size_t size, void *data) {
+        JournalWriter *w = data;
+
+        while (size > 0) {
+                size_t c;
+
+                if (w->n == sizeof(w->buf) && writer_flush(w) < 0)
+                        return -1;
+                c = MIN(size, sizeof(w->buf) - w->n);
+                memcpy(w->buf + w->n, buffer, c);
+                w->n += c;
+                buffer += c;
+                size -= c;
+        }
+        return 0;
+}
+
+int journal_write_raw(JournalWriter *w, const char *text) {
+        if (writer_put(text, strlen(text), w) < 0)
+                return w->error;
+        return 0;
+}
+
+int journal_write_json(JournalWriter *w, json_t *value) {
+        if (json_dump_callback(value, writer_put, w, JSON_COMPACT) < 0)
+                return w->error < 0 ? w->error : -EIO; /* else jansson refused the value */
+        return 0;
+}
+
+static int write_whole_state(JournalWriter *w, void *userdata) {
+        return journal_write_json(w, userdata);
+}
+
 int journal_compact(Journal *j, json_t *state) {
+        return journal_compact_with(j, write_whole_state, state);
+}
+
+int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *userdata) {
         _cleanup_free_ char *tmp = NULL, *path = NULL;
+        _cleanup_free_ JournalWriter *w = NULL;
         _cleanup_close_ int fd = -EBADF;
-        json_t *root;
+        char head[64];
         int r;
 
         if (asprintf(&tmp, "%s/snapshot.json.tmp", j->dir) < 0 || asprintf(&path, "%s/snapshot.json", j->dir) < 0)
                 return -ENOMEM;
-        root = json_pack("{sIsO}", "seq", (json_int_t) j->seq, "state", state);
-        if (!root)
+        w = malloc(sizeof(JournalWriter));
+        if (!w)
                 return -ENOMEM;
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0) {
-                json_decref(root);
+        if (fd < 0)
                 return negative_errno();
-        }
-        r = json_dumpfd(root, fd, JSON_COMPACT);
-        json_decref(root);
-        if (r < 0 || fsync(fd) < 0) {
+        w->fd = fd;
+        w->error = 0;
+        w->n = 0;
+
+        /* {"seq":N,"state":…}, as json_dumps(JSON_COMPACT) writes it. */
+        snprintf(head, sizeof(head), "{\"seq\":%" PRIu64 ",\"state\":", j->seq);
+        r = journal_write_raw(w, head);
+        if (r >= 0)
+                r = write_state(w, userdata);
+        if (r >= 0)
+                r = journal_write_raw(w, "}");
+        if (r >= 0)
+                r = writer_flush(w);
+        if (r >= 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r < 0) {
                 (void) unlink(tmp);
-                return r < 0 ? -EIO : negative_errno();
+                return r;
         }
         if (rename(tmp, path) < 0) {
                 r = negative_errno();

@@ -46,4 +46,17 @@ bool journal_wants_compaction(const Journal *j);
 /* Write state as the new snapshot (tmp + fsync + rename), then start an empty journal. */
 int journal_compact(Journal *j, json_t *state);
 
+/*
+ * The same, with the state written piece by piece by write_state(), which must
+ * produce one JSON value: raw JSON text and values in between, in order. A
+ * caller with many records dumps and frees them one at a time instead of
+ * building one tree of all of them. A negative return fails the compaction and
+ * keeps the old snapshot and journal.
+ */
+typedef struct JournalWriter JournalWriter;
+typedef int (*JournalStateWriteFunc)(JournalWriter *w, void *userdata);
+int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *userdata);
+int journal_write_raw(JournalWriter *w, const char *text);
+int journal_write_json(JournalWriter *w, json_t *value);
+
 uint64_t journal_seq(const Journal *j);
