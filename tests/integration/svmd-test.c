@@ -115,6 +115,19 @@ char *test_dump(TestContext *t) {
         return s;
 }
 
+char *test_dump_settled(TestContext *t, const char *want) {
+        char *s = test_dump(t);
+
+        for (int i = 0; i < 250 && strcmp(s, want) != 0; i++) {
+                struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+                nanosleep(&ts, NULL);
+                free(s);
+                s = test_dump(t);
+        }
+        return s;
+}
+
 uint64_t test_ioctl_count(TestContext *t, const char *name) {
         json_t *v = NULL, *c;
         uint64_t n = 0;

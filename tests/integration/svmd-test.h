@@ -42,6 +42,14 @@ int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_messa
 
 /* The emulator's state as canonical JSON with the counters (ioctls, faults) left out. */
 char *test_dump(TestContext *t);
+/*
+ * The dump once it equals want, or the last one after 5 s (for the caller's
+ * ASSERT_STREQ to show the difference). Freeing a persistent range closes
+ * svmd's copy of its fd at once, but the fd store (the harness, like systemd)
+ * drops its copy when it gets to the FDSTOREREMOVE message: until then the
+ * emulator still has the buffer.
+ */
+char *test_dump_settled(TestContext *t, const char *want);
 /* The number of calls of each KFD ioctl so far (e.g. "MAP_MEMORY_TO_GPU"). */
 uint64_t test_ioctl_count(TestContext *t, const char *name);
 
