@@ -1088,12 +1088,13 @@ static void report_stragglers(unsigned key) {
         for (unsigned i = 0; i < arg_clients; i++) {
                 Slot *s = &S->slots[i];
                 int k = __atomic_load_n(&s->in_call, __ATOMIC_ACQUIRE);
+                uint64_t start = s->call_start_ns;
 
                 if (s->acked == key)
                         continue;
                 fprintf(stderr, "  client %u (pid %d, uid %u, gen %u): ", i, (int) s->pid, s->uid, s->gen);
                 if (k >= 0 && k < _OP_MAX)
-                        fprintf(stderr, "in %s for %" PRIu64 " ms", op_names[k], (now - s->call_start_ns) / 1000000);
+                        fprintf(stderr, "in %s for %" PRIu64 " ms", op_names[k], now > start ? (now - start) / 1000000 : 0);
                 else
                         fprintf(stderr, "between calls");
                 if (s->killed_ns)
@@ -1153,11 +1154,21 @@ static unsigned reap_and_respawn(void) {
 static void reap_killed(void) {
         for (unsigned i = 0; i < arg_clients; i++) {
                 Slot *s = &S->slots[i];
-                int status;
+                int status = 0;
+                pid_t p = 0;
 
                 if (s->pid <= 0 || s->killed_ns == 0)
                         continue;
-                if (waitpid(s->pid, &status, 0) != s->pid)
+                /* Bounded: a victim stuck in the kernel is reported, not waited for forever. */
+                for (unsigned ms = 0; ms < 30000 && (p = waitpid(s->pid, &status, WNOHANG)) == 0; ms += 5)
+                        sleep_ms(5);
+                if (p == 0) {
+                        violation("client %u (pid %d) is not dead 30 s after its SIGKILL", i, (int) s->pid);
+                        print_proc("client", s->pid, "stat", 1);
+                        print_proc("client", s->pid, "stack", 8);
+                        continue;
+                }
+                if (p < 0)
                         violation("client %u (pid %d): waiting for it failed: %m", i, (int) s->pid);
                 else if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
                         violation("client %u exited on its own (status 0x%x)", i, status);
@@ -1181,6 +1192,8 @@ static int fill_request_cache(svmd_client *c) {
         unsigned done = 0;
         int r;
 
+        if (n_gpus == 0)
+                return -ENODEV;
         while (done < REQUEST_CACHE_FILL) {
                 for (size_t i = 0; i < 16; i++)
                         ops[i] = (svmd_op) { .kind = SVMD_OP_ALLOCATE, .size = 4 * KiB, .gpu_id = gpus[i % n_gpus],
@@ -1338,7 +1351,8 @@ int main(int argc, char *argv[]) {
                                 }
                         if (t >= next_kill) {
                                 unsigned i = (unsigned) rand() % arg_clients;
-                                if (S->slots[i].pid > 0 && kill(S->slots[i].pid, SIGKILL) == 0 && n_dead < 256) {
+                                /* Only a kill it can follow up: check_dead() and reap_killed() need the record. */
+                                if (S->slots[i].pid > 0 && n_dead < 256 && kill(S->slots[i].pid, SIGKILL) == 0) {
                                         S->slots[i].killed_ns = t;
                                         snprintf(dead[n_dead].label, sizeof(dead[0].label), "load-%u-%u", i,
                                                  S->slots[i].gen);
