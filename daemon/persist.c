@@ -563,6 +563,7 @@ int persist_setup(Manager *m) {
         _cleanup_free_ char *warning = NULL;
         Recovery rec = { .m = m };
         size_t n_fds = 0, n_ids = 0, restored = 0;
+        bool out_of_memory = false;
         const char *key;
         json_t *v;
         uint64_t t0 = now_usec_monotonic();
@@ -618,13 +619,13 @@ int persist_setup(Manager *m) {
                         /* Done with it now (a host range keeps a copy): at no time twice as many fds. */
                         stored->fd = safe_close(stored->fd);
                 }
-                if (k == -ENOMEM)
+                if (k == -ENOMEM || (k < 0 && add_lost(m, ids[i], reason ?: "unknown") < 0)) {
+                        out_of_memory = true;
                         break;
-                if (k < 0) {
-                        if (add_lost(m, ids[i], reason ?: "unknown") < 0)
-                                break;
+                }
+                if (k < 0)
                         remove_fd(m, ids[i]);
-                } else
+                else
                         restored++;
                 /* Done with its record: freeing 10^4 records in one go at the end cost about 60 ms
                  * (glibc consolidating the freed chunks), freeing each here far less. */
@@ -633,6 +634,17 @@ int persist_setup(Manager *m) {
                         (void) sd_notifyf(false, "STATUS=Recovering persistent ranges: %zu/%zu", i + 1, n_ids);
         }
         m->recovering = false;
+        if (out_of_memory) {
+                /* Dropping the fds not reached yet, or a snapshot without their ranges, would lose them
+                 * for good. The fd store and the journal are as they were: exit, and start again. */
+                for (size_t j = 0; j < n_fds; j++) {
+                        safe_close(fds[j].fd);
+                        free(fds[j].name);
+                }
+                json_decref(rec.ranges);
+                return log_error_errno(ENOMEM, "Out of memory while recovering persistent ranges; exiting with the "
+                                       "fd store and the journal untouched.");
+        }
         /* Ids continue after every id the previous run may have handed out. */
         m->next_range_id = MAX(m->next_range_id, rec.next_id);
         m->ids_reserved = m->next_range_id;
