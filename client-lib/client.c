@@ -64,7 +64,8 @@ static int connect_bus(const char *address, sd_bus **ret, svmd_error *error) {
          */
         r = sd_bus_get_unique_name(bus, &unique);
         if (r < 0)
-                return error_setf(error, r, NULL, "Connecting to the bus failed: %s.", strerror(-r));
+                return error_setf(error, r, NULL, "Saying Hello to %s failed: %s; is D-Bus running?",
+                                  address && *address ? address : "the system bus", strerror(-r));
         *ret = TAKE_PTR(bus);
         return 0;
 }

@@ -327,21 +327,33 @@ static int verb_gpus(int argc, char *argv[]) {
 
 /* ---- ranges ---- */
 
-/* All ranges matching f, page by page: each page starts after the last id of the one before. */
+/*
+ * All ranges matching f, page by page: each page starts after the last id of the one before.
+ * An svmd from before the cursor refuses "after" (InvalidArgs): then by offset, as it pages.
+ */
 static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n, bool quiet_denied) {
         _cleanup_free_ svmd_range *all = NULL;
         size_t n_all = 0;
         svmd_error e = SVMD_ERROR_NULL;
+        bool by_offset = false;
 
         f->limit = 4096;
         f->offset = 0;
-        for (f->has_after = false;; f->has_after = true, f->after = all[n_all - 1].id) {
+        f->has_after = false;
+        for (;;) {
                 _cleanup_free_ svmd_range *page = NULL;
                 svmd_range *p;
                 size_t n;
                 int r;
 
                 r = svmd_list_ranges(client, f, &page, &n, &e);
+                if (r == -EINVAL && f->has_after) {
+                        svmd_error_free(&e);
+                        by_offset = true;
+                        f->has_after = false;
+                        f->offset = n_all;
+                        r = svmd_list_ranges(client, f, &page, &n, &e);
+                }
                 if (r < 0 && quiet_denied && (r == -EACCES || r == -EPERM)) {
                         svmd_error_free(&e);
                         return r;
@@ -357,6 +369,12 @@ static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n
                 n_all += n;
                 if (n < f->limit)
                         break;
+                if (by_offset)
+                        f->offset = n_all;
+                else {
+                        f->has_after = true;
+                        f->after = all[n_all - 1].id;
+                }
         }
         *ret = TAKE_PTR(all);
         *ret_n = n_all;
