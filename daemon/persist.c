@@ -634,24 +634,11 @@ int persist_setup(Manager *m) {
                         (void) sd_notifyf(false, "STATUS=Recovering persistent ranges: %zu/%zu", i + 1, n_ids);
         }
         m->recovering = false;
-        if (out_of_memory) {
-                /* Dropping the fds not reached yet, or a snapshot without their ranges, would lose them
-                 * for good. The fd store and the journal are as they were: exit, and start again. */
-                for (size_t j = 0; j < n_fds; j++) {
-                        safe_close(fds[j].fd);
-                        free(fds[j].name);
-                }
-                json_decref(rec.ranges);
-                return log_error_errno(ENOMEM, "Out of memory while recovering persistent ranges; exiting with the "
-                                       "fd store and the journal untouched.");
-        }
-        /* Ids continue after every id the previous run may have handed out. */
-        m->next_range_id = MAX(m->next_range_id, rec.next_id);
-        m->ids_reserved = m->next_range_id;
-
-        /* The kernel objects hold their own references now; fds no record names are dropped. */
+        /* The kernel objects hold their own references now; fds no record names are dropped. After
+         * running out of memory nothing is: dropping the fds not reached yet, or writing a snapshot
+         * without their ranges, would lose them for good. */
         for (size_t j = 0; j < n_fds; j++) {
-                if (!fds[j].claimed) {
+                if (!fds[j].claimed && !out_of_memory) {
                         log_warning("The fd store holds fd \"%s\" that no committed record names; dropping it.",
                                     strna(fds[j].name));
                         if (m->fdstore && fds[j].name)
@@ -661,6 +648,13 @@ int persist_setup(Manager *m) {
                 free(fds[j].name);
         }
         json_decref(rec.ranges);
+        if (out_of_memory)
+                return log_error_errno(ENOMEM, "Out of memory while recovering persistent ranges; exiting with the "
+                                       "fd store and the journal untouched.");
+
+        /* Ids continue after every id the previous run may have handed out. */
+        m->next_range_id = MAX(m->next_range_id, rec.next_id);
+        m->ids_reserved = m->next_range_id;
 
         /* Start the journal over from what was recovered. */
         k = journal_compact_with(m->journal, write_state, m);
