@@ -1363,22 +1363,12 @@ void *emu_kernel_mmap(EmuKernel *k, void *addr, size_t len, int prot, int flags,
 
 /* 1: pid has exited (a zombie or reaped), 0: it still runs. */
 static int process_dead(pid_t pid) {
-        char path[64], buf[512], *p;
-        ssize_t n;
-        int fd;
+        char state = 0;
+        uint64_t start;
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        fd = emu_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
-        if (fd < 0)
+        if (proc_stat(pid, &state, &start) < 0)
                 return 1;
-        n = read(fd, buf, sizeof(buf) - 1);
-        emu_sys_close(fd);
-        if (n <= 0)
-                return 1;
-        buf[n] = 0;
-        /* "pid (comm) S ...": the comm may hold anything, the state follows its last ')'. */
-        p = strrchr(buf, ')');
-        return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+        return state == 'Z' || state == 'X';
 }
 
 int emu_kernel_kill(EmuKernel *k, pid_t pid, uint64_t timeout_usec) {
