@@ -115,6 +115,33 @@ char *test_dump(TestContext *t) {
         return s;
 }
 
+void test_free(sd_bus *bus, uint64_t id) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = test_call(bus, "Free", &error, NULL, "t", id);
+
+        ASSERT_BUS_OK(r, &error);
+        sd_bus_error_free(&error);
+}
+
+size_t test_gpu_peers(TestContext *t, uint32_t gpu, uint32_t *ret, size_t max) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const uint32_t *ids;
+        char path[64];
+        size_t n;
+        int r;
+
+        snprintf(path, sizeof(path), SVMD_GPU_PATH_PREFIX "/%u", gpu);
+        r = sd_bus_get_property(t->bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Peers", &error, &reply, "au");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read_array(reply, 'u', (const void **) &ids, &n));
+        n /= sizeof(uint32_t);
+        for (size_t i = 0; i < n && i < max; i++)
+                ret[i] = ids[i];
+        sd_bus_error_free(&error);
+        return MIN(n, max);
+}
+
 char *test_dump_settled(TestContext *t, const char *want) {
         char *s = test_dump(t);
 

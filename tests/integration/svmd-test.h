@@ -69,6 +69,12 @@ void test_kill_and_wait_restart(TestContext *t);
 char *test_kernel_mappings(TestContext *t);
 
 /* ListRanges as a canonical string, for before/after comparisons of the daemon's tables. */
+/* Free a range; aborts if svmd refuses. */
+void test_free(sd_bus *bus, uint64_t id);
+
+/* The Peers property of a GPU: up to max ids into ret, and how many there are (at most max). */
+size_t test_gpu_peers(TestContext *t, uint32_t gpu, uint32_t *ret, size_t max);
+
 char *test_list_ranges(sd_bus *bus);
 
 /* GetUsage("") as one line, for before/after comparisons of the caller's accounting. */

@@ -60,13 +60,6 @@ static uint64_t allocate(sd_bus *bus, uint64_t size, uint32_t gpu, const char *d
         return id;
 }
 
-static void free_range(sd_bus *bus, uint64_t id) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r = test_call(bus, "Free", &error, NULL, "t", id);
-        ASSERT_BUS_OK(r, &error);
-        sd_bus_error_free(&error);
-}
-
 static void range_mapped(uint64_t id, size_t *ret_n) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -138,7 +131,7 @@ static void test_allocate_map_free_vram(void) {
         ASSERT_TRUE(strcmp(before, after) != 0); /* the kernel has it */
         free(after);
 
-        free_range(T.bus, id);
+        test_free(T.bus, id);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
 }
@@ -151,9 +144,9 @@ static void test_allocate_domains(void) {
         b = allocate(T.bus, 3 * 4096 + 1, 0, "host", 1, &T.gpus[3], &va);
         ASSERT_UEQ(va % 4096, 0);
         c = allocate(T.bus, 2 * MiB, T.gpus[7], "vram", 0, NULL, &va);
-        free_range(T.bus, b);
-        free_range(T.bus, a);
-        free_range(T.bus, c);
+        test_free(T.bus, b);
+        test_free(T.bus, a);
+        test_free(T.bus, c);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
 }
@@ -222,7 +215,7 @@ static void test_label_and_huge_arrays(void) {
         r = sd_bus_call(T.bus, m, 0, &error, NULL);
         ASSERT_BUS_ERROR(r, &error, SD_BUS_ERROR_INVALID_ARGS);
         sd_bus_error_free(&error);
-        free_range(T.bus, id);
+        test_free(T.bus, id);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
 }
@@ -257,7 +250,7 @@ static void test_map_unmap(void) {
         range_mapped(id, &n);
         ASSERT_EQ(n, 1);
 
-        free_range(T.bus, id); /* unmaps the rest itself */
+        test_free(T.bus, id); /* unmaps the rest itself */
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
         sd_bus_error_free(&error);
@@ -318,7 +311,7 @@ static void test_request_id(void) {
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Map", "taua{sv}", id1, 1, T.gpus[0], 1, "request-id", "s",
                                "claim-1234");
 
-        free_range(T.bus, id1);
+        test_free(T.bus, id1);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
         sd_bus_error_free(&error);
@@ -355,7 +348,7 @@ static void test_commit(void) {
         ASSERT_TRUE(id > 0);
         range_mapped(id, &n);
         ASSERT_EQ(n, 3);
-        free_range(T.bus, id);
+        test_free(T.bus, id);
 
         /* A failing third operation undoes the first two. */
         EXPECT_UNCHANGED_ERROR(SVMD_ERROR_NO_SUCH_GPU, "Commit", "a(sa{sv})a{sv}", 3,
@@ -406,22 +399,21 @@ static void test_batch(void) {
         /* The host range backs the batch: it cannot go first. */
         EXPECT_UNCHANGED_ERROR(SVMD_ERROR_BUSY, "Free", "t", host);
 
-        free_range(T.bus, batch);
-        free_range(T.bus, host);
+        test_free(T.bus, batch);
+        test_free(T.bus, host);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
         sd_bus_error_free(&error);
 }
 
-/* The ids of a ListRanges page with the cursor "after" (and a limit), in order. */
-static size_t list_after(uint64_t after, uint64_t limit, uint64_t *ids, size_t max) {
+/* The ids of a ListRanges page, in order: the filter key `key` ("after" or "offset") = value, and a limit. */
+static size_t list_page(const char *key, uint64_t value, uint64_t limit, uint64_t *ids, size_t max) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         size_t n = 0;
         int r;
 
-        r = test_call(T.bus, "ListRanges", &error, &reply, "a{sv}", 2, SVMD_FILTER_AFTER, "t", after, "limit", "t",
-                      limit);
+        r = test_call(T.bus, "ListRanges", &error, &reply, "a{sv}", 2, key, "t", value, "limit", "t", limit);
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ttttsuausus)"));
         while ((r = sd_bus_message_enter_container(reply, 'r', "ttttsuausus")) > 0) {
@@ -442,31 +434,31 @@ static void test_list_ranges_after(void) {
         for (size_t i = 0; i < 100; i++)
                 ids[i] = allocate(T.bus, 4096, 0, "gtt", 0, NULL, NULL);
 
-        n = list_after(ids[9], 3, got, 100);
+        n = list_page(SVMD_FILTER_AFTER, ids[9], 3, got, 100);
         ASSERT_EQ(n, 3);
         for (size_t i = 0; i < 3; i++)
                 ASSERT_UEQ(got[i], ids[10 + i]);
 
         /* The cursor's range was freed between pages: the page starts at the next one left. */
-        free_range(T.bus, ids[20]);
-        free_range(T.bus, ids[21]);
-        n = list_after(ids[20], 2, got, 100);
+        test_free(T.bus, ids[20]);
+        test_free(T.bus, ids[21]);
+        n = list_page(SVMD_FILTER_AFTER, ids[20], 2, got, 100);
         ASSERT_EQ(n, 2);
         ASSERT_UEQ(got[0], ids[22]);
         ASSERT_UEQ(got[1], ids[23]);
 
         /* ... also when more than the next 64 ids are gone (the list is walked then). */
         for (size_t i = 22; i < 90; i++)
-                free_range(T.bus, ids[i]);
-        n = list_after(ids[19] + 1, 100, got, 100);
+                test_free(T.bus, ids[i]);
+        n = list_page(SVMD_FILTER_AFTER, ids[19] + 1, 100, got, 100);
         ASSERT_EQ(n, 10);
         for (size_t i = 0; i < 10; i++)
                 ASSERT_UEQ(got[i], ids[90 + i]);
 
         /* Past the last range: an empty page. From 0: everything, in id order. */
-        ASSERT_EQ(list_after(ids[99], 100, got, 100), 0);
-        ASSERT_EQ(list_after(UINT64_MAX, 100, got, 100), 0);
-        n = list_after(0, 100, got, 100);
+        ASSERT_EQ(list_page(SVMD_FILTER_AFTER, ids[99], 100, got, 100), 0);
+        ASSERT_EQ(list_page(SVMD_FILTER_AFTER, UINT64_MAX, 100, got, 100), 0);
+        n = list_page(SVMD_FILTER_AFTER, 0, 100, got, 100);
         ASSERT_TRUE(n >= 30);
         for (size_t i = 1; i < n; i++)
                 ASSERT_TRUE(got[i] > got[i - 1]);
@@ -475,39 +467,25 @@ static void test_list_ranges_after(void) {
 
         for (size_t i = 0; i < 100; i++)
                 if (i < 20 || i >= 90)
-                        free_range(T.bus, ids[i]);
+                        test_free(T.bus, ids[i]);
 }
 
 static void test_list_ranges_paging(void) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint64_t ids[5], id;
-        size_t n = 0;
-        int r;
+        uint64_t ids[5], got[5];
 
         for (size_t i = 0; i < 5; i++)
                 ids[i] = allocate(T.bus, 4096, 0, "gtt", 0, NULL, NULL);
 
-        r = test_call(T.bus, "ListRanges", &error, &reply, "a{sv}", 2, "offset", "t", UINT64_C(2), "limit", "t",
-                      UINT64_C(2));
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ttttsuausus)"));
-        while ((r = sd_bus_message_enter_container(reply, 'r', "ttttsuausus")) > 0) {
-                ASSERT_OK(sd_bus_message_read(reply, "t", &id));
-                ASSERT_UEQ(id, ids[2 + n]);
-                n++;
-                ASSERT_OK(sd_bus_message_skip(reply, "tttsuausus"));
-                ASSERT_OK(sd_bus_message_exit_container(reply));
-        }
-        ASSERT_EQ(n, 2);
+        ASSERT_EQ(list_page(SVMD_FILTER_OFFSET, 2, 2, got, 5), 2);
+        ASSERT_UEQ(got[0], ids[2]);
+        ASSERT_UEQ(got[1], ids[3]);
 
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "ListRanges", "a{sv}", 1, "limit", "t", UINT64_C(0));
         EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "ListRanges", "a{sv}", 1, "limit", "t", UINT64_C(1) << 40);
         EXPECT_UNCHANGED_ERROR(SVMD_ERROR_NO_SUCH_GPU, "ListRanges", "a{sv}", 1, "gpu", "u", 0x1u);
 
         for (size_t i = 0; i < 5; i++)
-                free_range(T.bus, ids[i]);
-        sd_bus_error_free(&error);
+                test_free(T.bus, ids[i]);
 }
 
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -530,7 +508,7 @@ static void test_signals_and_properties(void) {
         ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                               "Ranges", &error, 't', &ranges));
         ASSERT_UEQ(ranges, 1);
-        free_range(T.bus, id);
+        test_free(T.bus, id);
         for (int i = 0; i < 100 && (created < 1 || freed < 1); i++) {
                 ASSERT_OK(sd_bus_process(T.bus, NULL));
                 if (created < 1 || freed < 1)
@@ -556,7 +534,7 @@ static void test_gpu_objects(void) {
         ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Mapped", &error, 't',
                                               &mapped));
         ASSERT_UEQ(mapped, 256 * MiB);
-        free_range(T.bus, id);
+        test_free(T.bus, id);
         sd_bus_error_free(&error);
 }
 
@@ -586,7 +564,7 @@ static void test_direct_socket(void) {
 
         id = allocate(d, 2 * MiB, T.gpus[0], "vram", 2, T.gpus, NULL);
         /* The same table: the bus sees what the direct connection made. */
-        free_range(T.bus, id);
+        test_free(T.bus, id);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
 
@@ -596,7 +574,7 @@ static void test_direct_socket(void) {
         ASSERT_OK(sd_bus_call_method(d, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "Subscribe", NULL,
                                      NULL, ""));
         id = allocate(T.bus, 4096, 0, "gtt", 0, NULL, NULL);
-        free_range(T.bus, id);
+        test_free(T.bus, id);
         drain(d);
         ASSERT_EQ(created, 1);
 }

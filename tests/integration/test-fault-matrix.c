@@ -1070,25 +1070,6 @@ static void run_op(const Op *op) {
 
 /* ---- the node ---- */
 
-static size_t peers_of(uint32_t gpu, uint32_t *ret, size_t max) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        const uint32_t *ids;
-        char path[64];
-        size_t n;
-        int r;
-
-        snprintf(path, sizeof(path), SVMD_GPU_PATH_PREFIX "/%u", gpu);
-        r = sd_bus_get_property(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Peers", &error, &reply, "au");
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read_array(reply, 'u', (const void **) &ids, &n));
-        n /= sizeof(uint32_t);
-        for (size_t i = 0; i < n && i < max; i++)
-                ret[i] = ids[i];
-        sd_bus_error_free(&error);
-        return MIN(n, max);
-}
-
 static void learn_node(void) {
         uint32_t peers[TEST_MAX_GPUS];
         size_t best = 0;
@@ -1096,7 +1077,7 @@ static void learn_node(void) {
         ASSERT_TRUE(T.n_gpus >= 3);
         home = T.gpus[0];
         for (size_t i = 0; i < T.n_gpus; i++) {
-                size_t n = peers_of(T.gpus[i], peers, ELEMENTSOF(peers));
+                size_t n = test_gpu_peers(&T, T.gpus[i], peers, ELEMENTSOF(peers));
                 if (n > best) {
                         best = n;
                         home = T.gpus[i];
@@ -1104,7 +1085,7 @@ static void learn_node(void) {
         }
         n_reach = 0;
         reach[n_reach++] = home;
-        n_reach += peers_of(home, reach + 1, ELEMENTSOF(reach) - 1);
+        n_reach += test_gpu_peers(&T, home, reach + 1, ELEMENTSOF(reach) - 1);
         ASSERT_TRUE(n_reach >= 2);
         n_all = 0;
         all[n_all++] = home;

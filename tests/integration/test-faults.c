@@ -74,13 +74,6 @@ static uint64_t alloc_plain(const char *domain, uint64_t size, unsigned n_map, u
         return id;
 }
 
-static void free_id(uint64_t id) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r = test_call(T.bus, "Free", &error, NULL, "t", id);
-        ASSERT_BUS_OK(r, &error);
-        sd_bus_error_free(&error);
-}
-
 static int read_alloc_reply(sd_bus_message *reply, OpState *s) {
         const char *path;
         uint64_t va;
@@ -102,7 +95,7 @@ static int run_allocate_map8(OpState *s, sd_bus_error *error) {
 
 static void cleanup_free_id(OpState *s, bool succeeded) {
         if (s->id != 0 && succeeded)
-                free_id(s->id);
+                test_free(T.bus, s->id);
 }
 
 static void prepare_unmapped(OpState *s) {
@@ -124,7 +117,7 @@ static int run_unmap8(OpState *s, sd_bus_error *error) {
 }
 
 static void cleanup_always_free(OpState *s, bool succeeded) {
-        free_id(s->id);
+        test_free(T.bus, s->id);
 }
 
 static int run_free(OpState *s, sd_bus_error *error) {
@@ -133,7 +126,7 @@ static int run_free(OpState *s, sd_bus_error *error) {
 
 static void cleanup_free_on_failure(OpState *s, bool succeeded) {
         if (!succeeded)
-                free_id(s->id);
+                test_free(T.bus, s->id);
 }
 
 static void prepare_host(OpState *s) {
@@ -151,8 +144,8 @@ static int run_batch(OpState *s, sd_bus_error *error) {
 
 static void cleanup_batch(OpState *s, bool succeeded) {
         if (succeeded)
-                free_id(s->id);
-        free_id(s->host);
+                test_free(T.bus, s->id);
+        test_free(T.bus, s->host);
 }
 
 static int run_commit3(OpState *s, sd_bus_error *error) {
@@ -375,7 +368,7 @@ static void test_rollback_failures(void) {
         test_fault_clear(&T);
         wait_for_dump(before);
         n_cases++;
-        free_id(id);
+        test_free(T.bus, id);
 
         /* Allocate+map fails and the undo's FREE fails: the half-made range is repaired away. */
         test_fault(&T, "ioctl=MAP_MEMORY_TO_GPU nth=1 errno=EFAULT after=4");
@@ -399,7 +392,7 @@ static void test_rollback_failures(void) {
         test_fault_clear(&T);
         wait_for_dump(before);
         n_cases++;
-        free_id(id);
+        test_free(T.bus, id);
 
         free(before);
         before = test_dump(&T);

@@ -16,26 +16,10 @@
 
 static TestContext T;
 
-static size_t n_peers(uint32_t gpu) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        const uint32_t *ids;
-        char path[64];
-        size_t n;
-        int r;
-
-        snprintf(path, sizeof(path), "/org/svmd1/gpu/%u", gpu);
-        r = sd_bus_get_property(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Peers", &error, &reply, "au");
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read_array(reply, 'u', (const void **) &ids, &n));
-        sd_bus_error_free(&error);
-        return n / sizeof(uint32_t);
-}
-
 int main(void) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint32_t lone = 0, hive = 0;
+        uint32_t lone = 0, hive = 0, peers[TEST_MAX_GPUS];
         uint64_t id, va;
         const char *path;
         int r;
@@ -43,7 +27,7 @@ int main(void) {
         test_setup(&T);
         ASSERT_EQ(T.n_gpus, 3);
         for (size_t i = 0; i < T.n_gpus; i++) {
-                if (n_peers(T.gpus[i]) == 0)
+                if (test_gpu_peers(&T, T.gpus[i], peers, ELEMENTSOF(peers)) == 0)
                         lone = T.gpus[i];
                 else
                         hive = T.gpus[i];

@@ -169,14 +169,6 @@ static uint64_t alloc_svm(uint64_t size, uint32_t gpu, bool persistent, uint64_t
         return id;
 }
 
-static void free_id(uint64_t id) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r = test_call(T.bus, "Free", &error, NULL, "t", id);
-
-        ASSERT_BUS_OK(r, &error);
-        sd_bus_error_free(&error);
-}
-
 /* Attributes given at Allocate are what the property and the kernel show. */
 static void test_allocate_round_trip(void) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -215,7 +207,7 @@ static void test_allocate_round_trip(void) {
                              KFD_IOCTL_SVM_FLAG_COHERENT | KFD_IOCTL_SVM_FLAG_GPU_READ_MOSTLY, T.gpus[0], T.gpus[2],
                              4 * MiB, va) > 0);
         ASSERT_STREQ(dump, expect);
-        free_id(id);
+        test_free(T.bus, id);
 
         /* Freed: the kernel forgot the range with the daemon's mapping of it. */
         free(dump);
@@ -276,7 +268,7 @@ static void test_set_attributes(void) {
         expect = svm_attrs(id);
         ASSERT_STREQ(attrs, expect);
 
-        free_id(id);
+        test_free(T.bus, id);
         sd_bus_error_free(&error);
 }
 
@@ -355,8 +347,8 @@ static void test_bad_arguments(void) {
 #undef CHECK_REFUSED
 
         snapshot_done(&before);
-        free_id(id);
-        free_id(vram);
+        test_free(T.bus, id);
+        test_free(T.bus, vram);
         sd_bus_error_free(&error);
 }
 
@@ -426,7 +418,7 @@ static void test_fault_after_k(void) {
         clean = svm_attrs(id);
         ASSERT_TRUE(strstr(clean, "svm-granularity=3 svm-flags=hive-local,gpu-ro, "));
         snapshot_done(&before);
-        free_id(id);
+        test_free(T.bus, id);
         sd_bus_error_free(&error);
 }
 
@@ -462,7 +454,7 @@ static void test_commit_rollback(void) {
                       "SetAttributes", 2, SVMD_OPT_REF, "u", 0, SVMD_OPT_SVM_ACCESS, "au", 1, T.gpus[5],
                       0);
         ASSERT_BUS_OK(r, &error);
-        free_id(id);
+        test_free(T.bus, id);
         sd_bus_error_free(&error);
 }
 
@@ -506,7 +498,7 @@ static void test_rollback_failed(void) {
         ASSERT_STREQ(state, "active");
         assert_unchanged(&before, id);
         snapshot_done(&before);
-        free_id(id);
+        test_free(T.bus, id);
 }
 
 static uint64_t gpu_mapped(uint32_t gpu) {
@@ -572,7 +564,7 @@ static void test_accounting(void) {
         ASSERT_UEQ(n_ranges(), ranges0 + 1);
         ASSERT_UEQ(gpu_mapped(T.gpus[0]), mapped0 + 2 * MiB);
 
-        free_id(id);
+        test_free(T.bus, id);
         ASSERT_UEQ(gpu_mapped(T.gpus[0]), mapped0);
         usage3 = test_usage(T.bus);
         ASSERT_STREQ(usage3, usage0);
@@ -605,7 +597,7 @@ static void test_restart(void) {
                 fprintf(stderr, "expected %s in the kernel's range after the restart: %s\n", needle, dump);
                 abort();
         }
-        free_id(id);
+        test_free(T.bus, id);
         sd_bus_error_free(&error);
 }
 

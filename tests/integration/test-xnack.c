@@ -45,8 +45,7 @@ static int allocate_always_mapped(sd_bus_error *error) {
                 return r;
         ASSERT_OK(sd_bus_message_read(reply, "tt", &id, &va));
         sd_bus_message_unref(reply);
-        r = test_call(T.bus, "Free", error, NULL, "t", id);
-        ASSERT_BUS_OK(r, error);
+        test_free(T.bus, id);
         return 0;
 }
 
