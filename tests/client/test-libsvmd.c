@@ -138,6 +138,8 @@ static void test_queries(svmd_client *c) {
                 ASSERT_STREQ(g[i].target, "gfx942");
                 ASSERT_TRUE(g[i].vram_total > 0);
                 ASSERT_UEQ(g[i].vram_used + g[i].vram_free, g[i].vram_total);
+                /* Nothing is allocated yet: used and free are not each other. */
+                ASSERT_TRUE(g[i].vram_free > g[i].vram_used);
         }
 
         r = svmd_get_status(c, &s, &e);

@@ -115,7 +115,8 @@ def test_gpus():
     p = run("gpus")
     assert p.stdout.splitlines()[0].split()[:4] == ["GPU", "NODE", "TARGET", "NAME"]
     for h in GPUS:
-        assert re.search(rf"^{h}\s+\d+\s+gfx942\s.*192\.0 GiB", p.stdout, re.M), p.stdout
+        # Nothing is allocated yet: VRAM, USED and FREE each in their own column.
+        assert re.search(rf"^{h}\s+\d+\s+gfx942\s.*\s192\.0 GiB\s+0 B\s+192\.0 GiB\s+renderD\d+$", p.stdout, re.M), p.stdout
     assert "renderD128" in p.stdout
 
 

@@ -144,6 +144,20 @@ static void test_check(void) {
         sd_bus_error_free(&error);
         scope_unref(t, s);
 
+        /* Host and GTT memory: the default quota's 1 GiB. */
+        ASSERT_OK(quota_scope_for(t, &c, 1002, "", "", &s));
+        req = (QuotaRequest) { .ranges = 1, .host = GiB };
+        ASSERT_OK(quota_check(&m, s, &req, &resource, &error));
+        usage_add(&s->usage, false, 0, GiB / 2, +1);
+        ASSERT_UEQ(s->usage.host, GiB / 2);
+        req.host = GiB / 2 + 1;
+        ASSERT_EQ(quota_check(&m, s, &req, &resource, &error), -EDQUOT);
+        ASSERT_STREQ(resource, "host");
+        ASSERT_TRUE(strstr(error.message, "uid:1002") && strstr(error.message, "1.0 GiB"));
+        sd_bus_error_free(&error);
+        usage_add(&s->usage, false, 0, GiB / 2, -1);
+        scope_unref(t, s);
+
         quota_table_free(t);
         config_done(&c);
 }
