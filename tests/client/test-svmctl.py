@@ -321,7 +321,7 @@ def test_usage_capacity_reload():
     u = js("usage")
     assert u["scope"] == f"uid:{os.getuid()}"
     assert u["ranges"] == before["ranges"] + 1 and u["vram"] == before["vram"] + (1 << 30)
-    assert u["quota"] == {"ranges": 100, "vram": 64 << 30, "vram_per_gpu": None, "host": 4 << 30}, u
+    assert u["quota"] == {"ranges": 100, "vram": 64 << 30, "vram_per_gpu": 48 << 30, "host": 4 << 30}, u
     assert {"gpu_id": int(GPUS[1], 16), "bytes": 1 << 30} in u["vram_per_gpu"], u
     assert set(u) == {"scope", "ranges", "vram", "host", "vram_per_gpu", "quota"}
     assert js("usage", f"uid:{os.getuid()}")["vram"] == u["vram"]
