@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,6 +67,10 @@ void test_teardown(TestContext *t) {
         *t = (TestContext) {};
 }
 
+sd_bus *test_connect_bus(void) {
+        return connect_to(getenv("SVMD_BUS_ADDRESS"), true);
+}
+
 sd_bus *test_direct(TestContext *t) {
         char address[4096];
 
@@ -121,6 +126,61 @@ void test_free(sd_bus *bus, uint64_t id) {
 
         ASSERT_BUS_OK(r, &error);
         sd_bus_error_free(&error);
+}
+
+uint64_t test_allocate(sd_bus *bus, uint64_t size, uint32_t gpu, const char *domain, bool persistent,
+                       uint64_t *ret_va) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *path;
+        uint64_t id, va;
+        int r;
+
+        r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", size, gpu, domain, 1, "persistent", "b",
+                      (int) persistent);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
+        if (ret_va)
+                *ret_va = va;
+        return id;
+}
+
+int test_export(sd_bus *bus, uint64_t id, uint64_t *ret_size) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t va, size;
+        int fd, r;
+
+        r = test_call(bus, "Export", &error, &reply, "t", id);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "htt", &fd, &va, &size));
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        ASSERT_TRUE(fd >= 0);
+        if (ret_size)
+                *ret_size = size;
+        return fd;
+}
+
+char *test_lost_ranges(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *buf = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&buf, &n);
+        const char *reason;
+        uint64_t id;
+        int r;
+
+        ASSERT_TRUE(f);
+        r = sd_bus_get_property(bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "LostRanges", &error,
+                                &reply, "a(ts)");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ts)"));
+        while ((r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0)
+                fprintf(f, "%" PRIu64 ": %s\n", id, reason);
+        ASSERT_OK(r);
+        fclose(f);
+        return buf;
 }
 
 size_t test_gpu_peers(TestContext *t, uint32_t gpu, uint32_t *ret, size_t max) {

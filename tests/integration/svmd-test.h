@@ -31,6 +31,8 @@ typedef struct TestContext {
 void test_setup(TestContext *t);
 void test_teardown(TestContext *t);
 sd_bus *test_direct(TestContext *t);
+/* A new connection to the private bus, e.g. in a child that dropped to another uid. */
+sd_bus *test_connect_bus(void);
 
 /*
  * Call org.svmd1.Manager.<member> with arguments per sd_bus_message_append
@@ -71,6 +73,14 @@ char *test_kernel_mappings(TestContext *t);
 /* ListRanges as a canonical string, for before/after comparisons of the daemon's tables. */
 /* Free a range; aborts if svmd refuses. */
 void test_free(sd_bus *bus, uint64_t id);
+
+/* Allocate a range with no mapping; aborts if svmd refuses. Returns its id, its VA in *ret_va. */
+uint64_t test_allocate(sd_bus *bus, uint64_t size, uint32_t gpu, const char *domain, bool persistent,
+                       uint64_t *ret_va);
+/* Export a range: the fd (the caller's to close) and the range's size; aborts if svmd refuses. */
+int test_export(sd_bus *bus, uint64_t id, uint64_t *ret_size);
+/* LostRanges as "id: reason" lines. */
+char *test_lost_ranges(sd_bus *bus);
 
 /* The Peers property of a GPU: up to max ids into ret, and how many there are (at most max). */
 size_t test_gpu_peers(TestContext *t, uint32_t gpu, uint32_t *ret, size_t max);

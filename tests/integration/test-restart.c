@@ -97,26 +97,6 @@ static bool exists(uint64_t id) {
         return r >= 0;
 }
 
-static char *lost_ranges(void) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        char *buf = NULL;
-        size_t n = 0;
-        FILE *f = open_memstream(&buf, &n);
-        const char *reason;
-        uint64_t id;
-        int r;
-
-        r = sd_bus_get_property(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "LostRanges", &error,
-                                &reply, "a(ts)");
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ts)"));
-        while ((r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0)
-                fprintf(f, "%" PRIu64 ": %s\n", id, reason);
-        fclose(f);
-        return buf;
-}
-
 /* Speak to the fd store as svmd would (the harness plays systemd). */
 static void notify(const char *msg, int fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -181,7 +161,7 @@ static void test_ranges_survive_kill(void) {
         with_bytes(vram, check_pattern);                        /* and the bytes are still there */
         with_bytes(gtt, check_pattern);
         with_bytes(host, check_pattern);
-        lost = lost_ranges();
+        lost = test_lost_ranges(T.bus);
         ASSERT_STREQ(lost, "");
 
         /* The token still works. */
@@ -247,7 +227,7 @@ static void test_bad_journal_and_fds(void) {
         ASSERT_FALSE(exists(b));
         ASSERT_FALSE(exists(c));
         ASSERT_FALSE(exists(987654321));
-        lost = lost_ranges();
+        lost = test_lost_ranges(T.bus);
         fprintf(stderr, "lost ranges reported:\n%s", lost);
         snprintf(name, sizeof(name), "%" PRIu64 ": its fd is missing", b);
         ASSERT_TRUE(strstr(lost, name) != NULL);
@@ -258,7 +238,7 @@ static void test_bad_journal_and_fds(void) {
         test_kill_and_wait_restart(&T);
         ASSERT_TRUE(exists(a));
         free(lost);
-        lost = lost_ranges();
+        lost = test_lost_ranges(T.bus);
         ASSERT_STREQ(lost, "");
         r = test_call(T.bus, "Free", &error, NULL, "t", a);
         ASSERT_BUS_OK(r, &error);
