@@ -9,7 +9,9 @@
  * mapping, mprotect, MADV_REMOVE, ftruncate, fallocate (growing and punching),
  * write, a write seal, and svmd's own fd table. All must be refused. Then the
  * owner's bytes and the memfd's size are unchanged, and even root, which may
- * reopen the memfd read-write, cannot change its size.
+ * reopen the memfd read-write, cannot change its size. The same holds after a
+ * restart for persistent ranges whose memfds an older svmd made unsealed
+ * (sealed now) or unsealable (logged).
  */
 
 #include <dirent.h>
@@ -162,20 +164,17 @@ static void holder_main(void) {
         }
 }
 
-static void test_domain(const char *domain) {
+/* Share id read-only with UID_HOLDER, let it attack, check the owner's fd; sealed: root cannot resize either. */
+static void share_and_attack(uint64_t id, int fd, uint64_t size, uint8_t seed, bool sealed) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *token;
-        uint64_t size;
         char path[64];
-        int fd, fd2, status, r;
+        int fd2, status, r;
         pid_t pid;
 
-        printf("%s range shared read-only with uid %d:\n", domain, UID_HOLDER);
-        shared_id = test_allocate(T.bus, 1 * MiB, 0, domain, false, NULL);
-        fd = test_export(T.bus, shared_id, &size);
-        fill(fd, size, 0x5a);
-        r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", shared_id, 2, "uid", "u", (uint32_t) UID_HOLDER,
+        shared_id = id;
+        r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", id, 2, "uid", "u", (uint32_t) UID_HOLDER,
                       "read-only", "b", 1);
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_read(reply, "s", &token));
@@ -189,8 +188,12 @@ static void test_domain(const char *domain) {
                 _exit(0);
         }
         ASSERT_TRUE(waitpid(pid, &status, 0) == pid);
-        ASSERT_TRUE(intact(fd, size, 0x5a));
+        ASSERT_TRUE(intact(fd, size, seed));
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!sealed) {
+                printf("  the owner's bytes and size are unchanged\n");
+                return;
+        }
 
         /* Root may open the memfd again read-write (docs/admin.md), but nobody changes its size. */
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -201,11 +204,86 @@ static void test_domain(const char *domain) {
         ASSERT_ERROR(fallocate(fd, 0, 0, (off_t) (2 * size)) < 0 ? -errno : 0, EPERM);
         ASSERT_ERROR(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) < 0 ? -errno : 0, EPERM);
         close(fd2);
-        ASSERT_TRUE(intact(fd, size, 0x5a));
+        ASSERT_TRUE(intact(fd, size, seed));
         printf("  the owner's bytes and size are unchanged; root cannot resize it either\n");
+}
 
+static void test_domain(const char *domain) {
+        uint64_t id, size;
+        int fd;
+
+        printf("%s range shared read-only with uid %d:\n", domain, UID_HOLDER);
+        id = test_allocate(T.bus, 1 * MiB, 0, domain, false, NULL);
+        fd = test_export(T.bus, id, &size);
+        fill(fd, size, 0x5a);
+        share_and_attack(id, fd, size, 0x5a, true);
         close(fd);
-        test_free(T.bus, shared_id);
+        test_free(T.bus, id);
+}
+
+static bool log_has(const char *text) {
+        _cleanup_free_ char *buf = NULL;
+        char path[4096];
+        size_t n = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/svmd.log", getenv("KFDEMU_DIR"));
+        f = fopen(path, "re");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(getdelim(&buf, &n, '\0', f) >= 0);
+        fclose(f);
+        return strstr(buf, text);
+}
+
+/*
+ * Persistent host ranges whose memfds an older svmd made (mode 0777, no seals): one that allows
+ * sealing, one that does not. After a restart both are svmd's alone to reopen; the first is
+ * sealed, the second is logged.
+ */
+static void test_restored(void) {
+        const int seals = F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
+        _cleanup_free_ char *lost = NULL;
+        uint64_t id[2], size;
+        char msg[128];
+        struct stat st;
+        int fd;
+
+        for (int i = 0; i < 2; i++) {
+                int old;
+
+                id[i] = test_allocate(T.bus, 1 * MiB, 0, "host", true, NULL);
+                old = memfd_create("old-svmd", MFD_CLOEXEC | (i == 0 ? MFD_ALLOW_SEALING : 0));
+                ASSERT_TRUE(old >= 0);
+                ASSERT_OK(ftruncate(old, (off_t) MiB) < 0 ? -errno : 0);
+                fill(old, MiB, (uint8_t) (0x30 + i));
+                snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, id[i]);
+                test_notify(msg, -1);
+                snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=range-%" PRIu64, id[i]);
+                test_notify(msg, old);
+                close(old);
+        }
+        test_kill_and_wait_restart(&T);
+        lost = test_lost_ranges(T.bus);
+        ASSERT_STREQ(lost, "");
+
+        for (int i = 0; i < 2; i++) {
+                printf("persistent host range with %s memfd of an older svmd, after a restart:\n",
+                       i == 0 ? "an unsealed" : "an unsealable");
+                fd = test_export(T.bus, id[i], &size);
+                ASSERT_OK(fstat(fd, &st) < 0 ? -errno : 0);
+                printf("  mode %03o, seals 0x%x\n", (unsigned) (st.st_mode & 07777), (unsigned) fcntl(fd, F_GET_SEALS));
+                ASSERT_EQ(st.st_mode & 07777, 0600);
+                if (i == 0)
+                        ASSERT_EQ(fcntl(fd, F_GET_SEALS) & seals, seals);
+                else {
+                        snprintf(msg, sizeof(msg), "The host memory of range %" PRIu64 " cannot be sealed", id[i]);
+                        ASSERT_TRUE(log_has(msg));
+                        printf("  logged: \"%s …\"\n", msg);
+                }
+                share_and_attack(id[i], fd, size, (uint8_t) (0x30 + i), i == 0);
+                close(fd);
+                test_free(T.bus, id[i]);
+        }
 }
 
 int main(void) {
@@ -213,6 +291,7 @@ int main(void) {
         test_setup(&T);
         test_domain("host");
         test_domain("svm");
+        test_restored();
         test_teardown(&T);
         printf("readonly-share-write: ok\n");
         return 0;

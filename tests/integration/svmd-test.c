@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -382,6 +384,31 @@ char *test_list_ranges(sd_bus *bus) {
         fclose(f);
         sd_bus_error_free(&error);
         return buf;
+}
+
+void test_notify(const char *msg, int fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { (void *) msg, strlen(msg) };
+        struct msghdr mh = { .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = &iov, .msg_iovlen = 1 };
+        int s;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", getenv("KFDEMU_DIR"));
+        if (fd >= 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = sizeof(control);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(s >= 0);
+        ASSERT_TRUE(sendmsg(s, &mh, 0) >= 0);
+        close(s);
 }
 
 void test_become(uid_t uid) {

@@ -90,6 +90,9 @@ char *test_list_ranges(sd_bus *bus);
 /* GetUsage("") as one line, for before/after comparisons of the caller's accounting. */
 char *test_usage(sd_bus *bus);
 
+/* Speak to the fd store as svmd would (svmd-harness plays systemd): msg, and fd if ≥ 0. */
+void test_notify(const char *msg, int fd);
+
 /* Drop to uid (and gid) for good: a forked child that plays another tenant. */
 void test_become(uid_t uid);
 

@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -95,32 +93,6 @@ static bool exists(uint64_t id) {
         r = sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Id", &error, 't', &v);
         sd_bus_error_free(&error);
         return r >= 0;
-}
-
-/* Speak to the fd store as svmd would (the harness plays systemd). */
-static void notify(const char *msg, int fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char control[CMSG_SPACE(sizeof(int))] = {};
-        struct iovec iov = { (void *) msg, strlen(msg) };
-        struct msghdr mh = { .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = &iov, .msg_iovlen = 1 };
-        int s;
-
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", getenv("KFDEMU_DIR"));
-        if (fd >= 0) {
-                struct cmsghdr *c;
-
-                mh.msg_control = control;
-                mh.msg_controllen = sizeof(control);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(c), &fd, sizeof(int));
-        }
-        s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        ASSERT_TRUE(s >= 0);
-        ASSERT_TRUE(sendmsg(s, &mh, 0) >= 0);
-        close(s);
 }
 
 static void test_ranges_survive_kill(void) {
@@ -208,17 +180,17 @@ static void test_bad_journal_and_fds(void) {
 
         /* b's fd goes missing; c's is replaced by one of the wrong size; a stray one appears. */
         snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, b);
-        notify(name, -1);
+        test_notify(name, -1);
         snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, c);
-        notify(name, -1);
+        test_notify(name, -1);
         fd = memfd_create("wrong-size", MFD_CLOEXEC);
         ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0);
         snprintf(name, sizeof(name), "FDSTORE=1\nFDNAME=range-%" PRIu64, c);
-        notify(name, fd);
+        test_notify(name, fd);
         close(fd);
         fd = memfd_create("stray", MFD_CLOEXEC);
         ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0);
-        notify("FDSTORE=1\nFDNAME=range-987654321", fd);
+        test_notify("FDSTORE=1\nFDNAME=range-987654321", fd);
         close(fd);
 
         test_kill_and_wait_restart(&T);
