@@ -434,8 +434,11 @@ static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
             (va_space_next(m->va, va, &start, &rsize) < 0 || start >= end))
                 return 0;
         other = id_table_get(m->ranges_by_va, start);
+        if (!other)
+                return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps memory "
+                              "reserved at 0x%" PRIx64, va, FORMAT_BYTES(size), start);
         return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps range %" PRIu64
-                      " at 0x%" PRIx64, va, FORMAT_BYTES(size), other ? other->id : 0, start);
+                      " at 0x%" PRIx64, va, FORMAT_BYTES(size), other->id, start);
 }
 
 /*

@@ -66,19 +66,6 @@ static unsigned count(const char *haystack, const char *needle) {
         return n;
 }
 
-static char *read_log(void) {
-        char path[4096], *buf = NULL;
-        size_t size = 0;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/svmd.log", getenv("KFDEMU_DIR"));
-        f = fopen(path, "re");
-        ASSERT_TRUE(f);
-        ASSERT_TRUE(getdelim(&buf, &size, '\0', f) >= 0);
-        fclose(f);
-        return buf;
-}
-
 int main(void) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ char *journal = NULL, *lost = NULL, *log = NULL, *line = NULL;
@@ -162,7 +149,7 @@ int main(void) {
         test_kill_and_wait_restart(&T);
 
         lost = test_lost_ranges(T.bus);
-        log = read_log();
+        log = test_svmd_log();
         printf("LostRanges after the restart:\n%s", lost);
         for (size_t i = 0; i < n; i++) {
                 bool restored = exists(f[i].id), reported, logged;

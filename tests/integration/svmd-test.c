@@ -386,6 +386,19 @@ char *test_list_ranges(sd_bus *bus) {
         return buf;
 }
 
+char *test_svmd_log(void) {
+        char path[4096], *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/svmd.log", getenv("KFDEMU_DIR"));
+        f = fopen(path, "re");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(getdelim(&buf, &size, '\0', f) >= 0);
+        fclose(f);
+        return buf;
+}
+
 void test_notify(const char *msg, int fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char control[CMSG_SPACE(sizeof(int))] = {};

@@ -90,6 +90,9 @@ char *test_list_ranges(sd_bus *bus);
 /* GetUsage("") as one line, for before/after comparisons of the caller's accounting. */
 char *test_usage(sd_bus *bus);
 
+/* svmd's log so far, from a harness run with --svmd tests/hostile/svmd-log.sh. */
+char *test_svmd_log(void);
+
 /* Speak to the fd store as svmd would (svmd-harness plays systemd): msg, and fd if ≥ 0. */
 void test_notify(const char *msg, int fd);
 
