@@ -500,8 +500,9 @@ static int check_fd(Manager *m, int fd, RangeDomain domain, uint64_t size, uint3
         if (range_domain_is_memfd(domain)) {
                 if (fstat(fd, &st) < 0)
                         return asprintf(reason, "its fd cannot be inspected (%m)") < 0 ? -ENOMEM : -EBADF;
-                /* Only a memfd (or another shmem file) has seals: not a file on some disk. */
-                if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != size || fcntl(fd, F_GET_SEALS) < 0)
+                /* Only shmem files have seals, and a memfd has no name anybody could open it by. */
+                if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != size || st.st_nlink != 0 ||
+                    fcntl(fd, F_GET_SEALS) < 0)
                         return asprintf(reason, "its fd is not a memfd of %s", FORMAT_BYTES(size)) < 0 ? -ENOMEM : -EBADF;
                 if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
                         return asprintf(reason, "its memfd is not writable") < 0 ? -ENOMEM : -EBADF;

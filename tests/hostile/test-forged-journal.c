@@ -7,7 +7,9 @@
  * records, as a corrupted or forged journal would: a VA over another range,
  * one outside the SVM window, a size its memfd does not have, a holder uid
  * past 32 bits (it would become uid 1), an owner without a valid uid (it would
- * become root), another range's share token, flags svmd does not know. After
+ * become root), another range's share token, flags svmd does not know, a
+ * token uid past 32 bits or of characters svmd never writes, and a named file
+ * in the fd store instead of the range's memfd. After
  * svmd is killed and restarted with its fd store, each of those ranges is
  * absent, reported in LostRanges with why, and logged once with its id; the
  * untouched ranges are back, and the token stays with the range it was made
@@ -15,6 +17,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +82,9 @@ int main(void) {
                 { "owner uid -1", "its record is refused: its owner has no valid uid" },
                 { "another range's token", "its record is refused: token 0 is that of range " },
                 { "unknown flags", "its record is refused: flags 0x10001 are unknown" },
+                { "token uid 2^32", "its record is refused: token 0 has a malformed uid, expiry or grant" },
+                { "token of other characters", "its record is refused: token 0 is malformed" },
+                { "a named file as its memfd", "its fd is not a memfd of 16.0 KiB" },
         };
         size_t n = sizeof(f) / sizeof(f[0]);
         json_t *changes, *rec;
@@ -131,6 +137,28 @@ int main(void) {
                         break;
                 case 6:
                         json_object_set_new(rec, "flags", json_integer(0x10001));
+                        break;
+                case 7:
+                        json_array_append_new(json_object_get(rec, "tokens"),
+                                              json_pack("{sssIsbsI}", "token", "0123456789abcdef0123456789abcdef",
+                                                        "uid", (json_int_t) (INT64_C(1) << 32), "read-only", 0,
+                                                        "expires-usec", (json_int_t) 0));
+                        break;
+                case 8:
+                        json_array_append_new(json_object_get(rec, "tokens"),
+                                              json_pack("{sssbsI}", "token", "0123456789abcdef0123456789abcde\"",
+                                                        "read-only", 0, "expires-usec", (json_int_t) 0));
+                        break;
+                case 9:
+                        /* The record is right; the fd store holds a named file of the right size instead. */
+                        snprintf(want, sizeof(want), "%s/not-a-memfd", getenv("SVMD_TEST_DIR"));
+                        fd = open(want, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                        ASSERT_TRUE(fd >= 0 && ftruncate(fd, (off_t) PAGES(4)) == 0);
+                        snprintf(want, sizeof(want), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, f[i].id);
+                        test_notify(want, -1);
+                        snprintf(want, sizeof(want), "FDSTORE=1\nFDNAME=range-%" PRIu64, f[i].id);
+                        test_notify(want, fd);
+                        close(fd);
                         break;
                 }
                 json_array_append_new(changes, json_pack("{ssso}", "op", "put", "range", rec));
