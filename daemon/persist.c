@@ -681,11 +681,9 @@ static int cmp_u64(const void *a, const void *b) {
 
 static int apply_snapshot(json_t *state, void *userdata) {
         Recovery *rec = userdata;
-        json_t *ranges = json_object_get(state, "ranges");
+        json_t *ranges = json_object_get(state, "ranges"), *v;
         uint64_t next = 0;
-
         const char *key;
-        json_t *v;
 
         if (!json_is_object(ranges))
                 return -EBADMSG;

@@ -112,8 +112,6 @@ RangeDomain range_domain_from_string(const char *s);
 const char *range_state_to_string(RangeState s);
 /* Host and svm ranges: backed by a daemon-owned memfd mapped at their VA. */
 bool range_domain_is_memfd(RangeDomain d);
-/* Seal a range's memfd's size and make it svmd's alone to reopen (mode 0600); -EPERM if unsealable. */
-int range_memfd_protect(int fd);
 
 /* "writable" etc. → RangeFlag, or -EINVAL. */
 int range_flag_from_string(const char *s);
