@@ -95,6 +95,15 @@ static bool exists(uint64_t id) {
         return r >= 0;
 }
 
+static char *lost_ranges(void) {
+        return test_lost_ranges(T.bus);
+}
+
+/* Speak to the fd store as svmd would (the harness plays systemd). */
+static void notify(const char *msg, int fd) {
+        test_notify(msg, fd);
+}
+
 static void test_ranges_survive_kill(void) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -133,7 +142,7 @@ static void test_ranges_survive_kill(void) {
         with_bytes(vram, check_pattern);                        /* and the bytes are still there */
         with_bytes(gtt, check_pattern);
         with_bytes(host, check_pattern);
-        lost = test_lost_ranges(T.bus);
+        lost = lost_ranges();
         ASSERT_STREQ(lost, "");
 
         /* The token still works. */
@@ -180,17 +189,17 @@ static void test_bad_journal_and_fds(void) {
 
         /* b's fd goes missing; c's is replaced by one of the wrong size; a stray one appears. */
         snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, b);
-        test_notify(name, -1);
+        notify(name, -1);
         snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, c);
-        test_notify(name, -1);
+        notify(name, -1);
         fd = memfd_create("wrong-size", MFD_CLOEXEC);
         ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0);
         snprintf(name, sizeof(name), "FDSTORE=1\nFDNAME=range-%" PRIu64, c);
-        test_notify(name, fd);
+        notify(name, fd);
         close(fd);
         fd = memfd_create("stray", MFD_CLOEXEC);
         ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0);
-        test_notify("FDSTORE=1\nFDNAME=range-987654321", fd);
+        notify("FDSTORE=1\nFDNAME=range-987654321", fd);
         close(fd);
 
         test_kill_and_wait_restart(&T);
@@ -199,7 +208,7 @@ static void test_bad_journal_and_fds(void) {
         ASSERT_FALSE(exists(b));
         ASSERT_FALSE(exists(c));
         ASSERT_FALSE(exists(987654321));
-        lost = test_lost_ranges(T.bus);
+        lost = lost_ranges();
         fprintf(stderr, "lost ranges reported:\n%s", lost);
         snprintf(name, sizeof(name), "%" PRIu64 ": its fd is missing", b);
         ASSERT_TRUE(strstr(lost, name) != NULL);
@@ -210,7 +219,7 @@ static void test_bad_journal_and_fds(void) {
         test_kill_and_wait_restart(&T);
         ASSERT_TRUE(exists(a));
         free(lost);
-        lost = test_lost_ranges(T.bus);
+        lost = lost_ranges();
         ASSERT_STREQ(lost, "");
         r = test_call(T.bus, "Free", &error, NULL, "t", a);
         ASSERT_BUS_OK(r, &error);
