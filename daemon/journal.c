@@ -216,7 +216,7 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
                 return r;
         }
 
-        j->fd = open(j->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        j->fd = open(j->path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (j->fd < 0) {
                 r = negative_errno();
                 journal_free(j);
@@ -375,7 +375,9 @@ int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *us
         w = malloc(sizeof(JournalWriter));
         if (!w)
                 return -ENOMEM;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        /* A new file of our own: never one that a link left here points to, whatever it is. */
+        (void) unlink(tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return negative_errno();
         w->fd = fd;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include "client.h"
 #include "gpu.h"
+#include "id-table.h"
 #include "journal.h"
 #include "kfd-ioctl.h"
 #include "log.h"
@@ -24,8 +26,10 @@
 #include "size-util.h"
 #include "str-table.h"
 #include "transaction.h"
+#include "va-space.h"
 
 #define FDNAME_PREFIX "range-"
+#define PAGE_SIZE_4K UINT64_C(4096)
 
 static uint64_t now_usec_monotonic(void) {
         struct timespec ts;
@@ -370,6 +374,122 @@ static int json_u64(json_t *o, const char *key, uint64_t *ret) {
         return 0;
 }
 
+/* Why a record is not restored, into *reason; returns error (or -ENOMEM). */
+static int refuse(char **reason, int error, const char *fmt, ...) _printf_(3, 4);
+static int refuse(char **reason, int error, const char *fmt, ...) {
+        va_list ap;
+        int k;
+
+        va_start(ap, fmt);
+        k = vasprintf(reason, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+                *reason = NULL;
+                return -ENOMEM;
+        }
+        return error;
+}
+
+/* A uid as the kernel has them: 0 … 2^32 − 2 ((uid_t) −1 means "none"). */
+static bool uid_valid(json_t *uid) {
+        return json_is_integer(uid) && json_integer_value(uid) >= 0 && json_integer_value(uid) < (json_int_t) UINT32_MAX;
+}
+
+static bool optional_bool(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        return !v || json_is_boolean(v);
+}
+
+static bool optional_string(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        return !v || json_is_string(v);
+}
+
+static bool token_hex_valid(const char *hex) {
+        if (!hex || strlen(hex) != TOKEN_HEX_LEN)
+                return false;
+        for (const char *p = hex; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
+}
+
+/*
+ * The VA a record claims: page-aligned, inside the SVM window, and free. Recovery would refuse an
+ * overlap anyway (va_space_reserve()), but a record that contradicts another is named as such.
+ */
+static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
+        uint64_t end, start = 0, rsize = 0;
+        Range *other;
+
+        if (size == 0 || size % PAGE_SIZE_4K != 0 || va % PAGE_SIZE_4K != 0)
+                return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 " and size %" PRIu64
+                              " are not page-aligned", va, size);
+        if (__builtin_add_overflow(va, size, &end) || va < m->config.va_base ||
+            end > m->config.va_base + m->config.va_size)
+                return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s lies outside the SVM "
+                              "window 0x%" PRIx64 "-0x%" PRIx64, va, FORMAT_BYTES(size), m->config.va_base,
+                              m->config.va_base + m->config.va_size);
+        if (va_space_lookup(m->va, va, &start, &rsize) < 0 &&
+            (va_space_next(m->va, va, &start, &rsize) < 0 || start >= end))
+                return 0;
+        other = id_table_get(m->ranges_by_va, start);
+        if (!other)
+                return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps memory "
+                              "reserved at 0x%" PRIx64, va, FORMAT_BYTES(size), start);
+        return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps range %" PRIu64
+                      " at 0x%" PRIx64, va, FORMAT_BYTES(size), other->id, start);
+}
+
+/*
+ * Tokens, holders and the owner: every uid a valid one, every token well-formed and nobody else's,
+ * read-only grants only where the kernel can make them (host and svm). Checked before anything is
+ * created, so that a range is restored with all of its grants or not at all.
+ */
+static int check_grants(Manager *m, json_t *rec, RangeDomain domain, char **reason) {
+        json_t *tokens = json_object_get(rec, "tokens"), *holders = json_object_get(rec, "holders"), *e;
+        json_t *owner = json_object_get(rec, "owner");
+        size_t i;
+
+        if (owner && (!json_is_object(owner) || !uid_valid(json_object_get(owner, "uid")) ||
+                      !optional_string(owner, "unit") || !optional_string(owner, "cgroup")))
+                return refuse(reason, -EBADMSG, "its record is refused: its owner has no valid uid");
+        if ((tokens && !json_is_array(tokens)) || (holders && !json_is_array(holders)) ||
+            !optional_bool(rec, "detached"))
+                return refuse(reason, -EBADMSG, "its record is refused: its tokens or holders are malformed");
+
+        json_array_foreach(tokens, i, e) {
+                const char *hex = json_string_value(json_object_get(e, "token"));
+                json_t *uid = json_object_get(e, "uid"), *expires = json_object_get(e, "expires-usec");
+                Token *t;
+
+                if (!token_hex_valid(hex))
+                        return refuse(reason, -EBADMSG, "its record is refused: token %zu is malformed", i);
+                t = manager_find_token(m, hex);
+                if (t)
+                        return refuse(reason, -EBADMSG, "its record is refused: token %zu is that of range %" PRIu64,
+                                      i, t->range->id);
+                for (size_t j = 0; j < i; j++)
+                        if (streq_ptr(hex, json_string_value(json_object_get(json_array_get(tokens, j), "token"))))
+                                return refuse(reason, -EBADMSG, "its record is refused: token %zu is listed twice", i);
+                if ((uid && !uid_valid(uid)) || (expires && (!json_is_integer(expires) || json_integer_value(expires) < 0)) ||
+                    !optional_bool(e, "read-only") || !optional_string(e, "unit") || !optional_string(e, "cgroup"))
+                        return refuse(reason, -EBADMSG, "its record is refused: token %zu has a malformed uid, "
+                                      "expiry or grant", i);
+                if (json_is_true(json_object_get(e, "read-only")) && !range_domain_is_memfd(domain))
+                        return refuse(reason, -EBADMSG, "its record is refused: token %zu is read-only, which a %s "
+                                      "range cannot be", i, range_domain_to_string(domain));
+        }
+        json_array_foreach(holders, i, e) {
+                if (!uid_valid(json_object_get(e, "uid")) || !optional_bool(e, "read-only"))
+                        return refuse(reason, -EBADMSG, "its record is refused: holder %zu has no valid uid", i);
+                if (json_is_true(json_object_get(e, "read-only")) && !range_domain_is_memfd(domain))
+                        return refuse(reason, -EBADMSG, "its record is refused: holder %zu is read-only, which a %s "
+                                      "range cannot be", i, range_domain_to_string(domain));
+        }
+        return 0;
+}
+
 /* Is fd what the record says: a dma-buf of an amdgpu buffer of this size, or a memfd of it? */
 static int check_fd(Manager *m, int fd, RangeDomain domain, uint64_t size, uint32_t home, char **reason) {
         struct stat st;
@@ -380,8 +500,12 @@ static int check_fd(Manager *m, int fd, RangeDomain domain, uint64_t size, uint3
         if (range_domain_is_memfd(domain)) {
                 if (fstat(fd, &st) < 0)
                         return asprintf(reason, "its fd cannot be inspected (%m)") < 0 ? -ENOMEM : -EBADF;
-                if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != size)
+                /* Only shmem files have seals, and a memfd has no name anybody could open it by. */
+                if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != size || st.st_nlink != 0 ||
+                    fcntl(fd, F_GET_SEALS) < 0)
                         return asprintf(reason, "its fd is not a memfd of %s", FORMAT_BYTES(size)) < 0 ? -ENOMEM : -EBADF;
+                if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
+                        return asprintf(reason, "its memfd is not writable") < 0 ? -ENOMEM : -EBADF;
                 return 0;
         }
         k = kfd_get_dmabuf_info(m->kfd_fd, fd, &bsize, &gpu, &flags);
@@ -408,8 +532,7 @@ static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
                 uint64_t expires = 0;
                 Token *t;
 
-                if (!hex || strlen(hex) != TOKEN_HEX_LEN)
-                        continue;
+                /* check_grants() made sure of the types and values */
                 (void) json_u64(e, "expires-usec", &expires);
                 k = token_restore(m, r, hex, &t);
                 if (k < 0)
@@ -418,15 +541,16 @@ static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
                 t->uid = t->has_uid ? (uid_t) json_integer_value(uid) : 0;
                 t->unit = unit ? strdup(unit) : NULL;
                 t->cgroup = cgroup ? strdup(cgroup) : NULL;
+                if ((unit && !t->unit) || (cgroup && !t->cgroup))
+                        return -ENOMEM;
                 t->read_only = json_is_true(json_object_get(e, "read-only"));
                 t->expires_usec = expires;
         }
         json_array_foreach(json_object_get(rec, "holders"), i, e) {
-                uint64_t uid;
+                uint64_t uid = 0;
                 Hold *h;
 
-                if (json_u64(e, "uid", &uid) < 0)
-                        continue;
+                (void) json_u64(e, "uid", &uid);
                 k = hold_new_orphan(r, (uid_t) uid, json_is_true(json_object_get(e, "read-only")), &h);
                 if (k < 0)
                         return k;
@@ -435,7 +559,7 @@ static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
         return 0;
 }
 
-static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
+static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, char **reason) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         uint64_t id, va, size, flags = 0, mask = 0, home_id;
@@ -452,6 +576,14 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
         if (json_u64(rec, "id", &id) < 0 || json_u64(rec, "va", &va) < 0 || json_u64(rec, "size", &size) < 0 ||
             json_u64(rec, "home", &home_id) < 0 || json_u64(rec, "flags", &flags) < 0)
                 return asprintf(reason, "its record is malformed") < 0 ? -ENOMEM : -EBADMSG;
+        if (id != want_id)
+                return refuse(reason, -EBADMSG, "its record is refused: it is filed under id %" PRIu64
+                              " but names range %" PRIu64, want_id, id);
+        if (flags & ~(uint64_t) _RANGE_FLAG_ALL)
+                return refuse(reason, -EBADMSG, "its record is refused: flags 0x%" PRIx64 " are unknown", flags);
+        k = check_va(m, va, size, reason);
+        if (k < 0)
+                return k;
         domain = range_domain_from_string(json_string_value(json_object_get(rec, "domain")) ?: "");
         home = home_id <= UINT32_MAX ? manager_find_gpu(m, (uint32_t) home_id) : NULL;
         if (!home && domain >= 0 && range_domain_is_memfd(domain) && m->n_gpus > 0) {
@@ -481,13 +613,16 @@ static int restore_one(Manager *m, json_t *rec, int fd, char **reason) {
                                    "that location is dropped.", id);
         }
 
+        k = check_grants(m, rec, domain, reason);
+        if (k < 0)
+                return k;
         k = check_fd(m, fd, domain, size, home->gpu_id, reason);
         if (k < 0)
                 return k;
 
-        if (json_is_object(owner)) {
+        if (owner) {
                 uint64_t uid = 0;
-                (void) json_u64(owner, "uid", &uid);
+                (void) json_u64(owner, "uid", &uid); /* check_grants() made sure */
                 k = manager_get_identity(m, (uid_t) uid, json_string_value(json_object_get(owner, "unit")) ?: "",
                                          json_string_value(json_object_get(owner, "cgroup")) ?: "", &identity);
                 if (k < 0)
@@ -546,12 +681,26 @@ static int cmp_u64(const void *a, const void *b) {
 
 static int apply_snapshot(json_t *state, void *userdata) {
         Recovery *rec = userdata;
-        json_t *ranges = json_object_get(state, "ranges");
+        json_t *ranges = json_object_get(state, "ranges"), *v;
         uint64_t next = 0;
+        const char *key;
 
         if (!json_is_object(ranges))
                 return -EBADMSG;
-        json_object_update(rec->ranges, ranges);
+        /* Filed under the range's id as svmd writes it ("12", never "012" or "x"): others name no fd. */
+        json_object_foreach(ranges, key, v) {
+                char canonical[32];
+                uint64_t id = strtoull(key, NULL, 10);
+
+                snprintf(canonical, sizeof(canonical), "%" PRIu64, id);
+                if (id == 0 || !streq(key, canonical)) {
+                        log_warning("The journal's snapshot files a record under \"%.32s\", which is no range id; "
+                                    "ignoring it.", key);
+                        continue;
+                }
+                if (json_object_set(rec->ranges, key, v) < 0)
+                        return -ENOMEM;
+        }
         if (json_u64(state, "next-id", &next) >= 0)
                 rec->next_id = MAX(rec->next_id, next);
         return 0;
@@ -615,7 +764,7 @@ int persist_setup(Manager *m) {
                         k = asprintf(&reason, "its fd is missing from the fd store") < 0 ? -ENOMEM : -ENOENT;
                 else {
                         stored->claimed = true;
-                        k = restore_one(m, json_object_get(rec.ranges, idkey), stored->fd, &reason);
+                        k = restore_one(m, ids[i], json_object_get(rec.ranges, idkey), stored->fd, &reason);
                         /* Done with it now (a host range keeps a copy): at no time twice as many fds. */
                         stored->fd = safe_close(stored->fd);
                 }

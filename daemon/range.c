@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bus-util.h"
@@ -716,23 +717,62 @@ static int undo_batch_pin(void *userdata) {
 
 /* ---- forward steps ---- */
 
+/*
+ * What only svmd may do to a range's memfd (docs/dbus-api.md, "Export"): change its size, which the
+ * seals forbid through every fd, root's too (so holders can neither take the owner's pages away nor
+ * grow the memory past the quota that was charged); and open it again through /proc/PID/fd, which
+ * mode 0600 leaves to svmd's own uid (and to root), so that a read-only fd stays read-only.
+ */
+#define RANGE_MEMFD_SEALS (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
+#define RANGE_MEMFD_MODE 0600
+
+/* -EPERM for a memfd made without MFD_ALLOW_SEALING. */
+static int memfd_seal(int fd) {
+        int seals = fcntl(fd, F_GET_SEALS);
+
+        if (seals < 0)
+                return negative_errno();
+        if ((seals & RANGE_MEMFD_SEALS) == RANGE_MEMFD_SEALS)
+                return 0;
+        if (fcntl(fd, F_ADD_SEALS, RANGE_MEMFD_SEALS) < 0)
+                return negative_errno();
+        return 0;
+}
+
 static int host_map_window(Transaction *t, Range *r, int restore_fd) {
         _cleanup_close_ int fd = -EBADF;
         char name[64];
         void *p;
+        int k;
 
         if (restore_fd >= 0) {
                 /* After a restart: the memfd from the fd store, with the bytes clients wrote. */
                 fd = fcntl(restore_fd, F_DUPFD_CLOEXEC, 3);
                 if (fd < 0)
                         return txn_fail(t->txn, negative_errno(), 0, "taking the host memory of range %" PRIu64, r->id);
+                /* Kept by an svmd that did not protect it yet: protected now as far as the memfd allows. */
+                k = memfd_seal(fd);
+                if (k < 0)
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
+                                   "The host memory of range %" PRIu64 " cannot be sealed (%s), ignoring: "
+                                   "holders with write access may change its size until the range is freed.",
+                                   r->id, k == -EPERM ? "an svmd without seals created it" : strerror(-k));
+                if (fchmod(fd, RANGE_MEMFD_MODE) < 0)
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
+                                   "The host memory of range %" PRIu64 " cannot be made svmd's alone (%m), "
+                                   "ignoring: holders of read-only grants may open it again writable.", r->id);
         } else {
                 snprintf(name, sizeof(name), "svmd-range-%" PRIu64, r->id);
-                fd = memfd_create(name, MFD_CLOEXEC);
+                fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
                 if (fd < 0)
                         return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, r->id);
                 if (ftruncate(fd, (off_t) r->size) < 0)
                         return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, r->id);
+                k = memfd_seal(fd);
+                if (k >= 0 && fchmod(fd, RANGE_MEMFD_MODE) < 0)
+                        k = negative_errno();
+                if (k < 0)
+                        return txn_fail(t->txn, k, 0, "sealing the host memory of range %" PRIu64, r->id);
         }
 
         /* Replace the window's PROT_NONE reservation by the memfd: the kernel's userptr needs the pages

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +69,10 @@ void test_teardown(TestContext *t) {
         *t = (TestContext) {};
 }
 
+sd_bus *test_connect_bus(void) {
+        return connect_to(getenv("SVMD_BUS_ADDRESS"), true);
+}
+
 sd_bus *test_direct(TestContext *t) {
         char address[4096];
 
@@ -121,6 +128,61 @@ void test_free(sd_bus *bus, uint64_t id) {
 
         ASSERT_BUS_OK(r, &error);
         sd_bus_error_free(&error);
+}
+
+uint64_t test_allocate(sd_bus *bus, uint64_t size, uint32_t gpu, const char *domain, bool persistent,
+                       uint64_t *ret_va) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *path;
+        uint64_t id, va;
+        int r;
+
+        r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", size, gpu, domain, 1, "persistent", "b",
+                      (int) persistent);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
+        if (ret_va)
+                *ret_va = va;
+        return id;
+}
+
+int test_export(sd_bus *bus, uint64_t id, uint64_t *ret_size) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t va, size;
+        int fd, r;
+
+        r = test_call(bus, "Export", &error, &reply, "t", id);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "htt", &fd, &va, &size));
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        ASSERT_TRUE(fd >= 0);
+        if (ret_size)
+                *ret_size = size;
+        return fd;
+}
+
+char *test_lost_ranges(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *buf = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&buf, &n);
+        const char *reason;
+        uint64_t id;
+        int r;
+
+        ASSERT_TRUE(f);
+        r = sd_bus_get_property(bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "LostRanges", &error,
+                                &reply, "a(ts)");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ts)"));
+        while ((r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0)
+                fprintf(f, "%" PRIu64 ": %s\n", id, reason);
+        ASSERT_OK(r);
+        fclose(f);
+        return buf;
 }
 
 size_t test_gpu_peers(TestContext *t, uint32_t gpu, uint32_t *ret, size_t max) {
@@ -322,6 +384,44 @@ char *test_list_ranges(sd_bus *bus) {
         fclose(f);
         sd_bus_error_free(&error);
         return buf;
+}
+
+char *test_svmd_log(void) {
+        char path[4096], *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/svmd.log", getenv("KFDEMU_DIR"));
+        f = fopen(path, "re");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(getdelim(&buf, &size, '\0', f) >= 0);
+        fclose(f);
+        return buf;
+}
+
+void test_notify(const char *msg, int fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { (void *) msg, strlen(msg) };
+        struct msghdr mh = { .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = &iov, .msg_iovlen = 1 };
+        int s;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", getenv("KFDEMU_DIR"));
+        if (fd >= 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = sizeof(control);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(s >= 0);
+        ASSERT_TRUE(sendmsg(s, &mh, 0) >= 0);
+        close(s);
 }
 
 void test_become(uid_t uid) {

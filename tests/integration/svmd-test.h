@@ -31,6 +31,8 @@ typedef struct TestContext {
 void test_setup(TestContext *t);
 void test_teardown(TestContext *t);
 sd_bus *test_direct(TestContext *t);
+/* A new connection to the private bus, e.g. in a child that dropped to another uid. */
+sd_bus *test_connect_bus(void);
 
 /*
  * Call org.svmd1.Manager.<member> with arguments per sd_bus_message_append
@@ -72,6 +74,14 @@ char *test_kernel_mappings(TestContext *t);
 /* Free a range; aborts if svmd refuses. */
 void test_free(sd_bus *bus, uint64_t id);
 
+/* Allocate a range with no mapping; aborts if svmd refuses. Returns its id, its VA in *ret_va. */
+uint64_t test_allocate(sd_bus *bus, uint64_t size, uint32_t gpu, const char *domain, bool persistent,
+                       uint64_t *ret_va);
+/* Export a range: the fd (the caller's to close) and the range's size; aborts if svmd refuses. */
+int test_export(sd_bus *bus, uint64_t id, uint64_t *ret_size);
+/* LostRanges as "id: reason" lines. */
+char *test_lost_ranges(sd_bus *bus);
+
 /* The Peers property of a GPU: up to max ids into ret, and how many there are (at most max). */
 size_t test_gpu_peers(TestContext *t, uint32_t gpu, uint32_t *ret, size_t max);
 
@@ -79,6 +89,12 @@ char *test_list_ranges(sd_bus *bus);
 
 /* GetUsage("") as one line, for before/after comparisons of the caller's accounting. */
 char *test_usage(sd_bus *bus);
+
+/* svmd's log so far, from a harness run with --svmd tests/hostile/svmd-log.sh. */
+char *test_svmd_log(void);
+
+/* Speak to the fd store as svmd would (svmd-harness plays systemd): msg, and fd if ≥ 0. */
+void test_notify(const char *msg, int fd);
 
 /* Drop to uid (and gid) for good: a forked child that plays another tenant. */
 void test_become(uid_t uid);

@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -98,49 +96,12 @@ static bool exists(uint64_t id) {
 }
 
 static char *lost_ranges(void) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        char *buf = NULL;
-        size_t n = 0;
-        FILE *f = open_memstream(&buf, &n);
-        const char *reason;
-        uint64_t id;
-        int r;
-
-        r = sd_bus_get_property(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "LostRanges", &error,
-                                &reply, "a(ts)");
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(ts)"));
-        while ((r = sd_bus_message_read(reply, "(ts)", &id, &reason)) > 0)
-                fprintf(f, "%" PRIu64 ": %s\n", id, reason);
-        fclose(f);
-        return buf;
+        return test_lost_ranges(T.bus);
 }
 
 /* Speak to the fd store as svmd would (the harness plays systemd). */
 static void notify(const char *msg, int fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char control[CMSG_SPACE(sizeof(int))] = {};
-        struct iovec iov = { (void *) msg, strlen(msg) };
-        struct msghdr mh = { .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = &iov, .msg_iovlen = 1 };
-        int s;
-
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", getenv("KFDEMU_DIR"));
-        if (fd >= 0) {
-                struct cmsghdr *c;
-
-                mh.msg_control = control;
-                mh.msg_controllen = sizeof(control);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(c), &fd, sizeof(int));
-        }
-        s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        ASSERT_TRUE(s >= 0);
-        ASSERT_TRUE(sendmsg(s, &mh, 0) >= 0);
-        close(s);
+        test_notify(msg, fd);
 }
 
 static void test_ranges_survive_kill(void) {

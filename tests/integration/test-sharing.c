@@ -137,19 +137,6 @@ static uint64_t call_allocate(sd_bus *bus, uint64_t size, uint32_t gpu, const ch
         return id;
 }
 
-static int export_fd(sd_bus *bus, uint64_t id, uint64_t *ret_size) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint64_t va, size;
-        int fd, r;
-
-        r = test_call(bus, "Export", &error, &reply, "t", id);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "htt", &fd, &va, &size));
-        *ret_size = size;
-        return fcntl(fd, F_DUPFD_CLOEXEC, 3);
-}
-
 static const char pattern[] = "svmd shares bytes across processes";
 
 static void owner_main(int in, int out) {
@@ -165,7 +152,7 @@ static void owner_main(int in, int out) {
         id = call_allocate(bus, 2 * MiB, (uint32_t) strtoul(getenv("GPU0"), NULL, 0), "vram", true, false, NULL,
                            &error);
         ASSERT_BUS_OK(id ? 0 : -1, &error);
-        fd = export_fd(bus, id, &size);
+        fd = test_export(bus, id, &size);
         ASSERT_UEQ(size, 2 * MiB);
         map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         ASSERT_TRUE(map != MAP_FAILED);
