@@ -10,6 +10,7 @@
 
 #include <systemd/sd-login.h>
 
+#include "cgroup-util.h"
 #include "client.h"
 #include "log.h"
 #include "manager.h"
@@ -430,7 +431,7 @@ bool token_allows(const Token *t, const Identity *i) {
                 return false;
         if (t->unit && fnmatch(t->unit, i->unit, 0) != 0)
                 return false;
-        if (t->cgroup && strncmp(i->cgroup, t->cgroup, strlen(t->cgroup)) != 0)
+        if (t->cgroup && !cgroup_is_prefix(t->cgroup, i->cgroup))
                 return false;
         return true;
 }
