@@ -470,7 +470,7 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         r = bus_read_options(msg, change_options, &o, "options", error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c.client);
+        r = manager_get_client(m, msg, &c.client, error);
         if (r < 0)
                 return r;
         r = request_replay(m, msg, c.client, o.request_id, error);
