@@ -16,77 +16,21 @@
  * skipped (exit 77) and says why.
  */
 
-#include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <linux/magic.h>
-#include <systemd/sd-login.h>
-
+#include "hostile-cgroup.h"
 #include "svmd-protocol.h"
 #include "svmd-test.h"
 
 #define UID_TENANT 2
-#define EXIT_SKIP 77
 
 static TestContext T;
-static char mount_point[64], base[128]; /* base: the cgroup path, e.g. /svmd-cgroup-prefix-123 */
 static char token[128];
-
-static bool find_cgroup2(void) {
-        static const char *const candidates[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
-        struct statfs fs;
-
-        for (size_t i = 0; i < 2; i++)
-                if (statfs(candidates[i], &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) {
-                        snprintf(mount_point, sizeof(mount_point), "%s", candidates[i]);
-                        return true;
-                }
-        return false;
-}
-
-static void cg_mkdir(const char *path) {
-        char p[512];
-
-        snprintf(p, sizeof(p), "%s%s", mount_point, path);
-        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-                printf("SKIP: cannot create cgroup %s: %m\n", p);
-                exit(EXIT_SKIP);
-        }
-}
-
-static void cg_rmdir(const char *path) {
-        char p[512];
-
-        snprintf(p, sizeof(p), "%s%s", mount_point, path);
-        (void) rmdir(p);
-}
-
-/* In a child: move into cgroup, check that the cgroup is what svmd will read, become uid. */
-static void enter(const char *cgroup) {
-        _cleanup_free_ char *seen = NULL;
-        char p[512];
-        FILE *f;
-
-        snprintf(p, sizeof(p), "%s%s/cgroup.procs", mount_point, cgroup);
-        f = fopen(p, "we");
-        ASSERT_TRUE(f);
-        fprintf(f, "%d\n", (int) getpid());
-        ASSERT_TRUE(fclose(f) == 0);
-        ASSERT_OK(sd_pid_get_cgroup(0, &seen));
-        if (!streq(seen, cgroup)) {
-                printf("SKIP: moved to cgroup %s, but sd_pid_get_cgroup() reads %s\n", cgroup, seen);
-                _exit(EXIT_SKIP);
-        }
-        test_become(UID_TENANT);
-}
 
 static sd_bus *connect_bus(void) {
         sd_bus *bus = NULL;
@@ -105,17 +49,18 @@ static void run_in(const char *sub, void (*fn)(const char *cgroup)) {
         int status;
         pid_t pid;
 
-        snprintf(cgroup, sizeof(cgroup), "%s/%s", base, sub);
+        snprintf(cgroup, sizeof(cgroup), "%s", hostile_cgroup(sub));
         pid = fork();
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
-                enter(cgroup);
+                hostile_cgroup_enter(sub);
+                test_become(UID_TENANT);
                 fn(cgroup);
                 _exit(0);
         }
         ASSERT_TRUE(waitpid(pid, &status, 0) == pid);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_SKIP)
-                exit(EXIT_SKIP);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == HOSTILE_CGROUP_SKIP)
+                exit(HOSTILE_CGROUP_SKIP);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 fprintf(stderr, "client in %s failed (status 0x%x)\n", cgroup, status);
                 abort();
@@ -205,7 +150,7 @@ static void share_to_job1(void) {
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
         reply = sd_bus_message_unref(reply);
-        snprintf(grant, sizeof(grant), "%s/job-1", base);
+        snprintf(grant, sizeof(grant), "%s", hostile_cgroup("job-1"));
         r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", id, 1, "cgroup", "s", grant);
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_read(reply, "s", &t));
@@ -221,52 +166,20 @@ static void reload_with_rule(void) {
 
         ASSERT_TRUE(f);
         fprintf(f,
-                "{ \"quotas\": [ { \"match\": { \"cgroup\": \"%s/job-1\" }, \"ranges\": 1 } ],\n"
+                "{ \"quotas\": [ { \"match\": { \"cgroup\": \"%s\" }, \"ranges\": 1 } ],\n"
                 "  \"default-quota\": { \"vram\": \"512M\", \"host\": \"128M\", \"ranges\": 24 } }\n",
-                base);
+                hostile_cgroup("job-1"));
         ASSERT_TRUE(fclose(f) == 0);
         r = test_call(T.bus, "Reload", &error, NULL, "");
         ASSERT_BUS_OK(r, &error);
-        printf("quota rule: cgroup %s/job-1, 1 range\n", base);
-}
-
-static void cleanup(void) {
-        char p[256];
-
-        snprintf(p, sizeof(p), "%s/job-12.scope/payload", base);
-        cg_rmdir(p);
-        snprintf(p, sizeof(p), "%s/job-12.scope", base);
-        cg_rmdir(p);
-        snprintf(p, sizeof(p), "%s/job-1", base);
-        cg_rmdir(p);
-        cg_rmdir(base);
-}
-
-static void on_abort(int sig) {
-        cleanup();
-        signal(sig, SIG_DFL);
-        raise(sig);
+        printf("quota rule: cgroup %s, 1 range\n", hostile_cgroup("job-1"));
 }
 
 int main(void) {
-        char p[256];
+        static const char *const subs[] = { "job-1", "job-12.scope", "job-12.scope/payload", NULL };
 
         setvbuf(stdout, NULL, _IOLBF, 0);
-        if (!find_cgroup2()) {
-                printf("SKIP: no cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified\n");
-                return EXIT_SKIP;
-        }
-        snprintf(base, sizeof(base), "/svmd-cgroup-prefix-%d", (int) getpid());
-        atexit(cleanup);
-        signal(SIGABRT, on_abort);
-        cg_mkdir(base);
-        snprintf(p, sizeof(p), "%s/job-1", base);
-        cg_mkdir(p);
-        snprintf(p, sizeof(p), "%s/job-12.scope", base);
-        cg_mkdir(p);
-        snprintf(p, sizeof(p), "%s/job-12.scope/payload", base);
-        cg_mkdir(p);
-
+        hostile_cgroup_setup("svmd-cgroup-prefix", subs);
         test_setup(&T);
         share_to_job1();
         run_in("job-1", attach_allowed);
