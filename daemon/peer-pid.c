@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,10 +86,14 @@ static int pid_has_uid(pid_t pid, uid_t uid) {
 }
 
 static int pidfd_alive(int pidfd) {
-        /* Signal 0 checks existence; EPERM (another user's process) still means it exists. */
-        if (pidfd_send_signal(pidfd, 0, NULL, 0) >= 0 || errno == EPERM)
-                return 0;
-        return errno == ESRCH ? -ESRCH : negative_errno();
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+        /* A pidfd becomes readable when its process exits: no signal, no permission needed. */
+        if (poll(&p, 1, 0) < 0)
+                return negative_errno();
+        if (p.revents & POLLNVAL)
+                return -EBADF;
+        return p.revents & (POLLIN | POLLHUP) ? -ESRCH : 0;
 }
 
 /* The pidfd of the process that connected sockfd. -ENOPROTOOPT: the kernel has none to give. */

@@ -12,8 +12,9 @@
  * the caller is refused. Otherwise (bus callers, older kernels) svmd opens a
  * pidfd for the pid it was told; the process it names must then run as the
  * caller's uid, so another user's process is never taken for the caller.
- * Either way, after reading, the pidfd's process must still be alive and have
- * the start time read first: the pid was not recycled in between.
+ * Either way, after reading, the pidfd's process must still be alive (its pidfd
+ * not readable) and have the start time read first: the pid was not recycled in
+ * between.
  */
 
 #include <stdbool.h>
