@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,4 +97,23 @@ void hostile_cgroup_enter(const char *sub) {
                 printf("SKIP: moved to cgroup %s, but sd_pid_get_cgroup() reads %s\n", cgroup, seen);
                 _exit(HOSTILE_CGROUP_SKIP);
         }
+}
+
+void hostile_cgroup_share(sd_bus *bus, uint32_t gpu, const char *sub, char *token, size_t size) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *t, *path;
+        uint64_t id, va;
+        int r;
+
+        r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", UINT64_C(65536), gpu, "host", 0);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
+        reply = sd_bus_message_unref(reply);
+        r = test_call(bus, "Share", &error, &reply, "ta{sv}", id, 1, "cgroup", "s", hostile_cgroup(sub));
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "s", &t));
+        snprintf(token, size, "%s", t);
+        sd_bus_message_unref(reply);
+        printf("range %" PRIu64 " shared to cgroup %s\n", id, hostile_cgroup(sub));
 }

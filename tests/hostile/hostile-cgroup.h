@@ -9,7 +9,11 @@
  * and says why.
  */
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include <systemd/sd-bus.h>
 
 #define HOSTILE_CGROUP_SKIP 77
 
@@ -19,3 +23,5 @@ void hostile_cgroup_setup(const char *name, const char *const *subs);
 const char *hostile_cgroup(const char *sub);
 /* Move the calling process into sub, and check that sd_pid_get_cgroup() sees it there. */
 void hostile_cgroup_enter(const char *sub);
+/* As the bus's caller (root): a new host range, shared to the cgroup sub; its token into token. */
+void hostile_cgroup_share(sd_bus *bus, uint32_t gpu, const char *sub, char *token, size_t size);

@@ -138,27 +138,6 @@ static void quota_sibling(const char *cgroup) {
         sd_bus_flush_close_unref(bus);
 }
 
-static void share_to_job1(void) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        char grant[256];
-        const char *t, *path;
-        uint64_t id, va;
-        int r;
-
-        r = test_call(T.bus, "Allocate", &error, &reply, "tusa{sv}", UINT64_C(65536), T.gpus[0], "host", 0);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
-        reply = sd_bus_message_unref(reply);
-        snprintf(grant, sizeof(grant), "%s", hostile_cgroup("job-1"));
-        r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", id, 1, "cgroup", "s", grant);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "s", &t));
-        snprintf(token, sizeof(token), "%s", t);
-        sd_bus_message_unref(reply);
-        printf("range %" PRIu64 " shared to cgroup %s\n", id, grant);
-}
-
 static void reload_with_rule(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         FILE *f = fopen(getenv("SVMD_TEST_CONFIG"), "we");
@@ -181,7 +160,7 @@ int main(void) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         hostile_cgroup_setup("svmd-cgroup-prefix", subs);
         test_setup(&T);
-        share_to_job1();
+        hostile_cgroup_share(T.bus, T.gpus[0], "job-1", token, sizeof(token));
         run_in("job-1", attach_allowed);
         run_in("job-12.scope/payload", attach_refused);
         run_in("job-12.scope", attach_refused);

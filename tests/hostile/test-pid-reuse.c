@@ -57,25 +57,6 @@ static void socket_address(bool direct, struct sockaddr_un *sa) {
         }
 }
 
-static void share_to_victim(void) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        const char *t, *path;
-        uint64_t id, va;
-        int r;
-
-        r = test_call(T.bus, "Allocate", &error, &reply, "tusa{sv}", UINT64_C(65536), T.gpus[0], "host", 0);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
-        reply = sd_bus_message_unref(reply);
-        r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", id, 1, "cgroup", "s", hostile_cgroup("victim"));
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "s", &t));
-        snprintf(token, sizeof(token), "%s", t);
-        sd_bus_message_unref(reply);
-        printf("range %" PRIu64 " shared to cgroup %s\n", id, hostile_cgroup("victim"));
-}
-
 static int wait_child(pid_t pid) {
         int status;
 
@@ -214,7 +195,7 @@ int main(void) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         hostile_cgroup_setup("svmd-pid-reuse", subs);
         test_setup(&T);
-        share_to_victim();
+        hostile_cgroup_share(T.bus, T.gpus[0], "victim", token, sizeof(token));
         control();
         for (int direct = 1; direct >= 0; direct--) {
                 int r = -EEXIST;
