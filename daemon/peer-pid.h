@@ -14,7 +14,8 @@
  * caller's uid, so another user's process is never taken for the caller.
  * Either way, after reading, the pidfd's process must still be alive (its pidfd
  * not readable) and have the start time read first: the pid was not recycled in
- * between.
+ * between. Without pidfds (Linux < 5.3, or under valgrind) the start time check
+ * and the uid check remain.
  */
 
 #include <stdbool.h>
@@ -23,7 +24,7 @@
 
 typedef struct PeerPid {
         pid_t pid;
-        int pidfd;              /* owned */
+        int pidfd;              /* owned; -EBADF where the kernel has no pidfds */
         bool from_peer;         /* the socket's own pidfd (SO_PEERPIDFD) */
         uint64_t start;         /* /proc/PID/stat starttime, clock ticks after boot */
 } PeerPid;

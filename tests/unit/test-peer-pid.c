@@ -98,9 +98,20 @@ static void test_alive_and_gone(void) {
         /* A pid the bus told us, now held by a process of another uid. */
         ASSERT_EQ(peer_pid_read_identity(&p, getuid() + 4242, &u, &c), -ESTALE);
 
+        /* Without pidfds (Linux < 5.3, valgrind): the start time and uid checks alone. */
+        faked = p;
+        faked.pidfd = -EBADF;
+        ASSERT_OK(peer_pid_read_identity(&faked, getuid(), &u, &c));
+        free(u);
+        free(c);
+        faked.start++;
+        ASSERT_EQ(peer_pid_read_identity(&faked, getuid(), &u, &c), -ESTALE);
+
         /* Gone (and reaped): refused, and cannot be pinned again. */
         reap(child);
         ASSERT_EQ(peer_pid_read_identity(&p, getuid(), &u, &c), -ESRCH);
+        faked.start--;
+        ASSERT_EQ(peer_pid_read_identity(&faked, getuid(), &u, &c), -ESTALE);
         peer_pid_done(&p);
         ASSERT_EQ(peer_pid_pin(child, -EBADF, &p), -ESRCH);
 }
