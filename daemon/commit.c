@@ -18,6 +18,7 @@
 #include "bus-util.h"
 #include "client.h"
 #include "gpu.h"
+#include "id-table.h"
 #include "log.h"
 #include "manager.h"
 #include "method-util.h"
@@ -116,8 +117,8 @@ static int prefix_error(sd_bus_error *error, size_t idx, OpKind kind, int r) {
         return r;
 }
 
-static int read_commit_ops(sd_bus_message *msg, Commit *c, sd_bus_error *error) {
-        size_t allocated = 0;
+static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_error *error) {
+        size_t allocated = 0, pinned = 0;
         const char *kind_s;
         int r;
 
@@ -170,10 +171,10 @@ static int read_commit_ops(sd_bus_message *msg, Commit *c, sd_bus_error *error) 
         if (c->n_ops == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "A Commit needs at least one operation.");
 
-        /* At most one per operation, plus one per host range a batch pins. */
-        c->max_sims = c->n_ops;
+        /* At most one per operation, plus one per existing range a batch pins (not more than exist). */
         for (size_t i = 0; i < c->n_ops; i++)
-                c->max_sims += c->ops[i].args.host_ranges.n;
+                pinned += c->ops[i].args.host_ranges.n;
+        c->max_sims = c->n_ops + MIN(pinned, id_table_size(m->ranges));
         c->sims = calloc(c->max_sims, sizeof(SimRange));
         return c->sims ? 0 : -ENOMEM;
 }
@@ -464,7 +465,7 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         int r;
 
-        r = read_commit_ops(msg, &c, error);
+        r = read_commit_ops(m, msg, &c, error);
         if (r < 0)
                 return r;
         r = bus_read_options(msg, change_options, &o, "options", error);
