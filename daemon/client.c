@@ -10,9 +10,11 @@
 
 #include <systemd/sd-login.h>
 
+#include "cgroup-util.h"
 #include "client.h"
 #include "log.h"
 #include "manager.h"
+#include "peer-pid.h"
 #include "persist.h"
 #include "range.h"
 #include "str-table.h"
@@ -112,38 +114,63 @@ static int on_client_gone(sd_bus_track *track, void *userdata) {
         return 0;
 }
 
-static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char **ret_unit, char **ret_cgroup) {
+static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char **ret_unit, char **ret_cgroup,
+                           sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        _cleanup_free_ char *unit = NULL, *cgroup = NULL;
+        _cleanup_(peer_pid_done) PeerPid peer = PEER_PID_NULL;
+        sd_bus *bus = sd_bus_message_get_bus(msg);
+        uid_t uid;
         pid_t pid = 0;
         int r;
 
         /* Only the bus-provided (or SO_PEERCRED) uid and pid are trusted; unit and cgroup are
-         * derived from the pid for quota scopes and logs. */
+         * derived from the pid for quota scopes and logs, with the process pinned while they are
+         * read (peer-pid.h). */
         r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
         if (r < 0)
                 return r;
-        r = sd_bus_creds_get_euid(creds, ret_uid);
+        r = sd_bus_creds_get_euid(creds, &uid);
         if (r < 0)
                 return r;
         (void) sd_bus_creds_get_pid(creds, &pid);
-        if (pid > 0) {
-                if (sd_pid_get_unit(pid, &unit) < 0 && sd_pid_get_user_unit(pid, &unit) < 0)
-                        unit = NULL;
-                if (sd_pid_get_cgroup(pid, &cgroup) < 0)
-                        cgroup = NULL;
+        if (pid <= 0) {
+                /* No pid: no unit and no cgroup either. */
+                _cleanup_free_ char *unit = strdup(""), *cgroup = strdup("");
+
+                if (!unit || !cgroup)
+                        return -ENOMEM;
+                *ret_uid = uid;
+                *ret_unit = TAKE_PTR(unit);
+                *ret_cgroup = TAKE_PTR(cgroup);
+                return 0;
         }
-        *ret_unit = unit ? TAKE_PTR(unit) : strdup("");
-        *ret_cgroup = cgroup ? TAKE_PTR(cgroup) : strdup("");
-        return *ret_unit && *ret_cgroup ? 0 : -ENOMEM;
+
+        /* A direct peer's socket can name the process itself; a bus peer's pid comes from the bus. */
+        r = peer_pid_pin(pid, sd_bus_message_get_sender(msg) ? -EBADF : sd_bus_get_fd(bus), &peer);
+        if (r >= 0)
+                r = peer_pid_read_identity(&peer, uid, ret_unit, ret_cgroup);
+        if (r == -ESRCH)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "The process that opened this connection (pid %d) has exited, so svmd "
+                                         "cannot tell its unit and cgroup; connect again from the calling process.",
+                                         (int) pid);
+        if (r == -ESTALE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Pid %d no longer names the process that opened this connection (it "
+                                         "exited and the pid was reused); connect again from the calling process.",
+                                         (int) pid);
+        if (r < 0)
+                return r;
+        *ret_uid = uid;
+        return 0;
 }
 
-int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret) {
+int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error) {
         _cleanup_free_ char *name = NULL, *unit = NULL, *cgroup = NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
         const char *sender = sd_bus_message_get_sender(msg);
+        uid_t uid = (uid_t) -1;
         Client *c;
-        uid_t uid;
         int r;
 
         if (sender)
@@ -159,7 +186,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret) {
                 return 0;
         }
 
-        r = caller_identity(m, msg, &uid, &unit, &cgroup);
+        r = caller_identity(m, msg, &uid, &unit, &cgroup, error);
         if (r < 0)
                 return r;
 
@@ -430,7 +457,7 @@ bool token_allows(const Token *t, const Identity *i) {
                 return false;
         if (t->unit && fnmatch(t->unit, i->unit, 0) != 0)
                 return false;
-        if (t->cgroup && strncmp(i->cgroup, t->cgroup, strlen(t->cgroup)) != 0)
+        if (t->cgroup && !cgroup_is_prefix(t->cgroup, i->cgroup))
                 return false;
         return true;
 }

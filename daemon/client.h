@@ -78,7 +78,7 @@ struct Token {
 };
 
 /* The client behind a message, created on first use (and tracked). */
-int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret);
+int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error);
 /* A direct peer's connection closed. */
 void manager_direct_peer_closed(Manager *m, sd_bus *bus);
 Client *client_free(Client *c);

@@ -7,6 +7,7 @@
  * claimed); only then does the transaction run.
  */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "bus-util.h"
 #include "client.h"
 #include "gpu.h"
+#include "id-table.h"
 #include "log.h"
 #include "manager.h"
 #include "method-util.h"
@@ -64,7 +66,7 @@ typedef struct SimRange {
         uint32_t home;
         RangeDomain domain;
         uint64_t mapped;
-        uint32_t batch_users;
+        uint32_t batch_users;   /* batch ranges using its pages, existing or created by this Commit */
         bool freed;
 } SimRange;
 
@@ -86,8 +88,8 @@ typedef struct Commit {
         bool needs_admin;       /* an operation touches a range the caller neither owns nor holds */
         CommitOp *ops;
         size_t n_ops;
-        SimRange *sims;         /* at most one per op */
-        size_t n_sims;
+        SimRange *sims;         /* one per range an operation names, creates or pins */
+        size_t n_sims, max_sims;
 } Commit;
 
 static void commit_done(Commit *c) {
@@ -115,8 +117,8 @@ static int prefix_error(sd_bus_error *error, size_t idx, OpKind kind, int r) {
         return r;
 }
 
-static int read_commit_ops(sd_bus_message *msg, Commit *c, sd_bus_error *error) {
-        size_t allocated = 0;
+static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_error *error) {
+        size_t allocated = 0, pinned = 0;
         const char *kind_s;
         int r;
 
@@ -169,8 +171,50 @@ static int read_commit_ops(sd_bus_message *msg, Commit *c, sd_bus_error *error) 
         if (c->n_ops == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "A Commit needs at least one operation.");
 
-        c->sims = calloc(c->n_ops, sizeof(SimRange));
+        /* At most one per operation, plus one per existing range a batch pins (not more than exist). */
+        for (size_t i = 0; i < c->n_ops; i++)
+                pinned += c->ops[i].args.host_ranges.n;
+        c->max_sims = c->n_ops + MIN(pinned, id_table_size(m->ranges));
+        c->sims = calloc(c->max_sims, sizeof(SimRange));
         return c->sims ? 0 : -ENOMEM;
+}
+
+/* The simulated state of an existing range, created on first use. */
+static SimRange *sim_existing(Commit *c, Range *r) {
+        for (size_t i = 0; i < c->n_sims; i++)
+                if (c->sims[i].existing == r)
+                        return &c->sims[i];
+        assert(c->n_sims < c->max_sims);
+        c->sims[c->n_sims] = (SimRange) {
+                .existing = r,
+                .home = r->home,
+                .domain = r->domain,
+                .mapped = range_mapped(r),
+                .batch_users = r->n_batch_users,
+        };
+        return &c->sims[c->n_sims++];
+}
+
+/*
+ * A batch range pins the host ranges under its pieces until it is gone (range.c,
+ * batch_pin_sources): a host range freed earlier in this Commit cannot back it, and one
+ * it uses cannot be freed later in this Commit. The pin holds for the rest of the Commit
+ * even if the batch range itself is freed by a later operation, as in the execution,
+ * where frees happen only at the end.
+ */
+static int sim_pin_sources(Commit *c, CommitOp *op, sd_bus_error *error) {
+        for (uint32_t p = 0; p < op->spec.n_pieces; p++) {
+                SimRange *s = sim_existing(c, op->pieces[p].source);
+
+                if (s->freed)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Host range %" PRIu32 " lies in range %" PRIu64 ", which an earlier "
+                                                 "operation of this Commit frees.",
+                                                 p, s->existing->id);
+        }
+        for (uint32_t p = 0; p < op->spec.n_pieces; p++)
+                sim_existing(c, op->pieces[p].source)->batch_users++;
+        return 0;
 }
 
 static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_error *error) {
@@ -194,25 +238,26 @@ static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_
                         return k;
                 if (!client_may(c->client, r, false))
                         c->needs_admin = true;
-                s = NULL;
-                for (size_t i = 0; i < c->n_sims; i++)
-                        if (c->sims[i].existing == r)
-                                s = &c->sims[i];
-                if (!s) {
-                        s = &c->sims[c->n_sims++];
-                        *s = (SimRange) {
-                                .existing = r,
-                                .home = r->home,
-                                .domain = r->domain,
-                                .mapped = range_mapped(r),
-                                .batch_users = r->n_batch_users,
-                        };
-                }
+                s = sim_existing(c, r);
         }
         if (s->freed)
                 return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_RANGE,
                                         "The range is freed by an earlier operation of this Commit.");
         *ret = s;
+        return 0;
+}
+
+/* The same check and words as Unmap's, against the mapping simulated so far. */
+static int validate_unmap(Manager *m, const CommitOp *op, sd_bus_error *error) {
+        uint64_t missing = op->mask & ~op->sim->mapped;
+        char buf[256];
+
+        if (op->sim->existing)
+                return range_validate_unmap(op->sim->existing, op->sim->mapped, op->mask, error);
+        if (missing != 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The range of operation %" PRIu32 " is not mapped to GPU %s.", op->args.ref,
+                                         gpu_mask_to_string(m, missing, buf, sizeof(buf)));
         return 0;
 }
 
@@ -225,10 +270,14 @@ static int validate_set_attributes(Manager *m, Commit *c, size_t idx, sd_bus_err
         r = sim_target(m, c, idx, &op->sim, error);
         if (r < 0)
                 return r;
-        if (op->sim->domain != RANGE_DOMAIN_SVM)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "The range is a %s range; SVM attributes apply to svm ranges only.",
-                                         range_domain_to_string(op->sim->domain));
+        if (op->sim->existing)
+                r = range_validate_set_attributes(op->sim->existing, error);
+        else if (op->sim->domain != RANGE_DOMAIN_SVM)
+                r = sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                      "The range of operation %" PRIu32 " is a %s range; SVM attributes apply to svm "
+                                      "ranges only.", op->args.ref, range_domain_to_string(op->sim->domain));
+        if (r < 0)
+                return r;
         op->change = malloc(sizeof(SvmChange));
         if (!op->change)
                 return -ENOMEM;
@@ -269,12 +318,12 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                                                error);
                         if (r < 0)
                                 break;
+                        r = sim_pin_sources(c, op, error);
+                        if (r < 0)
+                                break;
+                        assert(c->n_sims < c->max_sims);
                         op->sim = &c->sims[c->n_sims++];
                         *op->sim = (SimRange) { .home = op->spec.home, .domain = domain, .mapped = op->mask };
-                        for (uint32_t p = 0; p < op->spec.n_pieces; p++)
-                                for (size_t s = 0; s < c->n_sims; s++)
-                                        if (c->sims[s].existing == op->pieces[p].source)
-                                                c->sims[s].batch_users++;
                         break;
                 }
                 case OP_MAP:
@@ -292,11 +341,10 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                         if (op->kind == OP_MAP) {
                                 r = range_validate_map(m, op->sim->home, op->sim->domain, op->mask, error);
                                 op->sim->mapped |= op->mask;
-                        } else if ((op->mask & ~op->sim->mapped) != 0)
-                                r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                     "The range is not mapped to every GPU listed.");
-                        else
+                        } else {
+                                r = validate_unmap(m, op, error);
                                 op->sim->mapped &= ~op->mask;
+                        }
                         break;
                 case OP_SET_ATTRIBUTES:
                         r = validate_set_attributes(m, c, i, error);
@@ -306,8 +354,10 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                         if (r < 0)
                                 break;
                         if (op->sim->batch_users > 0)
-                                r = sd_bus_error_set(error, SVMD_ERROR_BUSY,
-                                                     "The range backs batch ranges; free those first.");
+                                /* Only existing host ranges back batch pieces: the same words as Free's. */
+                                r = sd_bus_error_setf(error, SVMD_ERROR_BUSY,
+                                                      "Range %" PRIu64 " backs pieces of batch ranges; free those first.",
+                                                      op->sim->existing->id);
                         else if (op->sim->existing && op->sim->existing->holds)
                                 r = sd_bus_error_set(error, SVMD_ERROR_BUSY,
                                                      "Other clients hold the range; Free it outside a Commit, "
@@ -415,13 +465,13 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         int r;
 
-        r = read_commit_ops(msg, &c, error);
+        r = read_commit_ops(m, msg, &c, error);
         if (r < 0)
                 return r;
         r = bus_read_options(msg, change_options, &o, "options", error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c.client);
+        r = manager_get_client(m, msg, &c.client, error);
         if (r < 0)
                 return r;
         r = request_replay(m, msg, c.client, o.request_id, error);

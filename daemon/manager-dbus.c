@@ -55,7 +55,7 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         uint64_t map;
         int r;
 
-        r = manager_get_client(m, msg, &c);
+        r = manager_get_client(m, msg, &c, error);
         if (r < 0)
                 return r;
         r = request_replay(m, msg, c, a->request_id, error);
@@ -139,7 +139,7 @@ static int method_free(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         r = sd_bus_message_read(msg, "t", &id);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c);
+        r = manager_get_client(m, msg, &c, error);
         if (r < 0)
                 return r;
 
@@ -201,7 +201,7 @@ static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         r = bus_read_options(msg, change_options, &a, "options", error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c);
+        r = manager_get_client(m, msg, &c, error);
         if (r < 0)
                 return r;
         r = request_replay(m, msg, c, a.request_id, error);
@@ -263,7 +263,7 @@ static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error
         r = range_validate_unmap(range, range_mapped(range), mask, error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c);
+        r = manager_get_client(m, msg, &c, error);
         if (r < 0)
                 return r;
         r = authorize_range(m, msg, c, range, false, "Unmapping", error);
@@ -296,7 +296,7 @@ int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = bus_read_options(msg, set_attributes_options, &a, "attrs", error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c);
+        r = manager_get_client(m, msg, &c, error);
         if (r < 0)
                 return r;
         r = request_replay(m, msg, c, a.request_id, error);
@@ -428,7 +428,7 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = bus_read_options(msg, filter_options, &f, "filter", error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c);
+        r = manager_get_client(m, msg, &c, error);
         if (r < 0)
                 return r;
         /* Everyone sees what they own or hold; listing others' ranges is for administrators. */

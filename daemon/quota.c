@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cgroup-util.h"
 #include "gpu.h"
 #include "str-table.h"
 #include "macro.h"
@@ -58,7 +59,7 @@ static bool rule_matches(const QuotaRule *r, uid_t uid, const char *unit, const 
         case QUOTA_MATCH_UNIT:
                 return unit && unit[0] && fnmatch(r->pattern, unit, 0) == 0;
         case QUOTA_MATCH_CGROUP:
-                return cgroup && strncmp(cgroup, r->pattern, strlen(r->pattern)) == 0;
+                return cgroup_is_prefix(r->pattern, cgroup);
         default:
                 return false;
         }

@@ -31,7 +31,7 @@ static bool visible(Manager *m, sd_bus *bus, Range *r) {
 
         if (!msg)
                 return true;
-        if (manager_get_client(m, msg, &c) < 0)
+        if (manager_get_client(m, msg, &c, NULL) < 0)
                 return false;
         return client_may(c, r, true);
 }

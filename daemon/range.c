@@ -915,6 +915,14 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 return 0;
         }
 
+        /* A batch piece pins its host range until the batch range is gone; one this transaction frees
+         * would be destroyed under it at commit. Validation refuses this first (commit.c). */
+        for (uint32_t i = 0; i < spec->n_pieces; i++)
+                if (transaction_frees(t, spec->pieces[i].source))
+                        return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
+                                                 "Host range %" PRIu32 " lies in range %" PRIu64 ", which is being "
+                                                 "freed.", i, spec->pieces[i].source->id);
+
         flags = kfd_flags(spec->domain, spec->flags);
         offset = 0;
         for (uint32_t i = 0; i < r->n_pieces; i++) {

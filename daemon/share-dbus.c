@@ -55,7 +55,7 @@ int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = sd_bus_message_read(msg, "t", &id);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
         k = lookup_range(m, id, &r, error);
@@ -92,7 +92,7 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = bus_read_options(msg, grant_options, &g, "grant", error);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
         k = lookup_range(m, id, &r, error);
@@ -153,7 +153,7 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = sd_bus_message_read(msg, "s", &token);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
 
@@ -205,7 +205,7 @@ int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = sd_bus_message_read(msg, "t", &id);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
         r = manager_find_range(m, id);
@@ -239,7 +239,7 @@ int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = sd_bus_message_read(msg, "s", &key);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
 
@@ -318,7 +318,7 @@ int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Client *c;
         int k;
 
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
         k = authorize_admin(m, msg, c, "Reloading the configuration", error);

@@ -96,7 +96,7 @@ int transaction_queue_free(Transaction *t, Range *r) {
         return 0;
 }
 
-static bool is_queued_free(Transaction *t, Range *r) {
+bool transaction_frees(const Transaction *t, const Range *r) {
         for (size_t i = 0; i < t->n_frees; i++)
                 if (t->frees[i] == r)
                         return true;
@@ -220,7 +220,7 @@ static void publish(Transaction *t) {
                 Range *r = tr->range;
 
                 gpus_changed |= tr->mapped_before | (UINT64_C(1) << r->home);
-                if (is_queued_free(t, r))
+                if (transaction_frees(t, r))
                         continue;
                 gpus_changed |= range_mapped_any(r);
                 if (tr->created) {
@@ -251,7 +251,7 @@ static void persist(Transaction *t) {
         for (size_t i = 0; i < t->n_touched; i++) {
                 Range *r = t->touched[i].range;
 
-                if (!r->persistent || is_queued_free(t, r))
+                if (!r->persistent || transaction_frees(t, r))
                         continue;
                 if (t->touched[i].created)
                         (void) persist_store_fd(m, r);

@@ -59,6 +59,11 @@ static void test_first_match_wins(void) {
         ASSERT_UEQ(s->limits.vram_per_gpu, 1 * GiB);
         scope_unref(t, s);
 
+        /* A sibling whose name merely starts like the prefix is not below it. */
+        ASSERT_OK(quota_scope_for(t, &c, 1001, "", "/machine.slice2/payload", &s));
+        ASSERT_STREQ(s->key, "uid:1001");
+        scope_unref(t, s);
+
         /* Nobody matches: the default quota, per uid. */
         ASSERT_OK(quota_scope_for(t, &c, 1002, "user@1002.service", "/user.slice/x", &s));
         ASSERT_STREQ(s->key, "uid:1002");
