@@ -138,7 +138,7 @@ int request_id_reused(const char *request_id, const char *first_member, sd_bus_m
                                          "Request id \"%s\" was already used for %s; use a new id for %s.",
                                          request_id, first_member, member);
         return sd_bus_error_setf(error, SVMD_ERROR_REQUEST_ID_REUSED,
-                                 "Request id \"%s\" was already used for a %s with other arguments; nothing was "
+                                 "Request id \"%s\" was already used for %s with other arguments; nothing was "
                                  "done. Retry with the first arguments, or use a new id.", request_id, member);
 }
 
