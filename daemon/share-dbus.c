@@ -333,14 +333,14 @@ int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                 if (k >= 0)
                         k = sd_bus_message_open_container(reply, 'a', "{sv}");
                 if (k >= 0)
-                        k = sd_bus_message_append(reply, "{sv}{sv}", "read-only", "b", (int) t->read_only,
-                                                  "expires-usec", "t", t->expires_usec);
+                        k = sd_bus_message_append(reply, "{sv}{sv}", SVMD_GRANT_READ_ONLY, "b", (int) t->read_only,
+                                                  SVMD_GRANT_EXPIRES_USEC, "t", t->expires_usec);
                 if (k >= 0 && t->has_uid)
-                        k = sd_bus_message_append(reply, "{sv}", "uid", "u", (uint32_t) t->uid);
+                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UID, "u", (uint32_t) t->uid);
                 if (k >= 0 && t->unit)
-                        k = sd_bus_message_append(reply, "{sv}", "unit", "s", t->unit);
+                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UNIT, "s", t->unit);
                 if (k >= 0 && t->cgroup)
-                        k = sd_bus_message_append(reply, "{sv}", "cgroup", "s", t->cgroup);
+                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_CGROUP, "s", t->cgroup);
                 if (k >= 0)
                         k = sd_bus_message_close_container(reply);
                 if (k >= 0)
