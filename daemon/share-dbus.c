@@ -196,6 +196,33 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         return sd_bus_reply_method_return(msg, "s", t->token);
 }
 
+/*
+ * The token named. The same answer for unknown, malformed, expired and revoked
+ * tokens: nothing to probe. An expired one goes now.
+ */
+static int live_token(Manager *m, const char *token, Token **ret, sd_bus_error *error) {
+        Token *t = strlen(token) == TOKEN_HEX_LEN ? manager_find_token(m, token) : NULL;
+
+        if (t && t->expires_usec != 0 && t->expires_usec <= now_realtime_usec()) {
+                token_remove(m, t);
+                t = NULL;
+        }
+        if (!t)
+                return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_TOKEN,
+                                        "No such share token; it may have expired, been revoked or its range been "
+                                        "freed.");
+        *ret = t;
+        return 0;
+}
+
+/* Would an Attach by c take a new hold (rather than keep its own, or adopt its uid's restored one)? */
+static bool attach_adds_hold(const Client *c, const Range *r) {
+        for (const Hold *h = r->holds; h; h = h->range_next)
+                if (h->client == c || (!h->client && h->uid == c->identity->uid))
+                        return false;
+        return true;
+}
+
 int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
         Manager *m = userdata;
@@ -212,16 +239,9 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = manager_get_client(m, msg, &c);
         if (k < 0)
                 return k;
-
-        /* The same answer for unknown, malformed and expired tokens: nothing to probe. */
-        t = strlen(token) == TOKEN_HEX_LEN ? manager_find_token(m, token) : NULL;
-        if (t && t->expires_usec != 0 && t->expires_usec <= now_realtime_usec()) {
-                token_remove(m, t);
-                t = NULL;
-        }
-        if (!t)
-                return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_TOKEN,
-                                        "No such share token; it may have expired or its range been freed.");
+        k = live_token(m, token, &t, error);
+        if (k < 0)
+                return k;
         if (!token_allows(t, c->identity))
                 return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
                                         "This share token is granted to another user, unit or cgroup.");
@@ -230,8 +250,7 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " is degraded and being repaired; try again later.", r->id);
 
-        h = client_find_hold(c, r);
-        if (!h && range_n_holds(r) >= m->config.limit_holds_per_range) {
+        if (attach_adds_hold(c, r) && range_n_holds(r) >= m->config.limit_holds_per_range) {
                 manager_emit_quota_exceeded(m, c->identity->scope->key, "holds-per-range");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "Range %" PRIu64 " has %u holders; at most %" PRIu64 " are allowed. Its owner "
@@ -243,6 +262,7 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (k < 0)
                 return k;
 
+        h = client_find_hold(c, r);
         if (!h) {
                 k = hold_new(c, r, t->read_only, &h);
                 if (k < 0)
@@ -300,6 +320,27 @@ static int authorize_owner(Manager *m, sd_bus_message *msg, Client *c, Range *r,
         return authorize_admin(m, msg, c, what, error);
 }
 
+/* The range id names, if the caller may act on it as its owner: 1, 0 (polkit pending), < 0 (refused). */
+static int owner_range(Manager *m, sd_bus_message *msg, uint64_t id, const char *verb, Client **ret_client,
+                       Range **ret, sd_bus_error *error) {
+        Client *c;
+        Range *r;
+        int k;
+
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+        r = manager_find_range(m, id);
+        if (!r)
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
+        k = authorize_owner(m, msg, c, r, verb, error);
+        if (k <= 0)
+                return k;
+        *ret_client = c;
+        *ret = r;
+        return 1;
+}
+
 int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Manager *m = userdata;
@@ -311,14 +352,8 @@ int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         k = sd_bus_message_read(msg, "t", &id);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
-        if (k < 0)
-                return k;
-        r = manager_find_range(m, id);
-        if (!r)
-                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
         /* The tokens themselves: only for whoever could make new ones anyway. */
-        k = authorize_owner(m, msg, c, r, "Listing the share tokens of", error);
+        k = owner_range(m, msg, id, "Listing the share tokens of", &c, &r, error);
         if (k <= 0)
                 return k == 0 ? 1 : k;
 
@@ -367,10 +402,9 @@ int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error
         k = manager_get_client(m, msg, &c);
         if (k < 0)
                 return k;
-        t = strlen(token) == TOKEN_HEX_LEN ? manager_find_token(m, token) : NULL;
-        if (!t)
-                return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_TOKEN,
-                                        "No such share token; it may have expired, been revoked or its range been freed.");
+        k = live_token(m, token, &t, error);
+        if (k < 0)
+                return k;
         k = authorize_owner(m, msg, c, t->range, "Revoking a share token of", error);
         if (k <= 0)
                 return k == 0 ? 1 : k;
@@ -394,13 +428,7 @@ int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         k = sd_bus_message_read(msg, "tu", &id, &uid);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
-        if (k < 0)
-                return k;
-        r = manager_find_range(m, id);
-        if (!r)
-                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
-        k = authorize_owner(m, msg, c, r, "Revoking holds on", error);
+        k = owner_range(m, msg, id, "Revoking holds on", &c, &r, error);
         if (k <= 0)
                 return k == 0 ? 1 : k;
         for (Hold *h = r->holds; h && !found; h = h->range_next)

@@ -67,6 +67,19 @@ void hu_wait_flag(volatile int *flag) {
         ASSERT_TRUE(*flag);
 }
 
+uint64_t hu_allocate_persistent(sd_bus *bus, uint32_t gpu, uint64_t size) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *path;
+        uint64_t id, va;
+        int r;
+
+        r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", size, gpu, "host", 1, "persistent", "b", 1);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
+        return id;
+}
+
 uint64_t hu_usage(sd_bus *bus, const char *key) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;

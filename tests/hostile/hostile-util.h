@@ -32,6 +32,9 @@ void hu_as_uid(uid_t uid, void (*fn)(void *), void *arg);
 /* Wait (up to 60 s) until *flag is nonzero, for handshakes between processes. */
 void hu_wait_flag(volatile int *flag);
 
+/* A persistent host range of size on gpu; its id. */
+uint64_t hu_allocate_persistent(sd_bus *bus, uint32_t gpu, uint64_t size);
+
 /* The caller's GetUsage("") value of key (0 if absent). */
 uint64_t hu_usage(sd_bus *bus, const char *key);
 

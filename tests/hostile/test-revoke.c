@@ -34,19 +34,6 @@ typedef struct Shared {
 
 static Shared *S;
 
-static uint64_t allocate_persistent(sd_bus *bus, uint64_t size) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        const char *path;
-        uint64_t id, va;
-        int r;
-
-        r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", size, T.gpus[0], "host", 1, "persistent", "b", 1);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
-        return id;
-}
-
 static void share(sd_bus *bus, uint64_t id, uid_t to, char *ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -116,7 +103,7 @@ static void expect_error(int r, sd_bus_error *error, const char *name) {
 static void owner_setup(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
 
-        S->r1 = allocate_persistent(bus, 4 * MiB);
+        S->r1 = hu_allocate_persistent(bus, T.gpus[0], 4 * MiB);
         share(bus, S->r1, HU_UID_B, S->tok_b);
         share(bus, S->r1, HU_UID_C, S->tok_c);
         share(bus, S->r1, 0, S->tok_any);
@@ -187,7 +174,7 @@ static void owner_before_restart(void *arg) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        S->r2 = allocate_persistent(bus, 8 * MiB);
+        S->r2 = hu_allocate_persistent(bus, T.gpus[0], 8 * MiB);
         share(bus, S->r2, HU_UID_B, S->tok2);
         share(bus, S->r2, HU_UID_B, S->tok2_revoked);
         r = test_call(bus, "RevokeToken", &error, NULL, "s", S->tok2_revoked);

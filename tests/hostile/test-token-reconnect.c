@@ -53,19 +53,6 @@ typedef struct Shared {
 
 static Shared *S;
 
-static uint64_t allocate_persistent(sd_bus *bus, uint64_t size) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        const char *path;
-        uint64_t id, va;
-        int r;
-
-        r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", size, T.gpus[0], "host", 1, "persistent", "b", 1);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
-        return id;
-}
-
 /* Share id through `connections` new connections, `per` each; tokens into out (may be NULL). */
 static unsigned share_many(uint64_t id, unsigned connections, unsigned per, char (*out)[40], char *refusal,
                            size_t refusal_size) {
@@ -100,14 +87,14 @@ static unsigned share_many(uint64_t id, unsigned connections, unsigned per, char
 static void owner(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
 
-        S->id = allocate_persistent(bus, 4 * MiB);
+        S->id = hu_allocate_persistent(bus, T.gpus[0], 4 * MiB);
         S->n_tokens = share_many(S->id, CONNECTIONS, SHARES_PER_CONNECTION, S->tokens, S->refusal,
                                  sizeof(S->refusal));
 
         /* More ranges, as many tokens as each takes: the scope's bound comes first. */
         S->scope_tokens = S->n_tokens;
         for (unsigned i = 0; i < EXTRA_RANGES; i++)
-                S->scope_tokens += share_many(allocate_persistent(bus, 64 * 1024), TOKENS_PER_RANGE / 4, 4, NULL,
+                S->scope_tokens += share_many(hu_allocate_persistent(bus, T.gpus[0], 64 * 1024), TOKENS_PER_RANGE / 4, 4, NULL,
                                               S->scope_refusal, sizeof(S->scope_refusal));
 }
 
