@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Helpers of the tenant-isolation tests (tests/hostile/test-*.c): tenants are
+ * Shared code of the tenant-isolation tests (tests/hostile/test-*.c): tenants are
  * forked children that drop to their uid, each with its own connections, and
  * report through memory shared with the test.
  */
