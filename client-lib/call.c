@@ -476,6 +476,123 @@ _public_ int svmd_release(svmd_client *c, uint64_t id, svmd_error *error) {
         return call_id(c, "Release", id, error);
 }
 
+_public_ int svmd_revoke_token(svmd_client *c, const char *token, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c || !token)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, true, "RevokeToken", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", token);
+        if (r < 0)
+                return build_failed(error, "RevokeToken", r);
+        return client_call(c, m, NULL, error);
+}
+
+_public_ int svmd_revoke_hold(svmd_client *c, uint64_t id, uint32_t uid, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, true, "RevokeHold", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "tu", id, uid);
+        if (r < 0)
+                return build_failed(error, "RevokeHold", r);
+        return client_call(c, m, NULL, error);
+}
+
+/* One grant of ListTokens' a{sv} into t; unknown keys are skipped (newer daemons may add some). */
+static int read_token_grant(sd_bus_message *reply, svmd_token_info *t) {
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key, *s;
+                int b;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, SVMD_GRANT_UID)) {
+                        r = sd_bus_message_read(reply, "v", "u", &t->uid);
+                        t->has_uid = true;
+                } else if (streq(key, SVMD_GRANT_UNIT) || streq(key, SVMD_GRANT_CGROUP)) {
+                        bool unit = streq(key, SVMD_GRANT_UNIT);
+
+                        r = sd_bus_message_read(reply, "v", "s", &s);
+                        if (r >= 0)
+                                snprintf(unit ? t->unit : t->cgroup, unit ? sizeof(t->unit) : sizeof(t->cgroup),
+                                         "%s", s);
+                } else if (streq(key, SVMD_GRANT_READ_ONLY)) {
+                        r = sd_bus_message_read(reply, "v", "b", &b);
+                        t->read_only = b;
+                } else if (streq(key, SVMD_GRANT_EXPIRES_USEC))
+                        r = sd_bus_message_read(reply, "v", "t", &t->expires_usec);
+                else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(reply);
+}
+
+_public_ int svmd_list_tokens(svmd_client *c, uint64_t id, svmd_token_info **ret, size_t *ret_n,
+                              svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ svmd_token_info *list = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!c || !ret || !ret_n)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, false, "ListTokens", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r < 0)
+                return build_failed(error, "ListTokens", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "(sa{sv})");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sa{sv}")) > 0) {
+                svmd_token_info *nl;
+                const char *token;
+
+                nl = reallocarray(list, n + 1, sizeof(svmd_token_info));
+                if (!nl)
+                        return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+                list = nl;
+                list[n] = (svmd_token_info) {};
+                r = sd_bus_message_read(reply, "s", &token);
+                if (r >= 0) {
+                        snprintf(list[n].token, sizeof(list[n].token), "%s", token);
+                        r = read_token_grant(reply, &list[n]);
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                n++;
+        }
+        if (r < 0)
+                return bad_reply(error, "ListTokens", r);
+        *ret = TAKE_PTR(list);
+        *ret_n = n;
+        return 0;
+}
+
 _public_ int svmd_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *o,
                       svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;

@@ -120,6 +120,7 @@ enum {
         OPT_CGROUP,
         OPT_READ_ONLY,
         OPT_EXPIRES,
+        OPT_RANGE,
         OPT_COUNT,
         OPT_ALL,
         OPT_SVM_PREFERRED,
@@ -964,6 +965,117 @@ static int verb_attach(int argc, char *argv[]) {
         return 0;
 }
 
+static int verb_tokens(int argc, char *argv[]) {
+        _cleanup_free_ svmd_token_info *tokens = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        Table *t = NULL;
+        uint64_t id = 0;
+        size_t n = 0;
+        int r;
+
+        r = read_id_arg("tokens", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("tokens", "unexpected argument '%s'", argv[2]);
+        r = svmd_list_tokens(client, id, &tokens, &n, &e);
+        if (r < 0)
+                return report(r, &e, "listing tokens failed");
+        if (arg_json) {
+                json_t *a = json_array();
+
+                for (size_t i = 0; i < n; i++) {
+                        json_t *o = json_pack("{s:s,s:b,s:I}", "token", tokens[i].token, "read_only",
+                                              tokens[i].read_only, "expires_usec", (json_int_t) tokens[i].expires_usec);
+
+                        if (o && tokens[i].has_uid)
+                                json_object_set_new(o, "uid", json_integer(tokens[i].uid));
+                        if (o && tokens[i].unit[0])
+                                json_object_set_new(o, "unit", json_string(tokens[i].unit));
+                        if (o && tokens[i].cgroup[0])
+                                json_object_set_new(o, "cgroup", json_string(tokens[i].cgroup));
+                        json_array_append_new(a, o);
+                }
+                return json_print(json_pack("{s:I,s:o}", "id", (json_int_t) id, "tokens", a));
+        }
+
+        r = table_new(&t, (const char *const[]) { "TOKEN", "UID", "UNIT", "CGROUP", "ACCESS", ">EXPIRES", NULL });
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                char uid[16] = "any", expires[24] = "never";
+
+                if (tokens[i].has_uid)
+                        snprintf(uid, sizeof(uid), "%" PRIu32, tokens[i].uid);
+                if (tokens[i].expires_usec > 0)
+                        snprintf(expires, sizeof(expires), "%" PRIu64, tokens[i].expires_usec);
+                r = table_add_row(t, (const char *const[]) { tokens[i].token, uid,
+                                                             tokens[i].unit[0] ? tokens[i].unit : "any",
+                                                             tokens[i].cgroup[0] ? tokens[i].cgroup : "any",
+                                                             tokens[i].read_only ? "read-only" : "read-write",
+                                                             expires });
+        }
+        if (r >= 0)
+                r = table_print(t, "No share tokens.");
+        table_free(t);
+        return r;
+}
+
+static int verb_revoke(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "range", required_argument, NULL, OPT_RANGE },
+                { "uid",   required_argument, NULL, OPT_UID },
+                {}
+        };
+        svmd_error e = SVMD_ERROR_NULL;
+        bool has_range = false, has_uid = false;
+        uint64_t id = 0;
+        uint32_t uid = 0;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_RANGE:
+                        if (parse_id(optarg, &id) < 0)
+                                return usage_error("revoke", "invalid range id '%s'", optarg);
+                        has_range = true;
+                        break;
+                case OPT_UID:
+                        if (parse_u32(optarg, &uid) < 0)
+                                return usage_error("revoke", "invalid uid '%s'", optarg);
+                        has_uid = true;
+                        break;
+                default:
+                        return usage_error("revoke", "unknown option \'%s\'", argv[optind - 1]);
+                }
+
+        if (has_range || has_uid) {
+                if (!has_range || !has_uid)
+                        return usage_error("revoke", "revoking holds needs both --range and --uid");
+                if (optind < argc)
+                        return usage_error("revoke", "unexpected argument '%s'", argv[optind]);
+                r = svmd_revoke_hold(client, id, uid, &e);
+                if (r < 0)
+                        return report(r, &e, "revoke failed");
+                if (arg_json)
+                        return json_print(json_pack("{s:I,s:I}", "id", (json_int_t) id, "uid", (json_int_t) uid));
+                printf("Uid %" PRIu32 " no longer holds range %" PRIu64 ".\n", uid, id);
+                return 0;
+        }
+
+        if (optind >= argc)
+                return usage_error("revoke", "missing TOKEN (or --range ID --uid UID)");
+        if (optind + 1 < argc)
+                return usage_error("revoke", "unexpected argument '%s'", argv[optind + 1]);
+        r = svmd_revoke_token(client, argv[optind], &e);
+        if (r < 0)
+                return report(r, &e, "revoke failed");
+        if (arg_json)
+                return json_print(json_pack("{s:s}", "token", argv[optind]));
+        printf("Token revoked; attaching with it fails from now on.\n");
+        return 0;
+}
+
 /* ---- usage, capacity ---- */
 
 static json_t *json_usage_object(const svmd_usage *u) {
@@ -1297,6 +1409,11 @@ static const Verb verbs[] = {
         { "share", "share ID [--uid U] [--unit GLOB] [--cgroup PREFIX] [--read-only] [--expires USEC]",
           "Print a token another client can attach range ID with.", verb_share, true },
         { "attach", "attach TOKEN", "Attach a shared range by token and describe it.", verb_attach, true },
+        { "tokens", "tokens ID", "List the share tokens of range ID (its owner, administrators).", verb_tokens,
+          true },
+        { "revoke", "revoke TOKEN | revoke --range ID --uid UID",
+          "Revoke a share token, or every hold uid UID has on range ID (the range's owner, administrators).",
+          verb_revoke, true },
         { "usage", "usage [SCOPE]",
           "Show usage and quota of a scope: the caller's own, or uid:N, unit:NAME, cgroup:PATH.", verb_usage, true },
         { "capacity", "capacity",

@@ -98,9 +98,13 @@ int manager_rescope(Manager *m) {
                 i->scope = s;
         }
         quota_reset_usage(m->quotas);
-        for (Range *rg = m->ranges_head; rg; rg = rg->next)
+        for (Range *rg = m->ranges_head; rg; rg = rg->next) {
                 if (rg->owner && range_accounted(rg))
                         usage_add(&rg->owner->scope->usage, rg->domain == RANGE_DOMAIN_VRAM, rg->home, rg->size, +1);
+                for (Token *t = rg->tokens; t; t = t->range_next)
+                        if (t->charged)
+                                t->charged->scope->usage.tokens++;
+        }
         return 0;
 }
 
@@ -407,6 +411,10 @@ static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Tok
         r->tokens = t;
         if (creator)
                 creator->n_tokens++;
+        /* Counted against a scope, which outlives connections: reconnecting does not reset it. */
+        t->charged = identity_ref(creator ? creator->identity : r->owner);
+        if (t->charged)
+                t->charged->scope->usage.tokens++;
         *ret = t;
         return 0;
 }
@@ -442,10 +450,40 @@ Token *token_free(Manager *m, Token *t) {
                 }
         if (t->creator && t->creator->n_tokens > 0)
                 t->creator->n_tokens--;
+        if (t->charged) {
+                if (t->charged->scope->usage.tokens > 0)
+                        t->charged->scope->usage.tokens--;
+                identity_unref(m, t->charged);
+        }
         free(t->unit);
         free(t->cgroup);
         free(t);
         return NULL;
+}
+
+void token_remove(Manager *m, Token *t) {
+        Range *r = t->range;
+        char hex[TOKEN_HEX_LEN + 1];
+
+        memcpy(hex, t->token, sizeof(hex));
+        token_free(m, t);
+        persist_token_removed(m, r, hex);
+}
+
+unsigned range_n_tokens(const Range *r) {
+        unsigned n = 0;
+
+        for (Token *t = r->tokens; t; t = t->range_next)
+                n++;
+        return n;
+}
+
+unsigned range_n_holds(const Range *r) {
+        unsigned n = 0;
+
+        for (Hold *h = r->holds; h; h = h->range_next)
+                n++;
+        return n;
 }
 
 Token *manager_find_token(Manager *m, const char *token) {
@@ -526,10 +564,30 @@ int range_release_owner(Range *r) {
 
 int range_release_hold(Hold *h) {
         Range *r = h->range;
+        uid_t uid = h->uid;
+        bool read_only = h->read_only;
 
         hold_free(h);
         if (r->owner_detached && !r->holds)
                 return range_free_now(r);
-        persist_range(r->manager, r);
+        persist_hold_removed(r->manager, r, uid, read_only);
         return 0;
+}
+
+int range_revoke_holds(Range *r, uid_t uid) {
+        int n = 0;
+
+        for (Hold *h = r->holds, *next; h; h = next) {
+                next = h->range_next;
+                if (h->uid != uid)
+                        continue;
+                n++;
+                /* The last hold of a detached range frees it: r is gone then. */
+                if (r->owner_detached && h == r->holds && !next) {
+                        int k = range_release_hold(h);
+                        return k < 0 ? k : n;
+                }
+                (void) range_release_hold(h);
+        }
+        return n;
 }

@@ -68,6 +68,8 @@ struct Token {
         char token[TOKEN_HEX_LEN + 1];
         Range *range;
         Client *creator;        /* NULL once the creating connection is gone */
+        Identity *charged;      /* whose scope counts it: the Share caller's, or after a restart the owner's */
+        Token *sweep_next;      /* expired tokens being collected */
         Token *range_next;
         bool has_uid;
         uid_t uid;
@@ -109,6 +111,10 @@ int token_restore(Manager *m, Range *r, const char *hex, Token **ret);
 Token *token_free(Manager *m, Token *t);
 Token *manager_find_token(Manager *m, const char *token);
 bool token_allows(const Token *t, const Identity *i);
+/* Drop a token for good (revoked, expired), journaled. */
+void token_remove(Manager *m, Token *t);
+unsigned range_n_tokens(const Range *r);
+unsigned range_n_holds(const Range *r);
 
 /*
  * Drop the owner's claim (Free, or the owner's connection went): with holders
@@ -117,3 +123,5 @@ bool token_allows(const Token *t, const Identity *i);
 int range_release_owner(Range *r);
 /* Drop a holder's reference; the last one of a detached range frees it. */
 int range_release_hold(Hold *h);
+/* Drop every hold uid has on r (RevokeHold): as many Releases. Returns how many, or -errno. */
+int range_revoke_holds(Range *r, uid_t uid);

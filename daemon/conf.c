@@ -21,6 +21,10 @@ void config_init_defaults(Config *c) {
                 .limit_persistent_ranges = CONFIG_DEFAULT_PERSISTENT_RANGES,
                 .limit_ranges_per_client = CONFIG_DEFAULT_RANGES_PER_CLIENT,
                 .limit_tokens_per_client = CONFIG_DEFAULT_TOKENS_PER_CLIENT,
+                .limit_request_ids_per_scope = CONFIG_DEFAULT_REQUEST_IDS_PER_SCOPE,
+                .limit_tokens_per_scope = CONFIG_DEFAULT_TOKENS_PER_SCOPE,
+                .limit_tokens_per_range = CONFIG_DEFAULT_TOKENS_PER_RANGE,
+                .limit_holds_per_range = CONFIG_DEFAULT_HOLDS_PER_RANGE,
         };
 }
 
@@ -278,7 +282,9 @@ static int parse_quotas(const ParseContext *p, json_t *arr, Config *c) {
 }
 
 static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
-        static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client", NULL };
+        static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client",
+                                            "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
+                                            "holds-per-range", NULL };
         json_t *v;
         int r;
 
@@ -292,6 +298,14 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         if ((v = json_object_get(obj, "ranges-per-client")) && (r = parse_count(p, "ranges-per-client", v, &c->limit_ranges_per_client)) < 0)
                 return r;
         if ((v = json_object_get(obj, "tokens-per-client")) && (r = parse_count(p, "tokens-per-client", v, &c->limit_tokens_per_client)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "request-ids-per-scope")) && (r = parse_count(p, "request-ids-per-scope", v, &c->limit_request_ids_per_scope)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "tokens-per-scope")) && (r = parse_count(p, "tokens-per-scope", v, &c->limit_tokens_per_scope)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "tokens-per-range")) && (r = parse_count(p, "tokens-per-range", v, &c->limit_tokens_per_range)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "holds-per-range")) && (r = parse_count(p, "holds-per-range", v, &c->limit_holds_per_range)) < 0)
                 return r;
         return 0;
 }

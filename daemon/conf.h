@@ -54,6 +54,11 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_PERSISTENT_RANGES 16384U
 #define CONFIG_DEFAULT_RANGES_PER_CLIENT 65536U
 #define CONFIG_DEFAULT_TOKENS_PER_CLIENT 256U
+/* Per quota scope and per range, whatever the number of connections (docs/svmd.conf.5). */
+#define CONFIG_DEFAULT_REQUEST_IDS_PER_SCOPE 4096U
+#define CONFIG_DEFAULT_TOKENS_PER_SCOPE 1024U
+#define CONFIG_DEFAULT_TOKENS_PER_RANGE 64U
+#define CONFIG_DEFAULT_HOLDS_PER_RANGE 256U
 
 typedef struct Config {
         uint64_t va_base;
@@ -73,7 +78,11 @@ typedef struct Config {
 
         uint64_t limit_persistent_ranges;
         uint64_t limit_ranges_per_client;
-        uint64_t limit_tokens_per_client;
+        uint64_t limit_tokens_per_client;       /* per connection */
+        uint64_t limit_request_ids_per_scope;
+        uint64_t limit_tokens_per_scope;
+        uint64_t limit_tokens_per_range;
+        uint64_t limit_holds_per_range;
 } Config;
 
 void config_init_defaults(Config *c);

@@ -52,7 +52,7 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         RangeSpec spec;
         Client *c;
         Range *range;
-        uint64_t map;
+        uint64_t map, digest = 0;
         int r;
 
         r = manager_get_client(m, msg, &c, error);
@@ -62,8 +62,13 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         if (r != 0)
                 return r;
         if (a->request_id) {
+                r = request_digest(msg, &digest);
+                if (r < 0)
+                        return r;
                 /* Persistent ranges remember their request id across restarts of svmd. */
                 range = manager_find_range_by_request(m, c->identity->uid, a->request_id);
+                if (range && range->request_digest != 0 && range->request_digest != digest)
+                        return request_id_reused(a->request_id, sd_bus_message_get_member(msg), msg, error);
                 if (range)
                         return reply_allocation(m, msg, range, c, a->request_id);
         }
@@ -71,6 +76,7 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         r = prepare_allocation(m, a, domain, c, NULL, &spec, &pieces, &svm, &map, error);
         if (r < 0)
                 return r;
+        spec.request_digest = digest;
         if (a->dry_run)
                 return sd_bus_reply_method_return(msg, "tto", UINT64_C(0), UINT64_C(0), "/");
 
@@ -223,9 +229,9 @@ static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         if (r <= 0)
                 return r == 0 ? 1 : r;
 
-        /* Mapping where it is mapped already changes nothing. */
+        /* Mapping where it is mapped already changes nothing, and takes no place among the request ids. */
         if (a.dry_run || (mask & ~range_mapped(range)) == 0)
-                return reply_empty(m, msg, c, a.dry_run ? NULL : a.request_id);
+                return reply_empty(m, msg, c, NULL);
 
         r = transaction_new(&t, m);
         if (r < 0)
@@ -609,6 +615,12 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_attach, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("t", id), SD_BUS_NO_RESULT,
                                 method_release, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListTokens", SD_BUS_ARGS("t", id), SD_BUS_RESULT("a(sa{sv})", tokens),
+                                method_list_tokens, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RevokeToken", SD_BUS_ARGS("s", token), SD_BUS_NO_RESULT,
+                                method_revoke_token, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RevokeHold", SD_BUS_ARGS("t", id, "u", uid), SD_BUS_NO_RESULT,
+                                method_revoke_hold, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetUsage", SD_BUS_ARGS("s", scope), SD_BUS_RESULT("a{sv}", usage),
                                 method_get_usage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,

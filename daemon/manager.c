@@ -41,7 +41,6 @@ int range_object_find(sd_bus *bus, const char *path, const char *interface, void
                       sd_bus_error *error);
 int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 
-#define REQUEST_CACHE_ENTRIES 16384U
 #define STATUS_DELAY_USEC (500 * 1000ULL)
 #define REPAIR_FIRST_USEC (100 * 1000ULL)
 #define REPAIR_MAX_USEC (30 * 1000 * 1000ULL)
@@ -185,6 +184,7 @@ int manager_reload(Manager *m, char **ret_error) {
         c.xnack = m->config.xnack;
         config_done(&m->config);
         m->config = c;
+        request_cache_set_max(m->requests, m->config.limit_request_ids_per_scope);
 
         /* Limits changed: every caller's scope, and the usage charged to it, follows the new rules. */
         r = manager_rescope(m);
@@ -741,7 +741,7 @@ int manager_start(Manager *m) {
         r = id_table_new(&m->ranges_by_va);
         if (r < 0)
                 return r;
-        r = request_cache_new(&m->requests, REQUEST_CACHE_ENTRIES);
+        r = request_cache_new(&m->requests, m->config.limit_request_ids_per_scope);
         if (r < 0)
                 return r;
         r = str_table_new(&m->clients);

@@ -525,7 +525,7 @@ int reply_and_remember(Manager *m, sd_bus_message *msg, sd_bus_message *reply, C
         if (r < 0)
                 return r;
         if (request_id) {
-                r = request_cache_store(m->requests, c->identity->uid, request_id, sd_bus_message_get_member(msg),
+                r = request_cache_store(m->requests, msg, c->identity->scope->key, c->identity->uid, request_id,
                                         reply);
                 if (r < 0)
                         log_warning_errno(r, "Remembering request \"%s\" failed, ignoring: %m", request_id);

@@ -132,5 +132,8 @@ int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error);

@@ -49,23 +49,31 @@ static json_t *mask_to_json(Manager *m, uint64_t mask) {
         return a;
 }
 
+static json_t *token_to_json(const Token *t) {
+        json_t *tj = json_pack("{sssbsI}", "token", t->token, "read-only", t->read_only, "expires-usec",
+                               (json_int_t) t->expires_usec);
+
+        if (tj && t->has_uid)
+                json_object_set_new(tj, "uid", json_integer(t->uid));
+        if (tj && t->unit)
+                json_object_set_new(tj, "unit", json_string(t->unit));
+        if (tj && t->cgroup)
+                json_object_set_new(tj, "cgroup", json_string(t->cgroup));
+        return tj;
+}
+
+static json_t *hold_to_json(uid_t uid, bool read_only) {
+        return json_pack("{sIsb}", "uid", (json_int_t) uid, "read-only", read_only);
+}
+
 static json_t *range_to_json(Range *r) {
         Manager *m = r->manager;
         json_t *tokens = json_array(), *holders = json_array(), *o;
 
-        for (Token *t = r->tokens; t; t = t->range_next) {
-                json_t *tj = json_pack("{sssbsI}", "token", t->token, "read-only", t->read_only, "expires-usec",
-                                       (json_int_t) t->expires_usec);
-                if (tj && t->has_uid)
-                        json_object_set_new(tj, "uid", json_integer(t->uid));
-                if (tj && t->unit)
-                        json_object_set_new(tj, "unit", json_string(t->unit));
-                if (tj && t->cgroup)
-                        json_object_set_new(tj, "cgroup", json_string(t->cgroup));
-                json_array_append_new(tokens, tj);
-        }
+        for (Token *t = r->tokens; t; t = t->range_next)
+                json_array_append_new(tokens, token_to_json(t));
         for (Hold *h = r->holds; h; h = h->range_next)
-                json_array_append_new(holders, json_pack("{sIsb}", "uid", (json_int_t) h->uid, "read-only", h->read_only));
+                json_array_append_new(holders, hold_to_json(h->uid, h->read_only));
 
         o = json_pack("{sIsIsIsssIsIsosbsoso}",
                       "id", (json_int_t) r->id,
@@ -88,6 +96,12 @@ static json_t *range_to_json(Range *r) {
                 json_object_set_new(o, "label", json_string(r->label));
         if (r->request_id)
                 json_object_set_new(o, "request-id", json_string(r->request_id));
+        if (r->request_id && r->request_digest != 0) {
+                char hex[17];
+
+                snprintf(hex, sizeof(hex), "%016" PRIx64, r->request_digest);
+                json_object_set_new(o, "request-digest", json_string(hex));
+        }
         if (r->svm)
                 json_object_set_new(o, "svm", svm_attrs_to_json(r->state == RANGE_STATE_DEGRADED ? &r->svm->want
                                                                                                 : &r->svm->attrs));
@@ -235,6 +249,43 @@ void persist_range(Manager *m, Range *r) {
         persist_batch_commit(m, &b);
 }
 
+/*
+ * Tokens and holds change one at a time and a range may have many: each change
+ * is a line of its own size ("token-add", "token-del", "hold-add", "hold-del"),
+ * not the whole record again. Recovery applies them to the record; a snapshot
+ * folds them in.
+ */
+static void persist_change(Manager *m, Range *r, json_t *change) {
+        PersistBatch b;
+
+        if (!change)
+                return;
+        if (!m->journal || !r->persistent || m->recovering) {
+                json_decref(change);
+                return;
+        }
+        json_object_set_new(change, "id", json_integer((json_int_t) r->id));
+        persist_batch_init(&b);
+        batch_add(&b, change);
+        persist_batch_commit(m, &b);
+}
+
+void persist_token_added(Manager *m, Token *t) {
+        persist_change(m, t->range, json_pack("{ssso}", "op", "token-add", "token", token_to_json(t)));
+}
+
+void persist_token_removed(Manager *m, Range *r, const char *token) {
+        persist_change(m, r, json_pack("{ssss}", "op", "token-del", "token", token));
+}
+
+void persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only) {
+        persist_change(m, r, json_pack("{sssIsb}", "op", "hold-add", "uid", (json_int_t) uid, "read-only", read_only));
+}
+
+void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only) {
+        persist_change(m, r, json_pack("{sssIsb}", "op", "hold-del", "uid", (json_int_t) uid, "read-only", read_only));
+}
+
 /* ---- recovery ---- */
 
 typedef struct Recovery {
@@ -260,7 +311,52 @@ static bool change_valid(json_t *c) {
                 v = json_object_get(c, "value");
                 return json_is_integer(v) && json_integer_value(v) >= 0;
         }
+        if (!id_valid(json_object_get(c, "id")))
+                return false;
+        if (streq_ptr(op, "token-add"))
+                return json_is_string(json_object_get(json_object_get(c, "token"), "token"));
+        if (streq_ptr(op, "token-del"))
+                return json_is_string(json_object_get(c, "token"));
+        if (streq_ptr(op, "hold-add") || streq_ptr(op, "hold-del")) {
+                v = json_object_get(c, "uid");
+                return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= UINT32_MAX &&
+                       json_is_boolean(json_object_get(c, "read-only"));
+        }
         return false;
+}
+
+/* A token or hold change on a record (a range deleted since has none: nothing to do). */
+static int replay_share_change(Recovery *rec, json_t *c, const char *op) {
+        const char *list_name = strncmp(op, "token-", 6) == 0 ? "tokens" : "holders";
+        json_t *record, *list, *e;
+        char key[32];
+        size_t i;
+
+        snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(c, "id")));
+        record = json_object_get(rec->ranges, key);
+        if (!record)
+                return 0;
+        list = json_object_get(record, list_name);
+        if (!json_is_array(list)) {
+                list = json_array();
+                if (!list || json_object_set_new(record, list_name, list) < 0)
+                        return -ENOMEM;
+        }
+
+        if (streq(op, "token-add"))
+                return json_array_append(list, json_object_get(c, "token")) < 0 ? -ENOMEM : 0;
+        if (streq(op, "hold-add"))
+                return json_array_append_new(list, json_pack("{sOsO}", "uid", json_object_get(c, "uid"), "read-only",
+                                                             json_object_get(c, "read-only"))) < 0 ? -ENOMEM : 0;
+        json_array_foreach(list, i, e) {
+                bool match = streq(op, "token-del")
+                        ? json_equal(json_object_get(e, "token"), json_object_get(c, "token"))
+                        : json_equal(json_object_get(e, "uid"), json_object_get(c, "uid")) &&
+                          json_equal(json_object_get(e, "read-only"), json_object_get(c, "read-only"));
+                if (match)
+                        return json_array_remove(list, i) < 0 ? -ENOMEM : 0;
+        }
+        return 0;
 }
 
 /* One journal line: all of its changes or, if any is malformed, none of them. */
@@ -284,8 +380,13 @@ static int replay_change(json_t *changes, void *userdata) {
                 } else if (streq(op, "del")) {
                         snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(c, "id")));
                         json_object_del(rec->ranges, key);
-                } else
+                } else if (streq(op, "next-id"))
                         rec->next_id = MAX(rec->next_id, (uint64_t) json_integer_value(json_object_get(c, "value")));
+                else {
+                        int k = replay_share_change(rec, c, op);
+                        if (k < 0)
+                                return k;
+                }
         }
         return 0;
 }
@@ -566,6 +667,7 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, char *
         KfdSvmAttrs svm;
         json_t *owner = json_object_get(rec, "owner"), *g;
         Identity *identity = NULL;
+        const char *digest;
         RangeDomain domain;
         RangeSpec spec;
         Gpu *home;
@@ -629,7 +731,9 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, char *
                         return k;
         }
 
+        digest = json_string_value(json_object_get(rec, "request-digest"));
         spec = (RangeSpec) {
+                .request_digest = digest ? strtoull(digest, NULL, 16) : 0,
                 .size = size,
                 .home = home->index,
                 .domain = domain,

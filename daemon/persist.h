@@ -17,11 +17,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
 typedef struct Manager Manager;
 typedef struct Range Range;
+typedef struct Token Token;
 
 /* Recover at start; opens the journal. */
 int persist_setup(Manager *m);
@@ -49,5 +51,11 @@ int persist_store_fd(Manager *m, Range *r);
  */
 void persist_reserve_id(Manager *m, uint64_t id);
 
-/* Shorthand for a change outside a transaction (share, attach, release). */
+/* Shorthand for a change outside a transaction (the owner detached). */
 void persist_range(Manager *m, Range *r);
+
+/* Share, Attach, Release, revocation: a line with the one token or hold that changed. */
+void persist_token_added(Manager *m, Token *t);
+void persist_token_removed(Manager *m, Range *r, const char *token);
+void persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only);
+void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only);

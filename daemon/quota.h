@@ -30,6 +30,7 @@ typedef struct Usage {
         uint64_t vram;
         uint64_t host;                  /* GTT and host */
         uint64_t vram_per_gpu[QUOTA_MAX_GPUS];
+        uint64_t tokens;                /* share tokens charged (client.h), "tokens-per-scope" */
 } Usage;
 
 typedef struct Scope {

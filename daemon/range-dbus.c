@@ -20,7 +20,9 @@ int range_object_find(sd_bus *bus, const char *path, const char *interface, void
 int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 
 /*
- * Who may see a range's object: its owner, its holders, root. Others (and
+ * Who may see a range's object: its owner (also once it let go of a range that
+ * holders keep: it is still charged for it, and may revoke their holds), its
+ * holders, root. Others (and
  * administrators through polkit: ListRanges with "all") do not find it, so a
  * tenant cannot read another's VAs, sizes and labels. Without a current call
  * (signals emitted by timers) the object is there.
@@ -33,7 +35,7 @@ static bool visible(Manager *m, sd_bus *bus, Range *r) {
                 return true;
         if (manager_get_client(m, msg, &c, NULL) < 0)
                 return false;
-        return client_may(c, r, true);
+        return client_may(c, r, true) || (r->owner && r->owner->uid == c->identity->uid);
 }
 
 int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,

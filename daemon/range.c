@@ -856,6 +856,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         range_free_struct(r);
                         return -ENOMEM;
                 }
+                r->request_digest = spec->request_digest;
         }
         if (spec->n_pieces > 1) {
                 r->pieces = calloc(spec->n_pieces, sizeof(RangePiece));

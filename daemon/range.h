@@ -97,6 +97,7 @@ struct Range {
         int memfd;              /* host, svm: the backing; -EBADF otherwise */
         RangeSvm *svm;          /* svm: its attributes (range-svm.h); NULL otherwise */
         char *request_id;       /* persistent ranges: the request id that created it */
+        uint64_t request_digest;        /* and request_digest() of that call; 0: not recorded */
         uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
         char *label;
 
@@ -142,6 +143,7 @@ typedef struct RangeSpec {
         const RangePiece *pieces;
         uint32_t n_pieces;
         char *request_id;       /* remembered with persistent ranges, for retries across restarts */
+        uint64_t request_digest;        /* request_digest() of the call; 0: unknown */
         /* svm: the complete initial attributes (every GPU listed) */
         const KfdSvmAttrs *svm;
         /* recovery after a restart: the recorded id and VA, and the fd kept in the fd store

@@ -1,41 +1,46 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "id-table.h"
 #include "macro.h"
 #include "request-cache.h"
+#include "siphash24.h"
+#include "str-table.h"
+#include "svmd-protocol.h"
+
+typedef struct ScopeCache ScopeCache;
 
 typedef struct Entry {
-        uint64_t key;           /* hash of (uid, request id); 0 = empty slot */
-        uid_t uid;
-        char *request_id;
+        char *key;              /* "uid\x1frequest-id": the index key */
         char *member;
+        uint64_t digest;        /* request_digest() of the call */
         sd_bus_message *reply;
+        ScopeCache *scope;
+        struct Entry *prev, *next;      /* the scope's FIFO, oldest first */
 } Entry;
 
-struct RequestCache {
-        IdTable *index;         /* key → Entry */
-        Entry *ring;            /* FIFO: the oldest entry is replaced first */
-        size_t max, next;
+struct ScopeCache {
+        char *key;              /* the quota scope */
+        Entry *head, *tail;
+        size_t n;
 };
 
-/* FNV-1a over uid and id; never 0 (the table's "no id"). */
-static uint64_t key_of(uid_t uid, const char *request_id) {
-        uint64_t h = UINT64_C(0xcbf29ce484222325);
+struct RequestCache {
+        StrTable *index;        /* "uid\x1frequest-id" → Entry, over every scope */
+        StrTable *scopes;       /* scope key → ScopeCache */
+        size_t max;             /* per scope */
+};
 
-        for (size_t i = 0; i < sizeof(uid); i++) {
-                h ^= (uint8_t) (uid >> (8 * i));
-                h *= UINT64_C(0x100000001b3);
-        }
-        for (const char *p = request_id; *p; p++) {
-                h ^= (uint8_t) *p;
-                h *= UINT64_C(0x100000001b3);
-        }
-        return h ?: 1;
-}
+/*
+ * A fixed key: digests are compared only with digests of the same uid's own
+ * earlier calls, so a crafted collision can only make a caller's own second
+ * request look like its first; keeping the key fixed keeps the digests of
+ * persistent ranges valid across restarts.
+ */
+static const uint8_t digest_key[16] = "svmd-request-id";
 
 int request_id_check(const char *request_id, sd_bus_error *error) {
         if (!request_id[0])
@@ -47,67 +52,185 @@ int request_id_check(const char *request_id, sd_bus_error *error) {
         return 0;
 }
 
-int request_cache_new(RequestCache **ret, size_t max_entries) {
+/* Every argument as (type, value) bytes; containers by their signature, fds by their type only. */
+static int digest_walk(sd_bus_message *m, FILE *f, unsigned depth) {
+        int r;
+
+        if (depth > 64)
+                return -EBADMSG; /* sd-bus refuses deeper messages already */
+        for (;;) {
+                const char *contents = NULL;
+                char type;
+
+                r = sd_bus_message_peek_type(m, &type, &contents);
+                if (r <= 0)
+                        return r;
+                fputc(type, f);
+                if (type == SD_BUS_TYPE_ARRAY || type == SD_BUS_TYPE_STRUCT || type == SD_BUS_TYPE_VARIANT ||
+                    type == SD_BUS_TYPE_DICT_ENTRY) {
+                        fputs(contents, f);
+                        fputc('\0', f);
+                        r = sd_bus_message_enter_container(m, type, contents);
+                        if (r < 0)
+                                return r;
+                        r = digest_walk(m, f, depth + 1);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(m);
+                        if (r < 0)
+                                return r;
+                        fputc('\0', f);
+                } else {
+                        union {
+                                uint8_t u8;
+                                int b;
+                                uint16_t u16;
+                                uint32_t u32;
+                                uint64_t u64;
+                                double d;
+                                const char *s;
+                                int fd;
+                        } v;
+
+                        memset(&v, 0, sizeof(v));
+                        r = sd_bus_message_read_basic(m, type, &v);
+                        if (r < 0)
+                                return r;
+                        if (type == SD_BUS_TYPE_STRING || type == SD_BUS_TYPE_OBJECT_PATH ||
+                            type == SD_BUS_TYPE_SIGNATURE)
+                                fwrite(v.s, 1, strlen(v.s) + 1, f);
+                        else if (type == SD_BUS_TYPE_BOOLEAN)
+                                fputc(v.b ? 1 : 0, f);
+                        else if (type != SD_BUS_TYPE_UNIX_FD)
+                                fwrite(&v.u64, 1, sizeof(v.u64), f);
+                }
+        }
+}
+
+int request_digest(sd_bus_message *call, uint64_t *ret) {
+        _cleanup_free_ char *buf = NULL;
+        const char *member = sd_bus_message_get_member(call);
+        size_t size = 0;
+        FILE *f;
+        int r;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        fwrite(member, 1, strlen(member) + 1, f);
+        r = sd_bus_message_rewind(call, true);
+        if (r >= 0)
+                r = digest_walk(call, f, 0);
+        (void) sd_bus_message_rewind(call, true);
+        if (fclose(f) != 0 && r >= 0)
+                r = -ENOMEM;
+        if (r < 0)
+                return r;
+        *ret = siphash24(buf, size, digest_key) ?: 1; /* 0 means "not recorded" (range.h) */
+        return 0;
+}
+
+int request_id_reused(const char *request_id, const char *first_member, sd_bus_message *call, sd_bus_error *error) {
+        const char *member = sd_bus_message_get_member(call);
+
+        if (!streq(first_member, member))
+                return sd_bus_error_setf(error, SVMD_ERROR_REQUEST_ID_REUSED,
+                                         "Request id \"%s\" was already used for %s; use a new id for %s.",
+                                         request_id, first_member, member);
+        return sd_bus_error_setf(error, SVMD_ERROR_REQUEST_ID_REUSED,
+                                 "Request id \"%s\" was already used for %s with other arguments; nothing was "
+                                 "done. Retry with the first arguments, or use a new id.", request_id, member);
+}
+
+int request_cache_new(RequestCache **ret, size_t max_per_scope) {
         _cleanup_free_ RequestCache *c = NULL;
         int r;
 
         c = calloc(1, sizeof(RequestCache));
         if (!c)
                 return -ENOMEM;
-        c->max = max_entries ?: 1;
-        c->ring = calloc(c->max, sizeof(Entry));
-        if (!c->ring)
-                return -ENOMEM;
-        r = id_table_new(&c->index);
+        c->max = max_per_scope ?: 1;
+        r = str_table_new(&c->index);
+        if (r < 0)
+                return r;
+        r = str_table_new(&c->scopes);
         if (r < 0) {
-                free(c->ring);
+                str_table_free(c->index);
                 return r;
         }
         *ret = TAKE_PTR(c);
         return 0;
 }
 
-static void entry_clear(RequestCache *c, Entry *e) {
-        if (e->key != 0 && id_table_get(c->index, e->key) == e)
-                (void) id_table_remove(c->index, e->key);
-        free(e->request_id);
+static void entry_free(RequestCache *c, Entry *e) {
+        ScopeCache *s = e->scope;
+
+        if (str_table_get(c->index, e->key) == e)
+                (void) str_table_remove(c->index, e->key);
+        if (e->prev)
+                e->prev->next = e->next;
+        else
+                s->head = e->next;
+        if (e->next)
+                e->next->prev = e->prev;
+        else
+                s->tail = e->prev;
+        s->n--;
+        free(e->key);
         free(e->member);
         sd_bus_message_unref(e->reply);
-        *e = (Entry) {};
+        free(e);
 }
 
 RequestCache *request_cache_free(RequestCache *c) {
+        StrTableIter it = {};
+        void *v;
+
         if (!c)
                 return NULL;
-        for (size_t i = 0; i < c->max; i++)
-                entry_clear(c, &c->ring[i]);
-        free(c->ring);
-        id_table_free(c->index);
+        while (str_table_iterate(c->scopes, &it, NULL, &v)) {
+                ScopeCache *s = v;
+
+                while (s->head)
+                        entry_free(c, s->head);
+                free(s->key);
+                free(s);
+        }
+        str_table_free(c->scopes);
+        str_table_free(c->index);
         free(c);
         return NULL;
 }
 
-static Entry *find(RequestCache *c, uid_t uid, const char *request_id) {
-        Entry *e = id_table_get(c->index, key_of(uid, request_id));
+void request_cache_set_max(RequestCache *c, size_t max_per_scope) {
+        c->max = max_per_scope ?: 1;
+}
 
-        if (!e || e->uid != uid || !streq(e->request_id, request_id))
-                return NULL;
-        return e;
+static int index_key(uid_t uid, const char *request_id, char **ret) {
+        return asprintf(ret, "%u\x1f%s", (unsigned) uid, request_id) < 0 ? -ENOMEM : 0;
 }
 
 int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const char *request_id,
                          sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *key = NULL;
+        uint64_t digest;
         Entry *e;
         int r;
 
-        e = find(c, uid, request_id);
+        r = index_key(uid, request_id, &key);
+        if (r < 0)
+                return r;
+        e = str_table_get(c->index, key);
         if (!e)
                 return 0;
         if (!streq(e->member, sd_bus_message_get_member(call)))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Request id \"%s\" was already used for %s; use a new id for %s.",
-                                         request_id, e->member, sd_bus_message_get_member(call));
+                return request_id_reused(request_id, e->member, call, error);
+        r = request_digest(call, &digest);
+        if (r < 0)
+                return r;
+        if (digest != e->digest)
+                return request_id_reused(request_id, e->member, call, error);
 
         r = sd_bus_message_new_method_return(call, &reply);
         if (r < 0)
@@ -124,34 +247,83 @@ int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const
         return 1;
 }
 
-int request_cache_store(RequestCache *c, uid_t uid, const char *request_id, const char *member,
-                        sd_bus_message *reply) {
-        uint64_t key = key_of(uid, request_id);
-        Entry *e, *old;
+static int scope_get(RequestCache *c, const char *key, ScopeCache **ret) {
+        ScopeCache *s = str_table_get(c->scopes, key);
         int r;
 
-        old = id_table_get(c->index, key);
-        if (old)
-                entry_clear(c, old); /* same key: the newer answer wins */
-
-        e = &c->ring[c->next];
-        entry_clear(c, e);
-        c->next = (c->next + 1) % c->max;
-
-        e->request_id = strdup(request_id);
-        e->member = strdup(member);
-        if (!e->request_id || !e->member) {
-                entry_clear(c, e);
+        if (s) {
+                *ret = s;
+                return 0;
+        }
+        s = calloc(1, sizeof(ScopeCache));
+        if (!s)
+                return -ENOMEM;
+        s->key = strdup(key);
+        if (!s->key) {
+                free(s);
                 return -ENOMEM;
         }
-        e->uid = uid;
-        e->key = key;
-        e->reply = sd_bus_message_ref(reply);
-        r = id_table_put(c->index, key, e);
+        r = str_table_put(c->scopes, s->key, s);
         if (r < 0) {
-                e->key = 0;
-                entry_clear(c, e);
+                free(s->key);
+                free(s);
                 return r;
         }
+        *ret = s;
+        return 0;
+}
+
+int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope, uid_t uid,
+                        const char *request_id, sd_bus_message *reply) {
+        _cleanup_free_ char *key = NULL, *member = NULL;
+        ScopeCache *s;
+        uint64_t digest;
+        Entry *e;
+        int r;
+
+        r = index_key(uid, request_id, &key);
+        if (r < 0)
+                return r;
+        member = strdup(sd_bus_message_get_member(call));
+        if (!member)
+                return -ENOMEM;
+        r = request_digest(call, &digest);
+        if (r < 0)
+                return r;
+        r = scope_get(c, scope, &s);
+        if (r < 0)
+                return r;
+
+        e = str_table_get(c->index, key);
+        if (e)
+                entry_free(c, e); /* the same uid and id: the newer answer wins */
+        /* The oldest of this scope goes, never another scope's. */
+        while (s->n >= c->max && s->head)
+                entry_free(c, s->head);
+
+        e = calloc(1, sizeof(Entry));
+        if (!e)
+                return -ENOMEM;
+        *e = (Entry) {
+                .key = TAKE_PTR(key),
+                .member = TAKE_PTR(member),
+                .digest = digest,
+                .scope = s,
+        };
+        r = str_table_put(c->index, e->key, e);
+        if (r < 0) {
+                free(e->key);
+                free(e->member);
+                free(e);
+                return r;
+        }
+        e->reply = sd_bus_message_ref(reply);
+        e->prev = s->tail;
+        if (s->tail)
+                s->tail->next = e;
+        else
+                s->head = e;
+        s->tail = e;
+        s->n++;
         return 0;
 }

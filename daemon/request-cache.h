@@ -2,14 +2,24 @@
 #pragma once
 
 /*
- * Idempotent retries (SPEC §6.1a): a mutating call carrying the option
- * "request-id" is remembered with its reply; the same id from the same client
- * again gets the first reply instead of a second execution. Only successes are
- * remembered: a failed call changed nothing, so doing it again is safe. The
- * cache is bounded; the oldest entries go first.
+ * Idempotent retries (SPEC §6.1a, docs/dbus-api.md "Request ids"): a mutating
+ * call carrying the option "request-id" is remembered with its reply and a
+ * digest of its arguments; the same id from the same uid again gets the first
+ * reply instead of a second execution, and the same id with other arguments
+ * is refused (RequestIdReused). Only calls that changed something are
+ * remembered: a failed call or a no-op changed nothing, so doing it again is
+ * safe.
+ *
+ * Entries are kept per quota scope, each scope bounded on its own
+ * ("request-ids-per-scope"): the oldest entry of a scope goes first, and one
+ * scope's traffic never evicts another scope's entries. Entries are matched by
+ * (uid, request id), so a uid is never answered with another uid's reply. The
+ * cache lives in memory: a restart of svmd forgets it (persistent ranges keep
+ * their own request id, range.h).
  */
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <systemd/sd-bus.h>
@@ -23,17 +33,29 @@ typedef struct RequestCache RequestCache;
 int request_id_check(const char *request_id, sd_bus_error *error);
 #define REQUEST_ID_FREE_PREFIX "\x01free:"
 
-int request_cache_new(RequestCache **ret, size_t max_entries);
+int request_cache_new(RequestCache **ret, size_t max_per_scope);
 RequestCache *request_cache_free(RequestCache *c);
+/* A new bound per scope (reload); scopes above it shrink at their next entry. */
+void request_cache_set_max(RequestCache *c, size_t max_per_scope);
+
+/*
+ * The digest of a call: its member and every argument, in order. It stays the
+ * same across restarts (a fixed key; persistent ranges keep it in the journal).
+ * The message is rewound.
+ */
+int request_digest(sd_bus_message *call, uint64_t *ret);
+
+/* The refusal of a request id used before for another call. */
+int request_id_reused(const char *request_id, const char *first_member, sd_bus_message *call, sd_bus_error *error);
 
 /*
  * If (uid, request_id) was answered before, reply to `call` with a copy of that
  * answer and return 1. Returns 0 if unknown, or an error; a request id first
- * used with another method gives InvalidArgs.
+ * used with another method or other arguments gives RequestIdReused.
  */
 int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const char *request_id,
                          sd_bus_error *error);
 
-/* Remember the (sealed) reply of a successful call. */
-int request_cache_store(RequestCache *c, uid_t uid, const char *request_id, const char *member,
-                        sd_bus_message *reply);
+/* Remember the (sealed) reply of a successful call, in the caller's quota scope. */
+int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope, uid_t uid,
+                        const char *request_id, sd_bus_message *reply);

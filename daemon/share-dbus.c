@@ -27,6 +27,7 @@
 #include "persist.h"
 #include "quota.h"
 #include "range.h"
+#include "str-table.h"
 #include "svmd-protocol.h"
 
 static uint64_t now_realtime_usec(void) {
@@ -76,6 +77,64 @@ int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         return reply_fd(msg, r, fd, false);
 }
 
+/* Expired tokens count until something removes them: before refusing a Share, they go. */
+static void sweep_expired_tokens(Manager *m) {
+        uint64_t now = now_realtime_usec();
+        Token *expired = NULL;
+        StrTableIter it = {};
+        void *v;
+
+        /* Collected first: the table must not change while it is iterated. */
+        while (str_table_iterate(m->tokens, &it, NULL, &v)) {
+                Token *t = v;
+
+                if (t->expires_usec != 0 && t->expires_usec <= now) {
+                        t->sweep_next = expired;
+                        expired = t;
+                }
+        }
+        while (expired) {
+                Token *t = expired;
+
+                expired = t->sweep_next;
+                token_remove(m, t);
+        }
+}
+
+/*
+ * A Share must fit three limits: the connection's ("tokens-per-client"), the
+ * caller's quota scope's, which reconnecting does not reset, and the range's,
+ * which bounds what one range carries however many callers share it.
+ */
+static int check_token_limits(Manager *m, Client *c, Range *r, sd_bus_error *error) {
+        const Config *cf = &m->config;
+        Scope *s = c->identity->scope;
+
+        if (c->n_tokens >= cf->limit_tokens_per_client) {
+                manager_emit_quota_exceeded(m, s->key, "tokens-per-client");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "This connection has %" PRIu64 " share tokens; at most %" PRIu64 " are allowed.",
+                                         c->n_tokens, cf->limit_tokens_per_client);
+        }
+        if (s->usage.tokens >= cf->limit_tokens_per_scope || range_n_tokens(r) >= cf->limit_tokens_per_range)
+                sweep_expired_tokens(m);
+        if (s->usage.tokens >= cf->limit_tokens_per_scope) {
+                manager_emit_quota_exceeded(m, s->key, "tokens-per-scope");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "Scope %s has %" PRIu64 " share tokens; at most %" PRIu64 " are allowed. "
+                                         "RevokeToken removes tokens no longer needed.",
+                                         s->key, s->usage.tokens, cf->limit_tokens_per_scope);
+        }
+        if (range_n_tokens(r) >= cf->limit_tokens_per_range) {
+                manager_emit_quota_exceeded(m, s->key, "tokens-per-range");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "Range %" PRIu64 " has %u share tokens; at most %" PRIu64 " are allowed. "
+                                         "RevokeToken removes tokens no longer needed.",
+                                         r->id, range_n_tokens(r), cf->limit_tokens_per_range);
+        }
+        return 0;
+}
+
 int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs g = {};
         Manager *m = userdata;
@@ -116,12 +175,9 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 if (k <= 0)
                         return k == 0 ? 1 : k;
         }
-        if (c->n_tokens >= m->config.limit_tokens_per_client) {
-                manager_emit_quota_exceeded(m, c->identity->scope->key, "tokens-per-client");
-                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
-                                         "This connection has %" PRIu64 " share tokens; at most %" PRIu64 " are allowed.",
-                                         c->n_tokens, m->config.limit_tokens_per_client);
-        }
+        k = check_token_limits(m, c, r, error);
+        if (k < 0)
+                return k;
 
         k = token_new(m, c, r, &t);
         if (k < 0)
@@ -133,11 +189,38 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         t->read_only = g.read_only;
         t->expires_usec = g.expires_usec;
 
-        persist_range(m, r);
+        persist_token_added(m, t);
         log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
                    "Range %" PRIu64 " shared by uid %u%s.", id, (unsigned) c->identity->uid,
                    t->read_only ? " read-only" : "");
         return sd_bus_reply_method_return(msg, "s", t->token);
+}
+
+/*
+ * The token named. The same answer for unknown, malformed, expired and revoked
+ * tokens: nothing to probe. An expired one goes now.
+ */
+static int live_token(Manager *m, const char *token, Token **ret, sd_bus_error *error) {
+        Token *t = strlen(token) == TOKEN_HEX_LEN ? manager_find_token(m, token) : NULL;
+
+        if (t && t->expires_usec != 0 && t->expires_usec <= now_realtime_usec()) {
+                token_remove(m, t);
+                t = NULL;
+        }
+        if (!t)
+                return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_TOKEN,
+                                        "No such share token; it may have expired, been revoked or its range been "
+                                        "freed.");
+        *ret = t;
+        return 0;
+}
+
+/* Would an Attach by c take a new hold (rather than keep its own, or adopt its uid's restored one)? */
+static bool attach_adds_hold(const Client *c, const Range *r) {
+        for (const Hold *h = r->holds; h; h = h->range_next)
+                if (h->client == c || (!h->client && h->uid == c->identity->uid))
+                        return false;
+        return true;
 }
 
 int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -156,18 +239,9 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
-
-        /* The same answer for unknown, malformed and expired tokens: nothing to probe. */
-        t = strlen(token) == TOKEN_HEX_LEN ? manager_find_token(m, token) : NULL;
-        if (t && t->expires_usec != 0 && t->expires_usec <= now_realtime_usec()) {
-                r = t->range;
-                token_free(m, t);
-                persist_range(m, r);
-                t = NULL;
-        }
-        if (!t)
-                return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_TOKEN,
-                                        "No such share token; it may have expired or its range been freed.");
+        k = live_token(m, token, &t, error);
+        if (k < 0)
+                return k;
         if (!token_allows(t, c->identity))
                 return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
                                         "This share token is granted to another user, unit or cgroup.");
@@ -175,6 +249,14 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r->state == RANGE_STATE_DEGRADED)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " is degraded and being repaired; try again later.", r->id);
+
+        if (attach_adds_hold(c, r) && range_n_holds(r) >= m->config.limit_holds_per_range) {
+                manager_emit_quota_exceeded(m, c->identity->scope->key, "holds-per-range");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "Range %" PRIu64 " has %u holders; at most %" PRIu64 " are allowed. Its owner "
+                                         "can revoke holds (RevokeHold).",
+                                         r->id, range_n_holds(r), m->config.limit_holds_per_range);
+        }
 
         k = range_export_fd(r, t->read_only, &fd, error);
         if (k < 0)
@@ -185,9 +267,12 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 k = hold_new(c, r, t->read_only, &h);
                 if (k < 0)
                         return k;
-        } else if (!t->read_only)
+                persist_hold_added(m, r, h->uid, h->read_only);
+        } else if (!t->read_only && h->read_only) {
                 h->read_only = false;
-        persist_range(m, r);
+                persist_hold_removed(m, r, h->uid, true);
+                persist_hold_added(m, r, h->uid, false);
+        }
 
         log_fields(LOG_INFO, &((LogFields) { .range_id = r->id, .unit = c->identity->unit }),
                    "Range %" PRIu64 " attached by uid %u.", r->id, (unsigned) c->identity->uid);
@@ -217,6 +302,148 @@ int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = range_release_hold(h);
         if (k < 0)
                 log_warning_errno(k, "Releasing range %" PRIu64 " left it to the repair timer: %m", id);
+        return sd_bus_reply_method_return(msg, "");
+}
+
+/*
+ * Revoking and listing tokens and holds: the range's owner (by uid, also once
+ * it let go of a range holders keep), else an admin (org.svmd1.manage).
+ * 1: go on, 0: a polkit query is in flight, < 0: refused.
+ */
+static int authorize_owner(Manager *m, sd_bus_message *msg, Client *c, Range *r, const char *verb,
+                           sd_bus_error *error) {
+        char what[96];
+
+        if (c->identity->uid == 0 || (r->owner && r->owner->uid == c->identity->uid))
+                return 1;
+        snprintf(what, sizeof(what), "%s range %" PRIu64, verb, r->id);
+        return authorize_admin(m, msg, c, what, error);
+}
+
+/* The range id names, if the caller may act on it as its owner: 1, 0 (polkit pending), < 0 (refused). */
+static int owner_range(Manager *m, sd_bus_message *msg, uint64_t id, const char *verb, Client **ret_client,
+                       Range **ret, sd_bus_error *error) {
+        Client *c;
+        Range *r;
+        int k;
+
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+        r = manager_find_range(m, id);
+        if (!r)
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
+        k = authorize_owner(m, msg, c, r, verb, error);
+        if (k <= 0)
+                return k;
+        *ret_client = c;
+        *ret = r;
+        return 1;
+}
+
+int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        Client *c;
+        Range *r;
+        uint64_t id;
+        int k;
+
+        k = sd_bus_message_read(msg, "t", &id);
+        if (k < 0)
+                return k;
+        /* The tokens themselves: only for whoever could make new ones anyway. */
+        k = owner_range(m, msg, id, "Listing the share tokens of", &c, &r, error);
+        if (k <= 0)
+                return k == 0 ? 1 : k;
+
+        k = sd_bus_message_new_method_return(msg, &reply);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_open_container(reply, 'a', "(sa{sv})");
+        for (Token *t = r->tokens; k >= 0 && t; t = t->range_next) {
+                k = sd_bus_message_open_container(reply, 'r', "sa{sv}");
+                if (k >= 0)
+                        k = sd_bus_message_append(reply, "s", t->token);
+                if (k >= 0)
+                        k = sd_bus_message_open_container(reply, 'a', "{sv}");
+                if (k >= 0)
+                        k = sd_bus_message_append(reply, "{sv}{sv}", SVMD_GRANT_READ_ONLY, "b", (int) t->read_only,
+                                                  SVMD_GRANT_EXPIRES_USEC, "t", t->expires_usec);
+                if (k >= 0 && t->has_uid)
+                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UID, "u", (uint32_t) t->uid);
+                if (k >= 0 && t->unit)
+                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UNIT, "s", t->unit);
+                if (k >= 0 && t->cgroup)
+                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_CGROUP, "s", t->cgroup);
+                if (k >= 0)
+                        k = sd_bus_message_close_container(reply);
+                if (k >= 0)
+                        k = sd_bus_message_close_container(reply);
+        }
+        if (k >= 0)
+                k = sd_bus_message_close_container(reply);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *token;
+        uint64_t id;
+        Client *c;
+        Token *t;
+        int k;
+
+        k = sd_bus_message_read(msg, "s", &token);
+        if (k < 0)
+                return k;
+        k = manager_get_client(m, msg, &c);
+        if (k < 0)
+                return k;
+        k = live_token(m, token, &t, error);
+        if (k < 0)
+                return k;
+        k = authorize_owner(m, msg, c, t->range, "Revoking a share token of", error);
+        if (k <= 0)
+                return k == 0 ? 1 : k;
+
+        id = t->range->id;
+        token_remove(m, t);
+        log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
+                   "A share token of range %" PRIu64 " revoked by uid %u.", id, (unsigned) c->identity->uid);
+        return sd_bus_reply_method_return(msg, "");
+}
+
+int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        uint32_t uid;
+        uint64_t id;
+        Client *c;
+        Range *r;
+        bool found = false;
+        int k;
+
+        k = sd_bus_message_read(msg, "tu", &id, &uid);
+        if (k < 0)
+                return k;
+        k = owner_range(m, msg, id, "Revoking holds on", &c, &r, error);
+        if (k <= 0)
+                return k == 0 ? 1 : k;
+        for (Hold *h = r->holds; h && !found; h = h->range_next)
+                found = h->uid == (uid_t) uid;
+        if (!found)
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
+                                         "Uid %" PRIu32 " holds no reference to range %" PRIu64 "; its Holders "
+                                         "property lists who does.", uid, id);
+
+        k = range_revoke_holds(r, (uid_t) uid);
+        if (k < 0)
+                log_warning_errno(k, "Revoking holds on range %" PRIu64 " left it to the repair timer: %m", id);
+        log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
+                   "Holds of uid %" PRIu32 " on range %" PRIu64 " revoked by uid %u.", uid, id,
+                   (unsigned) c->identity->uid);
         return sd_bus_reply_method_return(msg, "");
 }
 

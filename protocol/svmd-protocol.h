@@ -32,6 +32,7 @@
 #define SVMD_ERROR_DEVICE_LOST      "org.svmd1.Error.DeviceLost"
 #define SVMD_ERROR_ROLLBACK_FAILED  "org.svmd1.Error.RollbackFailed"
 #define SVMD_ERROR_KERNEL           "org.svmd1.Error.Kernel"
+#define SVMD_ERROR_REQUEST_ID_REUSED "org.svmd1.Error.RequestIdReused"
 
 /*
  * errno ↔ error name, registered by both sides with sd_bus_error_add_map()

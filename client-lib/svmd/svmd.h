@@ -384,6 +384,29 @@ int svmd_attach(svmd_client *c, const char *token, svmd_attachment *ret, svmd_er
 int svmd_release(svmd_client *c, uint64_t id, svmd_error *error);
 
 /*
+ * LIBSVMD_0.2. The range's owner (by uid, also of a range it freed while
+ * holders keep it) or an administrator (org.svmd1.manage) lists and revokes
+ * tokens and holds. A revoked token no longer attaches; holds taken with it
+ * stay until revoked too. Revoking uid's holds drops every reference of that
+ * uid to the range (the fds it has keep their memory); a range its owner freed
+ * goes with its last hold.
+ */
+typedef struct svmd_token_info {
+        char token[33];
+        bool has_uid;
+        uint32_t uid;
+        char unit[257];         /* "": any unit */
+        char cgroup[1025];      /* "": any cgroup */
+        bool read_only;
+        uint64_t expires_usec;  /* CLOCK_REALTIME µs; 0: never */
+} svmd_token_info;
+
+/* *ret is malloc()ed; free() it. */
+int svmd_list_tokens(svmd_client *c, uint64_t id, svmd_token_info **ret, size_t *ret_n, svmd_error *error);
+int svmd_revoke_token(svmd_client *c, const char *token, svmd_error *error);
+int svmd_revoke_hold(svmd_client *c, uint64_t id, uint32_t uid, svmd_error *error);
+
+/*
  * Make a range usable in this process at its SVM address: id_or_token is a range
  * id the caller owns (decimal, Export) or a token (Attach). Opens this process's
  * own KFD context on first use, reserves [va, va+size) (fails with -EEXIST if

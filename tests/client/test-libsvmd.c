@@ -264,6 +264,52 @@ static void test_errors(svmd_client *c) {
         ASSERT_EQ(svmd_free(c, UINT64_C(999999), NULL), -ENOENT);
 }
 
+/* Tokens listed and revoked, holds revoked (the caller owns the range, so it may). */
+static void test_revoke(svmd_client *c) {
+        svmd_allocate_options o = { .persistent = true };
+        _cleanup_free_ svmd_token_info *tokens = NULL;
+        _cleanup_free_ char *token = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_grant g = { .has_uid = true, .uid = (uint32_t) getuid() };
+        svmd_attachment at;
+        svmd_allocation a;
+        size_t n = 0;
+        int r;
+
+        r = svmd_allocate(c, 64 * 1024, gpus[0], "host", &o, &a, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_share(c, a.id, &g, &token, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_list_tokens(c, a.id, &tokens, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_EQ(n, 1);
+        ASSERT_STREQ(tokens[0].token, token);
+        ASSERT_TRUE(tokens[0].has_uid && tokens[0].uid == (uint32_t) getuid());
+        ASSERT_TRUE(!tokens[0].read_only && tokens[0].expires_usec == 0 && !tokens[0].unit[0]);
+
+        r = svmd_attach(c, token, &at, &e);
+        ASSERT_SVMD_OK(r, &e);
+        close(at.fd);
+        r = svmd_revoke_hold(c, a.id, (uint32_t) getuid(), &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_release(c, a.id, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+        r = svmd_revoke_hold(c, a.id, (uint32_t) getuid(), &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+
+        r = svmd_revoke_token(c, token, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_attach(c, token, &at, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOKEY, "org.svmd1.Error.NoSuchToken");
+        r = svmd_revoke_token(c, token, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOKEY, "org.svmd1.Error.NoSuchToken");
+        free(tokens);
+        r = svmd_list_tokens(c, a.id, &tokens, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_EQ(n, 0);
+        ASSERT_OK(svmd_free(c, a.id, NULL));
+}
+
 static void test_batch(svmd_client *c) {
         svmd_error e = SVMD_ERROR_NULL;
         svmd_allocation host, batch;
@@ -841,6 +887,7 @@ int main(int argc, char *argv[]) {
                 test_queries(clients[i]);
                 test_allocate_map_free(clients[i]);
                 test_errors(clients[i]);
+                test_revoke(clients[i]);
                 test_batch(clients[i]);
                 test_commit(clients[i]);
                 test_svm(clients[i]);

@@ -66,7 +66,7 @@ def test_help_and_usage():
     assert "set-attr ID" in p.stdout and "--domain vram|gtt|host|svm" in p.stdout
     assert "--svm-access-in-place" in run("set-attr", "--help").stdout
     for verb in ["status", "gpus", "ranges", "alloc", "set-attr", "free", "map", "unmap", "export", "share",
-                 "attach", "usage", "capacity", "reload", "monitor"]:
+                 "attach", "tokens", "revoke", "usage", "capacity", "reload", "monitor"]:
         p = run(verb, "--help")
         assert f"svmctl [OPTIONS] {verb}" in p.stdout, p.stdout
         p = run("help", verb)
@@ -310,6 +310,35 @@ def test_export_share_attach():
     run("attach", "not-a-token", code=EXIT_NOT_FOUND)
     run("attach", code=EXIT_USAGE)
 
+    run("free", str(a["id"]))
+    run("free", str(h["id"]))
+
+
+@test
+def test_tokens_revoke_request_ids():
+    h = js("alloc", "64K", "--domain", "host", "--persistent")
+    t1 = run("share", str(h["id"]), "--uid", "2").stdout.strip()
+    t2 = js("share", str(h["id"]), "--read-only")["token"]
+    listed = js("tokens", str(h["id"]))
+    assert listed["id"] == h["id"]
+    assert {t["token"] for t in listed["tokens"]} == {t1, t2}, listed
+    assert [t.get("uid") for t in listed["tokens"] if t["token"] == t1] == [2]
+    assert t1 in run("tokens", str(h["id"])).stdout
+    run("tokens", "999999", code=EXIT_NOT_FOUND)
+
+    assert js("revoke", t1) == {"token": t1}
+    assert [t["token"] for t in js("tokens", str(h["id"]))["tokens"]] == [t2]
+    run("attach", t1, code=EXIT_NOT_FOUND)
+    run("revoke", t1, code=EXIT_NOT_FOUND)
+    run("revoke", "--range", str(h["id"]), "--uid", "2", code=EXIT_NOT_FOUND)
+    run("revoke", "--range", str(h["id"]), code=EXIT_USAGE)
+    run("revoke", code=EXIT_USAGE)
+
+    # A request id names one request: other arguments are refused, nothing is done.
+    a = js("alloc", "64K", "--domain", "host", "--persistent", "--request-id", "svmctl-rid")
+    assert js("alloc", "64K", "--domain", "host", "--persistent", "--request-id", "svmctl-rid")["id"] == a["id"]
+    p = run("alloc", "128K", "--domain", "host", "--persistent", "--request-id", "svmctl-rid", code=EXIT_BUSY)
+    assert "other arguments" in p.stderr, p.stderr
     run("free", str(a["id"]))
     run("free", str(h["id"]))
 

@@ -308,7 +308,7 @@ static void test_request_id(void) {
                                "request-id", "s", "");
 
         /* The same id for another method is refused. */
-        EXPECT_UNCHANGED_ERROR(SD_BUS_ERROR_INVALID_ARGS, "Map", "taua{sv}", id1, 1, T.gpus[0], 1, "request-id", "s",
+        EXPECT_UNCHANGED_ERROR(SVMD_ERROR_REQUEST_ID_REUSED, "Map", "taua{sv}", id1, 1, T.gpus[0], 1, "request-id", "s",
                                "claim-1234");
 
         test_free(T.bus, id1);

@@ -198,6 +198,7 @@ static void op_allocate(ClientState *c) {
         const char *path;
         uint64_t va;
         uint32_t g = T.gpus[rand() % T.n_gpus];
+        const char *domain = rand() % 2 ? "vram" : "host";
         int r;
 
         ASSERT_TRUE(c->n_known < ELEMENTSOF(c->known));
@@ -208,10 +209,11 @@ static void op_allocate(ClientState *c) {
         k->live = false;
         c->n_known++;
 
-        /* Retried with the same request id until the daemon answers: at most one range per request. */
+        /* Retried with the same request id and arguments until the daemon answers: at most one range per
+         * request (other arguments under the same id are refused). */
         for (;;) {
                 r = test_call(c->bus, "Allocate", &error, &reply, "tusa{sv}", UINT64_C(65536), g,
-                              rand() % 2 ? "vram" : "host", 4, "persistent", "b", 1, "label", "s", k->label,
+                              domain, 4, "persistent", "b", 1, "label", "s", k->label,
                               "request-id", "s", request, "map", "au", 1, g);
                 if (r >= 0) {
                         ASSERT_OK(sd_bus_message_read(reply, "tto", &k->id, &va, &path));

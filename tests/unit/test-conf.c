@@ -114,11 +114,43 @@ static void test_zero_allows_nothing(void) {
         config_done(&c);
 }
 
+/* The limits per quota scope and per range: defaults, values, refusals. */
+static void test_scope_limits(void) {
+        Config c;
+        char *error = NULL;
+
+        ASSERT_OK(config_parse("{}", "t", &c, &error));
+        ASSERT_UEQ(c.limit_request_ids_per_scope, CONFIG_DEFAULT_REQUEST_IDS_PER_SCOPE);
+        ASSERT_UEQ(c.limit_tokens_per_scope, CONFIG_DEFAULT_TOKENS_PER_SCOPE);
+        ASSERT_UEQ(c.limit_tokens_per_range, CONFIG_DEFAULT_TOKENS_PER_RANGE);
+        ASSERT_UEQ(c.limit_holds_per_range, CONFIG_DEFAULT_HOLDS_PER_RANGE);
+        config_done(&c);
+
+        ASSERT_OK(config_parse("{ \"limits\": { \"request-ids-per-scope\": 10, \"tokens-per-scope\": 20, "
+                               "\"tokens-per-range\": 30, \"holds-per-range\": 40, \"tokens-per-client\": 4 } }",
+                               "t", &c, &error));
+        ASSERT_UEQ(c.limit_request_ids_per_scope, 10);
+        ASSERT_UEQ(c.limit_tokens_per_scope, 20);
+        ASSERT_UEQ(c.limit_tokens_per_range, 30);
+        ASSERT_UEQ(c.limit_holds_per_range, 40);
+        ASSERT_UEQ(c.limit_tokens_per_client, 4);
+        config_done(&c);
+
+        ASSERT_TRUE(config_parse("{ \"limits\": { \"holds-per-range\": -1 } }", "t", &c, &error) < 0);
+        ASSERT_TRUE(error && strstr(error, "non-negative integer"));
+        free(error);
+        error = NULL;
+        ASSERT_TRUE(config_parse("{ \"limits\": { \"tokens-per-scope\": \"lots\" } }", "t", &c, &error) < 0);
+        ASSERT_TRUE(error && strstr(error, "tokens-per-scope"));
+        free(error);
+}
+
 int main(void) {
         test_empty_means_defaults();
         test_full();
         test_errors();
         test_zero_allows_nothing();
+        test_scope_limits();
         printf("conf: ok\n");
         return 0;
 }
