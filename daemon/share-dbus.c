@@ -327,7 +327,7 @@ static int owner_range(Manager *m, sd_bus_message *msg, uint64_t id, const char 
         Range *r;
         int k;
 
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
         r = manager_find_range(m, id);
@@ -399,7 +399,7 @@ int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error
         k = sd_bus_message_read(msg, "s", &token);
         if (k < 0)
                 return k;
-        k = manager_get_client(m, msg, &c);
+        k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
         k = live_token(m, token, &t, error);
