@@ -548,6 +548,41 @@ static void test_usage_and_reload(void) {
         ASSERT_BUS_OK(r, &error);
 }
 
+/* A grant to a unit glob: only callers in a matching unit attach, whatever their uid. */
+static void test_unit_grant(void) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char other[64], mine[64];
+        const char *token;
+        uint64_t id;
+        int r;
+
+        id = call_allocate(T.bus, 8192, 0, "host", false, false, NULL, &error);
+        ASSERT_BUS_OK(id ? 0 : -1, &error);
+
+        r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", id, 1, "unit", "s", "svmd-no-such-unit-*.service");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "s", &token));
+        snprintf(other, sizeof(other), "%s", token);
+        r = test_call(T.bus, "Attach", &error, NULL, "s", other);
+        ASSERT_BUS_ERROR(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
+        sd_bus_error_free(&error);
+
+        /* "*" matches every unit, also none. */
+        sd_bus_message_unref(reply);
+        reply = NULL;
+        r = test_call(T.bus, "Share", &error, &reply, "ta{sv}", id, 1, "unit", "s", "*");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "s", &token));
+        snprintf(mine, sizeof(mine), "%s", token);
+        r = test_call(T.bus, "Attach", &error, NULL, "s", mine);
+        ASSERT_BUS_OK(r, &error);
+        r = test_call(T.bus, "Release", &error, NULL, "t", id);
+        ASSERT_BUS_OK(r, &error);
+        r = test_call(T.bus, "Free", &error, NULL, "t", id);
+        ASSERT_BUS_OK(r, &error);
+}
+
 int main(void) {
         char gpu[32];
 
@@ -566,6 +601,8 @@ int main(void) {
         test_crash_cleanup();
         printf("ok\ntest usage_and_reload ... ");
         test_usage_and_reload();
+        printf("ok\ntest unit_grant ... ");
+        test_unit_grant();
         printf("ok\n");
         test_teardown(&T);
         return 0;
