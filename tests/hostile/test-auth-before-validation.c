@@ -283,11 +283,38 @@ static void attack(sd_bus *bus, const char *via) {
                                 targets[t].name);
 }
 
+/* Another scope's usage and another uid's ranges: the same refusal for a scope or uid in use, or not. */
+static void a_usage(sd_bus_message *m, uint64_t id, uint64_t va) {
+        char scope[64];
+
+        snprintf(scope, sizeof(scope), "uid:%" PRIu64, id);
+        ASSERT_OK(sd_bus_message_append(m, "s", scope));
+}
+static void a_usage_bad(sd_bus_message *m, uint64_t id, uint64_t va) {
+        ASSERT_OK(sd_bus_message_append(m, "s", id == NONE_ID ? "unit:nothing.service" : "uid:1"));
+}
+static void a_list_owner(sd_bus_message *m, uint64_t id, uint64_t va) {
+        ASSERT_OK(sd_bus_message_append(m, "a{sv}", 1, "owner", "u", (uint32_t) id));
+}
+static void a_list_owner_gpu(sd_bus_message *m, uint64_t id, uint64_t va) {
+        ASSERT_OK(sd_bus_message_append(m, "a{sv}", 2, "owner", "u", (uint32_t) id, "gpu", "u", 0x1u));
+}
+
+static void attack_scopes(sd_bus *bus, const char *via) {
+        compare(bus, via, "GetUsage", "GetUsage", a_usage, UID_OWNER, 0, "scope");
+        compare(bus, via, "GetUsage of a scope no rule matches", "GetUsage", a_usage_bad, UID_OWNER, 0, "scope");
+        compare(bus, via, "ListRanges by owner", "ListRanges", a_list_owner, UID_OWNER, 0, "uid");
+        compare(bus, via, "ListRanges by owner and an unknown GPU", "ListRanges", a_list_owner_gpu, UID_OWNER, 0,
+                "uid");
+}
+
 static void other_main(void) {
         sd_bus *bus = connect_bus(false), *direct = connect_bus(true);
 
         attack(bus, "bus");
         attack(direct, "direct");
+        attack_scopes(bus, "bus");
+        attack_scopes(direct, "direct");
         sd_bus_flush_close_unref(bus);
         sd_bus_flush_close_unref(direct);
 }
