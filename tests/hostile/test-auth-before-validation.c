@@ -42,22 +42,6 @@ typedef struct Victim {
 
 static Victim *V;
 
-static sd_bus *connect_bus(bool direct) {
-        char address[4096];
-        sd_bus *bus = NULL;
-
-        if (direct)
-                snprintf(address, sizeof(address), "unix:path=%s/io.socket", getenv("SVMD_RUNTIME_DIR"));
-        else
-                snprintf(address, sizeof(address), "%s", getenv("SVMD_BUS_ADDRESS"));
-        ASSERT_OK(sd_bus_new(&bus));
-        ASSERT_OK(sd_bus_set_address(bus, address));
-        ASSERT_OK(sd_bus_set_bus_client(bus, !direct));
-        ASSERT_OK(sd_bus_negotiate_fds(bus, 1));
-        ASSERT_OK(sd_bus_start(bus));
-        return bus;
-}
-
 /* The message with range ids ("range 12") and addresses (0x400000001000) replaced. */
 static void normalize(const char *in, char *out, size_t size) {
         size_t o = 0;
@@ -309,7 +293,7 @@ static void attack_scopes(sd_bus *bus, const char *via) {
 }
 
 static void other_main(void) {
-        sd_bus *bus = connect_bus(false), *direct = connect_bus(true);
+        sd_bus *bus = test_connect(false), *direct = test_connect(true);
 
         attack(bus, "bus");
         attack(direct, "direct");
@@ -341,7 +325,7 @@ static uint64_t allocate(sd_bus *bus, uint64_t size, uint32_t gpu, const char *d
 static void owner_main(void) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus *bus = connect_bus(false);
+        sd_bus *bus = test_connect(false);
         const char *path;
         uint64_t va;
         char c;

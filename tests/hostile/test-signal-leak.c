@@ -42,21 +42,6 @@
 
 static TestContext T;
 
-static sd_bus *connect_bus(bool direct) {
-        char address[4096];
-        sd_bus *bus = NULL;
-
-        if (direct)
-                snprintf(address, sizeof(address), "unix:path=%s/io.socket", getenv("SVMD_RUNTIME_DIR"));
-        else
-                snprintf(address, sizeof(address), "%s", getenv("SVMD_BUS_ADDRESS"));
-        ASSERT_OK(sd_bus_new(&bus));
-        ASSERT_OK(sd_bus_set_address(bus, address));
-        ASSERT_OK(sd_bus_set_bus_client(bus, !direct));
-        ASSERT_OK(sd_bus_start(bus));
-        return bus;
-}
-
 /* ---- a listener: every signal it receives, one line each ---- */
 
 typedef struct Listener {
@@ -89,7 +74,7 @@ static void listen_on(Listener *l, const char *who, bool direct) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        *l = (Listener) { .who = who, .bus = connect_bus(direct) };
+        *l = (Listener) { .who = who, .bus = test_connect(direct) };
         /* The broadest rule: every signal, from anyone (on the bus, dbus-daemon gets it too). */
         ASSERT_OK(sd_bus_add_match(l->bus, NULL, "type='signal'", on_any_signal, l));
         r = test_call(l->bus, "Subscribe", &error, NULL, "");
@@ -243,7 +228,7 @@ static void tenant_a(void) {
 
         test_become(UID_A);
         listen_on(&own, "uid 1 subscribed on the bus", false);
-        bus = connect_bus(false);
+        bus = test_connect(false);
         wait_byte(go_a[0]);
 
         id = allocate(bus, 2 * MiB, 0, "gtt");
@@ -326,7 +311,7 @@ static void reader_b(void) {
         int r1, r2;
 
         test_become(UID_B);
-        b = connect_bus(false);
+        b = test_connect(false);
         ASSERT_TRUE(asprintf(&path, SVMD_RANGE_PATH_PREFIX "/%" PRIu64, id) > 0);
         ASSERT_TRUE(asprintf(&none, SVMD_RANGE_PATH_PREFIX "/%" PRIu64, id + 100000) > 0);
         r1 = sd_bus_get_property_trivial(b, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Va", &e1, 't', &va);
@@ -354,7 +339,7 @@ static void check_properties_hidden(void) {
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
                 test_become(UID_A);
-                own = connect_bus(false);
+                own = test_connect(false);
                 *shared_id = allocate(own, 64 * 1024, 0, "gtt");
                 send_byte(pipe_done[1]);
                 wait_byte(go_c[0]);
@@ -377,7 +362,7 @@ static void gdbus_wait_listening(void) {
 
                 if (strstr(s, "PropertiesChanged"))
                         return;
-                poke = connect_bus(false);
+                poke = test_connect(false);
                 r = test_call(poke, "GetUsage", &error, NULL, "s", "");
                 ASSERT_BUS_OK(r, &error);
                 sd_bus_flush_close_unref(poke);

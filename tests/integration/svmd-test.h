@@ -31,6 +31,8 @@ typedef struct TestContext {
 void test_setup(TestContext *t);
 void test_teardown(TestContext *t);
 sd_bus *test_direct(TestContext *t);
+/* A new connection of the calling process (e.g. a forked child of another uid): the bus, or io.socket. */
+sd_bus *test_connect(bool direct);
 
 /*
  * Call org.svmd1.Manager.<member> with arguments per sd_bus_message_append
