@@ -3,7 +3,9 @@
 /*
  * The manager's signals (RangeCreated, RangeFreed, QuotaExceeded, GpuLost) as
  * one callback with a tagged struct. They are received on the bus, or on the
- * direct connection when the client has no bus.
+ * direct connection when the client has no bus; either way after Subscribe, and
+ * only those about the caller's own ranges and quota scope (every one for root
+ * and org.svmd1.manage).
  */
 
 #include <errno.h>
@@ -84,16 +86,16 @@ _public_ int svmd_client_watch(svmd_client *c, svmd_signal_callback callback, vo
                                           signal_table[i].member, strerror(-r));
                 }
         }
-        /* A direct peer has no bus to hold match rules: svmd sends it signals once it asks. */
-        if (!sd_bus_is_bus_client(bus)) {
-                r = sd_bus_call_method(bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "Subscribe",
-                                       NULL, NULL, "");
-                if (r < 0) {
-                        for (size_t j = 0; j < ELEMENTSOF(c->signal_slots); j++)
-                                c->signal_slots[j] = sd_bus_slot_unref(c->signal_slots[j]);
-                        c->signal_callback = NULL;
-                        return error_setf(error, r, NULL, "Subscribing to svmd's signals failed: %s.", strerror(-r));
-                }
+        /* svmd sends the signals about ranges and quota scopes only to clients that asked, and of
+         * those only to the ones allowed to see them (on the bus as unicast signals): ask, on the
+         * bus as on the direct connection. */
+        r = sd_bus_call_method(bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "Subscribe", NULL,
+                               NULL, "");
+        if (r < 0) {
+                for (size_t j = 0; j < ELEMENTSOF(c->signal_slots); j++)
+                        c->signal_slots[j] = sd_bus_slot_unref(c->signal_slots[j]);
+                c->signal_callback = NULL;
+                return error_setf(error, r, NULL, "Subscribing to svmd's signals failed: %s.", strerror(-r));
         }
         return client_update_epoll(c);
 }

@@ -232,6 +232,45 @@ fail:
         return r;
 }
 
+void client_subscribe(Client *c, bool sees_all) {
+        Manager *m = c->manager;
+
+        c->sees_all = c->sees_all || sees_all;
+        if (c->subscribed)
+                return;
+        c->subscribed = true;
+        c->subscriber_prev = NULL;
+        c->subscriber_next = m->subscribers;
+        if (m->subscribers)
+                m->subscribers->subscriber_prev = c;
+        m->subscribers = c;
+}
+
+static void client_unsubscribe(Client *c) {
+        if (!c->subscribed)
+                return;
+        if (c->subscriber_prev)
+                c->subscriber_prev->subscriber_next = c->subscriber_next;
+        else
+                c->manager->subscribers = c->subscriber_next;
+        if (c->subscriber_next)
+                c->subscriber_next->subscriber_prev = c->subscriber_prev;
+        c->subscribed = false;
+        c->subscriber_prev = c->subscriber_next = NULL;
+}
+
+bool client_sees_range(const Client *c, const Range *r) {
+        if (c->sees_all || c->identity->uid == 0)
+                return true;
+        /* A detached owner still pays for the range: it hears when the range goes. */
+        if (r->owner && r->owner->uid == c->identity->uid)
+                return true;
+        for (Hold *h = r->holds; h; h = h->range_next)
+                if (h->client == c || (!h->client && h->uid == c->identity->uid))
+                        return true;
+        return false;
+}
+
 void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
         char name[64];
         Client *c;
@@ -252,6 +291,8 @@ Client *client_free(Client *c) {
         m = c->manager;
 
         (void) str_table_remove(m->clients, c->name);
+        /* Gone: the signals its ranges' end causes below are not for it. */
+        client_unsubscribe(c);
 
         /* Its references first: a detached range whose last holder this was goes now. */
         while (c->holds)

@@ -51,6 +51,10 @@ struct Client {
         uint64_t n_ranges;
         Hold *holds;
         uint64_t n_tokens;
+        /* Subscribe: the signals it may see are sent to it alone (docs/dbus-api.md, "Signals") */
+        bool subscribed;
+        bool sees_all;          /* root, or org.svmd1.manage when it subscribed */
+        Client *subscriber_prev, *subscriber_next;
 };
 
 struct Hold {
@@ -81,6 +85,10 @@ struct Token {
 
 /* The client behind a message, created on first use (and tracked). */
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error);
+/* Send c the signals it may see, from now until it disconnects. */
+void client_subscribe(Client *c, bool sees_all);
+/* May c receive the signals about r? Its owner's uid (detached too), its holders, and sees_all. */
+bool client_sees_range(const Client *c, const Range *r);
 /* A direct peer's connection closed. */
 void manager_direct_peer_closed(Manager *m, sd_bus *bus);
 Client *client_free(Client *c);

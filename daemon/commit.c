@@ -22,6 +22,7 @@
 #include "log.h"
 #include "manager.h"
 #include "method-util.h"
+#include "polkit.h"
 #include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
@@ -85,7 +86,7 @@ typedef struct CommitOp {
 
 typedef struct Commit {
         Client *client;
-        bool needs_admin;       /* an operation touches a range the caller neither owns nor holds */
+        bool admin;             /* root, or org.svmd1.manage: may change every range */
         CommitOp *ops;
         size_t n_ops;
         SimRange *sims;         /* one per range an operation names, creates or pins */
@@ -233,11 +234,17 @@ static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_
                                                  a->ref);
                 s = c->ops[a->ref].sim;
         } else {
-                k = lookup_range(m, a->id, &r, error);
+                /* As in authorize_range(): a range the caller may not see answers like a missing id. */
+                r = manager_find_range(m, a->id);
+                if (!r || (!c->admin && !client_may(c->client, r, true)))
+                        return range_not_found(a->id, error);
+                if (!c->admin && !client_may(c->client, r, false))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                                 "Changing range %" PRIu64 " needs ownership of the range or the %s "
+                                                 "authorization.", a->id, SVMD_POLKIT_ACTION_MANAGE);
+                k = range_check_busy(r, error);
                 if (k < 0)
                         return k;
-                if (!client_may(c->client, r, false))
-                        c->needs_admin = true;
                 s = sim_existing(c, r);
         }
         if (s->freed)
@@ -286,6 +293,38 @@ static int validate_set_attributes(Manager *m, Commit *c, size_t idx, sd_bus_err
                 return r;
         op->sim->mapped = (op->sim->mapped | op->change->access) & ~op->change->no_access;
         return 0;
+}
+
+/*
+ * Whether the caller is an administrator, asked before validation when an
+ * operation names a range it does not own, or an id that does not exist (so
+ * that the time to answer does not tell those apart either). 1: known (in
+ * c->admin); 0: polkit answers later; < 0: failed.
+ */
+static int commit_authorize(Manager *m, sd_bus_message *msg, Commit *c) {
+        sd_bus_error denied = SD_BUS_ERROR_NULL;
+        bool ask = false;
+        int r;
+
+        for (size_t i = 0; i < c->n_ops && !ask; i++) {
+                const OpArgs *a = &c->ops[i].args;
+                Range *range;
+
+                if (!a->has_id)
+                        continue;
+                range = manager_find_range(m, a->id);
+                ask = !range || !client_may(c->client, range, false);
+        }
+        if (!ask)
+                return 1;
+        r = authorize_admin(m, msg, c->client, "Changing ranges of other users", &denied);
+        if (r == 0)
+                return 0;
+        if (r < 0 && !sd_bus_error_is_set(&denied))
+                return r;
+        sd_bus_error_free(&denied);
+        c->admin = r > 0;
+        return 1;
 }
 
 /* Validate every operation in order against simulated state; nothing changes. */
@@ -478,14 +517,12 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r != 0)
                 return r;
 
+        r = commit_authorize(m, msg, &c);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
         r = commit_validate(m, &c, error);
         if (r < 0)
                 return r;
-        if (c.needs_admin) {
-                r = authorize_admin(m, msg, c.client, "Changing ranges of other users", error);
-                if (r <= 0)
-                        return r == 0 ? 1 : r;
-        }
 
         if (!o.dry_run) {
                 r = transaction_new(&t, m);

@@ -22,7 +22,6 @@ struct Peer {
         DirectServer *server;
         sd_bus *bus;
         Peer *prev, *next;
-        bool subscribed;        /* asked for signals (Subscribe): a peer has no bus to add matches on */
 };
 
 struct DirectServer {
@@ -186,23 +185,6 @@ DirectServer *direct_server_free(DirectServer *s) {
         free(s->path);
         free(s);
         return NULL;
-}
-
-void direct_server_foreach_subscribed(DirectServer *s, void (*fn)(sd_bus *bus, void *userdata), void *userdata) {
-        if (!s)
-                return;
-        for (Peer *p = s->peers; p; p = p->next)
-                if (p->subscribed)
-                        fn(p->bus, userdata);
-}
-
-int direct_server_subscribe(DirectServer *s, sd_bus *bus) {
-        for (Peer *p = s ? s->peers : NULL; p; p = p->next)
-                if (p->bus == bus) {
-                        p->subscribed = true;
-                        return 0;
-                }
-        return -ENOENT;
 }
 
 unsigned direct_server_n_peers(const DirectServer *s) {

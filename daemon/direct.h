@@ -16,11 +16,8 @@ int direct_server_new(DirectServer **ret, Manager *m, const char *path);
 DirectServer *direct_server_free(DirectServer *s);
 
 /*
- * Signals go to the peers that asked for them (Subscribe), not to every
- * connection: the direct socket is the hot path, and a peer that does not read
- * signals must not fill up.
+ * Signals go to the peers that asked for them (Subscribe, client_subscribe()),
+ * not to every connection: the direct socket is the hot path, and a peer that
+ * does not read signals must not fill up.
  */
-void direct_server_foreach_subscribed(DirectServer *s, void (*fn)(sd_bus *bus, void *userdata), void *userdata);
-/* Mark the peer on bus as subscribed; -ENOENT if bus is not a direct peer. */
-int direct_server_subscribe(DirectServer *s, sd_bus *bus);
 unsigned direct_server_n_peers(const DirectServer *s);

@@ -33,18 +33,6 @@
 
 /* ---- methods ---- */
 
-/* Non-owners need org.svmd1.manage: 1 go on, 0 answered later (return 1), < 0 refused. */
-static int authorize_range(Manager *m, sd_bus_message *msg, Client *c, Range *range, bool holders_ok,
-                           const char *verb, sd_bus_error *error) {
-        char what[128];
-
-        if (client_may(c, range, holders_ok))
-                return 1;
-        snprintf(what, sizeof(what), "%s range %" PRIu64 " (owned by uid %u)", verb, range->id,
-                 range->owner ? (unsigned) range->owner->uid : 0U);
-        return authorize_admin(m, msg, c, what, error);
-}
-
 static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDomain domain, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         _cleanup_free_ RangePiece *pieces = NULL;
@@ -156,10 +144,7 @@ static int method_free(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (r != 0)
                 return r;
 
-        r = lookup_range(m, id, &range, error);
-        if (r < 0)
-                return r;
-        r = authorize_range(m, msg, c, range, false, "Freeing", error);
+        r = authorize_range(m, msg, c, id, false, "Freeing", &range, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
 
@@ -219,15 +204,12 @@ static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         r = gpus_to_mask(m, a.gpus.items, a.gpus.n, "gpu_ids", &mask, error);
         if (r < 0)
                 return r;
-        r = lookup_range(m, id, &range, error);
-        if (r < 0)
-                return r;
+        r = authorize_range(m, msg, c, id, false, "Mapping", &range, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
         r = range_validate_map(m, range->home, range->domain, mask, error);
         if (r < 0)
                 return r;
-        r = authorize_range(m, msg, c, range, false, "Mapping", error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
 
         /* Mapping where it is mapped already changes nothing, and takes no place among the request ids. */
         if (a.dry_run || (mask & ~range_mapped(range)) == 0)
@@ -263,18 +245,15 @@ static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error
         r = gpus_to_mask(m, gpus.items, gpus.n, "gpu_ids", &mask, error);
         if (r < 0)
                 return r;
-        r = lookup_range(m, id, &range, error);
-        if (r < 0)
-                return r;
-        r = range_validate_unmap(range, range_mapped(range), mask, error);
-        if (r < 0)
-                return r;
         r = manager_get_client(m, msg, &c, error);
         if (r < 0)
                 return r;
-        r = authorize_range(m, msg, c, range, false, "Unmapping", error);
+        r = authorize_range(m, msg, c, id, false, "Unmapping", &range, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
+        r = range_validate_unmap(range, range_mapped(range), mask, error);
+        if (r < 0)
+                return r;
 
         r = transaction_new(&t, m);
         if (r < 0)
@@ -312,18 +291,15 @@ int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *err
         if (!op_args_has_svm(&a))
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
                                         "attrs names no attribute; give at least one svm-* key.");
-        r = lookup_range(m, id, &range, error);
-        if (r < 0)
-                return r;
+        r = authorize_range(m, msg, c, id, false, "Changing the attributes of", &range, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
         r = range_validate_set_attributes(range, error);
         if (r < 0)
                 return r;
         r = parse_svm_change(m, &a, &change, error);
         if (r < 0)
                 return r;
-        r = authorize_range(m, msg, c, range, false, "Changing the attributes of", error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
         if (a.dry_run)
                 return reply_empty(m, msg, c, NULL);
 
@@ -544,12 +520,27 @@ static int property_get_clients(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "u", (uint32_t) str_table_size(m->clients));
 }
 
-/* On the bus, signals come with match rules; a direct peer has none and asks here. */
+/*
+ * Signals about ranges and quota scopes go only to the clients that called
+ * Subscribe, and of those only to the ones that may see them: on the bus as
+ * unicast signals, on the direct socket to the peer (docs/dbus-api.md,
+ * "Signals"). Whether the caller sees every tenant's is decided here, once: root,
+ * or org.svmd1.manage. A refusal is no error: the caller still gets its own.
+ */
 static int method_subscribe(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        sd_bus_error denied = SD_BUS_ERROR_NULL;
         Manager *m = userdata;
+        Client *c;
+        int r;
 
-        if (sd_bus_message_get_sender(msg) == NULL)
-                (void) direct_server_subscribe(m->direct, sd_bus_message_get_bus(msg));
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        r = authorize_admin(m, msg, c, "Receiving the signals of every user", &denied);
+        if (r == 0)
+                return 1; /* polkit answers later; the call runs again */
+        sd_bus_error_free(&denied);
+        client_subscribe(c, r > 0);
         return sd_bus_reply_method_return(msg, "");
 }
 

@@ -232,10 +232,51 @@ int manager_add_bus_objects(Manager *m, sd_bus *bus) {
         return sd_bus_add_node_enumerator(bus, NULL, SVMD_RANGE_PATH_PREFIX, range_node_enumerator, m);
 }
 
+/*
+ * Who hears what (docs/dbus-api.md, "Signals"). Node-wide news (GpuLost, the
+ * counters of the manager and the GPUs, which any caller may read as
+ * properties) is broadcast on the bus and sent to every subscribed direct
+ * peer. News about one tenant (a range's creation, end and property changes, a
+ * scope's QuotaExceeded) is sent only to the subscribed clients that may see
+ * it: on the bus as a unicast signal (destination set, so that dbus-daemon
+ * delivers it to that connection alone), on the direct socket to that peer.
+ */
 void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata) {
         if (m->bus)
                 fn(m->bus, userdata);
-        direct_server_foreach_subscribed(m->direct, fn, userdata);
+        for (Client *c = m->subscribers; c; c = c->subscriber_next)
+                if (c->direct)
+                        fn(c->direct, userdata);
+}
+
+typedef int (*AppendFunc)(sd_bus_message *msg, void *userdata);
+
+static void send_to_client(Manager *m, Client *c, const char *path, const char *interface, const char *member,
+                           AppendFunc append, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        sd_bus *bus = c->direct ?: m->bus;
+        int r;
+
+        if (!bus)
+                return;
+        r = sd_bus_message_new_signal(bus, &msg, path, interface, member);
+        if (r >= 0 && !c->direct)
+                r = sd_bus_message_set_destination(msg, c->name);
+        if (r >= 0)
+                r = append(msg, userdata);
+        if (r >= 0)
+                r = sd_bus_send(bus, msg, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Sending %s to %s failed, ignoring: %m", member, c->name);
+}
+
+static void send_about_range(Manager *m, Range *range, const char *path, const char *interface, const char *member,
+                             AppendFunc append, void *userdata) {
+        if (m->exiting)
+                return;
+        for (Client *c = m->subscribers; c; c = c->subscriber_next)
+                if (client_sees_range(c, range))
+                        send_to_client(m, c, path, interface, member, append, userdata);
 }
 
 typedef struct EmitRange {
@@ -243,19 +284,14 @@ typedef struct EmitRange {
         const char *path;
 } EmitRange;
 
-static void emit_created(sd_bus *bus, void *userdata) {
+static int append_created(sd_bus_message *msg, void *userdata) {
         EmitRange *e = userdata;
-        int r = sd_bus_emit_signal(bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated", "to",
-                                   e->id, e->path);
-        if (r < 0)
-                log_debug_errno(r, "Emitting RangeCreated failed, ignoring: %m");
+        return sd_bus_message_append(msg, "to", e->id, e->path);
 }
 
-static void emit_freed(sd_bus *bus, void *userdata) {
+static int append_freed(sd_bus_message *msg, void *userdata) {
         EmitRange *e = userdata;
-        int r = sd_bus_emit_signal(bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeFreed", "t", e->id);
-        if (r < 0)
-                log_debug_errno(r, "Emitting RangeFreed failed, ignoring: %m");
+        return sd_bus_message_append(msg, "t", e->id);
 }
 
 void manager_emit_range_created(Manager *m, Range *r) {
@@ -263,27 +299,32 @@ void manager_emit_range_created(Manager *m, Range *r) {
 
         if (range_path(r->id, &path) < 0)
                 return;
-        manager_foreach_bus(m, emit_created, &(EmitRange) { .id = r->id, .path = path });
+        send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated", append_created,
+                         &(EmitRange) { .id = r->id, .path = path });
 }
 
-void manager_emit_range_freed(Manager *m, uint64_t id) {
-        manager_foreach_bus(m, emit_freed, &(EmitRange) { .id = id });
+void manager_emit_range_freed(Manager *m, Range *r) {
+        send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeFreed", append_freed,
+                         &(EmitRange) { .id = r->id });
 }
 
 typedef struct EmitQuota {
         const char *scope, *resource;
 } EmitQuota;
 
-static void emit_quota(sd_bus *bus, void *userdata) {
+static int append_quota(sd_bus_message *msg, void *userdata) {
         EmitQuota *e = userdata;
-        int r = sd_bus_emit_signal(bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "QuotaExceeded", "ss",
-                                   e->scope, e->resource);
-        if (r < 0)
-                log_debug_errno(r, "Emitting QuotaExceeded failed, ignoring: %m");
+        return sd_bus_message_append(msg, "ss", e->scope, e->resource);
 }
 
+/* Scope keys name units and cgroups: only the clients charged to the scope, and administrators, hear. */
 void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *resource) {
-        manager_foreach_bus(m, emit_quota, &(EmitQuota) { .scope = scope, .resource = resource });
+        EmitQuota e = { .scope = scope, .resource = resource };
+
+        for (Client *c = m->subscribers; c; c = c->subscriber_next)
+                if (c->sees_all || c->identity->uid == 0 || streq(c->identity->scope->key, scope))
+                        send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "QuotaExceeded",
+                                       append_quota, &e);
 }
 
 static void emit_gpu_lost(sd_bus *bus, void *userdata) {
@@ -301,6 +342,7 @@ void manager_emit_gpu_lost(Manager *m, uint32_t gpu_id) {
 typedef struct EmitProps {
         const char *path, *interface;
         const char *const *properties;
+        Range *range;
 } EmitProps;
 
 static void emit_props(sd_bus *bus, void *userdata) {
@@ -314,6 +356,16 @@ void manager_emit_properties_changed(Manager *m, const char *path, const char *i
                                      const char *const *properties) {
         manager_foreach_bus(m, emit_props,
                             &(EmitProps) { .path = path, .interface = interface, .properties = properties });
+}
+
+static int append_range_props(sd_bus_message *msg, void *userdata) {
+        EmitProps *e = userdata;
+        return range_append_properties_changed(msg, e->range, e->properties);
+}
+
+void manager_emit_range_properties_changed(Manager *m, Range *r, const char *path, const char *const *properties) {
+        send_about_range(m, r, path, "org.freedesktop.DBus.Properties", "PropertiesChanged", append_range_props,
+                         &(EmitProps) { .properties = properties, .range = r });
 }
 
 static void send_status(Manager *m) {

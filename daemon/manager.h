@@ -32,6 +32,7 @@ typedef struct LostRange {
 typedef struct Range Range;
 typedef struct RequestCache RequestCache;
 typedef struct DirectServer DirectServer;
+typedef struct Client Client;
 
 typedef enum BusKind {
         BUS_KIND_SYSTEM,
@@ -76,6 +77,7 @@ typedef struct Manager {
 
         RequestCache *requests;
         StrTable *clients;              /* bus unique name / "direct:<peer>" → Client */
+        Client *subscribers;            /* clients that called Subscribe (Client.subscriber_next) */
         StrTable *identities;           /* → Identity */
         StrTable *tokens;               /* share token → Token */
         StrTable *range_requests;       /* "uid\x1frequest-id" → persistent Range it created */
@@ -121,9 +123,11 @@ Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_
 /* Register the objects (manager, GPUs, ranges) on a connection: the bus or a direct peer. */
 int manager_add_bus_objects(Manager *m, sd_bus *bus);
 
-/* Emit on the bus and every direct connection. */
+/* To the subscribed clients that may see the range (client_sees_range()), and no one else. */
 void manager_emit_range_created(Manager *m, Range *r);
-void manager_emit_range_freed(Manager *m, uint64_t id);
+void manager_emit_range_freed(Manager *m, Range *r);
+void manager_emit_range_properties_changed(Manager *m, Range *r, const char *path, const char *const *properties);
+/* Node-wide properties: broadcast on the bus and sent to every subscribed direct peer. */
 void manager_emit_properties_changed(Manager *m, const char *path, const char *interface,
                                      const char *const *properties);
 
@@ -132,11 +136,12 @@ void manager_schedule_repair(Manager *m);
 
 void manager_update_status(Manager *m);
 
+/* To the subscribed clients charged to the scope, and administrators. */
 void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *resource);
 
 /* GPU (bit = Gpu.index) and manager counters changed: announced once, before the loop waits again. */
 void manager_properties_dirty(Manager *m, uint64_t gpus, bool manager);
 void manager_emit_gpu_lost(Manager *m, uint32_t gpu_id);
 
-/* Run fn on the bus and each subscribed direct peer; used to emit signals. */
+/* Run fn on the bus and each subscribed direct peer; used to broadcast node-wide signals. */
 void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata);

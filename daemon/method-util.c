@@ -383,23 +383,55 @@ static int resolve_home(Manager *m, uint32_t gpu_id, RangeDomain d, uint32_t *re
         return 0;
 }
 
-int lookup_range(Manager *m, uint64_t id, Range **ret, sd_bus_error *error) {
-        Range *r = manager_find_range(m, id);
+int range_not_found(uint64_t id, sd_bus_error *error) {
+        return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
+}
 
-        if (!r)
-                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
+int range_check_busy(const Range *r, sd_bus_error *error) {
         if (r->state == RANGE_STATE_DEGRADED)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
-                                         "Range %" PRIu64 " is degraded and being repaired; try again later.", id);
-        *ret = r;
+                                         "Range %" PRIu64 " is degraded and being repaired; try again later.", r->id);
         return 0;
 }
 
+int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, bool holders_ok, const char *verb,
+                    Range **ret, sd_bus_error *error) {
+        sd_bus_error denied = SD_BUS_ERROR_NULL;
+        Range *r = manager_find_range(m, id);
+        char what[128];
+        int k;
+
+        if (!r || !client_may(c, r, holders_ok)) {
+                /* Asked for a missing id too: how long the answer takes must not tell either. */
+                snprintf(what, sizeof(what), "%s range %" PRIu64, verb, id);
+                k = authorize_admin(m, msg, c, what, &denied);
+                if (k == 0)
+                        return 0;
+                if (k < 0 && !sd_bus_error_is_set(&denied))
+                        return k;
+                /* Owners and holders know the range: they hear why. Anyone else hears "no such range". */
+                if (k < 0 && r && client_may(c, r, true)) {
+                        k = sd_bus_error_copy(error, &denied);
+                        sd_bus_error_free(&denied);
+                        return k;
+                }
+                sd_bus_error_free(&denied);
+                if (k < 0 || !r)
+                        return range_not_found(id, error);
+        }
+        k = range_check_busy(r, error);
+        if (k < 0)
+                return k;
+        *ret = r;
+        return 1;
+}
+
 /* Resolve AllocateBatch pieces: each must lie inside one host range; returns a malloc()ed array. */
-static int batch_pieces(Manager *m, const BusPairArray *hr, RangePiece **ret, uint64_t *ret_total,
+static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, RangePiece **ret, uint64_t *ret_total,
                         sd_bus_error *error) {
         _cleanup_free_ RangePiece *pieces = NULL;
         uint64_t total = 0;
+        int k;
 
         if (hr->n == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "A batch needs at least one host range.");
@@ -419,8 +451,10 @@ static int batch_pieces(Manager *m, const BusPairArray *hr, RangePiece **ret, ui
                 if (__builtin_add_overflow(addr, size, &end) || __builtin_add_overflow(total, size, &total))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu overflows the address space.", i);
+                /* Another tenant's range answers like no range: its id, kind and state are not ours to know. */
                 if (va_space_lookup(m->va, addr, &start, &rsize) < 0 ||
-                    !(src = id_table_get(m->ranges_by_va, start)) || end > start + rsize)
+                    !(src = id_table_get(m->ranges_by_va, start)) || !client_may(client, src, false) ||
+                    end > start + rsize)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu (0x%" PRIx64 "+%" PRIu64 ") does not lie inside one host range of svmd; "
                                                  "allocate host memory first.", i, addr, size);
@@ -428,9 +462,9 @@ static int batch_pieces(Manager *m, const BusPairArray *hr, RangePiece **ret, ui
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu lies in range %" PRIu64 ", which is not a plain host range.",
                                                  i, src->id);
-                if (src->state == RANGE_STATE_DEGRADED)
-                        return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
-                                                 "Range %" PRIu64 " is degraded and being repaired; try again later.", src->id);
+                k = range_check_busy(src, error);
+                if (k < 0)
+                        return k;
                 pieces[i] = (RangePiece) { .userptr = addr, .size = size, .source = src };
         }
 
@@ -460,7 +494,7 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
         if (r < 0)
                 return r;
         if (a->has_host_ranges) {
-                r = batch_pieces(m, &a->host_ranges, &pieces, &total, error);
+                r = batch_pieces(m, client, &a->host_ranges, &pieces, &total, error);
                 if (r < 0)
                         return r;
         }
@@ -489,11 +523,6 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
                 .n_pieces = a->has_host_ranges ? (uint32_t) a->host_ranges.n : 0,
                 .svm = svm,
         };
-        for (uint32_t i = 0; i < spec->n_pieces; i++)
-                if (!client_may(client, pieces[i].source, false))
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                                 "Host range %" PRIu32 " lies in range %" PRIu64 ", which you do not own.",
-                                                 i, pieces[i].source->id);
         r = range_validate_spec(m, spec, pending, error);
         if (r < 0)
                 return r;

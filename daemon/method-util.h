@@ -98,8 +98,19 @@ int parse_domain(const char *s, RangeDomain *ret, sd_bus_error *error);
 /* Any svm-* argument given? */
 bool op_args_has_svm(const OpArgs *a);
 int parse_svm_change(Manager *m, const OpArgs *a, SvmChange *ret, sd_bus_error *error);
-/* An existing, non-degraded range. */
-int lookup_range(Manager *m, uint64_t id, Range **ret, sd_bus_error *error);
+/* NoSuchRange, "Range N does not exist.": the one answer for a missing id and for another tenant's range. */
+int range_not_found(uint64_t id, sd_bus_error *error);
+/* Busy for a degraded range (only to callers allowed to know it). */
+int range_check_busy(const Range *r, sd_bus_error *error);
+/*
+ * The range id names, for a caller that may act on it: its owner (by uid), a holder where
+ * holders_ok, root, or org.svmd1.manage. This comes before any check of the range's state or
+ * kind, so that a caller who may not see the range gets exactly the answer of an id that does
+ * not exist (docs/dbus-api.md, "Errors"); owners and holders who may not do this get AccessDenied.
+ * 1: *ret set. 0: polkit answers later (return 1 from the handler). < 0: refused or failed.
+ */
+int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, bool holders_ok, const char *verb,
+                    Range **ret, sd_bus_error *error);
 
 /* Allocation arguments → a validated spec (quota included); *pending accumulates over a Commit. */
 /* *ret_svm: the initial attributes of an svm range (malloc()ed; NULL for other domains), spec->svm points there. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bus-util.h"
 #include "client.h"
@@ -197,3 +198,45 @@ const sd_bus_vtable range_vtable[] = {
         SD_BUS_PROPERTY("SvmAttributes", "a{sv}", property_get_svm_attributes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };
+
+/*
+ * PropertiesChanged with the values, built here rather than by
+ * sd_bus_emit_properties_changed(), which can only broadcast: a range's
+ * changes go to the clients that may see it alone (manager.c).
+ */
+int range_append_properties_changed(sd_bus_message *msg, Range *r, const char *const *properties) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int k;
+
+        k = sd_bus_message_append(msg, "s", SVMD_RANGE_INTERFACE);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_open_container(msg, 'a', "{sv}");
+        if (k < 0)
+                return k;
+        for (const char *const *p = properties; *p; p++)
+                for (const sd_bus_vtable *v = range_vtable; v->type != _SD_BUS_VTABLE_END; v++) {
+                        if (v->type != _SD_BUS_VTABLE_PROPERTY || !streq(v->x.property.member, *p) ||
+                            !v->x.property.get)
+                                continue;
+                        k = sd_bus_message_open_container(msg, 'e', "sv");
+                        if (k >= 0)
+                                k = sd_bus_message_append_basic(msg, 's', *p);
+                        if (k >= 0)
+                                k = sd_bus_message_open_container(msg, 'v', v->x.property.signature);
+                        if (k >= 0)
+                                k = v->x.property.get(sd_bus_message_get_bus(msg), NULL, SVMD_RANGE_INTERFACE, *p,
+                                                      msg, r, &error);
+                        sd_bus_error_free(&error);
+                        if (k >= 0)
+                                k = sd_bus_message_close_container(msg);
+                        if (k >= 0)
+                                k = sd_bus_message_close_container(msg);
+                        if (k < 0)
+                                return k;
+                }
+        k = sd_bus_message_close_container(msg);
+        if (k < 0)
+                return k;
+        return sd_bus_message_append(msg, "as", 0);
+}

@@ -105,7 +105,7 @@ void range_emit_changed(Range *r, const char *const *properties) {
 
         if (!r->registered || r->manager->exiting || range_path(r->id, &path) < 0)
                 return;
-        manager_emit_properties_changed(r->manager, path, SVMD_RANGE_INTERFACE, properties);
+        manager_emit_range_properties_changed(r->manager, r, path, properties);
 }
 
 uint64_t range_mapped(const Range *r) {
@@ -565,10 +565,10 @@ void range_destroy(Range *r) {
                 m->n_degraded--;
         range_unregister(r);
         (void) va_space_release(m->va, r->va, NULL);
-        range_free_struct(r);
-
+        /* While its owner and holders are known: they are who hear of it. */
         if (announced)
-                manager_emit_range_freed(m, id);
+                manager_emit_range_freed(m, r);
+        range_free_struct(r);
 }
 
 /* ---- undo steps ---- */

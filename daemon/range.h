@@ -198,6 +198,8 @@ int range_repair(Range *r);
 
 /* PropertiesChanged for the range's object: names end with NULL. */
 void range_emit_changed(Range *r, const char *const *properties);
+/* The body of org.freedesktop.DBus.Properties.PropertiesChanged for these properties of r (range-dbus.c). */
+int range_append_properties_changed(sd_bus_message *msg, Range *r, const char *const *properties);
 
 /* Allocation bookkeeping (bytes per GPU, totals). */
 void range_account(Range *r, int sign);

@@ -46,7 +46,6 @@ static int reply_fd(sd_bus_message *msg, Range *r, int fd, bool with_id) {
 int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
         Manager *m = userdata;
-        char what[64];
         Range *r;
         Client *c;
         Hold *h;
@@ -59,15 +58,9 @@ int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
-        k = lookup_range(m, id, &r, error);
-        if (k < 0)
-                return k;
-        if (!client_may(c, r, true)) {
-                snprintf(what, sizeof(what), "Exporting range %" PRIu64, id);
-                k = authorize_admin(m, msg, c, what, error);
-                if (k <= 0)
-                        return k == 0 ? 1 : k;
-        }
+        k = authorize_range(m, msg, c, id, true, "Exporting", &r, error);
+        if (k <= 0)
+                return k == 0 ? 1 : k;
 
         /* A holder whose grant was read-only gets a read-only fd; owners and admins read-write. */
         h = client_find_hold(c, r);
@@ -138,7 +131,6 @@ static int check_token_limits(Manager *m, Client *c, Range *r, sd_bus_error *err
 int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs g = {};
         Manager *m = userdata;
-        char what[64];
         Token *t;
         Range *r;
         Client *c;
@@ -154,13 +146,12 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         k = manager_get_client(m, msg, &c, error);
         if (k < 0)
                 return k;
-        k = lookup_range(m, id, &r, error);
-        if (k < 0)
-                return k;
-
         if (g.expires_usec != 0 && g.expires_usec <= now_realtime_usec())
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
                                         "\"expires-usec\" lies in the past (it is CLOCK_REALTIME in µs).");
+        k = authorize_range(m, msg, c, id, false, "Sharing", &r, error);
+        if (k <= 0)
+                return k == 0 ? 1 : k;
         if (g.read_only && !range_domain_is_memfd(r->domain))
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
@@ -169,12 +160,6 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Range %" PRIu64 " is a batch range; share its host ranges instead.", id);
 
-        if (!client_may(c, r, false)) {
-                snprintf(what, sizeof(what), "Sharing range %" PRIu64, id);
-                k = authorize_admin(m, msg, c, what, error);
-                if (k <= 0)
-                        return k == 0 ? 1 : k;
-        }
         k = check_token_limits(m, c, r, error);
         if (k < 0)
                 return k;

@@ -69,8 +69,18 @@ void test_teardown(TestContext *t) {
         *t = (TestContext) {};
 }
 
+sd_bus *test_connect(bool direct) {
+        char address[4096];
+
+        if (direct)
+                snprintf(address, sizeof(address), "unix:path=%s/io.socket", getenv("SVMD_RUNTIME_DIR"));
+        else
+                snprintf(address, sizeof(address), "%s", getenv("SVMD_BUS_ADDRESS"));
+        return connect_to(address, !direct);
+}
+
 sd_bus *test_connect_bus(void) {
-        return connect_to(getenv("SVMD_BUS_ADDRESS"), true);
+        return test_connect(false);
 }
 
 sd_bus *test_direct(TestContext *t) {

@@ -33,6 +33,8 @@ void test_teardown(TestContext *t);
 sd_bus *test_direct(TestContext *t);
 /* A new connection to the private bus, e.g. in a child that dropped to another uid. */
 sd_bus *test_connect_bus(void);
+/* A new connection of the calling process (e.g. a forked child of another uid): the bus, or io.socket. */
+sd_bus *test_connect(bool direct);
 
 /*
  * Call org.svmd1.Manager.<member> with arguments per sd_bus_message_append

@@ -504,6 +504,9 @@ static void test_signals_and_properties(void) {
                                       "RangeCreated", on_signal, &created));
         ASSERT_OK(sd_bus_match_signal(T.bus, &s2, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                       "RangeFreed", on_signal, &freed));
+        /* Signals about ranges go to subscribers only (unicast on the bus). */
+        ASSERT_OK(sd_bus_call_method(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "Subscribe", NULL,
+                                     NULL, ""));
         id = allocate(T.bus, 4096, 0, "gtt", 0, NULL, NULL);
         ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                               "Ranges", &error, 't', &ranges));
