@@ -305,7 +305,11 @@ static int authorize_owner(Manager *m, sd_bus_message *msg, Client *c, Range *r,
         return authorize_admin(m, msg, c, what, error);
 }
 
-/* The range id names, if the caller may act on it as its owner: 1, 0 (polkit pending), < 0 (refused). */
+/*
+ * The range id names, if the caller may act on it as its owner: 1, 0 (polkit pending), < 0 (refused).
+ * Who may not see the range (client_sees_range(): also an owner that let go of it) hears what an
+ * unused id gets, as from authorize_range(); its holders hear why.
+ */
 static int owner_range(Manager *m, sd_bus_message *msg, uint64_t id, const char *verb, Client **ret_client,
                        Range **ret, sd_bus_error *error) {
         Client *c;
@@ -316,8 +320,11 @@ static int owner_range(Manager *m, sd_bus_message *msg, uint64_t id, const char 
         if (k < 0)
                 return k;
         r = manager_find_range(m, id);
-        if (!r)
-                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
+        if (!r || !client_sees_range(c, r)) {
+                k = authorize_range(m, msg, c, id, true, verb, &r, error);
+                if (k <= 0)
+                        return k;
+        }
         k = authorize_owner(m, msg, c, r, verb, error);
         if (k <= 0)
                 return k;

@@ -144,6 +144,9 @@ static void a_attr_nogpu(sd_bus_message *m, uint64_t id, uint64_t va) {
 static void a_attr_dry(sd_bus_message *m, uint64_t id, uint64_t va) {
         ASSERT_OK(sd_bus_message_append(m, "ta{sv}", id, 2, "svm-preferred", "u", 0u, "dry-run", "b", 1));
 }
+static void a_revoke_hold(sd_bus_message *m, uint64_t id, uint64_t va) {
+        ASSERT_OK(sd_bus_message_append(m, "tu", id, (uint32_t) 65534));
+}
 static void a_share(sd_bus_message *m, uint64_t id, uint64_t va) {
         ASSERT_OK(sd_bus_message_append(m, "ta{sv}", id, 0));
 }
@@ -237,6 +240,8 @@ static const struct {
         { "Share read-only", "Share", a_share_ro },
         { "Share to a uid", "Share", a_share_uid },
         { "Release", "Release", a_id },
+        { "ListTokens", "ListTokens", a_id },
+        { "RevokeHold", "RevokeHold", a_revoke_hold },
         { "Commit Map", "Commit", c_map },
         { "Commit Allocate, Map to an unmapped GPU", "Commit", c_map_g5 },
         { "Commit Unmap an unmapped GPU", "Commit", c_unmap },
