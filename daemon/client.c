@@ -11,6 +11,7 @@
 #include <systemd/sd-login.h>
 
 #include "client.h"
+#include "direct.h"
 #include "log.h"
 #include "manager.h"
 #include "persist.h"
@@ -120,13 +121,19 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
 
         /* Only the bus-provided (or SO_PEERCRED) uid and pid are trusted; unit and cgroup are
          * derived from the pid for quota scopes and logs. */
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_euid(creds, ret_uid);
-        if (r < 0)
-                return r;
-        (void) sd_bus_creds_get_pid(creds, &pid);
+        if (sd_bus_message_get_bus(msg) != m->bus) {
+                r = direct_server_peer_credentials(m->direct, sd_bus_message_get_bus(msg), ret_uid, &pid);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
+                if (r < 0)
+                        return r;
+                r = sd_bus_creds_get_euid(creds, ret_uid);
+                if (r < 0)
+                        return r;
+                (void) sd_bus_creds_get_pid(creds, &pid);
+        }
         if (pid > 0) {
                 if (sd_pid_get_unit(pid, &unit) < 0 && sd_pid_get_user_unit(pid, &unit) < 0)
                         unit = NULL;
@@ -141,7 +148,8 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret) {
         _cleanup_free_ char *name = NULL, *unit = NULL, *cgroup = NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
-        const char *sender = sd_bus_message_get_sender(msg);
+        /* Only the bus vouches for a sender; a direct peer's header could name anyone. */
+        const char *sender = bus == m->bus ? sd_bus_message_get_sender(msg) : NULL;
         Client *c;
         uid_t uid;
         int r;

@@ -32,6 +32,8 @@
 #define SVMD_ERROR_DEVICE_LOST      "org.svmd1.Error.DeviceLost"
 #define SVMD_ERROR_ROLLBACK_FAILED  "org.svmd1.Error.RollbackFailed"
 #define SVMD_ERROR_KERNEL           "org.svmd1.Error.Kernel"
+/* The direct socket refused a connection or a message over the limits of svmd.conf. */
+#define SVMD_ERROR_LIMITS_EXCEEDED  SD_BUS_ERROR_LIMITS_EXCEEDED
 
 /*
  * errno ↔ error name, registered by both sides with sd_bus_error_add_map()
