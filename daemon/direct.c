@@ -37,6 +37,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@
 #define CHUNK_SIZE      (64U * 1024U)           /* bytes read and forwarded at once */
 #define RUN_BUDGET      (256U * 1024U)          /* bytes a peer moves before the others get a turn */
 #define ACCEPT_BATCH    16U
+#define TRIM_PEAK       256U                    /* a flood of peers whose memory is worth giving back */
 
 #define HEADER_FIELD_UNIX_FDS 9
 #define HEADER_FIELD_SENDER   7
@@ -142,6 +144,7 @@ struct DirectServer {
         IdTable *uids;                  /* uid + 1 → UidCount */
         unsigned n_peers;               /* admitted */
         unsigned n_refused_peers;
+        unsigned peak;                  /* most peers at once since the heap was last trimmed */
         uint8_t *chunk;                 /* CHUNK_SIZE bytes, shared by every peer */
 };
 
@@ -276,6 +279,13 @@ static Peer *peer_free(Peer *p) {
         uid_count_release(s, p->uc);
         free(p->buf);
         free(p);
+
+        /* After a flood of connections, the heap would keep their memory until the next one:
+         * give it back once most of them are gone. */
+        if (s->peak >= TRIM_PEAK && (s->n_peers + s->n_refused_peers) * 4 <= s->peak) {
+                s->peak = s->n_peers + s->n_refused_peers;
+                (void) malloc_trim(0);
+        }
         return NULL;
 }
 
@@ -1130,6 +1140,7 @@ static void peer_new(DirectServer *s, int fd) {
                 s->n_refused_peers++;
                 uc->n_refused_peers++;
         }
+        s->peak = MAX(s->peak, s->n_peers + s->n_refused_peers);
         if (!p->buf) {
                 r = -ENOMEM;
                 goto fail;
