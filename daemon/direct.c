@@ -116,6 +116,7 @@ struct Peer {
         bool hangup;
         bool bus_owns_fd;       /* sd_bus_set_fd() took p->fd */
         bool busy;              /* the timer runs */
+        bool restart_timer;     /* a message was complete: the next one has its own time */
         bool size_logged;
         uint32_t events;
         PeerState state;
@@ -170,18 +171,23 @@ static UidCount *uid_count_get(DirectServer *s, uid_t uid) {
         return uc;
 }
 
-static bool uid_at_limit(const DirectServer *s, const UidCount *uc) {
+/* Whether a new connection of uc's uid may be served, and if not, why. */
+static Refusal admission(const DirectServer *s, const UidCount *uc) {
         const Config *c = &s->manager->config;
 
         if (uc->uid == 0)
-                return s->n_peers >= c->limit_connections + ROOT_RESERVE;
-        return uc->n_peers >= c->limit_connections_per_uid || s->n_peers >= c->limit_connections;
+                return s->n_peers >= c->limit_connections + ROOT_RESERVE ? REFUSAL_TOTAL : REFUSAL_NONE;
+        if (uc->n_peers >= c->limit_connections_per_uid)
+                return REFUSAL_PER_UID;
+        if (s->n_peers >= c->limit_connections)
+                return REFUSAL_TOTAL;
+        return REFUSAL_NONE;
 }
 
 static void uid_count_release(DirectServer *s, UidCount *uc) {
         if (!uc)
                 return;
-        if (uc->logged && !uid_at_limit(s, uc)) {
+        if (uc->logged && admission(s, uc) == REFUSAL_NONE) {
                 if (uc->n_refused > 1)
                         log_info("uid %u: %u direct connections were refused in all while it was at its limit.",
                                  (unsigned) uc->uid, uc->n_refused);
@@ -346,11 +352,14 @@ static int peer_update(Peer *p) {
         }
 
         busy = peer_is_busy(p);
-        if (busy == p->busy)
+        if (!busy) {
+                p->busy = p->restart_timer = false;
+                return p->timer ? sd_event_source_set_enabled(p->timer, SD_EVENT_OFF) : 0;
+        }
+        if (p->busy && !p->restart_timer)
                 return 0;
-        p->busy = busy;
-        if (!busy)
-                return sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+        p->busy = true;
+        p->restart_timer = false;
         if (!p->timer) {
                 r = sd_event_add_time_relative(p->server->manager->event, &p->timer, CLOCK_MONOTONIC,
                                                server_timeout_usec(p->server), 0, on_peer_timeout, p);
@@ -625,27 +634,43 @@ static bool line_is(const uint8_t *line, size_t len, const char *word) {
         return len >= l + 2 && memcmp(line, word, l) == 0 && (len == l + 2 || line[l] == ' ');
 }
 
+/*
+ * Read until buf holds a complete SASL line: *ret_len is its length with CRLF, 0 while there
+ * is none; *ret_line the line without the NUL the first one starts with. Returns the bytes
+ * read (0: none, wait for the peer) or -errno; fds during authentication break the protocol.
+ */
+static ssize_t auth_fill(Peer *p, size_t *ret_len, const uint8_t **ret_line, size_t *ret_line_len) {
+        size_t len = auth_line(p);
+        ssize_t n;
+
+        *ret_len = len;
+        if (len > 0) {
+                *ret_line = p->buf[0] == 0 ? p->buf + 1 : p->buf;
+                *ret_line_len = p->buf[0] == 0 ? len - 1 : len;
+                return 1;
+        }
+        if (p->n_buf >= AUTH_LINE_MAX)
+                return -EBADMSG;
+        n = buf_fill(p, AUTH_LINE_MAX);
+        if (n > 0 && (p->n_fds > 0 || p->fds_overflow))
+                return -EBADMSG;
+        return n;
+}
+
 static ssize_t step_auth(Peer *p) {
-        size_t len;
-        ssize_t n = 0;
+        const uint8_t *line;
+        size_t len, l;
+        ssize_t n;
         int r;
 
-        len = auth_line(p);
-        if (len == 0) {
-                if (p->n_buf >= AUTH_LINE_MAX)
-                        return -EBADMSG;
-                n = buf_fill(p, AUTH_LINE_MAX);
-                if (n <= 0)
-                        return n;
-                if (p->n_fds > 0 || p->fds_overflow)
-                        return -EBADMSG; /* fds during authentication */
+        n = auth_fill(p, &len, &line, &l);
+        if (len == 0)
                 return n;
-        }
 
         r = peer_feed(p, p->buf, len, false);
         if (r < 0)
                 return r;
-        if (line_is(p->buf[0] == 0 ? p->buf + 1 : p->buf, p->buf[0] == 0 ? len - 1 : len, "BEGIN"))
+        if (line_is(line, l, "BEGIN"))
                 p->state = PEER_STARTING;
         buf_consume(p, len);
         r = peer_pump(p);
@@ -675,7 +700,7 @@ static ssize_t step_starting(Peer *p) {
 static void message_done(Peer *p) {
         p->state = PEER_HEADER;
         p->left = 0;
-        p->busy = false; /* peer_update() starts the timer again if the next one is under way */
+        p->restart_timer = true; /* for peer_update(), if the next one is under way already */
 }
 
 static ssize_t step_header(Peer *p) {
@@ -824,17 +849,9 @@ static ssize_t step_refused_auth(Peer *p) {
         ssize_t n;
         int r;
 
-        len = auth_line(p);
-        if (len == 0) {
-                if (p->n_buf >= AUTH_LINE_MAX)
-                        return -EBADMSG;
-                n = buf_fill(p, AUTH_LINE_MAX);
-                if (n > 0)
-                        close_fds(p);
+        n = auth_fill(p, &len, &line, &l);
+        if (len == 0)
                 return n;
-        }
-        line = p->buf[0] == 0 ? p->buf + 1 : p->buf;
-        l = p->buf[0] == 0 ? len - 1 : len;
 
         if (line_is(line, l, "AUTH EXTERNAL") || line_is(line, l, "AUTH ANONYMOUS")) {
                 bool has_data = memchr(line + 5, ' ', l - 7) != NULL;
@@ -912,6 +929,26 @@ static ssize_t step_refused_done(Peer *p) {
         return n;
 }
 
+static ssize_t step_forward(Peer *p) {
+        return step_body(p, false);
+}
+
+static ssize_t step_discard(Peer *p) {
+        return step_body(p, true);
+}
+
+/* Each returns the bytes it moved (or 1 for a change of state), 0 to wait for the peer, or -errno. */
+static ssize_t (*const steps[])(Peer *p) = {
+        [PEER_AUTH] = step_auth,
+        [PEER_STARTING] = step_starting,
+        [PEER_HEADER] = step_header,
+        [PEER_BODY] = step_forward,
+        [PEER_DISCARD] = step_discard,
+        [PEER_REFUSED_AUTH] = step_refused_auth,
+        [PEER_REFUSED_HEADER] = step_refused_header,
+        [PEER_REFUSED_DONE] = step_refused_done,
+};
+
 /* Move the peer's data along until it would block or has had its share of this iteration. */
 static int peer_run(Peer *p) {
         size_t moved = 0;
@@ -929,35 +966,8 @@ static int peer_run(Peer *p) {
                         peer_queue(p);
                         break;
                 }
-                switch (p->state) {
-                case PEER_AUTH:
-                        n = step_auth(p);
-                        break;
-                case PEER_STARTING:
-                        n = step_starting(p);
-                        break;
-                case PEER_HEADER:
-                        n = step_header(p);
-                        break;
-                case PEER_BODY:
-                        n = step_body(p, false);
-                        break;
-                case PEER_DISCARD:
-                        n = step_body(p, true);
-                        break;
-                case PEER_REFUSED_AUTH:
-                        n = step_refused_auth(p);
-                        break;
-                case PEER_REFUSED_HEADER:
-                        n = step_refused_header(p);
-                        break;
-                case PEER_REFUSED_DONE:
-                        n = step_refused_done(p);
-                        break;
-                default:
-                        assert(false);
-                        return -EINVAL;
-                }
+                assert(p->state < ELEMENTSOF(steps));
+                n = steps[p->state](p);
                 if (n < 0)
                         return (int) n;
                 if (n == 0) {
@@ -1010,18 +1020,6 @@ static int on_ready(sd_event_source *source, void *userdata) {
 }
 
 /* ---- accepting ---- */
-
-static Refusal admission(DirectServer *s, UidCount *uc) {
-        const Config *c = &s->manager->config;
-
-        if (uc->uid == 0)
-                return s->n_peers >= c->limit_connections + ROOT_RESERVE ? REFUSAL_TOTAL : REFUSAL_NONE;
-        if (uc->n_peers >= c->limit_connections_per_uid)
-                return REFUSAL_PER_UID;
-        if (s->n_peers >= c->limit_connections)
-                return REFUSAL_TOTAL;
-        return REFUSAL_NONE;
-}
 
 static void log_refusal(DirectServer *s, UidCount *uc, Refusal why, pid_t pid) {
         const Config *c = &s->manager->config;

@@ -31,10 +31,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hostile-direct.h"
 #include "svmd-protocol.h"
 #include "svmd-test.h"
 
@@ -169,22 +169,6 @@ static void check_alive(const char *scenario) {
         }
         n_scenarios++;
         printf("  %-44s ok, daemon answers (%u attacks refused so far)\n", scenario, n_attacks);
-}
-
-static unsigned svmd_fds(void) {
-        char path[64];
-        unsigned n = 0;
-        struct dirent *de;
-        DIR *d;
-
-        snprintf(path, sizeof(path), "/proc/%s/fd", getenv("SVMD_PID"));
-        d = opendir(path);
-        ASSERT_TRUE(d);
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
 }
 
 /* ---- the owner ---- */
@@ -588,7 +572,7 @@ static void wait_for(const char *want_dump, const char *want_list, unsigned want
                 free(list);
                 dump = test_dump(&T);
                 list = test_list_ranges(T.bus);
-                fds = svmd_fds();
+                fds = hd_svmd_fds();
                 if (streq(dump, want_dump) && streq(list, want_list) && fds <= want_fds)
                         return;
                 nanosleep(&(struct timespec) { 0, 25 * 1000 * 1000 }, NULL);
@@ -612,7 +596,7 @@ int main(void) {
         ASSERT_TRUE(V != MAP_FAILED);
         base = test_dump(&T);
         base_list = test_list_ranges(T.bus);
-        base_fds = svmd_fds();
+        base_fds = hd_svmd_fds();
 
         /* The owner runs for the whole test. */
         ASSERT_OK(pipe2(ready_pipe, O_CLOEXEC));
