@@ -12,6 +12,7 @@
 
 #include "cgroup-util.h"
 #include "client.h"
+#include "direct.h"
 #include "log.h"
 #include "manager.h"
 #include "peer-pid.h"
@@ -123,20 +124,28 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_(peer_pid_done) PeerPid peer = PEER_PID_NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
+        int sockfd = -EBADF;    /* a direct peer's socket, borrowed */
         uid_t uid;
         pid_t pid = 0;
         int r;
 
         /* Only the bus-provided (or SO_PEERCRED) uid and pid are trusted; unit and cgroup are
          * derived from the pid for quota scopes and logs, with the process pinned while they are
-         * read (peer-pid.h). */
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        (void) sd_bus_creds_get_pid(creds, &pid);
+         * read (peer-pid.h). A direct peer's come from its socket (SO_PEERCRED at accept()): sd-bus
+         * there only sees the socketpair svmd feeds it. */
+        if (bus != m->bus) {
+                r = direct_server_peer_credentials(m->direct, bus, &uid, &pid, &sockfd);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
+                if (r < 0)
+                        return r;
+                r = sd_bus_creds_get_euid(creds, &uid);
+                if (r < 0)
+                        return r;
+                (void) sd_bus_creds_get_pid(creds, &pid);
+        }
         if (pid <= 0) {
                 /* No pid: no unit and no cgroup either. */
                 _cleanup_free_ char *unit = strdup(""), *cgroup = strdup("");
@@ -150,7 +159,7 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
         }
 
         /* A direct peer's socket can name the process itself; a bus peer's pid comes from the bus. */
-        r = peer_pid_pin(pid, sd_bus_message_get_sender(msg) ? -EBADF : sd_bus_get_fd(bus), &peer);
+        r = peer_pid_pin(pid, sockfd, &peer);
         if (r >= 0)
                 r = peer_pid_read_identity(&peer, uid, ret_unit, ret_cgroup);
         if (r == -ESRCH)
@@ -172,7 +181,8 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error) {
         _cleanup_free_ char *name = NULL, *unit = NULL, *cgroup = NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
-        const char *sender = sd_bus_message_get_sender(msg);
+        /* Only the bus vouches for a sender; a direct peer's header could name anyone. */
+        const char *sender = bus == m->bus ? sd_bus_message_get_sender(msg) : NULL;
         uid_t uid = (uid_t) -1;
         Client *c;
         int r;

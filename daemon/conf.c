@@ -25,6 +25,10 @@ void config_init_defaults(Config *c) {
                 .limit_tokens_per_scope = CONFIG_DEFAULT_TOKENS_PER_SCOPE,
                 .limit_tokens_per_range = CONFIG_DEFAULT_TOKENS_PER_RANGE,
                 .limit_holds_per_range = CONFIG_DEFAULT_HOLDS_PER_RANGE,
+                .limit_connections = CONFIG_DEFAULT_CONNECTIONS,
+                .limit_connections_per_uid = CONFIG_DEFAULT_CONNECTIONS_PER_UID,
+                .limit_message_size = CONFIG_DEFAULT_MESSAGE_SIZE,
+                .limit_peer_timeout_ms = CONFIG_DEFAULT_PEER_TIMEOUT_MS,
         };
 }
 
@@ -281,10 +285,34 @@ static int parse_quotas(const ParseContext *p, json_t *arr, Config *c) {
         return 0;
 }
 
+/* The direct socket's keys of "limits". */
+static int parse_direct_limits(const ParseContext *p, json_t *obj, Config *c) {
+        json_t *v;
+        int r;
+
+        if ((v = json_object_get(obj, "connections")) && (r = parse_count(p, "connections", v, &c->limit_connections)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "connections-per-uid")) &&
+            (r = parse_count(p, "connections-per-uid", v, &c->limit_connections_per_uid)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "message-size")) && (r = parse_size_value(p, "message-size", v, &c->limit_message_size)) < 0)
+                return r;
+        /* The smallest valid D-Bus message is 24 bytes; the specification's own maximum is 128 MiB. */
+        if (c->limit_message_size < 4096 || c->limit_message_size > (UINT64_C(128) << 20))
+                return fail(p, -EINVAL, "message-size", "\"message-size\" must be between 4K and 128M");
+        if ((v = json_object_get(obj, "peer-timeout-ms")) &&
+            (r = parse_count(p, "peer-timeout-ms", v, &c->limit_peer_timeout_ms)) < 0)
+                return r;
+        if (c->limit_peer_timeout_ms == 0 || c->limit_peer_timeout_ms > 3600U * 1000U)
+                return fail(p, -EINVAL, "peer-timeout-ms", "\"peer-timeout-ms\" must be between 1 and 3600000");
+        return 0;
+}
+
 static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client",
                                             "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
-                                            "holds-per-range", NULL };
+                                            "holds-per-range", "connections", "connections-per-uid", "message-size",
+                                            "peer-timeout-ms", NULL };
         json_t *v;
         int r;
 
@@ -307,7 +335,7 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
                 return r;
         if ((v = json_object_get(obj, "holds-per-range")) && (r = parse_count(p, "holds-per-range", v, &c->limit_holds_per_range)) < 0)
                 return r;
-        return 0;
+        return parse_direct_limits(p, obj, c);
 }
 
 static int parse_root(const ParseContext *p, json_t *root, Config *c) {

@@ -60,6 +60,16 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_TOKENS_PER_RANGE 64U
 #define CONFIG_DEFAULT_HOLDS_PER_RANGE 256U
 
+/*
+ * The direct socket (docs/svmd.conf.5, "limits"): peers in total and per uid,
+ * the largest message, and how long a peer may take to authenticate, to send a
+ * message it started, or to read the replies queued for it.
+ */
+#define CONFIG_DEFAULT_CONNECTIONS              1024U
+#define CONFIG_DEFAULT_CONNECTIONS_PER_UID      64U
+#define CONFIG_DEFAULT_MESSAGE_SIZE             (UINT64_C(4) << 20)
+#define CONFIG_DEFAULT_PEER_TIMEOUT_MS          10000U
+
 typedef struct Config {
         uint64_t va_base;
         uint64_t va_size;
@@ -83,6 +93,11 @@ typedef struct Config {
         uint64_t limit_tokens_per_scope;
         uint64_t limit_tokens_per_range;
         uint64_t limit_holds_per_range;
+
+        uint64_t limit_connections;
+        uint64_t limit_connections_per_uid;
+        uint64_t limit_message_size;
+        uint64_t limit_peer_timeout_ms;
 } Config;
 
 void config_init_defaults(Config *c);

@@ -245,8 +245,10 @@ void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), vo
         if (m->bus)
                 fn(m->bus, userdata);
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
-                if (c->direct)
+                if (c->direct) {
                         fn(c->direct, userdata);
+                        direct_server_sent(m->direct, c->direct);
+                }
 }
 
 typedef int (*AppendFunc)(sd_bus_message *msg, void *userdata);
@@ -266,6 +268,8 @@ static void send_to_client(Manager *m, Client *c, const char *path, const char *
                 r = append(msg, userdata);
         if (r >= 0)
                 r = sd_bus_send(bus, msg, NULL);
+        if (r >= 0 && c->direct)
+                direct_server_sent(m->direct, c->direct);
         if (r < 0)
                 log_debug_errno(r, "Sending %s to %s failed, ignoring: %m", member, c->name);
 }

@@ -33,6 +33,8 @@
 #define SVMD_ERROR_ROLLBACK_FAILED  "org.svmd1.Error.RollbackFailed"
 #define SVMD_ERROR_KERNEL           "org.svmd1.Error.Kernel"
 #define SVMD_ERROR_REQUEST_ID_REUSED "org.svmd1.Error.RequestIdReused"
+/* The direct socket refused a connection or a message over the limits of svmd.conf. */
+#define SVMD_ERROR_LIMITS_EXCEEDED  SD_BUS_ERROR_LIMITS_EXCEEDED
 
 /*
  * errno ↔ error name, registered by both sides with sd_bus_error_add_map()

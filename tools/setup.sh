@@ -7,7 +7,7 @@ SVMD_PACKAGES=(
         meson ninja-build pkg-config gcc libc6-dev
         libsystemd-dev libdrm-dev libjansson-dev
         libhsakmt1 libhsakmt-dev
-        dbus dbus-bin libxml2-utils python3 jq util-linux procps
+        dbus dbus-bin libxml2-utils python3 python3-dbus python3-gi jq util-linux procps
         systemd systemd-container debootstrap groff-base
         valgrind clang-14 libclang-rt-14-dev
 )

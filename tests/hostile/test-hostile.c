@@ -9,7 +9,8 @@
  *     (random, and the real one with one character changed);
  *   - expired tokens (expires-usec) and tokens of freed ranges;
  *   - huge arrays: 10^6 GPU ids, 10^6 host ranges, 10^5 Commit operations,
- *     10^5 flags, a 1 MiB label;
+ *     10^5 flags, a 1 MiB label (LimitsExceeded on the direct socket past
+ *     "message-size");
  *   - a{sv} with variants nested 60 deep, wrong types, unknown keys, fds where
  *     none belong (the daemon must not keep them);
  *   - calls sent and the connection closed at once, 200 times;
@@ -30,10 +31,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hostile-direct.h"
 #include "svmd-protocol.h"
 #include "svmd-test.h"
 
@@ -168,22 +169,6 @@ static void check_alive(const char *scenario) {
         }
         n_scenarios++;
         printf("  %-44s ok, daemon answers (%u attacks refused so far)\n", scenario, n_attacks);
-}
-
-static unsigned svmd_fds(void) {
-        char path[64];
-        unsigned n = 0;
-        struct dirent *de;
-        DIR *d;
-
-        snprintf(path, sizeof(path), "/proc/%s/fd", getenv("SVMD_PID"));
-        d = opendir(path);
-        ASSERT_TRUE(d);
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
 }
 
 /* ---- the owner ---- */
@@ -386,7 +371,8 @@ static void huge_main(void) {
                 ASSERT_OK(sd_bus_message_append(m, "a{sv}", 0));
                 r = send_call(bus, m, &error, NULL);
                 snprintf(what, sizeof(what), "%s: Map with 10^6 GPU ids", via);
-                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, SD_BUS_ERROR_ACCESS_DENIED, NULL);
+                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, SD_BUS_ERROR_ACCESS_DENIED,
+                               SVMD_ERROR_LIMITS_EXCEEDED, NULL);
 
                 m = new_call(bus, "Allocate");
                 ASSERT_OK(sd_bus_message_append(m, "tus", 2 * MiB, T.gpus[0], "vram"));
@@ -400,7 +386,7 @@ static void huge_main(void) {
                 ASSERT_OK(sd_bus_message_close_container(m));
                 r = send_call(bus, m, &error, NULL);
                 snprintf(what, sizeof(what), "%s: Allocate with map of 10^6 GPU ids", via);
-                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, NULL);
+                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, SVMD_ERROR_LIMITS_EXCEEDED, NULL);
 
                 m = new_call(bus, "AllocateBatch");
                 ASSERT_OK(sd_bus_message_open_container(m, 'a', "(tt)"));
@@ -410,7 +396,7 @@ static void huge_main(void) {
                 ASSERT_OK(sd_bus_message_append(m, "ua{sv}", T.gpus[0], 0));
                 r = send_call(bus, m, &error, NULL);
                 snprintf(what, sizeof(what), "%s: AllocateBatch with 10^6 host ranges", via);
-                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, NULL);
+                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, SVMD_ERROR_LIMITS_EXCEEDED, NULL);
 
                 m = new_call(bus, "Commit");
                 ASSERT_OK(sd_bus_message_open_container(m, 'a', "(sa{sv})"));
@@ -420,7 +406,7 @@ static void huge_main(void) {
                 ASSERT_OK(sd_bus_message_append(m, "a{sv}", 0));
                 r = send_call(bus, m, &error, NULL);
                 snprintf(what, sizeof(what), "%s: Commit of 10^5 operations", via);
-                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, NULL);
+                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, SVMD_ERROR_LIMITS_EXCEEDED, NULL);
 
                 m = new_call(bus, "Allocate");
                 ASSERT_OK(sd_bus_message_append(m, "tus", 2 * MiB, T.gpus[0], "vram"));
@@ -438,7 +424,7 @@ static void huge_main(void) {
                 ASSERT_OK(sd_bus_message_close_container(m));
                 r = send_call(bus, m, &error, NULL);
                 snprintf(what, sizeof(what), "%s: Allocate with 10^5 flags and a 1 MiB label", via);
-                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, NULL);
+                expect_refused(what, r, &error, SD_BUS_ERROR_INVALID_ARGS, SVMD_ERROR_LIMITS_EXCEEDED, NULL);
 
                 /* A 1 MiB label alone, and a 1 MiB token. */
                 r = test_call(bus, "Allocate", &error, NULL, "tusa{sv}", 2 * MiB, T.gpus[0], "vram", 1, "label", "s",
@@ -586,7 +572,7 @@ static void wait_for(const char *want_dump, const char *want_list, unsigned want
                 free(list);
                 dump = test_dump(&T);
                 list = test_list_ranges(T.bus);
-                fds = svmd_fds();
+                fds = hd_svmd_fds();
                 if (streq(dump, want_dump) && streq(list, want_list) && fds <= want_fds)
                         return;
                 nanosleep(&(struct timespec) { 0, 25 * 1000 * 1000 }, NULL);
@@ -610,7 +596,7 @@ int main(void) {
         ASSERT_TRUE(V != MAP_FAILED);
         base = test_dump(&T);
         base_list = test_list_ranges(T.bus);
-        base_fds = svmd_fds();
+        base_fds = hd_svmd_fds();
 
         /* The owner runs for the whole test. */
         ASSERT_OK(pipe2(ready_pipe, O_CLOEXEC));

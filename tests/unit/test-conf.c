@@ -86,6 +86,12 @@ static void test_errors(void) {
                 { "{ \"default-quota\": { \"match\": { \"uid\": 1 } } }", "takes no \"match\"" },
                 { "{ \"limits\": { \"tokens-per-client\": \"many\" } }", "non-negative integer" },
                 { "{ \"limits\": { \"sockets\": 1 } }", "unknown key \"sockets\"" },
+                { "{ \"limits\": { \"connections\": -1 } }", "\"connections\" must be a non-negative integer" },
+                { "{ \"limits\": { \"connections-per-uid\": \"8\" } }", "non-negative integer" },
+                { "{ \"limits\": { \"message-size\": \"big\" } }", "\"message-size\": \"big\" is not a size" },
+                { "{ \"limits\": { \"message-size\": \"1G\" } }", "between 4K and 128M" },
+                { "{ \"limits\": { \"message-size\": 100 } }", "between 4K and 128M" },
+                { "{ \"limits\": { \"peer-timeout-ms\": 0 } }", "between 1 and 3600000" },
                 { "[]", "must be a JSON object" },
                 { "{ \"va-window\": ", "t:1:" },
         };
@@ -102,6 +108,31 @@ static void test_errors(void) {
                 }
                 free(error);
         }
+}
+
+static void test_direct_limits(void) {
+        Config c;
+        char *error = NULL;
+
+        ASSERT_OK(config_parse("{}", "t", &c, &error));
+        ASSERT_UEQ(c.limit_connections, CONFIG_DEFAULT_CONNECTIONS);
+        ASSERT_UEQ(c.limit_connections_per_uid, CONFIG_DEFAULT_CONNECTIONS_PER_UID);
+        ASSERT_UEQ(c.limit_message_size, CONFIG_DEFAULT_MESSAGE_SIZE);
+        ASSERT_UEQ(c.limit_peer_timeout_ms, CONFIG_DEFAULT_PEER_TIMEOUT_MS);
+        config_done(&c);
+
+        ASSERT_OK(config_parse("{ \"limits\": { \"connections\": 10, \"connections-per-uid\": 0, "
+                               "\"message-size\": \"1M\", \"peer-timeout-ms\": 250 } }",
+                               "t", &c, &error));
+        ASSERT_UEQ(c.limit_connections, 10);
+        ASSERT_UEQ(c.limit_connections_per_uid, 0);
+        ASSERT_UEQ(c.limit_message_size, UINT64_C(1) << 20);
+        ASSERT_UEQ(c.limit_peer_timeout_ms, 250);
+        config_done(&c);
+
+        ASSERT_OK(config_parse("{ \"limits\": { \"message-size\": 65536 } }", "t", &c, &error));
+        ASSERT_UEQ(c.limit_message_size, 65536);
+        config_done(&c);
 }
 
 static void test_zero_allows_nothing(void) {
@@ -149,6 +180,7 @@ int main(void) {
         test_empty_means_defaults();
         test_full();
         test_errors();
+        test_direct_limits();
         test_zero_allows_nothing();
         test_scope_limits();
         printf("conf: ok\n");

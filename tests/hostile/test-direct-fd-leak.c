@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * File descriptors sent on io.socket with a message whose header has no
+ * UNIX_FDS field (5 messages of 250 fds): libsystemd 252 would drop the
+ * message and keep the fds open for good. svmd's fd count must return to
+ * where it was; a message whose UNIX_FDS matches still gets its answer.
+ */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hostile-direct.h"
+#include "svmd-protocol.h"
+#include "svmd-test.h"
+
+#define UID_ATTACKER 65534
+#define N_MESSAGES 5
+#define N_FDS 250
+
+static void send_with_fds(int fd, const uint8_t *data, size_t size, int passed, unsigned n) {
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * N_FDS)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = size };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = CMSG_SPACE(sizeof(int) * n),
+        };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        for (unsigned i = 0; i < n; i++)
+                memcpy(CMSG_DATA(c) + i * sizeof(int), &passed, sizeof(int));
+        ASSERT_TRUE(sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t) size);
+}
+
+static void attacker_main(void *arg) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL;
+        uint8_t header[512];
+        int pipefd[2], r;
+        sd_bus *bus;
+
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        for (unsigned i = 0; i < N_MESSAGES; i++) {
+                int fd = hd_connect();
+                size_t n;
+
+                hd_authenticate(fd);
+                n = hd_call_header(header, sizeof(header), "ListGpus", "", 0, 1);
+                send_with_fds(fd, header, n, pipefd[0], N_FDS);
+                /* Dropped for it, or left waiting: either way, close. */
+                (void) hd_closed_within(fd, 200);
+                close(fd);
+        }
+
+        /* An fd announced as it should be reaches the method (which has no use for it). */
+        bus = hd_direct_bus();
+        ASSERT_OK(sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                                 "Free"));
+        ASSERT_OK(sd_bus_message_append(m, "h", pipefd[1]));
+        r = sd_bus_call(bus, m, 30 * 1000000ULL, &error, NULL);
+        ASSERT_BUS_ERROR(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        sd_bus_message_unref(m);
+        sd_bus_close_unref(bus);
+}
+
+int main(void) {
+        TestContext t;
+        unsigned base, now = 0;
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        test_setup(&t);
+        base = hd_svmd_fds();
+        hd_wait(hd_fork_as(UID_ATTACKER, attacker_main, NULL));
+        for (int i = 0; i < 200; i++) {
+                now = hd_svmd_fds();
+                if (now <= base)
+                        break;
+                usleep(25 * 1000);
+        }
+        printf("svmd's fds: %u at the start, %u after %d messages of %d fds without UNIX_FDS\n", base, now,
+               N_MESSAGES, N_FDS);
+        ASSERT_TRUE(now <= base);
+        test_teardown(&t);
+        return 0;
+}
