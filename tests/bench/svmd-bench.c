@@ -1726,15 +1726,17 @@ static int victim_idle(svmd_client *v, Series *idle, double seconds, const char 
 static void iso_row(const char *tag, const char *casename, const char *aggressor, Series *s, const Stats *idle,
                     double aggression_s, json_t *params, Stats *ret) {
         Stats st = series_stats(s);
-        char ratio[16] = "-", duration[16] = "-", label[128];
+        char r50[16] = "-", r99[16] = "-", duration[16] = "-", label[128];
         json_t *o;
 
         if (idle && idle->p99 > 0) {
-                snprintf(ratio, sizeof(ratio), "%.2f", st.p99 / idle->p99);
+                snprintf(r50, sizeof(r50), "%.2f", st.p50 / idle->p50);
+                snprintf(r99, sizeof(r99), "%.2f", st.p99 / idle->p99);
                 snprintf(duration, sizeof(duration), "%.2f", aggression_s);
         }
         snprintf(label, sizeof(label), "%s%s%s", tag, *tag ? " " : "", casename);
-        printf("%-46s %7zu %9.1f %9.1f %10.1f %9s %12s\n", label, st.n, st.p50, st.p99, st.max, ratio, duration);
+        printf("%-46s %7zu %9.1f %9.1f %10.1f %9s %9s %12s\n", label, st.n, st.p50, st.p99, st.max, r50, r99,
+               duration);
         o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "section", "isolation", "case", label,
                       "variant", "victim-direct", "aggressor", aggressor, "profile", cur_profile, "n", (json_int_t) st.n,
                       "p50_us", st.p50, "p99_us", st.p99, "max_us", st.max, "mean_us", st.mean, "min_us", st.min,
@@ -2103,8 +2105,8 @@ static void section_isolation(void) {
         if (r < 0)
                 failures++;
         else {
-                printf("%-46s %7s %9s %9s %10s %9s %12s\n", "another tenant …", "n", "p50 µs", "p99 µs", "max µs",
-                       "×idle p99", "aggression s");
+                printf("%-46s %7s %9s %9s %10s %9s %9s %12s\n", "another tenant …", "n", "p50 µs", "p99 µs",
+                       "max µs", "×idle p50", "×idle p99", "aggression s");
                 iso_row("", "is idle", "none", &idle, NULL, 0,
                         json_pack("{s:f,s:O}", "idle_block_s", idle_s, "blocks", blocks), &idle_st);
                 for (int i = 0; i < 4; i++) {
