@@ -2068,6 +2068,9 @@ static void section_isolation(void) {
         sh = mmap(NULL, sizeof(IsoShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (!v || sh == MAP_FAILED || set_profile("realistic") < 0) {
                 failures++;
+                if (sh != MAP_FAILED)
+                        munmap(sh, sizeof(IsoShared));
+                json_decref(blocks);
                 svmd_client_free(v);
                 return;
         }
