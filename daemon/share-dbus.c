@@ -212,7 +212,7 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
         Manager *m = userdata;
         const char *token;
-        Token *t;
+        Token *t = NULL;
         Hold *h;
         Client *c;
         Range *r;
@@ -385,7 +385,7 @@ int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error
         const char *token;
         uint64_t id;
         Client *c;
-        Token *t;
+        Token *t = NULL;
         int k;
 
         k = sd_bus_message_read(msg, "s", &token);

@@ -19,7 +19,8 @@
  * Sections: floor (AF_UNIX, sd-bus p2p, sd-bus via dbus-daemon and dbus-broker,
  * svmd's null methods), ops (Allocate+Free per size and domain,
  * Allocate+Map+Free, Map/Unmap to N GPUs, Export, Share+Attach), commit,
- * concurrency, restart, scale.
+ * concurrency, isolation (another tenant's disconnect, connections, Commits and
+ * load against a victim's latency), restart, scale.
  *
  * Timer slack: the emulator's `realistic` profile sleeps for what an ioctl
  * costs. With the default 50 µs timer slack every such sleep overshoots by up
@@ -31,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <math.h>
 #include <poll.h>
@@ -73,6 +75,7 @@ static bool arg_quick;
 static const char *arg_json;
 static const char *arg_only;
 static uint64_t arg_scale_max;
+static uint64_t arg_iso_ranges, arg_iso_connections;
 static bool arg_keep_slack;
 static const char *arg_ctl = KFDEMU_CTL_PATH;
 
@@ -123,7 +126,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 typedef struct Stats {
         size_t n;
-        double p50, p99, mean, min;   /* µs */
+        double p50, p99, mean, min, max;      /* µs */
 } Stats;
 
 static Stats series_stats(Series *s) {
@@ -137,6 +140,7 @@ static Stats series_stats(Series *s) {
                 sum += (double) s->v[i];
         st.mean = sum / (double) s->n / 1000.0;
         st.min = (double) s->v[0] / 1000.0;
+        st.max = (double) s->v[s->n - 1] / 1000.0;
         st.p50 = (double) s->v[(s->n - 1) / 2] / 1000.0;
         size_t k = (size_t) ceil(0.99 * (double) s->n);
         st.p99 = (double) s->v[k > 0 ? k - 1 : 0] / 1000.0;
@@ -166,9 +170,9 @@ static json_t *emit_row(const char *section, const char *casename, const char *v
         printf("%-40s %-22s %8zu %11.2f %11.2f %8s %8s\n", casename, variant, st.n, st.p50, st.p99, r50, r99);
         fflush(stdout);
 
-        o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:f}", "section", section, "case", casename, "variant",
+        o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:f,s:f}", "section", section, "case", casename, "variant",
                       variant, "profile", cur_profile, "n", (json_int_t) st.n, "p50_us", st.p50, "p99_us", st.p99,
-                      "mean_us", st.mean, "min_us", st.min);
+                      "mean_us", st.mean, "min_us", st.min, "max_us", st.max);
         if (params)
                 json_object_set_new(o, "params", params);
         if (base && base->p50 > 0) {
@@ -600,10 +604,10 @@ static _noreturn_ void echo_bus_child(int fd, const char *address, const char *n
         }
 }
 
-static int wait_ready_fd(int fd) {
+static int wait_ready_fd(int fd, int timeout_ms) {
         char c;
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 10000);
+        int r = poll(&p, 1, timeout_ms);
 
         r = r > 0 && read(fd, &c, 1) == 1 ? 0 : -ETIMEDOUT;
         close(fd);
@@ -826,7 +830,7 @@ static void section_floor(size_t samples) {
                 echo_bus_child(-1, bus_address, "org.svmd1.BenchEcho", ready[1]);
         }
         close(ready[1]);
-        if (wait_ready_fd(ready[0]) < 0)
+        if (wait_ready_fd(ready[0], 10000) < 0)
                 goto fail;
         bus = bus_connect(bus_address, true);
         static BusCall echo_bus = { .dest = "org.svmd1.BenchEcho", .path = "/bench", .iface = "org.svmd1.Bench",
@@ -845,7 +849,7 @@ static void section_floor(size_t samples) {
                                 echo_bus_child(-1, broker_address, "org.svmd1.BenchEchoBroker", ready[1]);
                         }
                         close(ready[1]);
-                        if (wait_ready_fd(ready[0]) >= 0)
+                        if (wait_ready_fd(ready[0], 10000) >= 0)
                                 broker = bus_connect(broker_address, true);
                 }
         }
@@ -1571,6 +1575,558 @@ static int free_ranges(svmd_client *c, const uint64_t *ids, size_t n) {
         return 0;
 }
 
+/* ---- isolation ---- */
+
+/*
+ * One tenant must not stall another. A victim (this process, on its own direct connection) loops
+ * Allocate+Free of 64 KiB GTT, one sample per call, under profile realistic, while another tenant
+ * (forked children that connect only after becoming another uid, so svmd sees another tenant):
+ *   (a) disconnects holding N ranges (filled under profile none, torn down under realistic);
+ *   (b) opens and closes C direct connections (each makes one ListRanges call), in parallel batches,
+ *       one uid per worker;
+ *   (c) runs Commits of 1024 Allocates (each followed by a Commit of the 1024 Frees) back to back;
+ *   (d) runs 16 clients of the victim's own Allocate+Free loop.
+ * An idle block of the victim alone precedes each case; together they make the idle row.
+ */
+
+#define ISO_UID 65534                   /* nobody: the aggressor of (a), (c) and (d) */
+#define ISO_CONN_UID_BASE 61001         /* (b): worker w connects as ISO_CONN_UID_BASE + w */
+#define ISO_CONN_WORKERS 8
+#define ISO_CONN_BATCH 8
+#define ISO_LOAD_CLIENTS 16
+#define ISO_MAX_COMMITS 256
+#define ISO_SETTLE_NS UINT64_C(100000000)      /* (a): sampled before the kill and after the ranges are gone */
+
+typedef struct IsoShared {
+        uint64_t go_ns, back_ns;        /* (a): the aggressor killed; the monitor saw the ranges gone */
+        uint64_t target_ranges, polls;
+        uint64_t claimed, opened, refused;      /* (b) */
+        int error_claimed;
+        char first_error[256];
+        uint64_t n_commits, alloc_ns[ISO_MAX_COMMITS], free_ns[ISO_MAX_COMMITS];     /* (c) */
+} IsoShared;
+
+/* >0 ends the victim's window, <0 fails it. */
+typedef int (*IsoTick)(void *ud, uint64_t now);
+
+typedef struct IsoKids {
+        pid_t pid[64];
+        size_t n, alive;
+        uint64_t start_ns, end_ns;
+        int failed;
+} IsoKids;
+
+/* In a forked child: drop root before connecting, and leave the parent's connections alone. */
+static int iso_become(uid_t uid) {
+        c_direct = c_bus = NULL;
+        if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0) {
+                int r = -errno;
+                fprintf(stderr, "svmd-bench: becoming uid %u failed: %s\n", (unsigned) uid, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+static pid_t iso_fork(IsoKids *k) {
+        pid_t pid = fork();
+
+        if (pid > 0 && k->n < ELEMENTSOF(k->pid)) {
+                k->pid[k->n++] = pid;
+                k->alive++;
+        }
+        return pid;
+}
+
+/* Reap the children that exited; a nonzero status fails the case. */
+static void iso_reap(IsoKids *k, int flags) {
+        for (size_t i = 0; i < k->n; i++) {
+                int status;
+
+                if (k->pid[i] <= 0 || waitpid(k->pid[i], &status, flags) != k->pid[i])
+                        continue;
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        k->failed = 1;
+                k->pid[i] = 0;
+                k->alive--;
+        }
+        if (k->alive == 0 && k->end_ns == 0)
+                k->end_ns = now_ns();
+}
+
+static void iso_kill(IsoKids *k) {
+        for (size_t i = 0; i < k->n; i++)
+                if (k->pid[i] > 0)
+                        kill(k->pid[i], SIGKILL);
+        iso_reap(k, 0);
+}
+
+static int tick_until(void *ud, uint64_t now) {
+        return now >= *(uint64_t *) ud;
+}
+
+static int tick_children(void *ud, uint64_t now) {
+        IsoKids *k = ud;
+
+        iso_reap(k, WNOHANG);
+        return k->alive == 0;
+}
+
+/* Loop the victim's Allocate+Free until tick says so (or 10 minutes pass); every call is a sample. */
+static int victim_run(svmd_client *v, Series *s, IsoTick tick, void *ud) {
+        uint64_t start = now_ns(), now, t, t1;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_allocation a;
+        int r;
+
+        for (;;) {
+                t = now_ns();
+                r = svmd_allocate(v, 64 * KiB, gpu_ids[0], "gtt", NULL, &a, &e);
+                t1 = now_ns();
+                if (check(r, &e, "Allocate (victim)") < 0)
+                        return r;
+                series_add(s, t1 - t);
+                r = svmd_free(v, a.id, &e);
+                now = now_ns();
+                if (check(r, &e, "Free (victim)") < 0)
+                        return r;
+                series_add(s, now - t1);
+                drain(v);
+                r = tick(ud, now);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+                if (now - start > 600ULL * 1000000000ULL) {
+                        fprintf(stderr, "svmd-bench: the victim's window did not end in 10 minutes\n");
+                        return -ETIMEDOUT;
+                }
+        }
+}
+
+/* An idle block: appended to idle, and its own figures to blocks (NULL: a warm-up, not kept). */
+static int victim_idle(svmd_client *v, Series *idle, double seconds, const char *before, json_t *blocks) {
+        uint64_t end = now_ns() + (uint64_t) (seconds * 1e9);
+        Series b = {};
+        Stats st;
+        int r = victim_run(v, &b, tick_until, &end);
+
+        if (r >= 0 && blocks) {
+                for (size_t i = 0; i < b.n; i++)
+                        series_add(idle, b.v[i]);
+                st = series_stats(&b);
+                printf("  idle block before %s: %zu calls, p50 %.1f µs, p99 %.1f µs, max %.1f µs\n", before, st.n,
+                       st.p50, st.p99, st.max);
+                json_array_append_new(blocks, json_pack("{s:s,s:I,s:f,s:f,s:f}", "before", before, "n",
+                                                        (json_int_t) st.n, "p50_us", st.p50, "p99_us", st.p99,
+                                                        "max_us", st.max));
+        }
+        free(b.v);
+        return r;
+}
+
+/* One row: the victim while another tenant does casename (tag "(a)" …, "" for idle). */
+static void iso_row(const char *tag, const char *casename, const char *aggressor, Series *s, const Stats *idle,
+                    double aggression_s, json_t *params, Stats *ret) {
+        Stats st = series_stats(s);
+        char r50[16] = "-", r99[16] = "-", duration[16] = "-", label[128];
+        json_t *o;
+
+        if (idle && idle->p99 > 0) {
+                snprintf(r50, sizeof(r50), "%.2f", st.p50 / idle->p50);
+                snprintf(r99, sizeof(r99), "%.2f", st.p99 / idle->p99);
+                snprintf(duration, sizeof(duration), "%.2f", aggression_s);
+        }
+        snprintf(label, sizeof(label), "%s%s%s", tag, *tag ? " " : "", casename);
+        printf("%-46s %7zu %9.1f %9.1f %10.1f %9s %9s %12s\n", label, st.n, st.p50, st.p99, st.max, r50, r99,
+               duration);
+        o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "section", "isolation", "case", label,
+                      "variant", "victim-direct", "aggressor", aggressor, "profile", cur_profile, "n", (json_int_t) st.n,
+                      "p50_us", st.p50, "p99_us", st.p99, "max_us", st.max, "mean_us", st.mean, "min_us", st.min,
+                      "aggression_s", aggression_s);
+        if (idle && idle->p99 > 0) {
+                json_object_set_new(o, "baseline", json_string("idle"));
+                json_object_set_new(o, "ratio_p99", json_real(st.p99 / idle->p99));
+                json_object_set_new(o, "ratio_p50", json_real(st.p50 / idle->p50));
+        }
+        json_object_set_new(o, "sample", json_string("one call of the victim, Allocate or Free of 64 KiB GTT"));
+        json_object_set_new(o, "params", params ?: json_object());
+        json_array_append_new(j_results, o);
+        if (idle) {
+                char what[160];
+
+                snprintf(what, sizeof(what), "victim p99 while another tenant %s", casename);
+                emit_target(what, "the victim's idle p99", st.p99 / idle->p99, "<=", 3, "x", NULL);
+                snprintf(what, sizeof(what), "victim max while another tenant %s", casename);
+                emit_target(what, "-", st.max / 1000, "<=", 20, "ms", "the victim's longest call");
+        }
+        if (ret)
+                *ret = st;
+}
+
+/* svmd's number of live ranges (GetStatus). */
+static int status_ranges(svmd_client *c, uint64_t *ret_ranges) {
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_status s;
+        int r = svmd_get_status(c, &s, &e);
+
+        if (check(r, &e, "GetStatus") < 0)
+                return r;
+        *ret_ranges = s.n_ranges;
+        return 0;
+}
+
+/* (a): the aggressor holds n ranges until it is killed; a monitor polls GetStatus until they are gone. */
+static _noreturn_ void iso_holder(size_t n, int ready_fd) {
+        svmd_client *c;
+        uint64_t *ids = NULL;
+        size_t n_ids = 0;
+
+        if (iso_become(ISO_UID) < 0 || !(c = connect_svmd(SVMD_CLIENT_DIRECT_ONLY)) ||
+            fill_ranges(c, n, false, &ids, &n_ids) < 0)
+                _exit(1);
+        (void) !write(ready_fd, "R", 1);
+        for (;;)
+                pause();
+}
+
+static _noreturn_ void iso_monitor(IsoShared *sh) {
+        svmd_client *c = connect_svmd(SVMD_CLIENT_DIRECT_ONLY);
+        uint64_t n, t0 = now_ns();
+
+        if (!c)
+                _exit(1);
+        for (;;) {
+                if (now_ns() - t0 > 600ULL * 1000000000ULL)
+                        _exit(1);
+                if (__atomic_load_n(&sh->go_ns, __ATOMIC_ACQUIRE) == 0) {
+                        usleep(1000);
+                        continue;
+                }
+                if (status_ranges(c, &n) < 0)
+                        _exit(1);
+                sh->polls++;
+                if (n <= sh->target_ranges) {
+                        __atomic_store_n(&sh->back_ns, now_ns(), __ATOMIC_RELEASE);
+                        svmd_client_free(c);
+                        _exit(0);
+                }
+                usleep(2000);
+        }
+}
+
+typedef struct TeardownTick {
+        IsoShared *sh;
+        IsoKids *holder, *monitor;
+        uint64_t go_at;
+} TeardownTick;
+
+static int tick_teardown(void *ud, uint64_t now) {
+        TeardownTick *t = ud;
+        uint64_t back;
+
+        if (t->sh->go_ns == 0 && now >= t->go_at) {
+                __atomic_store_n(&t->sh->go_ns, now_ns(), __ATOMIC_RELEASE);
+                iso_kill(t->holder);
+        }
+        /* The monitor sets back_ns before it exits: reap first, then look. */
+        iso_reap(t->monitor, WNOHANG);
+        back = __atomic_load_n(&t->sh->back_ns, __ATOMIC_ACQUIRE);
+        if (back != 0)
+                return now >= back + ISO_SETTLE_NS;
+        return t->monitor->alive == 0 ? -EIO : 0;
+}
+
+static int iso_disconnect(svmd_client *v, IsoShared *sh, size_t n, Series *s, double *ret_s, json_t **ret_params) {
+        IsoKids holder = {}, monitor = {};
+        uint64_t n0, n1, t;
+        int ready[2], r;
+        double fill_s;
+
+        r = status_ranges(v, &n0);
+        if (r < 0)
+                return r;
+        r = set_profile("none");
+        if (r < 0 || pipe2(ready, O_CLOEXEC) < 0)
+                return r < 0 ? r : -errno;
+        t = now_ns();
+        if (iso_fork(&holder) == 0) {
+                close(ready[0]);
+                iso_holder(n, ready[1]);
+        }
+        close(ready[1]);
+        r = wait_ready_fd(ready[0], 600 * 1000);
+        fill_s = (double) (now_ns() - t) / 1e9;
+        if (r >= 0)
+                r = set_profile("realistic");
+        if (r >= 0)
+                r = status_ranges(v, &n1);
+        if (r < 0) {
+                iso_kill(&holder);
+                return r;
+        }
+        printf("  (a) the aggressor filled %zu ranges in %.2f s (profile none); svmd holds %" PRIu64 " ranges\n", n,
+               fill_s, n1);
+
+        memset(sh, 0, sizeof(*sh));
+        sh->target_ranges = n0;
+        if (iso_fork(&monitor) == 0)
+                iso_monitor(sh);
+        TeardownTick tt = { sh, &holder, &monitor, now_ns() + ISO_SETTLE_NS };
+        r = victim_run(v, s, tick_teardown, &tt);
+        iso_kill(&holder);
+        if (r < 0) {
+                iso_kill(&monitor);
+                return r;
+        }
+        iso_reap(&monitor, 0);
+        *ret_s = (double) (sh->back_ns - sh->go_ns) / 1e9;
+        printf("  (a) kill -9 of the aggressor → svmd's range count back to %" PRIu64 ": %.3f s (%" PRIu64
+               " GetStatus polls)\n", n0, *ret_s, sh->polls);
+        *ret_params = json_pack("{s:I,s:f,s:I}", "ranges", (json_int_t) n, "fill_s", fill_s, "monitor_polls",
+                                (json_int_t) sh->polls);
+        return monitor.failed ? -EIO : 0;
+}
+
+/* (b) */
+static _noreturn_ void iso_conn_worker(IsoShared *sh, size_t w, size_t total) {
+        svmd_client *cs[ISO_CONN_BATCH];
+
+        if (iso_become((uid_t) (ISO_CONN_UID_BASE + w)) < 0)
+                _exit(1);
+        for (;;) {
+                uint64_t first = __atomic_fetch_add(&sh->claimed, ISO_CONN_BATCH, __ATOMIC_RELAXED);
+                size_t k;
+
+                if (first >= total)
+                        break;
+                k = MIN((size_t) ISO_CONN_BATCH, (size_t) (total - first));
+                for (size_t i = 0; i < k; i++) {
+                        svmd_range_filter f = { .limit = 1 };
+                        svmd_error e = SVMD_ERROR_NULL;
+                        svmd_range *rs = NULL;
+                        size_t n_rs = 0;
+                        int r;
+
+                        /* ListRanges makes svmd register the caller as a client (its uid, unit, scope). */
+                        cs[i] = NULL;
+                        r = svmd_client_new(&cs[i], NULL, NULL, SVMD_CLIENT_DIRECT_ONLY, &e);
+                        if (r >= 0)
+                                r = svmd_list_ranges(cs[i], &f, &rs, &n_rs, &e);
+                        free(rs);
+                        if (r >= 0) {
+                                __atomic_fetch_add(&sh->opened, 1, __ATOMIC_RELAXED);
+                                continue;
+                        }
+                        __atomic_fetch_add(&sh->refused, 1, __ATOMIC_RELAXED);
+                        if (__atomic_exchange_n(&sh->error_claimed, 1, __ATOMIC_RELAXED) == 0)
+                                snprintf(sh->first_error, sizeof(sh->first_error), "%s%s%s", e.name ?: "",
+                                         e.name ? ": " : "", e.message ?: strerror(-r));
+                        svmd_error_free(&e);
+                }
+                for (size_t i = 0; i < k; i++)
+                        svmd_client_free(cs[i]);
+        }
+        _exit(0);
+}
+
+static int iso_connections(svmd_client *v, IsoShared *sh, size_t n, Series *s, double *ret_s, json_t **ret_params) {
+        IsoKids k = {};
+        int r;
+
+        memset(sh, 0, sizeof(*sh));
+        k.start_ns = now_ns();
+        for (size_t w = 0; w < ISO_CONN_WORKERS; w++)
+                if (iso_fork(&k) == 0)
+                        iso_conn_worker(sh, w, n);
+        r = victim_run(v, s, tick_children, &k);
+        if (r < 0) {
+                iso_kill(&k);
+                return r;
+        }
+        *ret_s = (double) (k.end_ns - k.start_ns) / 1e9;
+        printf("  (b) %zu connections by %d uids (%d at a time each): %" PRIu64 " answered, %" PRIu64
+               " refused%s%s; %.0f connections/s\n", n, ISO_CONN_WORKERS, ISO_CONN_BATCH, sh->opened, sh->refused,
+               sh->refused ? ", first: " : "", sh->refused ? sh->first_error : "", (double) n / *ret_s);
+        *ret_params = json_pack("{s:I,s:i,s:i,s:I,s:I,s:s}", "connections", (json_int_t) n, "uids", ISO_CONN_WORKERS,
+                                "batch", ISO_CONN_BATCH, "answered", (json_int_t) sh->opened, "refused",
+                                (json_int_t) sh->refused, "first_refusal", sh->first_error);
+        return k.failed ? -EIO : 0;
+}
+
+/* (c) */
+static _noreturn_ void iso_committer(IsoShared *sh, size_t reps) {
+        svmd_client *c;
+        uint64_t *ids = NULL, t;
+        size_t n_ids = 0;
+
+        if (iso_become(ISO_UID) < 0 || !(c = connect_svmd(SVMD_CLIENT_DIRECT_ONLY)))
+                _exit(1);
+        for (size_t i = 0; i < reps && i < ISO_MAX_COMMITS; i++) {
+                t = now_ns();
+                if (fill_ranges(c, SVMD_MAX_COMMIT_OPS_BENCH, false, &ids, &n_ids) < 0)
+                        _exit(1);
+                sh->alloc_ns[i] = now_ns() - t;
+                t = now_ns();
+                if (free_ranges(c, ids, n_ids) < 0)
+                        _exit(1);
+                sh->free_ns[i] = now_ns() - t;
+                n_ids = 0;
+                sh->n_commits = i + 1;
+        }
+        svmd_client_free(c);
+        free(ids);
+        _exit(0);
+}
+
+static int iso_commits(svmd_client *v, IsoShared *sh, size_t reps, Series *s, double *ret_s, json_t **ret_params) {
+        Series sa = {}, sf = {};
+        IsoKids k = {};
+        Stats a, f;
+        int r;
+
+        memset(sh, 0, sizeof(*sh));
+        k.start_ns = now_ns();
+        if (iso_fork(&k) == 0)
+                iso_committer(sh, reps);
+        r = victim_run(v, s, tick_children, &k);
+        if (r < 0) {
+                iso_kill(&k);
+                return r;
+        }
+        *ret_s = (double) (k.end_ns - k.start_ns) / 1e9;
+        for (size_t i = 0; i < sh->n_commits; i++) {
+                series_add(&sa, sh->alloc_ns[i]);
+                series_add(&sf, sh->free_ns[i]);
+        }
+        a = series_stats(&sa);
+        f = series_stats(&sf);
+        printf("  (c) %" PRIu64 " Commits of %d Allocates (GTT 4 KiB), each followed by one of the %d Frees: "
+               "Allocate Commit p50 %.1f ms max %.1f ms, Free Commit p50 %.1f ms max %.1f ms\n", sh->n_commits,
+               SVMD_MAX_COMMIT_OPS_BENCH, SVMD_MAX_COMMIT_OPS_BENCH, a.p50 / 1000, a.max / 1000, f.p50 / 1000,
+               f.max / 1000);
+        *ret_params = json_pack("{s:I,s:i,s:f,s:f,s:f,s:f}", "commits", (json_int_t) sh->n_commits, "ops_per_commit",
+                                SVMD_MAX_COMMIT_OPS_BENCH, "allocate_commit_p50_ms", a.p50 / 1000,
+                                "allocate_commit_max_ms", a.max / 1000, "free_commit_p50_ms", f.p50 / 1000,
+                                "free_commit_max_ms", f.max / 1000);
+        free(sa.v);
+        free(sf.v);
+        return k.failed || sh->n_commits < MIN(reps, (size_t) ISO_MAX_COMMITS) ? -EIO : 0;
+}
+
+/* (d) */
+static int iso_load(svmd_client *v, size_t clients, double window, Series *s, double *ret_s, json_t **ret_params) {
+        EmuCost ca = emu_cost(0x16, EMU_DOMAIN_GTT, 64 * KiB, 1), cf = emu_cost(0x17, EMU_DOMAIN_GTT, 64 * KiB, 1);
+        double limit = 1e9 / (double) (ca.locked_ns + cf.locked_ns), rate;
+        IsoKids k = {};
+        uint64_t total = 0, t;
+        Shared *sh;
+        int r;
+
+        sh = mmap(NULL, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (sh == MAP_FAILED)
+                return -errno;
+        sh->start_ns = now_ns() + (uint64_t) (0.3e9 + 0.01e9 * (double) clients);
+        sh->end_ns = sh->start_ns + (uint64_t) (window * 1e9);
+        for (size_t i = 0; i < clients; i++)
+                if (iso_fork(&k) == 0) {
+                        if (iso_become(ISO_UID) < 0)
+                                _exit(1);
+                        client_process(sh, i, 64 * KiB);
+                }
+        while ((t = now_ns()) < sh->start_ns)
+                usleep(500);
+        r = victim_run(v, s, tick_until, &sh->end_ns);
+        iso_reap(&k, 0);
+        for (size_t i = 0; i < clients; i++)
+                total += sh->count[i];
+        rate = (double) total / window;
+        *ret_s = window;
+        printf("  (d) %zu clients of uid %d: %.0f pairs/s (%.1f%% of the lock-bound limit of %.0f/s)\n", clients,
+               ISO_UID, rate, 100 * rate / limit, limit);
+        *ret_params = json_pack("{s:I,s:f,s:f,s:f}", "clients", (json_int_t) clients, "aggressor_pairs_per_s", rate,
+                                "lock_bound_limit", limit, "aggressor_fraction_of_limit", rate / limit);
+        r = k.failed || sh->failed ? -EIO : r;
+        munmap(sh, sizeof(Shared));
+        return r;
+}
+
+static void section_isolation(void) {
+        size_t n_ranges = arg_iso_ranges ?: (arg_quick ? 1000 : 100000);
+        size_t n_conns = arg_iso_connections ?: (arg_quick ? 200 : 2000);
+        size_t reps = arg_quick ? 3 : 20;
+        double idle_s = arg_quick ? 0.2 : 1.0, load_s = arg_quick ? 0.5 : 3.0;
+        svmd_client *v = connect_svmd(SVMD_CLIENT_DIRECT_ONLY);
+        Series idle = {}, cs[4] = {};
+        double agg_s[4] = {};
+        json_t *params[4] = {};
+        char names[4][96];
+        const char *aggressors[4] = { "disconnect", "connections", "commits", "load" };
+        const char *tags[4] = { "(a)", "(b)", "(c)", "(d)" };
+        IsoShared *sh;
+        json_t *blocks = json_array();
+        Stats idle_st;
+        int r = 0;
+
+        sh = mmap(NULL, sizeof(IsoShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (!v || sh == MAP_FAILED || set_profile("realistic") < 0) {
+                failures++;
+                if (sh != MAP_FAILED)
+                        munmap(sh, sizeof(IsoShared));
+                json_decref(blocks);
+                svmd_client_free(v);
+                return;
+        }
+        snprintf(names[0], sizeof(names[0]), "disconnects holding %zu ranges", n_ranges);
+        snprintf(names[1], sizeof(names[1]), "opens and closes %zu connections", n_conns);
+        snprintf(names[2], sizeof(names[2]), "runs %zu Commits of %d Allocates", reps, SVMD_MAX_COMMIT_OPS_BENCH);
+        snprintf(names[3], sizeof(names[3]), "runs %d clients of Allocate+Free", ISO_LOAD_CLIENTS);
+
+        printf("\n== isolation: a victim loops Allocate+Free 64 KiB GTT on the direct socket while another tenant "
+               "(uid %d; (b): uids %d…%d) aggresses, realistic ==\n", ISO_UID, ISO_CONN_UID_BASE,
+               ISO_CONN_UID_BASE + ISO_CONN_WORKERS - 1);
+        /* Warm up, then an idle block before each case. */
+        r = victim_idle(v, &idle, 0.1, NULL, NULL);
+        for (int i = 0; i < 4 && r >= 0; i++) {
+                r = victim_idle(v, &idle, idle_s, tags[i], blocks);
+                if (r < 0)
+                        break;
+                switch (i) {
+                case 0:
+                        r = iso_disconnect(v, sh, n_ranges, &cs[i], &agg_s[i], &params[i]);
+                        break;
+                case 1:
+                        r = iso_connections(v, sh, n_conns, &cs[i], &agg_s[i], &params[i]);
+                        break;
+                case 2:
+                        r = iso_commits(v, sh, reps, &cs[i], &agg_s[i], &params[i]);
+                        break;
+                case 3:
+                        r = iso_load(v, ISO_LOAD_CLIENTS, load_s, &cs[i], &agg_s[i], &params[i]);
+                        break;
+                }
+                if (r < 0)
+                        fprintf(stderr, "svmd-bench: isolation case %s failed: %s\n", names[i], strerror(-r));
+        }
+        if (r < 0)
+                failures++;
+        else {
+                printf("%-46s %7s %9s %9s %10s %9s %9s %12s\n", "another tenant …", "n", "p50 µs", "p99 µs",
+                       "max µs", "×idle p50", "×idle p99", "aggression s");
+                iso_row("", "is idle", "none", &idle, NULL, 0,
+                        json_pack("{s:f,s:O}", "idle_block_s", idle_s, "blocks", blocks), &idle_st);
+                for (int i = 0; i < 4; i++) {
+                        iso_row(tags[i], names[i], aggressors[i], &cs[i], &idle_st, agg_s[i], params[i], NULL);
+                        params[i] = NULL;
+                }
+        }
+        for (int i = 0; i < 4; i++) {
+                json_decref(params[i]);
+                free(cs[i].v);
+        }
+        free(idle.v);
+        json_decref(blocks);
+        munmap(sh, sizeof(IsoShared));
+        svmd_client_free(v);
+}
+
 /* ---- restart ---- */
 
 static void section_restart(void) {
@@ -1715,11 +2271,14 @@ static void section_scale(void) {
         pid_t pid = svmd_pid();
         long anon0, rss0, shmem0;
         double base_p50 = 0, base_ratio = 0;
+        uint64_t n_base;
 
         if (!filler) {
                 failures++;
                 return;
         }
+        if (status_ranges(c_direct, &n_base) < 0)
+                n_base = UINT64_MAX;
         anon0 = proc_status_kb(pid, "RssAnon");
         rss0 = proc_status_kb(pid, "VmRSS");
         shmem0 = proc_status_kb(pid, "RssShmem");
@@ -1816,14 +2375,19 @@ static void section_scale(void) {
                         emit_target(what, "-", anon_marginal, "<=", 300, "B", "growth since the previous level");
                 }
         }
-        /* Dropping the connection frees them all; time it, it is a path clients take. */
+        /* Dropping the connection frees them all; time it, it is a path clients take. svmd may answer
+         * a GetStatus before it notices the disconnect: wait for the range count to drop. */
         {
-                uint64_t t = now_ns();
-                svmd_status s;
+                uint64_t t = now_ns(), n = UINT64_MAX;
                 svmd_client_free(filler);
-                (void) svmd_get_status(c_direct, &s, NULL); /* after the disconnect has been processed */
-                printf("  disconnecting the filler (%zu ranges freed by svmd): %.1f s\n", n_ids,
-                       (double) (now_ns() - t) / 1e9);
+                while (n_base != UINT64_MAX && now_ns() - t < 600ULL * 1000000000ULL &&
+                       status_ranges(c_direct, &n) >= 0 && n > n_base)
+                        usleep(1000);
+                double gone_s = (double) (now_ns() - t) / 1e9;
+                printf("  disconnecting the filler (%zu ranges freed by svmd): %.2f s\n", n_ids, gone_s);
+                json_array_append_new(j_results, json_pack("{s:s,s:s,s:s,s:I,s:f}", "section", "scale", "case",
+                                                           "disconnect", "profile", cur_profile, "ranges",
+                                                           (json_int_t) n_ids, "seconds", gone_s));
         }
         free(ids);
 }
@@ -1832,8 +2396,11 @@ static void section_scale(void) {
 
 static void help(void) {
         printf("Usage: svmd-bench [--quick] [--json FILE] [--only SECTIONS] [--scale-max N] [--keep-timer-slack]\n"
+               "                  [--isolation-ranges N] [--isolation-connections N]\n"
                "Measure svmd against in-process and IPC baselines in the same run (run under\n"
-               "svmd-harness --emulate-command). SECTIONS: floor,alloc,map,share,commit,concurrency,restart,scale\n");
+               "svmd-harness --emulate-command). SECTIONS: floor,alloc,map,share,commit,concurrency,isolation,\n"
+               "restart,scale. --isolation-ranges N and --isolation-connections N size the isolation section's\n"
+               "cases (a) and (b) (default 100000 and 2000, with --quick 1000 and 200).\n");
 }
 
 static int parse_argv(int argc, char *argv[]) {
@@ -1844,6 +2411,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "only", required_argument, NULL, 'o' },
                 { "scale-max", required_argument, NULL, 's' },
                 { "keep-timer-slack", no_argument, NULL, 'k' },
+                { "isolation-ranges", required_argument, NULL, 'R' },
+                { "isolation-connections", required_argument, NULL, 'C' },
                 { "kfdemu-ctl", required_argument, NULL, 'c' },
                 {}
         };
@@ -1868,6 +2437,12 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case 'k':
                         arg_keep_slack = true;
+                        break;
+                case 'R':
+                        arg_iso_ranges = strtoull(optarg, NULL, 0);
+                        break;
+                case 'C':
+                        arg_iso_connections = strtoull(optarg, NULL, 0);
                         break;
                 case 'c':
                         arg_ctl = optarg;
@@ -1978,6 +2553,8 @@ int main(int argc, char *argv[]) {
                         return 1;
                 section_concurrency();
         }
+        if (section_enabled("isolation"))
+                section_isolation();
         if (set_profile("none") < 0)
                 return 1;
         if (section_enabled("restart"))
