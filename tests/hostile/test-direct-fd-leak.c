@@ -2,8 +2,9 @@
 
 /*
  * File descriptors sent on io.socket with a message whose header has no
- * UNIX_FDS field (5 messages of 250 fds): libsystemd 252 would drop the
- * message and keep the fds open for good. svmd's fd count must return to
+ * UNIX_FDS field (5 messages of 250 fds, and 5 of 4 fds, fewer than a message
+ * may carry at all): libsystemd 252 would drop the message and keep the fds
+ * open for good. svmd's fd count must return to
  * where it was; a message whose UNIX_FDS matches still gets its answer.
  */
 
@@ -52,13 +53,13 @@ static void attacker_main(void *arg) {
         sd_bus *bus;
 
         ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
-        for (unsigned i = 0; i < N_MESSAGES; i++) {
+        for (unsigned i = 0; i < 2 * N_MESSAGES; i++) {
                 int fd = hd_connect();
                 size_t n;
 
                 hd_authenticate(fd);
                 n = hd_call_header(header, sizeof(header), "ListGpus", "", 0, 1);
-                send_with_fds(fd, header, n, pipefd[0], N_FDS);
+                send_with_fds(fd, header, n, pipefd[0], i % 2 == 0 ? N_FDS : 4);
                 /* Dropped for it, or left waiting: either way, close. */
                 (void) hd_closed_within(fd, 200);
                 close(fd);
@@ -89,8 +90,8 @@ int main(void) {
                         break;
                 usleep(25 * 1000);
         }
-        printf("svmd's fds: %u at the start, %u after %d messages of %d fds without UNIX_FDS\n", base, now,
-               N_MESSAGES, N_FDS);
+        printf("svmd's fds: %u at the start, %u after %d messages of %d and %d of 4 fds without UNIX_FDS\n", base,
+               now, N_MESSAGES, N_FDS, N_MESSAGES);
         ASSERT_TRUE(now <= base);
         test_teardown(&t);
         return 0;
