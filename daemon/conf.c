@@ -25,6 +25,7 @@ void config_init_defaults(Config *c) {
                 .limit_tokens_per_scope = CONFIG_DEFAULT_TOKENS_PER_SCOPE,
                 .limit_tokens_per_range = CONFIG_DEFAULT_TOKENS_PER_RANGE,
                 .limit_holds_per_range = CONFIG_DEFAULT_HOLDS_PER_RANGE,
+                .limit_fd_store_max = CONFIG_DEFAULT_FD_STORE_MAX,
         };
 }
 
@@ -284,7 +285,7 @@ static int parse_quotas(const ParseContext *p, json_t *arr, Config *c) {
 static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client",
                                             "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
-                                            "holds-per-range", NULL };
+                                            "holds-per-range", "fd-store-max", NULL };
         json_t *v;
         int r;
 
@@ -306,6 +307,8 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         if ((v = json_object_get(obj, "tokens-per-range")) && (r = parse_count(p, "tokens-per-range", v, &c->limit_tokens_per_range)) < 0)
                 return r;
         if ((v = json_object_get(obj, "holds-per-range")) && (r = parse_count(p, "holds-per-range", v, &c->limit_holds_per_range)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "fd-store-max")) && (r = parse_count(p, "fd-store-max", v, &c->limit_fd_store_max)) < 0)
                 return r;
         return 0;
 }

@@ -17,6 +17,7 @@
 
 #define JOURNAL_COMPACT_BYTES (4U << 20)
 #define JOURNAL_MAX_LINE (64U << 20)
+#define JOURNAL_ALLOC_STEP UINT64_C(4096)
 
 struct Journal {
         char *dir;
@@ -24,6 +25,10 @@ struct Journal {
         int fd;
         uint64_t seq;
         uint64_t bytes;
+        uint64_t allocated;     /* bytes of the file the filesystem has given us (fallocate), ≥ bytes */
+        bool no_fallocate;      /* the filesystem cannot preallocate: appends just write */
+        uint64_t compact_failed_seq; /* seq when compaction last failed (0: it did not) */
+        bool compact_failed;
 };
 
 /* A sequence number as journal_append() writes them: 1 … INT64_MAX (0 in an empty snapshot). */
@@ -229,6 +234,9 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
                 return r;
         }
         j->bytes = good;
+        j->allocated = good;
+        /* Room for the lines that must not fail (see journal_append()); without it svmd still starts. */
+        (void) journal_reserve(j, 0);
 
         if (ret_warning)
                 *ret_warning = TAKE_PTR(warning);
@@ -260,7 +268,47 @@ static int write_all(int fd, const char *buf, size_t size) {
         return 0;
 }
 
-int journal_append(Journal *j, json_t *changes) {
+static uint64_t align_up_step(uint64_t x) {
+        return (x + JOURNAL_ALLOC_STEP - 1) / JOURNAL_ALLOC_STEP * JOURNAL_ALLOC_STEP;
+}
+
+/*
+ * Make sure the next `need` bytes and the reserve behind them are the file's: preallocated
+ * with FALLOC_FL_KEEP_SIZE, so that the write cannot run out of space half-way and the
+ * reserve stays for the lines that must not fail. Nothing is written.
+ */
+int journal_reserve(Journal *j, uint64_t need) {
+        uint64_t want = align_up_step(j->bytes + need + JOURNAL_RESERVE_BYTES);
+
+        if (j->no_fallocate || want <= j->allocated)
+                return 0;
+        if (fallocate(j->fd, FALLOC_FL_KEEP_SIZE, (off_t) j->allocated, (off_t) (want - j->allocated)) < 0) {
+                if (errno == EOPNOTSUPP || errno == ENOSYS) {
+                        j->no_fallocate = true;
+                        return 0;
+                }
+                return negative_errno();
+        }
+        j->allocated = want;
+        return 0;
+}
+
+/* Give back what lies preallocated past the end (for a snapshot that needs the room). */
+static void journal_unreserve(Journal *j) {
+        if (j->no_fallocate || j->allocated <= j->bytes)
+                return;
+        if (fallocate(j->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t) j->bytes,
+                      (off_t) (j->allocated - j->bytes)) >= 0)
+                j->allocated = j->bytes;
+}
+
+uint64_t journal_reserved(const Journal *j) {
+        if (j->no_fallocate)
+                return UINT64_MAX;
+        return j->allocated > j->bytes ? j->allocated - j->bytes : 0;
+}
+
+int journal_append(Journal *j, json_t *changes, JournalAppendMode mode) {
         _cleanup_free_ char *line = NULL;
         json_t *rec;
         size_t l;
@@ -279,6 +327,12 @@ int journal_append(Journal *j, json_t *changes) {
         l = strlen(line);
         line[l] = '\n'; /* json_dumps allocated l + 1 bytes: the NUL becomes the newline */
 
+        /* Space first: a line that does not fit is refused before a byte of it is written. A line
+         * that must not fail may use the reserve, never more. */
+        r = journal_reserve(j, l + 1);
+        if (r < 0 && (mode != JOURNAL_APPEND_USE_RESERVE || j->bytes + l + 1 > j->allocated))
+                return r;
+
         /* One write of the whole line: a crash leaves at most a torn last line, which replay drops. */
         r = write_all(j->fd, line, l + 1);
         if (r < 0) {
@@ -289,11 +343,27 @@ int journal_append(Journal *j, json_t *changes) {
         }
         j->seq++;
         j->bytes += l + 1;
+        j->allocated = MAX(j->allocated, j->bytes);
         return 0;
 }
 
 bool journal_wants_compaction(const Journal *j) {
-        return j->bytes >= JOURNAL_COMPACT_BYTES;
+        /* After a failed attempt, only once something changed (a retry per request would cost a
+         * snapshot each while the directory stays full). */
+        if (j->compact_failed && j->compact_failed_seq == j->seq)
+                return false;
+        return j->bytes >= JOURNAL_COMPACT_BYTES || j->compact_failed;
+}
+
+void journal_request_compaction(Journal *j) {
+        if (!j->compact_failed) {
+                j->compact_failed = true;
+                j->compact_failed_seq = UINT64_MAX;
+        }
+}
+
+bool journal_compaction_pending(const Journal *j) {
+        return j->compact_failed;
 }
 
 /*
@@ -363,7 +433,29 @@ int journal_compact(Journal *j, json_t *state) {
         return journal_compact_with(j, write_whole_state, state);
 }
 
+static int compact_once(Journal *j, JournalStateWriteFunc write_state, void *userdata);
+
+/*
+ * A failed compaction leaves the old snapshot and journal as they were (valid), and is retried
+ * by journal_wants_compaction() once the journal has changed. The reserve behind the journal is
+ * given back while the snapshot is written (on a full directory it is the room the snapshot
+ * needs) and taken again afterwards.
+ */
 int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *userdata) {
+        int r;
+
+        journal_unreserve(j);
+        r = compact_once(j, write_state, userdata);
+        if (r < 0) {
+                j->compact_failed = true;
+                j->compact_failed_seq = j->seq;
+        } else
+                j->compact_failed = false;
+        (void) journal_reserve(j, 0);
+        return r;
+}
+
+static int compact_once(Journal *j, JournalStateWriteFunc write_state, void *userdata) {
         _cleanup_free_ char *tmp = NULL, *path = NULL;
         _cleanup_free_ JournalWriter *w = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -408,6 +500,7 @@ int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *us
         if (ftruncate(j->fd, 0) < 0 || lseek(j->fd, 0, SEEK_SET) < 0)
                 return negative_errno();
         j->bytes = 0;
+        j->allocated = 0;
         return 0;
 }
 
