@@ -27,6 +27,10 @@ struct Journal {
         uint64_t bytes;
         uint64_t allocated;     /* bytes of the file the filesystem has given us (fallocate), ≥ bytes */
         bool no_fallocate;      /* the filesystem cannot preallocate: appends just write */
+        char *tmp_path;         /* the next snapshot, written here and renamed */
+        int tmp_fd;             /* kept open and preallocated: room for the next snapshot */
+        uint64_t tmp_allocated;
+        uint64_t snapshot_bytes;        /* the current snapshot's size */
         uint64_t compact_failed_seq; /* seq when compaction last failed (0: it did not) */
         bool compact_failed;
 };
@@ -136,6 +140,7 @@ static int load_snapshot(Journal *j, JournalSnapshotFunc apply, void *userdata, 
                 add_warning(warning, "%s could not be applied (%s), ignoring it", path, strerror(-r));
         else
                 j->seq = (uint64_t) json_integer_value(seq);
+        j->snapshot_bytes = size;
         json_decref(root);
         return r == -ENOMEM ? r : 0;
 }
@@ -196,6 +201,8 @@ static int replay_journal(Journal *j, JournalReplayFunc replay, void *userdata, 
         return 0;
 }
 
+static int open_tmp(Journal *j, bool reuse);
+
 int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, JournalReplayFunc replay,
                  void *userdata, char **ret_warning) {
         _cleanup_free_ char *warning = NULL;
@@ -206,9 +213,10 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
         j = calloc(1, sizeof(Journal));
         if (!j)
                 return -ENOMEM;
-        j->fd = -EBADF;
+        j->fd = j->tmp_fd = -EBADF;
         j->dir = strdup(dir);
-        if (!j->dir || asprintf(&j->path, "%s/journal", dir) < 0) {
+        if (!j->dir || asprintf(&j->path, "%s/journal", dir) < 0 ||
+            asprintf(&j->tmp_path, "%s/snapshot.json.tmp", dir) < 0) {
                 journal_free(j);
                 return -ENOMEM;
         }
@@ -235,7 +243,13 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
         }
         j->bytes = good;
         j->allocated = good;
-        /* Room for the lines that must not fail (see journal_append()); without it svmd still starts. */
+        r = open_tmp(j, true);
+        if (r < 0) {
+                journal_free(j);
+                return r;
+        }
+        /* Room for the lines that must not fail and for the next snapshot (see journal_reserve());
+         * without it svmd still starts. */
         (void) journal_reserve(j, 0);
 
         if (ret_warning)
@@ -248,8 +262,10 @@ Journal *journal_free(Journal *j) {
         if (!j)
                 return NULL;
         safe_close(j->fd);
+        safe_close(j->tmp_fd);
         free(j->dir);
         free(j->path);
+        free(j->tmp_path);
         free(j);
         return NULL;
 }
@@ -273,33 +289,62 @@ static uint64_t align_up_step(uint64_t x) {
 }
 
 /*
- * Make sure the next `need` bytes and the reserve behind them are the file's: preallocated
- * with FALLOC_FL_KEEP_SIZE, so that the write cannot run out of space half-way and the
- * reserve stays for the lines that must not fail. Nothing is written.
+ * The file the next snapshot is written to, kept open so that the room preallocated in it stays
+ * ours. One left by an earlier run is taken over with its room (kill -9 on a full directory), as
+ * long as it is a plain file of ours; anything else there is replaced.
  */
-int journal_reserve(Journal *j, uint64_t need) {
-        uint64_t want = align_up_step(j->bytes + need + JOURNAL_RESERVE_BYTES);
+static int open_tmp(Journal *j, bool reuse) {
+        struct stat st;
+        int fd;
 
-        if (j->no_fallocate || want <= j->allocated)
+        j->tmp_fd = safe_close(j->tmp_fd);
+        j->tmp_allocated = 0;
+        if (reuse) {
+                fd = open(j->tmp_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+                if (fd >= 0 && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+                    st.st_uid == geteuid()) {
+                        j->tmp_fd = fd;
+                        j->tmp_allocated = (uint64_t) st.st_size;
+                        return 0;
+                }
+                safe_close(fd);
+        }
+        (void) unlink(j->tmp_path);
+        j->tmp_fd = open(j->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (j->tmp_fd < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int preallocate(Journal *j, int fd, int mode, uint64_t *allocated, uint64_t want) {
+        if (j->no_fallocate || want <= *allocated)
                 return 0;
-        if (fallocate(j->fd, FALLOC_FL_KEEP_SIZE, (off_t) j->allocated, (off_t) (want - j->allocated)) < 0) {
+        if (fallocate(fd, mode, (off_t) *allocated, (off_t) (want - *allocated)) < 0) {
                 if (errno == EOPNOTSUPP || errno == ENOSYS) {
                         j->no_fallocate = true;
                         return 0;
                 }
                 return negative_errno();
         }
-        j->allocated = want;
+        *allocated = want;
         return 0;
 }
 
-/* Give back what lies preallocated past the end (for a snapshot that needs the room). */
-static void journal_unreserve(Journal *j) {
-        if (j->no_fallocate || j->allocated <= j->bytes)
-                return;
-        if (fallocate(j->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t) j->bytes,
-                      (off_t) (j->allocated - j->bytes)) >= 0)
-                j->allocated = j->bytes;
+/*
+ * Make sure the next `need` bytes are the journal's with the reserve behind them, and that the
+ * next snapshot has room: preallocated, so that a write cannot run out of space half-way and
+ * a compaction can always run. A snapshot holds no more than the old one and the journal
+ * folded together, so that is the room kept for it. Nothing is written.
+ */
+int journal_reserve(Journal *j, uint64_t need) {
+        int r;
+
+        r = preallocate(j, j->fd, FALLOC_FL_KEEP_SIZE, &j->allocated,
+                        align_up_step(j->bytes + need + JOURNAL_RESERVE_BYTES));
+        if (r < 0)
+                return r;
+        return preallocate(j, j->tmp_fd, 0, &j->tmp_allocated,
+                           align_up_step(j->snapshot_bytes + j->bytes + need + JOURNAL_ALLOC_STEP));
 }
 
 uint64_t journal_reserved(const Journal *j) {
@@ -437,14 +482,11 @@ static int compact_once(Journal *j, JournalStateWriteFunc write_state, void *use
 
 /*
  * A failed compaction leaves the old snapshot and journal as they were (valid), and is retried
- * by journal_wants_compaction() once the journal has changed. The reserve behind the journal is
- * given back while the snapshot is written (on a full directory it is the room the snapshot
- * needs) and taken again afterwards.
+ * by journal_wants_compaction() once the journal has changed.
  */
 int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *userdata) {
         int r;
 
-        journal_unreserve(j);
         r = compact_once(j, write_state, userdata);
         if (r < 0) {
                 j->compact_failed = true;
@@ -456,23 +498,26 @@ int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *us
 }
 
 static int compact_once(Journal *j, JournalStateWriteFunc write_state, void *userdata) {
-        _cleanup_free_ char *tmp = NULL, *path = NULL;
+        _cleanup_free_ char *path = NULL;
         _cleanup_free_ JournalWriter *w = NULL;
-        _cleanup_close_ int fd = -EBADF;
+        off_t written;
         char head[64];
         int r;
 
-        if (asprintf(&tmp, "%s/snapshot.json.tmp", j->dir) < 0 || asprintf(&path, "%s/snapshot.json", j->dir) < 0)
+        if (asprintf(&path, "%s/snapshot.json", j->dir) < 0)
                 return -ENOMEM;
         w = malloc(sizeof(JournalWriter));
         if (!w)
                 return -ENOMEM;
-        /* A new file of our own: never one that a link left here points to, whatever it is. */
-        (void) unlink(tmp);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0)
+        if (j->tmp_fd < 0) {
+                r = open_tmp(j, false);
+                if (r < 0)
+                        return r;
+        }
+        /* Into the room preallocated for it (journal_reserve()): from the start, cut after. */
+        if (lseek(j->tmp_fd, 0, SEEK_SET) < 0)
                 return negative_errno();
-        w->fd = fd;
+        w->fd = j->tmp_fd;
         w->error = 0;
         w->n = 0;
 
@@ -485,17 +530,20 @@ static int compact_once(Journal *j, JournalStateWriteFunc write_state, void *use
                 r = journal_write_raw(w, "}");
         if (r >= 0)
                 r = writer_flush(w);
-        if (r >= 0 && fsync(fd) < 0)
-                r = negative_errno();
-        if (r < 0) {
-                (void) unlink(tmp);
+        if (r < 0)
                 return r;
-        }
-        if (rename(tmp, path) < 0) {
-                r = negative_errno();
-                (void) unlink(tmp);
-                return r;
-        }
+        written = lseek(j->tmp_fd, 0, SEEK_CUR);
+        if (written < 0 || ftruncate(j->tmp_fd, written) < 0 || fsync(j->tmp_fd) < 0)
+                return negative_errno();
+        j->tmp_allocated = (uint64_t) written;
+        if (rename(j->tmp_path, path) < 0)
+                return negative_errno();
+        j->snapshot_bytes = (uint64_t) written;
+        /* The file is the snapshot now: the next one gets a new file (and room, journal_reserve()). */
+        j->tmp_fd = safe_close(j->tmp_fd);
+        j->tmp_allocated = 0;
+        (void) open_tmp(j, false);
+
         /* The snapshot holds everything up to seq: the journal starts over. */
         if (ftruncate(j->fd, 0) < 0 || lseek(j->fd, 0, SEEK_SET) < 0)
                 return negative_errno();
