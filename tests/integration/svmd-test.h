@@ -7,6 +7,7 @@
  * emulator's kernel-side state to prove nothing leaked.
  */
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -41,6 +42,8 @@ sd_bus *test_connect_bus(void);
  */
 int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
               ...);
+int test_callv(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
+               va_list ap);
 
 /* The emulator's state as canonical JSON with the counters (ioctls, faults) left out. */
 char *test_dump(TestContext *t);
