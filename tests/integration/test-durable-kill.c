@@ -10,7 +10,9 @@
  * pattern of its id), map and unmap them (directly and through Commit), share
  * them (Share, RevokeToken) and free them; each client also keeps one range it
  * holds itself (Share + Attach). svmd-harness plays systemd's fd store and
- * restarts svmd.
+ * restarts svmd. The runtime directory is a small tmpfs (svmd-harness
+ * --runtime-tmpfs-size) that the journal fills between compactions: a change
+ * svmd refuses for want of room (QuotaExceeded) must not have happened.
  *
  * Whenever a call's outcome is unknown (svmd died under it) the client reads
  * the daemon's truth once it is back and compares it exactly with what it
@@ -64,7 +66,7 @@ typedef struct ClientState {
         Known known[64];
         size_t n_known;
         unsigned next_request;
-        unsigned acked, unknown, frees, shares;
+        unsigned acked, unknown, frees, shares, refused;
 } ClientState;
 
 static sd_bus *connect_bus(void) {
@@ -86,6 +88,12 @@ static bool outcome_unknown(int r, const sd_bus_error *e) {
                sd_bus_error_has_name(e, SD_BUS_ERROR_DISCONNECTED) ||
                sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownObject") ||
                sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownMethod");
+}
+
+/* Refused because the runtime directory is full: nothing changed (the point of the test). */
+static bool refused_for_room(int r, const sd_bus_error *e) {
+        return r < 0 && sd_bus_error_has_name(e, SVMD_ERROR_QUOTA_EXCEEDED) && e->message &&
+               strstr(e->message, "runtime directory");
 }
 
 static uint64_t mask_of(const uint32_t *ids, size_t n) {
@@ -293,7 +301,13 @@ static void op_allocate(ClientState *c, bool held) {
                         c->acked++;
                         break;
                 }
-                if (!outcome_unknown(r, &error)) {
+                if (refused_for_room(r, &error) && !held) {
+                        /* Not made, and never to appear: its label stays unknown to the truth. */
+                        c->refused++;
+                        sd_bus_error_free(&error);
+                        return;
+                }
+                if (!outcome_unknown(r, &error) && !refused_for_room(r, &error)) {
                         fprintf(stderr, "client %d: Allocate failed: %s\n", c->index, error.message);
                         abort();
                 }
@@ -341,7 +355,9 @@ static void op_map(ClientState *c, Known *k, bool unmap, bool via_commit) {
         if (r >= 0) {
                 k->mapped = unmap ? k->mapped & ~bit : k->mapped | bit;
                 c->acked++;
-        } else if (outcome_unknown(r, &error)) {
+        } else if (refused_for_room(r, &error))
+                c->refused++;
+        else if (outcome_unknown(r, &error)) {
                 c->unknown++;
                 reconcile(c, k, NULL);
         } else {
@@ -391,7 +407,9 @@ static void op_share(ClientState *c, Known *k) {
                 }
                 c->acked++;
                 c->shares++;
-        } else if (outcome_unknown(r, &error)) {
+        } else if (refused_for_room(r, &error))
+                c->refused++;
+        else if (outcome_unknown(r, &error)) {
                 c->unknown++;
                 reconcile(c, NULL, NULL);
                 /* Whether the token was made or revoked: adopt what is (the other tokens must stay). */
@@ -423,13 +441,19 @@ static void make_held(ClientState *c) {
 
         op_allocate(c, true);
         k = &c->known[c->n_known - 1];
-        r = call_retry(c, "Share", &error, &reply, "ta{sv}", k->id, 0);
+        while ((r = call_retry(c, "Share", &error, &reply, "ta{sv}", k->id, 0)) < 0 && refused_for_room(r, &error)) {
+                sd_bus_error_free(&error);
+                usleep(10000);
+        }
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_read(reply, "s", &token));
         snprintf(k->token[0], TOKEN_MAX, "%s", token);
         k->tokens = 1;
         reply = sd_bus_message_unref(reply);
-        r = call_retry(c, "Attach", &error, &reply, "s", k->token[0]);
+        while ((r = call_retry(c, "Attach", &error, &reply, "s", k->token[0])) < 0 && refused_for_room(r, &error)) {
+                sd_bus_error_free(&error);
+                usleep(10000);
+        }
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_read(reply, "ttth", &id, &va, &size, &fd));
         ASSERT_UEQ(id, k->id);
@@ -521,7 +545,8 @@ static void client_main(int index, int stop_fd, int out_fd) {
                 compact(&c);
         }
         final_check(&c);
-        snprintf(line, sizeof(line), "%zu %u %u %u %u\n", live_count(&c), c.acked, c.unknown, c.frees, c.shares);
+        snprintf(line, sizeof(line), "%zu %u %u %u %u %u\n", live_count(&c), c.acked, c.unknown, c.frees, c.shares,
+                 c.refused);
         ASSERT_TRUE(write(out_fd, line, strlen(line)) == (ssize_t) strlen(line));
         _exit(0);
 }
@@ -545,7 +570,7 @@ int main(int argc, char *argv[]) {
         int stop[2], out[2];
         pid_t pids[N_CLIENTS];
         size_t live = 0;
-        unsigned kills = 15, acked = 0, unknown = 0, frees = 0, shares = 0;
+        unsigned kills = 15, acked = 0, unknown = 0, frees = 0, shares = 0, refused = 0;
         uint64_t restart_sum = 0, restart_max = 0;
 
         if (argc == 3 && streq(argv[1], "--kills"))
@@ -590,18 +615,19 @@ int main(int argc, char *argv[]) {
         for (int i = 0; i < N_CLIENTS; i++) {
                 char line[128] = "";
                 size_t l;
-                unsigned a, u, f, s;
+                unsigned a, u, f, s, x;
                 int status;
 
                 for (size_t got = 0; got < sizeof(line) - 1; got++)
                         if (read(out[0], line + got, 1) != 1 || line[got] == '\n')
                                 break;
-                ASSERT_EQ(sscanf(line, "%zu %u %u %u %u", &l, &a, &u, &f, &s), 5);
+                ASSERT_EQ(sscanf(line, "%zu %u %u %u %u %u", &l, &a, &u, &f, &s, &x), 6);
                 live += l;
                 acked += a;
                 unknown += u;
                 frees += f;
                 shares += s;
+                refused += x;
                 ASSERT_TRUE(waitpid(pids[i], &status, 0) > 0);
                 ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         }
@@ -609,9 +635,10 @@ int main(int argc, char *argv[]) {
         /* The kernel holds exactly the ranges the clients hold: nothing leaked, nothing lost. */
         ASSERT_EQ(count_handles(), live);
         printf("%u kills of svmd; %u acknowledged operations (%u frees, %u shares/revocations), %u answered only "
-               "after a restart; %zu ranges live, all with their VAs, mappings, tokens, holders and bytes; none "
-               "lost, none resurrected; restart after kill -9: mean %" PRIu64 " ms, max %" PRIu64 " ms\n",
-               kills, acked, frees, shares, unknown, live, kills ? restart_sum / kills / 1000 : 0,
+               "after a restart, %u refused for a full runtime directory; %zu ranges live, all with their VAs, "
+               "mappings, tokens, holders and bytes; none lost, none resurrected; restart after kill -9: mean %"
+               PRIu64 " ms, max %" PRIu64 " ms\n",
+               kills, acked, frees, shares, unknown, refused, live, kills ? restart_sum / kills / 1000 : 0,
                restart_max / 1000);
         test_teardown(&T);
         return 0;

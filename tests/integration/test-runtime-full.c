@@ -97,7 +97,11 @@ static size_t fill(unsigned *next) {
                 Acked a;
                 int r;
 
-                ASSERT_TRUE(n_acked < MAX_RANGES);
+                if (n_acked == MAX_RANGES) {
+                        fprintf(stderr, "all %d persistent ranges acknowledged on a %s runtime directory: its journal "
+                                "cannot have kept them\n", MAX_RANGES, "128 KiB");
+                        abort();
+                }
                 r = allocate_persistent((*next)++, true, &error, &a);
                 if (r >= 0) {
                         acked[n_acked++] = a;
