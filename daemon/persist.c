@@ -340,7 +340,6 @@ int persist_check_room(Manager *m, sd_bus_error *error) {
 int persist_set_error(Manager *m, int k, sd_bus_error *error) {
         if (k == -ENOSPC || k == -EDQUOT) {
                 persist_check_space(m);
-                manager_emit_quota_exceeded(m, "", "runtime-directory");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "svmd's runtime directory %s is full (%s free of %s), so this change to a "
                                          "persistent range could not be journaled and was not made; free space there "
