@@ -114,6 +114,15 @@ static int get_all_properties(svmd_client *c, sd_bus *bus, const char *path, con
         return 0;
 }
 
+/* GetAll of the manager, each property through read_one. */
+static int get_manager_properties(svmd_client *c, PropertyReader read_one, void *userdata, svmd_error *error) {
+        sd_bus *bus = client_pick(c, false);
+
+        if (!bus)
+                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
+        return get_all_properties(c, bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, read_one, userdata, error);
+}
+
 static int read_status_property(sd_bus_message *reply, const char *name, void *userdata) {
         svmd_status *s = userdata;
         const char *str;
@@ -174,15 +183,11 @@ static int read_status_property(sd_bus_message *reply, const char *name, void *u
 SYMVER(svmd_get_status_v0_2, "svmd_get_status@@LIBSVMD_0.2")
 _public_ int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *error) {
         svmd_status s = { .n_clients = UINT32_MAX };
-        sd_bus *bus;
         int r;
 
         if (!c || !ret)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        bus = client_pick(c, false);
-        if (!bus)
-                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
-        r = get_all_properties(c, bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, read_status_property, &s, error);
+        r = get_manager_properties(c, read_status_property, &s, error);
         if (r < 0)
                 return r;
         *ret = s;
@@ -211,16 +216,11 @@ static int read_durability_property(sd_bus_message *reply, const char *name, voi
 
 _public_ int svmd_get_durability(svmd_client *c, svmd_durability *ret, svmd_error *error) {
         svmd_durability d = {};
-        sd_bus *bus;
         int r;
 
         if (!c || !ret)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        bus = client_pick(c, false);
-        if (!bus)
-                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
-        r = get_all_properties(c, bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, read_durability_property, &d,
-                               error);
+        r = get_manager_properties(c, read_durability_property, &d, error);
         if (r < 0)
                 return r;
         *ret = d;

@@ -110,6 +110,16 @@ int test_callv(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_mess
         return r;
 }
 
+bool test_outcome_unknown(int r, const sd_bus_error *e) {
+        return r == -ETIMEDOUT || r == -ECONNRESET || r == -ENOTCONN || r == -EPIPE ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_SERVICE_UNKNOWN) ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER) ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY) ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_DISCONNECTED) ||
+               sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownObject") ||
+               sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownMethod");
+}
+
 static void strip_counters(json_t *v) {
         if (!json_is_object(v))
                 return;

@@ -42,6 +42,8 @@ sd_bus *test_connect_bus(void);
  */
 int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
               ...);
+/* A call's error says nothing about svmd's decision: svmd was down or died under it (kill -9 tests). */
+bool test_outcome_unknown(int r, const sd_bus_error *e);
 int test_callv(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
                va_list ap);
 

@@ -3,10 +3,10 @@
 /*
  * Acknowledged means kept, across kill -9 (docs/reliability.md, "Durability").
  *
- *   test-durable-kill [--kills N]
+ *   test-durable-kill [--clients N] [--kills N]
  *
- * svmd is killed with SIGKILL at random moments, N times (default 15), while
- * 4 clients create persistent ranges (vram, gtt, host; each filled with a
+ * svmd is killed with SIGKILL at random moments, N times (default 50), while
+ * N clients (default 8, at most 8) create persistent ranges (vram, gtt, host; each filled with a
  * pattern of its id), map and unmap them (directly and through Commit), share
  * them (Share, RevokeToken) and free them; each client also keeps one range it
  * holds itself (Share + Attach). svmd-harness plays systemd's fd store and
@@ -40,7 +40,7 @@
 #include "svmd-protocol.h"
 #include "svmd-test.h"
 
-#define N_CLIENTS 4
+#define MAX_CLIENTS 8
 #define MAX_LIVE 5
 #define RANGE_SIZE (UINT64_C(64) << 10)
 #define TOKEN_MAX 128
@@ -69,27 +69,6 @@ typedef struct ClientState {
         unsigned acked, unknown, frees, shares, refused;
 } ClientState;
 
-static sd_bus *connect_bus(void) {
-        sd_bus *bus = NULL;
-
-        ASSERT_OK(sd_bus_new(&bus));
-        ASSERT_OK(sd_bus_set_address(bus, getenv("SVMD_BUS_ADDRESS")));
-        ASSERT_OK(sd_bus_set_bus_client(bus, 1));
-        ASSERT_OK(sd_bus_start(bus));
-        return bus;
-}
-
-/* A call whose error says nothing about the daemon's decision: it was down or died meanwhile. */
-static bool outcome_unknown(int r, const sd_bus_error *e) {
-        return r == -ETIMEDOUT || r == -ECONNRESET || r == -ENOTCONN || r == -EPIPE ||
-               sd_bus_error_has_name(e, SD_BUS_ERROR_SERVICE_UNKNOWN) ||
-               sd_bus_error_has_name(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER) ||
-               sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY) ||
-               sd_bus_error_has_name(e, SD_BUS_ERROR_DISCONNECTED) ||
-               sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownObject") ||
-               sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownMethod");
-}
-
 /* Refused because the runtime directory is full: nothing changed (the point of the test). */
 static bool refused_for_room(int r, const sd_bus_error *e) {
         return r < 0 && sd_bus_error_has_name(e, SVMD_ERROR_QUOTA_EXCEEDED) && e->message &&
@@ -115,7 +94,7 @@ static int call_retry(ClientState *c, const char *member, sd_bus_error *error, s
                 va_start(ap, types);
                 r = test_callv(c->bus, member, error, reply, types, ap);
                 va_end(ap);
-                if (r >= 0 || !outcome_unknown(r, error))
+                if (r >= 0 || !test_outcome_unknown(r, error))
                         return r;
                 sd_bus_error_free(error);
                 usleep(20000);
@@ -307,7 +286,7 @@ static void op_allocate(ClientState *c, bool held) {
                         sd_bus_error_free(&error);
                         return;
                 }
-                if (!outcome_unknown(r, &error) && !refused_for_room(r, &error)) {
+                if (!test_outcome_unknown(r, &error) && !refused_for_room(r, &error)) {
                         fprintf(stderr, "client %d: Allocate failed: %s\n", c->index, error.message);
                         abort();
                 }
@@ -326,7 +305,7 @@ static void op_free(ClientState *c, Known *k) {
                 k->live = false;
                 c->acked++;
                 c->frees++;
-        } else if (outcome_unknown(r, &error)) {
+        } else if (test_outcome_unknown(r, &error)) {
                 c->unknown++;
                 reconcile(c, k, NULL);
         } else {
@@ -357,7 +336,7 @@ static void op_map(ClientState *c, Known *k, bool unmap, bool via_commit) {
                 c->acked++;
         } else if (refused_for_room(r, &error))
                 c->refused++;
-        else if (outcome_unknown(r, &error)) {
+        else if (test_outcome_unknown(r, &error)) {
                 c->unknown++;
                 reconcile(c, k, NULL);
         } else {
@@ -409,7 +388,7 @@ static void op_share(ClientState *c, Known *k) {
                 c->shares++;
         } else if (refused_for_room(r, &error))
                 c->refused++;
-        else if (outcome_unknown(r, &error)) {
+        else if (test_outcome_unknown(r, &error)) {
                 c->unknown++;
                 reconcile(c, NULL, NULL);
                 /* Whether the token was made or revoked: adopt what is (the other tokens must stay). */
@@ -473,7 +452,7 @@ static unsigned count_holders(ClientState *c, Known *k) {
         for (;;) {
                 r = sd_bus_get_property(c->bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Holders", &error, &reply,
                                         "a(us)");
-                if (r >= 0 || !outcome_unknown(r, &error))
+                if (r >= 0 || !test_outcome_unknown(r, &error))
                         break;
                 sd_bus_error_free(&error);
                 usleep(20000);
@@ -522,7 +501,7 @@ static void client_main(int index, int stop_fd, int out_fd) {
         char line[128];
 
         srand((unsigned) (index * 7919 + 17));
-        c.bus = connect_bus();
+        c.bus = test_connect_bus();
         make_held(&c);
         for (;;) {
                 char b;
@@ -568,16 +547,22 @@ static uint64_t now_usec(void) {
 
 int main(int argc, char *argv[]) {
         int stop[2], out[2];
-        pid_t pids[N_CLIENTS];
+        pid_t pids[MAX_CLIENTS];
         size_t live = 0;
-        unsigned kills = 15, acked = 0, unknown = 0, frees = 0, shares = 0, refused = 0;
+        unsigned n_clients = MAX_CLIENTS, kills = 50, acked = 0, unknown = 0, frees = 0, shares = 0, refused = 0;
         uint64_t restart_sum = 0, restart_max = 0;
 
-        if (argc == 3 && streq(argv[1], "--kills"))
-                kills = (unsigned) strtoul(argv[2], NULL, 10);
-        else if (argc != 1) {
-                fprintf(stderr, "Usage: %s [--kills N]\n", argv[0]);
-                return 2;
+        for (int i = 1; i < argc; i += 2) {
+                if (i + 1 < argc && streq(argv[i], "--kills"))
+                        kills = (unsigned) strtoul(argv[i + 1], NULL, 10);
+                else if (i + 1 < argc && streq(argv[i], "--clients"))
+                        n_clients = (unsigned) strtoul(argv[i + 1], NULL, 10);
+                else
+                        n_clients = 0;
+                if (n_clients < 1 || n_clients > MAX_CLIENTS) {
+                        fprintf(stderr, "Usage: %s [--clients 1…%d] [--kills N]\n", argv[0], MAX_CLIENTS);
+                        return 2;
+                }
         }
 
         setvbuf(stdout, NULL, _IOLBF, 0);
@@ -585,13 +570,13 @@ int main(int argc, char *argv[]) {
         ASSERT_OK(pipe2(stop, O_CLOEXEC | O_NONBLOCK));
         ASSERT_OK(pipe2(out, O_CLOEXEC));
 
-        for (int i = 0; i < N_CLIENTS; i++) {
+        for (unsigned i = 0; i < n_clients; i++) {
                 pids[i] = fork();
                 ASSERT_TRUE(pids[i] >= 0);
                 if (pids[i] == 0) {
                         close(stop[1]);
                         close(out[0]);
-                        client_main(i, stop[0], out[1]);
+                        client_main((int) i, stop[0], out[1]);
                 }
         }
         close(out[1]);
@@ -610,9 +595,9 @@ int main(int argc, char *argv[]) {
         }
 
         /* Stop the clients (one byte each): each checks everything it knows, then reports. */
-        for (int i = 0; i < N_CLIENTS; i++)
+        for (unsigned i = 0; i < n_clients; i++)
                 ASSERT_TRUE(write(stop[1], "x", 1) == 1);
-        for (int i = 0; i < N_CLIENTS; i++) {
+        for (unsigned i = 0; i < n_clients; i++) {
                 char line[128] = "";
                 size_t l;
                 unsigned a, u, f, s, x;
@@ -634,11 +619,11 @@ int main(int argc, char *argv[]) {
 
         /* The kernel holds exactly the ranges the clients hold: nothing leaked, nothing lost. */
         ASSERT_EQ(count_handles(), live);
-        printf("%u kills of svmd; %u acknowledged operations (%u frees, %u shares/revocations), %u answered only "
+        printf("%u clients, %u kills of svmd; %u acknowledged operations (%u frees, %u shares/revocations), %u answered only "
                "after a restart, %u refused for a full runtime directory; %zu ranges live, all with their VAs, "
                "mappings, tokens, holders and bytes; none lost, none resurrected; restart after kill -9: mean %"
                PRIu64 " ms, max %" PRIu64 " ms\n",
-               kills, acked, frees, shares, unknown, refused, live, kills ? restart_sum / kills / 1000 : 0,
+               n_clients, kills, acked, frees, shares, unknown, refused, live, kills ? restart_sum / kills / 1000 : 0,
                restart_max / 1000);
         test_teardown(&T);
         return 0;

@@ -30,8 +30,19 @@ static int allocate(bool persistent, uint64_t *ret_id, sd_bus_error *error) {
         return r;
 }
 
+/* kill -9: exactly the ranges listed before come back, none lost. */
+static void assert_restart_keeps_all(void) {
+        _cleanup_free_ char *list = test_list_ranges(T.bus), *list_after = NULL, *lost = NULL;
+
+        test_kill_and_wait_restart(&T);
+        list_after = test_list_ranges(T.bus);
+        ASSERT_STREQ(list_after, list);
+        lost = test_lost_ranges(T.bus);
+        ASSERT_STREQ(lost, "");
+}
+
 int main(void) {
-        _cleanup_free_ char *before = NULL, *after = NULL, *list = NULL, *list_after = NULL, *lost = NULL;
+        _cleanup_free_ char *before = NULL, *after = NULL, *list = NULL, *list_after = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         uint64_t ids[3], id;
         int r;
@@ -63,28 +74,13 @@ int main(void) {
         test_free(T.bus, id);
 
         /* Exactly the acknowledged ones come back. */
-        free(list);
-        list = test_list_ranges(T.bus);
-        test_kill_and_wait_restart(&T);
-        free(list_after);
-        list_after = test_list_ranges(T.bus);
-        ASSERT_STREQ(list_after, list);
-        lost = test_lost_ranges(T.bus);
-        ASSERT_STREQ(lost, "");
+        assert_restart_keeps_all();
 
         /* A Free makes room for one. */
         test_free(T.bus, ids[0]);
         r = allocate(true, &ids[0], &error);
         ASSERT_BUS_OK(r, &error);
-        free(list);
-        list = test_list_ranges(T.bus);
-        test_kill_and_wait_restart(&T);
-        free(list_after);
-        list_after = test_list_ranges(T.bus);
-        ASSERT_STREQ(list_after, list);
-        free(lost);
-        lost = test_lost_ranges(T.bus);
-        ASSERT_STREQ(lost, "");
+        assert_restart_keeps_all();
 
         test_teardown(&T);
         return 0;
