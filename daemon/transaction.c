@@ -243,7 +243,6 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
         char ids[256] = "";
         size_t o = 0;
         bool degraded = false;
-
         PersistBatch b;
 
         if (t->finished)
