@@ -114,6 +114,15 @@ static int get_all_properties(svmd_client *c, sd_bus *bus, const char *path, con
         return 0;
 }
 
+/* GetAll of the manager, each property through read_one. */
+static int get_manager_properties(svmd_client *c, PropertyReader read_one, void *userdata, svmd_error *error) {
+        sd_bus *bus = client_pick(c, false);
+
+        if (!bus)
+                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
+        return get_all_properties(c, bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, read_one, userdata, error);
+}
+
 static int read_status_property(sd_bus_message *reply, const char *name, void *userdata) {
         svmd_status *s = userdata;
         const char *str;
@@ -174,21 +183,49 @@ static int read_status_property(sd_bus_message *reply, const char *name, void *u
 SYMVER(svmd_get_status_v0_2, "svmd_get_status@@LIBSVMD_0.2")
 _public_ int svmd_get_status_v0_2(svmd_client *c, svmd_status *ret, svmd_error *error) {
         svmd_status s = { .n_clients = UINT32_MAX };
-        sd_bus *bus;
         int r;
 
         if (!c || !ret)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        bus = client_pick(c, false);
-        if (!bus)
-                return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
-        r = get_all_properties(c, bus, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, read_status_property, &s, error);
+        r = get_manager_properties(c, read_status_property, &s, error);
         if (r < 0)
                 return r;
         *ret = s;
         return 0;
 }
 ASSERT_SAME_TYPE(svmd_get_status, svmd_get_status_v0_2);
+
+static int read_durability_property(sd_bus_message *reply, const char *name, void *userdata) {
+        svmd_durability *d = userdata;
+        uint64_t *v;
+        int r;
+
+        if (streq(name, "RuntimeDirectoryFree"))
+                v = &d->runtime_free;
+        else if (streq(name, "RuntimeDirectorySize"))
+                v = &d->runtime_size;
+        else if (streq(name, "StoredFds"))
+                v = &d->stored_fds;
+        else if (streq(name, "FdStoreMax"))
+                v = &d->fd_store_max;
+        else
+                return 0;
+        r = sd_bus_message_read(reply, "v", "t", v);
+        return r < 0 ? r : 1;
+}
+
+_public_ int svmd_get_durability(svmd_client *c, svmd_durability *ret, svmd_error *error) {
+        svmd_durability d = {};
+        int r;
+
+        if (!c || !ret)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = get_manager_properties(c, read_durability_property, &d, error);
+        if (r < 0)
+                return r;
+        *ret = d;
+        return 0;
+}
 
 static int read_range(sd_bus_message *reply, svmd_range *rg) {
         const char *domain, *label, *state;

@@ -241,6 +241,7 @@ static json_t *json_gpu_object(const svmd_gpu *g) {
 
 static int verb_status(int argc, char *argv[]) {
         svmd_error e = SVMD_ERROR_NULL;
+        svmd_durability d = {};
         svmd_status s;
         int r;
 
@@ -250,20 +251,26 @@ static int verb_status(int argc, char *argv[]) {
         if (r < 0)
                 return report(r, &e, "reading svmd's status failed");
 
+        /* Older svmds have no such properties: zeros, left out below. */
+        (void) svmd_get_durability(client, &d, NULL);
+
         if (arg_json) {
                 json_t *lost = json_array();
 
                 for (uint32_t i = 0; lost && i < s.n_lost && i < SVMD_MAX_LOST_REPORTED; i++)
                         json_array_append_new(lost, json_pack("{s:I,s:s}", "id", (json_int_t) s.lost[i].id,
                                                               "reason", s.lost[i].reason));
-                return json_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:b,s:b,s:I,s:o}", "version", s.version,
-                                            "kfd_version", s.kfd_version, "gpus", (json_int_t) s.n_gpus, "ranges",
-                                            (json_int_t) s.n_ranges, "bytes_allocated",
+                return json_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:b,s:b,s:I,s:o,s:I,s:I,s:I,s:I}", "version",
+                                            s.version, "kfd_version", s.kfd_version, "gpus", (json_int_t) s.n_gpus,
+                                            "ranges", (json_int_t) s.n_ranges, "bytes_allocated",
                                             (json_int_t) s.bytes_allocated, "clients",
                                             s.n_clients == UINT32_MAX ? json_null()
                                                                       : json_integer(s.n_clients),
                                             "direct", svmd_client_is_direct(client), "xnack", s.xnack, "n_lost",
-                                            (json_int_t) s.n_lost, "lost", lost));
+                                            (json_int_t) s.n_lost, "lost", lost, "runtime_free",
+                                            (json_int_t) d.runtime_free, "runtime_size", (json_int_t) d.runtime_size,
+                                            "stored_fds", (json_int_t) d.stored_fds, "fd_store_max",
+                                            (json_int_t) d.fd_store_max));
         }
 
         printf("svmd %s (KFD interface %s)\n", s.version, s.kfd_version);
@@ -274,6 +281,12 @@ static int verb_status(int argc, char *argv[]) {
                 printf("   Clients: %" PRIu32 "\n", s.n_clients);
         printf("   Hot path: %s\n", svmd_client_is_direct(client) ? "direct socket" : "bus");
         printf("     XNACK: %s\n", s.xnack ? "on" : "off");
+        if (d.runtime_size > 0)
+                printf("   Journal: %s free of %s in the runtime directory%s\n", FORMAT_BYTES(d.runtime_free),
+                       FORMAT_BYTES(d.runtime_size),
+                       d.runtime_free < d.runtime_size / 20 ? " (nearly full: persistent ranges may be refused)" : "");
+        if (d.fd_store_max > 0)
+                printf("  Fd store: %" PRIu64 " of %" PRIu64 " fds\n", d.stored_fds, d.fd_store_max);
         if (s.n_lost > 0) {
                 printf("      Lost: %" PRIu32 " persistent range(s) could not be restored at the last start:\n", s.n_lost);
                 for (uint32_t i = 0; i < s.n_lost && i < SVMD_MAX_LOST_REPORTED; i++)

@@ -29,6 +29,7 @@ void config_init_defaults(Config *c) {
                 .limit_connections_per_uid = CONFIG_DEFAULT_CONNECTIONS_PER_UID,
                 .limit_message_size = CONFIG_DEFAULT_MESSAGE_SIZE,
                 .limit_peer_timeout_ms = CONFIG_DEFAULT_PEER_TIMEOUT_MS,
+                .limit_fd_store_max = CONFIG_DEFAULT_FD_STORE_MAX,
         };
 }
 
@@ -311,8 +312,8 @@ static int parse_direct_limits(const ParseContext *p, json_t *obj, Config *c) {
 static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client",
                                             "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
-                                            "holds-per-range", "connections", "connections-per-uid", "message-size",
-                                            "peer-timeout-ms", NULL };
+                                            "holds-per-range", "fd-store-max", "connections", "connections-per-uid",
+                                            "message-size", "peer-timeout-ms", NULL };
         json_t *v;
         int r;
 
@@ -334,6 +335,8 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         if ((v = json_object_get(obj, "tokens-per-range")) && (r = parse_count(p, "tokens-per-range", v, &c->limit_tokens_per_range)) < 0)
                 return r;
         if ((v = json_object_get(obj, "holds-per-range")) && (r = parse_count(p, "holds-per-range", v, &c->limit_holds_per_range)) < 0)
+                return r;
+        if ((v = json_object_get(obj, "fd-store-max")) && (r = parse_count(p, "fd-store-max", v, &c->limit_fd_store_max)) < 0)
                 return r;
         return parse_direct_limits(p, obj, c);
 }

@@ -59,6 +59,8 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_TOKENS_PER_SCOPE 1024U
 #define CONFIG_DEFAULT_TOKENS_PER_RANGE 64U
 #define CONFIG_DEFAULT_HOLDS_PER_RANGE 256U
+/* The shipped unit's FileDescriptorStoreMax= (systemd/svmd.service.in). */
+#define CONFIG_DEFAULT_FD_STORE_MAX 16384U
 
 /*
  * The direct socket (docs/svmd.conf.5, "limits"): peers in total and per uid,
@@ -93,6 +95,7 @@ typedef struct Config {
         uint64_t limit_tokens_per_scope;
         uint64_t limit_tokens_per_range;
         uint64_t limit_holds_per_range;
+        uint64_t limit_fd_store_max;    /* the service manager's FileDescriptorStoreMax= */
 
         uint64_t limit_connections;
         uint64_t limit_connections_per_uid;

@@ -17,6 +17,7 @@
 
 #define JOURNAL_COMPACT_BYTES (4U << 20)
 #define JOURNAL_MAX_LINE (64U << 20)
+#define JOURNAL_ALLOC_STEP UINT64_C(4096)
 
 struct Journal {
         char *dir;
@@ -24,6 +25,14 @@ struct Journal {
         int fd;
         uint64_t seq;
         uint64_t bytes;
+        uint64_t allocated;     /* bytes of the file the filesystem has given us (fallocate), ≥ bytes */
+        bool no_fallocate;      /* the filesystem cannot preallocate: appends just write */
+        char *tmp_path;         /* the next snapshot, written here and renamed */
+        int tmp_fd;             /* kept open and preallocated: room for the next snapshot */
+        uint64_t tmp_allocated;
+        uint64_t snapshot_bytes;        /* the current snapshot's size */
+        uint64_t compact_failed_seq; /* seq when compaction last failed (0: it did not) */
+        bool compact_failed;
 };
 
 /* A sequence number as journal_append() writes them: 1 … INT64_MAX (0 in an empty snapshot). */
@@ -131,6 +140,7 @@ static int load_snapshot(Journal *j, JournalSnapshotFunc apply, void *userdata, 
                 add_warning(warning, "%s could not be applied (%s), ignoring it", path, strerror(-r));
         else
                 j->seq = (uint64_t) json_integer_value(seq);
+        j->snapshot_bytes = size;
         json_decref(root);
         return r == -ENOMEM ? r : 0;
 }
@@ -191,6 +201,8 @@ static int replay_journal(Journal *j, JournalReplayFunc replay, void *userdata, 
         return 0;
 }
 
+static int open_tmp(Journal *j, bool reuse);
+
 int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, JournalReplayFunc replay,
                  void *userdata, char **ret_warning) {
         _cleanup_free_ char *warning = NULL;
@@ -201,9 +213,10 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
         j = calloc(1, sizeof(Journal));
         if (!j)
                 return -ENOMEM;
-        j->fd = -EBADF;
+        j->fd = j->tmp_fd = -EBADF;
         j->dir = strdup(dir);
-        if (!j->dir || asprintf(&j->path, "%s/journal", dir) < 0) {
+        if (!j->dir || asprintf(&j->path, "%s/journal", dir) < 0 ||
+            asprintf(&j->tmp_path, "%s/snapshot.json.tmp", dir) < 0) {
                 journal_free(j);
                 return -ENOMEM;
         }
@@ -229,6 +242,15 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
                 return r;
         }
         j->bytes = good;
+        j->allocated = good;
+        r = open_tmp(j, true);
+        if (r < 0) {
+                journal_free(j);
+                return r;
+        }
+        /* Room for the lines that must not fail and for the next snapshot (see journal_reserve());
+         * without it svmd still starts. */
+        (void) journal_reserve(j, 0);
 
         if (ret_warning)
                 *ret_warning = TAKE_PTR(warning);
@@ -240,8 +262,10 @@ Journal *journal_free(Journal *j) {
         if (!j)
                 return NULL;
         safe_close(j->fd);
+        safe_close(j->tmp_fd);
         free(j->dir);
         free(j->path);
+        free(j->tmp_path);
         free(j);
         return NULL;
 }
@@ -260,7 +284,76 @@ static int write_all(int fd, const char *buf, size_t size) {
         return 0;
 }
 
-int journal_append(Journal *j, json_t *changes) {
+static uint64_t align_up_step(uint64_t x) {
+        return (x + JOURNAL_ALLOC_STEP - 1) / JOURNAL_ALLOC_STEP * JOURNAL_ALLOC_STEP;
+}
+
+/*
+ * The file the next snapshot is written to, kept open so that the room preallocated in it stays
+ * ours. One left by an earlier run is taken over with its room (kill -9 on a full directory), as
+ * long as it is a plain file of ours; anything else there is replaced.
+ */
+static int open_tmp(Journal *j, bool reuse) {
+        struct stat st;
+        int fd;
+
+        j->tmp_fd = safe_close(j->tmp_fd);
+        j->tmp_allocated = 0;
+        if (reuse) {
+                fd = open(j->tmp_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+                if (fd >= 0 && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+                    st.st_uid == geteuid()) {
+                        j->tmp_fd = fd;
+                        j->tmp_allocated = (uint64_t) st.st_size;
+                        return 0;
+                }
+                safe_close(fd);
+        }
+        (void) unlink(j->tmp_path);
+        j->tmp_fd = open(j->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (j->tmp_fd < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int preallocate(Journal *j, int fd, int mode, uint64_t *allocated, uint64_t want) {
+        if (j->no_fallocate || want <= *allocated)
+                return 0;
+        if (fallocate(fd, mode, (off_t) *allocated, (off_t) (want - *allocated)) < 0) {
+                if (errno == EOPNOTSUPP || errno == ENOSYS) {
+                        j->no_fallocate = true;
+                        return 0;
+                }
+                return negative_errno();
+        }
+        *allocated = want;
+        return 0;
+}
+
+/*
+ * Make sure the next `need` bytes are the journal's with the reserve behind them, and that the
+ * next snapshot has room: preallocated, so that a write cannot run out of space half-way and
+ * a compaction can always run. A snapshot holds no more than the old one and the journal
+ * folded together, so that is the room kept for it. Nothing is written.
+ */
+int journal_reserve(Journal *j, uint64_t need) {
+        int r;
+
+        r = preallocate(j, j->fd, FALLOC_FL_KEEP_SIZE, &j->allocated,
+                        align_up_step(j->bytes + need + JOURNAL_RESERVE_BYTES));
+        if (r < 0)
+                return r;
+        return preallocate(j, j->tmp_fd, 0, &j->tmp_allocated,
+                           align_up_step(j->snapshot_bytes + j->bytes + need + JOURNAL_ALLOC_STEP));
+}
+
+uint64_t journal_reserved(const Journal *j) {
+        if (j->no_fallocate)
+                return UINT64_MAX;
+        return j->allocated > j->bytes ? j->allocated - j->bytes : 0;
+}
+
+int journal_append(Journal *j, json_t *changes, JournalAppendMode mode) {
         _cleanup_free_ char *line = NULL;
         json_t *rec;
         size_t l;
@@ -279,6 +372,12 @@ int journal_append(Journal *j, json_t *changes) {
         l = strlen(line);
         line[l] = '\n'; /* json_dumps allocated l + 1 bytes: the NUL becomes the newline */
 
+        /* Space first: a line that does not fit is refused before a byte of it is written. A line
+         * that must not fail may use the reserve, never more. */
+        r = journal_reserve(j, l + 1);
+        if (r < 0 && (mode != JOURNAL_APPEND_USE_RESERVE || j->bytes + l + 1 > j->allocated))
+                return r;
+
         /* One write of the whole line: a crash leaves at most a torn last line, which replay drops. */
         r = write_all(j->fd, line, l + 1);
         if (r < 0) {
@@ -289,11 +388,27 @@ int journal_append(Journal *j, json_t *changes) {
         }
         j->seq++;
         j->bytes += l + 1;
+        j->allocated = MAX(j->allocated, j->bytes);
         return 0;
 }
 
 bool journal_wants_compaction(const Journal *j) {
-        return j->bytes >= JOURNAL_COMPACT_BYTES;
+        /* After a failed attempt, only once something changed (a retry per request would cost a
+         * snapshot each while the directory stays full). */
+        if (j->compact_failed && j->compact_failed_seq == j->seq)
+                return false;
+        return j->bytes >= JOURNAL_COMPACT_BYTES || j->compact_failed;
+}
+
+void journal_request_compaction(Journal *j) {
+        if (!j->compact_failed) {
+                j->compact_failed = true;
+                j->compact_failed_seq = UINT64_MAX;
+        }
+}
+
+bool journal_compaction_pending(const Journal *j) {
+        return j->compact_failed;
 }
 
 /*
@@ -363,24 +478,46 @@ int journal_compact(Journal *j, json_t *state) {
         return journal_compact_with(j, write_whole_state, state);
 }
 
+static int compact_once(Journal *j, JournalStateWriteFunc write_state, void *userdata);
+
+/*
+ * A failed compaction leaves the old snapshot and journal as they were (valid), and is retried
+ * by journal_wants_compaction() once the journal has changed.
+ */
 int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *userdata) {
-        _cleanup_free_ char *tmp = NULL, *path = NULL;
+        int r;
+
+        r = compact_once(j, write_state, userdata);
+        if (r < 0) {
+                j->compact_failed = true;
+                j->compact_failed_seq = j->seq;
+        } else
+                j->compact_failed = false;
+        (void) journal_reserve(j, 0);
+        return r;
+}
+
+static int compact_once(Journal *j, JournalStateWriteFunc write_state, void *userdata) {
+        _cleanup_free_ char *path = NULL;
         _cleanup_free_ JournalWriter *w = NULL;
-        _cleanup_close_ int fd = -EBADF;
+        off_t written;
         char head[64];
         int r;
 
-        if (asprintf(&tmp, "%s/snapshot.json.tmp", j->dir) < 0 || asprintf(&path, "%s/snapshot.json", j->dir) < 0)
+        if (asprintf(&path, "%s/snapshot.json", j->dir) < 0)
                 return -ENOMEM;
         w = malloc(sizeof(JournalWriter));
         if (!w)
                 return -ENOMEM;
-        /* A new file of our own: never one that a link left here points to, whatever it is. */
-        (void) unlink(tmp);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0)
+        if (j->tmp_fd < 0) {
+                r = open_tmp(j, false);
+                if (r < 0)
+                        return r;
+        }
+        /* Into the room preallocated for it (journal_reserve()): from the start, cut after. */
+        if (lseek(j->tmp_fd, 0, SEEK_SET) < 0)
                 return negative_errno();
-        w->fd = fd;
+        w->fd = j->tmp_fd;
         w->error = 0;
         w->n = 0;
 
@@ -393,21 +530,25 @@ int journal_compact_with(Journal *j, JournalStateWriteFunc write_state, void *us
                 r = journal_write_raw(w, "}");
         if (r >= 0)
                 r = writer_flush(w);
-        if (r >= 0 && fsync(fd) < 0)
-                r = negative_errno();
-        if (r < 0) {
-                (void) unlink(tmp);
+        if (r < 0)
                 return r;
-        }
-        if (rename(tmp, path) < 0) {
-                r = negative_errno();
-                (void) unlink(tmp);
-                return r;
-        }
+        written = lseek(j->tmp_fd, 0, SEEK_CUR);
+        if (written < 0 || ftruncate(j->tmp_fd, written) < 0 || fsync(j->tmp_fd) < 0)
+                return negative_errno();
+        j->tmp_allocated = (uint64_t) written;
+        if (rename(j->tmp_path, path) < 0)
+                return negative_errno();
+        j->snapshot_bytes = (uint64_t) written;
+        /* The file is the snapshot now: the next one gets a new file (and room, journal_reserve()). */
+        j->tmp_fd = safe_close(j->tmp_fd);
+        j->tmp_allocated = 0;
+        (void) open_tmp(j, false);
+
         /* The snapshot holds everything up to seq: the journal starts over. */
         if (ftruncate(j->fd, 0) < 0 || lseek(j->fd, 0, SEEK_SET) < 0)
                 return negative_errno();
         j->bytes = 0;
+        j->allocated = 0;
         return 0;
 }
 

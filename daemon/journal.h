@@ -37,11 +37,37 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
                  void *userdata, char **ret_warning);
 Journal *journal_free(Journal *j);
 
-/* Append one committed line with these changes (steals nothing). */
-int journal_append(Journal *j, json_t *changes);
+/*
+ * Room kept preallocated behind the journal's end (docs/architecture.md, "Persistence"): a
+ * line that must not fail — a free the kernel already did, an id block — may use it, other
+ * lines must leave it. On a full directory new persistent state is refused while frees
+ * are still written.
+ */
+#define JOURNAL_RESERVE_BYTES (UINT64_C(16) << 10)
 
-/* Whether the journal has grown enough to be worth compacting. */
+typedef enum JournalAppendMode {
+        JOURNAL_APPEND_KEEP_RESERVE,    /* refused (-ENOSPC) unless the reserve stays whole */
+        JOURNAL_APPEND_USE_RESERVE,     /* may eat into the reserve */
+} JournalAppendMode;
+
+/*
+ * Append one committed line with these changes (steals nothing): one write() of one line,
+ * into space preallocated before it, so that a full filesystem refuses the line before any
+ * of it is written.
+ */
+int journal_append(Journal *j, json_t *changes, JournalAppendMode mode);
+
+/* Preallocate room for need more bytes plus the reserve. */
+int journal_reserve(Journal *j, uint64_t need);
+/* The bytes preallocated behind the end (UINT64_MAX where the filesystem cannot preallocate). */
+uint64_t journal_reserved(const Journal *j);
+
+/* Whether the journal has grown enough to be worth compacting, or a failed compaction is due again. */
 bool journal_wants_compaction(const Journal *j);
+/* Have the next journal_wants_compaction() say yes (a write failed: a snapshot may make room). */
+void journal_request_compaction(Journal *j);
+/* Whether the last compaction failed and is still to be retried. */
+bool journal_compaction_pending(const Journal *j);
 
 /* Write state as the new snapshot (tmp + fsync + rename), then start an empty journal. */
 int journal_compact(Journal *j, json_t *state);

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "manager.h"
 #include "method-util.h"
+#include "persist.h"
 #include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
@@ -491,6 +492,24 @@ static int property_get_xnack(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_append(reply, "b", m->xnack);
 }
 
+/* The runtime directory's space and the fd store's use (docs/dbus-api.md), measured when asked. */
+static int property_get_durability(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        uint64_t v;
+
+        persist_check_space(m);
+        if (streq(property, "RuntimeDirectoryFree"))
+                v = m->runtime_free;
+        else if (streq(property, "RuntimeDirectorySize"))
+                v = m->runtime_size;
+        else if (streq(property, "StoredFds"))
+                v = m->n_stored_fds;
+        else
+                v = m->config.limit_fd_store_max;
+        return sd_bus_message_append(reply, "t", v);
+}
+
 static int property_get_gpus(sd_bus *bus, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -571,6 +590,10 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Clients", "u", property_get_clients, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LostRanges", "a(ts)", property_get_lost, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Xnack", "b", property_get_xnack, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("RuntimeDirectoryFree", "t", property_get_durability, 0, 0),
+        SD_BUS_PROPERTY("RuntimeDirectorySize", "t", property_get_durability, 0, 0),
+        SD_BUS_PROPERTY("StoredFds", "t", property_get_durability, 0, 0),
+        SD_BUS_PROPERTY("FdStoreMax", "t", property_get_durability, 0, 0),
 
         SD_BUS_METHOD_WITH_ARGS("ListGpus", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(uusstttq)", gpus),
                                 method_list_gpus, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -374,14 +374,16 @@ void manager_emit_range_properties_changed(Manager *m, Range *r, const char *pat
 
 static void send_status(Manager *m) {
         uint64_t mapped = 0;
+        char low[96] = "";
 
         for (size_t i = 0; i < m->n_gpus; i++)
                 mapped += m->gpus[i]->bytes_mapped;
-
-        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s",
+        if (m->runtime_low)
+                snprintf(low, sizeof(low), ", runtime directory nearly full (%s free)", FORMAT_BYTES(m->runtime_free));
+        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s",
                           m->n_gpus, m->ranges ? id_table_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
                           FORMAT_BYTES(mapped), m->clients ? str_table_size(m->clients) : 0,
-                          m->n_degraded > 0 ? ", repairing degraded ranges" : "");
+                          m->n_degraded > 0 ? ", repairing degraded ranges" : "", low);
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {

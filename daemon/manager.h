@@ -85,8 +85,12 @@ typedef struct Manager {
         PolkitRegistry *polkit;
         uint64_t n_persistent;
         uint64_t fdnames_bytes;         /* "range-<id>:" of every persistent range (LISTEN_FDNAMES) */
+        uint64_t n_stored_fds;          /* fds svmd keeps in the fd store */
 
         Journal *journal;               /* persistent ranges, for restarts */
+        sd_event_source *compact_event; /* a compaction after the current request (persist.c) */
+        uint64_t runtime_free, runtime_size;    /* bytes of the runtime directory's filesystem */
+        bool runtime_low;               /* warned that it is running out */
         bool fdstore;                   /* a service manager keeps fds for us (NOTIFY_SOCKET) */
         bool recovering;                /* restoring at start: nothing to journal */
         LostRange *lost;                /* recorded ranges that could not be restored */

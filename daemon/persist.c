@@ -9,6 +9,7 @@
 #include <time.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -25,6 +26,7 @@
 #include "range.h"
 #include "size-util.h"
 #include "str-table.h"
+#include "svmd-protocol.h"
 #include "transaction.h"
 #include "va-space.h"
 
@@ -110,34 +112,38 @@ static json_t *range_to_json(Range *r) {
 
 /* ---- the fd store ---- */
 
-int persist_store_fd(Manager *m, Range *r) {
+int persist_store_fd(Manager *m, Range *r, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
         char msg[64];
         int k;
 
-        if (!m->fdstore)
+        if (!m->fdstore || r->fd_stored)
                 return 0;
-        k = range_export_fd(r, false, &fd, &error);
-        if (k < 0) {
-                log_fields(LOG_ERR, &((LogFields) { .range_id = r->id }),
-                           "Keeping range %" PRIu64 " in the fd store failed: %s; it will not survive a restart.",
-                           r->id, error.message ?: strerror(-k));
-                sd_bus_error_free(&error);
+        k = range_export_fd(r, false, &fd, error);
+        if (k < 0)
                 return k;
-        }
         snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, r->id);
         k = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
         if (k <= 0) {
-                log_fields(LOG_ERR, &((LogFields) { .range_id = r->id }),
-                           "Sending range %" PRIu64 " to the fd store failed (%s); it will not survive a restart.",
-                           r->id, k < 0 ? strerror(-k) : "no service manager");
-                return k < 0 ? k : -ENOTCONN;
+                k = k < 0 ? k : -ENOTCONN;
+                return sd_bus_error_set_errnof(error, k, "Handing range %" PRIu64 "'s fd to the service manager's "
+                                               "fd store failed (%s); the range could not survive a restart.",
+                                               r->id, strerror(-k));
         }
+        r->fd_stored = true;
+        m->n_stored_fds++;
         return 0;
 }
 
-static void remove_fd(Manager *m, uint64_t id) {
+void persist_remove_fd(Manager *m, Range *r) {
+        if (!r->fd_stored)
+                return;
+        r->fd_stored = false;
+        m->n_stored_fds--;
+        (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, r->id);
+}
+
+static void remove_fd_by_id(Manager *m, uint64_t id) {
         if (m->fdstore)
                 (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, id);
 }
@@ -146,17 +152,23 @@ static void remove_fd(Manager *m, uint64_t id) {
 
 void persist_batch_init(PersistBatch *b) {
         b->changes = NULL;
+        b->error = 0;
+}
+
+void persist_batch_done(PersistBatch *b) {
+        json_decref(b->changes);
+        b->changes = NULL;
 }
 
 static void batch_add(PersistBatch *b, json_t *change) {
-        if (!change)
+        if (!change) {
+                b->error = -ENOMEM;
                 return;
+        }
         if (!b->changes)
                 b->changes = json_array();
-        if (b->changes)
-                json_array_append_new(b->changes, change);
-        else
-                json_decref(change);
+        if (!b->changes || json_array_append_new(b->changes, change) < 0)
+                b->error = -ENOMEM;
 }
 
 void persist_batch_put(Manager *m, PersistBatch *b, Range *r) {
@@ -166,10 +178,13 @@ void persist_batch_put(Manager *m, PersistBatch *b, Range *r) {
 }
 
 void persist_batch_del(Manager *m, PersistBatch *b, uint64_t id) {
-        remove_fd(m, id);
         if (!m->journal)
                 return;
         batch_add(b, json_pack("{sssI}", "op", "del", "id", (json_int_t) id));
+}
+
+bool persist_batch_empty(const PersistBatch *b) {
+        return !b->changes && b->error == 0;
 }
 
 /*
@@ -214,29 +229,135 @@ void persist_reserve_id(Manager *m, uint64_t id) {
 
         if (!m->journal || m->recovering || id < m->ids_reserved)
                 return;
-        m->ids_reserved = id + ID_BLOCK;
         persist_batch_init(&b);
-        batch_add(&b, json_pack("{sssI}", "op", "next-id", "value", (json_int_t) m->ids_reserved));
-        persist_batch_commit(m, &b);
+        batch_add(&b, json_pack("{sssI}", "op", "next-id", "value", (json_int_t) (id + ID_BLOCK)));
+        /* A small line every 4096 ids, for persistent and other ranges alike: it may use the reserve.
+         * If even that fails, the block is not taken and the next range tries again. */
+        if (persist_batch_write(m, &b, JOURNAL_APPEND_USE_RESERVE) >= 0)
+                m->ids_reserved = id + ID_BLOCK;
+}
+
+static int on_compact(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
+        m->compact_event = sd_event_source_disable_unref(m->compact_event);
+        persist_compact(m);
+        return 0;
+}
+
+/*
+ * Compaction snapshots svmd's tables, so it never runs inside a transaction (whose changes are in
+ * the tables before they commit or roll back): it is deferred to the loop, after the request.
+ */
+static void schedule_compaction(Manager *m) {
+        int k;
+
+        if (m->compact_event || !m->event || m->recovering)
+                return;
+        k = sd_event_add_defer(m->event, &m->compact_event, on_compact, m);
+        if (k < 0)
+                log_warning_errno(k, "Scheduling a compaction of the journal failed, ignoring: %m");
+}
+
+/*
+ * The runtime directory's free space, after every write: a warning when it gets low (and when it
+ * recovers), the numbers for STATUS= and svmctl status.
+ */
+#define RUNTIME_LOW_BYTES (4 * JOURNAL_RESERVE_BYTES)
+
+void persist_check_space(Manager *m) {
+        struct statvfs sv;
+        bool low;
+
+        if (!m->runtime_dir || statvfs(m->runtime_dir, &sv) < 0)
+                return;
+        m->runtime_free = (uint64_t) sv.f_bavail * sv.f_frsize;
+        m->runtime_size = (uint64_t) sv.f_blocks * sv.f_frsize;
+        low = m->runtime_free < RUNTIME_LOW_BYTES || m->runtime_free < m->runtime_size / 20 ||
+              (m->journal && journal_reserved(m->journal) < JOURNAL_RESERVE_BYTES);
+        if (low && !m->runtime_low)
+                log_warning("The runtime directory %s is running out of space (%s free of %s): new persistent "
+                            "ranges and changes to them are refused once the journal cannot grow.",
+                            m->runtime_dir, FORMAT_BYTES(m->runtime_free), FORMAT_BYTES(m->runtime_size));
+        else if (!low && m->runtime_low)
+                log_info("The runtime directory %s has room again (%s free).", m->runtime_dir,
+                         FORMAT_BYTES(m->runtime_free));
+        if (low != m->runtime_low) {
+                m->runtime_low = low;
+                manager_update_status(m);
+        }
+}
+
+void persist_compact(Manager *m) {
+        int k;
+
+        if (!m->journal || !journal_wants_compaction(m->journal))
+                return;
+        k = journal_compact_with(m->journal, write_state, m);
+        if (k < 0)
+                log_warning_errno(k, "Compacting the journal in %s failed; the journal stays as it is and "
+                                  "compaction is retried after the next change: %m", m->runtime_dir);
+        persist_check_space(m);
+}
+
+int persist_batch_write(Manager *m, PersistBatch *b, JournalAppendMode mode) {
+        int k = b->error;
+
+        if (!m->journal || !b->changes) {
+                persist_batch_done(b);
+                return k;
+        }
+        if (k >= 0)
+                k = journal_append(m->journal, b->changes, mode);
+        persist_batch_done(b);
+        if (k < 0)
+                /* A snapshot may be smaller than the journal it replaces: try one after this request. */
+                journal_request_compaction(m->journal);
+        if (k < 0 || journal_wants_compaction(m->journal))
+                schedule_compaction(m);
+        if (k < 0 || m->runtime_low || journal_reserved(m->journal) < JOURNAL_RESERVE_BYTES)
+                persist_check_space(m);
+        return k;
+}
+
+/* Room for a range's line (a few KiB) behind the reserve, asked for before any kernel work. */
+#define PERSIST_ROOM_BYTES UINT64_C(4096)
+
+int persist_check_room(Manager *m, sd_bus_error *error) {
+        int k;
+
+        if (!m->journal || m->recovering)
+                return 0;
+        k = journal_reserve(m->journal, PERSIST_ROOM_BYTES);
+        if (k < 0) {
+                journal_request_compaction(m->journal);
+                schedule_compaction(m);
+                return persist_set_error(m, k, error);
+        }
+        return 0;
+}
+
+int persist_set_error(Manager *m, int k, sd_bus_error *error) {
+        if (k == -ENOSPC || k == -EDQUOT) {
+                persist_check_space(m);
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "svmd's runtime directory %s is full (%s free of %s), so this change to a "
+                                         "persistent range could not be journaled and was not made; free space there "
+                                         "or use a range without \"persistent\".", m->runtime_dir,
+                                         FORMAT_BYTES(m->runtime_free), FORMAT_BYTES(m->runtime_size));
+        }
+        if (k == -ENOMEM)
+                return k;
+        return sd_bus_error_set_errnof(error, k, "Writing svmd's journal in %s failed (%s), so this change to a "
+                                       "persistent range was not made.", m->runtime_dir, strerror(-k));
 }
 
 void persist_batch_commit(Manager *m, PersistBatch *b) {
-        int k;
+        int k = persist_batch_write(m, b, JOURNAL_APPEND_USE_RESERVE);
 
-        if (!b->changes)
-                return;
-        if (m->journal) {
-                k = journal_append(m->journal, b->changes);
-                if (k < 0)
-                        log_error_errno(k, "Writing the journal failed; the last change would not survive a restart: %m");
-                else if (journal_wants_compaction(m->journal)) {
-                        k = journal_compact_with(m->journal, write_state, m);
-                        if (k < 0)
-                                log_warning_errno(k, "Compacting the journal failed, ignoring: %m");
-                }
-        }
-        json_decref(b->changes);
-        b->changes = NULL;
+        if (k < 0)
+                log_error_errno(k, "Writing the journal in %s failed; svmd keeps retrying by compacting it, and a "
+                                "restart before that succeeds would not see this change: %m", m->runtime_dir);
 }
 
 void persist_range(Manager *m, Range *r) {
@@ -249,41 +370,67 @@ void persist_range(Manager *m, Range *r) {
         persist_batch_commit(m, &b);
 }
 
+void persist_range_gone(Manager *m, Range *r) {
+        PersistBatch b;
+
+        if (!r->persistent || m->recovering)
+                return;
+        if (!r->gone_journaled) {
+                persist_batch_init(&b);
+                persist_batch_del(m, &b, r->id);
+                persist_batch_commit(m, &b);
+                r->gone_journaled = true;
+        }
+        /* Even when the line could not be written: with its fd gone, a restart cannot bring it back. */
+        persist_remove_fd(m, r);
+}
+
 /*
  * Tokens and holds change one at a time and a range may have many: each change
  * is a line of its own size ("token-add", "token-del", "hold-add", "hold-del"),
  * not the whole record again. Recovery applies them to the record; a snapshot
  * folds them in.
  */
-static void persist_change(Manager *m, Range *r, json_t *change) {
+static int persist_change(Manager *m, Range *r, json_t *change, bool grant) {
         PersistBatch b;
+        int k;
 
         if (!change)
-                return;
+                return -ENOMEM;
         if (!m->journal || !r->persistent || m->recovering) {
                 json_decref(change);
-                return;
+                return 0;
         }
         json_object_set_new(change, "id", json_integer((json_int_t) r->id));
         persist_batch_init(&b);
         batch_add(&b, change);
-        persist_batch_commit(m, &b);
+        /* A grant is refused when it cannot be kept; a withdrawal happens anyway (it may use the reserve). */
+        if (grant)
+                return persist_batch_write(m, &b, JOURNAL_APPEND_KEEP_RESERVE);
+        k = persist_batch_write(m, &b, JOURNAL_APPEND_USE_RESERVE);
+        if (k < 0)
+                log_error_errno(k, "Writing the journal in %s failed; a withdrawn share of range %" PRIu64 " would "
+                                "come back at a restart before the next compaction succeeds: %m", m->runtime_dir,
+                                r->id);
+        return 0;
 }
 
-void persist_token_added(Manager *m, Token *t) {
-        persist_change(m, t->range, json_pack("{ssso}", "op", "token-add", "token", token_to_json(t)));
+int persist_token_added(Manager *m, Token *t) {
+        return persist_change(m, t->range, json_pack("{ssso}", "op", "token-add", "token", token_to_json(t)), true);
 }
 
 void persist_token_removed(Manager *m, Range *r, const char *token) {
-        persist_change(m, r, json_pack("{ssss}", "op", "token-del", "token", token));
+        (void) persist_change(m, r, json_pack("{ssss}", "op", "token-del", "token", token), false);
 }
 
-void persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only) {
-        persist_change(m, r, json_pack("{sssIsb}", "op", "hold-add", "uid", (json_int_t) uid, "read-only", read_only));
+int persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only) {
+        return persist_change(m, r, json_pack("{sssIsb}", "op", "hold-add", "uid", (json_int_t) uid, "read-only",
+                                              read_only), true);
 }
 
 void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only) {
-        persist_change(m, r, json_pack("{sssIsb}", "op", "hold-del", "uid", (json_int_t) uid, "read-only", read_only));
+        (void) persist_change(m, r, json_pack("{sssIsb}", "op", "hold-del", "uid", (json_int_t) uid, "read-only",
+                                              read_only), false);
 }
 
 /* ---- recovery ---- */
@@ -760,6 +907,9 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, char *
                 sd_bus_error_free(&error);
                 return k;
         }
+        /* Its fd stays in the store, named as before. */
+        r->fd_stored = m->fdstore;
+        m->n_stored_fds += m->fdstore;
         return restore_tokens_and_holders(m, r, rec);
 }
 
@@ -877,7 +1027,7 @@ int persist_setup(Manager *m) {
                         break;
                 }
                 if (k < 0)
-                        remove_fd(m, ids[i]);
+                        remove_fd_by_id(m, ids[i]);
                 else
                         restored++;
                 /* Done with its record: freeing 10^4 records in one go at the end cost about 60 ms
@@ -909,10 +1059,15 @@ int persist_setup(Manager *m) {
         m->next_range_id = MAX(m->next_range_id, rec.next_id);
         m->ids_reserved = m->next_range_id;
 
-        /* Start the journal over from what was recovered. */
+        /* Start the journal over from what was recovered. On a full runtime directory the old snapshot and
+         * journal stay: they still describe every recovered range (and name the lost ones again, which a
+         * later compaction drops), so svmd starts anyway and retries. */
+        journal_request_compaction(m->journal);
         k = journal_compact_with(m->journal, write_state, m);
         if (k < 0)
-                return log_error_errno(k, "Writing the recovered state to the journal failed: %m");
+                log_warning_errno(k, "Writing the recovered state to the journal in %s failed; continuing with "
+                                  "the journal as it is and retrying after the next change: %m", m->runtime_dir);
+        persist_check_space(m);
 
         if (n_ids > 0 || n_fds > 0)
                 log_info("Recovered %zu of %zu persistent ranges in %" PRIu64 " ms%s.", restored, n_ids,
@@ -921,6 +1076,7 @@ int persist_setup(Manager *m) {
 }
 
 void persist_done(Manager *m) {
+        m->compact_event = sd_event_source_disable_unref(m->compact_event);
         m->journal = journal_free(m->journal);
         for (size_t i = 0; i < m->n_lost; i++)
                 free(m->lost[i].reason);

@@ -3,7 +3,7 @@
 
 /*
  * Nothing lost on restart (SPEC §8). Persistent ranges are journaled
- * (journal.c) after every committed change and keep one fd each in the
+ * (journal.c) as part of every change, before it commits, and keep one fd each in the
  * service manager's fd store (FDSTORE=1, FDNAME=range-<id>): the dma-buf of a
  * VRAM/GTT buffer, or the memfd of a host range. At start the records and the
  * fds are matched: each fd is checked (a dma-buf of the recorded size, or a
@@ -20,6 +20,9 @@
 #include <sys/types.h>
 
 #include <jansson.h>
+#include <systemd/sd-bus.h>
+
+#include "journal.h"
 
 typedef struct Manager Manager;
 typedef struct Range Range;
@@ -29,21 +32,50 @@ typedef struct Token Token;
 int persist_setup(Manager *m);
 void persist_done(Manager *m);
 
-/* One journal line per committed change. */
+/*
+ * One journal line per committed change: the commit record (docs/architecture.md,
+ * "Persistence"). A transaction writes its line before its commit point and rolls back
+ * when the line cannot be written; the frees the kernel already did are written into
+ * the journal's reserve.
+ */
 typedef struct PersistBatch {
         json_t *changes;
+        int error;              /* building the line failed (-ENOMEM) */
 } PersistBatch;
 
 void persist_batch_init(PersistBatch *b);
+/* Drop the line unwritten. */
+void persist_batch_done(PersistBatch *b);
 /* Record the current state of a persistent range (created or changed). */
 void persist_batch_put(Manager *m, PersistBatch *b, Range *r);
-/* Record that a persistent range is gone, and drop its fd from the store. */
+/* Record that a persistent range is gone. */
 void persist_batch_del(Manager *m, PersistBatch *b, uint64_t id);
-/* Write the line (if anything changed), compacting when the journal has grown. */
+bool persist_batch_empty(const PersistBatch *b);
+/*
+ * Write the line (if anything changed) and drop it. Returns the error of a line that could not
+ * be written (nothing of it is in the journal then); a compaction follows after the request
+ * when the journal has grown or a write failed.
+ */
+int persist_batch_write(Manager *m, PersistBatch *b, JournalAppendMode mode);
+/* The same for a change that happened anyway: into the reserve if need be, logged on failure. */
 void persist_batch_commit(Manager *m, PersistBatch *b);
+/* The D-Bus error for a line persist_batch_write() could not write (QuotaExceeded when the directory is full). */
+int persist_set_error(Manager *m, int k, sd_bus_error *error);
+
+/* Before any kernel work for a new persistent range: is there room for its line? (error set if not) */
+int persist_check_room(Manager *m, sd_bus_error *error);
 
 /* Put a new persistent range's fd into the fd store; before its record is written. */
-int persist_store_fd(Manager *m, Range *r);
+int persist_store_fd(Manager *m, Range *r, sd_bus_error *error);
+/* Take it out again (freed, or its creation rolled back). */
+void persist_remove_fd(Manager *m, Range *r);
+/* A persistent range is gone: its "del" line (unless its transaction wrote it) and its fd. */
+void persist_range_gone(Manager *m, Range *r);
+
+/* Compact the journal if it has grown or a compaction failed since the last change. */
+void persist_compact(Manager *m);
+/* Measure the runtime directory's free space; warn when it runs low. */
+void persist_check_space(Manager *m);
 
 /*
  * Range ids are never reused, across restarts too: ids are handed out from
@@ -54,8 +86,12 @@ void persist_reserve_id(Manager *m, uint64_t id);
 /* Shorthand for a change outside a transaction (the owner detached). */
 void persist_range(Manager *m, Range *r);
 
-/* Share, Attach, Release, revocation: a line with the one token or hold that changed. */
-void persist_token_added(Manager *m, Token *t);
+/*
+ * Share, Attach, Release, revocation: a line with the one token or hold that changed. A new
+ * grant returns the error of a line that could not be written (the caller takes it back); a
+ * withdrawal is written into the reserve if need be.
+ */
+int persist_token_added(Manager *m, Token *t);
 void persist_token_removed(Manager *m, Range *r, const char *token);
-void persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only);
+int persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only);
 void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only);

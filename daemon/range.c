@@ -263,6 +263,19 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
                                          "hand back at a restart (their fd names fill LISTEN_FDNAMES); free some or "
                                          "allocate without \"persistent\".", m->n_persistent);
         }
+        if (req.persistent > 0 && m->fdstore && m->n_stored_fds + req.persistent > m->config.limit_fd_store_max) {
+                manager_emit_quota_exceeded(m, scope, "fd-store");
+                return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
+                                         "The service manager's fd store holds %" PRIu64 " fds of persistent ranges, "
+                                         "its capacity (limits.fd-store-max, the unit's FileDescriptorStoreMax=) is %"
+                                         PRIu64 "; free a persistent range or allocate without \"persistent\".",
+                                         m->n_stored_fds, m->config.limit_fd_store_max);
+        }
+        if (req.persistent > 0) {
+                k = persist_check_room(m, error);
+                if (k < 0)
+                        return k;
+        }
         if (req.persistent > 0 && m->n_persistent + req.persistent > m->config.limit_persistent_ranges) {
                 manager_emit_quota_exceeded(m, scope, "persistent-ranges");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
@@ -548,16 +561,9 @@ Range *range_free_struct(Range *r) {
 
 void range_destroy(Range *r) {
         Manager *m = r->manager;
-        uint64_t id = r->id;
         bool announced = r->registered;
 
-        if (r->persistent && !m->recovering) {
-                PersistBatch b;
-
-                persist_batch_init(&b);
-                persist_batch_del(m, &b, id);
-                persist_batch_commit(m, &b);
-        }
+        persist_range_gone(m, r);
 
         host_unmap_window(r);
         batch_pin_sources(r, -1);

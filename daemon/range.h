@@ -86,6 +86,8 @@ struct Range {
         uint8_t domain;         /* RangeDomain */
         uint8_t state;          /* RangeState */
         bool persistent;
+        bool fd_stored;         /* its fd is in the service manager's fd store (persist.c) */
+        bool gone_journaled;    /* the journal already says it is freed (transaction_commit()) */
         bool registered;        /* in the manager's tables */
         bool window_mapped;     /* host: memfd mapped at va in the daemon */
         bool rollback_failed;   /* an undo failed: later undos leave it to repair */

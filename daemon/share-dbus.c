@@ -174,7 +174,11 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         t->read_only = g.read_only;
         t->expires_usec = g.expires_usec;
 
-        persist_token_added(m, t);
+        k = persist_token_added(m, t);
+        if (k < 0) {
+                token_free(m, t);
+                return persist_set_error(m, k, error);
+        }
         log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
                    "Range %" PRIu64 " shared by uid %u%s.", id, (unsigned) c->identity->uid,
                    t->read_only ? " read-only" : "");
@@ -252,11 +256,15 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 k = hold_new(c, r, t->read_only, &h);
                 if (k < 0)
                         return k;
-                persist_hold_added(m, r, h->uid, h->read_only);
+                k = persist_hold_added(m, r, h->uid, h->read_only);
+                if (k < 0) {
+                        hold_free(h);
+                        return persist_set_error(m, k, error);
+                }
         } else if (!t->read_only && h->read_only) {
                 h->read_only = false;
                 persist_hold_removed(m, r, h->uid, true);
-                persist_hold_added(m, r, h->uid, false);
+                (void) persist_hold_added(m, r, h->uid, false);
         }
 
         log_fields(LOG_INFO, &((LogFields) { .range_id = r->id, .unit = c->identity->unit }),

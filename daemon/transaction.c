@@ -140,6 +140,84 @@ int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
         return r;
 }
 
+/*
+ * The commit record (docs/architecture.md, "Persistence"): new persistent ranges go to the fd
+ * store, then one journal line names every persistent range this transaction creates, changes or
+ * frees — before the first irreversible step (a free) and before anything is published or
+ * answered. When that cannot be done the caller rolls back and nothing changed. A transaction that
+ * only frees is the exception: freeing must work on a full directory (it is how room is made), so
+ * its line may use the journal's reserve, and if even that fails the frees happen anyway and the
+ * ranges' fds leave the fd store (persist_range_gone()), which keeps a restart from bringing them
+ * back.
+ */
+static int persist_prepare(Transaction *t, sd_bus_error *error) {
+        Manager *m = t->manager;
+        PersistBatch b;
+        bool puts = false;
+        int k;
+
+        if (m->recovering || !m->journal)
+                return 0;
+        persist_batch_init(&b);
+        for (size_t i = 0; i < t->n_touched; i++) {
+                Range *r = t->touched[i].range;
+
+                if (!r->persistent || transaction_frees(t, r))
+                        continue;
+                if (t->touched[i].created) {
+                        k = persist_store_fd(m, r, error);
+                        if (k < 0) {
+                                persist_batch_done(&b);
+                                return k;
+                        }
+                }
+                persist_batch_put(m, &b, r);
+                puts = true;
+        }
+        for (size_t i = 0; i < t->n_frees; i++)
+                if (t->frees[i]->persistent)
+                        persist_batch_del(m, &b, t->frees[i]->id);
+        if (persist_batch_empty(&b))
+                return 0;
+
+        k = persist_batch_write(m, &b, puts ? JOURNAL_APPEND_KEEP_RESERVE : JOURNAL_APPEND_USE_RESERVE);
+        if (k < 0 && puts)
+                return persist_set_error(m, k, error);
+        if (k < 0) {
+                log_error_errno(k, "Journaling a free in %s failed; the range is freed anyway and its fd leaves the "
+                                "fd store, so a restart before the next compaction lists it as lost: %m",
+                                m->runtime_dir);
+                return 0;
+        }
+        t->journaled = true;
+        for (size_t i = 0; i < t->n_frees; i++)
+                t->frees[i]->gone_journaled = t->frees[i]->persistent;
+        return 0;
+}
+
+/*
+ * A rollback after the commit record was written (the first free failed): a line that takes back
+ * what the record said (created ranges deleted, the others as they are again), into the reserve
+ * if need be.
+ */
+static void persist_compensate(Transaction *t, PersistBatch *b) {
+        Manager *m = t->manager;
+
+        for (size_t i = 0; i < t->n_touched; i++)
+                if (!t->touched[i].created && t->touched[i].range->persistent)
+                        persist_batch_put(m, b, t->touched[i].range);
+        for (size_t i = 0; i < t->n_frees; i++) {
+                Range *r = t->frees[i];
+
+                if (!r || !r->persistent || !r->gone_journaled)
+                        continue;
+                r->gone_journaled = false;
+                if (!find_touched(t, r))
+                        persist_batch_put(m, b, r);
+        }
+        persist_batch_commit(m, b);
+}
+
 static void set_rollback_failed(Transaction *t, sd_bus_error *error, const char *ids) {
         _cleanup_free_ char *first = NULL;
         const TxnStep *failed;
@@ -165,6 +243,7 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
         char ids[256] = "";
         size_t o = 0;
         bool degraded = false;
+        PersistBatch b;
 
         if (t->finished)
                 return;
@@ -172,9 +251,15 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
 
         (void) txn_rollback(t->txn);
 
+        persist_batch_init(&b);
         for (size_t i = 0; i < t->n_touched; i++) {
                 TouchedRange *tr = &t->touched[i];
                 Range *r = tr->range;
+
+                if (t->journaled && r->persistent && tr->created)
+                        persist_batch_del(m, &b, r->id);
+                if (tr->created && r->fd_stored && !r->rollback_failed)
+                        persist_remove_fd(m, r);
 
                 if (r->rollback_failed) {
                         r->rollback_failed = false;
@@ -196,6 +281,10 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                 } else if (tr->created)
                         range_free_struct(r); /* every undo ran: it is out of all tables */
         }
+        if (t->journaled)
+                persist_compensate(t, &b);
+        else
+                persist_batch_done(&b);
 
         if (degraded) {
                 set_rollback_failed(t, error, ids);
@@ -237,33 +326,14 @@ static void publish(Transaction *t) {
         manager_properties_dirty(m, gpus_changed, counts_changed);
 }
 
-/*
- * Persistent ranges: new ones go to the fd store first, then one journal line
- * records every created or changed one, before the caller replies.
- */
-static void persist(Transaction *t) {
-        Manager *m = t->manager;
-        PersistBatch b;
-
-        if (m->recovering)
-                return;
-        persist_batch_init(&b);
-        for (size_t i = 0; i < t->n_touched; i++) {
-                Range *r = t->touched[i].range;
-
-                if (!r->persistent || transaction_frees(t, r))
-                        continue;
-                if (t->touched[i].created)
-                        (void) persist_store_fd(m, r);
-                persist_batch_put(m, &b, r);
-        }
-        persist_batch_commit(m, &b);
-}
-
 int transaction_commit(Transaction *t, sd_bus_error *error) {
         Manager *m = t->manager;
         bool irreversible = false;
         int k;
+
+        k = persist_prepare(t, error);
+        if (k < 0)
+                return k;
 
         /* Frees last: FREE is the one step that cannot be undone. */
         for (size_t i = 0; i < t->n_frees; i++) {
@@ -298,14 +368,8 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
                 }
                 r->want_gone = true;
                 r->want_mapped = 0;
-                if (r->persistent) {
-                        /* The free is acknowledged: a restart must not bring it back. */
-                        PersistBatch b;
-
-                        persist_batch_init(&b);
-                        persist_batch_del(m, &b, r->id);
-                        persist_batch_commit(m, &b);
-                }
+                /* The free is acknowledged: a restart must not bring it back. */
+                persist_range_gone(m, r);
                 manager_schedule_repair(m);
                 t->frees[i] = NULL;
                 irreversible = true;
@@ -314,7 +378,6 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
         txn_commit(t->txn);
         t->finished = true;
 
-        persist(t);
         publish(t);
 
         for (size_t i = 0; i < t->n_frees; i++)

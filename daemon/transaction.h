@@ -40,6 +40,7 @@ typedef struct Transaction {
         size_t n_touched, n_touched_allocated;
         Range **frees;
         size_t n_frees, n_frees_allocated;
+        bool journaled;         /* its commit record is in the journal (persist_prepare()) */
         bool finished;
 } Transaction;
 

@@ -120,6 +120,20 @@ typedef struct svmd_status {
 
 int svmd_get_status(svmd_client *c, svmd_status *ret, svmd_error *error);
 
+/*
+ * What persistent ranges depend on (LIBSVMD_0.3): the free space of svmd's runtime directory, where
+ * its journal lives, and the fds svmd keeps in the service manager's fd store. When either runs
+ * out, svmd refuses new persistent ranges (QuotaExceeded).
+ */
+typedef struct svmd_durability {
+        uint64_t runtime_free;          /* bytes free in svmd's runtime directory */
+        uint64_t runtime_size;          /* the size of its filesystem */
+        uint64_t stored_fds;            /* fds of persistent ranges in the fd store */
+        uint64_t fd_store_max;          /* how many the fd store takes (limits.fd-store-max) */
+} svmd_durability;
+
+int svmd_get_durability(svmd_client *c, svmd_durability *ret, svmd_error *error);
+
 /* Range flag bits (svmd_range.flags), as ListRanges reports them. */
 #define SVMD_RANGE_FLAG_WRITABLE      (UINT64_C(1) << 0)
 #define SVMD_RANGE_FLAG_EXECUTABLE    (UINT64_C(1) << 1)

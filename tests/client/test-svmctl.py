@@ -87,7 +87,10 @@ def test_status():
     s = js("status")
     assert s["version"] == "0.1.0" and s["gpus"] == 8 and s["direct"] is True
     assert set(s) == {"version", "kfd_version", "gpus", "ranges", "bytes_allocated", "clients", "direct", "xnack",
-                      "n_lost", "lost"}
+                      "n_lost", "lost", "runtime_free", "runtime_size", "stored_fds", "fd_store_max"}
+    # What persistent ranges depend on: the runtime directory's space and the fd store.
+    assert 0 < s["runtime_free"] <= s["runtime_size"] and s["fd_store_max"] == 16384, s
+    assert re.search(r"^\s*Journal: .* free of .* in the runtime directory", p.stdout, re.M), p.stdout
     assert s["n_lost"] == 0 and s["lost"] == []
     # The emulated KFD process starts with XNACK off.
     assert s["xnack"] is False

@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         /* The cut-off journal takes a new line, a compaction, and reopens. */
         changes = json_pack("[{sss{sI}}]", "op", "put", "range", "id", (json_int_t) 4242);
-        r = changes ? journal_append(j, changes) : 0;
+        r = changes ? journal_append(j, changes, JOURNAL_APPEND_KEEP_RESERVE) : 0;
         if (r < 0 && r != -EOVERFLOW) /* a journal claiming seq INT64_MAX takes no more lines */
                 abort();
         json_decref(changes);

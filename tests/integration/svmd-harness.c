@@ -28,7 +28,13 @@
  * with FDSTORE=1/FDNAME= (dropping them on FDSTOREREMOVE=1), and when svmd dies
  * (kill -9, crash) it starts it again like Restart=on-failure, handing the fds
  * back with LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID. DIR/svmd.state says
- * "<pid> <ready 0|1> <starts>" for tests that kill and wait.
+ * "<pid> <ready 0|1> <starts>" for tests that kill and wait. --fd-store-max N
+ * gives the fd store systemd's FileDescriptorStoreMax=N: fds past it are
+ * dropped, as systemd drops them.
+ *
+ * --runtime-tmpfs-size SIZE puts svmd's runtime directory on a tmpfs of that
+ * size (mount(8) syntax: 128k), mounted in a mount namespace of the harness's
+ * own, so it goes away with the harness: the full /run of a node.
  */
 
 #include <errno.h>
@@ -39,6 +45,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -54,6 +62,7 @@
 #include "macro.h"
 
 #define READY_TIMEOUT_SEC 120
+#define MAX_STORED_FDS 65536
 
 static const char *arg_topology;
 static const char *arg_config;
@@ -63,10 +72,13 @@ static bool arg_no_daemon;
 static bool arg_emulate_command;
 static const char *arg_svmd = SVMD_HARNESS_SVMD;
 static unsigned arg_bus_auth_timeout_ms; /* 0: dbus-daemon's own default */
+static size_t arg_fd_store_max = MAX_STORED_FDS;
+static const char *arg_runtime_tmpfs_size;
 
 static void help(void) {
         printf("Usage: svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] [--no-daemon]\n"
-               "                    [--emulate-command] [--bus-auth-timeout-ms MS] -- CMD…\n"
+               "                    [--emulate-command] [--bus-auth-timeout-ms MS] [--fd-store-max N]\n"
+               "                    [--runtime-tmpfs-size SIZE] -- CMD…\n"
                "Run CMD against svmd on a private bus and an emulated node.\n");
 }
 
@@ -81,6 +93,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "svmd",      required_argument, NULL, 's' },
                 { "emulate-command", no_argument, NULL, 'e' },
                 { "bus-auth-timeout-ms", required_argument, NULL, 'a' },
+                { "fd-store-max", required_argument, NULL, 'f' },
+                { "runtime-tmpfs-size", required_argument, NULL, 'r' },
                 {}
         };
         int c;
@@ -110,6 +124,26 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case 'e':
                         arg_emulate_command = true;
+                        break;
+                case 'f': {
+                        char *end;
+                        unsigned long v;
+
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (errno != 0 || *end || end == optarg || v > MAX_STORED_FDS) {
+                                fprintf(stderr, "svmd-harness: --fd-store-max: not 0…65536: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        arg_fd_store_max = v;
+                        break;
+                }
+                case 'r':
+                        if (!*optarg || strchr(optarg, ',')) {
+                                fprintf(stderr, "svmd-harness: --runtime-tmpfs-size: not a size: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        arg_runtime_tmpfs_size = optarg;
                         break;
                 case 'a': {
                         char *end;
@@ -271,7 +305,6 @@ static int make_notify_socket(const char *dir, char **ret_path) {
         return fd;
 }
 
-#define MAX_STORED_FDS 65536
 #define MAX_RESTARTS 1000
 
 /* What systemd keeps for the service: its fd store, its pid and whether it is ready. */
@@ -310,7 +343,7 @@ static void store_remove(Service *s, const char *name) {
 
 static void store_add(Service *s, const char *name, int fd) {
         /* Like systemd: the same name again replaces nothing, it adds; svmd never does that. */
-        if (s->n_fds >= MAX_STORED_FDS) {
+        if (s->n_fds >= arg_fd_store_max) {
                 fprintf(stderr, "svmd-harness: fd store full, dropping %s\n", name);
                 safe_close(fd);
                 return;
@@ -569,6 +602,24 @@ static void remove_tree(const char *dir) {
                 waitpid(pid, NULL, 0);
 }
 
+/* A small tmpfs as svmd's runtime directory, in a mount namespace that dies with the harness. */
+static int mount_runtime_tmpfs(const char *run) {
+        char options[128];
+
+        if (mkdir(run, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+                fprintf(stderr, "svmd-harness: a mount namespace of our own: %m\n");
+                return -errno;
+        }
+        snprintf(options, sizeof(options), "size=%s,mode=0755", arg_runtime_tmpfs_size);
+        if (mount("tmpfs", run, "tmpfs", MS_NOSUID | MS_NODEV, options) < 0) {
+                fprintf(stderr, "svmd-harness: mounting a tmpfs (%s) on %s: %m\n", options, run);
+                return -errno;
+        }
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL, *config = NULL;
         char tmpl[] = "/dev/shm/svmd-test.XXXXXX";
@@ -602,6 +653,12 @@ int main(int argc, char *argv[]) {
                 goto finish;
         (void) mkdir(scratch, 0777);
         (void) chmod(scratch, 01777);
+
+        if (arg_runtime_tmpfs_size) {
+                r = mount_runtime_tmpfs(run);
+                if (r < 0)
+                        goto finish;
+        }
 
         r = setup_emulator(dir);
         if (r < 0)
@@ -669,6 +726,8 @@ finish:
         free(svc.fds);
         free(svc.names);
         safe_close(svc.notify_fd);
+        if (arg_runtime_tmpfs_size)
+                (void) umount2(run, MNT_DETACH);
         if (!arg_keep && !arg_dir)
                 remove_tree(dir);
         else

@@ -95,21 +95,39 @@ sd_bus *test_direct(TestContext *t) {
 
 int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
               ...) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *rep = NULL;
         va_list ap;
+        int r;
+
+        va_start(ap, types);
+        r = test_callv(bus, member, error, reply, types, ap);
+        va_end(ap);
+        return r;
+}
+
+int test_callv(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
+               va_list ap) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *rep = NULL;
         int r;
 
         r = sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                            member);
         ASSERT_OK(r);
-        va_start(ap, types);
         r = sd_bus_message_appendv(m, types, ap);
-        va_end(ap);
         ASSERT_OK(r);
         r = sd_bus_call(bus, m, 30 * 1000 * 1000ULL, error, &rep);
         if (r >= 0 && reply)
                 *reply = TAKE_PTR(rep);
         return r;
+}
+
+bool test_outcome_unknown(int r, const sd_bus_error *e) {
+        return r == -ETIMEDOUT || r == -ECONNRESET || r == -ENOTCONN || r == -EPIPE ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_SERVICE_UNKNOWN) ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER) ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY) ||
+               sd_bus_error_has_name(e, SD_BUS_ERROR_DISCONNECTED) ||
+               sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownObject") ||
+               sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownMethod");
 }
 
 static void strip_counters(json_t *v) {

@@ -7,6 +7,7 @@
  * emulator's kernel-side state to prove nothing leaked.
  */
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -43,6 +44,10 @@ sd_bus *test_connect(bool direct);
  */
 int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
               ...);
+/* A call's error says nothing about svmd's decision: svmd was down or died under it (kill -9 tests). */
+bool test_outcome_unknown(int r, const sd_bus_error *e);
+int test_callv(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
+               va_list ap);
 
 /* The emulator's state as canonical JSON with the counters (ioctls, faults) left out. */
 char *test_dump(TestContext *t);

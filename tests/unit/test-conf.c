@@ -176,7 +176,24 @@ static void test_scope_limits(void) {
         free(error);
 }
 
+/* The fd store's capacity: the shipped unit's by default, settable, refused when malformed. */
+static void test_fd_store_max(void) {
+        Config c;
+        char *error = NULL;
+
+        ASSERT_OK(config_parse("{}", "t", &c, &error));
+        ASSERT_UEQ(c.limit_fd_store_max, CONFIG_DEFAULT_FD_STORE_MAX);
+        config_done(&c);
+        ASSERT_OK(config_parse("{ \"limits\": { \"fd-store-max\": 12 } }", "t", &c, &error));
+        ASSERT_UEQ(c.limit_fd_store_max, 12);
+        config_done(&c);
+        ASSERT_TRUE(config_parse("{ \"limits\": { \"fd-store-max\": -3 } }", "t", &c, &error) < 0);
+        ASSERT_TRUE(error && strstr(error, "fd-store-max"));
+        free(error);
+}
+
 int main(void) {
+        test_fd_store_max();
         test_empty_means_defaults();
         test_full();
         test_errors();
