@@ -28,6 +28,9 @@ enum {
         EXIT_UNREACHABLE = 9,   /* svmd or the bus cannot be reached */
 };
 
+/* The error name of a bad command line in --json errors (svmctl(1)). */
+#define SVMCTL_ERROR_USAGE "svmctl.Error.Usage"
+
 int exit_code_from_errno(int r);
 
 /* "0x3a1f,4711" → ids (malloc()ed). -EINVAL on a bad or empty list, -E2BIG past 64. */

@@ -43,28 +43,48 @@ static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint
 
 /* ---- shared helpers ---- */
 
+/*
+ * With --json a failure is also one JSON document on stdout, {"error": {"name", "message",
+ * "exit_code"}}, so scripts need not read stderr; stderr keeps the sentence for people.
+ */
+static void json_error(const char *name, const char *message, int exit_code) {
+        if (arg_json)
+                (void) json_print(json_pack("{s:{s:s?,s:s,s:i}}", "error", "name", name, "message", message,
+                                            "exit_code", exit_code));
+}
+
 static int usage_error(const char *verb, const char *format, ...) _printf_(2, 3);
 static int usage_error(const char *verb, const char *format, ...) {
+        _cleanup_free_ char *message = NULL;
         va_list ap;
 
-        fputs("svmctl: ", stderr);
         va_start(ap, format);
-        vfprintf(stderr, format, ap);
+        if (vasprintf(&message, format, ap) < 0)
+                message = NULL;
         va_end(ap);
-        fprintf(stderr, "\nTry 'svmctl %s%s--help'.\n", strempty(verb), verb ? " " : "");
+        fprintf(stderr, "svmctl: %s\nTry 'svmctl %s%s--help'.\n", strna(message), strempty(verb),
+                verb ? " " : "");
+        json_error(SVMCTL_ERROR_USAGE, strna(message), EXIT_USAGE);
         return -EINVAL;
+}
+
+/* Report a failed call once, as exit code; what says what failed. */
+static int report_code(int r, svmd_error *e, const char *what, int exit_code) {
+        _cleanup_free_ char *message = NULL;
+
+        if (asprintf(&message, "%s: %s", what, e->message && *e->message ? e->message : strerror(-r)) < 0)
+                message = NULL;
+        fprintf(stderr, "svmctl: %s\n", strna(message));
+        if (e->name && arg_json)
+                fprintf(stderr, "svmctl: error name: %s\n", e->name);
+        json_error(e->name, strna(message), exit_code);
+        svmd_error_free(e);
+        return r;
 }
 
 /* Report a failed call once; the exit code follows from r. */
 static int report(int r, svmd_error *e, const char *what) {
-        if (e->message && *e->message)
-                fprintf(stderr, "svmctl: %s: %s\n", what, e->message);
-        else
-                fprintf(stderr, "svmctl: %s: %s\n", what, strerror(-r));
-        if (e->name && arg_json)
-                fprintf(stderr, "svmctl: error name: %s\n", e->name);
-        svmd_error_free(e);
-        return r;
+        return report_code(r, e, what, exit_code_from_errno(r));
 }
 
 static int connect_client(void) {
@@ -73,7 +93,7 @@ static int connect_client(void) {
 
         r = svmd_client_new(&client, arg_address, NULL, arg_direct ? SVMD_CLIENT_DIRECT_ONLY : 0, &e);
         if (r < 0) {
-                report(r, &e, "cannot connect to svmd");
+                report_code(r, &e, "cannot connect to svmd", EXIT_UNREACHABLE);
                 return -ECONNREFUSED;
         }
         return 0;
@@ -382,6 +402,23 @@ static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n
         return 0;
 }
 
+/* The caller's range id as ListRanges shows it; -ENOENT if it is not (or no longer) there. */
+static int get_range(uint64_t id, svmd_range *ret) {
+        _cleanup_free_ svmd_range *page = NULL;
+        svmd_range_filter f = { .limit = 1, .has_after = id > 0, .after = id - 1 };
+        svmd_error e = SVMD_ERROR_NULL;
+        size_t n = 0;
+        int r;
+
+        r = svmd_list_ranges(client, &f, &page, &n, &e);
+        if (r < 0)
+                return report(r, &e, "reading the range failed");
+        if (n == 0 || page[0].id != id)
+                return -ENOENT;
+        *ret = page[0];
+        return 0;
+}
+
 static bool is_svm_range(const svmd_range *rg) {
         return streq(rg->domain, "svm");
 }
@@ -587,6 +624,7 @@ static int verb_alloc(int argc, char *argv[]) {
         bool hold = false;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_allocation a = {};
+        svmd_range done;
         const char *domain = "vram";
         char where[48] = "";
         uint64_t size;
@@ -666,21 +704,38 @@ static int verb_alloc(int argc, char *argv[]) {
         if (r < 0)
                 return report(r, &e, "allocation failed");
 
-        if (arg_json) {
-                json_t *j = json_pack("{s:I,s:I,s:o,s:I,s:s,s:I,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
-                                      (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) size,
-                                      "domain", domain, "gpu", (json_int_t) gpu, "mapped_gpus",
-                                      json_u32_array(map, o.n_map), "persistent", o.persistent, "dry_run",
-                                      o.dry_run);
+        /*
+         * Say what svmd did, not what was asked: the range's home GPU (svmd picks one for gtt, host
+         * and svm), and for a retried request id the range the first request made.
+         */
+        done = (svmd_range) { .id = a.id, .va = a.va, .size = size, .home_gpu = gpu };
+        snprintf(done.domain, sizeof(done.domain), "%s", domain);
+        if (!o.dry_run) {
+                r = get_range(a.id, &done);
+                if (r < 0)
+                        return r;
+        }
 
-                /* svm: the attributes asked for (svmctl ranges shows what the range has). */
+        if (arg_json) {
+                json_t *j = json_pack("{s:I,s:I,s:o,s:I,s:s,s:o,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
+                                      (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) done.size,
+                                      "domain", done.domain, "gpu",
+                                      o.dry_run && !has_gpu ? json_null() : json_integer(done.home_gpu),
+                                      "mapped_gpus",
+                                      o.dry_run ? json_u32_array(map, o.n_map)
+                                                : json_u32_array(done.mapped, done.n_mapped),
+                                      "persistent", o.persistent, "dry_run", o.dry_run);
+
+                /* svm: the attributes asked for (svmctl show ID has what the range has). */
                 if (j && is_svm)
                         json_object_set_new(j, "svm", json_svm_attributes(&svm.attrs));
                 return json_print(j);
         }
-        if (!is_svm)
-                snprintf(where, sizeof(where), " on GPU 0x%x", gpu);
-        else {
+        if (!is_svm) {
+                /* A dry run of gtt or host without --gpu: svmd picks the home GPU when it allocates. */
+                if (!o.dry_run || has_gpu)
+                        snprintf(where, sizeof(where), " on GPU 0x%x", done.home_gpu);
+        } else {
                 /* --gpu is the preferred location of an svm range, unless --svm-preferred says otherwise. */
                 uint32_t pref = (svm.attrs.set & SVMD_SVM_SET_PREFERRED) ? svm.attrs.preferred
                                 : gpu != 0                                ? gpu
@@ -695,8 +750,8 @@ static int verb_alloc(int argc, char *argv[]) {
                 printf("Dry run: %s of %s%s can be allocated.\n", FORMAT_BYTES(size), domain, where);
                 return 0;
         }
-        printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(size), domain,
-               where, a.va);
+        printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(done.size),
+               done.domain, where, a.va);
         if (hold) {
                 /* Keep the connection, and with it the range, until this process ends (a signal,
                  * or a crash): what a client's lifetime means to svmd. */

@@ -206,6 +206,51 @@ def svm_of(rid):
 
 
 @test
+def test_alloc_says_what_svmd_did():
+    # gtt, host and svm ranges get a home GPU from svmd: svmctl prints that one, not "GPU 0x0".
+    for domain in ("host", "gtt", "svm"):
+        a = js("alloc", "1M", "--domain", domain, "--persistent")
+        home = {x["id"]: x for x in js("ranges")["ranges"]}[a["id"]]["home_gpu"]
+        assert home != 0 and a["gpu"] == home, (a, home)
+        p = run("alloc", "1M", "--domain", domain, "--persistent")
+        assert "GPU 0x0" not in p.stdout, p.stdout
+        if domain != "svm":
+            assert re.match(rf"Allocated range \d+: 1\.0 MiB of {domain} on GPU {GPUS[0]} at ", p.stdout), p.stdout
+        run("free", str(a["id"]))
+        run("free", re.match(r"Allocated range (\d+)", p.stdout).group(1))
+        # A dry run without --gpu has no home yet: it names none.
+        d = js("alloc", "1M", "--domain", domain, "--dry-run")
+        assert d["gpu"] is None, d
+        assert "GPU 0x0" not in run("alloc", "1M", "--domain", domain, "--dry-run").stdout
+
+    # A retried request id prints the range the first request made.
+    a = js("alloc", "64K", "--domain", "host", "--persistent", "--request-id", "svmctl-said")
+    p = run("alloc", "64K", "--domain", "host", "--persistent", "--request-id", "svmctl-said")
+    assert p.stdout.startswith(f"Allocated range {a['id']}: 64.0 KiB of host on GPU "), p.stdout
+    run("free", str(a["id"]))
+
+
+@test
+def test_json_errors():
+    # With --json a failure is a JSON document on stdout too: name, message, exit code.
+    p = run("--json", "free", "999999", code=EXIT_NOT_FOUND)
+    e = json.loads(p.stdout)["error"]
+    assert e["name"] == "org.svmd1.Error.NoSuchRange" and e["exit_code"] == EXIT_NOT_FOUND, e
+    assert "999999" in e["message"] and e["message"] in p.stderr, (e, p.stderr)
+    p = run("alloc", "1M", "--gpu", "0x1", "--json", code=EXIT_NOT_FOUND)
+    assert json.loads(p.stdout)["error"]["name"] == "org.svmd1.Error.NoSuchGpu", p.stdout
+    p = run("--json", "alloc", "4X", code=EXIT_USAGE)
+    assert json.loads(p.stdout) == {"error": {"name": "svmctl.Error.Usage", "exit_code": EXIT_USAGE,
+                                              "message": "invalid size '4X' (e.g. 4G, 512M, 0x1000)"}}, p.stdout
+    p = run("--json", "frobnicate", code=EXIT_USAGE)
+    assert json.loads(p.stdout)["error"]["exit_code"] == EXIT_USAGE, p.stdout
+    p = run("--json", "--address", "unix:path=/nonexistent/bus", "status", code=EXIT_UNREACHABLE)
+    assert json.loads(p.stdout)["error"]["exit_code"] == EXIT_UNREACHABLE, p.stdout
+    # Without --json, stdout stays empty.
+    assert run("free", "999999", code=EXIT_NOT_FOUND).stdout == ""
+
+
+@test
 def test_svm():
     g0, g1, g2, g3 = (int(g, 16) for g in GPUS[:4])
     a = js("alloc", "4M", "--domain", "svm", "--gpu", GPUS[0], "--persistent", "--label", "svm1",
