@@ -899,6 +899,9 @@ _public_ int svmd_export(svmd_client *c, uint64_t id, int *ret_fd, uint64_t *ret
         return 0;
 }
 
+/* The longest cgroup prefix svmd takes in a grant (as in svmd.conf(5)'s "match"). */
+#define GRANT_CGROUP_MAX 1024U
+
 _public_ int svmd_share(svmd_client *c, uint64_t id, const svmd_grant *g, char **ret_token, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         const char *token;
@@ -906,6 +909,11 @@ _public_ int svmd_share(svmd_client *c, uint64_t id, const svmd_grant *g, char *
 
         if (!c || !ret_token)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        /* As svmd.conf(5) has quota rules match cgroups: an absolute path prefix. */
+        if (g && g->cgroup && (g->cgroup[0] != '/' || strlen(g->cgroup) > GRANT_CGROUP_MAX))
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "The cgroup of a grant must be an absolute cgroup path prefix of at most %u "
+                                  "characters, like \"/machine.slice/\".", GRANT_CGROUP_MAX);
         r = client_new_call(c, true, "Share", &m, error);
         if (r < 0)
                 return r;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -975,10 +976,17 @@ static int verb_share(int argc, char *argv[]) {
                 case OPT_READ_ONLY:
                         g.read_only = true;
                         break;
-                case OPT_EXPIRES:
-                        if (parse_id(optarg, &g.expires_usec) < 0 || g.expires_usec == 0)
-                                return usage_error("share", "invalid expiry '%s' (CLOCK_REALTIME µs)", optarg);
+                case OPT_EXPIRES: {
+                        struct timespec ts;
+
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        if (parse_expiry(optarg, (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000,
+                                         &g.expires_usec) < 0)
+                                return usage_error("share",
+                                                   "invalid expiry '%s' (a duration like 10m, 1h or 2d, an ISO 8601 "
+                                                   "time like 2026-12-06T10:00:00Z, or @SECONDS)", optarg);
                         break;
+                }
                 default:
                         return usage_error("share", "unknown option \'%s\'", argv[optind - 1]);
                 }
@@ -1058,12 +1066,12 @@ static int verb_tokens(int argc, char *argv[]) {
         if (r < 0)
                 return r;
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                char uid[16] = "any", expires[24] = "never";
+                char uid[16] = "any", expires[64] = "never";
 
                 if (tokens[i].has_uid)
                         snprintf(uid, sizeof(uid), "%" PRIu32, tokens[i].uid);
                 if (tokens[i].expires_usec > 0)
-                        snprintf(expires, sizeof(expires), "%" PRIu64, tokens[i].expires_usec);
+                        format_time(expires, sizeof(expires), tokens[i].expires_usec);
                 r = table_add_row(t, (const char *const[]) { tokens[i].token, uid,
                                                              tokens[i].unit[0] ? tokens[i].unit : "any",
                                                              tokens[i].cgroup[0] ? tokens[i].cgroup : "any",
@@ -1461,8 +1469,9 @@ static const Verb verbs[] = {
         { "unmap", "unmap ID G,G…", "Unmap range ID from the GPUs.", verb_unmap, true },
         { "export", "export ID", "Export range ID and describe what the daemon hands out (dma-buf or memfd).",
           verb_export, true },
-        { "share", "share ID [--uid U] [--unit GLOB] [--cgroup PREFIX] [--read-only] [--expires USEC]",
-          "Print a token another client can attach range ID with.", verb_share, true },
+        { "share", "share ID [--uid U] [--unit GLOB] [--cgroup PREFIX] [--read-only] [--expires WHEN]",
+          "Print a token another client can attach range ID with. WHEN: a duration (10m, 1h, 2d), an\n"
+          "ISO 8601 time (2026-12-06T10:00:00Z) or @SECONDS; --cgroup: an absolute path prefix.", verb_share, true },
         { "attach", "attach TOKEN", "Attach a shared range by token and describe it.", verb_attach, true },
         { "tokens", "tokens ID", "List the share tokens of range ID (its owner, administrators).", verb_tokens,
           true },

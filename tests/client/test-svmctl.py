@@ -389,6 +389,36 @@ def test_tokens_revoke_request_ids():
 
 
 @test
+def test_share_expires_cgroup():
+    import time
+    h = js("alloc", "64K", "--domain", "host", "--persistent")
+    now = time.time()
+    t1 = js("share", str(h["id"]), "--expires", "10m")["token"]
+    t2 = js("share", str(h["id"]), "--expires", "1h30m")["token"]
+    t3 = js("share", str(h["id"]), "--expires", "2040-01-02T03:04:05Z")["token"]
+    t4 = js("share", str(h["id"]), "--expires", "2040-01-02T04:04:05+01:00")["token"]
+    t5 = js("share", str(h["id"]), "--expires", f"@{int(now) + 3600}")["token"]
+    t6 = js("share", str(h["id"]), "--cgroup", "/machine.slice/")["token"]
+    exp = {t["token"]: t["expires_usec"] for t in js("tokens", str(h["id"]))["tokens"]}
+    assert abs(exp[t1] / 1e6 - (now + 600)) < 30, (exp[t1], now)
+    assert abs(exp[t2] / 1e6 - (now + 5400)) < 30, (exp[t2], now)
+    assert exp[t3] == exp[t4] == 2209086245 * 10**6, (exp[t3], exp[t4])
+    assert exp[t5] == (int(now) + 3600) * 10**6 and exp[t6] == 0
+    assert "2040-01-02" in run("tokens", str(h["id"])).stdout
+    # A bare number says no unit; garbage, and a past time, are refused; nothing is shared.
+    for bad in ("600", "10x", "m", "2040-13-01T00:00Z", "tomorrow", ""):
+        p = run("share", str(h["id"]), "--expires", bad, code=EXIT_USAGE)
+        assert "10m" in p.stderr, p.stderr
+    run("share", str(h["id"]), "--expires", "2001-01-01T00:00:00Z", code=EXIT_USAGE)
+    # A grant's cgroup is an absolute path prefix, as in svmd.conf's "match".
+    p = run("share", str(h["id"]), "--cgroup", "machine.slice", code=EXIT_USAGE)
+    assert "absolute" in p.stderr, p.stderr
+    run("share", str(h["id"]), "--cgroup", "/" + "x" * 1024, code=EXIT_USAGE)
+    assert len(js("tokens", str(h["id"]))["tokens"]) == 6
+    run("free", str(h["id"]))
+
+
+@test
 def test_usage_capacity_reload():
     before = js("usage")
     a = js("alloc", "1G", "--gpu", GPUS[1], "--persistent")
