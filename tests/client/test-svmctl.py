@@ -169,7 +169,8 @@ def test_alloc_ranges_map_free():
     run("alloc", "1M", code=EXIT_USAGE)                      # VRAM needs a GPU
     run("alloc", "1M", "--gpu", g0, "--domain", "dram", code=EXIT_USAGE)
     run("alloc", "1M", "--gpu", g0, "--flags", "shiny", code=EXIT_USAGE)  # the daemon's InvalidArgs
-    run("alloc", "1M", "--gpu", "0x1", code=EXIT_NOT_FOUND)
+    p = run("alloc", "1M", "--gpu", "0x1", code=EXIT_NOT_FOUND)
+    assert "see `svmctl gpus`" in p.stderr, p.stderr   # svmctl commands, not D-Bus methods
     run("alloc", "1T", "--gpu", g0, code=EXIT_NO_SPACE)        # more than the GPU has
     run("alloc", "65G", "--gpu", g0, code=EXIT_NO_SPACE)       # over the 64G quota
     run("ranges", "--gpu", "0x1", code=EXIT_NOT_FOUND)
@@ -503,6 +504,11 @@ def test_denied():
         assert p.stderr == q.stderr.replace(str(a["id"] + 1000), str(a["id"])), (p.stderr, q.stderr)
         p = subprocess.run(nobody + ["reload"], capture_output=True, text=True, timeout=60)
         assert p.returncode == EXIT_DENIED, (p.returncode, p.stderr)
+        # Calls for administrators say so; no range is involved.
+        for args in (["reload"], ["usage", "uid:0"], ["ranges", "--all"]):
+            p = subprocess.run(nobody + args, capture_output=True, text=True, timeout=60)
+            assert p.returncode == EXIT_DENIED, (args, p.returncode, p.stderr)
+            assert "ownership" not in p.stderr and "authorization" in p.stderr, (args, p.stderr)
     finally:
         run("free", str(a["id"]))
 
