@@ -40,7 +40,12 @@ case "$flags" in
 *"-I$dest/"*"-L$dest/"*"-lsvmd"*) ;;
 *) echo "pkg-config does not point into $dest: $flags" >&2; exit 1 ;;
 esac
-[ "$(pkg-config --modversion libsvmd)" = "0.1.0" ]
+# One version: libsvmd.pc's is the library's file name's and svmd.h's SVMD_LIBRARY_VERSION.
+pcv=$(pkg-config --modversion libsvmd)
+sov=$(find "$dest" -name 'libsvmd.so.*.*.*' | sed 's/.*libsvmd\.so\.//' | head -n1)
+hv=$(sed -n 's/^#define SVMD_LIBRARY_VERSION "\(.*\)"$/\1/p' "$(find "$dest" -path '*/svmd/svmd.h' | head -n1)")
+[ "$pcv" = "$sov" ] || { echo "libsvmd.pc says $pcv, the library is libsvmd.so.$sov" >&2; exit 1; }
+case "$pcv" in "$hv".*) ;; *) echo "libsvmd.pc says $pcv, svmd.h $hv" >&2; exit 1 ;; esac
 
 # Only the installed files: no include path or library of the source or build tree.
 # shellcheck disable=SC2086
@@ -52,7 +57,7 @@ $cc -std=c11 -Wall -Werror -o "$dest/svmd-alloc" "$example" $flags
 # structs grew in 0.2 (@) for binaries built against 0.1.
 lib=$(find "$dest" -name 'libsvmd.so.0' | head -n1)
 if command -v nm >/dev/null; then
-        bad=$(nm -D --defined-only "$lib" | awk '$2 == "T" && $3 !~ /^svmd_[a-z_]*@@?LIBSVMD_0\.[12]$/ { print $3 }')
+        bad=$(nm -D --defined-only "$lib" | awk '$2 == "T" && $3 !~ /^svmd_[a-z_]*@@?LIBSVMD_0\.[123]$/ { print $3 }')
         [ -z "$bad" ] || { echo "unexpected exports: $bad" >&2; exit 1; }
         compat=$(nm -D --defined-only "$lib" | awk '$2 == "T" && $3 ~ /@LIBSVMD_0\.1$/ && $3 !~ /@@/ { print $3 }' | sort | tr '\n' ' ')
         want="svmd_allocate@LIBSVMD_0.1 svmd_allocate_async@LIBSVMD_0.1 svmd_commit@LIBSVMD_0.1 svmd_commit_async@LIBSVMD_0.1 svmd_get_status@LIBSVMD_0.1 svmd_list_ranges@LIBSVMD_0.1 "
