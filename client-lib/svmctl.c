@@ -124,6 +124,15 @@ static bool want_help(int argc, char *argv[]) {
         return false;
 }
 
+/* Keep the connection, and with it what it holds, until this process ends (a signal, or a crash):
+ * what a client's lifetime means to svmd. */
+static _noreturn_ void hold_until_terminated(void) {
+        printf("Holding it until svmctl is terminated.\n");
+        fflush(stdout);
+        for (;;)
+                pause();
+}
+
 enum {
         OPT_OWNER = 0x100,
         OPT_GPU,
@@ -424,52 +433,45 @@ static bool is_svm_range(const svmd_range *rg) {
         return streq(rg->domain, "svm");
 }
 
-typedef struct SvmStates {
+/* What ListRanges does not say of each listed range: its object's properties. */
+typedef struct RangeDetails {
         size_t n;
-        svmd_svm_state *states; /* one per svm range, in list order */
+        svmd_range_info *info;  /* one per listed range, in list order */
         bool *found;            /* false: freed since it was listed */
-} SvmStates;
+        size_t n_svm;           /* svm ranges found */
+} RangeDetails;
 
-static void svm_states_done(SvmStates *s) {
-        free(s->states);
-        free(s->found);
-        *s = (SvmStates) {};
+static void range_details_done(RangeDetails *d) {
+        free(d->info);
+        free(d->found);
+        *d = (RangeDetails) {};
 }
 
-/* The SVM attributes of the svm ranges among ranges[0..n). */
-static int fetch_svm_states(const svmd_range *ranges, size_t n, SvmStates *ret) {
+static int fetch_range_details(const svmd_range *ranges, size_t n, RangeDetails *ret) {
         svmd_error e = SVMD_ERROR_NULL;
-        SvmStates s = {};
-        size_t k = 0;
+        RangeDetails d = { .n = n };
 
-        for (size_t i = 0; i < n; i++)
-                s.n += is_svm_range(&ranges[i]);
-        if (s.n == 0) {
-                *ret = s;
-                return 0;
-        }
-        s.states = calloc(s.n, sizeof(svmd_svm_state));
-        s.found = calloc(s.n, sizeof(bool));
-        if (!s.states || !s.found) {
-                svm_states_done(&s);
+        d.info = calloc(n ?: 1, sizeof(svmd_range_info));
+        d.found = calloc(n ?: 1, sizeof(bool));
+        if (!d.info || !d.found) {
+                range_details_done(&d);
                 return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
                 int r;
 
-                if (!is_svm_range(&ranges[i]))
-                        continue;
-                r = svmd_get_svm_attributes(client, ranges[i].id, &s.states[k], &e);
+                r = svmd_get_range(client, ranges[i].id, &d.info[i], NULL, NULL, &e);
                 if (r == -ENOENT)
-                        svmd_error_free(&e); /* freed meanwhile: listed without attributes */
+                        svmd_error_free(&e); /* freed meanwhile: listed without details */
                 else if (r < 0) {
-                        svm_states_done(&s);
-                        return report(r, &e, "reading SVM attributes failed");
-                } else
-                        s.found[k] = true;
-                k++;
+                        range_details_done(&d);
+                        return report(r, &e, "reading a range failed");
+                } else {
+                        d.found[i] = true;
+                        d.n_svm += is_svm_range(&ranges[i]);
+                }
         }
-        *ret = s;
+        *ret = d;
         return 0;
 }
 
@@ -482,7 +484,7 @@ static json_t *json_range_object(const svmd_range *rg) {
 }
 
 /* The SVM attributes of the svm ranges, below the ranges table. */
-static int print_svm_table(const svmd_range *ranges, size_t n, const SvmStates *svm) {
+static int print_svm_table(const svmd_range *ranges, size_t n, const RangeDetails *d) {
         Table *t = NULL;
         int r;
 
@@ -490,14 +492,14 @@ static int print_svm_table(const svmd_range *ranges, size_t n, const SvmStates *
                                                   "ACCESS", "IN PLACE", NULL });
         if (r < 0)
                 return r;
-        for (size_t i = 0, k = 0; r >= 0 && i < n; i++) {
+        for (size_t i = 0; r >= 0 && i < n; i++) {
                 _cleanup_free_ char *access = NULL, *in_place = NULL;
                 char id[24], pref[16], pf[16], gran[16];
                 const svmd_svm_state *st;
 
-                if (!is_svm_range(&ranges[i]) || !svm->found[k++])
+                if (!is_svm_range(&ranges[i]) || !d->found[i])
                         continue;
-                st = &svm->states[k - 1];
+                st = &d->info[i].svm;
                 access = format_gpu_list(st->access, st->n_access);
                 in_place = format_gpu_list(st->access_in_place, st->n_access_in_place);
 
@@ -526,7 +528,7 @@ static int verb_ranges(int argc, char *argv[]) {
         };
         _cleanup_free_ svmd_range *ranges = NULL;
         svmd_range_filter f = {};
-        _cleanup_(svm_states_done) SvmStates svm = {};
+        _cleanup_(range_details_done) RangeDetails details = {};
         Table *t = NULL;
         size_t n;
         int c, r;
@@ -558,47 +560,139 @@ static int verb_ranges(int argc, char *argv[]) {
         r = list_all_ranges(&f, &ranges, &n, false);
         if (r < 0)
                 return r;
-        r = fetch_svm_states(ranges, n, &svm);
+        r = fetch_range_details(ranges, n, &details);
         if (r < 0)
                 return r;
 
         if (arg_json) {
                 json_t *a = json_array();
 
-                for (size_t i = 0, k = 0; i < n; i++) {
+                for (size_t i = 0; i < n; i++) {
                         json_t *o = json_range_object(&ranges[i]);
 
-                        if (is_svm_range(&ranges[i]) && svm.found[k++] && o)
-                                json_object_set_new(o, "svm", json_svm_state(&svm.states[k - 1]));
+                        if (o && details.found[i]) {
+                                json_object_set_new(o, "persistent", json_boolean(details.info[i].persistent));
+                                json_object_set_new(o, "holders", json_integer(details.info[i].n_holders));
+                                json_object_set_new(o, "detached", json_boolean(details.info[i].detached));
+                                if (is_svm_range(&ranges[i]))
+                                        json_object_set_new(o, "svm", json_svm_state(&details.info[i].svm));
+                        }
                         json_array_append_new(a, o);
                 }
                 return json_print(json_pack("{s:o}", "ranges", a));
         }
 
         r = table_new(&t, (const char *const[]) { ">ID", "VA", ">SIZE", "DOMAIN", "HOME", "MAPPED", "FLAGS",
-                                                  ">OWNER", "STATE", "LABEL", NULL });
+                                                  ">OWNER", "STATE", "PERSISTENT", ">HOLDERS", "LABEL", NULL });
         if (r < 0)
                 return r;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 _cleanup_free_ char *mapped = format_gpu_list(ranges[i].mapped, ranges[i].n_mapped);
                 _cleanup_free_ char *flags = format_flags(ranges[i].flags);
-                char id[24], va[24], home[16], owner[16];
+                char id[24], va[24], home[16], owner[16], holders[16] = "-";
+                const char *state = ranges[i].state, *persistent = "-";
 
                 snprintf(id, sizeof(id), "%" PRIu64, ranges[i].id);
                 snprintf(va, sizeof(va), "0x%" PRIx64, ranges[i].va);
                 snprintf(home, sizeof(home), "0x%x", ranges[i].home_gpu);
                 snprintf(owner, sizeof(owner), "%" PRIu32, ranges[i].owner_uid);
+                if (details.found[i]) {
+                        persistent = details.info[i].persistent ? "yes" : "no";
+                        snprintf(holders, sizeof(holders), "%" PRIu32, details.info[i].n_holders);
+                        /* A degraded range says so first: that is what needs attention. */
+                        if (details.info[i].detached && streq(state, "active"))
+                                state = "detached";
+                }
                 r = table_add_row(t, (const char *const[]) { id, va, FORMAT_BYTES(ranges[i].size),
                                                              ranges[i].domain, home, mapped, flags, owner,
-                                                             ranges[i].state,
+                                                             state, persistent, holders,
                                                              ranges[i].label[0] ? ranges[i].label : "-" });
         }
         if (r >= 0)
                 r = table_print(t, "No ranges.");
         table_free(t);
-        if (r >= 0 && svm.n > 0)
-                r = print_svm_table(ranges, n, &svm);
+        if (r >= 0 && details.n_svm > 0)
+                r = print_svm_table(ranges, n, &details);
         return r;
+}
+
+/* ---- show ---- */
+
+static int verb_show(int argc, char *argv[]) {
+        _cleanup_free_ svmd_token_info *tokens = NULL;
+        _cleanup_free_ svmd_holder *holders = NULL;
+        _cleanup_free_ char *mapped = NULL, *flags = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_range_info info;
+        const svmd_range *rg = &info.range;
+        size_t n_holders = 0, n_tokens = 0;
+        bool has_tokens;
+        uint64_t id = 0;
+        int r;
+
+        r = read_id_arg("show", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("show", "unexpected argument '%s'", argv[2]);
+        r = svmd_get_range(client, id, &info, &holders, &n_holders, &e);
+        if (r < 0)
+                return report(r, &e, "reading the range failed");
+        /* Its tokens are for its owner and administrators; a holder sees the range without them. */
+        r = svmd_list_tokens(client, id, &tokens, &n_tokens, &e);
+        has_tokens = r >= 0;
+        if (r < 0)
+                svmd_error_free(&e);
+
+        if (arg_json) {
+                json_t *o = json_range_object(rg), *h = json_array();
+
+                for (size_t i = 0; h && i < n_holders; i++)
+                        json_array_append_new(h, json_pack("{s:I,s:s}", "uid", (json_int_t) holders[i].uid, "unit",
+                                                           holders[i].unit));
+                if (o) {
+                        json_object_set_new(o, "owner_unit", json_string(info.owner_unit));
+                        json_object_set_new(o, "persistent", json_boolean(info.persistent));
+                        json_object_set_new(o, "detached", json_boolean(info.detached));
+                        json_object_set_new(o, "holders", h);
+                        json_object_set_new(o, "tokens", has_tokens ? json_integer((json_int_t) n_tokens) : json_null());
+                        if (is_svm_range(rg))
+                                json_object_set_new(o, "svm", json_svm_state(&info.svm));
+                }
+                return json_print(o);
+        }
+
+        /* Key=value lines, like systemctl show. */
+        mapped = format_gpu_list(rg->mapped, rg->n_mapped);
+        flags = format_flags(rg->flags);
+        printf("Id=%" PRIu64 "\nVa=0x%" PRIx64 "\nSize=%" PRIu64 "\nDomain=%s\nHomeGpu=0x%x\nMappedGpus=%s\n"
+               "Flags=%s\nLabel=%s\nState=%s\nPersistent=%s\nDetached=%s\n",
+               rg->id, rg->va, rg->size, rg->domain, rg->home_gpu, strna(mapped), strna(flags), rg->label,
+               rg->state, info.persistent ? "yes" : "no", info.detached ? "yes" : "no");
+        if (rg->owner_uid == UINT32_MAX)
+                printf("Owner=\n");
+        else
+                printf("Owner=%" PRIu32 "%s%s\n", rg->owner_uid, info.owner_unit[0] ? " " : "", info.owner_unit);
+        printf("Holders=");
+        for (size_t i = 0; i < n_holders; i++)
+                printf("%s%" PRIu32 "%s%s", i > 0 ? " " : "", holders[i].uid, holders[i].unit[0] ? ":" : "",
+                       holders[i].unit);
+        putchar('\n');
+        if (has_tokens)
+                printf("Tokens=%zu\n", n_tokens);
+        if (is_svm_range(rg)) {
+                _cleanup_free_ char *access = format_gpu_list(info.svm.access, info.svm.n_access);
+                _cleanup_free_ char *in_place = format_gpu_list(info.svm.access_in_place,
+                                                                info.svm.n_access_in_place);
+                char pref[16], pf[16];
+
+                printf("SvmPreferred=%s\nSvmPrefetch=%s\nSvmFlags=%s\nSvmGranularity=%" PRIu32
+                       "\nSvmAccess=%s\nSvmAccessInPlace=%s\n",
+                       format_svm_location(pref, sizeof(pref), info.svm.preferred),
+                       format_svm_location(pf, sizeof(pf), info.svm.prefetch), info.svm.flag_names,
+                       info.svm.granularity, strna(access), strna(in_place));
+        }
+        return 0;
 }
 
 /* ---- alloc ---- */
@@ -753,14 +847,8 @@ static int verb_alloc(int argc, char *argv[]) {
         }
         printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(done.size),
                done.domain, where, a.va);
-        if (hold) {
-                /* Keep the connection, and with it the range, until this process ends (a signal,
-                 * or a crash): what a client's lifetime means to svmd. */
-                printf("Holding it until svmctl is terminated.\n");
-                fflush(stdout);
-                for (;;)
-                        pause();
-        }
+        if (hold)
+                hold_until_terminated();
         if (!o.persistent)
                 fprintf(stderr, "Note: range %" PRIu64 " is not persistent: svmd frees it when svmctl disconnects; "
                         "use --persistent to keep it, or --hold to keep svmctl running.\n", a.id);
@@ -830,6 +918,8 @@ static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint
 
 static int verb_free(int argc, char *argv[]) {
         svmd_error e = SVMD_ERROR_NULL;
+        svmd_range_info info;
+        bool detached;
         uint64_t id = 0;
         int r;
 
@@ -841,9 +931,20 @@ static int verb_free(int argc, char *argv[]) {
         r = svmd_free(client, id, &e);
         if (r < 0)
                 return report(r, &e, "free failed");
+        /* Free succeeds too where holders keep the range: then it lives on, detached from its owner. */
+        r = svmd_get_range(client, id, &info, NULL, NULL, &e);
+        if (r < 0)
+                svmd_error_free(&e); /* gone: freed */
+        detached = r >= 0 && info.detached;
         if (arg_json)
-                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "freed", 1));
-        printf("Freed range %" PRIu64 ".\n", id);
+                return json_print(json_pack("{s:I,s:b,s:b,s:I}", "id", (json_int_t) id, "freed", !detached,
+                                            "detached", detached, "holders",
+                                            (json_int_t) (detached ? info.n_holders : 0)));
+        if (detached)
+                printf("Range %" PRIu64 " is detached: %" PRIu32 " holder(s) keep it, and svmd frees it when the "
+                       "last one releases it (see svmctl show %" PRIu64 ").\n", id, info.n_holders, id);
+        else
+                printf("Freed range %" PRIu64 ".\n", id);
         return 0;
 }
 
@@ -1005,26 +1106,68 @@ static int verb_share(int argc, char *argv[]) {
 }
 
 static int verb_attach(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "hold", no_argument, NULL, OPT_HOLD },
+                {}
+        };
         svmd_error e = SVMD_ERROR_NULL;
         svmd_attachment a;
         const char *kind;
-        int r;
+        bool hold = false;
+        int c, r;
 
-        if (argc < 2)
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_HOLD:
+                        hold = true;
+                        break;
+                default:
+                        return usage_error("attach", "unknown option '%s'", argv[optind - 1]);
+                }
+        if (optind >= argc)
                 return usage_error("attach", "missing TOKEN");
-        if (argc > 2)
-                return usage_error("attach", "unexpected argument '%s'", argv[2]);
-        r = svmd_attach(client, argv[1], &a, &e);
+        if (optind + 1 < argc)
+                return usage_error("attach", "unexpected argument '%s'", argv[optind + 1]);
+        r = svmd_attach(client, argv[optind], &a, &e);
         if (r < 0)
                 return report(r, &e, "attach failed");
         kind = fd_kind(a.fd);
         safe_close(a.fd);
+        if (arg_json) {
+                r = json_print(json_pack("{s:I,s:I,s:o,s:I,s:s,s:b}", "id", (json_int_t) a.id, "va",
+                                         (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) a.size,
+                                         "fd_kind", kind, "hold", hold));
+                if (r < 0 || !hold)
+                        return r;
+                fflush(stdout);
+                for (;;)
+                        pause();
+        }
+        printf("Attached range %" PRIu64 ": %s at 0x%" PRIx64 " (%s)", a.id, FORMAT_BYTES(a.size), a.va, kind);
+        if (hold) {
+                printf(".\n");
+                hold_until_terminated();
+        }
+        printf("; the reference ends when svmctl exits (--hold keeps it).\n");
+        return 0;
+}
+
+static int verb_release(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t id = 0;
+        int r;
+
+        r = read_id_arg("release", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("release", "unexpected argument '%s'", argv[2]);
+        r = svmd_release(client, id, &e);
+        if (r < 0)
+                return report(r, &e, "release failed");
         if (arg_json)
-                return json_print(json_pack("{s:I,s:I,s:o,s:I,s:s}", "id", (json_int_t) a.id, "va",
-                                            (json_int_t) a.va, "va_hex", json_hex(a.va), "size",
-                                            (json_int_t) a.size, "fd_kind", kind));
-        printf("Attached range %" PRIu64 ": %s at 0x%" PRIx64 " (%s); the reference ends when svmctl exits.\n",
-               a.id, FORMAT_BYTES(a.size), a.va, kind);
+                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "released", 1));
+        printf("Released range %" PRIu64 ".\n", id);
         return 0;
 }
 
@@ -1433,11 +1576,11 @@ static int verb_monitor(int argc, char *argv[]) {
 static int verb_help(int argc, char *argv[]);
 
 #define SVM_OPTIONS_HELP                                                                                    \
-        "SVM OPTIONS (svm ranges only):\n"                                                                   \
-        "  --svm-preferred G|system|none    where its pages should live\n"                                   \
-        "  --svm-prefetch G|system          migrate its pages there now\n"                                   \
-        "  --svm-access G,G…                GPUs that may access it (pages migrate to them on demand)\n"     \
-        "  --svm-access-in-place G,G…       GPUs that access it where it is\n"                               \
+        "SVM OPTIONS (svm ranges only; their pages stay in system memory, see svmctl(1)):\n"                \
+        "  --svm-preferred G|system|none    the preferred location, kept and shown\n"                        \
+        "  --svm-prefetch G|system          where the kernel is to move its pages (it keeps them where they are)\n" \
+        "  --svm-access G,G…                GPUs that may access it, over PCIe or XGMI\n"                    \
+        "  --svm-access-in-place G,G…       GPUs that access it where it is, without migrating it\n"         \
         "  --svm-no-access G,G…             GPUs that may not access it\n"                                   \
         "  --svm-flags F,F…|none            the exact flag set: host-access, coherent, hive-local, gpu-ro,\n" \
         "                                   gpu-exec, gpu-read-mostly, gpu-always-mapped, ext-coherent\n"    \
@@ -1458,12 +1601,18 @@ static const Verb verbs[] = {
           "Allocate SIZE (4G, 512M, 0x1000) of vram (default; needs --gpu), gtt, host or svm memory,\n"
           "optionally mapped to GPUs at once. --dry-run validates only. Without --persistent the range is\n"
           "freed when svmctl disconnects. An svm range is host memory with SVM attributes (--gpu: its\n"
-          "preferred GPU); mapping it gives GPUs access.\n" SVM_OPTIONS_HELP, verb_alloc, true },
+          "preferred GPU); mapping it gives GPUs access. Its pages stay in system memory.\n" SVM_OPTIONS_HELP, verb_alloc, true },
         { "set-attr", "set-attr ID [--dry-run] [--request-id ID] SVM OPTIONS…",
           "Change the SVM attributes of svm range ID, all or nothing (svmd sets the prior attributes back\n"
           "if the kernel fails half-way). GPUs in no access list keep their access.\n" SVM_OPTIONS_HELP,
           verb_set_attr, true },
-        { "free", "free ID", "Unmap range ID everywhere and free it.", verb_free, true },
+        { "show", "show ID",
+          "Show everything about range ID as Key=value lines: what ranges lists, and whether it is\n"
+          "persistent or detached, its owner's unit, its holders, its share tokens and SVM attributes.",
+          verb_show, true },
+        { "free", "free ID",
+          "Unmap range ID everywhere and free it. While others hold it, it is detached instead: it lives\n"
+          "until the last holder releases it.", verb_free, true },
         { "map", "map [--dry-run] [--request-id ID] ID G,G…", "Map range ID to the GPUs, all or none.", verb_map,
           true },
         { "unmap", "unmap ID G,G…", "Unmap range ID from the GPUs.", verb_unmap, true },
@@ -1472,7 +1621,11 @@ static const Verb verbs[] = {
         { "share", "share ID [--uid U] [--unit GLOB] [--cgroup PREFIX] [--read-only] [--expires WHEN]",
           "Print a token another client can attach range ID with. WHEN: a duration (10m, 1h, 2d), an\n"
           "ISO 8601 time (2026-12-06T10:00:00Z) or @SECONDS; --cgroup: an absolute path prefix.", verb_share, true },
-        { "attach", "attach TOKEN", "Attach a shared range by token and describe it.", verb_attach, true },
+        { "attach", "attach TOKEN [--hold]",
+          "Attach a shared range by token and describe it; --hold keeps the reference until svmctl is\n"
+          "terminated.", verb_attach, true },
+        { "release", "release ID", "Drop the caller's reference to range ID, taken with attach.", verb_release,
+          true },
         { "tokens", "tokens ID", "List the share tokens of range ID (its owner, administrators).", verb_tokens,
           true },
         { "revoke", "revoke TOKEN | revoke --range ID --uid UID",

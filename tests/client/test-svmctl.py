@@ -65,8 +65,11 @@ def test_help_and_usage():
     assert "Usage: svmctl" in p.stdout
     assert "set-attr ID" in p.stdout and "--domain vram|gtt|host|svm" in p.stdout
     assert "--svm-access-in-place" in run("set-attr", "--help").stdout
-    for verb in ["status", "gpus", "ranges", "alloc", "set-attr", "free", "map", "unmap", "export", "share",
-                 "attach", "tokens", "revoke", "usage", "capacity", "reload", "monitor"]:
+    # svm pages stay in system memory (svmctl(1)): the help says so and promises no migration.
+    h = run("alloc", "--help").stdout
+    assert "stay in system memory" in h and "migrate its pages" not in h and "pages migrate" not in h, h
+    for verb in ["status", "gpus", "ranges", "show", "alloc", "set-attr", "free", "map", "unmap", "export", "share",
+                 "attach", "release", "tokens", "revoke", "usage", "capacity", "reload", "monitor"]:
         p = run(verb, "--help")
         assert f"svmctl [OPTIONS] {verb}" in p.stdout, p.stdout
         p = run("help", verb)
@@ -145,14 +148,15 @@ def test_alloc_ranges_map_free():
     assert x["size"] == 4 << 30 and x["label"] == "big" and x["state"] == "active"
     assert x["flags"] == ["writable"] and x["owner_uid"] == os.getuid()
     assert set(x) == {"id", "va", "va_hex", "size", "domain", "home_gpu", "mapped_gpus", "flags", "owner_uid",
-                      "label", "state"}
+                      "label", "state", "persistent", "holders", "detached"}
+    assert x["persistent"] is True and x["holders"] == 0 and x["detached"] is False
     assert r[b]["flags"] == ["writable", "public"]
     assert [y["id"] for y in js("ranges", "--label", "big")["ranges"]] == [a["id"]]
     assert all(y["home_gpu"] == int(g1, 16) or int(g1, 16) in y["mapped_gpus"]
                for y in js("ranges", "--gpu", g1)["ranges"])
     assert len(js("ranges", "--all", "--owner", str(os.getuid()))["ranges"]) == len(r)
     p = run("ranges")
-    assert re.search(rf"^\s*{a['id']}\s+{a['va_hex']}\s+4\.0 GiB\s+vram\s+{g0}\s+{g0},{g1}\s+writable\s+0\s+active\s+big$",
+    assert re.search(rf"^\s*{a['id']}\s+{a['va_hex']}\s+4\.0 GiB\s+vram\s+{g0}\s+{g0},{g1}\s+writable\s+0\s+active\s+yes\s+0\s+big$",
                      p.stdout, re.M), p.stdout
 
     p = run("map", str(a["id"]), g2)
@@ -195,7 +199,7 @@ def test_alloc_ranges_map_free():
     # (No batch from svmctl; Busy is covered by libsvmd's test.)
 
     assert run("free", str(b)).stdout.strip() == f"Freed range {b}."
-    assert js("free", str(a["id"])) == {"id": a["id"], "freed": True}
+    assert js("free", str(a["id"])) == {"id": a["id"], "freed": True, "detached": False, "holders": 0}
     assert js("free", str(h["id"]))["freed"] is True
     # Ids are never reused: a retried free answers like the first (idempotent for schedulers).
     run("free", str(b))
@@ -511,6 +515,57 @@ def test_denied():
             assert "ownership" not in p.stderr and "authorization" in p.stderr, (args, p.stderr)
     finally:
         run("free", str(a["id"]))
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SVMCTL]
+
+
+@test
+def test_show_detached_release():
+    a = js("alloc", "1M", "--domain", "host", "--persistent", "--label", "shown")
+    p = run("show", str(a["id"]))
+    kv = dict(line.split("=", 1) for line in p.stdout.splitlines())
+    assert kv["Id"] == str(a["id"]) and kv["Domain"] == "host" and kv["Label"] == "shown", kv
+    assert kv["Persistent"] == "yes" and kv["Detached"] == "no" and kv["Holders"] == "" and kv["Tokens"] == "0", kv
+    assert kv["Owner"] == str(os.getuid()) and kv["State"] == "active" and kv["HomeGpu"] == GPUS[0], kv
+    s = js("show", str(a["id"]))
+    assert s["persistent"] is True and s["detached"] is False and s["holders"] == [] and s["tokens"] == 0, s
+    run("show", "999999", code=EXIT_NOT_FOUND)
+    run("show", code=EXIT_USAGE)
+
+    # Another user holds it; the owner's free detaches it and says so.
+    token = js("share", str(a["id"]))["token"]
+    assert "Tokens=1" in run("show", str(a["id"])).stdout
+    h = subprocess.Popen(NOBODY + ["attach", "--hold", token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert h.stdout.readline().startswith(f"Attached range {a['id']}:")
+        assert "Holding" in h.stdout.readline()
+        x = {r["id"]: r for r in js("ranges")["ranges"]}[a["id"]]
+        assert x["holders"] == 1 and x["persistent"] is True, x
+        p = run("free", str(a["id"]))
+        assert p.stdout.startswith(f"Range {a['id']} is detached: 1 holder(s) keep it"), p.stdout
+        assert js("free", str(a["id"])) == {"id": a["id"], "freed": False, "detached": True, "holders": 1}
+        s = js("show", str(a["id"]))
+        assert s["detached"] is True and s["holders"] == [{"uid": 65534, "unit": ""}], s
+        assert re.search(rf"^\s*{a['id']}\s.*\sdetached\s+yes\s+1\s+shown$", run("ranges").stdout, re.M)
+    finally:
+        h.kill()
+        h.wait()
+    # The last hold ends: svmd frees it.
+    for _ in range(200):
+        if subprocess.run([SVMCTL, "show", str(a["id"])], capture_output=True).returncode == EXIT_NOT_FOUND:
+            break
+        import time
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the detached range outlived its last holder")
+
+    # release: only a reference the caller holds.
+    p = run("release", str(a["id"]), code=EXIT_NOT_FOUND)
+    assert "svmctl release" in p.stderr and "svmctl attach" in p.stderr, p.stderr
+    run("release", code=EXIT_USAGE)
+    run("attach", "--bogus", "x", code=EXIT_USAGE)
 
 
 @test
