@@ -906,6 +906,325 @@ static int verb_set_attr(int argc, char *argv[]) {
         return 0;
 }
 
+/* ---- commit ---- */
+
+/* What one operation of a commit file points to: freed with it. */
+typedef struct CommitArgs {
+        uint32_t *gpus;
+        char **flags;
+        SvmArgs svm;
+} CommitArgs;
+
+static void commit_args_done(CommitArgs *a) {
+        free(a->gpus);
+        strv_free(a->flags);
+        svm_args_done(&a->svm);
+}
+
+static int commit_error(size_t i, const char *format, ...) _printf_(2, 3);
+static int commit_error(size_t i, const char *format, ...) {
+        _cleanup_free_ char *s = NULL;
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(&s, format, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        return usage_error("commit", "operation %zu: %s", i, strna(s));
+}
+
+/* A GPU id, a size or a count: a JSON number, or a string as on the command line ("0x3a1f", "4G"). */
+static int json_u64(json_t *v, bool size, uint64_t *ret) {
+        uint32_t u;
+
+        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+                *ret = (uint64_t) json_integer_value(v);
+                return 0;
+        }
+        if (!json_is_string(v))
+                return -EINVAL;
+        if (size)
+                return parse_size(json_string_value(v), ret);
+        if (parse_u32(json_string_value(v), &u) < 0)
+                return -EINVAL;
+        *ret = u;
+        return 0;
+}
+
+static int json_gpu(json_t *v, uint32_t *ret) {
+        uint64_t u;
+
+        if (json_u64(v, false, &u) < 0 || u > UINT32_MAX)
+                return -EINVAL;
+        *ret = (uint32_t) u;
+        return 0;
+}
+
+static int json_gpu_list(json_t *v, uint32_t **ret, size_t *ret_n) {
+        size_t i;
+        json_t *x;
+
+        if (!json_is_array(v))
+                return -EINVAL;
+        free(*ret);
+        *ret = calloc(json_array_size(v) ?: 1, sizeof(uint32_t));
+        if (!*ret)
+                return -ENOMEM;
+        json_array_foreach(v, i, x)
+                if (json_gpu(x, &(*ret)[i]) < 0)
+                        return -EINVAL;
+        *ret_n = json_array_size(v);
+        return 0;
+}
+
+static int json_strv(json_t *v, char ***ret) {
+        size_t i;
+        json_t *x;
+
+        if (!json_is_array(v))
+                return -EINVAL;
+        *ret = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!*ret)
+                return -ENOMEM;
+        json_array_foreach(v, i, x) {
+                if (!json_is_string(x))
+                        return -EINVAL;
+                (*ret)[i] = strdup(json_string_value(x));
+                if (!(*ret)[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* "svm": {"preferred", "prefetch", "flags", "granularity", "access", "access-in-place", "no-access"}. */
+static int parse_commit_svm(size_t i, json_t *o, SvmArgs *a) {
+        svmd_svm_attributes *s = &a->attrs;
+        const char *key;
+        json_t *v;
+
+        if (!json_is_object(o))
+                return commit_error(i, "\"svm\" must be an object");
+        json_object_foreach(o, key, v) {
+                int r = 0;
+
+                if (streq(key, "preferred") || streq(key, "prefetch")) {
+                        bool pref = streq(key, "preferred");
+                        uint32_t *loc = pref ? &s->preferred : &s->prefetch;
+
+                        if (json_is_string(v))
+                                r = parse_svm_location(json_string_value(v), pref, loc);
+                        else
+                                r = json_gpu(v, loc);
+                        s->set |= pref ? SVMD_SVM_SET_PREFERRED : SVMD_SVM_SET_PREFETCH;
+                } else if (streq(key, "flags")) {
+                        r = json_strv(v, &a->flags);
+                        s->flags = (const char *const *) a->flags;
+                        s->set |= SVMD_SVM_SET_FLAGS;
+                } else if (streq(key, "granularity")) {
+                        uint64_t g;
+
+                        r = json_u64(v, false, &g);
+                        if (r >= 0 && g > SVMD_SVM_GRANULARITY_MAX)
+                                r = -EINVAL;
+                        s->granularity = (uint32_t) g;
+                        s->set |= SVMD_SVM_SET_GRANULARITY;
+                } else if (streq(key, "access")) {
+                        r = json_gpu_list(v, &a->access, &s->n_access);
+                        s->access = a->access;
+                } else if (streq(key, "access-in-place")) {
+                        r = json_gpu_list(v, &a->access_in_place, &s->n_access_in_place);
+                        s->access_in_place = a->access_in_place;
+                } else if (streq(key, "no-access")) {
+                        r = json_gpu_list(v, &a->no_access, &s->n_no_access);
+                        s->no_access = a->no_access;
+                } else
+                        return commit_error(i, "unknown key \"svm.%s\"", key);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return commit_error(i, "invalid \"svm.%s\"", key);
+                a->any = true;
+        }
+        return 0;
+}
+
+static const char *const commit_op_names[] = {
+        [SVMD_OP_ALLOCATE] = "allocate",
+        [SVMD_OP_MAP] = "map",
+        [SVMD_OP_UNMAP] = "unmap",
+        [SVMD_OP_FREE] = "free",
+        [SVMD_OP_SET_ATTRIBUTES] = "set-attributes",
+};
+
+/* One operation of a commit file into op (its arrays in a). */
+static int parse_commit_op(size_t i, json_t *o, svmd_op *op, CommitArgs *a) {
+        const char *key, *name;
+        bool has_kind = false, has_range = false;
+        json_t *v;
+
+        if (!json_is_object(o))
+                return commit_error(i, "not an object");
+        name = json_string_value(json_object_get(o, "op"));
+        for (size_t k = 0; name && k < ELEMENTSOF(commit_op_names); k++)
+                if (commit_op_names[k] && streq(commit_op_names[k], name)) {
+                        op->kind = (svmd_op_kind) k;
+                        has_kind = true;
+                }
+        if (!has_kind)
+                return commit_error(i, "\"op\" must be allocate, map, unmap, free or set-attributes");
+        if (op->kind == SVMD_OP_ALLOCATE)
+                op->domain = "vram";
+
+        json_object_foreach(o, key, v) {
+                bool alloc = op->kind == SVMD_OP_ALLOCATE;
+                int r = 0;
+
+                if (streq(key, "op"))
+                        continue;
+                if (!alloc && (streq(key, "id") || streq(key, "ref"))) {
+                        uint64_t u;
+
+                        r = json_u64(v, false, &u);
+                        if (streq(key, "ref")) {
+                                if (r >= 0 && u >= i)
+                                        return commit_error(i, "\"ref\" must name an earlier allocate");
+                                op->by_ref = true;
+                                op->ref = (uint32_t) u;
+                        } else
+                                op->id = u;
+                        if (has_range)
+                                return commit_error(i, "give \"id\" or \"ref\", not both");
+                        has_range = true;
+                } else if ((op->kind == SVMD_OP_MAP || op->kind == SVMD_OP_UNMAP) && streq(key, "gpus"))
+                        r = json_gpu_list(v, &a->gpus, &op->n_gpus);
+                else if (alloc && streq(key, "map"))
+                        r = json_gpu_list(v, &a->gpus, &op->n_gpus);
+                else if (alloc && streq(key, "size"))
+                        r = json_u64(v, true, &op->size);
+                else if (alloc && streq(key, "alignment"))
+                        r = json_u64(v, true, &op->alignment);
+                else if (alloc && streq(key, "gpu"))
+                        r = json_gpu(v, &op->gpu_id);
+                else if (alloc && streq(key, "domain")) {
+                        op->domain = json_string_value(v);
+                        r = op->domain ? 0 : -EINVAL;
+                } else if (alloc && streq(key, "label")) {
+                        op->label = json_string_value(v);
+                        r = op->label ? 0 : -EINVAL;
+                } else if (alloc && streq(key, "persistent")) {
+                        op->persistent = json_is_true(v);
+                        r = json_is_boolean(v) ? 0 : -EINVAL;
+                } else if (alloc && streq(key, "flags"))
+                        r = json_strv(v, &a->flags);
+                else if ((alloc || op->kind == SVMD_OP_SET_ATTRIBUTES) && streq(key, "svm")) {
+                        r = parse_commit_svm(i, v, &a->svm);
+                        if (r < 0)
+                                return r;
+                } else
+                        return commit_error(i, "\"%s\" takes no \"%s\"", name, key);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return commit_error(i, "invalid \"%s\"", key);
+        }
+        if (op->kind == SVMD_OP_ALLOCATE && op->size == 0)
+                return commit_error(i, "allocate needs a \"size\"");
+        if (op->kind != SVMD_OP_ALLOCATE && !has_range)
+                return commit_error(i, "%s needs the range: \"id\", or \"ref\" to an earlier allocate", name);
+        op->gpus = a->gpus;
+        op->flags = (const char *const *) a->flags;
+        op->svm = a->svm.any ? &a->svm.attrs : NULL;
+        return 0;
+}
+
+static int verb_commit(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "dry-run",    no_argument,       NULL, OPT_DRY_RUN },
+                { "request-id", required_argument, NULL, OPT_REQUEST_ID },
+                {}
+        };
+        _cleanup_free_ svmd_op_result *results = NULL;
+        _cleanup_free_ CommitArgs *args = NULL;
+        _cleanup_free_ svmd_op *ops = NULL;
+        json_auto_t *doc = NULL;
+        svmd_change_options o = {};
+        svmd_error e = SVMD_ERROR_NULL;
+        json_error_t jerr;
+        json_t *list, *x;
+        size_t n, i;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_DRY_RUN:
+                        o.dry_run = true;
+                        break;
+                case OPT_REQUEST_ID:
+                        o.request_id = optarg;
+                        break;
+                default:
+                        return usage_error("commit", "unknown option '%s'", argv[optind - 1]);
+                }
+        if (optind >= argc)
+                return usage_error("commit", "missing FILE (- for stdin)");
+        if (optind + 1 < argc)
+                return usage_error("commit", "unexpected argument '%s'", argv[optind + 1]);
+        doc = streq(argv[optind], "-") ? json_loadf(stdin, 0, &jerr) : json_load_file(argv[optind], 0, &jerr);
+        if (!doc)
+                return usage_error("commit", "%s:%d:%d: %s", streq(argv[optind], "-") ? "stdin" : argv[optind],
+                                   jerr.line, jerr.column, jerr.text);
+        /* The operations, or {"operations": [...]}. */
+        list = json_is_object(doc) ? json_object_get(doc, "operations") : doc;
+        if (!json_is_array(list) || json_array_size(list) == 0)
+                return usage_error("commit", "expected a non-empty array of operations, or {\"operations\": [...]}");
+        n = json_array_size(list);
+        ops = calloc(n, sizeof(svmd_op));
+        args = calloc(n, sizeof(CommitArgs));
+        results = calloc(n, sizeof(svmd_op_result));
+        if (!ops || !args || !results)
+                return -ENOMEM;
+        r = 0;
+        json_array_foreach(list, i, x) {
+                r = parse_commit_op(i, x, &ops[i], &args[i]);
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0) {
+                r = svmd_commit(client, ops, n, &o, results, &e);
+                if (r < 0)
+                        r = report(r, &e, "commit failed");
+        }
+        if (r >= 0 && arg_json) {
+                json_t *a = json_array();
+
+                for (i = 0; i < n; i++) {
+                        json_t *y = json_pack("{s:s,s:I}", "op", commit_op_names[ops[i].kind], "id",
+                                              (json_int_t) results[i].id);
+
+                        if (y && ops[i].kind == SVMD_OP_ALLOCATE) {
+                                json_object_set_new(y, "va", json_integer((json_int_t) results[i].va));
+                                json_object_set_new(y, "va_hex", json_hex(results[i].va));
+                        }
+                        json_array_append_new(a, y);
+                }
+                r = json_print(json_pack("{s:o,s:b}", "results", a, "dry_run", o.dry_run));
+        } else if (r >= 0 && o.dry_run)
+                printf("Dry run: the %zu operation(s) can be committed.\n", n);
+        else if (r >= 0) {
+                printf("Committed %zu operation(s):\n", n);
+                for (i = 0; i < n; i++)
+                        if (ops[i].kind == SVMD_OP_ALLOCATE)
+                                printf("  %zu allocate: range %" PRIu64 " at 0x%" PRIx64 "\n", i, results[i].id,
+                                       results[i].va);
+                        else
+                                printf("  %zu %s: range %" PRIu64 "\n", i, commit_op_names[ops[i].kind],
+                                       results[i].id);
+        }
+        for (i = 0; i < n; i++)
+                commit_args_done(&args[i]);
+        return r;
+}
+
 /* ---- free, map, unmap ---- */
 
 static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint64_t *ret) {
@@ -1613,6 +1932,13 @@ static const Verb verbs[] = {
         { "free", "free ID",
           "Unmap range ID everywhere and free it. While others hold it, it is detached instead: it lives\n"
           "until the last holder releases it.", verb_free, true },
+        { "commit", "commit [--dry-run] [--request-id ID] FILE|-",
+          "Run the operations in FILE (- for stdin), all or none: a JSON array of {\"op\": \"allocate\",\n"
+          "\"size\", \"gpu\", \"domain\", \"map\", \"flags\", \"label\", \"persistent\", \"svm\"}, {\"op\": \"map\" or\n"
+          "\"unmap\", \"id\" or \"ref\", \"gpus\"}, {\"op\": \"free\", \"id\" or \"ref\"} and {\"op\":\n"
+          "\"set-attributes\", \"id\" or \"ref\", \"svm\"}; \"ref\": N is the range the allocate at index N\n"
+          "makes. Sizes and GPU ids as numbers or strings (\"4G\", \"0x3a1f\"). See svmctl(1).",
+          verb_commit, true },
         { "map", "map [--dry-run] [--request-id ID] ID G,G…", "Map range ID to the GPUs, all or none.", verb_map,
           true },
         { "unmap", "unmap ID G,G…", "Unmap range ID from the GPUs.", verb_unmap, true },

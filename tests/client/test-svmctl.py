@@ -22,8 +22,8 @@ EXIT_NO_SPACE, EXIT_BUSY, EXIT_NOT_SUPPORTED, EXIT_KERNEL, EXIT_UNREACHABLE = 5,
 failures = 0
 
 
-def run(*args, code=EXIT_OK, env=None):
-    p = subprocess.run([SVMCTL, *args], capture_output=True, text=True, env=env, timeout=60)
+def run(*args, code=EXIT_OK, env=None, stdin=None):
+    p = subprocess.run([SVMCTL, *args], capture_output=True, text=True, env=env, timeout=60, input=stdin)
     if p.returncode != code:
         raise AssertionError(f"svmctl {' '.join(args)}: exit {p.returncode}, expected {code}\n"
                              f"stdout: {p.stdout}\nstderr: {p.stderr}")
@@ -68,7 +68,7 @@ def test_help_and_usage():
     # svm pages stay in system memory (svmctl(1)): the help says so and promises no migration.
     h = run("alloc", "--help").stdout
     assert "stay in system memory" in h and "migrate its pages" not in h and "pages migrate" not in h, h
-    for verb in ["status", "gpus", "ranges", "show", "alloc", "set-attr", "free", "map", "unmap", "export", "share",
+    for verb in ["status", "gpus", "ranges", "show", "alloc", "set-attr", "commit", "free", "map", "unmap", "export", "share",
                  "attach", "release", "tokens", "revoke", "usage", "capacity", "reload", "monitor"]:
         p = run(verb, "--help")
         assert f"svmctl [OPTIONS] {verb}" in p.stdout, p.stdout
@@ -515,6 +515,54 @@ def test_denied():
             assert "ownership" not in p.stderr and "authorization" in p.stderr, (args, p.stderr)
     finally:
         run("free", str(a["id"]))
+
+
+@test
+def test_commit():
+    g0, g1 = GPUS[0], int(GPUS[1], 16)
+    ops = [{"op": "allocate", "size": "2M", "gpu": g0, "persistent": True, "label": "committed"},
+           {"op": "map", "ref": 0, "gpus": [g1]},
+           {"op": "allocate", "size": 1 << 20, "domain": "svm", "persistent": True,
+            "svm": {"preferred": "system", "flags": ["coherent"], "access": [g0]}}]
+    before = len(js("ranges")["ranges"])
+    p = run("commit", "--dry-run", "-", stdin=json.dumps(ops))
+    assert p.stdout.strip() == "Dry run: the 3 operation(s) can be committed.", p.stdout
+    assert len(js("ranges")["ranges"]) == before
+    r = json.loads(run("--json", "commit", "-", stdin=json.dumps({"operations": ops})).stdout)
+    assert r["dry_run"] is False and [x["op"] for x in r["results"]] == ["allocate", "map", "allocate"], r
+    a, s = r["results"][0]["id"], r["results"][2]["id"]
+    assert r["results"][1]["id"] == a
+    x = {y["id"]: y for y in js("ranges")["ranges"]}
+    assert x[a]["label"] == "committed" and x[a]["mapped_gpus"] == [g1] and x[a]["home_gpu"] == int(g0, 16), x[a]
+    assert x[s]["svm"]["preferred"] == 0 and x[s]["svm"]["flags"] == ["coherent"], x[s]
+    # From a file, human output.
+    path = f"/tmp/svmctl-commit-{os.getpid()}.json"
+    with open(path, "w") as f:
+        json.dump([{"op": "set-attributes", "id": s, "svm": {"granularity": 3}}, {"op": "unmap", "id": a, "gpus": [g1]}], f)
+    try:
+        p = run("commit", path)
+        assert p.stdout.splitlines() == ["Committed 2 operation(s):", f"  0 set-attributes: range {s}",
+                                         f"  1 unmap: range {a}"], p.stdout
+    finally:
+        os.unlink(path)
+    assert svm_of(s)["granularity"] == 3
+    # All or none: a free of a missing range frees nothing.
+    run("commit", "-", stdin=json.dumps([{"op": "free", "id": a}, {"op": "free", "id": 999999}]),
+        code=EXIT_NOT_FOUND)
+    assert a in {y["id"] for y in js("ranges")["ranges"]}
+    # Bad files are usage errors that say where.
+    for bad, what in (("{", "stdin:"), ("[]", "non-empty"), ('[{"op": "frob"}]', "operation 0"),
+                      ('[{"op": "map", "ref": 0, "gpus": []}]', "earlier allocate"),
+                      ('[{"op": "free"}]', "needs the range"), ('[{"op": "allocate"}]', "size"),
+                      ('[{"op": "free", "id": 1, "size": 4}]', "takes no"),
+                      ('[{"op": "allocate", "size": "4X"}]', "invalid")):
+        p = run("commit", "-", stdin=bad, code=EXIT_USAGE)
+        assert what in p.stderr, (bad, p.stderr)
+    run("commit", "/nonexistent.json", code=EXIT_USAGE)
+    run("commit", code=EXIT_USAGE)
+    run("commit", "-", stdin=json.dumps([{"op": "free", "id": a}, {"op": "free", "ref": 0}]), code=EXIT_USAGE)
+    run("commit", "-", stdin=json.dumps([{"op": "free", "id": a}, {"op": "free", "id": s}]))
+    assert not {a, s} & {y["id"] for y in js("ranges")["ranges"]}
 
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SVMCTL]
