@@ -698,8 +698,9 @@ static int read_gpu_array(sd_bus_message *reply, uint32_t *ids, uint32_t *ret_n)
         return sd_bus_message_exit_container(reply);
 }
 
-static int read_svm_flags(sd_bus_message *reply, svmd_svm_state *st) {
-        size_t len = 0;
+/* A variant holding "as" (a flags property): each(name, userdata) for every name. */
+static int read_variant_names(sd_bus_message *reply, void (*each)(const char *name, void *userdata),
+                              void *userdata) {
         const char *name;
         int r;
 
@@ -709,21 +710,34 @@ static int read_svm_flags(sd_bus_message *reply, svmd_svm_state *st) {
         r = sd_bus_message_enter_container(reply, 'a', "s");
         if (r < 0)
                 return r;
-        while ((r = sd_bus_message_read_basic(reply, 's', &name)) > 0) {
-                for (size_t i = 0; i < ELEMENTSOF(svm_flag_names); i++)
-                        if (streq(name, svm_flag_names[i]))
-                                st->flags |= UINT32_C(1) << i;
-                /* Names this library does not know yet are kept too, as far as they fit. */
-                if (len + !!len + strlen(name) < sizeof(st->flag_names))
-                        len += (size_t) snprintf(st->flag_names + len, sizeof(st->flag_names) - len, "%s%s",
-                                                 len > 0 ? "," : "", name);
-        }
+        while ((r = sd_bus_message_read_basic(reply, 's', &name)) > 0)
+                each(name, userdata);
         if (r < 0)
                 return r;
         r = sd_bus_message_exit_container(reply);
         if (r < 0)
                 return r;
         return sd_bus_message_exit_container(reply);
+}
+
+static void add_svm_flag(const char *name, void *userdata) {
+        svmd_svm_state *st = userdata;
+        size_t len = strlen(st->flag_names);
+
+        for (size_t i = 0; i < ELEMENTSOF(svm_flag_names); i++)
+                if (streq(name, svm_flag_names[i]))
+                        st->flags |= UINT32_C(1) << i;
+        /* Names this library does not know yet are kept too, as far as they fit. */
+        if (len + !!len + strlen(name) < sizeof(st->flag_names)) {
+                if (len > 0)
+                        st->flag_names[len++] = ',';
+                strcpy(st->flag_names + len, name);
+        }
+}
+
+static int read_svm_flags(sd_bus_message *reply, svmd_svm_state *st) {
+        st->flag_names[0] = 0;
+        return read_variant_names(reply, add_svm_flag, st);
 }
 
 /* SvmAttributes: a{sv}, empty for ranges of other domains. *ret_n: how many keys it had. */
@@ -789,26 +803,12 @@ typedef struct RangeProperties {
         size_t n_holders;
 } RangeProperties;
 
-static int read_range_flags(sd_bus_message *reply, uint64_t *flags) {
-        const char *name;
-        int r;
+static void add_range_flag(const char *name, void *userdata) {
+        uint64_t *flags = userdata;
 
-        r = sd_bus_message_enter_container(reply, 'v', "as");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "s");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_read_basic(reply, 's', &name)) > 0)
-                for (unsigned i = 0; i < 64; i++)
-                        if (streq_ptr(svmd_range_flag_to_string(UINT64_C(1) << i), name))
-                                *flags |= UINT64_C(1) << i;
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(reply);
+        for (unsigned i = 0; i < 64; i++)
+                if (streq_ptr(svmd_range_flag_to_string(UINT64_C(1) << i), name))
+                        *flags |= UINT64_C(1) << i;
 }
 
 static int read_holders(sd_bus_message *reply, RangeProperties *p) {
@@ -858,7 +858,7 @@ static int read_range_info_property(sd_bus_message *reply, const char *name, Ran
         else if (streq(name, "MappedGpus"))
                 r = read_gpu_array(reply, rg->mapped, &rg->n_mapped);
         else if (streq(name, "Flags"))
-                r = read_range_flags(reply, &rg->flags);
+                r = read_variant_names(reply, add_range_flag, &rg->flags);
         else if (streq(name, "Owner")) {
                 r = sd_bus_message_read(reply, "v", "(us)", &rg->owner_uid, &s);
                 if (r >= 0)
