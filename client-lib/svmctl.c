@@ -412,23 +412,6 @@ static int list_all_ranges(svmd_range_filter *f, svmd_range **ret, size_t *ret_n
         return 0;
 }
 
-/* The caller's range id as ListRanges shows it; -ENOENT if it is not (or no longer) there. */
-static int get_range(uint64_t id, svmd_range *ret) {
-        _cleanup_free_ svmd_range *page = NULL;
-        svmd_range_filter f = { .limit = 1, .has_after = id > 0, .after = id - 1 };
-        svmd_error e = SVMD_ERROR_NULL;
-        size_t n = 0;
-        int r;
-
-        r = svmd_list_ranges(client, &f, &page, &n, &e);
-        if (r < 0)
-                return report(r, &e, "reading the range failed");
-        if (n == 0 || page[0].id != id)
-                return -ENOENT;
-        *ret = page[0];
-        return 0;
-}
-
 static bool is_svm_range(const svmd_range *rg) {
         return streq(rg->domain, "svm");
 }
@@ -719,7 +702,8 @@ static int verb_alloc(int argc, char *argv[]) {
         bool hold = false;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_allocation a = {};
-        svmd_range done;
+        svmd_range_info info;
+        svmd_range *done = &info.range;
         const char *domain = "vram";
         char where[48] = "";
         uint64_t size;
@@ -803,23 +787,26 @@ static int verb_alloc(int argc, char *argv[]) {
          * Say what svmd did, not what was asked: the range's home GPU (svmd picks one for gtt, host
          * and svm), and for a retried request id the range the first request made.
          */
-        done = (svmd_range) { .id = a.id, .va = a.va, .size = size, .home_gpu = gpu };
-        snprintf(done.domain, sizeof(done.domain), "%s", domain);
+        info = (svmd_range_info) {
+                .range = { .id = a.id, .va = a.va, .size = size, .home_gpu = gpu },
+                .persistent = o.persistent,
+        };
+        snprintf(done->domain, sizeof(done->domain), "%s", domain);
         if (!o.dry_run) {
-                r = get_range(a.id, &done);
+                r = svmd_get_range(client, a.id, &info, NULL, NULL, &e);
                 if (r < 0)
-                        return r;
+                        return report(r, &e, "reading the allocated range failed");
         }
 
         if (arg_json) {
                 json_t *j = json_pack("{s:I,s:I,s:o,s:I,s:s,s:o,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
-                                      (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) done.size,
-                                      "domain", done.domain, "gpu",
-                                      o.dry_run && !has_gpu ? json_null() : json_integer(done.home_gpu),
+                                      (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) done->size,
+                                      "domain", done->domain, "gpu",
+                                      o.dry_run && !has_gpu ? json_null() : json_integer(done->home_gpu),
                                       "mapped_gpus",
                                       o.dry_run ? json_u32_array(map, o.n_map)
-                                                : json_u32_array(done.mapped, done.n_mapped),
-                                      "persistent", o.persistent, "dry_run", o.dry_run);
+                                                : json_u32_array(done->mapped, done->n_mapped),
+                                      "persistent", info.persistent, "dry_run", o.dry_run);
 
                 /* svm: the attributes asked for (svmctl show ID has what the range has). */
                 if (j && is_svm)
@@ -829,12 +816,14 @@ static int verb_alloc(int argc, char *argv[]) {
         if (!is_svm) {
                 /* A dry run of gtt or host without --gpu: svmd picks the home GPU when it allocates. */
                 if (!o.dry_run || has_gpu)
-                        snprintf(where, sizeof(where), " on GPU 0x%x", done.home_gpu);
+                        snprintf(where, sizeof(where), " on GPU 0x%x", done->home_gpu);
         } else {
-                /* --gpu is the preferred location of an svm range, unless --svm-preferred says otherwise. */
-                uint32_t pref = (svm.attrs.set & SVMD_SVM_SET_PREFERRED) ? svm.attrs.preferred
-                                : gpu != 0                                ? gpu
-                                                                          : SVMD_SVM_LOCATION_NONE;
+                /* --gpu is the preferred location of an svm range, unless --svm-preferred says otherwise;
+                 * once allocated, the range's own. */
+                uint32_t pref = !o.dry_run                                 ? info.svm.preferred
+                                : (svm.attrs.set & SVMD_SVM_SET_PREFERRED) ? svm.attrs.preferred
+                                : gpu != 0                                 ? gpu
+                                                                           : SVMD_SVM_LOCATION_NONE;
 
                 if (pref == SVMD_SVM_LOCATION_SYSTEM)
                         snprintf(where, sizeof(where), " preferring system memory");
@@ -845,11 +834,11 @@ static int verb_alloc(int argc, char *argv[]) {
                 printf("Dry run: %s of %s%s can be allocated.\n", FORMAT_BYTES(size), domain, where);
                 return 0;
         }
-        printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(done.size),
-               done.domain, where, a.va);
+        printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(done->size),
+               done->domain, where, a.va);
         if (hold)
                 hold_until_terminated();
-        if (!o.persistent)
+        if (!info.persistent)
                 fprintf(stderr, "Note: range %" PRIu64 " is not persistent: svmd frees it when svmctl disconnects; "
                         "use --persistent to keep it, or --hold to keep svmctl running.\n", a.id);
         return 0;
