@@ -162,6 +162,20 @@ enum {
         OPT_SVM_GRANULARITY,
 };
 
+/* --dry-run and --request-id, of every command that changes ranges: 1 if c is one of them. */
+static int change_options_parse(svmd_change_options *o, int c, const char *arg) {
+        switch (c) {
+        case OPT_DRY_RUN:
+                o->dry_run = true;
+                return 1;
+        case OPT_REQUEST_ID:
+                o->request_id = arg;
+                return 1;
+        default:
+                return 0;
+        }
+}
+
 /* The SVM attribute options of alloc --domain svm and set-attr. */
 #define SVM_OPTIONS                                                                     \
         { "svm-preferred",       required_argument, NULL, OPT_SVM_PREFERRED },         \
@@ -859,21 +873,15 @@ static int verb_set_attr(int argc, char *argv[]) {
         uint64_t id = 0;
         int c, r;
 
-        while ((c = verb_getopt(argc, argv, options)) >= 0)
-                switch (c) {
-                case OPT_DRY_RUN:
-                        o.dry_run = true;
-                        break;
-                case OPT_REQUEST_ID:
-                        o.request_id = optarg;
-                        break;
-                default:
-                        r = svm_args_parse(&svm, "set-attr", c, optarg);
-                        if (r < 0)
-                                return r;
-                        if (r == 0)
-                                return usage_error("set-attr", "unknown option '%s'", argv[optind - 1]);
-                }
+        while ((c = verb_getopt(argc, argv, options)) >= 0) {
+                if (change_options_parse(&o, c, optarg) > 0)
+                        continue;
+                r = svm_args_parse(&svm, "set-attr", c, optarg);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return usage_error("set-attr", "unknown option '%s'", argv[optind - 1]);
+        }
         r = read_id_arg("set-attr", argc, argv, optind, &id);
         if (r < 0)
                 return r;
@@ -1144,16 +1152,8 @@ static int verb_commit(int argc, char *argv[]) {
         int c, r;
 
         while ((c = verb_getopt(argc, argv, options)) >= 0)
-                switch (c) {
-                case OPT_DRY_RUN:
-                        o.dry_run = true;
-                        break;
-                case OPT_REQUEST_ID:
-                        o.request_id = optarg;
-                        break;
-                default:
+                if (change_options_parse(&o, c, optarg) == 0)
                         return usage_error("commit", "unknown option '%s'", argv[optind - 1]);
-                }
         if (optind >= argc)
                 return usage_error("commit", "missing FILE (- for stdin)");
         if (optind + 1 < argc)
@@ -1272,16 +1272,8 @@ static int verb_map_unmap(int argc, char *argv[], bool map) {
         int c, r;
 
         while ((c = verb_getopt(argc, argv, map ? options : (const struct option[]) { {} })) >= 0)
-                switch (c) {
-                case OPT_DRY_RUN:
-                        o.dry_run = true;
-                        break;
-                case OPT_REQUEST_ID:
-                        o.request_id = optarg;
-                        break;
-                default:
+                if (change_options_parse(&o, c, optarg) == 0)
                         return usage_error(verb, "unknown option '%s'", argv[optind - 1]);
-                }
         r = read_id_arg(verb, argc, argv, optind, &id);
         if (r < 0)
                 return r;
