@@ -735,8 +735,9 @@ static int read_gpu_array(sd_bus_message *reply, uint32_t *ids, uint32_t *ret_n)
         return sd_bus_message_exit_container(reply);
 }
 
-static int read_svm_flags(sd_bus_message *reply, svmd_svm_state *st) {
-        size_t len = 0;
+/* A variant holding "as" (a flags property): each(name, userdata) for every name. */
+static int read_variant_names(sd_bus_message *reply, void (*each)(const char *name, void *userdata),
+                              void *userdata) {
         const char *name;
         int r;
 
@@ -746,21 +747,34 @@ static int read_svm_flags(sd_bus_message *reply, svmd_svm_state *st) {
         r = sd_bus_message_enter_container(reply, 'a', "s");
         if (r < 0)
                 return r;
-        while ((r = sd_bus_message_read_basic(reply, 's', &name)) > 0) {
-                for (size_t i = 0; i < ELEMENTSOF(svm_flag_names); i++)
-                        if (streq(name, svm_flag_names[i]))
-                                st->flags |= UINT32_C(1) << i;
-                /* Names this library does not know yet are kept too, as far as they fit. */
-                if (len + !!len + strlen(name) < sizeof(st->flag_names))
-                        len += (size_t) snprintf(st->flag_names + len, sizeof(st->flag_names) - len, "%s%s",
-                                                 len > 0 ? "," : "", name);
-        }
+        while ((r = sd_bus_message_read_basic(reply, 's', &name)) > 0)
+                each(name, userdata);
         if (r < 0)
                 return r;
         r = sd_bus_message_exit_container(reply);
         if (r < 0)
                 return r;
         return sd_bus_message_exit_container(reply);
+}
+
+static void add_svm_flag(const char *name, void *userdata) {
+        svmd_svm_state *st = userdata;
+        size_t len = strlen(st->flag_names);
+
+        for (size_t i = 0; i < ELEMENTSOF(svm_flag_names); i++)
+                if (streq(name, svm_flag_names[i]))
+                        st->flags |= UINT32_C(1) << i;
+        /* Names this library does not know yet are kept too, as far as they fit. */
+        if (len + !!len + strlen(name) < sizeof(st->flag_names)) {
+                if (len > 0)
+                        st->flag_names[len++] = ',';
+                strcpy(st->flag_names + len, name);
+        }
+}
+
+static int read_svm_flags(sd_bus_message *reply, svmd_svm_state *st) {
+        st->flag_names[0] = 0;
+        return read_variant_names(reply, add_svm_flag, st);
 }
 
 /* SvmAttributes: a{sv}, empty for ranges of other domains. *ret_n: how many keys it had. */
@@ -818,10 +832,94 @@ static bool is_no_object_error(const svmd_error *e) {
 }
 
 typedef struct RangeProperties {
-        char domain[16];        /* "" until read: the reply's strings go with it */
+        char domain[8];         /* "" until read: the reply's strings go with it; as svmd_range.domain */
         bool has_svm;
         svmd_svm_state svm;
+        svmd_range_info *info;  /* NULL: only Domain and SvmAttributes */
+        svmd_holder *holders;
+        size_t n_holders;
 } RangeProperties;
+
+static void add_range_flag(const char *name, void *userdata) {
+        uint64_t *flags = userdata;
+
+        for (unsigned i = 0; i < 64; i++)
+                if (streq_ptr(svmd_range_flag_to_string(UINT64_C(1) << i), name))
+                        *flags |= UINT64_C(1) << i;
+}
+
+static int read_holders(sd_bus_message *reply, RangeProperties *p) {
+        const char *unit;
+        uint32_t uid;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'v', "a(us)");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(us)");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(reply, "(us)", &uid, &unit)) > 0) {
+                svmd_holder *h = reallocarray(p->holders, p->n_holders + 1, sizeof(svmd_holder));
+
+                if (!h)
+                        return -ENOMEM;
+                p->holders = h;
+                h[p->n_holders] = (svmd_holder) { .uid = uid };
+                copy_string(h[p->n_holders].unit, sizeof(h->unit), unit);
+                p->n_holders++;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(reply);
+}
+
+/* The properties svmd_get_range() reads beyond Domain and SvmAttributes; 0 for others. */
+static int read_range_info_property(sd_bus_message *reply, const char *name, RangeProperties *p) {
+        svmd_range_info *i = p->info;
+        svmd_range *rg = &i->range;
+        const char *s;
+        int b, r;
+
+        if (streq(name, "Id"))
+                r = sd_bus_message_read(reply, "v", "t", &rg->id);
+        else if (streq(name, "Va"))
+                r = sd_bus_message_read(reply, "v", "t", &rg->va);
+        else if (streq(name, "Size"))
+                r = sd_bus_message_read(reply, "v", "t", &rg->size);
+        else if (streq(name, "HomeGpu"))
+                r = sd_bus_message_read(reply, "v", "u", &rg->home_gpu);
+        else if (streq(name, "MappedGpus"))
+                r = read_gpu_array(reply, rg->mapped, &rg->n_mapped);
+        else if (streq(name, "Flags"))
+                r = read_variant_names(reply, add_range_flag, &rg->flags);
+        else if (streq(name, "Owner")) {
+                r = sd_bus_message_read(reply, "v", "(us)", &rg->owner_uid, &s);
+                if (r >= 0)
+                        copy_string(i->owner_unit, sizeof(i->owner_unit), s);
+        } else if (streq(name, "Holders"))
+                r = read_holders(reply, p);
+        else if (streq(name, "Label")) {
+                r = sd_bus_message_read(reply, "v", "s", &s);
+                if (r >= 0)
+                        copy_string(rg->label, sizeof(rg->label), s);
+        } else if (streq(name, "State")) {
+                r = sd_bus_message_read(reply, "v", "s", &s);
+                if (r >= 0)
+                        copy_string(rg->state, sizeof(rg->state), s);
+        } else if (streq(name, "Persistent")) {
+                r = sd_bus_message_read(reply, "v", "b", &b);
+                i->persistent = b;
+        } else if (streq(name, "Detached")) {
+                r = sd_bus_message_read(reply, "v", "b", &b);
+                i->detached = b;
+        } else
+                return 0;
+        return r < 0 ? r : 1;
+}
 
 static int read_range_property(sd_bus_message *reply, const char *name, void *userdata) {
         RangeProperties *p = userdata;
@@ -836,16 +934,15 @@ static int read_range_property(sd_bus_message *reply, const char *name, void *us
         } else if (streq(name, "SvmAttributes")) {
                 r = read_svm_attributes(reply, &p->svm, &n);
                 p->has_svm = n > 0;
-        } else
+        } else if (p->info)
+                return read_range_info_property(reply, name, p);
+        else
                 return 0;
         return r < 0 ? r : 1;
 }
 
-int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size, bool *ret_is_svm,
-                  svmd_svm_state *ret, svmd_error *error) {
-        RangeProperties p = {
-                .svm = { .preferred = SVMD_SVM_LOCATION_NONE, .prefetch = SVMD_SVM_LOCATION_NONE },
-        };
+/* GetAll of range id into p, with the checks every reader of a range needs. */
+static int range_get_properties(svmd_client *c, uint64_t id, RangeProperties *p, svmd_error *error) {
         svmd_error e = SVMD_ERROR_NULL;
         char path[64];
         sd_bus *bus;
@@ -859,7 +956,7 @@ int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size,
         if (!bus)
                 return error_setf(error, -ENOTCONN, NULL, "svmd cannot be reached; is svmd running?");
         snprintf(path, sizeof(path), "%s/%" PRIu64, SVMD_RANGE_PATH_PREFIX, id);
-        r = get_all_properties(c, bus, path, SVMD_RANGE_INTERFACE, read_range_property, &p, &e);
+        r = get_all_properties(c, bus, path, SVMD_RANGE_INTERFACE, read_range_property, p, &e);
         if (r < 0 && is_no_object_error(&e)) {
                 svmd_error_free(&e);
                 return error_setf(error, -ENOENT, SVMD_ERROR_NO_SUCH_RANGE,
@@ -873,17 +970,59 @@ int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size,
                         svmd_error_free(&e);
                 return r;
         }
-        if (!p.domain[0])
+        if (!p->domain[0])
                 return error_setf(error, -EBADMSG, NULL, "svmd did not say which domain range %" PRIu64 " is of.",
                                   id);
-        if (streq(p.domain, SVMD_DOMAIN_SVM) && !p.has_svm)
+        if (streq(p->domain, SVMD_DOMAIN_SVM) && !p->has_svm)
                 return error_setf(error, -EBADMSG, NULL,
                                   "svmd did not report the SVM attributes of svm range %" PRIu64 ".", id);
+        return 0;
+}
+
+int range_get_svm(svmd_client *c, uint64_t id, char *domain, size_t domain_size, bool *ret_is_svm,
+                  svmd_svm_state *ret, svmd_error *error) {
+        RangeProperties p = {
+                .svm = { .preferred = SVMD_SVM_LOCATION_NONE, .prefetch = SVMD_SVM_LOCATION_NONE },
+        };
+        int r;
+
+        r = range_get_properties(c, id, &p, error);
+        if (r < 0)
+                return r;
         if (domain)
                 copy_string(domain, domain_size, p.domain);
         *ret_is_svm = streq(p.domain, SVMD_DOMAIN_SVM);
         if (ret && *ret_is_svm)
                 *ret = p.svm;
+        return 0;
+}
+
+_public_ int svmd_get_range(svmd_client *c, uint64_t id, svmd_range_info *ret, svmd_holder **ret_holders,
+                            size_t *ret_n_holders, svmd_error *error) {
+        svmd_range_info info = { .range = { .owner_uid = UINT32_MAX } };
+        RangeProperties p = {
+                .svm = { .preferred = SVMD_SVM_LOCATION_NONE, .prefetch = SVMD_SVM_LOCATION_NONE },
+                .info = &info,
+        };
+        int r;
+
+        if (!c || !ret || (ret_holders && !ret_n_holders))
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = range_get_properties(c, id, &p, error);
+        if (r < 0) {
+                free(p.holders);
+                return r;
+        }
+        copy_string(info.range.domain, sizeof(info.range.domain), p.domain);
+        info.n_holders = (uint32_t) p.n_holders;
+        if (p.has_svm)
+                info.svm = p.svm;
+        *ret = info;
+        if (ret_holders) {
+                *ret_holders = TAKE_PTR(p.holders);
+                *ret_n_holders = info.n_holders;
+        }
+        free(p.holders);
         return 0;
 }
 
@@ -936,6 +1075,9 @@ _public_ int svmd_export(svmd_client *c, uint64_t id, int *ret_fd, uint64_t *ret
         return 0;
 }
 
+/* The longest cgroup prefix svmd takes in a grant (as in svmd.conf(5)'s "match"). */
+#define GRANT_CGROUP_MAX 1024U
+
 _public_ int svmd_share(svmd_client *c, uint64_t id, const svmd_grant *g, char **ret_token, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         const char *token;
@@ -943,6 +1085,11 @@ _public_ int svmd_share(svmd_client *c, uint64_t id, const svmd_grant *g, char *
 
         if (!c || !ret_token)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        /* As svmd.conf(5) has quota rules match cgroups: an absolute path prefix. */
+        if (g && g->cgroup && (g->cgroup[0] != '/' || strlen(g->cgroup) > GRANT_CGROUP_MAX))
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+                                  "The cgroup of a grant must be an absolute cgroup path prefix of at most %u "
+                                  "characters, like \"/machine.slice/\".", GRANT_CGROUP_MAX);
         r = client_new_call(c, true, "Share", &m, error);
         if (r < 0)
                 return r;

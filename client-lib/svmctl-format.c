@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "macro.h"
 #include "size-util.h"
@@ -293,4 +294,127 @@ int json_print(json_t *v) {
                 return -EIO;
         putchar('\n');
         return 0;
+}
+
+/* "1h30m": the sum of NUMBER UNIT pairs, in µs. */
+static int parse_duration(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *unit;
+                uint64_t usec;
+        } units[] = {
+                /* Longest first: "min" before "m", "ms" is not a unit here. */
+                { "min", 60 * USEC_PER_SEC }, { "s", USEC_PER_SEC }, { "m", 60 * USEC_PER_SEC },
+                { "h", 3600 * USEC_PER_SEC }, { "d", 86400 * USEC_PER_SEC }, { "w", 7 * 86400 * USEC_PER_SEC },
+        };
+        uint64_t total = 0;
+
+        if (!*s)
+                return -EINVAL;
+        while (*s) {
+                unsigned long long v;
+                char *end;
+                size_t i;
+
+                if (*s < '0' || *s > '9')
+                        return -EINVAL;
+                errno = 0;
+                v = strtoull(s, &end, 10);
+                if (errno != 0 || end == s)
+                        return -EINVAL;
+                for (i = 0; i < ELEMENTSOF(units); i++)
+                        if (strncmp(end, units[i].unit, strlen(units[i].unit)) == 0)
+                                break;
+                if (i == ELEMENTSOF(units))
+                        return -EINVAL; /* a bare number is ambiguous: seconds? µs? */
+                if (v > UINT64_MAX / units[i].usec || total > UINT64_MAX - v * units[i].usec)
+                        return -ERANGE;
+                total += v * units[i].usec;
+                s = end + strlen(units[i].unit);
+        }
+        *ret = total;
+        return 0;
+}
+
+/* ISO 8601 "2026-12-06T10:00[:00][Z|+01:00]" (a space for the T too); without a zone, local time. */
+static int parse_iso8601(const char *s, uint64_t *ret) {
+        struct tm tm = {};
+        const char *p;
+        time_t t;
+        long offset = 0;
+        bool utc = false;
+
+        p = strptime(s, "%Y-%m-%d", &tm);
+        if (!p || (*p != 'T' && *p != ' '))
+                return -EINVAL;
+        s = p + 1;
+        p = strptime(s, "%H:%M:%S", &tm);
+        if (!p)
+                p = strptime(s, "%H:%M", &tm);
+        if (!p)
+                return -EINVAL;
+        if (*p == 'Z') {
+                utc = true;
+                p++;
+        } else if (*p == '+' || *p == '-') {
+                unsigned hh, mm;
+                int n = 0;
+
+                if (sscanf(p + 1, "%2u:%2u%n", &hh, &mm, &n) != 2 || n != 5 || hh > 23 || mm > 59)
+                        return -EINVAL;
+                offset = (*p == '-' ? -1 : 1) * (long) (hh * 3600 + mm * 60);
+                utc = true;
+                p += 1 + n;
+        }
+        if (*p)
+                return -EINVAL;
+        if (utc)
+                t = timegm(&tm) - offset;
+        else {
+                tm.tm_isdst = -1;
+                t = mktime(&tm);
+        }
+        if (t < 0)
+                return -EINVAL;
+        *ret = (uint64_t) t * USEC_PER_SEC;
+        return 0;
+}
+
+int parse_expiry(const char *s, uint64_t now_usec, uint64_t *ret) {
+        uint64_t v;
+        int r;
+
+        if (!s || !*s)
+                return -EINVAL;
+        if (s[0] == '@') {
+                /* Seconds since the epoch, as date(1) writes them. */
+                char *end;
+                unsigned long long secs;
+
+                if (s[1] < '0' || s[1] > '9')
+                        return -EINVAL;
+                errno = 0;
+                secs = strtoull(s + 1, &end, 10);
+                if (errno != 0 || *end || secs > UINT64_MAX / USEC_PER_SEC)
+                        return -EINVAL;
+                *ret = secs * USEC_PER_SEC;
+                return 0;
+        }
+        if (strchr(s, '-'))
+                return parse_iso8601(s, ret);
+        r = parse_duration(s[0] == '+' ? s + 1 : s, &v);
+        if (r < 0)
+                return r;
+        if (v == 0 || v > UINT64_MAX - now_usec)
+                return -EINVAL;
+        *ret = now_usec + v;
+        return 0;
+}
+
+char *format_time(char *buf, size_t size, uint64_t usec) {
+        time_t t = (time_t) (usec / USEC_PER_SEC);
+        struct tm tm;
+
+        if (!localtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                snprintf(buf, size, "@%" PRIu64, usec / USEC_PER_SEC);
+        return buf;
 }

@@ -28,6 +28,9 @@ enum {
         EXIT_UNREACHABLE = 9,   /* svmd or the bus cannot be reached */
 };
 
+/* The error name of a bad command line in --json errors (svmctl(1)). */
+#define SVMCTL_ERROR_USAGE "svmctl.Error.Usage"
+
 int exit_code_from_errno(int r);
 
 /* "0x3a1f,4711" → ids (malloc()ed). -EINVAL on a bad or empty list, -E2BIG past 64. */
@@ -50,6 +53,17 @@ static inline void strv_freep(char ***l) {
 int parse_svm_location(const char *s, bool allow_none, uint32_t *ret);
 /* "system", "none" or "0x3a1f". */
 const char *format_svm_location(char *buf, size_t size, uint32_t loc);
+
+#define USEC_PER_SEC UINT64_C(1000000)
+
+/*
+ * An expiry, as CLOCK_REALTIME µs: a duration from now_usec ("10m", "1h30m", "2d"; units s, m or
+ * min, h, d, w), an ISO 8601 time ("2026-12-06T10:00:00Z", "2026-12-06 10:00" local), or "@SECONDS"
+ * since the epoch. -EINVAL otherwise (a bare number too: it says no unit).
+ */
+int parse_expiry(const char *s, uint64_t now_usec, uint64_t *ret);
+/* "2026-12-06 10:00:00 UTC", local time. */
+char *format_time(char *buf, size_t size, uint64_t usec);
 
 json_t *json_u32_array(const uint32_t *ids, size_t n);
 json_t *json_flags(uint64_t flags);

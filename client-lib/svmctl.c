@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -43,28 +44,48 @@ static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint
 
 /* ---- shared helpers ---- */
 
+/*
+ * With --json a failure is also one JSON document on stdout, {"error": {"name", "message",
+ * "exit_code"}}, so scripts need not read stderr; stderr keeps the sentence for people.
+ */
+static void json_error(const char *name, const char *message, int exit_code) {
+        if (arg_json)
+                (void) json_print(json_pack("{s:{s:s?,s:s,s:i}}", "error", "name", name, "message", message,
+                                            "exit_code", exit_code));
+}
+
 static int usage_error(const char *verb, const char *format, ...) _printf_(2, 3);
 static int usage_error(const char *verb, const char *format, ...) {
+        _cleanup_free_ char *message = NULL;
         va_list ap;
 
-        fputs("svmctl: ", stderr);
         va_start(ap, format);
-        vfprintf(stderr, format, ap);
+        if (vasprintf(&message, format, ap) < 0)
+                message = NULL;
         va_end(ap);
-        fprintf(stderr, "\nTry 'svmctl %s%s--help'.\n", strempty(verb), verb ? " " : "");
+        fprintf(stderr, "svmctl: %s\nTry 'svmctl %s%s--help'.\n", strna(message), strempty(verb),
+                verb ? " " : "");
+        json_error(SVMCTL_ERROR_USAGE, strna(message), EXIT_USAGE);
         return -EINVAL;
+}
+
+/* Report a failed call once, as exit code; what says what failed. */
+static int report_code(int r, svmd_error *e, const char *what, int exit_code) {
+        _cleanup_free_ char *message = NULL;
+
+        if (asprintf(&message, "%s: %s", what, e->message && *e->message ? e->message : strerror(-r)) < 0)
+                message = NULL;
+        fprintf(stderr, "svmctl: %s\n", strna(message));
+        if (e->name && arg_json)
+                fprintf(stderr, "svmctl: error name: %s\n", e->name);
+        json_error(e->name, strna(message), exit_code);
+        svmd_error_free(e);
+        return r;
 }
 
 /* Report a failed call once; the exit code follows from r. */
 static int report(int r, svmd_error *e, const char *what) {
-        if (e->message && *e->message)
-                fprintf(stderr, "svmctl: %s: %s\n", what, e->message);
-        else
-                fprintf(stderr, "svmctl: %s: %s\n", what, strerror(-r));
-        if (e->name && arg_json)
-                fprintf(stderr, "svmctl: error name: %s\n", e->name);
-        svmd_error_free(e);
-        return r;
+        return report_code(r, e, what, exit_code_from_errno(r));
 }
 
 static int connect_client(void) {
@@ -73,7 +94,7 @@ static int connect_client(void) {
 
         r = svmd_client_new(&client, arg_address, NULL, arg_direct ? SVMD_CLIENT_DIRECT_ONLY : 0, &e);
         if (r < 0) {
-                report(r, &e, "cannot connect to svmd");
+                report_code(r, &e, "cannot connect to svmd", EXIT_UNREACHABLE);
                 return -ECONNREFUSED;
         }
         return 0;
@@ -101,6 +122,15 @@ static bool want_help(int argc, char *argv[]) {
                         return true;
         }
         return false;
+}
+
+/* Keep the connection, and with it what it holds, until this process ends (a signal, or a crash):
+ * what a client's lifetime means to svmd. */
+static _noreturn_ void hold_until_terminated(void) {
+        printf("Holding it until svmctl is terminated.\n");
+        fflush(stdout);
+        for (;;)
+                pause();
 }
 
 enum {
@@ -131,6 +161,20 @@ enum {
         OPT_SVM_FLAGS,
         OPT_SVM_GRANULARITY,
 };
+
+/* --dry-run and --request-id, of every command that changes ranges: 1 if c is one of them. */
+static int change_options_parse(svmd_change_options *o, int c, const char *arg) {
+        switch (c) {
+        case OPT_DRY_RUN:
+                o->dry_run = true;
+                return 1;
+        case OPT_REQUEST_ID:
+                o->request_id = arg;
+                return 1;
+        default:
+                return 0;
+        }
+}
 
 /* The SVM attribute options of alloc --domain svm and set-attr. */
 #define SVM_OPTIONS                                                                     \
@@ -399,52 +443,45 @@ static bool is_svm_range(const svmd_range *rg) {
         return streq(rg->domain, "svm");
 }
 
-typedef struct SvmStates {
+/* What ListRanges does not say of each listed range: its object's properties. */
+typedef struct RangeDetails {
         size_t n;
-        svmd_svm_state *states; /* one per svm range, in list order */
+        svmd_range_info *info;  /* one per listed range, in list order */
         bool *found;            /* false: freed since it was listed */
-} SvmStates;
+        size_t n_svm;           /* svm ranges found */
+} RangeDetails;
 
-static void svm_states_done(SvmStates *s) {
-        free(s->states);
-        free(s->found);
-        *s = (SvmStates) {};
+static void range_details_done(RangeDetails *d) {
+        free(d->info);
+        free(d->found);
+        *d = (RangeDetails) {};
 }
 
-/* The SVM attributes of the svm ranges among ranges[0..n). */
-static int fetch_svm_states(const svmd_range *ranges, size_t n, SvmStates *ret) {
+static int fetch_range_details(const svmd_range *ranges, size_t n, RangeDetails *ret) {
         svmd_error e = SVMD_ERROR_NULL;
-        SvmStates s = {};
-        size_t k = 0;
+        RangeDetails d = { .n = n };
 
-        for (size_t i = 0; i < n; i++)
-                s.n += is_svm_range(&ranges[i]);
-        if (s.n == 0) {
-                *ret = s;
-                return 0;
-        }
-        s.states = calloc(s.n, sizeof(svmd_svm_state));
-        s.found = calloc(s.n, sizeof(bool));
-        if (!s.states || !s.found) {
-                svm_states_done(&s);
+        d.info = calloc(n ?: 1, sizeof(svmd_range_info));
+        d.found = calloc(n ?: 1, sizeof(bool));
+        if (!d.info || !d.found) {
+                range_details_done(&d);
                 return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
                 int r;
 
-                if (!is_svm_range(&ranges[i]))
-                        continue;
-                r = svmd_get_svm_attributes(client, ranges[i].id, &s.states[k], &e);
+                r = svmd_get_range(client, ranges[i].id, &d.info[i], NULL, NULL, &e);
                 if (r == -ENOENT)
-                        svmd_error_free(&e); /* freed meanwhile: listed without attributes */
+                        svmd_error_free(&e); /* freed meanwhile: listed without details */
                 else if (r < 0) {
-                        svm_states_done(&s);
-                        return report(r, &e, "reading SVM attributes failed");
-                } else
-                        s.found[k] = true;
-                k++;
+                        range_details_done(&d);
+                        return report(r, &e, "reading a range failed");
+                } else {
+                        d.found[i] = true;
+                        d.n_svm += is_svm_range(&ranges[i]);
+                }
         }
-        *ret = s;
+        *ret = d;
         return 0;
 }
 
@@ -457,7 +494,7 @@ static json_t *json_range_object(const svmd_range *rg) {
 }
 
 /* The SVM attributes of the svm ranges, below the ranges table. */
-static int print_svm_table(const svmd_range *ranges, size_t n, const SvmStates *svm) {
+static int print_svm_table(const svmd_range *ranges, size_t n, const RangeDetails *d) {
         Table *t = NULL;
         int r;
 
@@ -465,14 +502,14 @@ static int print_svm_table(const svmd_range *ranges, size_t n, const SvmStates *
                                                   "ACCESS", "IN PLACE", NULL });
         if (r < 0)
                 return r;
-        for (size_t i = 0, k = 0; r >= 0 && i < n; i++) {
+        for (size_t i = 0; r >= 0 && i < n; i++) {
                 _cleanup_free_ char *access = NULL, *in_place = NULL;
                 char id[24], pref[16], pf[16], gran[16];
                 const svmd_svm_state *st;
 
-                if (!is_svm_range(&ranges[i]) || !svm->found[k++])
+                if (!is_svm_range(&ranges[i]) || !d->found[i])
                         continue;
-                st = &svm->states[k - 1];
+                st = &d->info[i].svm;
                 access = format_gpu_list(st->access, st->n_access);
                 in_place = format_gpu_list(st->access_in_place, st->n_access_in_place);
 
@@ -501,7 +538,7 @@ static int verb_ranges(int argc, char *argv[]) {
         };
         _cleanup_free_ svmd_range *ranges = NULL;
         svmd_range_filter f = {};
-        _cleanup_(svm_states_done) SvmStates svm = {};
+        _cleanup_(range_details_done) RangeDetails details = {};
         Table *t = NULL;
         size_t n;
         int c, r;
@@ -533,47 +570,139 @@ static int verb_ranges(int argc, char *argv[]) {
         r = list_all_ranges(&f, &ranges, &n, false);
         if (r < 0)
                 return r;
-        r = fetch_svm_states(ranges, n, &svm);
+        r = fetch_range_details(ranges, n, &details);
         if (r < 0)
                 return r;
 
         if (arg_json) {
                 json_t *a = json_array();
 
-                for (size_t i = 0, k = 0; i < n; i++) {
+                for (size_t i = 0; i < n; i++) {
                         json_t *o = json_range_object(&ranges[i]);
 
-                        if (is_svm_range(&ranges[i]) && svm.found[k++] && o)
-                                json_object_set_new(o, "svm", json_svm_state(&svm.states[k - 1]));
+                        if (o && details.found[i]) {
+                                json_object_set_new(o, "persistent", json_boolean(details.info[i].persistent));
+                                json_object_set_new(o, "holders", json_integer(details.info[i].n_holders));
+                                json_object_set_new(o, "detached", json_boolean(details.info[i].detached));
+                                if (is_svm_range(&ranges[i]))
+                                        json_object_set_new(o, "svm", json_svm_state(&details.info[i].svm));
+                        }
                         json_array_append_new(a, o);
                 }
                 return json_print(json_pack("{s:o}", "ranges", a));
         }
 
         r = table_new(&t, (const char *const[]) { ">ID", "VA", ">SIZE", "DOMAIN", "HOME", "MAPPED", "FLAGS",
-                                                  ">OWNER", "STATE", "LABEL", NULL });
+                                                  ">OWNER", "STATE", "PERSISTENT", ">HOLDERS", "LABEL", NULL });
         if (r < 0)
                 return r;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 _cleanup_free_ char *mapped = format_gpu_list(ranges[i].mapped, ranges[i].n_mapped);
                 _cleanup_free_ char *flags = format_flags(ranges[i].flags);
-                char id[24], va[24], home[16], owner[16];
+                char id[24], va[24], home[16], owner[16], holders[16] = "-";
+                const char *state = ranges[i].state, *persistent = "-";
 
                 snprintf(id, sizeof(id), "%" PRIu64, ranges[i].id);
                 snprintf(va, sizeof(va), "0x%" PRIx64, ranges[i].va);
                 snprintf(home, sizeof(home), "0x%x", ranges[i].home_gpu);
                 snprintf(owner, sizeof(owner), "%" PRIu32, ranges[i].owner_uid);
+                if (details.found[i]) {
+                        persistent = details.info[i].persistent ? "yes" : "no";
+                        snprintf(holders, sizeof(holders), "%" PRIu32, details.info[i].n_holders);
+                        /* A degraded range says so first: that is what needs attention. */
+                        if (details.info[i].detached && streq(state, "active"))
+                                state = "detached";
+                }
                 r = table_add_row(t, (const char *const[]) { id, va, FORMAT_BYTES(ranges[i].size),
                                                              ranges[i].domain, home, mapped, flags, owner,
-                                                             ranges[i].state,
+                                                             state, persistent, holders,
                                                              ranges[i].label[0] ? ranges[i].label : "-" });
         }
         if (r >= 0)
                 r = table_print(t, "No ranges.");
         table_free(t);
-        if (r >= 0 && svm.n > 0)
-                r = print_svm_table(ranges, n, &svm);
+        if (r >= 0 && details.n_svm > 0)
+                r = print_svm_table(ranges, n, &details);
         return r;
+}
+
+/* ---- show ---- */
+
+static int verb_show(int argc, char *argv[]) {
+        _cleanup_free_ svmd_token_info *tokens = NULL;
+        _cleanup_free_ svmd_holder *holders = NULL;
+        _cleanup_free_ char *mapped = NULL, *flags = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_range_info info;
+        const svmd_range *rg = &info.range;
+        size_t n_holders = 0, n_tokens = 0;
+        bool has_tokens;
+        uint64_t id = 0;
+        int r;
+
+        r = read_id_arg("show", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("show", "unexpected argument '%s'", argv[2]);
+        r = svmd_get_range(client, id, &info, &holders, &n_holders, &e);
+        if (r < 0)
+                return report(r, &e, "reading the range failed");
+        /* Its tokens are for its owner and administrators; a holder sees the range without them. */
+        r = svmd_list_tokens(client, id, &tokens, &n_tokens, &e);
+        has_tokens = r >= 0;
+        if (r < 0)
+                svmd_error_free(&e);
+
+        if (arg_json) {
+                json_t *o = json_range_object(rg), *h = json_array();
+
+                for (size_t i = 0; h && i < n_holders; i++)
+                        json_array_append_new(h, json_pack("{s:I,s:s}", "uid", (json_int_t) holders[i].uid, "unit",
+                                                           holders[i].unit));
+                if (o) {
+                        json_object_set_new(o, "owner_unit", json_string(info.owner_unit));
+                        json_object_set_new(o, "persistent", json_boolean(info.persistent));
+                        json_object_set_new(o, "detached", json_boolean(info.detached));
+                        json_object_set_new(o, "holders", h);
+                        json_object_set_new(o, "tokens", has_tokens ? json_integer((json_int_t) n_tokens) : json_null());
+                        if (is_svm_range(rg))
+                                json_object_set_new(o, "svm", json_svm_state(&info.svm));
+                }
+                return json_print(o);
+        }
+
+        /* Key=value lines, like systemctl show. */
+        mapped = format_gpu_list(rg->mapped, rg->n_mapped);
+        flags = format_flags(rg->flags);
+        printf("Id=%" PRIu64 "\nVa=0x%" PRIx64 "\nSize=%" PRIu64 "\nDomain=%s\nHomeGpu=0x%x\nMappedGpus=%s\n"
+               "Flags=%s\nLabel=%s\nState=%s\nPersistent=%s\nDetached=%s\n",
+               rg->id, rg->va, rg->size, rg->domain, rg->home_gpu, strna(mapped), strna(flags), rg->label,
+               rg->state, info.persistent ? "yes" : "no", info.detached ? "yes" : "no");
+        if (rg->owner_uid == UINT32_MAX)
+                printf("Owner=\n");
+        else
+                printf("Owner=%" PRIu32 "%s%s\n", rg->owner_uid, info.owner_unit[0] ? " " : "", info.owner_unit);
+        printf("Holders=");
+        for (size_t i = 0; i < n_holders; i++)
+                printf("%s%" PRIu32 "%s%s", i > 0 ? " " : "", holders[i].uid, holders[i].unit[0] ? ":" : "",
+                       holders[i].unit);
+        putchar('\n');
+        if (has_tokens)
+                printf("Tokens=%zu\n", n_tokens);
+        if (is_svm_range(rg)) {
+                _cleanup_free_ char *access = format_gpu_list(info.svm.access, info.svm.n_access);
+                _cleanup_free_ char *in_place = format_gpu_list(info.svm.access_in_place,
+                                                                info.svm.n_access_in_place);
+                char pref[16], pf[16];
+
+                printf("SvmPreferred=%s\nSvmPrefetch=%s\nSvmFlags=%s\nSvmGranularity=%" PRIu32
+                       "\nSvmAccess=%s\nSvmAccessInPlace=%s\n",
+                       format_svm_location(pref, sizeof(pref), info.svm.preferred),
+                       format_svm_location(pf, sizeof(pf), info.svm.prefetch), info.svm.flag_names,
+                       info.svm.granularity, strna(access), strna(in_place));
+        }
+        return 0;
 }
 
 /* ---- alloc ---- */
@@ -600,6 +729,8 @@ static int verb_alloc(int argc, char *argv[]) {
         bool hold = false;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_allocation a = {};
+        svmd_range_info info;
+        svmd_range *done = &info.range;
         const char *domain = "vram";
         char where[48] = "";
         uint64_t size;
@@ -679,25 +810,47 @@ static int verb_alloc(int argc, char *argv[]) {
         if (r < 0)
                 return report(r, &e, "allocation failed");
 
-        if (arg_json) {
-                json_t *j = json_pack("{s:I,s:I,s:o,s:I,s:s,s:I,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
-                                      (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) size,
-                                      "domain", domain, "gpu", (json_int_t) gpu, "mapped_gpus",
-                                      json_u32_array(map, o.n_map), "persistent", o.persistent, "dry_run",
-                                      o.dry_run);
+        /*
+         * Say what svmd did, not what was asked: the range's home GPU (svmd picks one for gtt, host
+         * and svm), and for a retried request id the range the first request made.
+         */
+        info = (svmd_range_info) {
+                .range = { .id = a.id, .va = a.va, .size = size, .home_gpu = gpu },
+                .persistent = o.persistent,
+        };
+        snprintf(done->domain, sizeof(done->domain), "%s", domain);
+        if (!o.dry_run) {
+                r = svmd_get_range(client, a.id, &info, NULL, NULL, &e);
+                if (r < 0)
+                        return report(r, &e, "reading the allocated range failed");
+        }
 
-                /* svm: the attributes asked for (svmctl ranges shows what the range has). */
+        if (arg_json) {
+                json_t *j = json_pack("{s:I,s:I,s:o,s:I,s:s,s:o,s:o,s:b,s:b}", "id", (json_int_t) a.id, "va",
+                                      (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) done->size,
+                                      "domain", done->domain, "gpu",
+                                      o.dry_run && !has_gpu ? json_null() : json_integer(done->home_gpu),
+                                      "mapped_gpus",
+                                      o.dry_run ? json_u32_array(map, o.n_map)
+                                                : json_u32_array(done->mapped, done->n_mapped),
+                                      "persistent", info.persistent, "dry_run", o.dry_run);
+
+                /* svm: the attributes asked for (svmctl show ID has what the range has). */
                 if (j && is_svm)
                         json_object_set_new(j, "svm", json_svm_attributes(&svm.attrs));
                 return json_print(j);
         }
-        if (!is_svm)
-                snprintf(where, sizeof(where), " on GPU 0x%x", gpu);
-        else {
-                /* --gpu is the preferred location of an svm range, unless --svm-preferred says otherwise. */
-                uint32_t pref = (svm.attrs.set & SVMD_SVM_SET_PREFERRED) ? svm.attrs.preferred
-                                : gpu != 0                                ? gpu
-                                                                          : SVMD_SVM_LOCATION_NONE;
+        if (!is_svm) {
+                /* A dry run of gtt or host without --gpu: svmd picks the home GPU when it allocates. */
+                if (!o.dry_run || has_gpu)
+                        snprintf(where, sizeof(where), " on GPU 0x%x", done->home_gpu);
+        } else {
+                /* --gpu is the preferred location of an svm range, unless --svm-preferred says otherwise;
+                 * once allocated, the range's own. */
+                uint32_t pref = !o.dry_run                                 ? info.svm.preferred
+                                : (svm.attrs.set & SVMD_SVM_SET_PREFERRED) ? svm.attrs.preferred
+                                : gpu != 0                                 ? gpu
+                                                                           : SVMD_SVM_LOCATION_NONE;
 
                 if (pref == SVMD_SVM_LOCATION_SYSTEM)
                         snprintf(where, sizeof(where), " preferring system memory");
@@ -708,17 +861,11 @@ static int verb_alloc(int argc, char *argv[]) {
                 printf("Dry run: %s of %s%s can be allocated.\n", FORMAT_BYTES(size), domain, where);
                 return 0;
         }
-        printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(size), domain,
-               where, a.va);
-        if (hold) {
-                /* Keep the connection, and with it the range, until this process ends (a signal,
-                 * or a crash): what a client's lifetime means to svmd. */
-                printf("Holding it until svmctl is terminated.\n");
-                fflush(stdout);
-                for (;;)
-                        pause();
-        }
-        if (!o.persistent)
+        printf("Allocated range %" PRIu64 ": %s of %s%s at 0x%" PRIx64 ".\n", a.id, FORMAT_BYTES(done->size),
+               done->domain, where, a.va);
+        if (hold)
+                hold_until_terminated();
+        if (!info.persistent)
                 fprintf(stderr, "Note: range %" PRIu64 " is not persistent: svmd frees it when svmctl disconnects; "
                         "use --persistent to keep it, or --hold to keep svmctl running.\n", a.id);
         return 0;
@@ -739,21 +886,15 @@ static int verb_set_attr(int argc, char *argv[]) {
         uint64_t id = 0;
         int c, r;
 
-        while ((c = verb_getopt(argc, argv, options)) >= 0)
-                switch (c) {
-                case OPT_DRY_RUN:
-                        o.dry_run = true;
-                        break;
-                case OPT_REQUEST_ID:
-                        o.request_id = optarg;
-                        break;
-                default:
-                        r = svm_args_parse(&svm, "set-attr", c, optarg);
-                        if (r < 0)
-                                return r;
-                        if (r == 0)
-                                return usage_error("set-attr", "unknown option '%s'", argv[optind - 1]);
-                }
+        while ((c = verb_getopt(argc, argv, options)) >= 0) {
+                if (change_options_parse(&o, c, optarg) > 0)
+                        continue;
+                r = svm_args_parse(&svm, "set-attr", c, optarg);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return usage_error("set-attr", "unknown option '%s'", argv[optind - 1]);
+        }
         r = read_id_arg("set-attr", argc, argv, optind, &id);
         if (r < 0)
                 return r;
@@ -775,6 +916,317 @@ static int verb_set_attr(int argc, char *argv[]) {
         return 0;
 }
 
+/* ---- commit ---- */
+
+/* What one operation of a commit file points to: freed with it. */
+typedef struct CommitArgs {
+        uint32_t *gpus;
+        char **flags;
+        SvmArgs svm;
+} CommitArgs;
+
+static void commit_args_done(CommitArgs *a) {
+        free(a->gpus);
+        strv_free(a->flags);
+        svm_args_done(&a->svm);
+}
+
+static int commit_error(size_t i, const char *format, ...) _printf_(2, 3);
+static int commit_error(size_t i, const char *format, ...) {
+        _cleanup_free_ char *s = NULL;
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(&s, format, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        return usage_error("commit", "operation %zu: %s", i, strna(s));
+}
+
+/* A GPU id, a size or a count: a JSON number, or a string as on the command line ("0x3a1f", "4G"). */
+static int json_u64(json_t *v, bool size, uint64_t *ret) {
+        uint32_t u;
+
+        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+                *ret = (uint64_t) json_integer_value(v);
+                return 0;
+        }
+        if (!json_is_string(v))
+                return -EINVAL;
+        if (size)
+                return parse_size(json_string_value(v), ret);
+        if (parse_u32(json_string_value(v), &u) < 0)
+                return -EINVAL;
+        *ret = u;
+        return 0;
+}
+
+static int json_gpu(json_t *v, uint32_t *ret) {
+        uint64_t u;
+
+        if (json_u64(v, false, &u) < 0 || u > UINT32_MAX)
+                return -EINVAL;
+        *ret = (uint32_t) u;
+        return 0;
+}
+
+static int json_gpu_list(json_t *v, uint32_t **ret, size_t *ret_n) {
+        size_t i;
+        json_t *x;
+
+        if (!json_is_array(v))
+                return -EINVAL;
+        free(*ret);
+        *ret = calloc(json_array_size(v) ?: 1, sizeof(uint32_t));
+        if (!*ret)
+                return -ENOMEM;
+        json_array_foreach(v, i, x)
+                if (json_gpu(x, &(*ret)[i]) < 0)
+                        return -EINVAL;
+        *ret_n = json_array_size(v);
+        return 0;
+}
+
+static int json_strv(json_t *v, char ***ret) {
+        size_t i;
+        json_t *x;
+
+        if (!json_is_array(v))
+                return -EINVAL;
+        *ret = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!*ret)
+                return -ENOMEM;
+        json_array_foreach(v, i, x) {
+                if (!json_is_string(x))
+                        return -EINVAL;
+                (*ret)[i] = strdup(json_string_value(x));
+                if (!(*ret)[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* "svm": {"preferred", "prefetch", "flags", "granularity", "access", "access-in-place", "no-access"}. */
+static int parse_commit_svm(size_t i, json_t *o, SvmArgs *a) {
+        svmd_svm_attributes *s = &a->attrs;
+        const char *key;
+        json_t *v;
+
+        if (!json_is_object(o))
+                return commit_error(i, "\"svm\" must be an object");
+        json_object_foreach(o, key, v) {
+                int r = 0;
+
+                if (streq(key, "preferred") || streq(key, "prefetch")) {
+                        bool pref = streq(key, "preferred");
+                        uint32_t *loc = pref ? &s->preferred : &s->prefetch;
+
+                        if (json_is_string(v))
+                                r = parse_svm_location(json_string_value(v), pref, loc);
+                        else
+                                r = json_gpu(v, loc);
+                        s->set |= pref ? SVMD_SVM_SET_PREFERRED : SVMD_SVM_SET_PREFETCH;
+                } else if (streq(key, "flags")) {
+                        r = json_strv(v, &a->flags);
+                        s->flags = (const char *const *) a->flags;
+                        s->set |= SVMD_SVM_SET_FLAGS;
+                } else if (streq(key, "granularity")) {
+                        uint64_t g;
+
+                        r = json_u64(v, false, &g);
+                        if (r >= 0 && g > SVMD_SVM_GRANULARITY_MAX)
+                                r = -EINVAL;
+                        s->granularity = (uint32_t) g;
+                        s->set |= SVMD_SVM_SET_GRANULARITY;
+                } else if (streq(key, "access")) {
+                        r = json_gpu_list(v, &a->access, &s->n_access);
+                        s->access = a->access;
+                } else if (streq(key, "access-in-place")) {
+                        r = json_gpu_list(v, &a->access_in_place, &s->n_access_in_place);
+                        s->access_in_place = a->access_in_place;
+                } else if (streq(key, "no-access")) {
+                        r = json_gpu_list(v, &a->no_access, &s->n_no_access);
+                        s->no_access = a->no_access;
+                } else
+                        return commit_error(i, "unknown key \"svm.%s\"", key);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return commit_error(i, "invalid \"svm.%s\"", key);
+                a->any = true;
+        }
+        return 0;
+}
+
+static const char *const commit_op_names[] = {
+        [SVMD_OP_ALLOCATE] = "allocate",
+        [SVMD_OP_MAP] = "map",
+        [SVMD_OP_UNMAP] = "unmap",
+        [SVMD_OP_FREE] = "free",
+        [SVMD_OP_SET_ATTRIBUTES] = "set-attributes",
+};
+
+/* One operation of a commit file into op (its arrays in a). */
+static int parse_commit_op(size_t i, json_t *o, svmd_op *op, CommitArgs *a) {
+        const char *key, *name;
+        bool has_kind = false, has_range = false;
+        json_t *v;
+
+        if (!json_is_object(o))
+                return commit_error(i, "not an object");
+        name = json_string_value(json_object_get(o, "op"));
+        for (size_t k = 0; name && k < ELEMENTSOF(commit_op_names); k++)
+                if (commit_op_names[k] && streq(commit_op_names[k], name)) {
+                        op->kind = (svmd_op_kind) k;
+                        has_kind = true;
+                }
+        if (!has_kind)
+                return commit_error(i, "\"op\" must be allocate, map, unmap, free or set-attributes");
+        if (op->kind == SVMD_OP_ALLOCATE)
+                op->domain = "vram";
+
+        json_object_foreach(o, key, v) {
+                bool alloc = op->kind == SVMD_OP_ALLOCATE;
+                int r = 0;
+
+                if (streq(key, "op"))
+                        continue;
+                if (!alloc && (streq(key, "id") || streq(key, "ref"))) {
+                        uint64_t u;
+
+                        r = json_u64(v, false, &u);
+                        if (streq(key, "ref")) {
+                                if (r >= 0 && u >= i)
+                                        return commit_error(i, "\"ref\" must name an earlier allocate");
+                                op->by_ref = true;
+                                op->ref = (uint32_t) u;
+                        } else
+                                op->id = u;
+                        if (has_range)
+                                return commit_error(i, "give \"id\" or \"ref\", not both");
+                        has_range = true;
+                } else if ((op->kind == SVMD_OP_MAP || op->kind == SVMD_OP_UNMAP) && streq(key, "gpus"))
+                        r = json_gpu_list(v, &a->gpus, &op->n_gpus);
+                else if (alloc && streq(key, "map"))
+                        r = json_gpu_list(v, &a->gpus, &op->n_gpus);
+                else if (alloc && streq(key, "size"))
+                        r = json_u64(v, true, &op->size);
+                else if (alloc && streq(key, "alignment"))
+                        r = json_u64(v, true, &op->alignment);
+                else if (alloc && streq(key, "gpu"))
+                        r = json_gpu(v, &op->gpu_id);
+                else if (alloc && streq(key, "domain")) {
+                        op->domain = json_string_value(v);
+                        r = op->domain ? 0 : -EINVAL;
+                } else if (alloc && streq(key, "label")) {
+                        op->label = json_string_value(v);
+                        r = op->label ? 0 : -EINVAL;
+                } else if (alloc && streq(key, "persistent")) {
+                        op->persistent = json_is_true(v);
+                        r = json_is_boolean(v) ? 0 : -EINVAL;
+                } else if (alloc && streq(key, "flags"))
+                        r = json_strv(v, &a->flags);
+                else if ((alloc || op->kind == SVMD_OP_SET_ATTRIBUTES) && streq(key, "svm")) {
+                        r = parse_commit_svm(i, v, &a->svm);
+                        if (r < 0)
+                                return r;
+                } else
+                        return commit_error(i, "\"%s\" takes no \"%s\"", name, key);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return commit_error(i, "invalid \"%s\"", key);
+        }
+        if (op->kind == SVMD_OP_ALLOCATE && op->size == 0)
+                return commit_error(i, "allocate needs a \"size\"");
+        if (op->kind != SVMD_OP_ALLOCATE && !has_range)
+                return commit_error(i, "%s needs the range: \"id\", or \"ref\" to an earlier allocate", name);
+        op->gpus = a->gpus;
+        op->flags = (const char *const *) a->flags;
+        op->svm = a->svm.any ? &a->svm.attrs : NULL;
+        return 0;
+}
+
+static int verb_commit(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "dry-run",    no_argument,       NULL, OPT_DRY_RUN },
+                { "request-id", required_argument, NULL, OPT_REQUEST_ID },
+                {}
+        };
+        _cleanup_free_ svmd_op_result *results = NULL;
+        _cleanup_free_ CommitArgs *args = NULL;
+        _cleanup_free_ svmd_op *ops = NULL;
+        json_auto_t *doc = NULL;
+        svmd_change_options o = {};
+        svmd_error e = SVMD_ERROR_NULL;
+        json_error_t jerr;
+        json_t *list, *x;
+        size_t n, i;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                if (change_options_parse(&o, c, optarg) == 0)
+                        return usage_error("commit", "unknown option '%s'", argv[optind - 1]);
+        if (optind >= argc)
+                return usage_error("commit", "missing FILE (- for stdin)");
+        if (optind + 1 < argc)
+                return usage_error("commit", "unexpected argument '%s'", argv[optind + 1]);
+        doc = streq(argv[optind], "-") ? json_loadf(stdin, 0, &jerr) : json_load_file(argv[optind], 0, &jerr);
+        if (!doc)
+                return usage_error("commit", "%s:%d:%d: %s", streq(argv[optind], "-") ? "stdin" : argv[optind],
+                                   jerr.line, jerr.column, jerr.text);
+        /* The operations, or {"operations": [...]}. */
+        list = json_is_object(doc) ? json_object_get(doc, "operations") : doc;
+        if (!json_is_array(list) || json_array_size(list) == 0)
+                return usage_error("commit", "expected a non-empty array of operations, or {\"operations\": [...]}");
+        n = json_array_size(list);
+        ops = calloc(n, sizeof(svmd_op));
+        args = calloc(n, sizeof(CommitArgs));
+        results = calloc(n, sizeof(svmd_op_result));
+        if (!ops || !args || !results)
+                return -ENOMEM;
+        r = 0;
+        json_array_foreach(list, i, x) {
+                r = parse_commit_op(i, x, &ops[i], &args[i]);
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0) {
+                r = svmd_commit(client, ops, n, &o, results, &e);
+                if (r < 0)
+                        r = report(r, &e, "commit failed");
+        }
+        if (r >= 0 && arg_json) {
+                json_t *a = json_array();
+
+                for (i = 0; i < n; i++) {
+                        json_t *y = json_pack("{s:s,s:I}", "op", commit_op_names[ops[i].kind], "id",
+                                              (json_int_t) results[i].id);
+
+                        if (y && ops[i].kind == SVMD_OP_ALLOCATE) {
+                                json_object_set_new(y, "va", json_integer((json_int_t) results[i].va));
+                                json_object_set_new(y, "va_hex", json_hex(results[i].va));
+                        }
+                        json_array_append_new(a, y);
+                }
+                r = json_print(json_pack("{s:o,s:b}", "results", a, "dry_run", o.dry_run));
+        } else if (r >= 0 && o.dry_run)
+                printf("Dry run: the %zu operation(s) can be committed.\n", n);
+        else if (r >= 0) {
+                printf("Committed %zu operation(s):\n", n);
+                for (i = 0; i < n; i++)
+                        if (ops[i].kind == SVMD_OP_ALLOCATE)
+                                printf("  %zu allocate: range %" PRIu64 " at 0x%" PRIx64 "\n", i, results[i].id,
+                                       results[i].va);
+                        else
+                                printf("  %zu %s: range %" PRIu64 "\n", i, commit_op_names[ops[i].kind],
+                                       results[i].id);
+        }
+        for (i = 0; i < n; i++)
+                commit_args_done(&args[i]);
+        return r;
+}
+
 /* ---- free, map, unmap ---- */
 
 static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint64_t *ret) {
@@ -787,6 +1239,8 @@ static int read_id_arg(const char *verb, int argc, char *argv[], int index, uint
 
 static int verb_free(int argc, char *argv[]) {
         svmd_error e = SVMD_ERROR_NULL;
+        svmd_range_info info;
+        bool detached;
         uint64_t id = 0;
         int r;
 
@@ -798,9 +1252,20 @@ static int verb_free(int argc, char *argv[]) {
         r = svmd_free(client, id, &e);
         if (r < 0)
                 return report(r, &e, "free failed");
+        /* Free succeeds too where holders keep the range: then it lives on, detached from its owner. */
+        r = svmd_get_range(client, id, &info, NULL, NULL, &e);
+        if (r < 0)
+                svmd_error_free(&e); /* gone: freed */
+        detached = r >= 0 && info.detached;
         if (arg_json)
-                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "freed", 1));
-        printf("Freed range %" PRIu64 ".\n", id);
+                return json_print(json_pack("{s:I,s:b,s:b,s:I}", "id", (json_int_t) id, "freed", !detached,
+                                            "detached", detached, "holders",
+                                            (json_int_t) (detached ? info.n_holders : 0)));
+        if (detached)
+                printf("Range %" PRIu64 " is detached: %" PRIu32 " holder(s) keep it, and svmd frees it when the "
+                       "last one releases it (see svmctl show %" PRIu64 ").\n", id, info.n_holders, id);
+        else
+                printf("Freed range %" PRIu64 ".\n", id);
         return 0;
 }
 
@@ -820,16 +1285,8 @@ static int verb_map_unmap(int argc, char *argv[], bool map) {
         int c, r;
 
         while ((c = verb_getopt(argc, argv, map ? options : (const struct option[]) { {} })) >= 0)
-                switch (c) {
-                case OPT_DRY_RUN:
-                        o.dry_run = true;
-                        break;
-                case OPT_REQUEST_ID:
-                        o.request_id = optarg;
-                        break;
-                default:
+                if (change_options_parse(&o, c, optarg) == 0)
                         return usage_error(verb, "unknown option '%s'", argv[optind - 1]);
-                }
         r = read_id_arg(verb, argc, argv, optind, &id);
         if (r < 0)
                 return r;
@@ -933,10 +1390,17 @@ static int verb_share(int argc, char *argv[]) {
                 case OPT_READ_ONLY:
                         g.read_only = true;
                         break;
-                case OPT_EXPIRES:
-                        if (parse_id(optarg, &g.expires_usec) < 0 || g.expires_usec == 0)
-                                return usage_error("share", "invalid expiry '%s' (CLOCK_REALTIME µs)", optarg);
+                case OPT_EXPIRES: {
+                        struct timespec ts;
+
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        if (parse_expiry(optarg, (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000,
+                                         &g.expires_usec) < 0)
+                                return usage_error("share",
+                                                   "invalid expiry '%s' (a duration like 10m, 1h or 2d, an ISO 8601 "
+                                                   "time like 2026-12-06T10:00:00Z, or @SECONDS)", optarg);
                         break;
+                }
                 default:
                         return usage_error("share", "unknown option \'%s\'", argv[optind - 1]);
                 }
@@ -955,26 +1419,68 @@ static int verb_share(int argc, char *argv[]) {
 }
 
 static int verb_attach(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "hold", no_argument, NULL, OPT_HOLD },
+                {}
+        };
         svmd_error e = SVMD_ERROR_NULL;
         svmd_attachment a;
         const char *kind;
-        int r;
+        bool hold = false;
+        int c, r;
 
-        if (argc < 2)
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_HOLD:
+                        hold = true;
+                        break;
+                default:
+                        return usage_error("attach", "unknown option '%s'", argv[optind - 1]);
+                }
+        if (optind >= argc)
                 return usage_error("attach", "missing TOKEN");
-        if (argc > 2)
-                return usage_error("attach", "unexpected argument '%s'", argv[2]);
-        r = svmd_attach(client, argv[1], &a, &e);
+        if (optind + 1 < argc)
+                return usage_error("attach", "unexpected argument '%s'", argv[optind + 1]);
+        r = svmd_attach(client, argv[optind], &a, &e);
         if (r < 0)
                 return report(r, &e, "attach failed");
         kind = fd_kind(a.fd);
         safe_close(a.fd);
+        if (arg_json) {
+                r = json_print(json_pack("{s:I,s:I,s:o,s:I,s:s,s:b}", "id", (json_int_t) a.id, "va",
+                                         (json_int_t) a.va, "va_hex", json_hex(a.va), "size", (json_int_t) a.size,
+                                         "fd_kind", kind, "hold", hold));
+                if (r < 0 || !hold)
+                        return r;
+                fflush(stdout);
+                for (;;)
+                        pause();
+        }
+        printf("Attached range %" PRIu64 ": %s at 0x%" PRIx64 " (%s)", a.id, FORMAT_BYTES(a.size), a.va, kind);
+        if (hold) {
+                printf(".\n");
+                hold_until_terminated();
+        }
+        printf("; the reference ends when svmctl exits (--hold keeps it).\n");
+        return 0;
+}
+
+static int verb_release(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t id = 0;
+        int r;
+
+        r = read_id_arg("release", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("release", "unexpected argument '%s'", argv[2]);
+        r = svmd_release(client, id, &e);
+        if (r < 0)
+                return report(r, &e, "release failed");
         if (arg_json)
-                return json_print(json_pack("{s:I,s:I,s:o,s:I,s:s}", "id", (json_int_t) a.id, "va",
-                                            (json_int_t) a.va, "va_hex", json_hex(a.va), "size",
-                                            (json_int_t) a.size, "fd_kind", kind));
-        printf("Attached range %" PRIu64 ": %s at 0x%" PRIx64 " (%s); the reference ends when svmctl exits.\n",
-               a.id, FORMAT_BYTES(a.size), a.va, kind);
+                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "released", 1));
+        printf("Released range %" PRIu64 ".\n", id);
         return 0;
 }
 
@@ -1016,12 +1522,12 @@ static int verb_tokens(int argc, char *argv[]) {
         if (r < 0)
                 return r;
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                char uid[16] = "any", expires[24] = "never";
+                char uid[16] = "any", expires[64] = "never";
 
                 if (tokens[i].has_uid)
                         snprintf(uid, sizeof(uid), "%" PRIu32, tokens[i].uid);
                 if (tokens[i].expires_usec > 0)
-                        snprintf(expires, sizeof(expires), "%" PRIu64, tokens[i].expires_usec);
+                        format_time(expires, sizeof(expires), tokens[i].expires_usec);
                 r = table_add_row(t, (const char *const[]) { tokens[i].token, uid,
                                                              tokens[i].unit[0] ? tokens[i].unit : "any",
                                                              tokens[i].cgroup[0] ? tokens[i].cgroup : "any",
@@ -1383,11 +1889,11 @@ static int verb_monitor(int argc, char *argv[]) {
 static int verb_help(int argc, char *argv[]);
 
 #define SVM_OPTIONS_HELP                                                                                    \
-        "SVM OPTIONS (svm ranges only):\n"                                                                   \
-        "  --svm-preferred G|system|none    where its pages should live\n"                                   \
-        "  --svm-prefetch G|system          migrate its pages there now\n"                                   \
-        "  --svm-access G,G…                GPUs that may access it (pages migrate to them on demand)\n"     \
-        "  --svm-access-in-place G,G…       GPUs that access it where it is\n"                               \
+        "SVM OPTIONS (svm ranges only; their pages stay in system memory, see svmctl(1)):\n"                \
+        "  --svm-preferred G|system|none    the preferred location, kept and shown\n"                        \
+        "  --svm-prefetch G|system          where the kernel is to move its pages (it keeps them where they are)\n" \
+        "  --svm-access G,G…                GPUs that may access it, over PCIe or XGMI\n"                    \
+        "  --svm-access-in-place G,G…       GPUs that access it where it is, without migrating it\n"         \
         "  --svm-no-access G,G…             GPUs that may not access it\n"                                   \
         "  --svm-flags F,F…|none            the exact flag set: host-access, coherent, hive-local, gpu-ro,\n" \
         "                                   gpu-exec, gpu-read-mostly, gpu-always-mapped, ext-coherent\n"    \
@@ -1408,20 +1914,38 @@ static const Verb verbs[] = {
           "Allocate SIZE (4G, 512M, 0x1000) of vram (default; needs --gpu), gtt, host or svm memory,\n"
           "optionally mapped to GPUs at once. --dry-run validates only. Without --persistent the range is\n"
           "freed when svmctl disconnects. An svm range is host memory with SVM attributes (--gpu: its\n"
-          "preferred GPU); mapping it gives GPUs access.\n" SVM_OPTIONS_HELP, verb_alloc, true },
+          "preferred GPU); mapping it gives GPUs access. Its pages stay in system memory.\n" SVM_OPTIONS_HELP, verb_alloc, true },
         { "set-attr", "set-attr ID [--dry-run] [--request-id ID] SVM OPTIONS…",
           "Change the SVM attributes of svm range ID, all or nothing (svmd sets the prior attributes back\n"
           "if the kernel fails half-way). GPUs in no access list keep their access.\n" SVM_OPTIONS_HELP,
           verb_set_attr, true },
-        { "free", "free ID", "Unmap range ID everywhere and free it.", verb_free, true },
+        { "show", "show ID",
+          "Show everything about range ID as Key=value lines: what ranges lists, and whether it is\n"
+          "persistent or detached, its owner's unit, its holders, its share tokens and SVM attributes.",
+          verb_show, true },
+        { "free", "free ID",
+          "Unmap range ID everywhere and free it. While others hold it, it is detached instead: it lives\n"
+          "until the last holder releases it.", verb_free, true },
+        { "commit", "commit [--dry-run] [--request-id ID] FILE|-",
+          "Run the operations in FILE (- for stdin), all or none: a JSON array of {\"op\": \"allocate\",\n"
+          "\"size\", \"gpu\", \"domain\", \"map\", \"flags\", \"label\", \"persistent\", \"svm\"}, {\"op\": \"map\" or\n"
+          "\"unmap\", \"id\" or \"ref\", \"gpus\"}, {\"op\": \"free\", \"id\" or \"ref\"} and {\"op\":\n"
+          "\"set-attributes\", \"id\" or \"ref\", \"svm\"}; \"ref\": N is the range the allocate at index N\n"
+          "makes. Sizes and GPU ids as numbers or strings (\"4G\", \"0x3a1f\"). See svmctl(1).",
+          verb_commit, true },
         { "map", "map [--dry-run] [--request-id ID] ID G,G…", "Map range ID to the GPUs, all or none.", verb_map,
           true },
         { "unmap", "unmap ID G,G…", "Unmap range ID from the GPUs.", verb_unmap, true },
         { "export", "export ID", "Export range ID and describe what the daemon hands out (dma-buf or memfd).",
           verb_export, true },
-        { "share", "share ID [--uid U] [--unit GLOB] [--cgroup PREFIX] [--read-only] [--expires USEC]",
-          "Print a token another client can attach range ID with.", verb_share, true },
-        { "attach", "attach TOKEN", "Attach a shared range by token and describe it.", verb_attach, true },
+        { "share", "share ID [--uid U] [--unit GLOB] [--cgroup PREFIX] [--read-only] [--expires WHEN]",
+          "Print a token another client can attach range ID with. WHEN: a duration (10m, 1h, 2d), an\n"
+          "ISO 8601 time (2026-12-06T10:00:00Z) or @SECONDS; --cgroup: an absolute path prefix.", verb_share, true },
+        { "attach", "attach TOKEN [--hold]",
+          "Attach a shared range by token and describe it; --hold keeps the reference until svmctl is\n"
+          "terminated.", verb_attach, true },
+        { "release", "release ID", "Drop the caller's reference to range ID, taken with attach.", verb_release,
+          true },
         { "tokens", "tokens ID", "List the share tokens of range ID (its owner, administrators).", verb_tokens,
           true },
         { "revoke", "revoke TOKEN | revoke --range ID --uid UID",

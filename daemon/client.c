@@ -605,6 +605,7 @@ int range_release_owner(Range *r) {
         client_remove_range(r);
         if (r->holds) {
                 r->owner_detached = true;
+                range_emit_changed(r, (const char *const[]) { "Detached", NULL });
                 persist_range(r->manager, r);
                 log_fields(LOG_INFO, &((LogFields) { .range_id = r->id }),
                            "Range %" PRIu64 " lost its owner; it lives on while holders remain.", r->id);

@@ -166,7 +166,7 @@ int gpus_to_mask(Manager *m, const uint32_t *ids, size_t n, const char *what, ui
                 Gpu *g = manager_find_gpu(m, ids[i]);
                 if (!g)
                         return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_GPU,
-                                                 "GPU 0x%x does not exist; ListGpus shows the GPUs of this node.",
+                                                 "GPU 0x%x does not exist; see `svmctl gpus` for the GPUs of this node.",
                                                  ids[i]);
                 if (mask & (UINT64_C(1) << g->index))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -374,11 +374,11 @@ static int resolve_home(Manager *m, uint32_t gpu_id, RangeDomain d, uint32_t *re
         }
         if (gpu_id == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
-                                        "VRAM needs the id of the GPU it lives on; ListGpus shows them.");
+                                        "VRAM needs the id of the GPU it lives on; see `svmctl gpus`.");
         g = manager_find_gpu(m, gpu_id);
         if (!g)
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_GPU,
-                                         "GPU 0x%x does not exist; ListGpus shows the GPUs of this node.", gpu_id);
+                                         "GPU 0x%x does not exist; see `svmctl gpus` for the GPUs of this node.", gpu_id);
         *ret = g->index;
         return 0;
 }
@@ -403,7 +403,7 @@ int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, boo
 
         if (!r || !client_may(c, r, holders_ok)) {
                 /* Asked for a missing id too: how long the answer takes must not tell either. */
-                snprintf(what, sizeof(what), "%s range %" PRIu64, verb, id);
+                snprintf(what, sizeof(what), "%s range %" PRIu64 ", which is not the caller's,", verb, id);
                 k = authorize_admin(m, msg, c, what, &denied);
                 if (k == 0)
                         return 0;

@@ -100,7 +100,7 @@ int polkit_check(Manager *m, sd_bus_message *msg, uid_t uid, const char *what, s
                 if (r > 0)
                         return 1;
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "%s needs ownership of the range or the %s authorization.", what,
+                                         "%s needs the %s authorization.", what,
                                          SVMD_POLKIT_ACTION_MANAGE);
         }
         if (q)
@@ -109,7 +109,7 @@ int polkit_check(Manager *m, sd_bus_message *msg, uid_t uid, const char *what, s
         /* Direct peers are not on a bus polkit could identify; they get root-only. */
         if (!sender || !m->bus)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "%s needs ownership of the range or root (over the bus, %s).", what,
+                                         "%s needs root (over the bus, the %s authorization).", what,
                                          SVMD_POLKIT_ACTION_MANAGE);
 
         q = calloc(1, sizeof(Query));

@@ -166,6 +166,13 @@ static int property_get_persistent(sd_bus *bus, const char *path, const char *in
         return sd_bus_message_append(reply, "b", (int) r->persistent);
 }
 
+static int property_get_detached(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *r = userdata;
+
+        return sd_bus_message_append(reply, "b", (int) r->owner_detached);
+}
+
 static int property_get_label(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Range *r = userdata;
@@ -195,6 +202,7 @@ const sd_bus_vtable range_vtable[] = {
         SD_BUS_PROPERTY("Label", "s", property_get_label, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Persistent", "b", property_get_persistent, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Detached", "b", property_get_detached, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("SvmAttributes", "a{sv}", property_get_svm_attributes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

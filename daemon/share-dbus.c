@@ -115,14 +115,14 @@ static int check_token_limits(Manager *m, Client *c, Range *r, sd_bus_error *err
                 manager_emit_quota_exceeded(m, s->key, "tokens-per-scope");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "Scope %s has %" PRIu64 " share tokens; at most %" PRIu64 " are allowed. "
-                                         "RevokeToken removes tokens no longer needed.",
+                                         "`svmctl revoke TOKEN` removes tokens no longer needed.",
                                          s->key, s->usage.tokens, cf->limit_tokens_per_scope);
         }
         if (range_n_tokens(r) >= cf->limit_tokens_per_range) {
                 manager_emit_quota_exceeded(m, s->key, "tokens-per-range");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "Range %" PRIu64 " has %u share tokens; at most %" PRIu64 " are allowed. "
-                                         "RevokeToken removes tokens no longer needed.",
+                                         "`svmctl revoke TOKEN` removes tokens no longer needed.",
                                          r->id, range_n_tokens(r), cf->limit_tokens_per_range);
         }
         return 0;
@@ -243,7 +243,7 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 manager_emit_quota_exceeded(m, c->identity->scope->key, "holds-per-range");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "Range %" PRIu64 " has %u holders; at most %" PRIu64 " are allowed. Its owner "
-                                         "can revoke holds (RevokeHold).",
+                                         "can revoke holds (`svmctl revoke --range ID --uid UID`).",
                                          r->id, range_n_holds(r), m->config.limit_holds_per_range);
         }
 
@@ -290,7 +290,7 @@ int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         h = r ? client_find_hold(c, r) : NULL;
         if (!h)
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
-                                         "You hold no reference to range %" PRIu64 " (Release undoes Attach; owners use Free).",
+                                         "You hold no reference to range %" PRIu64 " (`svmctl release` undoes `svmctl attach`; owners use `svmctl free`).",
                                          id);
         k = range_release_hold(h);
         if (k < 0)
@@ -309,7 +309,7 @@ static int authorize_owner(Manager *m, sd_bus_message *msg, Client *c, Range *r,
 
         if (c->identity->uid == 0 || (r->owner && r->owner->uid == c->identity->uid))
                 return 1;
-        snprintf(what, sizeof(what), "%s range %" PRIu64, verb, r->id);
+        snprintf(what, sizeof(what), "%s range %" PRIu64 ", which is not the caller's,", verb, r->id);
         return authorize_admin(m, msg, c, what, error);
 }
 

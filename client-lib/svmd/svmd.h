@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define SVMD_LIBRARY_VERSION "0.2"
+#define SVMD_LIBRARY_VERSION "0.3"
 
 /* ---- errors ---- */
 
@@ -396,6 +396,29 @@ typedef struct svmd_attachment {
 
 int svmd_attach(svmd_client *c, const char *token, svmd_attachment *ret, svmd_error *error);
 int svmd_release(svmd_client *c, uint64_t id, svmd_error *error);
+
+/* LIBSVMD_0.3: one range as its object's properties describe it. */
+typedef struct svmd_holder {
+        uint32_t uid;
+        char unit[257];         /* "": a hold restored after a restart that no connection has used yet */
+} svmd_holder;
+
+typedef struct svmd_range_info {
+        svmd_range range;       /* as svmd_list_ranges() has it; range.owner_uid is the owner's */
+        char owner_unit[257];   /* "": none */
+        bool persistent;        /* survives its owner's disconnect and svmd's restart */
+        bool detached;          /* its owner freed it while holders remain; it goes with the last hold */
+        uint32_t n_holders;
+        svmd_svm_state svm;     /* svm ranges only */
+} svmd_range_info;
+
+/*
+ * Range id: for its owner (also once detached), its holders and administrators;
+ * -ENOENT (NoSuchRange) for anyone else, as for an id that does not exist.
+ * ret_holders (may be NULL): the holds, malloc()ed, *ret_n_holders of them.
+ */
+int svmd_get_range(svmd_client *c, uint64_t id, svmd_range_info *ret, svmd_holder **ret_holders,
+                   size_t *ret_n_holders, svmd_error *error);
 
 /*
  * LIBSVMD_0.2. The range's owner (by uid, also of a range it freed while

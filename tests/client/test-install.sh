@@ -40,7 +40,12 @@ case "$flags" in
 *"-I$dest/"*"-L$dest/"*"-lsvmd"*) ;;
 *) echo "pkg-config does not point into $dest: $flags" >&2; exit 1 ;;
 esac
-[ "$(pkg-config --modversion libsvmd)" = "0.1.0" ]
+# One version: libsvmd.pc's is the library's file name's and svmd.h's SVMD_LIBRARY_VERSION.
+pcv=$(pkg-config --modversion libsvmd)
+sov=$(find "$dest" -name 'libsvmd.so.*.*.*' | sed 's/.*libsvmd\.so\.//' | head -n1)
+hv=$(sed -n 's/^#define SVMD_LIBRARY_VERSION "\(.*\)"$/\1/p' "$(find "$dest" -path '*/svmd/svmd.h' | head -n1)")
+[ "$pcv" = "$sov" ] || { echo "libsvmd.pc says $pcv, the library is libsvmd.so.$sov" >&2; exit 1; }
+case "$pcv" in "$hv".*) ;; *) echo "libsvmd.pc says $pcv, svmd.h $hv" >&2; exit 1 ;; esac
 
 # Only the installed files: no include path or library of the source or build tree.
 # shellcheck disable=SC2086

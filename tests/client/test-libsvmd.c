@@ -860,6 +860,68 @@ static void test_signals(svmd_client *watcher, svmd_client *actor) {
         ASSERT_UEQ(s.freed, a.id);
 }
 
+/* svmd_get_range(): everything about one range, for its owner and its holders; detached once freed. */
+static void test_get_range(svmd_client *c, svmd_client *holder) {
+        svmd_allocate_options o = { .persistent = true, .label = "info" };
+        _cleanup_free_ svmd_holder *holders = NULL;
+        _cleanup_free_ char *token = NULL, *bad = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_grant g = { .cgroup = "machine.slice" };
+        svmd_range_info info;
+        svmd_attachment at;
+        svmd_allocation a;
+        size_t n = 99;
+        int r;
+
+        r = svmd_allocate(c, 2 * MiB, gpus[1], "vram", &o, &a, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_get_range(c, a.id, &info, &holders, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_EQ(info.range.id, a.id);
+        ASSERT_EQ(info.range.va, a.va);
+        ASSERT_EQ(info.range.size, 2 * MiB);
+        ASSERT_STREQ(info.range.domain, "vram");
+        ASSERT_EQ(info.range.home_gpu, gpus[1]);
+        ASSERT_EQ(info.range.flags, SVMD_RANGE_FLAG_WRITABLE);
+        ASSERT_STREQ(info.range.label, "info");
+        ASSERT_STREQ(info.range.state, "active");
+        ASSERT_EQ(info.range.owner_uid, (uint32_t) getuid());
+        ASSERT_TRUE(info.persistent && !info.detached);
+        ASSERT_EQ(info.n_holders, 0);
+        ASSERT_EQ(n, 0);
+
+        /* A grant's cgroup is an absolute path prefix: refused before anything is sent. */
+        r = svmd_share(c, a.id, &g, &bad, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        ASSERT_NULL(bad);
+
+        r = svmd_share(c, a.id, NULL, &token, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_attach(holder, token, &at, &e);
+        ASSERT_SVMD_OK(r, &e);
+        close(at.fd);
+        r = svmd_free(c, a.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+        free(holders);
+        holders = NULL;
+        r = svmd_get_range(c, a.id, &info, &holders, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(info.detached);
+        ASSERT_EQ(info.n_holders, 1);
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(holders[0].uid, (uint32_t) getuid());
+        r = svmd_get_range(holder, a.id, &info, NULL, NULL, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_TRUE(info.detached && info.n_holders == 1);
+
+        r = svmd_release(holder, a.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_get_range(c, a.id, &info, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOENT, "org.svmd1.Error.NoSuchRange");
+        r = svmd_get_range(c, a.id, NULL, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+}
+
 int main(int argc, char *argv[]) {
         svmd_client *bus, *direct;
         svmd_error e = SVMD_ERROR_NULL;
@@ -895,6 +957,9 @@ int main(int argc, char *argv[]) {
                 test_compat_0_1(clients[i]);
                 test_async(clients[i]);
         }
+        fprintf(stderr, "== test_get_range\n");
+        test_get_range(bus, direct);
+        test_get_range(direct, bus);
         fprintf(stderr, "== test_signals\n");
         test_signals(bus, direct);
 

@@ -22,8 +22,8 @@ EXIT_NO_SPACE, EXIT_BUSY, EXIT_NOT_SUPPORTED, EXIT_KERNEL, EXIT_UNREACHABLE = 5,
 failures = 0
 
 
-def run(*args, code=EXIT_OK, env=None):
-    p = subprocess.run([SVMCTL, *args], capture_output=True, text=True, env=env, timeout=60)
+def run(*args, code=EXIT_OK, env=None, stdin=None):
+    p = subprocess.run([SVMCTL, *args], capture_output=True, text=True, env=env, timeout=60, input=stdin)
     if p.returncode != code:
         raise AssertionError(f"svmctl {' '.join(args)}: exit {p.returncode}, expected {code}\n"
                              f"stdout: {p.stdout}\nstderr: {p.stderr}")
@@ -65,8 +65,11 @@ def test_help_and_usage():
     assert "Usage: svmctl" in p.stdout
     assert "set-attr ID" in p.stdout and "--domain vram|gtt|host|svm" in p.stdout
     assert "--svm-access-in-place" in run("set-attr", "--help").stdout
-    for verb in ["status", "gpus", "ranges", "alloc", "set-attr", "free", "map", "unmap", "export", "share",
-                 "attach", "tokens", "revoke", "usage", "capacity", "reload", "monitor"]:
+    # svm pages stay in system memory (svmctl(1)): the help says so and promises no migration.
+    h = run("alloc", "--help").stdout
+    assert "stay in system memory" in h and "migrate its pages" not in h and "pages migrate" not in h, h
+    for verb in ["status", "gpus", "ranges", "show", "alloc", "set-attr", "commit", "free", "map", "unmap", "export", "share",
+                 "attach", "release", "tokens", "revoke", "usage", "capacity", "reload", "monitor"]:
         p = run(verb, "--help")
         assert f"svmctl [OPTIONS] {verb}" in p.stdout, p.stdout
         p = run("help", verb)
@@ -148,14 +151,15 @@ def test_alloc_ranges_map_free():
     assert x["size"] == 4 << 30 and x["label"] == "big" and x["state"] == "active"
     assert x["flags"] == ["writable"] and x["owner_uid"] == os.getuid()
     assert set(x) == {"id", "va", "va_hex", "size", "domain", "home_gpu", "mapped_gpus", "flags", "owner_uid",
-                      "label", "state"}
+                      "label", "state", "persistent", "holders", "detached"}
+    assert x["persistent"] is True and x["holders"] == 0 and x["detached"] is False
     assert r[b]["flags"] == ["writable", "public"]
     assert [y["id"] for y in js("ranges", "--label", "big")["ranges"]] == [a["id"]]
     assert all(y["home_gpu"] == int(g1, 16) or int(g1, 16) in y["mapped_gpus"]
                for y in js("ranges", "--gpu", g1)["ranges"])
     assert len(js("ranges", "--all", "--owner", str(os.getuid()))["ranges"]) == len(r)
     p = run("ranges")
-    assert re.search(rf"^\s*{a['id']}\s+{a['va_hex']}\s+4\.0 GiB\s+vram\s+{g0}\s+{g0},{g1}\s+writable\s+0\s+active\s+big$",
+    assert re.search(rf"^\s*{a['id']}\s+{a['va_hex']}\s+4\.0 GiB\s+vram\s+{g0}\s+{g0},{g1}\s+writable\s+0\s+active\s+yes\s+0\s+big$",
                      p.stdout, re.M), p.stdout
 
     p = run("map", str(a["id"]), g2)
@@ -172,7 +176,8 @@ def test_alloc_ranges_map_free():
     run("alloc", "1M", code=EXIT_USAGE)                      # VRAM needs a GPU
     run("alloc", "1M", "--gpu", g0, "--domain", "dram", code=EXIT_USAGE)
     run("alloc", "1M", "--gpu", g0, "--flags", "shiny", code=EXIT_USAGE)  # the daemon's InvalidArgs
-    run("alloc", "1M", "--gpu", "0x1", code=EXIT_NOT_FOUND)
+    p = run("alloc", "1M", "--gpu", "0x1", code=EXIT_NOT_FOUND)
+    assert "see `svmctl gpus`" in p.stderr, p.stderr   # svmctl commands, not D-Bus methods
     run("alloc", "1T", "--gpu", g0, code=EXIT_NO_SPACE)        # more than the GPU has
     run("alloc", "65G", "--gpu", g0, code=EXIT_NO_SPACE)       # over the 64G quota
     run("ranges", "--gpu", "0x1", code=EXIT_NOT_FOUND)
@@ -197,7 +202,7 @@ def test_alloc_ranges_map_free():
     # (No batch from svmctl; Busy is covered by libsvmd's test.)
 
     assert run("free", str(b)).stdout.strip() == f"Freed range {b}."
-    assert js("free", str(a["id"])) == {"id": a["id"], "freed": True}
+    assert js("free", str(a["id"])) == {"id": a["id"], "freed": True, "detached": False, "holders": 0}
     assert js("free", str(h["id"]))["freed"] is True
     # Ids are never reused: a retried free answers like the first (idempotent for schedulers).
     run("free", str(b))
@@ -206,6 +211,51 @@ def test_alloc_ranges_map_free():
 
 def svm_of(rid):
     return {x["id"]: x for x in js("ranges")["ranges"]}[rid].get("svm")
+
+
+@test
+def test_alloc_says_what_svmd_did():
+    # gtt, host and svm ranges get a home GPU from svmd: svmctl prints that one, not "GPU 0x0".
+    for domain in ("host", "gtt", "svm"):
+        a = js("alloc", "1M", "--domain", domain, "--persistent")
+        home = {x["id"]: x for x in js("ranges")["ranges"]}[a["id"]]["home_gpu"]
+        assert home != 0 and a["gpu"] == home, (a, home)
+        p = run("alloc", "1M", "--domain", domain, "--persistent")
+        assert "GPU 0x0" not in p.stdout, p.stdout
+        if domain != "svm":
+            assert re.match(rf"Allocated range \d+: 1\.0 MiB of {domain} on GPU {GPUS[0]} at ", p.stdout), p.stdout
+        run("free", str(a["id"]))
+        run("free", re.match(r"Allocated range (\d+)", p.stdout).group(1))
+        # A dry run without --gpu has no home yet: it names none.
+        d = js("alloc", "1M", "--domain", domain, "--dry-run")
+        assert d["gpu"] is None, d
+        assert "GPU 0x0" not in run("alloc", "1M", "--domain", domain, "--dry-run").stdout
+
+    # A retried request id prints the range the first request made.
+    a = js("alloc", "64K", "--domain", "host", "--persistent", "--request-id", "svmctl-said")
+    p = run("alloc", "64K", "--domain", "host", "--persistent", "--request-id", "svmctl-said")
+    assert p.stdout.startswith(f"Allocated range {a['id']}: 64.0 KiB of host on GPU "), p.stdout
+    run("free", str(a["id"]))
+
+
+@test
+def test_json_errors():
+    # With --json a failure is a JSON document on stdout too: name, message, exit code.
+    p = run("--json", "free", "999999", code=EXIT_NOT_FOUND)
+    e = json.loads(p.stdout)["error"]
+    assert e["name"] == "org.svmd1.Error.NoSuchRange" and e["exit_code"] == EXIT_NOT_FOUND, e
+    assert "999999" in e["message"] and e["message"] in p.stderr, (e, p.stderr)
+    p = run("alloc", "1M", "--gpu", "0x1", "--json", code=EXIT_NOT_FOUND)
+    assert json.loads(p.stdout)["error"]["name"] == "org.svmd1.Error.NoSuchGpu", p.stdout
+    p = run("--json", "alloc", "4X", code=EXIT_USAGE)
+    assert json.loads(p.stdout) == {"error": {"name": "svmctl.Error.Usage", "exit_code": EXIT_USAGE,
+                                              "message": "invalid size '4X' (e.g. 4G, 512M, 0x1000)"}}, p.stdout
+    p = run("--json", "frobnicate", code=EXIT_USAGE)
+    assert json.loads(p.stdout)["error"]["exit_code"] == EXIT_USAGE, p.stdout
+    p = run("--json", "--address", "unix:path=/nonexistent/bus", "status", code=EXIT_UNREACHABLE)
+    assert json.loads(p.stdout)["error"]["exit_code"] == EXIT_UNREACHABLE, p.stdout
+    # Without --json, stdout stays empty.
+    assert run("free", "999999", code=EXIT_NOT_FOUND).stdout == ""
 
 
 @test
@@ -347,6 +397,36 @@ def test_tokens_revoke_request_ids():
 
 
 @test
+def test_share_expires_cgroup():
+    import time
+    h = js("alloc", "64K", "--domain", "host", "--persistent")
+    now = time.time()
+    t1 = js("share", str(h["id"]), "--expires", "10m")["token"]
+    t2 = js("share", str(h["id"]), "--expires", "1h30m")["token"]
+    t3 = js("share", str(h["id"]), "--expires", "2040-01-02T03:04:05Z")["token"]
+    t4 = js("share", str(h["id"]), "--expires", "2040-01-02T04:04:05+01:00")["token"]
+    t5 = js("share", str(h["id"]), "--expires", f"@{int(now) + 3600}")["token"]
+    t6 = js("share", str(h["id"]), "--cgroup", "/machine.slice/")["token"]
+    exp = {t["token"]: t["expires_usec"] for t in js("tokens", str(h["id"]))["tokens"]}
+    assert abs(exp[t1] / 1e6 - (now + 600)) < 30, (exp[t1], now)
+    assert abs(exp[t2] / 1e6 - (now + 5400)) < 30, (exp[t2], now)
+    assert exp[t3] == exp[t4] == 2209086245 * 10**6, (exp[t3], exp[t4])
+    assert exp[t5] == (int(now) + 3600) * 10**6 and exp[t6] == 0
+    assert "2040-01-02" in run("tokens", str(h["id"])).stdout
+    # A bare number says no unit; garbage, and a past time, are refused; nothing is shared.
+    for bad in ("600", "10x", "m", "2040-13-01T00:00Z", "tomorrow", ""):
+        p = run("share", str(h["id"]), "--expires", bad, code=EXIT_USAGE)
+        assert "10m" in p.stderr, p.stderr
+    run("share", str(h["id"]), "--expires", "2001-01-01T00:00:00Z", code=EXIT_USAGE)
+    # A grant's cgroup is an absolute path prefix, as in svmd.conf's "match".
+    p = run("share", str(h["id"]), "--cgroup", "machine.slice", code=EXIT_USAGE)
+    assert "absolute" in p.stderr, p.stderr
+    run("share", str(h["id"]), "--cgroup", "/" + "x" * 1024, code=EXIT_USAGE)
+    assert len(js("tokens", str(h["id"]))["tokens"]) == 6
+    run("free", str(h["id"]))
+
+
+@test
 def test_usage_capacity_reload():
     before = js("usage")
     a = js("alloc", "1G", "--gpu", GPUS[1], "--persistent")
@@ -431,8 +511,112 @@ def test_denied():
         assert p.stderr == q.stderr.replace(str(a["id"] + 1000), str(a["id"])), (p.stderr, q.stderr)
         p = subprocess.run(nobody + ["reload"], capture_output=True, text=True, timeout=60)
         assert p.returncode == EXIT_DENIED, (p.returncode, p.stderr)
+        # Calls for administrators say so; no range is involved.
+        for args in (["reload"], ["usage", "uid:0"], ["ranges", "--all"]):
+            p = subprocess.run(nobody + args, capture_output=True, text=True, timeout=60)
+            assert p.returncode == EXIT_DENIED, (args, p.returncode, p.stderr)
+            assert "ownership" not in p.stderr and "authorization" in p.stderr, (args, p.stderr)
     finally:
         run("free", str(a["id"]))
+
+
+@test
+def test_commit():
+    g0, g1 = GPUS[0], int(GPUS[1], 16)
+    ops = [{"op": "allocate", "size": "2M", "gpu": g0, "persistent": True, "label": "committed"},
+           {"op": "map", "ref": 0, "gpus": [g1]},
+           {"op": "allocate", "size": 1 << 20, "domain": "svm", "persistent": True,
+            "svm": {"preferred": "system", "flags": ["coherent"], "access": [g0]}}]
+    before = len(js("ranges")["ranges"])
+    p = run("commit", "--dry-run", "-", stdin=json.dumps(ops))
+    assert p.stdout.strip() == "Dry run: the 3 operation(s) can be committed.", p.stdout
+    assert len(js("ranges")["ranges"]) == before
+    r = json.loads(run("--json", "commit", "-", stdin=json.dumps({"operations": ops})).stdout)
+    assert r["dry_run"] is False and [x["op"] for x in r["results"]] == ["allocate", "map", "allocate"], r
+    a, s = r["results"][0]["id"], r["results"][2]["id"]
+    assert r["results"][1]["id"] == a
+    x = {y["id"]: y for y in js("ranges")["ranges"]}
+    assert x[a]["label"] == "committed" and x[a]["mapped_gpus"] == [g1] and x[a]["home_gpu"] == int(g0, 16), x[a]
+    assert x[s]["svm"]["preferred"] == 0 and x[s]["svm"]["flags"] == ["coherent"], x[s]
+    # From a file, human output.
+    path = f"/tmp/svmctl-commit-{os.getpid()}.json"
+    with open(path, "w") as f:
+        json.dump([{"op": "set-attributes", "id": s, "svm": {"granularity": 3}}, {"op": "unmap", "id": a, "gpus": [g1]}], f)
+    try:
+        p = run("commit", path)
+        assert p.stdout.splitlines() == ["Committed 2 operation(s):", f"  0 set-attributes: range {s}",
+                                         f"  1 unmap: range {a}"], p.stdout
+    finally:
+        os.unlink(path)
+    assert svm_of(s)["granularity"] == 3
+    # All or none: a free of a missing range frees nothing.
+    run("commit", "-", stdin=json.dumps([{"op": "free", "id": a}, {"op": "free", "id": 999999}]),
+        code=EXIT_NOT_FOUND)
+    assert a in {y["id"] for y in js("ranges")["ranges"]}
+    # Bad files are usage errors that say where.
+    for bad, what in (("{", "stdin:"), ("[]", "non-empty"), ('[{"op": "frob"}]', "operation 0"),
+                      ('[{"op": "map", "ref": 0, "gpus": []}]', "earlier allocate"),
+                      ('[{"op": "free"}]', "needs the range"), ('[{"op": "allocate"}]', "size"),
+                      ('[{"op": "free", "id": 1, "size": 4}]', "takes no"),
+                      ('[{"op": "allocate", "size": "4X"}]', "invalid")):
+        p = run("commit", "-", stdin=bad, code=EXIT_USAGE)
+        assert what in p.stderr, (bad, p.stderr)
+    run("commit", "/nonexistent.json", code=EXIT_USAGE)
+    run("commit", code=EXIT_USAGE)
+    run("commit", "-", stdin=json.dumps([{"op": "free", "id": a}, {"op": "free", "ref": 0}]), code=EXIT_USAGE)
+    run("commit", "-", stdin=json.dumps([{"op": "free", "id": a}, {"op": "free", "id": s}]))
+    assert not {a, s} & {y["id"] for y in js("ranges")["ranges"]}
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SVMCTL]
+
+
+@test
+def test_show_detached_release():
+    a = js("alloc", "1M", "--domain", "host", "--persistent", "--label", "shown")
+    p = run("show", str(a["id"]))
+    kv = dict(line.split("=", 1) for line in p.stdout.splitlines())
+    assert kv["Id"] == str(a["id"]) and kv["Domain"] == "host" and kv["Label"] == "shown", kv
+    assert kv["Persistent"] == "yes" and kv["Detached"] == "no" and kv["Holders"] == "" and kv["Tokens"] == "0", kv
+    assert kv["Owner"] == str(os.getuid()) and kv["State"] == "active" and kv["HomeGpu"] == GPUS[0], kv
+    s = js("show", str(a["id"]))
+    assert s["persistent"] is True and s["detached"] is False and s["holders"] == [] and s["tokens"] == 0, s
+    run("show", "999999", code=EXIT_NOT_FOUND)
+    run("show", code=EXIT_USAGE)
+
+    # Another user holds it; the owner's free detaches it and says so.
+    token = js("share", str(a["id"]))["token"]
+    assert "Tokens=1" in run("show", str(a["id"])).stdout
+    h = subprocess.Popen(NOBODY + ["attach", "--hold", token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert h.stdout.readline().startswith(f"Attached range {a['id']}:")
+        assert "Holding" in h.stdout.readline()
+        x = {r["id"]: r for r in js("ranges")["ranges"]}[a["id"]]
+        assert x["holders"] == 1 and x["persistent"] is True, x
+        p = run("free", str(a["id"]))
+        assert p.stdout.startswith(f"Range {a['id']} is detached: 1 holder(s) keep it"), p.stdout
+        assert js("free", str(a["id"])) == {"id": a["id"], "freed": False, "detached": True, "holders": 1}
+        s = js("show", str(a["id"]))
+        assert s["detached"] is True and s["holders"] == [{"uid": 65534, "unit": ""}], s
+        assert re.search(rf"^\s*{a['id']}\s.*\sdetached\s+yes\s+1\s+shown$", run("ranges").stdout, re.M)
+    finally:
+        h.kill()
+        h.wait()
+    # The last hold ends: svmd frees it.
+    for _ in range(200):
+        if subprocess.run([SVMCTL, "show", str(a["id"])], capture_output=True).returncode == EXIT_NOT_FOUND:
+            break
+        import time
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the detached range outlived its last holder")
+
+    # release: only a reference the caller holds.
+    p = run("release", str(a["id"]), code=EXIT_NOT_FOUND)
+    assert "svmctl release" in p.stderr and "svmctl attach" in p.stderr, p.stderr
+    run("release", code=EXIT_USAGE)
+    run("attach", "--bogus", "x", code=EXIT_USAGE)
 
 
 @test

@@ -64,7 +64,7 @@ static void attacker_main(void *arg) {
                 /* A second call, without fds: once svmd answers it or hangs up, it has dealt with the
                  * first, so the count below does not race with svmd still reading. */
                 n = hd_call_header(header, sizeof(header), "ListGpus", "", 0, 2);
-                if (write(fd, header, n) == (ssize_t) n)
+                if (send(fd, header, n, MSG_NOSIGNAL) == (ssize_t) n) /* svmd may have hung up already */
                         (void) poll(&(struct pollfd) { .fd = fd, .events = POLLIN }, 1, 10 * 1000);
                 close(fd);
         }
