@@ -48,6 +48,7 @@ typedef struct Probe {
         int fd;
         size_t n_gpus;
         uint32_t gpu_ids[PROBE_MAX_GPUS];
+        char on_all[48];                /* "On the GPU" or "On all 4 GPUs", for results */
         uint64_t next_va;
         Scratch scratch[PROBE_SCRATCH_MAX];
         uint64_t available_start[PROBE_MAX_GPUS];
@@ -304,6 +305,11 @@ static void check_gpus(Probe *p) {
                 l = MIN(l, sizeof(list) - 1);
         }
 
+        if (p->n_gpus == 1)
+                (void) snprintf(p->on_all, sizeof(p->on_all), "On the node's GPU");
+        else
+                (void) snprintf(p->on_all, sizeof(p->on_all), "On all %zu GPUs", p->n_gpus);
+
         t = kfd_device_get_topology(p->kfd);
         result(p, PROBE_CHECK_GPUS, PROBE_PASS, "svmd serves every GPU listed here.",
                "%zu GPU%s, each opened through its render node and its VM acquired: %s.%s", p->n_gpus,
@@ -346,8 +352,8 @@ static void check_acquire_vm(Probe *p) {
 
         result(p, PROBE_CHECK_ACQUIRE_VM, PROBE_PASS,
                "svmd acquires each VM once at start with a render-node file it keeps for CPU mappings, and says which GPU is taken on EBUSY.",
-               "On all %zu GPUs: ACQUIRE_VM with the same render-node file again is a no-op; with another file of the same node it is EBUSY.",
-               p->n_gpus);
+               "%s: ACQUIRE_VM with the same render-node file again is a no-op; with another file of the same node it is EBUSY.",
+               p->on_all);
 }
 
 static void check_available_memory(Probe *p) {
@@ -376,9 +382,17 @@ static void check_available_memory(Probe *p) {
                 if (r < 0)
                         return result_alloc_failed(p, PROBE_CHECK_AVAILABLE_MEMORY, g->gpu_id, "2 MiB of VRAM", r);
                 r = kfd_available_memory(p->fd, g->gpu_id, &during);
-                (void) scratch_free(p, h);
-                if (r >= 0)
+                if (r >= 0) {
+                        r = scratch_free(p, h);
+                        if (r < 0) {
+                                result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_FAIL,
+                                       "svmd cannot free memory on this GPU.",
+                                       "FREE of a 2 MiB scratch buffer on GPU 0x%x failed: %s.", g->gpu_id, strerror(-r));
+                                return;
+                        }
                         r = kfd_available_memory(p->fd, g->gpu_id, &after);
+                } else
+                        (void) scratch_free(p, h);
                 if (r < 0) {
                         result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_FAIL,
                                "svmd asks AVAILABLE_MEMORY before every VRAM allocation: they would fail.",
@@ -399,8 +413,8 @@ static void check_available_memory(Probe *p) {
 
         result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_PASS,
                "svmd shows the kernel's figure as FreeVram and checks VRAM requests against it.",
-               "On all %zu GPUs: AVAILABLE_MEMORY is at most the VRAM size, drops by 2 MiB for a 2 MiB buffer and comes back when it is freed.",
-               p->n_gpus);
+               "%s: AVAILABLE_MEMORY is at most the VRAM size, drops by 2 MiB for a 2 MiB buffer and comes back when it is freed.",
+               p->on_all);
 }
 
 static int map_preset(Probe *p, uint64_t handle, const uint32_t *ids, uint32_t n, uint32_t n_success,
@@ -516,8 +530,8 @@ static void check_map_mapped(Probe *p) {
 
         result(p, PROBE_CHECK_MAP_MAPPED, PROBE_PASS,
                "A MAP restarted after the fence wait was interrupted (n_success = all) changes nothing.",
-               "On all %zu GPUs: MAP of a mapped buffer, and a device list naming the GPU twice, succeed without change.",
-               p->n_gpus);
+               "%s: MAP of a mapped buffer, and a device list naming the GPU twice, succeed without change.",
+               p->on_all);
 }
 
 static void check_unmap_unmapped(Probe *p) {
@@ -556,7 +570,7 @@ static void check_unmap_unmapped(Probe *p) {
 
         result(p, PROBE_CHECK_UNMAP_UNMAPPED, PROBE_PASS,
                "svmd keeps each GPU's mapping state exact and unmaps only mapped GPUs; an interrupted UNMAP is restarted with n_success, never from 0.",
-               "On all %zu GPUs: UNMAP of a never-mapped buffer and of an already unmapped one is EINVAL.", p->n_gpus);
+               "%s: UNMAP of a never-mapped buffer and of an already unmapped one is EINVAL.", p->on_all);
 }
 
 static void check_free_mapped(Probe *p) {
@@ -602,7 +616,7 @@ static void check_free_mapped(Probe *p) {
         }
 
         result(p, PROBE_CHECK_FREE_MAPPED, PROBE_PASS, "svmd unmaps every GPU before FREE and treats EBUSY as a bug in its own state.",
-               "On all %zu GPUs: FREE of a mapped buffer is EBUSY and leaves the handle usable.", p->n_gpus);
+               "%s: FREE of a mapped buffer is EBUSY and leaves the handle usable.", p->on_all);
 }
 
 static void check_handle_reuse(Probe *p) {
@@ -640,8 +654,8 @@ static void check_handle_reuse(Probe *p) {
 
         if (reused && encoded)
                 result(p, PROBE_CHECK_HANDLE_REUSE, PROBE_PASS, svmd,
-                       "On all %zu GPUs: handles are gpu_id << 32 | index, and a freed handle's index is given to the next buffer.",
-                       p->n_gpus);
+                       "%s: handles are gpu_id << 32 | index, and a freed handle's index is given to the next buffer.",
+                       p->on_all);
         else
                 result(p, PROBE_CHECK_HANDLE_REUSE, PROBE_DIFFERS, svmd, "Handles %s; a freed handle %s.",
                        encoded ? "are gpu_id << 32 | index" : "do not carry the gpu_id in their upper 32 bits",
@@ -841,9 +855,9 @@ static void check_dmabuf(Probe *p) {
         }
 
         result(p, PROBE_CHECK_DMABUF, PROBE_PASS, svmd,
-               "On all %zu GPUs: a GTT buffer exported as a dma-buf was imported, mapped and read by another process "
+               "%s: a GTT buffer exported as a dma-buf was imported, mapped and read by another process "
                "with its own /dev/kfd, and the bytes it wrote back reached the exporter.",
-               p->n_gpus);
+               p->on_all);
 }
 
 static void check_svm_attributes(Probe *p) {
