@@ -197,13 +197,29 @@ static const struct {
         KfdFeature feature;
         const char *without;
 } feature_consequences[] = {
-        { KFD_FEATURE_SVM,               "svm ranges and the \"xnack\" setting are refused with NotSupported" },
+        { KFD_FEATURE_SVM,               "svm ranges are refused with NotSupported, XNACK is taken as off and \"xnack\" in svmd.conf is ignored" },
         { KFD_FEATURE_AVAILABLE_MEMORY,  "free VRAM is the topology's VRAM size minus what svmd allocated itself (other processes are not seen)" },
         { KFD_FEATURE_EXPORT_DMABUF,     "persistent VRAM/GTT ranges and Export are refused with NotSupported (persistent host ranges still work)" },
         { KFD_FEATURE_CONTIGUOUS,        "the \"contiguous\" flag is refused with NotSupported" },
         { KFD_FEATURE_MISC_PROCESS_FLAG, "\"mfma-high-precision\" is ignored with a warning" },
         { KFD_FEATURE_CREATE_PROCESS,    "nothing changes: svmd does not use secondary contexts" },
 };
+
+/* false, with check c recorded as "differs", when the kernel lacks f (the ioctl named what). */
+static bool require_feature(Probe *p, ProbeCheck c, KfdFeature f, const char *what) {
+        const char *without = NULL;
+        _cleanup_free_ char *svmd = NULL;
+
+        if (kfd_device_has_feature(p->kfd, f))
+                return true;
+
+        for (size_t i = 0; i < ELEMENTSOF(feature_consequences); i++)
+                if (feature_consequences[i].feature == f)
+                        without = feature_consequences[i].without;
+        svmd = strf("Without it, %s.", strna(without));
+        result(p, c, PROBE_DIFFERS, svmd, "No %s: it needs interface %s.", what, kfd_feature_min_version(f));
+        return false;
+}
 
 static void check_interface_version(Probe *p) {
         _cleanup_close_ int fd = -EBADF;
@@ -357,12 +373,8 @@ static void check_acquire_vm(Probe *p) {
 }
 
 static void check_available_memory(Probe *p) {
-        if (!kfd_device_has_feature(p->kfd, KFD_FEATURE_AVAILABLE_MEMORY)) {
-                result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_DIFFERS,
-                       "Free VRAM is the topology's VRAM size minus what svmd allocated itself; other KFD processes are not seen.",
-                       "No AVAILABLE_MEMORY: it needs interface %s.", kfd_feature_min_version(KFD_FEATURE_AVAILABLE_MEMORY));
+        if (!require_feature(p, PROBE_CHECK_AVAILABLE_MEMORY, KFD_FEATURE_AVAILABLE_MEMORY, "AVAILABLE_MEMORY"))
                 return;
-        }
 
         for (size_t i = 0; i < p->n_gpus; i++) {
                 const KfdGpu *g = kfd_device_get_gpu(p->kfd, i);
@@ -832,12 +844,8 @@ static void check_dmabuf(Probe *p) {
                 "Persistent VRAM/GTT ranges survive svmd's restart as dma-bufs in the fd store, and Export gives clients "
                 "dma-buf fds they import into their own KFD process.";
 
-        if (!kfd_device_has_feature(p->kfd, KFD_FEATURE_EXPORT_DMABUF)) {
-                result(p, PROBE_CHECK_DMABUF, PROBE_DIFFERS,
-                       "Persistent VRAM/GTT ranges and Export are refused with NotSupported; persistent host (memfd) ranges still work.",
-                       "No EXPORT_DMABUF: it needs interface %s.", kfd_feature_min_version(KFD_FEATURE_EXPORT_DMABUF));
+        if (!require_feature(p, PROBE_CHECK_DMABUF, KFD_FEATURE_EXPORT_DMABUF, "EXPORT_DMABUF"))
                 return;
-        }
 
         for (size_t i = 0; i < p->n_gpus; i++) {
                 _cleanup_free_ char *error = NULL;
@@ -870,11 +878,8 @@ static void check_svm_attributes(Probe *p) {
         void *mem;
         int r;
 
-        if (!kfd_device_has_feature(p->kfd, KFD_FEATURE_SVM)) {
-                result(p, PROBE_CHECK_SVM_ATTRIBUTES, PROBE_DIFFERS, "svm ranges are refused with NotSupported.",
-                       "No AMDKFD_IOC_SVM: it needs interface %s.", kfd_feature_min_version(KFD_FEATURE_SVM));
+        if (!require_feature(p, PROBE_CHECK_SVM_ATTRIBUTES, KFD_FEATURE_SVM, "AMDKFD_IOC_SVM"))
                 return;
-        }
         for (size_t i = 0; i < p->n_gpus; i++)
                 if (kfd_device_get_gpu(p->kfd, i)->capability & KFD_SVM_CAP_SUPPORTED)
                         ids[n++] = p->gpu_ids[i];
@@ -944,11 +949,8 @@ out:
 static void check_xnack(Probe *p) {
         int mode, other, r;
 
-        if (!kfd_device_has_feature(p->kfd, KFD_FEATURE_SVM)) {
-                result(p, PROBE_CHECK_XNACK, PROBE_DIFFERS, "svmd takes XNACK as off and ignores \"xnack\" in svmd.conf.",
-                       "No SET_XNACK_MODE: it needs interface %s.", kfd_feature_min_version(KFD_FEATURE_SVM));
+        if (!require_feature(p, PROBE_CHECK_XNACK, KFD_FEATURE_SVM, "SET_XNACK_MODE"))
                 return;
-        }
 
         r = kfd_set_xnack_mode(p->fd, -1, &mode);
         if (r < 0) {
