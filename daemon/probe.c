@@ -477,6 +477,12 @@ static void check_map_restart(Probe *p) {
                        ids[0]);
                 goto out;
         }
+        if (r != -EINVAL) {
+                result(p, PROBE_CHECK_MAP_RESTART, PROBE_FAIL, map_restart_svmd,
+                       "UNMAP of GPU 0x%x, which MAP with n_success preset to 1 skipped, returned %s (expected EINVAL: not mapped).",
+                       ids[0], strerror(-r));
+                goto out;
+        }
         if (n > 1) {
                 r = kfd_unmap(p->fd, h, ids + 1, n - 1, &n_success);
                 if (r < 0) {
