@@ -2,8 +2,8 @@
 
 /*
  * The kernel-contract probe. Each check_*() function exercises one behaviour
- * svmd relies on (docs/architecture.md, "The kernel contract"; the facts come
- * from amdkfd's kfd_chardev.c), on every GPU, with scratch buffers at the
+ * svmd relies on (docs/hardware.md, "The checks", which also says which
+ * outcomes are fatal and why), on every GPU, with scratch buffers at the
  * probe's own VAs, and records a ProbeResult. Scratch buffers are tracked so
  * that check_cleanup() frees whatever a failed check left behind: the node
  * holds nothing of the probe afterwards (docs/hardware.md).

@@ -3,9 +3,9 @@
 
 /*
  * The kernel-contract probe (`svmd --probe`): runs, against whatever /dev/kfd
- * the node has, every kernel behaviour svmd relies on (docs/architecture.md,
- * "The kernel contract"; docs/hardware.md), with scratch allocations it frees,
- * and says for each what it found and what svmd does where the kernel differs.
+ * the node has, every kernel behaviour svmd relies on (docs/hardware.md, "The
+ * checks"), with scratch allocations it frees, and says for each what it found
+ * and what svmd does where the kernel differs.
  *
  * It is its own KFD process (its own /dev/kfd open, its own render-node files
  * for ACQUIRE_VM), so it runs next to a running svmd without touching it.
