@@ -6,6 +6,7 @@ interface version), the exit status, and an emulator dump afterwards that holds
 nothing of the probe.
 
     test-probe.py KFDEMU_RUN KFDEMU_CTL SVMD TOPOLOGY [KFD_VERSION]
+    test-probe.py --no-kfd SVMD
 """
 
 import json
@@ -38,7 +39,24 @@ def run_probe(kfdemu_run, svmd, topology, version, node_dir, extra):
     return subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=300)
 
 
+def no_kfd(svmd):
+    """Without /dev/kfd (no emulator): interface-version fails, the rest is skipped, exit 1."""
+    if os.path.exists("/dev/kfd"):
+        print("this machine has /dev/kfd; nothing to check")
+        sys.exit(77)
+    out = subprocess.run([svmd, "--probe", "--json"], stdout=subprocess.PIPE, text=True, timeout=60)
+    report = json.loads(out.stdout)
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    if out.returncode != 1 or report["svmd_can_run"] is not False or status["interface-version"] != "fail" or \
+            any(s != "skipped" for n, s in status.items() if n != "interface-version"):
+        fail(f"without /dev/kfd: exit {out.returncode}, {status}")
+    print("ok: without /dev/kfd the probe fails interface-version and exits 1")
+
+
 def main():
+    if sys.argv[1] == "--no-kfd":
+        no_kfd(sys.argv[2])
+        return
     kfdemu_run, kfdemu_ctl, svmd, topology = sys.argv[1:5]
     version = sys.argv[5] if len(sys.argv) > 5 else None
     minor = int(version.split(".")[1]) if version else None
