@@ -191,6 +191,16 @@ static void result_alloc_failed(Probe *p, ProbeCheck c, uint32_t gpu_id, const c
                        "ALLOC_MEMORY_OF_GPU of a scratch %s on GPU 0x%x failed: %s.", what, gpu_id, strerror(-r));
 }
 
+/* A 64 KiB VRAM scratch buffer on gpu_id for check c; a failure is recorded as c's result. */
+static int scratch_vram(Probe *p, ProbeCheck c, uint32_t gpu_id, uint64_t *ret_handle) {
+        int r;
+
+        r = scratch_alloc(p, gpu_id, PROBE_SZ_64K, PROBE_VRAM_FLAGS, ret_handle, NULL);
+        if (r < 0)
+                result_alloc_failed(p, c, gpu_id, "64 KiB of VRAM", r);
+        return r;
+}
+
 /* ---- checks ---- */
 
 static const struct {
@@ -527,9 +537,8 @@ static void check_map_mapped(Probe *p) {
                 uint64_t h;
                 int r;
 
-                r = scratch_alloc(p, id, PROBE_SZ_64K, PROBE_VRAM_FLAGS, &h, NULL);
-                if (r < 0)
-                        return result_alloc_failed(p, PROBE_CHECK_MAP_MAPPED, id, "64 KiB of VRAM", r);
+                if (scratch_vram(p, PROBE_CHECK_MAP_MAPPED, id, &h) < 0)
+                        return;
                 r = kfd_map(p->fd, h, &id, 1, &n);
                 if (r >= 0)
                         r = kfd_map(p->fd, h, &id, 1, &n);
@@ -558,9 +567,8 @@ static void check_unmap_unmapped(Probe *p) {
                 uint64_t h;
                 int r, r2 = 0, r3 = 0;
 
-                r = scratch_alloc(p, id, PROBE_SZ_64K, PROBE_VRAM_FLAGS, &h, NULL);
-                if (r < 0)
-                        return result_alloc_failed(p, PROBE_CHECK_UNMAP_UNMAPPED, id, "64 KiB of VRAM", r);
+                if (scratch_vram(p, PROBE_CHECK_UNMAP_UNMAPPED, id, &h) < 0)
+                        return;
                 r = kfd_unmap(p->fd, h, &id, 1, &n);
                 if (r == -EINVAL) {
                         r2 = kfd_map(p->fd, h, &id, 1, &n);
@@ -597,9 +605,8 @@ static void check_free_mapped(Probe *p) {
                 uint64_t h;
                 int r;
 
-                r = scratch_alloc(p, id, PROBE_SZ_64K, PROBE_VRAM_FLAGS, &h, NULL);
-                if (r < 0)
-                        return result_alloc_failed(p, PROBE_CHECK_FREE_MAPPED, id, "64 KiB of VRAM", r);
+                if (scratch_vram(p, PROBE_CHECK_FREE_MAPPED, id, &h) < 0)
+                        return;
                 r = kfd_map(p->fd, h, &id, 1, &n);
                 if (r < 0) {
                         (void) scratch_free(p, h);
@@ -647,13 +654,11 @@ static void check_handle_reuse(Probe *p) {
                 uint64_t a, b, c;
                 int r;
 
-                r = scratch_alloc(p, id, PROBE_SZ_64K, PROBE_VRAM_FLAGS, &a, NULL);
-                if (r < 0)
-                        return result_alloc_failed(p, PROBE_CHECK_HANDLE_REUSE, id, "64 KiB of VRAM", r);
-                r = scratch_alloc(p, id, PROBE_SZ_64K, PROBE_VRAM_FLAGS, &b, NULL);
-                if (r < 0) {
+                if (scratch_vram(p, PROBE_CHECK_HANDLE_REUSE, id, &a) < 0)
+                        return;
+                if (scratch_vram(p, PROBE_CHECK_HANDLE_REUSE, id, &b) < 0) {
                         (void) scratch_free(p, a);
-                        return result_alloc_failed(p, PROBE_CHECK_HANDLE_REUSE, id, "64 KiB of VRAM", r);
+                        return;
                 }
                 r = scratch_free(p, a);
                 if (r >= 0)
