@@ -338,7 +338,7 @@ static void check_gpus(Probe *p) {
 
         t = kfd_device_get_topology(p->kfd);
         result(p, PROBE_CHECK_GPUS, PROBE_PASS, "svmd serves every GPU listed here.",
-               "%zu GPU%s, each opened through its render node and its VM acquired: %s.%s", p->n_gpus,
+               "%zu GPU%s with the render node open and the VM acquired: %s.%s", p->n_gpus,
                p->n_gpus == 1 ? "" : "s", list,
                t->n_denied > 0 ? " Some GPU nodes are hidden by the device cgroup." : "");
 }
