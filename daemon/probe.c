@@ -702,8 +702,11 @@ static const char *const dmabuf_steps[] = {
 static void dmabuf_child_log(int priority, const char *message, void *userdata) {
 }
 
-/* In the forked child: its own KFD process imports the dma-buf, checks the bytes and answers in them. */
-static DmabufAnswer dmabuf_child(int dmabuf_fd, uint32_t gpu_id, uint8_t seed) {
+/*
+ * In the forked child: its own KFD process imports the dma-buf and maps it; with
+ * cpu, it also checks the bytes through a mapping of the dma-buf and answers in them.
+ */
+static DmabufAnswer dmabuf_child(int dmabuf_fd, uint32_t gpu_id, uint8_t seed, bool cpu) {
         const KfdDeviceConfig config = { .log = dmabuf_child_log };
         KfdDevice *d = NULL;
         uint64_t h;
@@ -728,7 +731,7 @@ static DmabufAnswer dmabuf_child(int dmabuf_fd, uint32_t gpu_id, uint8_t seed) {
                 return (DmabufAnswer) { 3, -r };
         }
 
-        b = mmap(NULL, PROBE_SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED, dmabuf_fd, 0);
+        b = cpu ? mmap(NULL, PROBE_SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED, dmabuf_fd, 0) : NULL;
         if (b == MAP_FAILED) {
                 r = errno;
                 (void) kfd_unmap(fd, h, &gpu_id, 1, &n);
@@ -736,7 +739,7 @@ static DmabufAnswer dmabuf_child(int dmabuf_fd, uint32_t gpu_id, uint8_t seed) {
                 kfd_device_free(d);
                 return (DmabufAnswer) { 4, r };
         }
-        for (size_t i = 0; i < PROBE_SZ_2M; i += 4096)
+        for (size_t i = 0; b && i < PROBE_SZ_2M; i += 4096)
                 if (b[i] != (uint8_t) (seed + i / 4096)) {
                         munmap(b, PROBE_SZ_2M);
                         (void) kfd_unmap(fd, h, &gpu_id, 1, &n);
@@ -744,9 +747,11 @@ static DmabufAnswer dmabuf_child(int dmabuf_fd, uint32_t gpu_id, uint8_t seed) {
                         kfd_device_free(d);
                         return (DmabufAnswer) { 5, 0 };
                 }
-        b[0] = 0xA5;
-        b[1] = 0x5A;
-        munmap(b, PROBE_SZ_2M);
+        if (b) {
+                b[0] = 0xA5;
+                b[1] = 0x5A;
+                munmap(b, PROBE_SZ_2M);
+        }
 
         r = kfd_unmap(fd, h, &gpu_id, 1, &n);
         if (r >= 0)
@@ -757,8 +762,17 @@ static DmabufAnswer dmabuf_child(int dmabuf_fd, uint32_t gpu_id, uint8_t seed) {
         return (DmabufAnswer) {};
 }
 
-/* Export a GTT buffer of gpu_id, let another process import it; 0 or a sentence in *ret_error. */
-static int dmabuf_one(Probe *p, uint32_t gpu_id, char **ret_error) {
+/*
+ * Export a GTT or VRAM buffer of gpu_id and let another process import and map it;
+ * the bytes are compared both ways where the CPU can map the buffer (GTT, and VRAM
+ * on a large-BAR GPU). 0, or a sentence in *ret_error.
+ */
+static int dmabuf_one(Probe *p, const KfdGpu *g, bool vram, char **ret_error) {
+        const char *domain = vram ? "VRAM" : "GTT";
+        uint32_t gpu_id = g->gpu_id;
+        bool cpu = !vram || g->large_bar;
+        uint32_t flags = !vram ? PROBE_GTT_FLAGS :
+                         PROBE_VRAM_FLAGS | (g->large_bar ? KFD_IOC_ALLOC_MEM_FLAGS_PUBLIC : 0);
         _cleanup_close_ int dmabuf = -EBADF, answer_read = -EBADF;
         int answer_pipe[2];
         DmabufAnswer answer = { .step = 1, .error = EPIPE };
@@ -769,26 +783,28 @@ static int dmabuf_one(Probe *p, uint32_t gpu_id, char **ret_error) {
         int r, render_fd, status;
         pid_t pid;
 
-        r = scratch_alloc(p, gpu_id, PROBE_SZ_2M, PROBE_GTT_FLAGS, &h, &offset);
+        r = scratch_alloc(p, gpu_id, PROBE_SZ_2M, flags, &h, &offset);
         if (r < 0) {
-                *ret_error = strf("ALLOC of a 2 MiB GTT buffer on GPU 0x%x failed: %s.", gpu_id, strerror(-r));
+                *ret_error = strf("ALLOC of a 2 MiB %s buffer on GPU 0x%x failed: %s.", domain, gpu_id, strerror(-r));
                 return r == -ENOMEM ? -ENOMEM : -EIO;
         }
 
-        render_fd = kfd_device_get_render_fd(p->kfd, gpu_id);
-        b = mmap(NULL, PROBE_SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED, render_fd, (off_t) offset);
-        if (b == MAP_FAILED) {
-                *ret_error = strf("mmap of a GTT buffer of GPU 0x%x through its render node failed: %s.", gpu_id,
-                                  strerror(errno));
-                r = -EIO;
-                goto out;
+        if (cpu) {
+                render_fd = kfd_device_get_render_fd(p->kfd, gpu_id);
+                b = mmap(NULL, PROBE_SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED, render_fd, (off_t) offset);
+                if (b == MAP_FAILED) {
+                        *ret_error = strf("mmap of a %s buffer of GPU 0x%x through its render node failed: %s.",
+                                          domain, gpu_id, strerror(errno));
+                        r = -EIO;
+                        goto out;
+                }
+                for (size_t i = 0; i < PROBE_SZ_2M; i += 4096)
+                        b[i] = (uint8_t) (seed + i / 4096);
         }
-        for (size_t i = 0; i < PROBE_SZ_2M; i += 4096)
-                b[i] = (uint8_t) (seed + i / 4096);
 
         r = kfd_export_dmabuf(p->fd, h, O_RDWR, &dmabuf);
         if (r < 0) {
-                *ret_error = strf("EXPORT_DMABUF of a GTT buffer of GPU 0x%x failed: %s.", gpu_id, strerror(-r));
+                *ret_error = strf("EXPORT_DMABUF of a %s buffer of GPU 0x%x failed: %s.", domain, gpu_id, strerror(-r));
                 goto out;
         }
         r = kfd_get_dmabuf_info(p->fd, dmabuf, &size, &owner, NULL);
@@ -815,7 +831,7 @@ static int dmabuf_one(Probe *p, uint32_t gpu_id, char **ret_error) {
         }
         if (pid == 0) {
                 /* A new process: its own KFD context. The parent's /dev/kfd fd is EBADF here. */
-                DmabufAnswer a = dmabuf_child(dmabuf, gpu_id, seed);
+                DmabufAnswer a = dmabuf_child(dmabuf, gpu_id, seed, cpu);
                 _exit(write(answer_pipe[1], &a, sizeof(a)) == sizeof(a) ? 0 : 1);
         }
         safe_close(answer_pipe[1]);
@@ -828,16 +844,16 @@ static int dmabuf_one(Probe *p, uint32_t gpu_id, char **ret_error) {
                 size_t step = (size_t) answer.step < ELEMENTSOF(dmabuf_steps) ? (size_t) answer.step : 1;
 
                 *ret_error = answer.error != 0
-                        ? strf("A second process importing GTT memory of GPU 0x%x failed at %s: %s.", gpu_id,
+                        ? strf("A second process importing %s of GPU 0x%x failed at %s: %s.", domain, gpu_id,
                                dmabuf_steps[step], strerror(answer.error))
-                        : strf("A second process importing GTT memory of GPU 0x%x read other bytes than the exporter wrote.",
-                               gpu_id);
+                        : strf("A second process importing %s of GPU 0x%x read other bytes than the exporter wrote.",
+                               domain, gpu_id);
                 r = -EIO;
                 goto out;
         }
-        if (b[0] != 0xA5 || b[1] != 0x5A) {
-                *ret_error = strf("Bytes the importing process wrote into GTT memory of GPU 0x%x did not reach the exporter.",
-                                  gpu_id);
+        if (cpu && (b[0] != 0xA5 || b[1] != 0x5A)) {
+                *ret_error = strf("Bytes the importing process wrote into %s of GPU 0x%x did not reach the exporter.",
+                                  domain, gpu_id);
                 r = -EIO;
                 goto out;
         }
@@ -858,11 +874,11 @@ static void check_dmabuf(Probe *p) {
         if (!require_feature(p, PROBE_CHECK_DMABUF, KFD_FEATURE_EXPORT_DMABUF, "EXPORT_DMABUF"))
                 return;
 
-        for (size_t i = 0; i < p->n_gpus; i++) {
+        for (size_t i = 0; i < 2 * p->n_gpus; i++) {
                 _cleanup_free_ char *error = NULL;
                 int r;
 
-                r = dmabuf_one(p, p->gpu_ids[i], &error);
+                r = dmabuf_one(p, kfd_device_get_gpu(p->kfd, i / 2), i % 2 == 1, &error);
                 if (r == -ENOMEM) {
                         result(p, PROBE_CHECK_DMABUF, PROBE_SKIPPED, NULL, "%s", strna(error));
                         return;
@@ -874,8 +890,9 @@ static void check_dmabuf(Probe *p) {
         }
 
         result(p, PROBE_CHECK_DMABUF, PROBE_PASS, svmd,
-               "%s: a GTT buffer exported as a dma-buf was imported, mapped and read by another process "
-               "with its own /dev/kfd, and the bytes it wrote back reached the exporter.",
+               "%s: a GTT and a VRAM buffer exported as dma-bufs were imported and mapped by another process "
+               "with its own /dev/kfd, which read the exporter's bytes and wrote bytes back that the exporter read "
+               "(for VRAM where the GPU has a large BAR).",
                p->on_all);
 }
 
