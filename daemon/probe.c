@@ -343,7 +343,51 @@ static void check_gpus(Probe *p) {
                t->n_denied > 0 ? " Some GPU nodes are hidden by the device cgroup." : "");
 }
 
+/*
+ * What ALLOC returns in a new KFD process (a forked child) that has not acquired
+ * gpu_id's VM: ENODEV in the kernel. The child answers with the positive errno, 0 for success.
+ */
+static int alloc_without_vm(uint32_t gpu_id) {
+        int status, r;
+        pid_t pid;
+
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                uint64_t h;
+                int fd;
+
+                fd = open("/dev/kfd", O_RDWR | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        _exit(255);
+                r = kfd_alloc(fd, PROBE_VA_BASE, PROBE_SZ_64K, gpu_id, PROBE_VRAM_FLAGS, 0, &h, NULL);
+                if (r >= 0)
+                        (void) kfd_free(fd, h);
+                _exit(MIN(-r, 254));
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (!WIFEXITED(status) || WEXITSTATUS(status) == 255)
+                return -ECHILD;
+        return WEXITSTATUS(status);
+}
+
 static void check_acquire_vm(Probe *p) {
+        int e;
+
+        /* svmd acquires every VM before its first allocation; the kernel insists. */
+        e = alloc_without_vm(p->gpu_ids[0]);
+        if (e != ENODEV) {
+                result(p, PROBE_CHECK_ACQUIRE_VM, e < 0 ? PROBE_SKIPPED : PROBE_DIFFERS,
+                       "svmd acquires every GPU's VM at start, before any allocation, so this does not matter to it.",
+                       "ALLOC on GPU 0x%x in a new process without ACQUIRE_VM %s%s, not ENODEV.", p->gpu_ids[0],
+                       e < 0 ? "could not be tried: " : e == 0 ? "succeeded" : "failed with ",
+                       e < 0 ? strerror(-e) : e == 0 ? "" : strerror(e));
+                return;
+        }
+
         for (size_t i = 0; i < p->n_gpus; i++) {
                 const KfdGpu *g = kfd_device_get_gpu(p->kfd, i);
                 _cleanup_close_ int other = -EBADF;
@@ -378,8 +422,9 @@ static void check_acquire_vm(Probe *p) {
 
         result(p, PROBE_CHECK_ACQUIRE_VM, PROBE_PASS,
                "svmd acquires each VM once at start with a render-node file it keeps for CPU mappings, and says which GPU is taken on EBUSY.",
-               "%s: ACQUIRE_VM with the same render-node file again is a no-op; with another file of the same node it is EBUSY.",
-               p->on_all);
+               "ALLOC before ACQUIRE_VM is ENODEV (in a new process, on GPU 0x%x). %s: ACQUIRE_VM with the same "
+               "render-node file again is a no-op; with another file of the same node it is EBUSY.",
+               p->gpu_ids[0], p->on_all);
 }
 
 static void check_available_memory(Probe *p) {
