@@ -446,8 +446,10 @@ static void check_available_memory(Probe *p) {
                 p->available_start[i] = before;
 
                 r = scratch_alloc(p, g->gpu_id, PROBE_SZ_2M, PROBE_VRAM_FLAGS, &h, NULL);
-                if (r < 0)
-                        return result_alloc_failed(p, PROBE_CHECK_AVAILABLE_MEMORY, g->gpu_id, "2 MiB of VRAM", r);
+                if (r < 0) {
+                        result_alloc_failed(p, PROBE_CHECK_AVAILABLE_MEMORY, g->gpu_id, "2 MiB of VRAM", r);
+                        return;
+                }
                 r = kfd_available_memory(p->fd, g->gpu_id, &during);
                 if (r >= 0) {
                         r = scratch_free(p, h);
@@ -513,8 +515,10 @@ static void check_map_restart(Probe *p) {
 
         /* GTT can be mapped on every GPU, peers or not. */
         r = scratch_alloc(p, ids[0], PROBE_SZ_64K, PROBE_GTT_FLAGS, &h, NULL);
-        if (r < 0)
-                return result_alloc_failed(p, PROBE_CHECK_MAP_RESTART, ids[0], "64 KiB GTT buffer", r);
+        if (r < 0) {
+                result_alloc_failed(p, PROBE_CHECK_MAP_RESTART, ids[0], "64 KiB GTT buffer", r);
+                return;
+        }
 
         /* n_success preset to 1: the kernel starts at index 1, so GPU ids[0] stays unmapped. */
         r = map_preset(p, h, ids, n, 1, &n_success);
