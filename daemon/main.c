@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "probe.h"
 #include "svmd-protocol.h"
 
 static void help(void) {
@@ -22,6 +23,9 @@ static void help(void) {
                "     --bus=BUS           system (default), session, none, or a D-Bus address\n"
                "     --runtime-dir=DIR   State directory for io.socket (default: %s)\n"
                "     --log-level=LEVEL   emerg, alert, crit, err, warning, notice, info, debug\n"
+               "     --probe             Check this node's kernel against what svmd relies on, then exit\n"
+               "                         (runs next to a running svmd; non-zero exit: svmd cannot run)\n"
+               "     --json              With --probe: print the report as JSON\n"
                "\nSee svmd(8).\n",
                SVMD_CONFIG_FILE, SVMD_RUNTIME_DIR);
 }
@@ -29,6 +33,8 @@ static void help(void) {
 typedef struct Arguments {
         ManagerOptions manager;
         int log_level;
+        bool probe;
+        bool json;
 } Arguments;
 
 static int parse_argv(int argc, char *argv[], Arguments *a) {
@@ -38,6 +44,8 @@ static int parse_argv(int argc, char *argv[], Arguments *a) {
                 ARG_BUS,
                 ARG_RUNTIME_DIR,
                 ARG_LOG_LEVEL,
+                ARG_PROBE,
+                ARG_JSON,
         };
         static const struct option options[] = {
                 { "help",        no_argument,       NULL, 'h' },
@@ -46,6 +54,8 @@ static int parse_argv(int argc, char *argv[], Arguments *a) {
                 { "bus",         required_argument, NULL, ARG_BUS },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "log-level",   required_argument, NULL, ARG_LOG_LEVEL },
+                { "probe",       no_argument,       NULL, ARG_PROBE },
+                { "json",        no_argument,       NULL, ARG_JSON },
                 {}
         };
         int c;
@@ -86,6 +96,12 @@ static int parse_argv(int argc, char *argv[], Arguments *a) {
                                 return -EINVAL;
                         }
                         break;
+                case ARG_PROBE:
+                        a->probe = true;
+                        break;
+                case ARG_JSON:
+                        a->json = true;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -96,7 +112,41 @@ static int parse_argv(int argc, char *argv[], Arguments *a) {
                 log_error("svmd takes no positional arguments.");
                 return -EINVAL;
         }
+        if (a->json && !a->probe) {
+                log_error("--json only applies to --probe.");
+                return -EINVAL;
+        }
         return 1;
+}
+
+/* svmd --probe: the kernel-contract report (docs/hardware.md). Exit 0 when svmd can run here. */
+static int run_probe(bool json) {
+        _cleanup_(probe_report_freep) ProbeReport *report = NULL;
+        int r;
+
+        r = probe_run(&report);
+        if (r < 0) {
+                log_error_errno(r, "Running the kernel-contract probe failed: %m");
+                return EXIT_FAILURE;
+        }
+
+        if (json) {
+                json_auto_t *j = NULL;
+
+                r = probe_report_to_json(report, &j);
+                if (r < 0 || json_dumpf(j, stdout, JSON_INDENT(2)) < 0) {
+                        log_error("Writing the probe report as JSON failed.");
+                        return EXIT_FAILURE;
+                }
+                putchar('\n');
+        } else
+                probe_report_print(report, stdout);
+
+        if (fflush(stdout) != 0) {
+                log_error_errno(errno, "Writing the probe report failed: %m");
+                return EXIT_FAILURE;
+        }
+        return probe_report_svmd_can_run(report) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 int main(int argc, char *argv[]) {
@@ -110,6 +160,8 @@ int main(int argc, char *argv[]) {
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         if (a.log_level >= 0)
                 log_set_max_level(a.log_level);
+        if (a.probe)
+                return run_probe(a.json);
 
         r = sd_bus_error_add_map(svmd_error_map);
         if (r < 0) {
