@@ -16,6 +16,7 @@ mark_journal
 check "systemctl reload svmd.service with quotas per unit" systemctl reload svmd.service
 wait_until "svmd loaded them" 5 journal_has "Configuration reloaded from $config"
 
+vram0=$(vram_used "$gpu")
 check_fails "svmd-small-1 may not allocate 8 MiB (quota 4 MiB)" 'quota is 4\.0 MiB' \
         systemd-run --quiet --wait --pipe --collect --uid="$tester" --unit=svmd-small-1 \
         "$svmctl" alloc 8M --gpu "$gpu" --persistent
@@ -27,8 +28,13 @@ check_output "its owner is the unit" '"svmd-big-1\.service"' \
         busctl get-property org.svmd1 "/org/svmd1/range/$big_id" org.svmd1.Range Owner
 check_output "svmd charges it to the unit's scope" 'unit:svmd-big-1\.service' "$svmctl" usage unit:svmd-big-1.service
 check "root frees it" "$svmctl" free "$big_id"
+# The fd store drops its copy of a freed persistent range's buffer asynchronously (FDSTOREREMOVE).
+for _ in $(seq 100); do
+        [ "$(vram_used "$gpu")" -eq "$vram0" ] && break
+        sleep 0.1
+done
+check "the kernel let go of it" test "$(vram_used "$gpu")" -eq "$vram0"
 
-vram0=$(vram_used "$gpu")
 check "a long-running client unit holds 16 MiB" \
         systemd-run --quiet --uid="$tester" --unit=svmd-big-2 "$svmctl" alloc 16M --gpu "$gpu" --label held --hold
 wait_until "svmd lists its range" 10 sh -c "\"$svmctl\" ranges --all | grep -q held"
