@@ -93,6 +93,10 @@ typedef struct Manager {
         size_t n_lost;
 
         sd_event_source *repair_timer;
+        uint64_t repair_cursor;         /* the next range id a sliced repair pass looks at; 0: none */
+        size_t repair_failed;           /* ranges this pass could not repair yet */
+        Client *teardown_head, *teardown_tail;  /* gone clients with ranges left to free (client.h) */
+        sd_event_source *teardown_event;
         sd_event_source *publish_event;         /* coalesced PropertiesChanged */
         uint64_t dirty_gpus;
         bool dirty_manager;

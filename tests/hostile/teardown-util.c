@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hostile-util.h"
+#include "svmd-protocol.h"
+#include "svmd-test.h"
+#include "teardown-util.h"
+
+static uint64_t commit_allocates(sd_bus *bus, const TeardownFiller *f, uint64_t done, unsigned n) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t first = 0;
+        int r;
+
+        ASSERT_OK(sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                                 "Commit"));
+        ASSERT_OK(sd_bus_message_open_container(m, 'a', "(sa{sv})"));
+        for (unsigned i = 0; i < n; i++)
+                ASSERT_OK(sd_bus_message_append(m, "(sa{sv})", "Allocate", 3, "size", "t", UINT64_C(4096), "gpu", "u",
+                                                f->gpus[(done + i) % f->n_gpus], "domain", "s", "gtt"));
+        ASSERT_OK(sd_bus_message_close_container(m));
+        ASSERT_OK(sd_bus_message_append(m, "a{sv}", 0));
+        r = sd_bus_call(bus, m, 120 * 1000 * 1000ULL, &error, &reply);
+        ASSERT_BUS_OK(r, &error);
+
+        /* The first result's "id". */
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(a{sv})"));
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'r', "a{sv}"));
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key;
+
+                ASSERT_OK(sd_bus_message_read(reply, "s", &key));
+                if (strcmp(key, "id") == 0)
+                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &first));
+                else
+                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+        }
+        ASSERT_OK(r);
+        ASSERT_TRUE(first > 0);
+        return first;
+}
+
+void teardown_fill(void *arg) {
+        TeardownFiller *f = arg;
+        sd_bus *bus = test_connect(true);
+
+        for (uint64_t done = 0; done < f->n_ranges;) {
+                unsigned n = (unsigned) (f->n_ranges - done < SVMD_MAX_COMMIT_OPS ? f->n_ranges - done
+                                                                                  : SVMD_MAX_COMMIT_OPS);
+                uint64_t first = commit_allocates(bus, f, done, n);
+
+                if (done == 0)
+                        f->first_id = first;
+                done += n;
+        }
+        f->filled = 1;
+        hu_wait_flag(&f->go);
+        /* Exiting closes the connection: svmd frees what it owned. */
+        sd_bus_close(bus);
+        sd_bus_unref(bus);
+}
+
+uint64_t teardown_usage(sd_bus *bus, const char *scope, const char *key) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t value = 0;
+        int r;
+
+        r = test_call(bus, "GetUsage", &error, &reply, "s", scope);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *k, *contents;
+                char type;
+
+                ASSERT_OK(sd_bus_message_read(reply, "s", &k));
+                ASSERT_OK(sd_bus_message_peek_type(reply, &type, &contents));
+                if (strcmp(k, key) == 0 && strcmp(contents, "t") == 0)
+                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &value));
+                else
+                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+        }
+        ASSERT_OK(r);
+        return value;
+}

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * One tenant's big teardown must not stall the others. A tenant (uid 2) fills
+ * svmd with tens of thousands of small ranges and closes its connection: svmd
+ * frees them in slices of about a millisecond. Meanwhile
+ *   - another tenant (uid 1) keeps calling ListGpus and Allocate+Free over the
+ *     direct socket, and every call answers within MAX_CALL_USEC;
+ *   - a new connection of uid 2 sees its usage go down step by step (the ranges
+ *     stay charged until really freed), a range waiting to be freed answers
+ *     State "freeing" and Free on it is refused with NoSuchRange;
+ *   - a Reload (rescope) in the middle keeps the accounting right.
+ * In the end uid 2's usage is 0 and the emulator is back where it started.
+ *
+ * Before slicing, svmd freed them all in one dispatch: nothing was served for
+ * the whole teardown (seconds), so the first bound fails.
+ */
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hostile-util.h"
+#include "svmd-protocol.h"
+#include "svmd-test.h"
+#include "teardown-util.h"
+
+#define N_RANGES 40000
+#define MAX_CALL_USEC (200 * 1000)      /* generous for ASan on 2 cores; unsliced it is seconds */
+
+typedef struct Shared {
+        TeardownFiller filler;
+        volatile int go, stop;
+        /* the victim */
+        volatile int victim_ready;
+        uint64_t victim_calls, victim_max_usec;
+        char victim_max_what[32];
+        /* the observer: uid 2's new connection */
+        uint64_t seen[4096];
+        size_t n_seen;
+        volatile int freeing_checked, reloaded;
+} Shared;
+
+static TestContext T;
+static Shared *S;
+
+static void timed(const char *what, uint64_t t0) {
+        uint64_t dt = hu_now_usec() - t0;
+
+        S->victim_calls++;
+        if (dt > S->victim_max_usec) {
+                S->victim_max_usec = dt;
+                snprintf(S->victim_max_what, sizeof(S->victim_max_what), "%s", what);
+        }
+}
+
+static void victim(void *arg) {
+        sd_bus *bus = test_connect(true);
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        /* Connected and known to svmd before the teardown starts. */
+        r = test_call(bus, "ListGpus", &error, NULL, "");
+        ASSERT_BUS_OK(r, &error);
+        S->victim_ready = 1;
+        hu_wait_flag(&S->go);
+
+        while (!S->stop) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                const char *path;
+                uint64_t t0, id, va;
+
+                t0 = hu_now_usec();
+                r = test_call(bus, "ListGpus", &error, NULL, "");
+                ASSERT_BUS_OK(r, &error);
+                timed("ListGpus", t0);
+
+                t0 = hu_now_usec();
+                r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", UINT64_C(4096), T.gpus[0], "gtt", 0);
+                ASSERT_BUS_OK(r, &error);
+                timed("Allocate", t0);
+                ASSERT_OK(sd_bus_message_read(reply, "tto", &id, &va, &path));
+
+                t0 = hu_now_usec();
+                r = test_call(bus, "Free", &error, NULL, "t", id);
+                ASSERT_BUS_OK(r, &error);
+                timed("Free", t0);
+        }
+        sd_bus_flush_close_unref(bus);
+}
+
+/* The range waiting to be freed: listed as "freeing", not usable. */
+static void check_freeing(sd_bus *bus, uint64_t id) {
+        _cleanup_free_ char *path = NULL, *state = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        ASSERT_TRUE(asprintf(&path, SVMD_RANGE_PATH_PREFIX "/%" PRIu64, id) > 0);
+        r = sd_bus_get_property_string(bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "State", &error, &state);
+        ASSERT_BUS_OK(r, &error);
+        printf("  range %" PRIu64 " during the teardown: State \"%s\"\n", id, state);
+        ASSERT_STREQ(state, "freeing");
+
+        r = test_call(bus, "Free", &error, NULL, "t", id);
+        ASSERT_BUS_ERROR(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        printf("  Free(%" PRIu64 ") by its owner's uid: %s\n", id, error.message);
+        ASSERT_TRUE(strstr(error.message, "being freed"));
+        sd_bus_error_free(&error);
+}
+
+static void observer(void *arg) {
+        sd_bus *bus = test_connect(true);
+        uint64_t deadline;
+
+        hu_wait_flag(&S->go);
+        deadline = hu_now_usec() + 180 * 1000 * 1000ULL;
+        for (;;) {
+                uint64_t n = teardown_usage(bus, "", "ranges");
+
+                if (S->n_seen == 0 || S->seen[S->n_seen - 1] != n) {
+                        /* Ranges go, none come back (the Reload recomputes the same). */
+                        ASSERT_TRUE(S->n_seen == 0 || n < S->seen[S->n_seen - 1]);
+                        if (S->n_seen < ELEMENTSOF(S->seen))
+                                S->seen[S->n_seen++] = n;
+                }
+                if (n == 0)
+                        break;
+                /* first_id goes last: while anything is left, it waits to be freed. */
+                if (n < N_RANGES && !S->freeing_checked) {
+                        check_freeing(bus, S->filler.first_id);
+                        S->freeing_checked = 1;
+                }
+                ASSERT_TRUE(hu_now_usec() < deadline);
+                nanosleep(&(struct timespec) { 0, 5 * 1000 * 1000 }, NULL);
+        }
+        ASSERT_TRUE(teardown_usage(bus, "", "host") == 0);
+        sd_bus_flush_close_unref(bus);
+}
+
+int main(void) {
+        _cleanup_free_ char *base = NULL, *end = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        pid_t filler, victim_pid, observer_pid;
+        uint64_t t0, steps = 0;
+        int r;
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        test_setup(&T);
+        base = test_dump(&T);
+        S = hu_shared(sizeof(Shared));
+        S->filler.n_gpus = T.n_gpus < 8 ? T.n_gpus : 8;
+        memcpy(S->filler.gpus, T.gpus, S->filler.n_gpus * sizeof(uint32_t));
+        S->filler.n_ranges = N_RANGES;
+
+        t0 = hu_now_usec();
+        filler = hu_spawn(HU_UID_B, teardown_fill, &S->filler);
+        hu_wait_flag(&S->filler.filled);
+        printf("uid %u holds %d ranges (filled in %.1f s)\n", HU_UID_B, N_RANGES, (double) (hu_now_usec() - t0) / 1e6);
+        ASSERT_TRUE(teardown_usage(T.bus, "uid:2", "ranges") == N_RANGES);
+
+        victim_pid = hu_spawn(HU_UID_A, victim, NULL);
+        hu_wait_flag(&S->victim_ready);
+        observer_pid = hu_spawn(HU_UID_B, observer, NULL);
+
+        /* The filler closes its connection; everyone starts. */
+        t0 = hu_now_usec();
+        S->go = 1;
+        S->filler.go = 1;
+        hu_wait(filler);
+
+        /* A Reload in the middle: usage is recomputed from the ranges still there. */
+        for (unsigned i = 0; i < 200000 && S->n_seen < 2; i++)
+                nanosleep(&(struct timespec) { 0, 1000 * 1000 }, NULL);
+        r = test_call(T.bus, "Reload", &error, NULL, "");
+        ASSERT_BUS_OK(r, &error);
+        printf("  Reload during the teardown: uid 2 still owns %" PRIu64 " ranges\n",
+               teardown_usage(T.bus, "uid:2", "ranges"));
+
+        hu_wait(observer_pid);
+        printf("teardown of %d ranges took %.2f s\n", N_RANGES, (double) (hu_now_usec() - t0) / 1e6);
+        S->stop = 1;
+        hu_wait(victim_pid);
+
+        for (size_t i = 0; i < S->n_seen; i++)
+                if (S->seen[i] > 0 && S->seen[i] < N_RANGES)
+                        steps++;
+        printf("uid 2's new connection saw its range count at %zu values, %" PRIu64 " of them in between\n",
+               S->n_seen, steps);
+        printf("uid 1 meanwhile: %" PRIu64 " calls, the slowest %s in %.1f ms (bound %.0f ms)\n", S->victim_calls,
+               S->victim_max_what, (double) S->victim_max_usec / 1e3, MAX_CALL_USEC / 1e3);
+
+        ASSERT_TRUE(S->victim_calls >= 10);
+        ASSERT_TRUE(S->victim_max_usec < MAX_CALL_USEC);
+        ASSERT_TRUE(steps >= 2);
+        ASSERT_TRUE(S->freeing_checked);
+        ASSERT_TRUE(teardown_usage(T.bus, "uid:2", "ranges") == 0);
+        ASSERT_TRUE(teardown_usage(T.bus, "uid:2", "host") == 0);
+
+        end = test_dump_settled(&T, base);
+        ASSERT_STREQ(base, end);
+        test_teardown(&T);
+        printf("ok\n");
+        return 0;
+}
