@@ -64,28 +64,3 @@ void teardown_fill(void *arg) {
         sd_bus_close(bus);
         sd_bus_unref(bus);
 }
-
-uint64_t teardown_usage(sd_bus *bus, const char *scope, const char *key) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint64_t value = 0;
-        int r;
-
-        r = test_call(bus, "GetUsage", &error, &reply, "s", scope);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
-        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                const char *k, *contents;
-                char type;
-
-                ASSERT_OK(sd_bus_message_read(reply, "s", &k));
-                ASSERT_OK(sd_bus_message_peek_type(reply, &type, &contents));
-                if (strcmp(k, key) == 0 && strcmp(contents, "t") == 0)
-                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &value));
-                else
-                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
-                ASSERT_OK(sd_bus_message_exit_container(reply));
-        }
-        ASSERT_OK(r);
-        return value;
-}

@@ -26,6 +26,3 @@ typedef struct TeardownFiller {
 
 /* The filler's body (hu_spawn()): GTT 4 KiB ranges by Commits of SVMD_MAX_COMMIT_OPS, over io.socket. */
 void teardown_fill(void *arg);
-
-/* GetUsage(scope)[key], 0 if absent. */
-uint64_t teardown_usage(sd_bus *bus, const char *scope, const char *key);

@@ -74,7 +74,7 @@ int main(void) {
 
         /* Some gone, some left: the teardown is under way. */
         for (unsigned i = 0; i < 60000; i++) {
-                left = teardown_usage(T.bus, "uid:2", "ranges");
+                left = hu_usage_of(T.bus, "uid:2", "ranges");
                 if (left < N_RANGES)
                         break;
                 nanosleep(&(struct timespec) { 0, 1000 * 1000 }, NULL);

@@ -118,7 +118,7 @@ static void observer(void *arg) {
         hu_wait_flag(&S->go);
         deadline = hu_now_usec() + 180 * 1000 * 1000ULL;
         for (;;) {
-                uint64_t n = teardown_usage(bus, "", "ranges");
+                uint64_t n = hu_usage_of(bus, "", "ranges");
 
                 if (S->n_seen == 0 || S->seen[S->n_seen - 1] != n) {
                         /* Ranges go, none come back (the Reload recomputes the same). */
@@ -136,7 +136,7 @@ static void observer(void *arg) {
                 ASSERT_TRUE(hu_now_usec() < deadline);
                 nanosleep(&(struct timespec) { 0, 5 * 1000 * 1000 }, NULL);
         }
-        ASSERT_TRUE(teardown_usage(bus, "", "host") == 0);
+        ASSERT_TRUE(hu_usage_of(bus, "", "host") == 0);
         sd_bus_flush_close_unref(bus);
 }
 
@@ -159,7 +159,7 @@ int main(void) {
         filler = hu_spawn(HU_UID_B, teardown_fill, &S->filler);
         hu_wait_flag(&S->filler.filled);
         printf("uid %u holds %d ranges (filled in %.1f s)\n", HU_UID_B, N_RANGES, (double) (hu_now_usec() - t0) / 1e6);
-        ASSERT_TRUE(teardown_usage(T.bus, "uid:2", "ranges") == N_RANGES);
+        ASSERT_TRUE(hu_usage_of(T.bus, "uid:2", "ranges") == N_RANGES);
 
         victim_pid = hu_spawn(HU_UID_A, victim, NULL);
         hu_wait_flag(&S->victim_ready);
@@ -177,7 +177,7 @@ int main(void) {
         r = test_call(T.bus, "Reload", &error, NULL, "");
         ASSERT_BUS_OK(r, &error);
         printf("  Reload during the teardown: uid 2 still owns %" PRIu64 " ranges\n",
-               teardown_usage(T.bus, "uid:2", "ranges"));
+               hu_usage_of(T.bus, "uid:2", "ranges"));
 
         hu_wait(observer_pid);
         printf("teardown of %d ranges took %.2f s\n", N_RANGES, (double) (hu_now_usec() - t0) / 1e6);
@@ -196,8 +196,8 @@ int main(void) {
         ASSERT_TRUE(S->victim_max_usec < MAX_CALL_USEC);
         ASSERT_TRUE(steps >= 2);
         ASSERT_TRUE(S->freeing_checked);
-        ASSERT_TRUE(teardown_usage(T.bus, "uid:2", "ranges") == 0);
-        ASSERT_TRUE(teardown_usage(T.bus, "uid:2", "host") == 0);
+        ASSERT_TRUE(hu_usage_of(T.bus, "uid:2", "ranges") == 0);
+        ASSERT_TRUE(hu_usage_of(T.bus, "uid:2", "host") == 0);
 
         end = test_dump_settled(&T, base);
         ASSERT_STREQ(base, end);
