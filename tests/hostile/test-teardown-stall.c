@@ -9,8 +9,10 @@
  *   - a new connection of uid 2 sees its usage go down step by step (the ranges
  *     stay charged until really freed), a range waiting to be freed answers
  *     State "freeing" and Free on it is refused with NoSuchRange;
- *   - a Reload (rescope) in the middle keeps the accounting right.
- * In the end uid 2's usage is 0 and the emulator is back where it started.
+ *   - a Reload (rescope) in the middle keeps the accounting right;
+ *   - a second tenant (uid 65534) that closes at the same time is freed in turns
+ *     with the first (round-robin), not after it.
+ * In the end both usages are 0 and the emulator is back where it started.
  *
  * Before slicing, svmd freed them all in one dispatch: nothing was served for
  * the whole teardown (seconds), so the first bound fails.
@@ -29,10 +31,11 @@
 #include "teardown-util.h"
 
 #define N_RANGES 40000
+#define N_RANGES_2 20000
 #define MAX_CALL_USEC (200 * 1000)      /* generous for ASan on 2 cores; unsliced it is seconds */
 
 typedef struct Shared {
-        TeardownFiller filler;
+        TeardownFiller filler, filler2;
         volatile int go, stop;
         /* the victim */
         volatile int victim_ready;
@@ -41,7 +44,7 @@ typedef struct Shared {
         /* the observer: uid 2's new connection */
         uint64_t seen[4096];
         size_t n_seen;
-        volatile int freeing_checked, reloaded;
+        volatile int freeing_checked;
 } Shared;
 
 static TestContext T;
@@ -143,8 +146,9 @@ static void observer(void *arg) {
 int main(void) {
         _cleanup_free_ char *base = NULL, *end = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        pid_t filler, victim_pid, observer_pid;
-        uint64_t t0, steps = 0;
+        pid_t filler, filler2, victim_pid, observer_pid;
+        uint64_t t0, steps = 0, n1 = N_RANGES, n2 = N_RANGES_2, deadline;
+        bool reloaded = false, in_turns = false;
         int r;
 
         setvbuf(stdout, NULL, _IOLBF, 0);
@@ -154,33 +158,52 @@ int main(void) {
         S->filler.n_gpus = T.n_gpus < 8 ? T.n_gpus : 8;
         memcpy(S->filler.gpus, T.gpus, S->filler.n_gpus * sizeof(uint32_t));
         S->filler.n_ranges = N_RANGES;
+        S->filler2 = S->filler;
+        S->filler2.n_ranges = N_RANGES_2;
 
         t0 = hu_now_usec();
         filler = hu_spawn(HU_UID_B, teardown_fill, &S->filler);
         hu_wait_flag(&S->filler.filled);
-        printf("uid %u holds %d ranges (filled in %.1f s)\n", HU_UID_B, N_RANGES, (double) (hu_now_usec() - t0) / 1e6);
+        filler2 = hu_spawn(HU_UID_C, teardown_fill, &S->filler2);
+        hu_wait_flag(&S->filler2.filled);
+        printf("uid %u holds %d ranges, uid %u %d (filled in %.1f s)\n", HU_UID_B, N_RANGES, HU_UID_C, N_RANGES_2,
+               (double) (hu_now_usec() - t0) / 1e6);
         ASSERT_TRUE(hu_usage_of(T.bus, "uid:2", "ranges") == N_RANGES);
+        ASSERT_TRUE(hu_usage_of(T.bus, "uid:65534", "ranges") == N_RANGES_2);
 
         victim_pid = hu_spawn(HU_UID_A, victim, NULL);
         hu_wait_flag(&S->victim_ready);
         observer_pid = hu_spawn(HU_UID_B, observer, NULL);
 
-        /* The filler closes its connection; everyone starts. */
+        /* Both fillers close their connections; everyone starts. */
         t0 = hu_now_usec();
         S->go = 1;
         S->filler.go = 1;
+        S->filler2.go = 1;
         hu_wait(filler);
+        hu_wait(filler2);
 
-        /* A Reload in the middle: usage is recomputed from the ranges still there. */
-        for (unsigned i = 0; i < 200000 && S->n_seen < 2; i++)
-                nanosleep(&(struct timespec) { 0, 1000 * 1000 }, NULL);
-        r = test_call(T.bus, "Reload", &error, NULL, "");
-        ASSERT_BUS_OK(r, &error);
-        printf("  Reload during the teardown: uid 2 still owns %" PRIu64 " ranges\n",
-               hu_usage_of(T.bus, "uid:2", "ranges"));
+        /* Watch both tenants' usage go down. A Reload in the middle recomputes usage from the
+         * ranges still there. */
+        deadline = hu_now_usec() + 180 * 1000 * 1000ULL;
+        while (n1 > 0 || n2 > 0) {
+                n1 = hu_usage_of(T.bus, "uid:2", "ranges");
+                n2 = hu_usage_of(T.bus, "uid:65534", "ranges");
+                in_turns = in_turns || (n1 > 0 && n1 < N_RANGES && n2 > 0 && n2 < N_RANGES_2);
+                if (!reloaded && n1 < N_RANGES && n1 > 0) {
+                        r = test_call(T.bus, "Reload", &error, NULL, "");
+                        ASSERT_BUS_OK(r, &error);
+                        printf("  Reload during the teardown: uid 2 still owns %" PRIu64 " ranges\n",
+                               hu_usage_of(T.bus, "uid:2", "ranges"));
+                        reloaded = true;
+                }
+                ASSERT_TRUE(hu_now_usec() < deadline);
+                nanosleep(&(struct timespec) { 0, 2 * 1000 * 1000 }, NULL);
+        }
+        printf("teardown of %d + %d ranges took %.2f s; both tenants' ranges were freed in turns: %s\n", N_RANGES,
+               N_RANGES_2, (double) (hu_now_usec() - t0) / 1e6, in_turns ? "yes" : "no");
 
         hu_wait(observer_pid);
-        printf("teardown of %d ranges took %.2f s\n", N_RANGES, (double) (hu_now_usec() - t0) / 1e6);
         S->stop = 1;
         hu_wait(victim_pid);
 
@@ -196,8 +219,10 @@ int main(void) {
         ASSERT_TRUE(S->victim_max_usec < MAX_CALL_USEC);
         ASSERT_TRUE(steps >= 2);
         ASSERT_TRUE(S->freeing_checked);
-        ASSERT_TRUE(hu_usage_of(T.bus, "uid:2", "ranges") == 0);
+        ASSERT_TRUE(reloaded);
+        ASSERT_TRUE(in_turns);
         ASSERT_TRUE(hu_usage_of(T.bus, "uid:2", "host") == 0);
+        ASSERT_TRUE(hu_usage_of(T.bus, "uid:65534", "host") == 0);
 
         end = test_dump_settled(&T, base);
         ASSERT_STREQ(base, end);
