@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/random.h>
 #include <fnmatch.h>
 
@@ -301,8 +300,6 @@ void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
 
 /* Free what the gone client still owns until deadline (CLOCK_MONOTONIC); > 0 while some is left. */
 static int client_release_ranges(Client *c, uint64_t deadline) {
-        struct timespec ts;
-
         /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the range
          * off the list: it is freed, detached to its holders, or left to the repair timer. */
         while (c->ranges) {
@@ -312,10 +309,7 @@ static int client_release_ranges(Client *c, uint64_t deadline) {
                         client_remove_range(r);
                 else
                         (void) range_release_owner(r);
-                if (deadline == UINT64_MAX || !c->ranges)
-                        continue;
-                (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-                if ((uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL >= deadline)
+                if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)
                         return 1;
         }
         return 0;
@@ -427,11 +421,7 @@ const char *range_public_state(const Range *r) {
  */
 static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        struct timespec ts;
-        uint64_t deadline;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        deadline = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL + TEARDOWN_SLICE_USEC;
+        uint64_t deadline = manager_now_usec() + TEARDOWN_SLICE_USEC;
 
         while (m->teardown_head) {
                 Client *c = m->teardown_head;

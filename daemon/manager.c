@@ -458,7 +458,7 @@ void manager_update_status(Manager *m) {
 
 /* ---- repair of degraded ranges ---- */
 
-static uint64_t now_usec(void) {
+uint64_t manager_now_usec(void) {
         struct timespec ts;
 
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -486,7 +486,7 @@ static Range *ranges_from(Manager *m, uint64_t id) {
  */
 static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        uint64_t deadline = now_usec() + REPAIR_SLICE_USEC;
+        uint64_t deadline = manager_now_usec() + REPAIR_SLICE_USEC;
         bool check = false;
         unsigned n = 0;
         Range *next;
@@ -499,7 +499,7 @@ static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
 
                 next = r->next;
                 /* The clock after every repair (ioctls), and every 64 ranges skipped. */
-                if ((check || ++n % 64 == 0) && now_usec() >= deadline) {
+                if ((check || ++n % 64 == 0) && manager_now_usec() >= deadline) {
                         /* The rest in the next slice, after whatever else is waiting. */
                         m->repair_cursor = id;
                         (void) sd_event_source_set_time_relative(s, 0);

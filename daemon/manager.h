@@ -135,6 +135,9 @@ void manager_emit_range_properties_changed(Manager *m, Range *r, const char *pat
 void manager_emit_properties_changed(Manager *m, const char *path, const char *interface,
                                      const char *const *properties);
 
+/* CLOCK_MONOTONIC in µs, for the time budget of a slice of long work. */
+uint64_t manager_now_usec(void);
+
 /* Background repair of degraded ranges: start the timer if it is not running. */
 void manager_schedule_repair(Manager *m);
 
