@@ -12,7 +12,6 @@
 static uint64_t commit_allocates(sd_bus *bus, const TeardownFiller *f, uint64_t done, unsigned n) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint64_t first = 0;
         int r;
 
         ASSERT_OK(sd_bus_message_new_method_call(bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
@@ -25,24 +24,7 @@ static uint64_t commit_allocates(sd_bus *bus, const TeardownFiller *f, uint64_t 
         ASSERT_OK(sd_bus_message_append(m, "a{sv}", 0));
         r = sd_bus_call(bus, m, 120 * 1000 * 1000ULL, &error, &reply);
         ASSERT_BUS_OK(r, &error);
-
-        /* The first result's "id". */
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(a{sv})"));
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'r', "a{sv}"));
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
-        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                const char *key;
-
-                ASSERT_OK(sd_bus_message_read(reply, "s", &key));
-                if (strcmp(key, "id") == 0)
-                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &first));
-                else
-                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
-                ASSERT_OK(sd_bus_message_exit_container(reply));
-        }
-        ASSERT_OK(r);
-        ASSERT_TRUE(first > 0);
-        return first;
+        return test_commit_first_id(reply);
 }
 
 void teardown_fill(void *arg) {

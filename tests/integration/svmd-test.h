@@ -44,6 +44,9 @@ sd_bus *test_connect(bool direct);
 int test_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
               ...);
 
+/* The "id" of the first result of a Commit reply (asserted nonzero). */
+uint64_t test_commit_first_id(sd_bus_message *reply);
+
 /* The emulator's state as canonical JSON with the counters (ioctls, faults) left out. */
 char *test_dump(TestContext *t);
 /*
