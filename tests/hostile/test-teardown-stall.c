@@ -39,7 +39,8 @@ typedef struct Shared {
         volatile int go, stop;
         /* the victim */
         volatile int victim_ready;
-        uint64_t victim_calls, victim_max_usec;
+        volatile int tearing_down;      /* set from go until both tenants' ranges are gone */
+        uint64_t victim_calls, victim_calls_during, victim_max_usec;
         char victim_max_what[32];
         /* the observer: uid 2's new connection */
         uint64_t seen[4096];
@@ -54,6 +55,7 @@ static void timed(const char *what, uint64_t t0) {
         uint64_t dt = hu_now_usec() - t0;
 
         S->victim_calls++;
+        S->victim_calls_during += S->tearing_down;
         if (dt > S->victim_max_usec) {
                 S->victim_max_usec = dt;
                 snprintf(S->victim_max_what, sizeof(S->victim_max_what), "%s", what);
@@ -177,6 +179,7 @@ int main(void) {
 
         /* Both fillers close their connections; everyone starts. */
         t0 = hu_now_usec();
+        S->tearing_down = 1;
         S->go = 1;
         S->filler.go = 1;
         S->filler2.go = 1;
@@ -200,6 +203,7 @@ int main(void) {
                 ASSERT_TRUE(hu_now_usec() < deadline);
                 nanosleep(&(struct timespec) { 0, 2 * 1000 * 1000 }, NULL);
         }
+        S->tearing_down = 0;
         printf("teardown of %d + %d ranges took %.2f s; both tenants' ranges were freed in turns: %s\n", N_RANGES,
                N_RANGES_2, (double) (hu_now_usec() - t0) / 1e6, in_turns ? "yes" : "no");
 
@@ -212,10 +216,12 @@ int main(void) {
                         steps++;
         printf("uid 2's new connection saw its range count at %zu values, %" PRIu64 " of them in between\n",
                S->n_seen, steps);
-        printf("uid 1 meanwhile: %" PRIu64 " calls, the slowest %s in %.1f ms (bound %.0f ms)\n", S->victim_calls,
-               S->victim_max_what, (double) S->victim_max_usec / 1e3, MAX_CALL_USEC / 1e3);
+        printf("uid 1 meanwhile: %" PRIu64 " calls (%" PRIu64 " while ranges were left), the slowest %s in %.1f ms "
+               "(bound %.0f ms)\n", S->victim_calls, S->victim_calls_during, S->victim_max_what,
+               (double) S->victim_max_usec / 1e3, MAX_CALL_USEC / 1e3);
 
-        ASSERT_TRUE(S->victim_calls >= 10);
+        /* Served during the teardown, not only after it. */
+        ASSERT_TRUE(S->victim_calls_during >= 10);
         ASSERT_TRUE(S->victim_max_usec < MAX_CALL_USEC);
         ASSERT_TRUE(steps >= 2);
         ASSERT_TRUE(S->freeing_checked);
