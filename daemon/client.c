@@ -22,6 +22,11 @@
 #include "svmd-protocol.h"
 #include "transaction.h"
 
+/* One teardown slice: about a millisecond of freeing (docs/architecture.md, "Tearing down a client"). */
+#define TEARDOWN_SLICE_USEC 1000ULL
+
+static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata);
+
 /* ---- identities ---- */
 
 Identity *identity_ref(Identity *i) {
@@ -293,6 +298,73 @@ void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
         }
 }
 
+/* Free what the gone client still owns until deadline (CLOCK_MONOTONIC); > 0 while some is left. */
+static int client_release_ranges(Client *c, uint64_t deadline) {
+        /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the range
+         * off the list: it is freed, detached to its holders, or left to the repair timer. */
+        while (c->ranges) {
+                Range *r = c->ranges;
+
+                if (r->persistent)
+                        client_remove_range(r);
+                else
+                        (void) range_release_owner(r);
+                if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)
+                        return 1;
+        }
+        return 0;
+}
+
+static Client *client_destroy(Client *c) {
+        identity_unref(c->manager, c->identity);
+        free(c->name);
+        free(c);
+        return NULL;
+}
+
+/*
+ * The next slice: a timer due now, not a defer source. sd-event runs, among sources of one
+ * priority, the one pending longest first; a defer source left on stays pending since it was
+ * enabled and would run before every call that arrives after it, until the queue is empty. A
+ * timer armed again after each slice is pending anew, after whatever arrived meanwhile.
+ */
+static int teardown_schedule(Manager *m) {
+        int k;
+
+        if (!m->teardown_event) {
+                k = sd_event_add_time_relative(m->event, &m->teardown_event, CLOCK_MONOTONIC, 0, 1, on_teardown, m);
+                if (k < 0)
+                        return k;
+                (void) sd_event_source_set_description(m->teardown_event, "teardown");
+                return 0;
+        }
+        k = sd_event_source_set_time_relative(m->teardown_event, 0);
+        if (k < 0)
+                return k;
+        return sd_event_source_set_enabled(m->teardown_event, SD_EVENT_ONESHOT);
+}
+
+/* Queue a gone client whose ranges are freed in slices; -errno if the loop cannot run them. */
+static int teardown_enqueue(Manager *m, Client *c) {
+        int k;
+
+        if (!m->event || m->exiting)
+                return -ESHUTDOWN;
+        if (!m->teardown_head) {
+                k = teardown_schedule(m);
+                if (k < 0)
+                        return k;
+        }
+        c->gone = true;
+        c->teardown_next = NULL;
+        if (m->teardown_tail)
+                m->teardown_tail->teardown_next = c;
+        else
+                m->teardown_head = c;
+        m->teardown_tail = c;
+        return 0;
+}
+
 Client *client_free(Client *c) {
         Manager *m;
 
@@ -308,16 +380,6 @@ Client *client_free(Client *c) {
         while (c->holds)
                 (void) range_release_hold(c->holds);
 
-        /* Then what it owns: persistent ranges stay (their owner is recorded), the rest goes. */
-        while (c->ranges) {
-                Range *r = c->ranges;
-
-                if (r->persistent)
-                        client_remove_range(r);
-                else
-                        (void) range_release_owner(r);
-        }
-
         /* Tokens outlive their creator (they belong to the range); they just stop counting. */
         if (c->n_tokens > 0) {
                 StrTableIter it = {};
@@ -329,14 +391,100 @@ Client *client_free(Client *c) {
                 c->n_tokens = 0;
         }
 
-        sd_bus_track_unref(c->track);
-        identity_unref(m, c->identity);
-        free(c->name);
-        free(c);
+        c->track = sd_bus_track_unref(c->track);
+        c->direct = NULL;
         if (!m->exiting)
                 manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                                 (const char *const[]) { "Clients", NULL });
-        return NULL;
+
+        /* Then what it owns: freeing a million ranges takes seconds, so the loop does it in slices
+         * between other clients' calls (on_teardown()). Until then they stay charged to its owner. */
+        if (c->ranges && teardown_enqueue(m, c) >= 0)
+                return NULL;
+        (void) client_release_ranges(c, UINT64_MAX);
+        return client_destroy(c);
+}
+
+bool range_being_freed(const Range *r) {
+        /* Ranges with holders are not freed with their owner: they live on detached. */
+        return r->client && r->client->gone && !r->persistent && !r->holds;
+}
+
+const char *range_public_state(const Range *r) {
+        return range_being_freed(r) ? "freeing" : range_state_to_string(r->state);
+}
+
+/*
+ * One slice of teardown: about TEARDOWN_SLICE_USEC of freeing, taken from the gone
+ * clients in turn (round-robin), so that one client's million ranges delay another's
+ * call by one slice at most, and the watchdog and every other source run in between.
+ */
+static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        uint64_t deadline = manager_now_usec() + TEARDOWN_SLICE_USEC;
+
+        while (m->teardown_head) {
+                Client *c = m->teardown_head;
+
+                m->teardown_head = c->teardown_next;
+                if (!m->teardown_head)
+                        m->teardown_tail = NULL;
+                c->teardown_next = NULL;
+
+                if (client_release_ranges(c, deadline) > 0) {
+                        /* Its turn is over: to the back of the queue. */
+                        if (m->teardown_tail)
+                                m->teardown_tail->teardown_next = c;
+                        else
+                                m->teardown_head = c;
+                        m->teardown_tail = c;
+                        break;
+                }
+                log_debug("Client %s: every range it owned is freed.", c->name);
+                client_destroy(c);
+        }
+
+        if (m->teardown_head && teardown_schedule(m) < 0) {
+                /* Cannot wait for the loop: finish here rather than leak. */
+                log_warning("Scheduling the next teardown slice failed; freeing the rest at once.");
+                while (m->teardown_head) {
+                        Client *c = m->teardown_head;
+
+                        m->teardown_head = c->teardown_next;
+                        (void) client_release_ranges(c, UINT64_MAX);
+                        client_destroy(c);
+                }
+                m->teardown_tail = NULL;
+        }
+        manager_update_status(m);
+        return 0;
+}
+
+size_t manager_teardown_pending(Manager *m, uint64_t *ret_ranges) {
+        uint64_t ranges = 0;
+        size_t n = 0;
+
+        for (Client *c = m->teardown_head; c; c = c->teardown_next) {
+                n++;
+                ranges += c->n_ranges;
+        }
+        if (ret_ranges)
+                *ret_ranges = ranges;
+        return n;
+}
+
+void manager_teardown_done(Manager *m) {
+        while (m->teardown_head) {
+                Client *c = m->teardown_head;
+
+                m->teardown_head = c->teardown_next;
+                /* Whatever it still owned was freed with the range table (manager_free()). */
+                while (c->ranges)
+                        client_remove_range(c->ranges);
+                client_destroy(c);
+        }
+        m->teardown_tail = NULL;
+        m->teardown_event = sd_event_source_disable_unref(m->teardown_event);
 }
 
 void client_add_range(Client *c, Range *r) {

@@ -9,9 +9,12 @@
  * Identities are interned and shared by every range they own.
  *
  * A Client is one connection: a bus unique name (tracked with sd_bus_track) or
- * a direct peer. When a client's last connection goes, crash included, the
- * non-persistent ranges it owns are freed and its references dropped; that
- * happens in one place, client_free().
+ * a direct peer. When a client's last connection goes, crash included, its
+ * references are dropped and the non-persistent ranges it owns are freed; that
+ * starts in one place, client_free(). The ranges go in slices of about a
+ * millisecond, one gone client after the other (round-robin), between the other
+ * clients' calls; until a range is really freed it stays charged to its owner
+ * and answers as "freeing" (docs/architecture.md, "Tearing down a client").
  *
  * A Hold is the reference an Attach takes; a Token is what Share hands out.
  * A range lives while its owner or any holder holds it: Free by the owner with
@@ -55,6 +58,9 @@ struct Client {
         bool subscribed;
         bool sees_all;          /* root, or org.svmd1.manage when it subscribed */
         Client *subscriber_prev, *subscriber_next;
+        /* Disconnected, its ranges still being freed in slices (Manager.teardown_head) */
+        bool gone;
+        Client *teardown_next;
 };
 
 struct Hold {
@@ -91,7 +97,17 @@ void client_subscribe(Client *c, bool sees_all);
 bool client_sees_range(const Client *c, const Range *r);
 /* A direct peer's connection closed. */
 void manager_direct_peer_closed(Manager *m, sd_bus *bus);
+/* The client is gone: drop its references and start freeing what it owns (see above). */
 Client *client_free(Client *c);
+
+/* A range whose owner's connection went and that is waiting to be freed: no longer usable. */
+bool range_being_freed(const Range *r);
+/* The State clients see: range_state_to_string(), or "freeing" for range_being_freed(). */
+const char *range_public_state(const Range *r);
+/* Gone clients whose ranges are not freed yet, and the ranges they still own. */
+size_t manager_teardown_pending(Manager *m, uint64_t *ret_ranges);
+/* At exit, after every range struct is gone: the gone clients' memory. */
+void manager_teardown_done(Manager *m);
 
 /* The interned identity (a new reference). */
 int manager_get_identity(Manager *m, uid_t uid, const char *unit, const char *cgroup, Identity **ret);

@@ -455,7 +455,7 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
                         return r;
                 r = sd_bus_message_append(reply, "sus", strempty(range->label),
                                           range->owner ? (uint32_t) range->owner->uid : UINT32_MAX,
-                                          range_state_to_string(range->state));
+                                          range_public_state(range));
                 if (r < 0)
                         return r;
                 r = sd_bus_message_close_container(reply);

@@ -44,6 +44,8 @@ int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char **
 #define STATUS_DELAY_USEC (500 * 1000ULL)
 #define REPAIR_FIRST_USEC (100 * 1000ULL)
 #define REPAIR_MAX_USEC (30 * 1000 * 1000ULL)
+/* One slice of a repair pass (docs/architecture.md, "Tearing down a client"). */
+#define REPAIR_SLICE_USEC 1000ULL
 
 static void kfd_log(int priority, const char *message, void *userdata) {
         log_full(priority, "%s", message);
@@ -107,6 +109,7 @@ Manager *manager_free(Manager *m) {
         free_all_ranges(m);
         direct_server_free(m->direct);
         free_all_clients(m);
+        manager_teardown_done(m);
         sd_bus_flush_close_unref(m->bus);
         id_table_free(m->ranges);
         id_table_free(m->ranges_by_va);
@@ -373,16 +376,18 @@ void manager_emit_range_properties_changed(Manager *m, Range *r, const char *pat
 }
 
 static void send_status(Manager *m) {
-        uint64_t mapped = 0;
-        char low[96] = "";
+        uint64_t mapped = 0, freeing = 0;
+        char gone[64] = "", low[96] = "";
 
         for (size_t i = 0; i < m->n_gpus; i++)
                 mapped += m->gpus[i]->bytes_mapped;
+        if (manager_teardown_pending(m, &freeing) > 0)
+                snprintf(gone, sizeof(gone), ", freeing %" PRIu64 " ranges of closed connections", freeing);
         if (m->runtime_low)
                 snprintf(low, sizeof(low), ", runtime directory nearly full (%s free)", FORMAT_BYTES(m->runtime_free));
-        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s",
+        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s%s",
                           m->n_gpus, m->ranges ? id_table_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
-                          FORMAT_BYTES(mapped), m->clients ? str_table_size(m->clients) : 0,
+                          FORMAT_BYTES(mapped), m->clients ? str_table_size(m->clients) : 0, gone,
                           m->n_degraded > 0 ? ", repairing degraded ranges" : "", low);
 }
 
@@ -454,34 +459,80 @@ void manager_update_status(Manager *m) {
 
 /* ---- repair of degraded ranges ---- */
 
+uint64_t manager_now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* The first range whose id is id or above: usually id itself or one of the next few. */
+static Range *ranges_from(Manager *m, uint64_t id) {
+        Range *r;
+
+        for (uint64_t i = id; i >= id && i - id <= 64; i++) {
+                r = manager_find_range(m, i);
+                if (r)
+                        return r;
+        }
+        for (r = m->ranges_head; r && r->id < id; r = r->next)
+                ;
+        return r;
+}
+
+/*
+ * One pass over the range table repairs every degraded range. With a million
+ * ranges a pass takes long, so it runs in slices of REPAIR_SLICE_USEC and
+ * resumes at m->repair_cursor, letting every other source run in between.
+ */
 static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        size_t failed = 0;
+        uint64_t deadline = manager_now_usec() + REPAIR_SLICE_USEC;
+        bool check = false;
+        unsigned n = 0;
         Range *next;
 
-        for (Range *r = m->ranges_head; r; r = next) {
+        if (m->repair_cursor == 0)
+                m->repair_failed = 0;
+        for (Range *r = m->repair_cursor ? ranges_from(m, m->repair_cursor) : m->ranges_head; r; r = next) {
                 uint64_t id = r->id;
                 int k;
 
                 next = r->next;
-                if (r->state != RANGE_STATE_DEGRADED)
+                /* The clock after every repair (ioctls), and every 64 ranges skipped. */
+                if ((check || ++n % 64 == 0) && manager_now_usec() >= deadline) {
+                        /* The rest in the next slice, after whatever else is waiting. */
+                        m->repair_cursor = id;
+                        (void) sd_event_source_set_time_relative(s, 0);
+                        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                        return 0;
+                }
+                check = r->state == RANGE_STATE_DEGRADED;
+                if (!check)
                         continue;
                 k = range_repair(r);
                 if (k < 0) {
-                        failed++;
+                        m->repair_failed++;
                         log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
                                    "Repairing range %" PRIu64 " failed (%s); retrying.", id, strerror(-k));
                 } else
                         log_fields(LOG_NOTICE, &((LogFields) { .range_id = id }), "Range %" PRIu64 " repaired.", id);
         }
+        m->repair_cursor = 0;
 
-        if (failed > 0) {
+        if (m->repair_failed > 0) {
                 uint64_t delay = REPAIR_FIRST_USEC << MIN(m->repair_attempt, 10U);
                 m->repair_attempt++;
                 (void) sd_event_source_set_time_relative(s, MIN(delay, REPAIR_MAX_USEC));
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-        } else
+        } else {
                 m->repair_attempt = 0;
+                /* Degraded behind the cursor while the pass ran: another pass. */
+                if (m->n_degraded > 0) {
+                        (void) sd_event_source_set_time_relative(s, REPAIR_FIRST_USEC);
+                        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                }
+        }
 
         manager_update_status(m);
         return 0;
@@ -493,8 +544,9 @@ void manager_schedule_repair(Manager *m) {
         if (!m->event)
                 return;
         if (!m->repair_timer) {
-                r = sd_event_add_time_relative(m->event, &m->repair_timer, CLOCK_MONOTONIC, REPAIR_FIRST_USEC, 0,
-                                               on_repair, m);
+                /* 1 ms accuracy: a pass cut into slices continues right away, not 250 ms later. */
+                r = sd_event_add_time_relative(m->event, &m->repair_timer, CLOCK_MONOTONIC, REPAIR_FIRST_USEC,
+                                               1000, on_repair, m);
                 if (r < 0) {
                         log_error_errno(r, "Scheduling the repair of degraded ranges failed: %m");
                         return;

@@ -97,6 +97,10 @@ typedef struct Manager {
         size_t n_lost;
 
         sd_event_source *repair_timer;
+        uint64_t repair_cursor;         /* the next range id a sliced repair pass looks at; 0: none */
+        size_t repair_failed;           /* ranges this pass could not repair yet */
+        Client *teardown_head, *teardown_tail;  /* gone clients with ranges left to free (client.h) */
+        sd_event_source *teardown_event;
         sd_event_source *publish_event;         /* coalesced PropertiesChanged */
         uint64_t dirty_gpus;
         bool dirty_manager;
@@ -134,6 +138,9 @@ void manager_emit_range_properties_changed(Manager *m, Range *r, const char *pat
 /* Node-wide properties: broadcast on the bus and sent to every subscribed direct peer. */
 void manager_emit_properties_changed(Manager *m, const char *path, const char *interface,
                                      const char *const *properties);
+
+/* CLOCK_MONOTONIC in µs, for the time budget of a slice of long work. */
+uint64_t manager_now_usec(void);
 
 /* Background repair of degraded ranges: start the timer if it is not running. */
 void manager_schedule_repair(Manager *m);

@@ -388,6 +388,11 @@ int range_not_found(uint64_t id, sd_bus_error *error) {
 }
 
 int range_check_busy(const Range *r, sd_bus_error *error) {
+        /* Its owner's connection went: it is on its way out and nothing new may start on it. */
+        if (range_being_freed(r))
+                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
+                                         "Range %" PRIu64 " is being freed: the connection that owned it closed.",
+                                         r->id);
         if (r->state == RANGE_STATE_DEGRADED)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " is degraded and being repaired; try again later.", r->id);

@@ -124,7 +124,7 @@ static int property_get_state(sd_bus *bus, const char *path, const char *interfa
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Range *r = userdata;
 
-        return sd_bus_message_append(reply, "s", range_state_to_string(r->state));
+        return sd_bus_message_append(reply, "s", range_public_state(r));
 }
 
 static int property_get_home(sd_bus *bus, const char *path, const char *interface, const char *property,

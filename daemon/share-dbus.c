@@ -235,9 +235,9 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
                                         "This share token is granted to another user, unit or cgroup.");
         r = t->range;
-        if (r->state == RANGE_STATE_DEGRADED)
-                return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
-                                         "Range %" PRIu64 " is degraded and being repaired; try again later.", r->id);
+        k = range_check_busy(r, error);
+        if (k < 0)
+                return k;
 
         if (attach_adds_hold(c, r) && range_n_holds(r) >= m->config.limit_holds_per_range) {
                 manager_emit_quota_exceeded(m, c->identity->scope->key, "holds-per-range");

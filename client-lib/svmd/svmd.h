@@ -159,7 +159,7 @@ typedef struct svmd_range {
         uint32_t mapped[SVMD_MAX_GPUS];
         char label[257];
         uint32_t owner_uid;
-        char state[16];         /* "active", "degraded" */
+        char state[16];         /* "active", "degraded", "freeing" (its owner's connection closed) */
 } svmd_range;
 
 typedef struct svmd_range_filter {

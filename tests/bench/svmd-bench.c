@@ -2271,14 +2271,11 @@ static void section_scale(void) {
         pid_t pid = svmd_pid();
         long anon0, rss0, shmem0;
         double base_p50 = 0, base_ratio = 0;
-        uint64_t n_base;
 
         if (!filler) {
                 failures++;
                 return;
         }
-        if (status_ranges(c_direct, &n_base) < 0)
-                n_base = UINT64_MAX;
         anon0 = proc_status_kb(pid, "RssAnon");
         rss0 = proc_status_kb(pid, "VmRSS");
         shmem0 = proc_status_kb(pid, "RssShmem");
@@ -2375,19 +2372,49 @@ static void section_scale(void) {
                         emit_target(what, "-", anon_marginal, "<=", 300, "B", "growth since the previous level");
                 }
         }
-        /* Dropping the connection frees them all; time it, it is a path clients take. svmd may answer
-         * a GetStatus before it notices the disconnect: wait for the range count to drop. */
+        /* Dropping the connection frees them all; time it, it is a path clients take. svmd frees
+         * them in slices between other calls: how soon the next call answers, how long calls take
+         * meanwhile, and when the last range is gone. */
         {
-                uint64_t t = now_ns(), n = UINT64_MAX;
+                uint64_t t, first = 0, target = 0, over = 0;
+                size_t n_lat = 0, cap = 1 << 20;
+                uint64_t *lat = malloc(cap * sizeof(uint64_t));
+                svmd_status s;
+
+                if (svmd_get_status(c_direct, &s, NULL) >= 0 && s.n_ranges >= n_ids)
+                        target = s.n_ranges - n_ids;
+                t = now_ns();
                 svmd_client_free(filler);
-                while (n_base != UINT64_MAX && now_ns() - t < 600ULL * 1000000000ULL &&
-                       status_ranges(c_direct, &n) >= 0 && n > n_base)
+                for (;;) {
+                        uint64_t t0 = now_ns(), dt;
+
+                        if (svmd_get_status(c_direct, &s, NULL) < 0)
+                                break;
+                        dt = now_ns() - t0;
+                        if (lat && n_lat < cap)
+                                lat[n_lat++] = dt;
+                        over += dt > 10 * UINT64_C(1000000);
+                        if (first == 0)
+                                first = now_ns() - t;
+                        if (s.n_ranges <= target || now_ns() - t > 600 * UINT64_C(1000000000))
+                                break;
                         usleep(1000);
-                double gone_s = (double) (now_ns() - t) / 1e9;
-                printf("  disconnecting the filler (%zu ranges freed by svmd): %.2f s\n", n_ids, gone_s);
-                json_array_append_new(j_results, json_pack("{s:s,s:s,s:s,s:I,s:f}", "section", "scale", "case",
+                }
+                printf("  disconnecting the filler (%zu ranges freed by svmd): all freed after %.1f s; "
+                       "the next call answered after %.1f ms\n", n_ids, (double) (now_ns() - t) / 1e9,
+                       (double) first / 1e6);
+                if (lat && n_lat > 0) {
+                        qsort(lat, n_lat, sizeof(uint64_t), cmp_u64);
+                        printf("  GetStatus meanwhile: %zu calls, p50 %.2f ms, p99 %.2f ms, max %.1f ms, "
+                               "%" PRIu64 " over 10 ms\n", n_lat, (double) lat[n_lat / 2] / 1e6,
+                               (double) lat[n_lat * 99 / 100] / 1e6, (double) lat[n_lat - 1] / 1e6, over);
+                }
+                free(lat);
+                json_array_append_new(j_results, json_pack("{s:s,s:s,s:s,s:I,s:f,s:f}", "section", "scale", "case",
                                                            "disconnect", "profile", cur_profile, "ranges",
-                                                           (json_int_t) n_ids, "seconds", gone_s));
+                                                           (json_int_t) n_ids, "seconds",
+                                                           (double) (now_ns() - t) / 1e9, "first_ms",
+                                                           (double) first / 1e6));
         }
         free(ids);
 }

@@ -81,12 +81,16 @@ uint64_t hu_allocate_persistent(sd_bus *bus, uint32_t gpu, uint64_t size) {
 }
 
 uint64_t hu_usage(sd_bus *bus, const char *key) {
+        return hu_usage_of(bus, "", key);
+}
+
+uint64_t hu_usage_of(sd_bus *bus, const char *scope, const char *key) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         uint64_t value = 0;
         int r;
 
-        r = test_call(bus, "GetUsage", &error, &reply, "s", "");
+        r = test_call(bus, "GetUsage", &error, &reply, "s", scope);
         ASSERT_BUS_OK(r, &error);
         ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
         while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {

@@ -37,6 +37,8 @@ uint64_t hu_allocate_persistent(sd_bus *bus, uint32_t gpu, uint64_t size);
 
 /* The caller's GetUsage("") value of key (0 if absent). */
 uint64_t hu_usage(sd_bus *bus, const char *key);
+/* GetUsage(scope)'s value of key (0 if absent); another scope needs root. */
+uint64_t hu_usage_of(sd_bus *bus, const char *scope, const char *key);
 
 /* Microseconds on CLOCK_MONOTONIC. */
 uint64_t hu_now_usec(void);

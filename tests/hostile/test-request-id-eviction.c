@@ -33,7 +33,6 @@ static Shared *S;
 static uint64_t victim_commit(sd_bus *bus) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint64_t id = 0;
         int r;
 
         r = test_call(bus, "Commit", &error, &reply, "a(sa{sv})a{sv}", 1,
@@ -41,21 +40,7 @@ static uint64_t victim_commit(sd_bus *bus) {
                       "persistent", "b", 1,
                       1, "request-id", "s", "victim-commit-1");
         ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(a{sv})"));
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'r', "a{sv}"));
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
-        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                const char *key;
-
-                ASSERT_OK(sd_bus_message_read(reply, "s", &key));
-                if (streq(key, "id"))
-                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &id));
-                else
-                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
-                ASSERT_OK(sd_bus_message_exit_container(reply));
-        }
-        ASSERT_TRUE(id != 0);
-        return id;
+        return test_commit_first_id(reply);
 }
 
 static void victim_first(void *arg) {

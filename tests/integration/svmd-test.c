@@ -130,6 +130,28 @@ bool test_outcome_unknown(int r, const sd_bus_error *e) {
                sd_bus_error_has_name(e, "org.freedesktop.DBus.Error.UnknownMethod");
 }
 
+uint64_t test_commit_first_id(sd_bus_message *reply) {
+        uint64_t id = 0;
+        int r;
+
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(a{sv})"));
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'r', "a{sv}"));
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key;
+
+                ASSERT_OK(sd_bus_message_read(reply, "s", &key));
+                if (streq(key, "id"))
+                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &id));
+                else
+                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+        }
+        ASSERT_OK(r);
+        ASSERT_TRUE(id != 0);
+        return id;
+}
+
 static void strip_counters(json_t *v) {
         if (!json_is_object(v))
                 return;

@@ -49,6 +49,9 @@ bool test_outcome_unknown(int r, const sd_bus_error *e);
 int test_callv(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **reply, const char *types,
                va_list ap);
 
+/* The "id" of the first result of a Commit reply (asserted nonzero). */
+uint64_t test_commit_first_id(sd_bus_message *reply);
+
 /* The emulator's state as canonical JSON with the counters (ioctls, faults) left out. */
 char *test_dump(TestContext *t);
 /*

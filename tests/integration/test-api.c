@@ -333,19 +333,7 @@ static void test_commit(void) {
                       "Unmap", 2, "ref", "u", 0u, "gpus", "au", 1, T.gpus[1],
                       0);
         ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(a{sv})"));
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'r', "a{sv}"));
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
-        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                const char *key;
-                ASSERT_OK(sd_bus_message_read(reply, "s", &key));
-                if (streq(key, "id"))
-                        ASSERT_OK(sd_bus_message_read(reply, "v", "t", &id));
-                else
-                        ASSERT_OK(sd_bus_message_skip(reply, "v"));
-                ASSERT_OK(sd_bus_message_exit_container(reply));
-        }
-        ASSERT_TRUE(id > 0);
+        id = test_commit_first_id(reply);
         range_mapped(id, &n);
         ASSERT_EQ(n, 3);
         test_free(T.bus, id);
