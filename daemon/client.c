@@ -326,7 +326,9 @@ static Client *client_destroy(Client *c) {
  * The next slice: a timer due now, not a defer source. sd-event runs, among sources of one
  * priority, the one pending longest first; a defer source left on stays pending since it was
  * enabled and would run before every call that arrives after it, until the queue is empty. A
- * timer armed again after each slice is pending anew, after whatever arrived meanwhile.
+ * timer armed again after each slice is pending anew, after whatever arrived meanwhile; at idle
+ * priority, so that a bus connection whose message sd-bus has already read (and which waits on
+ * its own timer, not on its socket) is served first too.
  */
 static int teardown_schedule(Manager *m) {
         int k;
@@ -336,7 +338,8 @@ static int teardown_schedule(Manager *m) {
                 if (k < 0)
                         return k;
                 (void) sd_event_source_set_description(m->teardown_event, "teardown");
-                return 0;
+                /* Below every request: a slice runs when no connection has work waiting. */
+                return sd_event_source_set_priority(m->teardown_event, SD_EVENT_PRIORITY_IDLE);
         }
         k = sd_event_source_set_time_relative(m->teardown_event, 0);
         if (k < 0)
