@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -281,11 +282,11 @@ static int undo_svm_change(void *userdata) {
         return 0;
 }
 
-static int add_svm_undo(Transaction *t, TxnUndoFunc f, Range *r, const KfdSvmAttrs *before, const char *what) {
-        SvmUndo *u = malloc(sizeof(SvmUndo));
+/* Records the undo u reserved before its step (docs/architecture.md, "The undo log"); takes u over. */
+static int add_svm_undo(Transaction *t, TxnUndoFunc f, SvmUndo *u, Range *r, const KfdSvmAttrs *before,
+                        const char *what) {
+        assert(u);
 
-        if (!u)
-                return -ENOMEM;
         u->range = r;
         u->before = *before;
         return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, r->id);
@@ -293,9 +294,13 @@ static int add_svm_undo(Transaction *t, TxnUndoFunc f, Range *r, const KfdSvmAtt
 
 int range_svm_setup(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus_error *error) {
         struct kfd_ioctl_svm_attribute list[KFD_SVM_ATTRS_MAX];
+        _cleanup_free_ SvmUndo *u = NULL;
         uint32_t n;
         int k;
 
+        u = new(SvmUndo, 1);
+        if (!u)
+                return -ENOMEM;
         n = kfd_svm_attrs_to_list(initial, list);
         k = kfd_svm_set(r->manager->kfd_fd, r->va, r->size, list, n);
         if (k < 0) {
@@ -304,11 +309,12 @@ int range_svm_setup(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus
                 return transaction_set_kernel_error(t, k, error);
         }
         svm_adopt(r, initial);
-        return add_svm_undo(t, undo_svm_setup, r, initial, "forget the SVM attributes of");
+        return add_svm_undo(t, undo_svm_setup, TAKE_PTR(u), r, initial, "forget the SVM attributes of");
 }
 
 int range_svm_change(Transaction *t, Range *r, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
                      sd_bus_error *error) {
+        _cleanup_free_ SvmUndo *u = NULL;
         Manager *m = r->manager;
         KfdSvmAttrs now;
         int k;
@@ -318,6 +324,9 @@ int range_svm_change(Transaction *t, Range *r, const struct kfd_ioctl_svm_attrib
         k = transaction_touch(t, r, false);
         if (k < 0)
                 return k;
+        u = new(SvmUndo, 1);
+        if (!u)
+                return -ENOMEM;
 
         /* The prior state from the kernel itself: that is what an undo restores. */
         k = kfd_svm_attrs_get(m->kfd_fd, r->va, r->size, r->svm->attrs.gpu_ids, r->svm->attrs.n_gpus, &now);
@@ -326,7 +335,7 @@ int range_svm_change(Transaction *t, Range *r, const struct kfd_ioctl_svm_attrib
                 return transaction_set_kernel_error(t, k, error);
         }
         svm_adopt(r, &now);
-        k = add_svm_undo(t, undo_svm_change, r, &now, "restore the SVM attributes of");
+        k = add_svm_undo(t, undo_svm_change, TAKE_PTR(u), r, &now, "restore the SVM attributes of");
         if (k < 0)
                 return k;
 

@@ -579,12 +579,25 @@ typedef struct RangeUndo {
         uint64_t mask;
 } RangeUndo;
 
-static int add_undo(Transaction *t, TxnUndoFunc f, Range *r, uint32_t piece, uint64_t mask, const char *what) {
+/*
+ * The undo record of a step exists before the step (docs/architecture.md, "The undo log"): a step
+ * that succeeded is then always recorded, as txn_add_undo() keeps a slot free. Reserve, do the
+ * step, then add_undo(); a step that did not happen drops the record (_cleanup_free_).
+ */
+static RangeUndo *undo_new(Range *r, uint32_t piece) {
         RangeUndo *u = malloc(sizeof(RangeUndo));
-        if (!u)
-                return -ENOMEM;
-        *u = (RangeUndo) { .range = r, .piece = piece, .mask = mask };
-        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, r->id);
+
+        if (u)
+                *u = (RangeUndo) { .range = r, .piece = piece };
+        return u;
+}
+
+/* Records the reserved u (taken over in every case). -ENOMEM: recorded, but the next step has no slot. */
+static int add_undo(Transaction *t, TxnUndoFunc f, RangeUndo *u, uint64_t mask, const char *what) {
+        assert(u);
+
+        u->mask = mask;
+        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, u->range->id);
 }
 
 static int undo_unregister(void *userdata) {
@@ -740,6 +753,7 @@ static int memfd_seal(int fd) {
 }
 
 static int host_map_window(Transaction *t, Range *r, int restore_fd) {
+        _cleanup_free_ RangeUndo *u = NULL;
         _cleanup_close_ int fd = -EBADF;
         char name[64];
         void *p;
@@ -775,6 +789,9 @@ static int host_map_window(Transaction *t, Range *r, int restore_fd) {
                         return txn_fail(t->txn, k, 0, "sealing the host memory of range %" PRIu64, r->id);
         }
 
+        u = undo_new(r, 0);
+        if (!u)
+                return -ENOMEM;
         /* Replace the window's PROT_NONE reservation by the memfd: the kernel's userptr needs the pages
          * mapped in our address space, at the VA the GPUs use too. */
         p = mmap((void *) (uintptr_t) r->va, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
@@ -783,7 +800,7 @@ static int host_map_window(Transaction *t, Range *r, int restore_fd) {
 
         r->memfd = TAKE_FD(fd);
         r->window_mapped = true;
-        return add_undo(t, undo_window, r, 0, 0, "unmap host memory of");
+        return add_undo(t, undo_window, TAKE_PTR(u), 0, "unmap host memory of");
 }
 
 static int undo_svm_account(void *userdata) {
@@ -798,6 +815,7 @@ static int undo_svm_account(void *userdata) {
 
 /* An svm range has no KFD buffer: its memfd is mapped at va; the kernel learns of it through its attributes. */
 static int svm_create(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus_error *error) {
+        _cleanup_free_ RangeUndo *u = NULL;
         int k;
 
         assert(initial);
@@ -806,15 +824,19 @@ static int svm_create(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_b
         if (!r->svm)
                 return -ENOMEM;
         r->pieces[0] = (RangePiece) { .va = r->va, .size = r->size };
+        u = undo_new(r, 0);
+        if (!u)
+                return -ENOMEM;
         range_account(r, +1);
         r->svm_accounted = true;
-        k = add_undo(t, undo_svm_account, r, 0, 0, "unaccount");
+        k = add_undo(t, undo_svm_account, TAKE_PTR(u), 0, "unaccount");
         if (k < 0)
                 return k;
         return range_svm_setup(t, r, initial, error);
 }
 
 int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error) {
+        _cleanup_free_ RangeUndo *u = NULL;
         Manager *m = t->manager;
         Gpu *home = m->gpus[spec->home];
         uint32_t flags;
@@ -892,6 +914,11 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                                                  "The SVM window has no free range of %s.", FORMAT_BYTES(size));
                 return k;
         }
+        u = undo_new(r, 0);
+        if (!u) {
+                (void) va_space_release(m->va, r->va, NULL);
+                return -ENOMEM;
+        }
         k = range_register(r);
         if (k < 0) {
                 (void) va_space_release(m->va, r->va, NULL);
@@ -899,7 +926,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         }
         if (spec->client)
                 client_add_range(spec->client, r); /* undone with the struct: range_free_struct() */
-        k = add_undo(t, undo_unregister, r, 0, 0, "unregister");
+        k = add_undo(t, undo_unregister, TAKE_PTR(u), 0, "unregister");
         if (k < 0)
                 return k;
 
@@ -940,6 +967,9 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 p->va = r->va + offset;
                 offset += p->size;
 
+                u = undo_new(r, i);
+                if (!u)
+                        return -ENOMEM;
                 if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
                         /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
                         k = kfd_import_dmabuf(m->kfd_fd, spec->restore_fd, home->gpu_id, p->va, &p->handle);
@@ -954,14 +984,17 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 p->allocated = true;
                 if (i == 0)
                         range_account(r, +1);
-                k = add_undo(t, undo_alloc, r, i, 0, "free");
+                k = add_undo(t, undo_alloc, TAKE_PTR(u), 0, "free");
                 if (k < 0)
                         return k;
         }
 
         if (r->n_pieces > 1 || r->pieces[0].source) {
+                u = undo_new(r, 0);
+                if (!u)
+                        return -ENOMEM;
                 batch_pin_sources(r, +1);
-                k = add_undo(t, undo_batch_pin, r, 0, 0, "unpin the sources of");
+                k = add_undo(t, undo_batch_pin, TAKE_PTR(u), 0, "unpin the sources of");
                 if (k < 0)
                         return k;
         }
@@ -987,12 +1020,16 @@ int range_map(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
                 return k;
 
         for (uint32_t i = 0; i < r->n_pieces; i++) {
+                _cleanup_free_ RangeUndo *u = NULL;
                 uint32_t failed_gpu = 0;
                 uint64_t done = 0;
 
+                u = undo_new(r, i);
+                if (!u)
+                        return -ENOMEM;
                 k = piece_map(r, &r->pieces[i], mask, &failed_gpu, &done);
                 if (done != 0) {
-                        int q = add_undo(t, undo_map, r, i, done, "unmap");
+                        int q = add_undo(t, undo_map, TAKE_PTR(u), done, "unmap");
                         if (q < 0)
                                 return q;
                 }
@@ -1026,14 +1063,18 @@ int range_unmap(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
                 return k;
 
         for (uint32_t i = 0; i < r->n_pieces; i++) {
+                _cleanup_free_ RangeUndo *u = NULL;
                 RangePiece *p = &r->pieces[i];
                 uint64_t before = p->mapped;
                 uint32_t failed_gpu = 0;
 
+                u = undo_new(r, i);
+                if (!u)
+                        return -ENOMEM;
                 k = piece_unmap(r, p, mask, &failed_gpu);
                 uint64_t gone = before & ~p->mapped;
                 if (gone != 0) {
-                        int q = add_undo(t, undo_unmap, r, i, gone, "remap");
+                        int q = add_undo(t, undo_unmap, TAKE_PTR(u), gone, "remap");
                         if (q < 0)
                                 return q;
                 }
