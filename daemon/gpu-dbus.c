@@ -7,13 +7,10 @@
 #include <stdlib.h>
 
 #include "bus-util.h"
+#include "gpu-dbus.h"
 #include "gpu.h"
 #include "manager.h"
 #include "svmd-protocol.h"
-
-int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
-                    sd_bus_error *error);
-int gpu_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 
 int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                     sd_bus_error *error) {

@@ -426,6 +426,27 @@ int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, boo
         return 1;
 }
 
+int method_prologue(Manager *m, sd_bus_message *msg, const RangeCall *call, Client **ret_client, Range **ret_range,
+                    sd_bus_error *error) {
+        Client *c;
+        int r;
+
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        if (call->replay_key)
+                r = request_cache_replay(m->requests, msg, c->identity->uid, call->replay_key, error);
+        else
+                r = request_replay(m, msg, c, call->request_id, error);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = authorize_range(m, msg, c, call->id, call->holders_ok, call->verb, ret_range, error);
+        if (r <= 0)
+                return r;
+        *ret_client = c;
+        return 1;
+}
+
 /* Resolve AllocateBatch pieces: each must lie inside one host range; returns a malloc()ed array. */
 static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, RangePiece **ret, uint64_t *ret_total,
                         sd_bus_error *error) {

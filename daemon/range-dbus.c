@@ -12,13 +12,10 @@
 #include "gpu.h"
 #include "manager.h"
 #include "method-util.h"
+#include "range-dbus.h"
 #include "range-svm.h"
 #include "range.h"
 #include "svmd-protocol.h"
-
-int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
-                      sd_bus_error *error);
-int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 
 /*
  * Who may see a range's object: its owner (also once it let go of a range that

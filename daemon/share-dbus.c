@@ -24,6 +24,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "method-util.h"
+#include "share-dbus.h"
 #include "persist.h"
 #include "quota.h"
 #include "range.h"
