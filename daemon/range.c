@@ -234,6 +234,7 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
         int k;
 
         req.ranges++;
+        req.window += size;
         if (spec->persistent)
                 req.persistent++;
         if (spec->domain == RANGE_DOMAIN_VRAM) {
@@ -366,13 +367,20 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
                                                  FORMAT_BYTES(avail), FORMAT_BYTES(need));
         }
 
-        /* Window space: no hole of the size means no chance. Whether alignment still fits is for
-         * va_space_alloc() to say (a hole may happen to be aligned); it fails before any ioctl. */
+        /* Window space: no hole of the size means no chance, and neither does less free space than
+         * this and the earlier allocations of the same Commit take together. Whether they fit the
+         * holes, alignment included, is for va_space_alloc() to say: it fails before this range's
+         * first ioctl, and the transaction rolls back (docs/architecture.md, "Transactions"). */
         va_space_get_stats(m->va, &stats);
         if (stats.largest_hole < size)
                 return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
                                          "The SVM window has no free range of %s (largest free range: %s).",
                                          FORMAT_BYTES(size), FORMAT_BYTES(stats.largest_hole));
+        if (pending->window > 0 && size + pending->window > stats.size - stats.bytes_used)
+                return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
+                                         "The SVM window has %s free; %s requested with the earlier allocations.",
+                                         FORMAT_BYTES(stats.size - stats.bytes_used),
+                                         FORMAT_BYTES(size + pending->window));
 
         /* Last, so that a refusal for another reason does not count as a quota event. */
         k = check_quota(m, spec, size, pending, error);
