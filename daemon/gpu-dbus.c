@@ -12,6 +12,21 @@
 #include "manager.h"
 #include "svmd-protocol.h"
 
+int gpu_mask_append(sd_bus_message *reply, Manager *m, uint64_t mask) {
+        Gpu *g;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "u");
+        if (r < 0)
+                return r;
+        FOREACH_GPU_IN_MASK(g, m, mask) {
+                r = sd_bus_message_append_basic(reply, 'u', &g->gpu_id);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
 int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                     sd_bus_error *error) {
         Manager *m = userdata;

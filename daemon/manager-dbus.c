@@ -18,6 +18,7 @@
 #include "client.h"
 #include "commit.h"
 #include "direct.h"
+#include "gpu-dbus.h"
 #include "gpu.h"
 #include "log.h"
 #include "manager-dbus.h"
@@ -273,21 +274,6 @@ static bool range_matches(Manager *m, Range *r, const OpArgs *f, Client *c, bool
         return true;
 }
 
-static int append_u32_mask(sd_bus_message *reply, Manager *m, uint64_t mask) {
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'a', "u");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (mask & (UINT64_C(1) << i)) {
-                        r = sd_bus_message_append_basic(reply, 'u', &m->gpus[i]->gpu_id);
-                        if (r < 0)
-                                return r;
-                }
-        return sd_bus_message_close_container(reply);
-}
-
 /*
  * Where a page that starts after id `after` begins. The manager's list is in id
  * order. The cursor's range usually still exists: one lookup. If it was freed
@@ -360,7 +346,7 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
                                           range_domain_to_string(range->domain), m->gpus[range->home]->gpu_id);
                 if (r < 0)
                         return r;
-                r = append_u32_mask(reply, m, range_mapped(range));
+                r = gpu_mask_append(reply, m, range_mapped(range));
                 if (r < 0)
                         return r;
                 r = sd_bus_message_append(reply, "sus", strempty(range->label),
@@ -406,7 +392,7 @@ static int property_get_gpus(sd_bus *bus, const char *path, const char *interfac
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
 
-        return append_u32_mask(reply, m, m->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << m->n_gpus) - 1);
+        return gpu_mask_append(reply, m, m->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << m->n_gpus) - 1);
 }
 
 static int property_get_ranges(sd_bus *bus, const char *path, const char *interface, const char *property,

@@ -9,6 +9,7 @@
 
 #include "bus-util.h"
 #include "client.h"
+#include "gpu-dbus.h"
 #include "gpu.h"
 #include "manager.h"
 #include "method-util.h"
@@ -76,21 +77,9 @@ int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char **
 
 static int property_get_mapped_gpus(sd_bus *bus, const char *path, const char *interface, const char *property,
                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
-        Manager *m = r->manager;
-        uint64_t mask = range_mapped(r);
-        int k;
+        Range *range = userdata;
 
-        k = sd_bus_message_open_container(reply, 'a', "u");
-        if (k < 0)
-                return k;
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (mask & (UINT64_C(1) << i)) {
-                        k = sd_bus_message_append_basic(reply, 'u', &m->gpus[i]->gpu_id);
-                        if (k < 0)
-                                return k;
-                }
-        return sd_bus_message_close_container(reply);
+        return gpu_mask_append(reply, range->manager, range_mapped(range));
 }
 
 static int property_get_flags(sd_bus *bus, const char *path, const char *interface, const char *property,

@@ -59,10 +59,11 @@ uint64_t svm_attrs_mask(Manager *m, const KfdSvmAttrs *a) {
 
 uint32_t svm_access_list(Manager *m, uint64_t mask, uint32_t type, struct kfd_ioctl_svm_attribute *out) {
         uint32_t n = 0;
+        Gpu *g;
 
-        for (size_t i = 0; i < m->n_gpus && n < KFD_SVM_MAX_GPUS; i++)
-                if (mask & (UINT64_C(1) << i))
-                        out[n++] = (struct kfd_ioctl_svm_attribute) { type, m->gpus[i]->gpu_id };
+        FOREACH_GPU_IN_MASK(g, m, mask)
+                if (n < KFD_SVM_MAX_GPUS)
+                        out[n++] = (struct kfd_ioctl_svm_attribute) { type, g->gpu_id };
         return n;
 }
 

@@ -148,10 +148,10 @@ static uint32_t kfd_flags(RangeDomain domain, uint16_t flags) {
 
 static size_t mask_to_ids(Manager *m, uint64_t mask, uint32_t *ids) {
         size_t n = 0;
+        Gpu *g;
 
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (mask & (UINT64_C(1) << i))
-                        ids[n++] = m->gpus[i]->gpu_id;
+        FOREACH_GPU_IN_MASK(g, m, mask)
+                ids[n++] = g->gpu_id;
         return n;
 }
 
@@ -208,14 +208,13 @@ void range_account(Range *r, int sign) {
 
 static void account_piece_mapping(Range *r, const RangePiece *p, uint64_t mask, int sign) {
         Manager *m = r->manager;
+        Gpu *g;
 
-        for (size_t i = 0; i < m->n_gpus; i++) {
-                if (!(mask & (UINT64_C(1) << i)))
-                        continue;
+        FOREACH_GPU_IN_MASK(g, m, mask) {
                 if (sign > 0)
-                        m->gpus[i]->bytes_mapped += p->size;
+                        g->bytes_mapped += p->size;
                 else
-                        m->gpus[i]->bytes_mapped -= p->size;
+                        g->bytes_mapped -= p->size;
         }
 }
 
@@ -391,28 +390,25 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
 
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error) {
         const KfdTopology *topo = kfd_device_get_topology(m->kfd);
-        Gpu *h = m->gpus[home];
+        Gpu *h = m->gpus[home], *g;
 
         if (domain == RANGE_DOMAIN_SVM) {
-                for (size_t i = 0; i < m->n_gpus; i++)
-                        if ((mask & (UINT64_C(1) << i)) && !gpu_svm_capable(m, i))
+                FOREACH_GPU_IN_MASK(g, m, mask)
+                        if (!gpu_svm_capable(m, g->index))
                                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                                          "GPU 0x%x does not support SVM (no HSA_CAP_SVMAPI_SUPPORTED).",
-                                                         m->gpus[i]->gpu_id);
+                                                         g->gpu_id);
                 return 0;
         }
         if (domain != RANGE_DOMAIN_VRAM)
                 return 0; /* system memory is reachable from every GPU */
 
-        for (size_t i = 0; i < m->n_gpus; i++) {
-                if (!(mask & (UINT64_C(1) << i)))
-                        continue;
-                if (!kfd_topology_can_map(topo, h->gpu_id, m->gpus[i]->gpu_id))
+        FOREACH_GPU_IN_MASK(g, m, mask)
+                if (!kfd_topology_can_map(topo, h->gpu_id, g->gpu_id))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "GPU 0x%x cannot map VRAM of GPU 0x%x: they share no XGMI hive "
                                                  "and no PCIe peer-to-peer link.",
-                                                 m->gpus[i]->gpu_id, h->gpu_id);
-        }
+                                                 g->gpu_id, h->gpu_id);
         return 0;
 }
 
