@@ -87,6 +87,10 @@ typedef struct Commit {
         size_t n_ops;
         SimRange *sims;         /* one per range an operation names, creates or pins */
         size_t n_sims, max_sims;
+        /* A single method's operation and ranges need no heap (ops, sims point here). */
+        CommitOp single_op;
+        SimRange single_sims[2];
+        SvmChange single_change;
 } Commit;
 
 static void commit_done(Commit *c) {
@@ -95,10 +99,13 @@ static void commit_done(Commit *c) {
                         op_args_done(&c->ops[i].args);
                 free(c->ops[i].pieces);
                 free(c->ops[i].svm);
-                free(c->ops[i].change);
+                if (c->ops[i].change != &c->single_change)
+                        free(c->ops[i].change);
         }
-        free(c->ops);
-        free(c->sims);
+        if (c->ops != &c->single_op)
+                free(c->ops);
+        if (c->sims != c->single_sims)
+                free(c->sims);
         *c = (Commit) {};
 }
 
@@ -178,17 +185,17 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
 }
 
 /* The simulated state of an existing range, created on first use. */
-static SimRange *sim_existing(Commit *c, Range *r) {
+static SimRange *sim_existing(Commit *c, Range *range) {
         for (size_t i = 0; i < c->n_sims; i++)
-                if (c->sims[i].existing == r)
+                if (c->sims[i].existing == range)
                         return &c->sims[i];
         assert(c->n_sims < c->max_sims);
         c->sims[c->n_sims] = (SimRange) {
-                .existing = r,
-                .home = r->home,
-                .domain = r->domain,
-                .mapped = range_mapped(r),
-                .batch_users = r->n_batch_users,
+                .existing = range,
+                .home = range->home,
+                .domain = range->domain,
+                .mapped = range_mapped(range),
+                .batch_users = range->n_batch_users,
         };
         return &c->sims[c->n_sims++];
 }
@@ -218,8 +225,8 @@ static int sim_pin_sources(Commit *c, CommitOp *op, sd_bus_error *error) {
 static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_error *error) {
         OpArgs *a = &c->ops[idx].args;
         SimRange *s;
-        Range *r;
-        int k;
+        Range *range;
+        int r;
 
         if (c->ops[idx].target) {
                 *ret = sim_existing(c, c->ops[idx].target);
@@ -236,17 +243,17 @@ static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_
                 s = c->ops[a->ref].sim;
         } else {
                 /* As in authorize_range(): a range the caller may not see answers like a missing id. */
-                r = manager_find_range(m, a->id);
-                if (!r || (!c->admin && !client_may(c->client, r, true)))
+                range = manager_find_range(m, a->id);
+                if (!range || (!c->admin && !client_may(c->client, range, true)))
                         return range_not_found(a->id, error);
-                if (!c->admin && !client_may(c->client, r, false))
+                if (!c->admin && !client_may(c->client, range, false))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                                  "Changing range %" PRIu64 " needs ownership of the range or the %s "
                                                  "authorization.", a->id, SVMD_POLKIT_ACTION_MANAGE);
-                k = range_check_busy(r, error);
-                if (k < 0)
-                        return k;
-                s = sim_existing(c, r);
+                r = range_check_busy(range, error);
+                if (r < 0)
+                        return r;
+                s = sim_existing(c, range);
         }
         if (s->freed)
                 return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_RANGE,
@@ -287,7 +294,7 @@ static int validate_set_attributes(Manager *m, Commit *c, size_t idx, sd_bus_err
                                       "ranges only.", op->args.ref, range_domain_to_string(op->sim->domain));
         if (r < 0)
                 return r;
-        op->change = malloc(sizeof(SvmChange));
+        op->change = c->single ? &c->single_change : malloc(sizeof(SvmChange));
         if (!op->change)
                 return -ENOMEM;
         r = parse_svm_change(m, &op->args, op->change, error);
@@ -563,9 +570,9 @@ int operation_run(Manager *m, Client *client, const Operation *o, Range **ret_ra
 
         /* Plan: one operation, validated as in a Commit; its SimRanges are all it may touch. */
         c.max_sims = 1 + MIN(o->args->host_ranges.n, id_table_size(m->ranges));
-        c.ops = new0(CommitOp, 1);
-        c.sims = new0(SimRange, c.max_sims);
-        if (!c.ops || !c.sims)
+        c.ops = &c.single_op;
+        c.sims = c.max_sims <= ELEMENTSOF(c.single_sims) ? c.single_sims : new0(SimRange, c.max_sims);
+        if (!c.sims)
                 return -ENOMEM;
         c.n_ops = 1;
         op = &c.ops[0];

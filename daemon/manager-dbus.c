@@ -257,18 +257,18 @@ static int method_list_gpus(sd_bus_message *msg, void *userdata, sd_bus_error *e
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static bool range_matches(Manager *m, Range *r, const OpArgs *f, Client *c, bool all) {
-        if (!all && !client_may(c, r, true))
+static bool range_matches(Manager *m, Range *range, const OpArgs *f, Client *c, bool all) {
+        if (!all && !client_may(c, range, true))
                 return false;
-        if (f->has_owner && (!r->owner || r->owner->uid != f->owner))
+        if (f->has_owner && (!range->owner || range->owner->uid != f->owner))
                 return false;
-        if (f->label && !streq_ptr(r->label, f->label))
+        if (f->label && !streq_ptr(range->label, f->label))
                 return false;
         if (f->has_gpu) {
                 Gpu *g = manager_find_gpu(m, f->gpu);
                 if (!g)
                         return false;
-                if (r->home != g->index && !(range_mapped_any(r) & (UINT64_C(1) << g->index)))
+                if (range->home != g->index && !(range_mapped_any(range) & (UINT64_C(1) << g->index)))
                         return false;
         }
         return true;
@@ -281,18 +281,18 @@ static bool range_matches(Manager *m, Range *r, const OpArgs *f, Client *c, bool
  * all gone too does this walk the list from the start.
  */
 static Range *ranges_after(Manager *m, uint64_t after) {
-        Range *r = manager_find_range(m, after);
+        Range *range = manager_find_range(m, after);
 
-        if (r)
-                return r->next;
+        if (range)
+                return range->next;
         for (uint64_t id = after + 1; id > after && id - after <= 64; id++) {
-                r = manager_find_range(m, id);
-                if (r)
-                        return r;
+                range = manager_find_range(m, id);
+                if (range)
+                        return range;
         }
-        for (r = m->ranges_head; r && r->id <= after; r = r->next)
+        for (range = m->ranges_head; range && range->id <= after; range = range->next)
                 ;
-        return r;
+        return range;
 }
 
 static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
