@@ -474,6 +474,18 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
         return 0;
 }
 
+/* Execute the validated operations as one transaction, then commit it or roll it back. */
+static int commit_apply(Manager *m, Commit *c, sd_bus_error *error) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        int r;
+
+        r = transaction_new(&t, m);
+        if (r < 0)
+                return r;
+        r = commit_execute(t, c, error);
+        return transaction_finish(t, r, error);
+}
+
 static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
         int r;
 
@@ -513,7 +525,6 @@ static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
 
 int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(transaction_freep) Transaction *t = NULL;
         _cleanup_(commit_done) Commit c = {};
         _cleanup_(op_args_done) OpArgs o = {};
         Manager *m = userdata;
@@ -540,11 +551,7 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return r;
 
         if (!o.dry_run) {
-                r = transaction_new(&t, m);
-                if (r < 0)
-                        return r;
-                r = commit_execute(t, &c, error);
-                r = transaction_finish(t, r, error);
+                r = commit_apply(m, &c, error);
                 if (r < 0)
                         return r;
         }
@@ -558,9 +565,7 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         return reply_and_remember(m, msg, reply, c.client, o.dry_run ? NULL : o.request_id);
 }
 
-
 int operation_run(Manager *m, Client *client, const Operation *o, Range **ret_range, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
         _cleanup_(commit_done) Commit c = { .client = client, .single = true };
         CommitOp *op;
         int r;
@@ -588,11 +593,7 @@ int operation_run(Manager *m, Client *client, const Operation *o, Range **ret_ra
         if (o->dry_run || op->noop)
                 return 0;
 
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        r = commit_execute(t, &c, error);
-        r = transaction_finish(t, r, error);
+        r = commit_apply(m, &c, error);
         if (r < 0)
                 return r;
         if (ret_range)
