@@ -3,8 +3,8 @@
 /*
  * Every step of range and transaction code against a failing allocation, on the emulated kernel:
  *   kfdemu-run --topology tests/kfd-emu/topologies/mi300x-8.json -- test-txn-oom
- * For each operation (create a range of every domain and map it, map, unmap, free, change SVM
- * attributes) the Nth allocation fails, for N = 1, 2, … until the operation succeeds without reaching
+ * For each operation (create a range of every domain and a batch range and map it, map, unmap,
+ * free, change SVM attributes) the Nth allocation fails, for N = 1, 2, … until the operation succeeds without reaching
  * the Nth. After every failure the kernel holds exactly what it held before (the emulator's dump) and
  * so do svmd's tables, counters and VA space (docs/architecture.md, "Transactions": a step that
  * succeeded always has its undo recorded).
@@ -112,6 +112,7 @@ typedef struct State {
         char *dump;
         size_t n_ranges, n_ranges_by_va;
         uint64_t bytes_allocated, n_persistent;
+        uint64_t batch_users;   /* pins of host ranges by batch ranges, over every range */
         VaSpaceStats va;
         uint64_t gpu[64][3];
         Range *head, *tail;
@@ -135,6 +136,8 @@ static void state_get(State *ret) {
         };
         json_decref(v);
         ASSERT_NOT_NULL(ret->dump);
+        for (Range *range = m->ranges_head; range; range = range->next)
+                ret->batch_users += range->n_batch_users;
         va_space_get_stats(m->va, &ret->va);
         ret->va.metadata_bytes = 0; /* free node slots are kept */
         for (size_t i = 0; i < m->n_gpus; i++) {
@@ -152,12 +155,14 @@ static void state_assert_equal(const State *a, const State *b, const char *what,
         }
         if (a->n_ranges != b->n_ranges || a->n_ranges_by_va != b->n_ranges_by_va ||
             a->bytes_allocated != b->bytes_allocated || a->n_persistent != b->n_persistent ||
+            a->batch_users != b->batch_users ||
             a->head != b->head || a->tail != b->tail || memcmp(&a->va, &b->va, sizeof(a->va)) != 0 ||
             memcmp(a->gpu, b->gpu, sizeof(a->gpu)) != 0) {
                 fprintf(stderr, "%s, allocation %u failing: svmd's tables changed (ranges %zu → %zu, "
-                        "bytes %" PRIu64 " → %" PRIu64 ", VA used %" PRIu64 " → %" PRIu64 ").\n",
+                        "bytes %" PRIu64 " → %" PRIu64 ", VA used %" PRIu64 " → %" PRIu64 ", batch pins %" PRIu64
+                        " → %" PRIu64 ").\n",
                         what, n, a->n_ranges, b->n_ranges, a->bytes_allocated, b->bytes_allocated,
-                        a->va.bytes_used, b->va.bytes_used);
+                        a->va.bytes_used, b->va.bytes_used, a->batch_users, b->batch_users);
                 abort();
         }
         ASSERT_OK(va_space_verify(m->va));
@@ -282,16 +287,53 @@ static int run_svm_preferred(const Op *op, Range *range, sd_bus_error *error) {
         return transaction_finish(t, range_svm_change(t, range, &a, 1, error), error);
 }
 
+/* A batch range over two pieces of a host range made unarmed (its setup), mapped to every GPU. */
+static int setup_host_range(const Op *op, Range **ret) {
+        return setup_range(&(const Op) { .domain = RANGE_DOMAIN_HOST }, ret);
+}
+
+static int run_create_batch(const Op *op, Range *host, sd_bus_error *error) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        const RangePiece pieces[2] = {
+                { .userptr = host->va, .size = 64 * 1024, .source = host },
+                { .userptr = host->va + MIB, .size = 128 * 1024, .source = host },
+        };
+        RangeSpec spec = {
+                .size = 192 * 1024,
+                .home = 0,
+                .domain = RANGE_DOMAIN_HOST,
+                .flags = RANGE_FLAG_WRITABLE,
+                .pieces = pieces,
+                .n_pieces = 2,
+                .restore_fd = -1,
+        };
+        Range *range = NULL;
+        int r;
+
+        r = transaction_new(&t, m);
+        if (r < 0)
+                return r;
+        r = range_create(t, &spec, &range, error);
+        if (r >= 0)
+                r = range_map(t, range, all_gpus(), error);
+        return transaction_finish(t, r, error);
+}
+
 /* Free every range (unarmed), so that each attempt starts from nothing. */
 static void free_all(void) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = 0;
 
-        ASSERT_OK(transaction_new(&t, m));
-        for (Range *range = m->ranges_head; range && r >= 0; range = range->next)
-                r = range_free(t, range, &error);
-        ASSERT_OK(transaction_finish(t, r, &error));
+        /* Batch ranges first: they pin the host ranges under them until they are gone. */
+        for (int batch = 1; batch >= 0; batch--) {
+                ASSERT_OK(transaction_new(&t, m));
+                for (Range *range = m->ranges_head; range && r >= 0; range = range->next)
+                        if ((range->n_pieces > 1) == batch)
+                                r = range_free(t, range, &error);
+                ASSERT_OK(transaction_finish(t, r, &error));
+                t = transaction_free(t);
+        }
         sd_bus_error_free(&error);
 }
 
@@ -343,6 +385,7 @@ int main(int argc, char *argv[]) {
                 { "create+map gtt",     RANGE_DOMAIN_GTT,  NULL,               run_create_and_map },
                 { "create+map host",    RANGE_DOMAIN_HOST, NULL,               run_create_and_map },
                 { "create+map svm",     RANGE_DOMAIN_SVM,  NULL,               run_create_and_map },
+                { "create+map batch",   RANGE_DOMAIN_HOST, setup_host_range,   run_create_batch },
                 { "map vram",           RANGE_DOMAIN_VRAM, setup_range,        run_map },
                 { "map host",           RANGE_DOMAIN_HOST, setup_range,        run_map },
                 { "map svm",            RANGE_DOMAIN_SVM,  setup_range,        run_map },
