@@ -46,20 +46,17 @@ static int reply_fd(sd_bus_message *msg, Range *range, int fd, bool with_id) {
 
 int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
+        RangeCall call = { .verb = "Exporting", .holders_ok = true };
         Manager *m = userdata;
         Range *range;
         Client *c;
         Hold *h;
-        uint64_t id;
         int r;
 
-        r = sd_bus_message_read(msg, "t", &id);
+        r = sd_bus_message_read(msg, "t", &call.id);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = authorize_range(m, msg, c, id, true, "Exporting", &range, error);
+        r = method_prologue(m, msg, &call, &c, &range, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
 
