@@ -184,6 +184,7 @@ typedef struct Op {
         RangeDomain domain;     /* of the range the operation creates or works on */
         int (*setup)(const struct Op *op, Range **ret);        /* unarmed; may be NULL */
         int (*run)(const struct Op *op, Range *range, sd_bus_error *error);
+        int (*step)(Transaction *t, Range *range, sd_bus_error *error);        /* for run_step */
 } Op;
 
 static int create_range(RangeDomain domain, Range **ret, Transaction *t, sd_bus_error *error) {
@@ -243,48 +244,32 @@ static int setup_mapped_range(const Op *op, Range **ret) {
         return 0;
 }
 
-static int run_map(const Op *op, Range *range, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
-        int r;
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        return transaction_finish(t, range_map(t, range, all_gpus(), error), error);
+/* The step of an operation on an existing range, in a transaction of its own. */
+static int step_map(Transaction *t, Range *range, sd_bus_error *error) {
+        return range_map(t, range, all_gpus(), error);
 }
 
-static int run_unmap(const Op *op, Range *range, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
-        int r;
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        return transaction_finish(t, range_unmap(t, range, all_gpus(), error), error);
+static int step_unmap(Transaction *t, Range *range, sd_bus_error *error) {
+        return range_unmap(t, range, all_gpus(), error);
 }
 
-static int run_free(const Op *op, Range *range, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
-        int r;
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        return transaction_finish(t, range_free(t, range, error), error);
-}
-
-static int run_svm_preferred(const Op *op, Range *range, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
+static int step_svm_preferred(Transaction *t, Range *range, sd_bus_error *error) {
         struct kfd_ioctl_svm_attribute a = {
                 .type = KFD_IOCTL_SVM_ATTR_PREFERRED_LOC,
                 .value = m->gpus[0]->gpu_id,
         };
+
+        return range_svm_change(t, range, &a, 1, error);
+}
+
+static int run_step(const Op *op, Range *range, sd_bus_error *error) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
         int r;
 
         r = transaction_new(&t, m);
         if (r < 0)
                 return r;
-        return transaction_finish(t, range_svm_change(t, range, &a, 1, error), error);
+        return transaction_finish(t, op->step(t, range, error), error);
 }
 
 /* A batch range over two pieces of a host range made unarmed (its setup), mapped to every GPU. */
@@ -386,15 +371,15 @@ int main(int argc, char *argv[]) {
                 { "create+map host",    RANGE_DOMAIN_HOST, NULL,               run_create_and_map },
                 { "create+map svm",     RANGE_DOMAIN_SVM,  NULL,               run_create_and_map },
                 { "create+map batch",   RANGE_DOMAIN_HOST, setup_host_range,   run_create_batch },
-                { "map vram",           RANGE_DOMAIN_VRAM, setup_range,        run_map },
-                { "map host",           RANGE_DOMAIN_HOST, setup_range,        run_map },
-                { "map svm",            RANGE_DOMAIN_SVM,  setup_range,        run_map },
-                { "unmap vram",         RANGE_DOMAIN_VRAM, setup_mapped_range, run_unmap },
-                { "unmap svm",          RANGE_DOMAIN_SVM,  setup_mapped_range, run_unmap },
-                { "free vram",          RANGE_DOMAIN_VRAM, setup_mapped_range, run_free },
-                { "free host",          RANGE_DOMAIN_HOST, setup_mapped_range, run_free },
-                { "free svm",           RANGE_DOMAIN_SVM,  setup_mapped_range, run_free },
-                { "set svm attributes", RANGE_DOMAIN_SVM,  setup_mapped_range, run_svm_preferred },
+                { "map vram",           RANGE_DOMAIN_VRAM, setup_range,        run_step, step_map },
+                { "map host",           RANGE_DOMAIN_HOST, setup_range,        run_step, step_map },
+                { "map svm",            RANGE_DOMAIN_SVM,  setup_range,        run_step, step_map },
+                { "unmap vram",         RANGE_DOMAIN_VRAM, setup_mapped_range, run_step, step_unmap },
+                { "unmap svm",          RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, step_unmap },
+                { "free vram",          RANGE_DOMAIN_VRAM, setup_mapped_range, run_step, range_free },
+                { "free host",          RANGE_DOMAIN_HOST, setup_mapped_range, run_step, range_free },
+                { "free svm",           RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, range_free },
+                { "set svm attributes", RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, step_svm_preferred },
         };
         ManagerOptions o = {
                 .config_path = "/nonexistent/svmd.conf",
