@@ -14,6 +14,7 @@
  */
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,11 @@ static void test_op(const Op *op, const State *empty) {
         ASSERT_TRUE(n > 1);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) remove(path);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         char dir[] = "/tmp/test-txn-oom-XXXXXX";
         State empty;
@@ -405,6 +411,6 @@ int main(int argc, char *argv[]) {
         state_done(&empty);
         manager_free(m);
         emu_kernel_detach(emu);
-        (void) rmdir(dir);
+        (void) nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* the runtime directory: socket, journal */
         return 0;
 }
