@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Commit: several operations as one transaction. Every operation is read and
- * validated first, in order, against simulated state (refs to earlier
- * allocations, mappings changed by earlier operations, VRAM and quota already
- * claimed); only then does the transaction run.
+ * The path of every mutating request (docs/architecture.md, "The path of a request"). Commit:
+ * several operations as one transaction; a single method (operation_run()): one. Every
+ * operation is read and validated first, in order, against the planned state (refs to earlier
+ * allocations, mappings changed by earlier operations, VRAM and quota already claimed); only
+ * then does the transaction run. This is the only validator of Allocate, AllocateBatch, Map,
+ * Unmap, Free and SetAttributes.
  */
 
 #include <assert.h>
@@ -17,6 +19,7 @@
 #include "config.h"
 #include "bus-util.h"
 #include "client.h"
+#include "commit.h"
 #include "gpu.h"
 #include "id-table.h"
 #include "log.h"
@@ -31,17 +34,6 @@
 #include "transaction.h"
 
 /* ---- Commit ---- */
-
-typedef enum OpKind {
-        OP_ALLOCATE,
-        OP_ALLOCATE_BATCH,
-        OP_MAP,
-        OP_UNMAP,
-        OP_FREE,
-        OP_SET_ATTRIBUTES,
-        _OP_KIND_MAX,
-        _OP_KIND_INVALID = -EINVAL,
-} OpKind;
 
 static const char *const op_kind_table[_OP_KIND_MAX] = {
         [OP_ALLOCATE] = "Allocate",
@@ -80,6 +72,9 @@ typedef struct CommitOp {
         SvmChange *change;      /* SetAttributes */
         uint64_t mask;
         SimRange *sim;          /* target (Map/Unmap/Free) or created range (Allocate*) */
+        Range *target;          /* a single method's range, authorized by its handler */
+        uint64_t request_digest;        /* a single Allocate's, for persistent ranges */
+        bool noop;              /* a Map to where the range is mapped already */
         Range *range;           /* resolved at execution; gone after the commit for Free */
         uint64_t id, va;        /* the range's id and VA, for the results */
 } CommitOp;
@@ -87,28 +82,37 @@ typedef struct CommitOp {
 typedef struct Commit {
         Client *client;
         bool admin;             /* root, or org.svmd1.manage: may change every range */
+        bool single;            /* one method's operation: its argument names, no "Operation N" prefix */
         CommitOp *ops;
         size_t n_ops;
         SimRange *sims;         /* one per range an operation names, creates or pins */
         size_t n_sims, max_sims;
+        /* A single method's operation and ranges need no heap (ops, sims point here). */
+        CommitOp single_op;
+        SimRange single_sims[2];
+        SvmChange single_change;
 } Commit;
 
 static void commit_done(Commit *c) {
         for (size_t i = 0; i < c->n_ops; i++) {
-                op_args_done(&c->ops[i].args);
+                if (!c->single) /* a single method's arguments stay its handler's */
+                        op_args_done(&c->ops[i].args);
                 free(c->ops[i].pieces);
                 free(c->ops[i].svm);
-                free(c->ops[i].change);
+                if (c->ops[i].change != &c->single_change)
+                        free(c->ops[i].change);
         }
-        free(c->ops);
-        free(c->sims);
+        if (c->ops != &c->single_op)
+                free(c->ops);
+        if (c->sims != c->single_sims)
+                free(c->sims);
         *c = (Commit) {};
 }
 
-static int prefix_error(sd_bus_error *error, size_t idx, OpKind kind, int r) {
+static int prefix_error(const Commit *c, sd_bus_error *error, size_t idx, OpKind kind, int r) {
         _cleanup_free_ char *msg = NULL, *name = NULL;
 
-        if (!sd_bus_error_is_set(error))
+        if (c->single || !sd_bus_error_is_set(error))
                 return r;
         name = strdup(error->name);
         if (asprintf(&msg, "Operation %zu (%s): %s", idx, op_kind_table[kind], strempty(error->message)) < 0 || !name)
@@ -181,17 +185,17 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
 }
 
 /* The simulated state of an existing range, created on first use. */
-static SimRange *sim_existing(Commit *c, Range *r) {
+static SimRange *sim_existing(Commit *c, Range *range) {
         for (size_t i = 0; i < c->n_sims; i++)
-                if (c->sims[i].existing == r)
+                if (c->sims[i].existing == range)
                         return &c->sims[i];
         assert(c->n_sims < c->max_sims);
         c->sims[c->n_sims] = (SimRange) {
-                .existing = r,
-                .home = r->home,
-                .domain = r->domain,
-                .mapped = range_mapped(r),
-                .batch_users = r->n_batch_users,
+                .existing = range,
+                .home = range->home,
+                .domain = range->domain,
+                .mapped = range_mapped(range),
+                .batch_users = range->n_batch_users,
         };
         return &c->sims[c->n_sims++];
 }
@@ -221,9 +225,13 @@ static int sim_pin_sources(Commit *c, CommitOp *op, sd_bus_error *error) {
 static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_error *error) {
         OpArgs *a = &c->ops[idx].args;
         SimRange *s;
-        Range *r;
-        int k;
+        Range *range;
+        int r;
 
+        if (c->ops[idx].target) {
+                *ret = sim_existing(c, c->ops[idx].target);
+                return 0;
+        }
         if (a->has_id == a->has_ref)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
                                         "Give exactly one of \"id\" (an existing range) and \"ref\" (an earlier Allocate).");
@@ -235,17 +243,17 @@ static int sim_target(Manager *m, Commit *c, size_t idx, SimRange **ret, sd_bus_
                 s = c->ops[a->ref].sim;
         } else {
                 /* As in authorize_range(): a range the caller may not see answers like a missing id. */
-                r = manager_find_range(m, a->id);
-                if (!r || (!c->admin && !client_may(c->client, r, true)))
+                range = manager_find_range(m, a->id);
+                if (!range || (!c->admin && !client_may(c->client, range, true)))
                         return range_not_found(a->id, error);
-                if (!c->admin && !client_may(c->client, r, false))
+                if (!c->admin && !client_may(c->client, range, false))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                                  "Changing range %" PRIu64 " needs ownership of the range or the %s "
                                                  "authorization.", a->id, SVMD_POLKIT_ACTION_MANAGE);
-                k = range_check_busy(r, error);
-                if (k < 0)
-                        return k;
-                s = sim_existing(c, r);
+                r = range_check_busy(range, error);
+                if (r < 0)
+                        return r;
+                s = sim_existing(c, range);
         }
         if (s->freed)
                 return sd_bus_error_set(error, SVMD_ERROR_NO_SUCH_RANGE,
@@ -273,7 +281,8 @@ static int validate_set_attributes(Manager *m, Commit *c, size_t idx, sd_bus_err
         int r;
 
         if (!op_args_has_svm(&op->args))
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "No svm-* attribute is given.");
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "No attribute is given; give at least one svm-* key.");
         r = sim_target(m, c, idx, &op->sim, error);
         if (r < 0)
                 return r;
@@ -285,7 +294,7 @@ static int validate_set_attributes(Manager *m, Commit *c, size_t idx, sd_bus_err
                                       "ranges only.", op->args.ref, range_domain_to_string(op->sim->domain));
         if (r < 0)
                 return r;
-        op->change = malloc(sizeof(SvmChange));
+        op->change = c->single ? &c->single_change : malloc(sizeof(SvmChange));
         if (!op->change)
                 return -ENOMEM;
         r = parse_svm_change(m, &op->args, op->change, error);
@@ -357,6 +366,7 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                                                error);
                         if (r < 0)
                                 break;
+                        op->spec.request_digest = op->request_digest;
                         r = sim_pin_sources(c, op, error);
                         if (r < 0)
                                 break;
@@ -366,25 +376,30 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                         break;
                 }
                 case OP_MAP:
-                case OP_UNMAP:
+                case OP_UNMAP: {
+                        const char *gpus = c->single ? "gpu_ids" : "\"gpus\"";
+
                         if (!a->has_gpus || a->gpus.n == 0) {
-                                r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "\"gpus\" must name at least one GPU.");
+                                r = sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s must name at least one GPU.",
+                                                      gpus);
                                 break;
                         }
                         r = sim_target(m, c, i, &op->sim, error);
                         if (r < 0)
                                 break;
-                        r = gpus_to_mask(m, a->gpus.items, a->gpus.n, "\"gpus\"", &op->mask, error);
+                        r = gpus_to_mask(m, a->gpus.items, a->gpus.n, gpus, &op->mask, error);
                         if (r < 0)
                                 break;
                         if (op->kind == OP_MAP) {
                                 r = range_validate_map(m, op->sim->home, op->sim->domain, op->mask, error);
+                                op->noop = (op->mask & ~op->sim->mapped) == 0;
                                 op->sim->mapped |= op->mask;
                         } else {
                                 r = validate_unmap(m, op, error);
                                 op->sim->mapped &= ~op->mask;
                         }
                         break;
+                }
                 case OP_SET_ATTRIBUTES:
                         r = validate_set_attributes(m, c, i, error);
                         break;
@@ -408,7 +423,7 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                         r = -EINVAL;
                 }
                 if (r < 0)
-                        return prefix_error(error, i, op->kind, r);
+                        return prefix_error(c, error, i, op->kind, r);
         }
         return 0;
 }
@@ -452,11 +467,23 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
                         r = -EINVAL;
                 }
                 if (r < 0)
-                        return prefix_error(error, i, op->kind, r);
+                        return prefix_error(c, error, i, op->kind, r);
                 op->id = op->range->id;
                 op->va = op->range->va;
         }
         return 0;
+}
+
+/* Execute the validated operations as one transaction, then commit it or roll it back. */
+static int commit_apply(Manager *m, Commit *c, sd_bus_error *error) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        int r;
+
+        r = transaction_new(&t, m);
+        if (r < 0)
+                return r;
+        r = commit_execute(t, c, error);
+        return transaction_finish(t, r, error);
 }
 
 static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
@@ -498,7 +525,6 @@ static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
 
 int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(transaction_freep) Transaction *t = NULL;
         _cleanup_(commit_done) Commit c = {};
         _cleanup_(op_args_done) OpArgs o = {};
         Manager *m = userdata;
@@ -525,11 +551,7 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return r;
 
         if (!o.dry_run) {
-                r = transaction_new(&t, m);
-                if (r < 0)
-                        return r;
-                r = commit_execute(t, &c, error);
-                r = transaction_finish(t, r, error);
+                r = commit_apply(m, &c, error);
                 if (r < 0)
                         return r;
         }
@@ -543,3 +565,38 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         return reply_and_remember(m, msg, reply, c.client, o.dry_run ? NULL : o.request_id);
 }
 
+int operation_run(Manager *m, Client *client, const Operation *o, Range **ret_range, sd_bus_error *error) {
+        _cleanup_(commit_done) Commit c = { .client = client, .single = true };
+        CommitOp *op;
+        int r;
+
+        assert(o->args);
+        assert(o->target || o->kind == OP_ALLOCATE || o->kind == OP_ALLOCATE_BATCH);
+
+        /* Plan: one operation, validated as in a Commit; its SimRanges are all it may touch. */
+        c.max_sims = 1 + MIN(o->args->host_ranges.n, id_table_size(m->ranges));
+        c.ops = &c.single_op;
+        c.sims = c.max_sims <= ELEMENTSOF(c.single_sims) ? c.single_sims : new0(SimRange, c.max_sims);
+        if (!c.sims)
+                return -ENOMEM;
+        c.n_ops = 1;
+        op = &c.ops[0];
+        *op = (CommitOp) {
+                .kind = o->kind,
+                .args = *o->args,
+                .target = o->target,
+                .request_digest = o->request_digest,
+        };
+        r = commit_validate(m, &c, error);
+        if (r < 0)
+                return r;
+        if (o->dry_run || op->noop)
+                return 0;
+
+        r = commit_apply(m, &c, error);
+        if (r < 0)
+                return r;
+        if (ret_range)
+                *ret_range = op->kind == OP_FREE ? NULL : op->range; /* a freed range is gone */
+        return 1;
+}

@@ -7,13 +7,25 @@
 #include <stdlib.h>
 
 #include "bus-util.h"
+#include "gpu-dbus.h"
 #include "gpu.h"
 #include "manager.h"
 #include "svmd-protocol.h"
 
-int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
-                    sd_bus_error *error);
-int gpu_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+int gpu_mask_append(sd_bus_message *reply, Manager *m, uint64_t mask) {
+        Gpu *g;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "u");
+        if (r < 0)
+                return r;
+        FOREACH_GPU_IN_MASK(g, m, mask) {
+                r = sd_bus_message_append_basic(reply, 'u', &g->gpu_id);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
 
 int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                     sd_bus_error *error) {

@@ -53,12 +53,13 @@ int gpu_vram_available(Gpu *g, uint64_t *ret) {
 
 char *gpu_mask_to_string(Manager *m, uint64_t mask, char *buf, size_t len) {
         size_t o = 0;
+        Gpu *g;
 
         buf[0] = '\0';
-        for (size_t i = 0; i < m->n_gpus && o < len; i++) {
-                if (!(mask & (UINT64_C(1) << i)))
-                        continue;
-                int n = snprintf(buf + o, len - o, "%s0x%x", o > 0 ? ", " : "", m->gpus[i]->gpu_id);
+        FOREACH_GPU_IN_MASK(g, m, mask) {
+                if (o >= len)
+                        break;
+                int n = snprintf(buf + o, len - o, "%s0x%x", o > 0 ? ", " : "", g->gpu_id);
                 if (n < 0)
                         break;
                 o += (size_t) n;

@@ -3,11 +3,23 @@
 
 /* One GPU of the node as the daemon sees it: topology facts plus svmd's own accounting. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kfd-topology.h"
 
 typedef struct Manager Manager;
+
+/*
+ * Every GPU of manager m whose bit (Gpu.index) is set in mask, in index order:
+ *         Gpu *g;
+ *         FOREACH_GPU_IN_MASK(g, m, mask)
+ *                 ids[n++] = g->gpu_id;
+ * Needs manager.h.
+ */
+#define FOREACH_GPU_IN_MASK(g, m, mask)                                                         \
+        for (Gpu *const *_gp = (m)->gpus; _gp < (m)->gpus + (m)->n_gpus && ((g) = *_gp, true); _gp++) \
+                if (!((mask) & (UINT64_C(1) << (g)->index))) {} else
 
 typedef struct Gpu {
         Manager *manager;

@@ -10,10 +10,9 @@
 
 #include <systemd/sd-bus.h>
 
+#include "log-control.h"
 #include "log.h"
 #include "macro.h"
-
-extern const sd_bus_vtable log_control_vtable[];
 
 static int caller_is_root(sd_bus_message *m, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *c = NULL;

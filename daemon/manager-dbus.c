@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * org.svmd1.Manager: where requests enter. Each handler reads its arguments,
- * validates them completely (nothing has changed yet), takes the no-op fast
- * path where there is one, then applies the change as one transaction, logs,
- * publishes and replies (STYLE.md, "Handler order").
+ * org.svmd1.Manager: where requests enter. A mutating method decodes its arguments, runs the
+ * prologue (client, replay, range, authorization) and hands one operation to Commit's path
+ * (commit.h), which validates, executes as one transaction, and commits or rolls back; then
+ * it replies (docs/architecture.md, "The path of a request").
  */
 
 #include <errno.h>
@@ -16,15 +16,19 @@
 #include "config.h"
 #include "bus-util.h"
 #include "client.h"
+#include "commit.h"
 #include "direct.h"
+#include "gpu-dbus.h"
 #include "gpu.h"
 #include "log.h"
+#include "manager-dbus.h"
 #include "manager.h"
 #include "method-util.h"
 #include "persist.h"
 #include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
+#include "share-dbus.h"
 #include "size-util.h"
 #include "str-table.h"
 #include "svmd-protocol.h"
@@ -34,14 +38,16 @@
 
 /* ---- methods ---- */
 
-static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDomain domain, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
-        _cleanup_free_ RangePiece *pieces = NULL;
-        _cleanup_free_ KfdSvmAttrs *svm = NULL;
-        RangeSpec spec;
-        Client *c;
+/*
+ * Every mutating method is one operation through Commit's path (commit.h): the handler decodes
+ * its arguments, finds the client, answers a retry and authorizes (method_prologue()); then
+ * operation_run() validates, executes and commits or rolls back, and the handler replies.
+ */
+
+static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, OpKind kind, sd_bus_error *error) {
+        Operation op = { .kind = kind, .args = a, .dry_run = a->dry_run };
         Range *range;
-        uint64_t map, digest = 0;
+        Client *c;
         int r;
 
         r = manager_get_client(m, msg, &c, error);
@@ -51,33 +57,22 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
         if (r != 0)
                 return r;
         if (a->request_id) {
-                r = request_digest(msg, &digest);
+                r = request_digest(msg, &op.request_digest);
                 if (r < 0)
                         return r;
                 /* Persistent ranges remember their request id across restarts of svmd. */
                 range = manager_find_range_by_request(m, c->identity->uid, a->request_id);
-                if (range && range->request_digest != 0 && range->request_digest != digest)
+                if (range && range->request_digest != 0 && range->request_digest != op.request_digest)
                         return request_id_reused(a->request_id, sd_bus_message_get_member(msg), msg, error);
                 if (range)
                         return reply_allocation(m, msg, range, c, a->request_id);
         }
 
-        r = prepare_allocation(m, a, domain, c, NULL, &spec, &pieces, &svm, &map, error);
+        r = operation_run(m, c, &op, &range, error);
         if (r < 0)
                 return r;
-        spec.request_digest = digest;
-        if (a->dry_run)
+        if (r == 0) /* dry-run */
                 return sd_bus_reply_method_return(msg, "tto", UINT64_C(0), UINT64_C(0), "/");
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        r = range_create(t, &spec, &range, error);
-        if (r >= 0)
-                r = range_map(t, range, map, error);
-        r = transaction_finish(t, r, error);
-        if (r < 0)
-                return r;
 
         log_allocated(range);
         return reply_allocation(m, msg, range, c, a->request_id);
@@ -86,21 +81,21 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, RangeDoma
 static int method_allocate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs a = {};
         Manager *m = userdata;
-        const char *domain_s;
-        RangeDomain domain;
+        const char *domain;
         int r;
 
-        r = sd_bus_message_read(msg, "tus", &a.size, &a.gpu, &domain_s);
+        r = sd_bus_message_read(msg, "tus", &a.size, &a.gpu, &domain);
         if (r < 0)
                 return r;
+        a.has_size = true;
+        a.domain = strdup(domain);
+        if (!a.domain)
+                return -ENOMEM;
         r = bus_read_options(msg, allocate_options, &a, "options", error);
         if (r < 0)
                 return r;
-        r = parse_domain(domain_s, &domain, error);
-        if (r < 0)
-                return r;
 
-        return allocate_common(msg, m, &a, domain, error);
+        return allocate_common(msg, m, &a, OP_ALLOCATE, error);
 }
 
 static int method_allocate_batch(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -119,199 +114,116 @@ static int method_allocate_batch(sd_bus_message *msg, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
 
-        return allocate_common(msg, m, &a, RANGE_DOMAIN_HOST, error);
+        return allocate_common(msg, m, &a, OP_ALLOCATE_BATCH, error);
 }
 
 static int method_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
+        OpArgs a = {};
         Manager *m = userdata;
         char key[64];
-        Range *range;
+        RangeCall call = { .verb = "Freeing", .replay_key = key };
+        Operation op = { .kind = OP_FREE, .args = &a };
         Client *c;
-        uint64_t id;
         int r;
 
-        r = sd_bus_message_read(msg, "t", &id);
+        r = sd_bus_message_read(msg, "t", &call.id);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-
         /* Ids are never reused: a retried Free of a range this user freed (or let go of, while
          * holders keep it) answers like the first. */
-        snprintf(key, sizeof(key), REQUEST_ID_FREE_PREFIX "%" PRIu64, id);
-        r = request_cache_replay(m->requests, msg, c->identity->uid, key, error);
-        if (r != 0)
-                return r;
-
-        r = authorize_range(m, msg, c, id, false, "Freeing", &range, error);
+        snprintf(key, sizeof(key), REQUEST_ID_FREE_PREFIX "%" PRIu64, call.id);
+        r = method_prologue(m, msg, &call, &c, &op.target, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
 
-        if (range->holds) {
+        if (op.target->holds) {
                 /* Holders keep it alive: the owner lets go, the last holder's Release frees it. */
-                r = range_release_owner(range);
+                r = range_release_owner(op.target);
                 if (r < 0)
                         return r;
-                log_fields(LOG_DEBUG, &((LogFields) { .range_id = id }),
-                           "Range %" PRIu64 " released by its owner; holders keep it.", id);
+                log_fields(LOG_DEBUG, &((LogFields) { .range_id = call.id }),
+                           "Range %" PRIu64 " released by its owner; holders keep it.", call.id);
                 return reply_empty(m, msg, c, key);
         }
 
-        r = range_validate_free(range, error);
+        r = operation_run(m, c, &op, NULL, error);
         if (r < 0)
                 return r;
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        r = range_free(t, range, error);
-        r = transaction_finish(t, r, error);
-        if (r < 0)
-                return r;
-
-        log_fields(LOG_DEBUG, &((LogFields) { .range_id = id }), "Range %" PRIu64 " freed.", id);
+        log_fields(LOG_DEBUG, &((LogFields) { .range_id = call.id }), "Range %" PRIu64 " freed.", call.id);
         return reply_empty(m, msg, c, key);
 }
 
-static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
-        _cleanup_(op_args_done) OpArgs a = {};
-        Manager *m = userdata;
-        Range *range;
+/* Map, Unmap, SetAttributes: the prologue, the operation, an empty reply. */
+static int change_range(sd_bus_message *msg, Manager *m, RangeCall *call, Operation *op, sd_bus_error *error) {
         Client *c;
-        uint64_t id, mask;
         int r;
 
-        r = sd_bus_message_read(msg, "t", &id);
+        r = method_prologue(m, msg, call, &c, &op->target, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+        r = operation_run(m, c, op, NULL, error);
+        if (r < 0)
+                return r;
+        /* A dry run, or a Map to where the range is mapped already, changes nothing and takes no
+         * place among the request ids. */
+        return reply_empty(m, msg, c, r > 0 ? call->request_id : NULL);
+}
+
+static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(op_args_done) OpArgs a = {};
+        RangeCall call = { .verb = "Mapping" };
+        Operation op = { .kind = OP_MAP, .args = &a };
+        int r;
+
+        r = sd_bus_message_read(msg, "t", &call.id);
         if (r < 0)
                 return r;
         r = bus_read_u32_array(msg, SVMD_MAX_GPUS_PER_CALL, "gpu_ids", &a.gpus, error);
         if (r < 0)
                 return r;
+        a.has_gpus = true;
         r = bus_read_options(msg, change_options, &a, "options", error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = request_replay(m, msg, c, a.request_id, error);
-        if (r != 0)
-                return r;
+        call.request_id = a.request_id;
+        op.dry_run = a.dry_run;
 
-        if (a.gpus.n == 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "gpu_ids must name at least one GPU.");
-        r = gpus_to_mask(m, a.gpus.items, a.gpus.n, "gpu_ids", &mask, error);
-        if (r < 0)
-                return r;
-        r = authorize_range(m, msg, c, id, false, "Mapping", &range, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
-        r = range_validate_map(m, range->home, range->domain, mask, error);
-        if (r < 0)
-                return r;
-
-        /* Mapping where it is mapped already changes nothing, and takes no place among the request ids. */
-        if (a.dry_run || (mask & ~range_mapped(range)) == 0)
-                return reply_empty(m, msg, c, NULL);
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        r = range_map(t, range, mask, error);
-        r = transaction_finish(t, r, error);
-        if (r < 0)
-                return r;
-        return reply_empty(m, msg, c, a.request_id);
+        return change_range(msg, userdata, &call, &op, error);
 }
 
 static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
-        _cleanup_(bus_u32_array_done) BusU32Array gpus = {};
-        Manager *m = userdata;
-        Range *range;
-        Client *c;
-        uint64_t id, mask;
+        _cleanup_(op_args_done) OpArgs a = {};
+        RangeCall call = { .verb = "Unmapping" };
+        Operation op = { .kind = OP_UNMAP, .args = &a };
         int r;
 
-        r = sd_bus_message_read(msg, "t", &id);
+        r = sd_bus_message_read(msg, "t", &call.id);
         if (r < 0)
                 return r;
-        r = bus_read_u32_array(msg, SVMD_MAX_GPUS_PER_CALL, "gpu_ids", &gpus, error);
+        r = bus_read_u32_array(msg, SVMD_MAX_GPUS_PER_CALL, "gpu_ids", &a.gpus, error);
         if (r < 0)
                 return r;
-        if (gpus.n == 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "gpu_ids must name at least one GPU.");
-        r = gpus_to_mask(m, gpus.items, gpus.n, "gpu_ids", &mask, error);
-        if (r < 0)
-                return r;
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = authorize_range(m, msg, c, id, false, "Unmapping", &range, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
-        r = range_validate_unmap(range, range_mapped(range), mask, error);
-        if (r < 0)
-                return r;
+        a.has_gpus = true;
 
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        r = range_unmap(t, range, mask, error);
-        r = transaction_finish(t, r, error);
-        if (r < 0)
-                return r;
-        return reply_empty(m, msg, c, NULL);
+        return change_range(msg, userdata, &call, &op, error);
 }
 
-int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
+static int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs a = {};
-        Manager *m = userdata;
-        SvmChange change;
-        Range *range;
-        Client *c;
-        uint64_t id;
+        RangeCall call = { .verb = "Changing the attributes of" };
+        Operation op = { .kind = OP_SET_ATTRIBUTES, .args = &a };
         int r;
 
-        r = sd_bus_message_read(msg, "t", &id);
+        r = sd_bus_message_read(msg, "t", &call.id);
         if (r < 0)
                 return r;
         r = bus_read_options(msg, set_attributes_options, &a, "attrs", error);
         if (r < 0)
                 return r;
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = request_replay(m, msg, c, a.request_id, error);
-        if (r != 0)
-                return r;
+        call.request_id = a.request_id;
+        op.dry_run = a.dry_run;
 
-        if (!op_args_has_svm(&a))
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
-                                        "attrs names no attribute; give at least one svm-* key.");
-        r = authorize_range(m, msg, c, id, false, "Changing the attributes of", &range, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
-        r = range_validate_set_attributes(range, error);
-        if (r < 0)
-                return r;
-        r = parse_svm_change(m, &a, &change, error);
-        if (r < 0)
-                return r;
-        if (a.dry_run)
-                return reply_empty(m, msg, c, NULL);
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        r = range_svm_change(t, range, change.list, change.n, error);
-        r = transaction_finish(t, r, error);
-        if (r < 0)
-                return r;
-        return reply_empty(m, msg, c, a.request_id);
+        return change_range(msg, userdata, &call, &op, error);
 }
 
 /* ---- queries ---- */
@@ -346,36 +258,21 @@ static int method_list_gpus(sd_bus_message *msg, void *userdata, sd_bus_error *e
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static bool range_matches(Manager *m, Range *r, const OpArgs *f, Client *c, bool all) {
-        if (!all && !client_may(c, r, true))
+static bool range_matches(Manager *m, Range *range, const OpArgs *f, Client *c, bool all) {
+        if (!all && !client_may(c, range, true))
                 return false;
-        if (f->has_owner && (!r->owner || r->owner->uid != f->owner))
+        if (f->has_owner && (!range->owner || range->owner->uid != f->owner))
                 return false;
-        if (f->label && !streq_ptr(r->label, f->label))
+        if (f->label && !streq_ptr(range->label, f->label))
                 return false;
         if (f->has_gpu) {
                 Gpu *g = manager_find_gpu(m, f->gpu);
                 if (!g)
                         return false;
-                if (r->home != g->index && !(range_mapped_any(r) & (UINT64_C(1) << g->index)))
+                if (range->home != g->index && !(range_mapped_any(range) & (UINT64_C(1) << g->index)))
                         return false;
         }
         return true;
-}
-
-static int append_u32_mask(sd_bus_message *reply, Manager *m, uint64_t mask) {
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'a', "u");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (mask & (UINT64_C(1) << i)) {
-                        r = sd_bus_message_append_basic(reply, 'u', &m->gpus[i]->gpu_id);
-                        if (r < 0)
-                                return r;
-                }
-        return sd_bus_message_close_container(reply);
 }
 
 /*
@@ -385,18 +282,18 @@ static int append_u32_mask(sd_bus_message *reply, Manager *m, uint64_t mask) {
  * all gone too does this walk the list from the start.
  */
 static Range *ranges_after(Manager *m, uint64_t after) {
-        Range *r = manager_find_range(m, after);
+        Range *range = manager_find_range(m, after);
 
-        if (r)
-                return r->next;
+        if (range)
+                return range->next;
         for (uint64_t id = after + 1; id > after && id - after <= 64; id++) {
-                r = manager_find_range(m, id);
-                if (r)
-                        return r;
+                range = manager_find_range(m, id);
+                if (range)
+                        return range;
         }
-        for (r = m->ranges_head; r && r->id <= after; r = r->next)
+        for (range = m->ranges_head; range && range->id <= after; range = range->next)
                 ;
-        return r;
+        return range;
 }
 
 static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -450,7 +347,7 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
                                           range_domain_to_string(range->domain), m->gpus[range->home]->gpu_id);
                 if (r < 0)
                         return r;
-                r = append_u32_mask(reply, m, range_mapped(range));
+                r = gpu_mask_append(reply, m, range_mapped(range));
                 if (r < 0)
                         return r;
                 r = sd_bus_message_append(reply, "sus", strempty(range->label),
@@ -514,7 +411,7 @@ static int property_get_gpus(sd_bus *bus, const char *path, const char *interfac
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
 
-        return append_u32_mask(reply, m, m->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << m->n_gpus) - 1);
+        return gpu_mask_append(reply, m, m->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << m->n_gpus) - 1);
 }
 
 static int property_get_ranges(sd_bus *bus, const char *path, const char *interface, const char *property,

@@ -22,24 +22,16 @@
 #include "quota.h"
 #include "str-table.h"
 #include "kfd-ioctl.h"
+#include "gpu-dbus.h"
+#include "log-control.h"
+#include "manager-dbus.h"
 #include "manager.h"
+#include "range-dbus.h"
 #include "range.h"
 #include "request-cache.h"
 #include "size-util.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
-
-/* Defined beside their objects. */
-extern const sd_bus_vtable manager_vtable[];
-extern const sd_bus_vtable gpu_vtable[];
-extern const sd_bus_vtable range_vtable[];
-extern const sd_bus_vtable log_control_vtable[];
-int gpu_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
-                    sd_bus_error *error);
-int gpu_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
-int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
-                      sd_bus_error *error);
-int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 
 #define STATUS_DELAY_USEC (500 * 1000ULL)
 #define REPAIR_FIRST_USEC (100 * 1000ULL)

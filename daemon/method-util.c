@@ -146,12 +146,12 @@ void op_args_done(OpArgs *a) {
 
 /* ---- shared helpers ---- */
 
-bool client_may(const Client *c, const Range *r, bool holders_ok) {
+bool client_may(const Client *c, const Range *range, bool holders_ok) {
         if (c->identity->uid == 0)
                 return true;
-        if (r->owner && !r->owner_detached && r->owner->uid == c->identity->uid)
+        if (range->owner && !range->owner_detached && range->owner->uid == c->identity->uid)
                 return true;
-        return holders_ok && client_find_hold((Client *) c, (Range *) r);
+        return holders_ok && client_find_hold((Client *) c, (Range *) range);
 }
 
 int authorize_admin(Manager *m, sd_bus_message *msg, Client *c, const char *what, sd_bus_error *error) {
@@ -387,47 +387,68 @@ int range_not_found(uint64_t id, sd_bus_error *error) {
         return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
 }
 
-int range_check_busy(const Range *r, sd_bus_error *error) {
+int range_check_busy(const Range *range, sd_bus_error *error) {
         /* Its owner's connection went: it is on its way out and nothing new may start on it. */
-        if (range_being_freed(r))
+        if (range_being_freed(range))
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
                                          "Range %" PRIu64 " is being freed: the connection that owned it closed.",
-                                         r->id);
-        if (r->state == RANGE_STATE_DEGRADED)
+                                         range->id);
+        if (range->state == RANGE_STATE_DEGRADED)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
-                                         "Range %" PRIu64 " is degraded and being repaired; try again later.", r->id);
+                                         "Range %" PRIu64 " is degraded and being repaired; try again later.", range->id);
         return 0;
 }
 
 int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, bool holders_ok, const char *verb,
                     Range **ret, sd_bus_error *error) {
         sd_bus_error denied = SD_BUS_ERROR_NULL;
-        Range *r = manager_find_range(m, id);
+        Range *range = manager_find_range(m, id);
         char what[128];
-        int k;
+        int r;
 
-        if (!r || !client_may(c, r, holders_ok)) {
+        if (!range || !client_may(c, range, holders_ok)) {
                 /* Asked for a missing id too: how long the answer takes must not tell either. */
                 snprintf(what, sizeof(what), "%s range %" PRIu64 ", which is not the caller's,", verb, id);
-                k = authorize_admin(m, msg, c, what, &denied);
-                if (k == 0)
+                r = authorize_admin(m, msg, c, what, &denied);
+                if (r == 0)
                         return 0;
-                if (k < 0 && !sd_bus_error_is_set(&denied))
-                        return k;
+                if (r < 0 && !sd_bus_error_is_set(&denied))
+                        return r;
                 /* Owners and holders know the range: they hear why. Anyone else hears "no such range". */
-                if (k < 0 && r && client_may(c, r, true)) {
-                        k = sd_bus_error_copy(error, &denied);
+                if (r < 0 && range && client_may(c, range, true)) {
+                        r = sd_bus_error_copy(error, &denied);
                         sd_bus_error_free(&denied);
-                        return k;
+                        return r;
                 }
                 sd_bus_error_free(&denied);
-                if (k < 0 || !r)
+                if (r < 0 || !range)
                         return range_not_found(id, error);
         }
-        k = range_check_busy(r, error);
-        if (k < 0)
-                return k;
-        *ret = r;
+        r = range_check_busy(range, error);
+        if (r < 0)
+                return r;
+        *ret = range;
+        return 1;
+}
+
+int method_prologue(Manager *m, sd_bus_message *msg, const RangeCall *call, Client **ret_client, Range **ret_range,
+                    sd_bus_error *error) {
+        Client *c;
+        int r;
+
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        if (call->replay_key)
+                r = request_cache_replay(m->requests, msg, c->identity->uid, call->replay_key, error);
+        else
+                r = request_replay(m, msg, c, call->request_id, error);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = authorize_range(m, msg, c, call->id, call->holders_ok, call->verb, ret_range, error);
+        if (r <= 0)
+                return r;
+        *ret_client = c;
         return 1;
 }
 
@@ -436,7 +457,7 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                         sd_bus_error *error) {
         _cleanup_free_ RangePiece *pieces = NULL;
         uint64_t total = 0;
-        int k;
+        int r;
 
         if (hr->n == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "A batch needs at least one host range.");
@@ -467,9 +488,9 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu lies in range %" PRIu64 ", which is not a plain host range.",
                                                  i, src->id);
-                k = range_check_busy(src, error);
-                if (k < 0)
-                        return k;
+                r = range_check_busy(src, error);
+                if (r < 0)
+                        return r;
                 pieces[i] = (RangePiece) { .userptr = addr, .size = size, .source = src };
         }
 

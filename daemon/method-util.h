@@ -112,6 +112,24 @@ int range_check_busy(const Range *r, sd_bus_error *error);
 int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, bool holders_ok, const char *verb,
                     Range **ret, sd_bus_error *error);
 
+/* A method on one existing range: what its prologue needs. */
+typedef struct RangeCall {
+        uint64_t id;
+        const char *verb;               /* "Mapping": in polkit's question and in AccessDenied */
+        bool holders_ok;                /* holders may do it, not only owners */
+        const char *request_id;         /* the caller's "request-id" (checked), or NULL */
+        const char *replay_key;         /* or svmd's own key into the request cache (Free's) */
+} RangeCall;
+
+/*
+ * The prologue of every method on one range (docs/architecture.md, "The path of a request"):
+ * the caller's client → a retry answered from the request cache → the range → authorized.
+ * 1: go on with *ret_client and *ret_range. 0: answered from the cache, or polkit answers
+ * later: return 1 from the handler. < 0: refused (error set) or failed.
+ */
+int method_prologue(Manager *m, sd_bus_message *msg, const RangeCall *call, Client **ret_client, Range **ret_range,
+                    sd_bus_error *error);
+
 /* Allocation arguments → a validated spec (quota included); *pending accumulates over a Commit. */
 /* *ret_svm: the initial attributes of an svm range (malloc()ed; NULL for other domains), spec->svm points there. */
 int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *client, QuotaRequest *pending,
@@ -136,15 +154,3 @@ int reply_and_remember(Manager *m, sd_bus_message *msg, sd_bus_message *reply, C
 int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, const char *request_id);
 int reply_empty(Manager *m, sd_bus_message *msg, Client *c, const char *request_id);
 void log_allocated(Range *range);
-
-int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error);

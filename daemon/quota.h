@@ -71,6 +71,7 @@ typedef struct QuotaRequest {
         uint64_t vram;
         uint64_t host;
         uint64_t vram_per_gpu[QUOTA_MAX_GPUS];
+        uint64_t window;        /* bytes of the SVM window planned (not quota: what a Commit claims) */
 } QuotaRequest;
 
 /*

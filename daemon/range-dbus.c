@@ -9,16 +9,14 @@
 
 #include "bus-util.h"
 #include "client.h"
+#include "gpu-dbus.h"
 #include "gpu.h"
 #include "manager.h"
 #include "method-util.h"
+#include "range-dbus.h"
 #include "range-svm.h"
 #include "range.h"
 #include "svmd-protocol.h"
-
-int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
-                      sd_bus_error *error);
-int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 
 /*
  * Who may see a range's object: its owner (also once it let go of a range that
@@ -28,7 +26,7 @@ int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char **
  * tenant cannot read another's VAs, sizes and labels. Without a current call
  * (signals emitted by timers) the object is there.
  */
-static bool visible(Manager *m, sd_bus *bus, Range *r) {
+static bool visible(Manager *m, sd_bus *bus, Range *range) {
         sd_bus_message *msg = sd_bus_get_current_message(bus);
         Client *c;
 
@@ -36,21 +34,21 @@ static bool visible(Manager *m, sd_bus *bus, Range *r) {
                 return true;
         if (manager_get_client(m, msg, &c, NULL) < 0)
                 return false;
-        return client_may(c, r, true) || (r->owner && r->owner->uid == c->identity->uid);
+        return client_may(c, range, true) || (range->owner && range->owner->uid == c->identity->uid);
 }
 
 int range_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                       sd_bus_error *error) {
         Manager *m = userdata;
         uint64_t id;
-        Range *r;
+        Range *range;
 
         if (bus_path_to_id(SVMD_RANGE_PATH_PREFIX, path, &id) < 0)
                 return 0;
-        r = manager_find_range(m, id);
-        if (!r || !visible(m, bus, r))
+        range = manager_find_range(m, id);
+        if (!range || !visible(m, bus, range))
                 return 0;
-        *found = r;
+        *found = range;
         return 1;
 }
 
@@ -62,10 +60,10 @@ int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char **
         l = calloc(n + 1, sizeof(char *));
         if (!l)
                 return -ENOMEM;
-        for (Range *r = m->ranges_head; r && i < n; r = r->next) {
-                if (!visible(m, bus, r))
+        for (Range *range = m->ranges_head; range && i < n; range = range->next) {
+                if (!visible(m, bus, range))
                         continue;
-                if (range_path(r->id, &l[i]) < 0) {
+                if (range_path(range->id, &l[i]) < 0) {
                         for (size_t j = 0; j < i; j++)
                                 free(l[j]);
                         free(l);
@@ -79,91 +77,79 @@ int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char **
 
 static int property_get_mapped_gpus(sd_bus *bus, const char *path, const char *interface, const char *property,
                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
-        Manager *m = r->manager;
-        uint64_t mask = range_mapped(r);
-        int k;
+        Range *range = userdata;
 
-        k = sd_bus_message_open_container(reply, 'a', "u");
-        if (k < 0)
-                return k;
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (mask & (UINT64_C(1) << i)) {
-                        k = sd_bus_message_append_basic(reply, 'u', &m->gpus[i]->gpu_id);
-                        if (k < 0)
-                                return k;
-                }
-        return sd_bus_message_close_container(reply);
+        return gpu_mask_append(reply, range->manager, range_mapped(range));
 }
 
 static int property_get_flags(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
-        int k;
+        Range *range = userdata;
+        int r;
 
-        k = sd_bus_message_open_container(reply, 'a', "s");
-        if (k < 0)
-                return k;
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
         for (unsigned bit = 1; bit <= _RANGE_FLAG_ALL; bit <<= 1)
-                if (r->flags & bit) {
-                        k = sd_bus_message_append(reply, "s", range_flag_to_string(bit));
-                        if (k < 0)
-                                return k;
+                if (range->flags & bit) {
+                        r = sd_bus_message_append(reply, "s", range_flag_to_string(bit));
+                        if (r < 0)
+                                return r;
                 }
         return sd_bus_message_close_container(reply);
 }
 
 static int property_get_domain(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
-        return sd_bus_message_append(reply, "s", range_domain_to_string(r->domain));
+        return sd_bus_message_append(reply, "s", range_domain_to_string(range->domain));
 }
 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
-        return sd_bus_message_append(reply, "s", range_public_state(r));
+        return sd_bus_message_append(reply, "s", range_public_state(range));
 }
 
 static int property_get_home(sd_bus *bus, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
-        return sd_bus_message_append(reply, "u", r->manager->gpus[r->home]->gpu_id);
+        return sd_bus_message_append(reply, "u", range->manager->gpus[range->home]->gpu_id);
 }
 
 static int property_get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
-        return sd_bus_message_append(reply, "(us)", r->owner ? (uint32_t) r->owner->uid : UINT32_MAX,
-                                     r->owner ? r->owner->unit : "");
+        return sd_bus_message_append(reply, "(us)", range->owner ? (uint32_t) range->owner->uid : UINT32_MAX,
+                                     range->owner ? range->owner->unit : "");
 }
 
 static int property_get_holders(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
-        int k;
+        Range *range = userdata;
+        int r;
 
-        k = sd_bus_message_open_container(reply, 'a', "(us)");
-        if (k < 0)
-                return k;
-        for (Hold *h = r->holds; h; h = h->range_next) {
-                k = sd_bus_message_append(reply, "(us)", (uint32_t) h->uid,
+        r = sd_bus_message_open_container(reply, 'a', "(us)");
+        if (r < 0)
+                return r;
+        for (Hold *h = range->holds; h; h = h->range_next) {
+                r = sd_bus_message_append(reply, "(us)", (uint32_t) h->uid,
                                           h->client ? h->client->identity->unit : "");
-                if (k < 0)
-                        return k;
+                if (r < 0)
+                        return r;
         }
         return sd_bus_message_close_container(reply);
 }
 
 static int property_get_persistent(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
-        return sd_bus_message_append(reply, "b", (int) r->persistent);
+        return sd_bus_message_append(reply, "b", (int) range->persistent);
 }
 
 static int property_get_detached(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -175,17 +161,17 @@ static int property_get_detached(sd_bus *bus, const char *path, const char *inte
 
 static int property_get_label(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
-        return sd_bus_message_append(reply, "s", strempty(r->label));
+        return sd_bus_message_append(reply, "s", strempty(range->label));
 }
 
 static int property_get_svm_attributes(sd_bus *bus, const char *path, const char *interface, const char *property,
                                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
         /* Empty for ranges of other domains. */
-        return svm_attrs_append(reply, r->svm ? &r->svm->attrs : NULL);
+        return svm_attrs_append(reply, range->svm ? &range->svm->attrs : NULL);
 }
 
 const sd_bus_vtable range_vtable[] = {
@@ -212,39 +198,39 @@ const sd_bus_vtable range_vtable[] = {
  * sd_bus_emit_properties_changed(), which can only broadcast: a range's
  * changes go to the clients that may see it alone (manager.c).
  */
-int range_append_properties_changed(sd_bus_message *msg, Range *r, const char *const *properties) {
+int range_append_properties_changed(sd_bus_message *msg, Range *range, const char *const *properties) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        int k;
+        int r;
 
-        k = sd_bus_message_append(msg, "s", SVMD_RANGE_INTERFACE);
-        if (k < 0)
-                return k;
-        k = sd_bus_message_open_container(msg, 'a', "{sv}");
-        if (k < 0)
-                return k;
+        r = sd_bus_message_append(msg, "s", SVMD_RANGE_INTERFACE);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
         for (const char *const *p = properties; *p; p++)
                 for (const sd_bus_vtable *v = range_vtable; v->type != _SD_BUS_VTABLE_END; v++) {
                         if (v->type != _SD_BUS_VTABLE_PROPERTY || !streq(v->x.property.member, *p) ||
                             !v->x.property.get)
                                 continue;
-                        k = sd_bus_message_open_container(msg, 'e', "sv");
-                        if (k >= 0)
-                                k = sd_bus_message_append_basic(msg, 's', *p);
-                        if (k >= 0)
-                                k = sd_bus_message_open_container(msg, 'v', v->x.property.signature);
-                        if (k >= 0)
-                                k = v->x.property.get(sd_bus_message_get_bus(msg), NULL, SVMD_RANGE_INTERFACE, *p,
-                                                      msg, r, &error);
+                        r = sd_bus_message_open_container(msg, 'e', "sv");
+                        if (r >= 0)
+                                r = sd_bus_message_append_basic(msg, 's', *p);
+                        if (r >= 0)
+                                r = sd_bus_message_open_container(msg, 'v', v->x.property.signature);
+                        if (r >= 0)
+                                r = v->x.property.get(sd_bus_message_get_bus(msg), NULL, SVMD_RANGE_INTERFACE, *p,
+                                                      msg, range, &error);
                         sd_bus_error_free(&error);
-                        if (k >= 0)
-                                k = sd_bus_message_close_container(msg);
-                        if (k >= 0)
-                                k = sd_bus_message_close_container(msg);
-                        if (k < 0)
-                                return k;
+                        if (r >= 0)
+                                r = sd_bus_message_close_container(msg);
+                        if (r >= 0)
+                                r = sd_bus_message_close_container(msg);
+                        if (r < 0)
+                                return r;
                 }
-        k = sd_bus_message_close_container(msg);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_close_container(msg);
+        if (r < 0)
+                return r;
         return sd_bus_message_append(msg, "as", 0);
 }

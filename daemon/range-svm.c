@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -58,10 +59,11 @@ uint64_t svm_attrs_mask(Manager *m, const KfdSvmAttrs *a) {
 
 uint32_t svm_access_list(Manager *m, uint64_t mask, uint32_t type, struct kfd_ioctl_svm_attribute *out) {
         uint32_t n = 0;
+        Gpu *g;
 
-        for (size_t i = 0; i < m->n_gpus && n < KFD_SVM_MAX_GPUS; i++)
-                if (mask & (UINT64_C(1) << i))
-                        out[n++] = (struct kfd_ioctl_svm_attribute) { type, m->gpus[i]->gpu_id };
+        FOREACH_GPU_IN_MASK(g, m, mask)
+                if (n < KFD_SVM_MAX_GPUS)
+                        out[n++] = (struct kfd_ioctl_svm_attribute) { type, g->gpu_id };
         return n;
 }
 
@@ -238,13 +240,13 @@ int svm_attrs_from_json(Manager *m, json_t *j, KfdSvmAttrs *ret) {
 /* ---- steps ---- */
 
 /* Take a in as the kernel's state: the cache, the mapping mask and the bytes mapped per GPU. */
-static void svm_adopt(Range *r, const KfdSvmAttrs *a) {
-        uint64_t before = r->pieces[0].mapped, after = svm_attrs_mask(r->manager, a);
+static void svm_adopt(Range *range, const KfdSvmAttrs *a) {
+        uint64_t before = range->pieces[0].mapped, after = svm_attrs_mask(range->manager, a);
 
-        range_account_mapping(r, before & ~after, -1);
-        range_account_mapping(r, after & ~before, +1);
-        r->pieces[0].mapped = after;
-        r->svm->attrs = *a;
+        range_account_mapping(range, before & ~after, -1);
+        range_account_mapping(range, after & ~before, +1);
+        range->pieces[0].mapped = after;
+        range->svm->attrs = *a;
 }
 
 typedef struct SvmUndo {
@@ -266,87 +268,95 @@ static int undo_svm_setup(void *userdata) {
 
 static int undo_svm_change(void *userdata) {
         SvmUndo *u = userdata;
-        Range *r = u->range;
-        int k;
+        Range *range = u->range;
+        int r;
 
-        if (r->rollback_failed)
+        if (range->rollback_failed)
                 return 0;
-        k = kfd_svm_attrs_restore(r->manager->kfd_fd, r->va, r->size, &u->before);
-        if (k < 0) {
+        r = kfd_svm_attrs_restore(range->manager->kfd_fd, range->va, range->size, &u->before);
+        if (r < 0) {
                 /* The ioctl layer restarted interruptions already: whatever is left is a failure. */
-                r->rollback_failed = true;
-                return k;
+                range->rollback_failed = true;
+                return r;
         }
-        svm_adopt(r, &u->before);
+        svm_adopt(range, &u->before);
         return 0;
 }
 
-static int add_svm_undo(Transaction *t, TxnUndoFunc f, Range *r, const KfdSvmAttrs *before, const char *what) {
-        SvmUndo *u = malloc(sizeof(SvmUndo));
+/* Records the undo u reserved before its step (docs/architecture.md, "The undo log"); takes u over. */
+static int add_svm_undo(Transaction *t, TxnUndoFunc f, SvmUndo *u, Range *range, const KfdSvmAttrs *before,
+                        const char *what) {
+        assert(u);
 
+        u->range = range;
+        u->before = *before;
+        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, range->id);
+}
+
+int range_svm_setup(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd_bus_error *error) {
+        struct kfd_ioctl_svm_attribute list[KFD_SVM_ATTRS_MAX];
+        _cleanup_free_ SvmUndo *u = NULL;
+        uint32_t n;
+        int r;
+
+        u = new(SvmUndo, 1);
         if (!u)
                 return -ENOMEM;
-        u->range = r;
-        u->before = *before;
-        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, r->id);
-}
-
-int range_svm_setup(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus_error *error) {
-        struct kfd_ioctl_svm_attribute list[KFD_SVM_ATTRS_MAX];
-        uint32_t n;
-        int k;
-
         n = kfd_svm_attrs_to_list(initial, list);
-        k = kfd_svm_set(r->manager->kfd_fd, r->va, r->size, list, n);
-        if (k < 0) {
-                (void) txn_fail(t->txn, k, 0, "registering range %" PRIu64 " (%s at 0x%" PRIx64 ") for SVM", r->id,
-                                FORMAT_BYTES(r->size), r->va);
-                return transaction_set_kernel_error(t, k, error);
+        r = kfd_svm_set(range->manager->kfd_fd, range->va, range->size, list, n);
+        if (r < 0) {
+                (void) txn_fail(t->txn, r, 0, "registering range %" PRIu64 " (%s at 0x%" PRIx64 ") for SVM", range->id,
+                                FORMAT_BYTES(range->size), range->va);
+                return transaction_set_kernel_error(t, r, error);
         }
-        svm_adopt(r, initial);
-        return add_svm_undo(t, undo_svm_setup, r, initial, "forget the SVM attributes of");
+        svm_adopt(range, initial);
+        return add_svm_undo(t, undo_svm_setup, TAKE_PTR(u), range, initial, "forget the SVM attributes of");
 }
 
-int range_svm_change(Transaction *t, Range *r, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
+int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
                      sd_bus_error *error) {
-        Manager *m = r->manager;
+        _cleanup_free_ SvmUndo *u = NULL;
+        Manager *m = range->manager;
         KfdSvmAttrs now;
-        int k;
+        int r;
 
         if (n == 0)
                 return 0;
-        k = transaction_touch(t, r, false);
-        if (k < 0)
-                return k;
+        r = transaction_touch(t, range, false);
+        if (r < 0)
+                return r;
+        u = new(SvmUndo, 1);
+        if (!u)
+                return -ENOMEM;
 
         /* The prior state from the kernel itself: that is what an undo restores. */
-        k = kfd_svm_attrs_get(m->kfd_fd, r->va, r->size, r->svm->attrs.gpu_ids, r->svm->attrs.n_gpus, &now);
-        if (k < 0) {
-                (void) txn_fail(t->txn, k, 0, "reading the SVM attributes of range %" PRIu64, r->id);
-                return transaction_set_kernel_error(t, k, error);
+        r = kfd_svm_attrs_get(m->kfd_fd, range->va, range->size, range->svm->attrs.gpu_ids, range->svm->attrs.n_gpus, &now);
+        if (r < 0) {
+                (void) txn_fail(t->txn, r, 0, "reading the SVM attributes of range %" PRIu64, range->id);
+                return transaction_set_kernel_error(t, r, error);
         }
-        svm_adopt(r, &now);
-        k = add_svm_undo(t, undo_svm_change, r, &now, "restore the SVM attributes of");
-        if (k < 0)
-                return k;
+        svm_adopt(range, &now);
+        r = add_svm_undo(t, undo_svm_change, TAKE_PTR(u), range, &now, "restore the SVM attributes of");
+        if (r < 0)
+                return r;
 
-        k = kfd_svm_set(m->kfd_fd, r->va, r->size, list, n);
-        if (k < 0) {
+        r = kfd_svm_set(m->kfd_fd, range->va, range->size, list, n);
+        if (r < 0) {
                 /* Some attributes may be in place now; the undo puts back all of them. */
-                (void) txn_fail(t->txn, k, 0, "setting the SVM attributes of range %" PRIu64, r->id);
-                return transaction_set_kernel_error(t, k, error);
+                (void) txn_fail(t->txn, r, 0, "setting the SVM attributes of range %" PRIu64, range->id);
+                return transaction_set_kernel_error(t, r, error);
         }
         kfd_svm_attrs_apply(&now, list, n);
-        svm_adopt(r, &now);
+        svm_adopt(range, &now);
         return 0;
 }
 
-int range_svm_repair(Range *r) {
-        int k;
+int range_svm_repair(Range *range) {
+        int r;
 
-        k = kfd_svm_attrs_restore(r->manager->kfd_fd, r->va, r->size, &r->svm->want);
-        if (k < 0)
-                return k;
-        svm_adopt(r, &r->svm->want);
+        r = kfd_svm_attrs_restore(range->manager->kfd_fd, range->va, range->size, &range->svm->want);
+        if (r < 0)
+                return r;
+        svm_adopt(range, &range->svm->want);
         return 0;
 }

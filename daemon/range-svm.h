@@ -55,14 +55,14 @@ int svm_attrs_from_json(Manager *m, json_t *j, KfdSvmAttrs *ret);
  * attributes (undone by dropping the window mapping, which drops the kernel's
  * range). range_svm_change applies list[0..n) as described above.
  */
-int range_svm_setup(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus_error *error);
-int range_svm_change(Transaction *t, Range *r, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
+int range_svm_setup(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd_bus_error *error);
+int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
                      sd_bus_error *error);
 
 /* Access changes as lists: ACCESS (map) or NO_ACCESS (unmap) for the GPUs in mask. */
 uint32_t svm_access_list(Manager *m, uint64_t mask, uint32_t type, struct kfd_ioctl_svm_attribute *out);
 
 /* Degraded: set every attribute to want again. 0 when done. */
-int range_svm_repair(Range *r);
+int range_svm_repair(Range *range);
 
 RangeSvm *range_svm_new(void);

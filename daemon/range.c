@@ -68,8 +68,8 @@ RangeDomain range_domain_from_string(const char *s) {
         return _RANGE_DOMAIN_INVALID;
 }
 
-bool range_accounted(const Range *r) {
-        return r->pieces[0].allocated || r->svm_accounted;
+bool range_accounted(const Range *range) {
+        return range->pieces[0].allocated || range->svm_accounted;
 }
 
 bool range_domain_is_memfd(RangeDomain d) {
@@ -100,27 +100,27 @@ int range_path(uint64_t id, char **ret) {
         return bus_path_from_id(SVMD_RANGE_PATH_PREFIX, id, ret);
 }
 
-void range_emit_changed(Range *r, const char *const *properties) {
+void range_emit_changed(Range *range, const char *const *properties) {
         _cleanup_free_ char *path = NULL;
 
-        if (!r->registered || r->manager->exiting || range_path(r->id, &path) < 0)
+        if (!range->registered || range->manager->exiting || range_path(range->id, &path) < 0)
                 return;
-        manager_emit_range_properties_changed(r->manager, r, path, properties);
+        manager_emit_range_properties_changed(range->manager, range, path, properties);
 }
 
-uint64_t range_mapped(const Range *r) {
+uint64_t range_mapped(const Range *range) {
         uint64_t m = UINT64_MAX;
 
-        for (uint32_t i = 0; i < r->n_pieces; i++)
-                m &= r->pieces[i].mapped;
-        return r->n_pieces > 0 ? m : 0;
+        for (uint32_t i = 0; i < range->n_pieces; i++)
+                m &= range->pieces[i].mapped;
+        return range->n_pieces > 0 ? m : 0;
 }
 
-uint64_t range_mapped_any(const Range *r) {
+uint64_t range_mapped_any(const Range *range) {
         uint64_t m = 0;
 
-        for (uint32_t i = 0; i < r->n_pieces; i++)
-                m |= r->pieces[i].mapped;
+        for (uint32_t i = 0; i < range->n_pieces; i++)
+                m |= range->pieces[i].mapped;
         return m;
 }
 
@@ -148,10 +148,10 @@ static uint32_t kfd_flags(RangeDomain domain, uint16_t flags) {
 
 static size_t mask_to_ids(Manager *m, uint64_t mask, uint32_t *ids) {
         size_t n = 0;
+        Gpu *g;
 
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (mask & (UINT64_C(1) << i))
-                        ids[n++] = m->gpus[i]->gpu_id;
+        FOREACH_GPU_IN_MASK(g, m, mask)
+                ids[n++] = g->gpu_id;
         return n;
 }
 
@@ -183,45 +183,44 @@ static uint64_t fdname_bytes(uint64_t id) {
  */
 #define FDNAMES_MAX (131072U - sizeof("LISTEN_FDNAMES="))
 
-void range_account(Range *r, int sign) {
-        Manager *m = r->manager;
-        Gpu *g = m->gpus[r->home];
-        uint64_t *counter = r->domain == RANGE_DOMAIN_VRAM ? &g->vram_allocated : &g->gtt_allocated;
+void range_account(Range *range, int sign) {
+        Manager *m = range->manager;
+        Gpu *g = m->gpus[range->home];
+        uint64_t *counter = range->domain == RANGE_DOMAIN_VRAM ? &g->vram_allocated : &g->gtt_allocated;
 
-        if (r->owner)
-                usage_add(&r->owner->scope->usage, r->domain == RANGE_DOMAIN_VRAM, r->home, r->size, sign);
-        if (r->persistent) {
-                uint64_t l = fdname_bytes(r->id);
+        if (range->owner)
+                usage_add(&range->owner->scope->usage, range->domain == RANGE_DOMAIN_VRAM, range->home, range->size, sign);
+        if (range->persistent) {
+                uint64_t l = fdname_bytes(range->id);
 
                 m->n_persistent = sign > 0 ? m->n_persistent + 1 : m->n_persistent - 1;
                 m->fdnames_bytes = sign > 0 ? m->fdnames_bytes + l : m->fdnames_bytes - l;
         }
 
         if (sign > 0) {
-                *counter += r->size;
-                m->bytes_allocated += r->size;
+                *counter += range->size;
+                m->bytes_allocated += range->size;
         } else {
-                *counter -= r->size;
-                m->bytes_allocated -= r->size;
+                *counter -= range->size;
+                m->bytes_allocated -= range->size;
         }
 }
 
-static void account_piece_mapping(Range *r, const RangePiece *p, uint64_t mask, int sign) {
-        Manager *m = r->manager;
+static void account_piece_mapping(Range *range, const RangePiece *p, uint64_t mask, int sign) {
+        Manager *m = range->manager;
+        Gpu *g;
 
-        for (size_t i = 0; i < m->n_gpus; i++) {
-                if (!(mask & (UINT64_C(1) << i)))
-                        continue;
+        FOREACH_GPU_IN_MASK(g, m, mask) {
                 if (sign > 0)
-                        m->gpus[i]->bytes_mapped += p->size;
+                        g->bytes_mapped += p->size;
                 else
-                        m->gpus[i]->bytes_mapped -= p->size;
+                        g->bytes_mapped -= p->size;
         }
 }
 
-void range_account_mapping(Range *r, uint64_t mask, int sign) {
-        for (uint32_t i = 0; i < r->n_pieces; i++)
-                account_piece_mapping(r, &r->pieces[i], mask, sign);
+void range_account_mapping(Range *range, uint64_t mask, int sign) {
+        for (uint32_t i = 0; i < range->n_pieces; i++)
+                account_piece_mapping(range, &range->pieces[i], mask, sign);
 }
 
 /* ---- validation: nothing here changes state ---- */
@@ -231,9 +230,10 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
         QuotaRequest req = *pending;
         const char *resource = NULL;
         const char *scope = spec->owner ? spec->owner->scope->key : "?";
-        int k;
+        int r;
 
         req.ranges++;
+        req.window += size;
         if (spec->persistent)
                 req.persistent++;
         if (spec->domain == RANGE_DOMAIN_VRAM) {
@@ -243,10 +243,10 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
                 req.host += size;
 
         if (spec->owner) {
-                k = quota_check(m, spec->owner->scope, &req, &resource, error);
-                if (k < 0) {
+                r = quota_check(m, spec->owner->scope, &req, &resource, error);
+                if (r < 0) {
                         manager_emit_quota_exceeded(m, scope, resource);
-                        return k;
+                        return r;
                 }
         }
         if (spec->client && spec->client->n_ranges + req.ranges > m->config.limit_ranges_per_client) {
@@ -272,9 +272,9 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
                                          m->n_stored_fds, m->config.limit_fd_store_max);
         }
         if (req.persistent > 0) {
-                k = persist_check_room(m, error);
-                if (k < 0)
-                        return k;
+                r = persist_check_room(m, error);
+                if (r < 0)
+                        return r;
         }
         if (req.persistent > 0 && m->n_persistent + req.persistent > m->config.limit_persistent_ranges) {
                 manager_emit_quota_exceeded(m, scope, "persistent-ranges");
@@ -293,7 +293,7 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
         QuotaRequest none = {};
         VaSpaceStats stats;
         uint64_t size, need;
-        int k;
+        int r;
 
         if (!pending)
                 pending = &none;
@@ -367,7 +367,7 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
 
         if (spec->domain == RANGE_DOMAIN_VRAM) {
                 uint64_t avail;
-                int r = gpu_vram_available(home, &avail);
+                r = gpu_vram_available(home, &avail);
                 if (r < 0)
                         return sd_bus_error_setf(error, transaction_kernel_error_name(r),
                                                  "Querying free VRAM of GPU 0x%x failed: %s.", home->gpu_id,
@@ -379,78 +379,82 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
                                                  FORMAT_BYTES(avail), FORMAT_BYTES(need));
         }
 
-        /* Window space: no hole of the size means no chance. Whether alignment still fits is for
-         * va_space_alloc() to say (a hole may happen to be aligned); it fails before any ioctl. */
+        /* Window space: no hole of the size means no chance, and neither does less free space than
+         * this and the earlier allocations of the same Commit take together. Whether they fit the
+         * holes, alignment included, is for va_space_alloc() to say: it fails before this range's
+         * first ioctl, and the transaction rolls back (docs/architecture.md, "Transactions"). */
         va_space_get_stats(m->va, &stats);
         if (stats.largest_hole < size)
                 return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
                                          "The SVM window has no free range of %s (largest free range: %s).",
                                          FORMAT_BYTES(size), FORMAT_BYTES(stats.largest_hole));
+        if (pending->window > 0 && size + pending->window > stats.size - stats.bytes_used)
+                return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
+                                         "The SVM window has %s free; %s requested with the earlier allocations.",
+                                         FORMAT_BYTES(stats.size - stats.bytes_used),
+                                         FORMAT_BYTES(size + pending->window));
 
         /* Last, so that a refusal for another reason does not count as a quota event. */
-        k = check_quota(m, spec, size, pending, error);
-        if (k < 0)
-                return k;
+        r = check_quota(m, spec, size, pending, error);
+        if (r < 0)
+                return r;
         return 0;
 }
 
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error) {
         const KfdTopology *topo = kfd_device_get_topology(m->kfd);
-        Gpu *h = m->gpus[home];
+        Gpu *h = m->gpus[home], *g;
 
         if (domain == RANGE_DOMAIN_SVM) {
-                for (size_t i = 0; i < m->n_gpus; i++)
-                        if ((mask & (UINT64_C(1) << i)) && !gpu_svm_capable(m, i))
+                FOREACH_GPU_IN_MASK(g, m, mask)
+                        if (!gpu_svm_capable(m, g->index))
                                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                                          "GPU 0x%x does not support SVM (no HSA_CAP_SVMAPI_SUPPORTED).",
-                                                         m->gpus[i]->gpu_id);
+                                                         g->gpu_id);
                 return 0;
         }
         if (domain != RANGE_DOMAIN_VRAM)
                 return 0; /* system memory is reachable from every GPU */
 
-        for (size_t i = 0; i < m->n_gpus; i++) {
-                if (!(mask & (UINT64_C(1) << i)))
-                        continue;
-                if (!kfd_topology_can_map(topo, h->gpu_id, m->gpus[i]->gpu_id))
+        FOREACH_GPU_IN_MASK(g, m, mask)
+                if (!kfd_topology_can_map(topo, h->gpu_id, g->gpu_id))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "GPU 0x%x cannot map VRAM of GPU 0x%x: they share no XGMI hive "
                                                  "and no PCIe peer-to-peer link.",
-                                                 m->gpus[i]->gpu_id, h->gpu_id);
-        }
+                                                 g->gpu_id, h->gpu_id);
         return 0;
 }
 
-int range_validate_unmap(const Range *r, uint64_t mapped, uint64_t mask, sd_bus_error *error) {
+int range_validate_unmap(const Range *range, uint64_t mapped, uint64_t mask, sd_bus_error *error) {
         uint64_t missing = mask & ~mapped;
         char buf[256];
 
         if (missing != 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Range %" PRIu64 " is not mapped to GPU %s.", r->id,
-                                         gpu_mask_to_string(r->manager, missing, buf, sizeof(buf)));
+                                         "Range %" PRIu64 " is not mapped to GPU %s.", range->id,
+                                         gpu_mask_to_string(range->manager, missing, buf, sizeof(buf)));
         return 0;
 }
 
-int range_validate_free(const Range *r, sd_bus_error *error) {
-        if (r->n_batch_users > 0)
+int range_validate_free(const Range *range, sd_bus_error *error) {
+        if (range->n_batch_users > 0)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
-                                         "Range %" PRIu64 " backs pieces of batch ranges; free those first.", r->id);
+                                         "Range %" PRIu64 " backs pieces of batch ranges; free those first.", range->id);
         return 0;
 }
 
-int range_validate_set_attributes(const Range *r, sd_bus_error *error) {
-        if (!r->svm)
+int range_validate_set_attributes(const Range *range, sd_bus_error *error) {
+        if (!range->svm)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Range %" PRIu64 " is a %s range; SVM attributes apply to svm ranges only.", r->id,
-                                         range_domain_to_string(r->domain));
+                                         "Range %" PRIu64 " is a %s range; SVM attributes apply to svm ranges only.", range->id,
+                                         range_domain_to_string(range->domain));
         return 0;
 }
 
 /* A batch range keeps the host ranges under its pieces from being freed. */
-static void batch_pin_sources(Range *r, int sign) {
-        for (uint32_t i = 0; i < r->n_pieces; i++) {
-                Range *src = r->pieces[i].source;
+static void batch_pin_sources(Range *range, int sign) {
+        for (uint32_t i = 0; i < range->n_pieces; i++) {
+                Range *src = range->pieces[i].source;
                 if (!src)
                         continue;
                 if (sign > 0)
@@ -462,64 +466,64 @@ static void batch_pin_sources(Range *r, int sign) {
 
 /* ---- tables ---- */
 
-static void request_key(const Range *r, char *buf, size_t len) {
-        snprintf(buf, len, "%u\x1f%s", (unsigned) r->owner->uid, r->request_id);
+static void request_key(const Range *range, char *buf, size_t len) {
+        snprintf(buf, len, "%u\x1f%s", (unsigned) range->owner->uid, range->request_id);
 }
 
-static int range_register(Range *r) {
-        Manager *m = r->manager;
+static int range_register(Range *range) {
+        Manager *m = range->manager;
         char key[32 + SVMD_MAX_REQUEST_ID_LEN];
-        int k;
+        int r;
 
-        k = id_table_put(m->ranges, r->id, r);
-        if (k < 0)
-                return k;
-        k = id_table_put(m->ranges_by_va, r->va, r);
-        if (k < 0) {
-                (void) id_table_remove(m->ranges, r->id);
-                return k;
+        r = id_table_put(m->ranges, range->id, range);
+        if (r < 0)
+                return r;
+        r = id_table_put(m->ranges_by_va, range->va, range);
+        if (r < 0) {
+                (void) id_table_remove(m->ranges, range->id);
+                return r;
         }
 
-        if (r->request_id && r->owner) {
-                request_key(r, key, sizeof(key));
-                (void) str_table_put(m->range_requests, key, r); /* a duplicate keeps the first */
+        if (range->request_id && range->owner) {
+                request_key(range, key, sizeof(key));
+                (void) str_table_put(m->range_requests, key, range); /* a duplicate keeps the first */
         }
 
-        r->prev = m->ranges_tail;
-        r->next = NULL;
+        range->prev = m->ranges_tail;
+        range->next = NULL;
         if (m->ranges_tail)
-                m->ranges_tail->next = r;
+                m->ranges_tail->next = range;
         else
-                m->ranges_head = r;
-        m->ranges_tail = r;
-        r->registered = true;
+                m->ranges_head = range;
+        m->ranges_tail = range;
+        range->registered = true;
         return 0;
 }
 
-static void range_unregister(Range *r) {
-        Manager *m = r->manager;
+static void range_unregister(Range *range) {
+        Manager *m = range->manager;
 
-        if (!r->registered)
+        if (!range->registered)
                 return;
-        if (r->request_id && r->owner) {
+        if (range->request_id && range->owner) {
                 char key[32 + SVMD_MAX_REQUEST_ID_LEN];
 
-                request_key(r, key, sizeof(key));
-                if (str_table_get(m->range_requests, key) == r)
+                request_key(range, key, sizeof(key));
+                if (str_table_get(m->range_requests, key) == range)
                         (void) str_table_remove(m->range_requests, key);
         }
-        (void) id_table_remove(m->ranges, r->id);
-        (void) id_table_remove(m->ranges_by_va, r->va);
-        if (r->prev)
-                r->prev->next = r->next;
+        (void) id_table_remove(m->ranges, range->id);
+        (void) id_table_remove(m->ranges_by_va, range->va);
+        if (range->prev)
+                range->prev->next = range->next;
         else
-                m->ranges_head = r->next;
-        if (r->next)
-                r->next->prev = r->prev;
+                m->ranges_head = range->next;
+        if (range->next)
+                range->next->prev = range->prev;
         else
-                m->ranges_tail = r->prev;
-        r->prev = r->next = NULL;
-        r->registered = false;
+                m->ranges_tail = range->prev;
+        range->prev = range->next = NULL;
+        range->registered = false;
 }
 
 /* Put the window's PROT_NONE reservation back over [va, va+size). */
@@ -529,52 +533,52 @@ static int restore_window(uint64_t va, uint64_t size) {
         return p == MAP_FAILED ? negative_errno() : 0;
 }
 
-static void host_unmap_window(Range *r) {
-        if (r->window_mapped) {
-                int k = restore_window(r->va, r->size);
-                if (k < 0)
-                        log_warning_errno(k, "Restoring the window reservation over range %" PRIu64 " failed, ignoring: %m",
-                                          r->id);
-                r->window_mapped = false;
+static void host_unmap_window(Range *range) {
+        if (range->window_mapped) {
+                int r = restore_window(range->va, range->size);
+                if (r < 0)
+                        log_warning_errno(r, "Restoring the window reservation over range %" PRIu64 " failed, ignoring: %m",
+                                          range->id);
+                range->window_mapped = false;
         }
-        r->memfd = safe_close(r->memfd);
+        range->memfd = safe_close(range->memfd);
 }
 
-Range *range_free_struct(Range *r) {
-        if (!r)
+Range *range_free_struct(Range *range) {
+        if (!range)
                 return NULL;
-        while (r->tokens)
-                token_free(r->manager, r->tokens);
-        while (r->holds)
-                hold_free(r->holds);
-        client_remove_range(r);
-        identity_unref(r->manager, r->owner);
-        if (r->pieces != &r->inline_piece)
-                free(r->pieces);
-        safe_close(r->memfd);
-        free(r->svm);
-        free(r->label);
-        free(r->request_id);
-        free(r);
+        while (range->tokens)
+                token_free(range->manager, range->tokens);
+        while (range->holds)
+                hold_free(range->holds);
+        client_remove_range(range);
+        identity_unref(range->manager, range->owner);
+        if (range->pieces != &range->inline_piece)
+                free(range->pieces);
+        safe_close(range->memfd);
+        free(range->svm);
+        free(range->label);
+        free(range->request_id);
+        free(range);
         return NULL;
 }
 
-void range_destroy(Range *r) {
-        Manager *m = r->manager;
-        bool announced = r->registered;
+void range_destroy(Range *range) {
+        Manager *m = range->manager;
+        bool announced = range->registered;
 
-        persist_range_gone(m, r);
+        persist_range_gone(m, range);
 
-        host_unmap_window(r);
-        batch_pin_sources(r, -1);
-        if (r->state == RANGE_STATE_DEGRADED)
+        host_unmap_window(range);
+        batch_pin_sources(range, -1);
+        if (range->state == RANGE_STATE_DEGRADED)
                 m->n_degraded--;
-        range_unregister(r);
-        (void) va_space_release(m->va, r->va, NULL);
+        range_unregister(range);
+        (void) va_space_release(m->va, range->va, NULL);
         /* While its owner and holders are known: they are who hear of it. */
         if (announced)
-                manager_emit_range_freed(m, r);
-        range_free_struct(r);
+                manager_emit_range_freed(m, range);
+        range_free_struct(range);
 }
 
 /* ---- undo steps ---- */
@@ -585,22 +589,35 @@ typedef struct RangeUndo {
         uint64_t mask;
 } RangeUndo;
 
-static int add_undo(Transaction *t, TxnUndoFunc f, Range *r, uint32_t piece, uint64_t mask, const char *what) {
+/*
+ * The undo record of a step exists before the step (docs/architecture.md, "The undo log"): a step
+ * that succeeded is then always recorded, as txn_add_undo() keeps a slot free. Reserve, do the
+ * step, then add_undo(); a step that did not happen drops the record (_cleanup_free_).
+ */
+static RangeUndo *undo_new(Range *range, uint32_t piece) {
         RangeUndo *u = malloc(sizeof(RangeUndo));
-        if (!u)
-                return -ENOMEM;
-        *u = (RangeUndo) { .range = r, .piece = piece, .mask = mask };
-        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, r->id);
+
+        if (u)
+                *u = (RangeUndo) { .range = range, .piece = piece };
+        return u;
+}
+
+/* Records the reserved u (taken over in every case). -ENOMEM: recorded, but the next step has no slot. */
+static int add_undo(Transaction *t, TxnUndoFunc f, RangeUndo *u, uint64_t mask, const char *what) {
+        assert(u);
+
+        u->mask = mask;
+        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, u->range->id);
 }
 
 static int undo_unregister(void *userdata) {
         RangeUndo *u = userdata;
-        Range *r = u->range;
+        Range *range = u->range;
 
-        if (r->rollback_failed)
+        if (range->rollback_failed)
                 return 0; /* the repair timer keeps it registered and finishes the job */
-        range_unregister(r);
-        (void) va_space_release(r->manager->va, r->va, NULL);
+        range_unregister(range);
+        (void) va_space_release(range->manager->va, range->va, NULL);
         return 0;
 }
 
@@ -613,14 +630,14 @@ static int undo_window(void *userdata) {
         return 0;
 }
 
-static int piece_free(Range *r, RangePiece *p) {
-        int k;
+static int piece_free(Range *range, RangePiece *p) {
+        int r;
 
         if (!p->allocated)
                 return 0;
-        k = kfd_free(r->manager->kfd_fd, p->handle);
-        if (k < 0)
-                return k;
+        r = kfd_free(range->manager->kfd_fd, p->handle);
+        if (r < 0)
+                return r;
         p->allocated = false;
         p->handle = 0;
         return 0;
@@ -628,46 +645,46 @@ static int piece_free(Range *r, RangePiece *p) {
 
 static int undo_alloc(void *userdata) {
         RangeUndo *u = userdata;
-        Range *r = u->range;
-        int k;
+        Range *range = u->range;
+        int r;
 
-        if (r->rollback_failed)
+        if (range->rollback_failed)
                 return 0;
-        k = piece_free(r, &r->pieces[u->piece]);
-        if (k < 0) {
-                r->rollback_failed = true;
-                return k;
+        r = piece_free(range, &range->pieces[u->piece]);
+        if (r < 0) {
+                range->rollback_failed = true;
+                return r;
         }
         if (u->piece == 0)
-                range_account(r, -1);
+                range_account(range, -1);
         return 0;
 }
 
 /* Unmap piece from mask; the exact state is kept whatever happens. */
-static int piece_unmap(Range *r, RangePiece *p, uint64_t mask, uint32_t *ret_failed_gpu) {
-        Manager *m = r->manager;
+static int piece_unmap(Range *range, RangePiece *p, uint64_t mask, uint32_t *ret_failed_gpu) {
+        Manager *m = range->manager;
         uint32_t ids[64], done = 0;
         size_t n;
-        int k;
+        int r;
 
         mask &= p->mapped;
         n = mask_to_ids(m, mask, ids);
         if (n == 0)
                 return 0;
-        k = kfd_unmap(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
+        r = kfd_unmap(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
         uint64_t gone = done_mask(m, ids, done);
         p->mapped &= ~gone;
-        account_piece_mapping(r, p, gone, -1);
-        if (k < 0 && ret_failed_gpu)
+        account_piece_mapping(range, p, gone, -1);
+        if (r < 0 && ret_failed_gpu)
                 *ret_failed_gpu = done < n ? ids[done] : 0;
-        return k;
+        return r;
 }
 
-static int piece_map(Range *r, RangePiece *p, uint64_t mask, uint32_t *ret_failed_gpu, uint64_t *ret_done) {
-        Manager *m = r->manager;
+static int piece_map(Range *range, RangePiece *p, uint64_t mask, uint32_t *ret_failed_gpu, uint64_t *ret_done) {
+        Manager *m = range->manager;
         uint32_t ids[64], done = 0;
         size_t n;
-        int k;
+        int r;
 
         mask &= ~p->mapped;
         n = mask_to_ids(m, mask, ids);
@@ -675,41 +692,41 @@ static int piece_map(Range *r, RangePiece *p, uint64_t mask, uint32_t *ret_faile
                 *ret_done = 0;
         if (n == 0)
                 return 0;
-        k = kfd_map(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
+        r = kfd_map(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
         uint64_t added = done_mask(m, ids, done);
         p->mapped |= added;
-        account_piece_mapping(r, p, added, +1);
+        account_piece_mapping(range, p, added, +1);
         if (ret_done)
                 *ret_done = added;
-        if (k < 0 && ret_failed_gpu)
+        if (r < 0 && ret_failed_gpu)
                 *ret_failed_gpu = done < n ? ids[done] : 0;
-        return k;
+        return r;
 }
 
 static int undo_map(void *userdata) {
         RangeUndo *u = userdata;
-        Range *r = u->range;
-        int k;
+        Range *range = u->range;
+        int r;
 
-        if (r->rollback_failed)
+        if (range->rollback_failed)
                 return 0;
-        k = piece_unmap(r, &r->pieces[u->piece], u->mask, NULL);
-        if (k < 0 && k != -EINTR && k != -EAGAIN)
-                r->rollback_failed = true;
-        return k;
+        r = piece_unmap(range, &range->pieces[u->piece], u->mask, NULL);
+        if (r < 0 && r != -EINTR && r != -EAGAIN)
+                range->rollback_failed = true;
+        return r;
 }
 
 static int undo_unmap(void *userdata) {
         RangeUndo *u = userdata;
-        Range *r = u->range;
-        int k;
+        Range *range = u->range;
+        int r;
 
-        if (r->rollback_failed)
+        if (range->rollback_failed)
                 return 0;
-        k = piece_map(r, &r->pieces[u->piece], u->mask, NULL, NULL);
-        if (k < 0 && k != -EINTR && k != -EAGAIN)
-                r->rollback_failed = true;
-        return k;
+        r = piece_map(range, &range->pieces[u->piece], u->mask, NULL, NULL);
+        if (r < 0 && r != -EINTR && r != -EAGAIN)
+                range->rollback_failed = true;
+        return r;
 }
 
 static int undo_batch_pin(void *userdata) {
@@ -745,51 +762,55 @@ static int memfd_seal(int fd) {
         return 0;
 }
 
-static int host_map_window(Transaction *t, Range *r, int restore_fd) {
+static int host_map_window(Transaction *t, Range *range, int restore_fd) {
+        _cleanup_free_ RangeUndo *u = NULL;
         _cleanup_close_ int fd = -EBADF;
         char name[64];
         void *p;
-        int k;
+        int r;
 
         if (restore_fd >= 0) {
                 /* After a restart: the memfd from the fd store, with the bytes clients wrote. */
                 fd = fcntl(restore_fd, F_DUPFD_CLOEXEC, 3);
                 if (fd < 0)
-                        return txn_fail(t->txn, negative_errno(), 0, "taking the host memory of range %" PRIu64, r->id);
+                        return txn_fail(t->txn, negative_errno(), 0, "taking the host memory of range %" PRIu64, range->id);
                 /* Kept by an svmd that did not protect it yet: protected now as far as the memfd allows. */
-                k = memfd_seal(fd);
-                if (k < 0)
-                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
+                r = memfd_seal(fd);
+                if (r < 0)
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = range->id }),
                                    "The host memory of range %" PRIu64 " cannot be sealed (%s), ignoring: "
                                    "holders with write access may change its size until the range is freed.",
-                                   r->id, k == -EPERM ? "an svmd without seals created it" : strerror(-k));
+                                   range->id, r == -EPERM ? "an svmd without seals created it" : strerror(-r));
                 if (fchmod(fd, RANGE_MEMFD_MODE) < 0)
-                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = range->id }),
                                    "The host memory of range %" PRIu64 " cannot be made svmd's alone (%m), "
-                                   "ignoring: holders of read-only grants may open it again writable.", r->id);
+                                   "ignoring: holders of read-only grants may open it again writable.", range->id);
         } else {
-                snprintf(name, sizeof(name), "svmd-range-%" PRIu64, r->id);
+                snprintf(name, sizeof(name), "svmd-range-%" PRIu64, range->id);
                 fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
                 if (fd < 0)
-                        return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, r->id);
-                if (ftruncate(fd, (off_t) r->size) < 0)
-                        return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, r->id);
-                k = memfd_seal(fd);
-                if (k >= 0 && fchmod(fd, RANGE_MEMFD_MODE) < 0)
-                        k = negative_errno();
-                if (k < 0)
-                        return txn_fail(t->txn, k, 0, "sealing the host memory of range %" PRIu64, r->id);
+                        return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, range->id);
+                if (ftruncate(fd, (off_t) range->size) < 0)
+                        return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, range->id);
+                r = memfd_seal(fd);
+                if (r >= 0 && fchmod(fd, RANGE_MEMFD_MODE) < 0)
+                        r = negative_errno();
+                if (r < 0)
+                        return txn_fail(t->txn, r, 0, "sealing the host memory of range %" PRIu64, range->id);
         }
 
+        u = undo_new(range, 0);
+        if (!u)
+                return -ENOMEM;
         /* Replace the window's PROT_NONE reservation by the memfd: the kernel's userptr needs the pages
          * mapped in our address space, at the VA the GPUs use too. */
-        p = mmap((void *) (uintptr_t) r->va, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+        p = mmap((void *) (uintptr_t) range->va, range->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
         if (p == MAP_FAILED)
-                return txn_fail(t->txn, negative_errno(), 0, "mapping the host memory of range %" PRIu64, r->id);
+                return txn_fail(t->txn, negative_errno(), 0, "mapping the host memory of range %" PRIu64, range->id);
 
-        r->memfd = TAKE_FD(fd);
-        r->window_mapped = true;
-        return add_undo(t, undo_window, r, 0, 0, "unmap host memory of");
+        range->memfd = TAKE_FD(fd);
+        range->window_mapped = true;
+        return add_undo(t, undo_window, TAKE_PTR(u), 0, "unmap host memory of");
 }
 
 static int undo_svm_account(void *userdata) {
@@ -803,40 +824,45 @@ static int undo_svm_account(void *userdata) {
 }
 
 /* An svm range has no KFD buffer: its memfd is mapped at va; the kernel learns of it through its attributes. */
-static int svm_create(Transaction *t, Range *r, const KfdSvmAttrs *initial, sd_bus_error *error) {
-        int k;
+static int svm_create(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd_bus_error *error) {
+        _cleanup_free_ RangeUndo *u = NULL;
+        int r;
 
         assert(initial);
 
-        r->svm = range_svm_new();
-        if (!r->svm)
+        range->svm = range_svm_new();
+        if (!range->svm)
                 return -ENOMEM;
-        r->pieces[0] = (RangePiece) { .va = r->va, .size = r->size };
-        range_account(r, +1);
-        r->svm_accounted = true;
-        k = add_undo(t, undo_svm_account, r, 0, 0, "unaccount");
-        if (k < 0)
-                return k;
-        return range_svm_setup(t, r, initial, error);
+        range->pieces[0] = (RangePiece) { .va = range->va, .size = range->size };
+        u = undo_new(range, 0);
+        if (!u)
+                return -ENOMEM;
+        range_account(range, +1);
+        range->svm_accounted = true;
+        r = add_undo(t, undo_svm_account, TAKE_PTR(u), 0, "unaccount");
+        if (r < 0)
+                return r;
+        return range_svm_setup(t, range, initial, error);
 }
 
 int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error) {
+        _cleanup_free_ RangeUndo *u = NULL;
         Manager *m = t->manager;
         Gpu *home = m->gpus[spec->home];
         uint32_t flags;
-        Range *r;
+        Range *range;
         uint64_t size, offset;
-        int k;
+        int r;
 
         size = ALIGN_POW2(spec->size, PAGE_SIZE_4K);
 
         if (!spec->restore_id)
                 persist_reserve_id(m, m->next_range_id);
 
-        r = calloc(1, sizeof(Range));
-        if (!r)
+        range = calloc(1, sizeof(Range));
+        if (!range)
                 return -ENOMEM;
-        *r = (Range) {
+        *range = (Range) {
                 .manager = m,
                 .id = spec->restore_id ?: m->next_range_id++,
                 .size = size,
@@ -850,75 +876,80 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         if (spec->restore_id >= m->next_range_id)
                 m->next_range_id = spec->restore_id + 1;
         if (spec->label) {
-                r->label = strdup(spec->label);
-                if (!r->label) {
-                        range_free_struct(r);
+                range->label = strdup(spec->label);
+                if (!range->label) {
+                        range_free_struct(range);
                         return -ENOMEM;
                 }
         }
         if (spec->persistent && spec->request_id) {
-                r->request_id = strdup(spec->request_id);
-                if (!r->request_id) {
-                        range_free_struct(r);
+                range->request_id = strdup(spec->request_id);
+                if (!range->request_id) {
+                        range_free_struct(range);
                         return -ENOMEM;
                 }
-                r->request_digest = spec->request_digest;
+                range->request_digest = spec->request_digest;
         }
         if (spec->n_pieces > 1) {
-                r->pieces = calloc(spec->n_pieces, sizeof(RangePiece));
-                if (!r->pieces) {
-                        range_free_struct(r);
+                range->pieces = calloc(spec->n_pieces, sizeof(RangePiece));
+                if (!range->pieces) {
+                        range_free_struct(range);
                         return -ENOMEM;
                 }
-                r->n_pieces = spec->n_pieces;
+                range->n_pieces = spec->n_pieces;
         } else {
-                r->pieces = &r->inline_piece;
-                r->n_pieces = 1;
+                range->pieces = &range->inline_piece;
+                range->n_pieces = 1;
         }
 
         /* The transaction owns the struct from here: abort frees it once its undos ran. */
-        k = transaction_touch(t, r, true);
-        if (k < 0) {
-                range_free_struct(r);
-                return k;
+        r = transaction_touch(t, range, true);
+        if (r < 0) {
+                range_free_struct(range);
+                return r;
         }
 
         if (spec->restore_va) {
-                r->va = spec->restore_va;
-                k = va_space_reserve(m->va, r->va, size);
-                if (k < 0)
+                range->va = spec->restore_va;
+                r = va_space_reserve(m->va, range->va, size);
+                if (r < 0)
                         return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                                  "The recorded VA 0x%" PRIx64 "+%s of range %" PRIu64 " is not free: %s.",
-                                                 r->va, FORMAT_BYTES(size), r->id, strerror(-k));
+                                                 range->va, FORMAT_BYTES(size), range->id, strerror(-r));
         } else
-                k = va_space_alloc(m->va, size, spec->alignment, &r->va);
-        if (k < 0) {
-                if (k == -ENOMEM)
+                r = va_space_alloc(m->va, size, spec->alignment, &range->va);
+        if (r < 0) {
+                if (r == -ENOMEM)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
                                                  "The SVM window has no free range of %s.", FORMAT_BYTES(size));
-                return k;
+                return r;
         }
-        k = range_register(r);
-        if (k < 0) {
-                (void) va_space_release(m->va, r->va, NULL);
-                return k;
+        u = undo_new(range, 0);
+        if (!u) {
+                (void) va_space_release(m->va, range->va, NULL);
+                return -ENOMEM;
+        }
+        r = range_register(range);
+        if (r < 0) {
+                (void) va_space_release(m->va, range->va, NULL);
+                return r;
         }
         if (spec->client)
-                client_add_range(spec->client, r); /* undone with the struct: range_free_struct() */
-        k = add_undo(t, undo_unregister, r, 0, 0, "unregister");
-        if (k < 0)
-                return k;
+                client_add_range(spec->client, range); /* undone with the struct: range_free_struct() */
+        r = add_undo(t, undo_unregister, TAKE_PTR(u), 0, "unregister");
+        if (r < 0)
+                return r;
 
         if (range_domain_is_memfd(spec->domain) && spec->n_pieces == 0) {
-                k = host_map_window(t, r, spec->restore_fd);
-                if (k < 0)
-                        return transaction_set_kernel_error(t, k, error);
+                r = host_map_window(t, range, spec->restore_fd);
+                if (r < 0)
+                        return transaction_set_kernel_error(t, r, error);
         }
         if (spec->domain == RANGE_DOMAIN_SVM) {
-                k = svm_create(t, r, spec->svm, error);
-                if (k < 0)
-                        return k;
-                *ret = r;
+                r = svm_create(t, range, spec->svm, error);
+                if (r < 0)
+                        return r;
+                *ret = range;
                 return 0;
         }
 
@@ -932,8 +963,8 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
 
         flags = kfd_flags(spec->domain, spec->flags);
         offset = 0;
-        for (uint32_t i = 0; i < r->n_pieces; i++) {
-                RangePiece *p = &r->pieces[i];
+        for (uint32_t i = 0; i < range->n_pieces; i++) {
+                RangePiece *p = &range->pieces[i];
 
                 if (spec->n_pieces > 0) {
                         p->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
@@ -941,185 +972,199 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         p->source = spec->pieces[i].source;
                 } else {
                         p->size = size;
-                        p->userptr = spec->domain == RANGE_DOMAIN_HOST ? r->va : 0;
+                        p->userptr = spec->domain == RANGE_DOMAIN_HOST ? range->va : 0;
                 }
-                p->va = r->va + offset;
+                p->va = range->va + offset;
                 offset += p->size;
 
+                u = undo_new(range, i);
+                if (!u)
+                        return -ENOMEM;
                 if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
                         /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
-                        k = kfd_import_dmabuf(m->kfd_fd, spec->restore_fd, home->gpu_id, p->va, &p->handle);
+                        r = kfd_import_dmabuf(m->kfd_fd, spec->restore_fd, home->gpu_id, p->va, &p->handle);
                 else
-                        k = kfd_alloc(m->kfd_fd, p->va, p->size, home->gpu_id, flags, p->userptr, &p->handle, NULL);
-                if (k < 0) {
-                        (void) txn_fail(t->txn, k, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
+                        r = kfd_alloc(m->kfd_fd, p->va, p->size, home->gpu_id, flags, p->userptr, &p->handle, NULL);
+                if (r < 0) {
+                        (void) txn_fail(t->txn, r, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
                                         spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(p->size),
                                         range_domain_to_string(spec->domain), home->gpu_id);
-                        return transaction_set_kernel_error(t, k, error);
+                        return transaction_set_kernel_error(t, r, error);
                 }
                 p->allocated = true;
                 if (i == 0)
-                        range_account(r, +1);
-                k = add_undo(t, undo_alloc, r, i, 0, "free");
-                if (k < 0)
-                        return k;
+                        range_account(range, +1);
+                r = add_undo(t, undo_alloc, TAKE_PTR(u), 0, "free");
+                if (r < 0)
+                        return r;
         }
 
-        if (r->n_pieces > 1 || r->pieces[0].source) {
-                batch_pin_sources(r, +1);
-                k = add_undo(t, undo_batch_pin, r, 0, 0, "unpin the sources of");
-                if (k < 0)
-                        return k;
+        if (range->n_pieces > 1 || range->pieces[0].source) {
+                u = undo_new(range, 0);
+                if (!u)
+                        return -ENOMEM;
+                batch_pin_sources(range, +1);
+                r = add_undo(t, undo_batch_pin, TAKE_PTR(u), 0, "unpin the sources of");
+                if (r < 0)
+                        return r;
         }
 
-        *ret = r;
+        *ret = range;
         return 0;
 }
 
-int range_map(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
+int range_map(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error) {
         Manager *m = t->manager;
-        int k;
+        int r;
 
-        if ((mask & ~range_mapped(r)) == 0)
+        if ((mask & ~range_mapped(range)) == 0)
                 return 0;
-        if (r->svm) {
+        if (range->svm) {
                 struct kfd_ioctl_svm_attribute list[KFD_SVM_MAX_GPUS];
-                uint32_t n = svm_access_list(m, mask & ~range_mapped(r), KFD_IOCTL_SVM_ATTR_ACCESS, list);
-                return range_svm_change(t, r, list, n, error);
+                uint32_t n = svm_access_list(m, mask & ~range_mapped(range), KFD_IOCTL_SVM_ATTR_ACCESS, list);
+                return range_svm_change(t, range, list, n, error);
         }
 
-        k = transaction_touch(t, r, false);
-        if (k < 0)
-                return k;
+        r = transaction_touch(t, range, false);
+        if (r < 0)
+                return r;
 
-        for (uint32_t i = 0; i < r->n_pieces; i++) {
+        for (uint32_t i = 0; i < range->n_pieces; i++) {
+                _cleanup_free_ RangeUndo *u = NULL;
                 uint32_t failed_gpu = 0;
                 uint64_t done = 0;
 
-                k = piece_map(r, &r->pieces[i], mask, &failed_gpu, &done);
+                u = undo_new(range, i);
+                if (!u)
+                        return -ENOMEM;
+                r = piece_map(range, &range->pieces[i], mask, &failed_gpu, &done);
                 if (done != 0) {
-                        int q = add_undo(t, undo_map, r, i, done, "unmap");
+                        int q = add_undo(t, undo_map, TAKE_PTR(u), done, "unmap");
                         if (q < 0)
                                 return q;
                 }
-                if (k < 0) {
+                if (r < 0) {
                         if (failed_gpu != 0)
-                                (void) txn_fail(t->txn, k, failed_gpu, "mapping range %" PRIu64 " to GPU 0x%x",
-                                                r->id, failed_gpu);
+                                (void) txn_fail(t->txn, r, failed_gpu, "mapping range %" PRIu64 " to GPU 0x%x",
+                                                range->id, failed_gpu);
                         else
-                                (void) txn_fail(t->txn, k, 0,
-                                                "waiting for the page-table updates of range %" PRIu64, r->id);
-                        return transaction_set_kernel_error(t, k, error);
+                                (void) txn_fail(t->txn, r, 0,
+                                                "waiting for the page-table updates of range %" PRIu64, range->id);
+                        return transaction_set_kernel_error(t, r, error);
                 }
         }
         (void) m;
         return 0;
 }
 
-int range_unmap(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error) {
-        int k;
+int range_unmap(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error) {
+        int r;
 
-        if ((mask & range_mapped_any(r)) == 0)
+        if ((mask & range_mapped_any(range)) == 0)
                 return 0;
-        if (r->svm) {
+        if (range->svm) {
                 struct kfd_ioctl_svm_attribute list[KFD_SVM_MAX_GPUS];
-                uint32_t n = svm_access_list(r->manager, mask & range_mapped_any(r), KFD_IOCTL_SVM_ATTR_NO_ACCESS, list);
-                return range_svm_change(t, r, list, n, error);
+                uint32_t n = svm_access_list(range->manager, mask & range_mapped_any(range), KFD_IOCTL_SVM_ATTR_NO_ACCESS, list);
+                return range_svm_change(t, range, list, n, error);
         }
 
-        k = transaction_touch(t, r, false);
-        if (k < 0)
-                return k;
+        r = transaction_touch(t, range, false);
+        if (r < 0)
+                return r;
 
-        for (uint32_t i = 0; i < r->n_pieces; i++) {
-                RangePiece *p = &r->pieces[i];
+        for (uint32_t i = 0; i < range->n_pieces; i++) {
+                _cleanup_free_ RangeUndo *u = NULL;
+                RangePiece *p = &range->pieces[i];
                 uint64_t before = p->mapped;
                 uint32_t failed_gpu = 0;
 
-                k = piece_unmap(r, p, mask, &failed_gpu);
+                u = undo_new(range, i);
+                if (!u)
+                        return -ENOMEM;
+                r = piece_unmap(range, p, mask, &failed_gpu);
                 uint64_t gone = before & ~p->mapped;
                 if (gone != 0) {
-                        int q = add_undo(t, undo_unmap, r, i, gone, "remap");
+                        int q = add_undo(t, undo_unmap, TAKE_PTR(u), gone, "remap");
                         if (q < 0)
                                 return q;
                 }
-                if (k < 0) {
+                if (r < 0) {
                         if (failed_gpu != 0)
-                                (void) txn_fail(t->txn, k, failed_gpu, "unmapping range %" PRIu64 " from GPU 0x%x",
-                                                r->id, failed_gpu);
+                                (void) txn_fail(t->txn, r, failed_gpu, "unmapping range %" PRIu64 " from GPU 0x%x",
+                                                range->id, failed_gpu);
                         else
-                                (void) txn_fail(t->txn, k, 0, "waiting for the TLB flush of range %" PRIu64, r->id);
-                        return transaction_set_kernel_error(t, k, error);
+                                (void) txn_fail(t->txn, r, 0, "waiting for the TLB flush of range %" PRIu64, range->id);
+                        return transaction_set_kernel_error(t, r, error);
                 }
         }
         return 0;
 }
 
-int range_free(Transaction *t, Range *r, sd_bus_error *error) {
-        int k;
+int range_free(Transaction *t, Range *range, sd_bus_error *error) {
+        int r;
 
-        k = range_validate_free(r, error);
-        if (k < 0)
-                return k;
+        r = range_validate_free(range, error);
+        if (r < 0)
+                return r;
         /* svm: no NO_ACCESS first; the kernel forgets the range, access and all, with its window mapping. */
-        if (r->svm) {
-                k = transaction_touch(t, r, false); /* the GPUs it was mapped on are announced */
-                if (k < 0)
-                        return k;
-                return transaction_queue_free(t, r);
+        if (range->svm) {
+                r = transaction_touch(t, range, false); /* the GPUs it was mapped on are announced */
+                if (r < 0)
+                        return r;
+                return transaction_queue_free(t, range);
         }
-        k = range_unmap(t, r, range_mapped_any(r), error);
-        if (k < 0)
-                return k;
-        return transaction_queue_free(t, r);
+        r = range_unmap(t, range, range_mapped_any(range), error);
+        if (r < 0)
+                return r;
+        return transaction_queue_free(t, range);
 }
 
-int range_release_kernel(Range *r, uint32_t *ret_failed_gpu) {
-        int k;
+int range_release_kernel(Range *range, uint32_t *ret_failed_gpu) {
+        int r;
 
-        if (r->svm) {
+        if (range->svm) {
                 /* Nothing to free: the kernel drops the range, with every GPU's access, together with the
                  * window mapping (range_destroy). */
-                range_account_mapping(r, r->pieces[0].mapped, -1);
-                r->pieces[0].mapped = 0;
-                if (r->svm_accounted)
-                        range_account(r, -1);
-                r->svm_accounted = false;
+                range_account_mapping(range, range->pieces[0].mapped, -1);
+                range->pieces[0].mapped = 0;
+                if (range->svm_accounted)
+                        range_account(range, -1);
+                range->svm_accounted = false;
                 return 0;
         }
 
-        for (uint32_t i = 0; i < r->n_pieces; i++) {
-                bool was = r->pieces[i].allocated;
+        for (uint32_t i = 0; i < range->n_pieces; i++) {
+                bool was = range->pieces[i].allocated;
 
-                k = piece_free(r, &r->pieces[i]);
-                if (k < 0) {
+                r = piece_free(range, &range->pieces[i]);
+                if (r < 0) {
                         if (ret_failed_gpu)
-                                *ret_failed_gpu = r->manager->gpus[r->home]->gpu_id;
-                        return k;
+                                *ret_failed_gpu = range->manager->gpus[range->home]->gpu_id;
+                        return r;
                 }
                 if (was && i == 0)
-                        range_account(r, -1);
+                        range_account(range, -1);
         }
         return 0;
 }
 
-int range_export_fd(Range *r, bool read_only, int *ret_fd, sd_bus_error *error) {
-        Manager *m = r->manager;
+int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *error) {
+        Manager *m = range->manager;
         const char *needed;
         char path[64];
-        int fd, k;
+        int fd, r;
 
-        if (r->n_pieces > 1 || r->pieces[0].source)
+        if (range->n_pieces > 1 || range->pieces[0].source)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
-                                         "Range %" PRIu64 " is a batch range; share its host ranges instead.", r->id);
+                                         "Range %" PRIu64 " is a batch range; share its host ranges instead.", range->id);
 
-        if (range_domain_is_memfd(r->domain)) {
+        if (range_domain_is_memfd(range->domain)) {
                 /* A new open file description: read-only where asked, independent of ours. */
-                snprintf(path, sizeof(path), "/proc/self/fd/%d", r->memfd);
+                snprintf(path, sizeof(path), "/proc/self/fd/%d", range->memfd);
                 fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
                 if (fd < 0)
                         return sd_bus_error_setf(error, SVMD_ERROR_KERNEL,
-                                                 "Opening the memory of range %" PRIu64 " failed: %m.", r->id);
+                                                 "Opening the memory of range %" PRIu64 " failed: %m.", range->id);
                 *ret_fd = fd;
                 return 0;
         }
@@ -1127,57 +1172,57 @@ int range_export_fd(Range *r, bool read_only, int *ret_fd, sd_bus_error *error) 
         if (read_only)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
-                                         range_domain_to_string(r->domain));
+                                         range_domain_to_string(range->domain));
         if (kfd_device_require_feature(m->kfd, KFD_FEATURE_EXPORT_DMABUF, &needed) < 0)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Exporting VRAM and GTT needs KFD interface %s; this kernel has %u.%u.", needed,
                                          m->kfd_major, m->kfd_minor);
-        k = kfd_export_dmabuf(m->kfd_fd, r->pieces[0].handle, O_RDWR, &fd);
-        if (k < 0)
-                return sd_bus_error_setf(error, k == -EMFILE || k == -ENFILE ? SVMD_ERROR_OUT_OF_MEMORY : SVMD_ERROR_KERNEL,
-                                         "Exporting range %" PRIu64 " failed: %s.", r->id, strerror(-k));
+        r = kfd_export_dmabuf(m->kfd_fd, range->pieces[0].handle, O_RDWR, &fd);
+        if (r < 0)
+                return sd_bus_error_setf(error, r == -EMFILE || r == -ENFILE ? SVMD_ERROR_OUT_OF_MEMORY : SVMD_ERROR_KERNEL,
+                                         "Exporting range %" PRIu64 " failed: %s.", range->id, strerror(-r));
         *ret_fd = fd;
         return 0;
 }
 
-int range_repair(Range *r) {
-        uint64_t want = r->want_gone ? 0 : r->want_mapped;
-        int k;
+int range_repair(Range *range) {
+        uint64_t want = range->want_gone ? 0 : range->want_mapped;
+        int r;
 
         /* Batch pieces still use its pages: the window must stay mapped until they are gone. */
-        if (r->want_gone && r->n_batch_users > 0)
+        if (range->want_gone && range->n_batch_users > 0)
                 return -EBUSY;
 
-        if (r->svm && !r->want_gone) {
-                k = range_svm_repair(r);
-                if (k < 0)
-                        return k;
+        if (range->svm && !range->want_gone) {
+                r = range_svm_repair(range);
+                if (r < 0)
+                        return r;
         }
 
-        for (uint32_t i = 0; i < r->n_pieces; i++) {
-                RangePiece *p = &r->pieces[i];
+        for (uint32_t i = 0; i < range->n_pieces; i++) {
+                RangePiece *p = &range->pieces[i];
 
                 if (!p->allocated)
                         continue;
-                k = piece_unmap(r, p, p->mapped & ~want, NULL);
-                if (k < 0)
-                        return k;
-                k = piece_map(r, p, want & ~p->mapped, NULL, NULL);
-                if (k < 0)
-                        return k;
+                r = piece_unmap(range, p, p->mapped & ~want, NULL);
+                if (r < 0)
+                        return r;
+                r = piece_map(range, p, want & ~p->mapped, NULL, NULL);
+                if (r < 0)
+                        return r;
         }
 
-        if (r->want_gone) {
-                k = range_release_kernel(r, NULL);
-                if (k < 0)
-                        return k;
-                range_destroy(r);
+        if (range->want_gone) {
+                r = range_release_kernel(range, NULL);
+                if (r < 0)
+                        return r;
+                range_destroy(range);
                 return 0;
         }
 
-        r->state = RANGE_STATE_ACTIVE;
-        r->manager->n_degraded--;
-        persist_range(r->manager, r);
-        range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", r->svm ? "SvmAttributes" : NULL, NULL });
+        range->state = RANGE_STATE_ACTIVE;
+        range->manager->n_degraded--;
+        persist_range(range->manager, range);
+        range_emit_changed(range, (const char *const[]) { "State", "MappedGpus", range->svm ? "SvmAttributes" : NULL, NULL });
         return 0;
 }

@@ -124,12 +124,12 @@ const char *range_flag_to_string(RangeFlag f);
 int range_path(uint64_t id, char **ret);
 
 /* Counted in the allocation totals and quotas (range_account()). */
-bool range_accounted(const Range *r);
+bool range_accounted(const Range *range);
 
 /* Every piece's mapping mask (they agree unless a step failed between pieces). */
-uint64_t range_mapped(const Range *r);
+uint64_t range_mapped(const Range *range);
 /* GPUs any piece is mapped on. */
-uint64_t range_mapped_any(const Range *r);
+uint64_t range_mapped_any(const Range *range);
 
 typedef struct RangeSpec {
         uint64_t size;
@@ -166,45 +166,45 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
 
 /* Validate a set of GPUs to map the range to (peer reachability) / unmap from (must be mapped). */
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error);
-int range_validate_unmap(const Range *r, uint64_t mapped, uint64_t mask, sd_bus_error *error);
-int range_validate_free(const Range *r, sd_bus_error *error);
+int range_validate_unmap(const Range *range, uint64_t mapped, uint64_t mask, sd_bus_error *error);
+int range_validate_free(const Range *range, sd_bus_error *error);
 /* SetAttributes: svm ranges only. */
-int range_validate_set_attributes(const Range *r, sd_bus_error *error);
+int range_validate_set_attributes(const Range *range, sd_bus_error *error);
 
 /* Steps (each records its undo in t; on failure t holds the reason). */
 int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_error *error);
-int range_map(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error);
-int range_unmap(Transaction *t, Range *r, uint64_t mask, sd_bus_error *error);
+int range_map(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error);
+int range_unmap(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error);
 /* Unmap everywhere now (undoable) and free at commit. svm ranges lose every GPU's access only at
  * commit, with their window mapping: nothing to undo, nothing that can fail before. */
-int range_free(Transaction *t, Range *r, sd_bus_error *error);
+int range_free(Transaction *t, Range *range, sd_bus_error *error);
 
 /*
  * The irreversible part of a free, run by transaction_commit(): FREE of every
  * piece. Returns 0 or the -errno of the first FREE that failed (pieces before
  * it are freed: the range then needs repair to finish).
  */
-int range_release_kernel(Range *r, uint32_t *ret_failed_gpu);
+int range_release_kernel(Range *range, uint32_t *ret_failed_gpu);
 /* Drop the range from the tables, the window and memory (after its kernel objects are gone). */
-void range_destroy(Range *r);
+void range_destroy(Range *range);
 
 /*
  * A new fd for the range's memory, for Export and Attach: the dma-buf of its
  * KFD buffer (EXPORT_DMABUF, interface 1.12+), or for host ranges the backing
  * memfd (read-only when asked: the kernel cannot export userptr buffers).
  */
-int range_export_fd(Range *r, bool read_only, int *ret_fd, sd_bus_error *error);
+int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *error);
 
 /* Drive a degraded range to its wanted state. 0 when done (the range may be gone). */
-int range_repair(Range *r);
+int range_repair(Range *range);
 
 /* PropertiesChanged for the range's object: names end with NULL. */
-void range_emit_changed(Range *r, const char *const *properties);
-/* The body of org.freedesktop.DBus.Properties.PropertiesChanged for these properties of r (range-dbus.c). */
-int range_append_properties_changed(sd_bus_message *msg, Range *r, const char *const *properties);
+void range_emit_changed(Range *range, const char *const *properties);
+/* The body of org.freedesktop.DBus.Properties.PropertiesChanged for these properties of range (range-dbus.c). */
+int range_append_properties_changed(sd_bus_message *msg, Range *range, const char *const *properties);
 
 /* Allocation bookkeeping (bytes per GPU, totals). */
-void range_account(Range *r, int sign);
-void range_account_mapping(Range *r, uint64_t mask, int sign);
+void range_account(Range *range, int sign);
+void range_account_mapping(Range *range, uint64_t mask, int sign);
 
-Range *range_free_struct(Range *r);
+Range *range_free_struct(Range *range);

@@ -24,6 +24,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "method-util.h"
+#include "share-dbus.h"
 #include "persist.h"
 #include "quota.h"
 #include "range.h"
@@ -37,37 +38,34 @@ static uint64_t now_realtime_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
-static int reply_fd(sd_bus_message *msg, Range *r, int fd, bool with_id) {
+static int reply_fd(sd_bus_message *msg, Range *range, int fd, bool with_id) {
         if (with_id)
-                return sd_bus_reply_method_return(msg, "ttth", r->id, r->va, r->size, fd);
-        return sd_bus_reply_method_return(msg, "htt", fd, r->va, r->size);
+                return sd_bus_reply_method_return(msg, "ttth", range->id, range->va, range->size, fd);
+        return sd_bus_reply_method_return(msg, "htt", fd, range->va, range->size);
 }
 
 int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
+        RangeCall call = { .verb = "Exporting", .holders_ok = true };
         Manager *m = userdata;
-        Range *r;
+        Range *range;
         Client *c;
         Hold *h;
-        uint64_t id;
-        int k;
+        int r;
 
-        k = sd_bus_message_read(msg, "t", &id);
-        if (k < 0)
-                return k;
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
-        k = authorize_range(m, msg, c, id, true, "Exporting", &r, error);
-        if (k <= 0)
-                return k == 0 ? 1 : k;
+        r = sd_bus_message_read(msg, "t", &call.id);
+        if (r < 0)
+                return r;
+        r = method_prologue(m, msg, &call, &c, &range, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
         /* A holder whose grant was read-only gets a read-only fd; owners and admins read-write. */
-        h = client_find_hold(c, r);
-        k = range_export_fd(r, h && h->read_only && !client_may(c, r, false), &fd, error);
-        if (k < 0)
-                return k;
-        return reply_fd(msg, r, fd, false);
+        h = client_find_hold(c, range);
+        r = range_export_fd(range, h && h->read_only && !client_may(c, range, false), &fd, error);
+        if (r < 0)
+                return r;
+        return reply_fd(msg, range, fd, false);
 }
 
 /* Expired tokens count until something removes them: before refusing a Share, they go. */
@@ -99,7 +97,7 @@ static void sweep_expired_tokens(Manager *m) {
  * caller's quota scope's, which reconnecting does not reset, and the range's,
  * which bounds what one range carries however many callers share it.
  */
-static int check_token_limits(Manager *m, Client *c, Range *r, sd_bus_error *error) {
+static int check_token_limits(Manager *m, Client *c, Range *range, sd_bus_error *error) {
         const Config *cf = &m->config;
         Scope *s = c->identity->scope;
 
@@ -109,7 +107,7 @@ static int check_token_limits(Manager *m, Client *c, Range *r, sd_bus_error *err
                                          "This connection has %" PRIu64 " share tokens; at most %" PRIu64 " are allowed.",
                                          c->n_tokens, cf->limit_tokens_per_client);
         }
-        if (s->usage.tokens >= cf->limit_tokens_per_scope || range_n_tokens(r) >= cf->limit_tokens_per_range)
+        if (s->usage.tokens >= cf->limit_tokens_per_scope || range_n_tokens(range) >= cf->limit_tokens_per_range)
                 sweep_expired_tokens(m);
         if (s->usage.tokens >= cf->limit_tokens_per_scope) {
                 manager_emit_quota_exceeded(m, s->key, "tokens-per-scope");
@@ -118,12 +116,12 @@ static int check_token_limits(Manager *m, Client *c, Range *r, sd_bus_error *err
                                          "`svmctl revoke TOKEN` removes tokens no longer needed.",
                                          s->key, s->usage.tokens, cf->limit_tokens_per_scope);
         }
-        if (range_n_tokens(r) >= cf->limit_tokens_per_range) {
+        if (range_n_tokens(range) >= cf->limit_tokens_per_range) {
                 manager_emit_quota_exceeded(m, s->key, "tokens-per-range");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "Range %" PRIu64 " has %u share tokens; at most %" PRIu64 " are allowed. "
                                          "`svmctl revoke TOKEN` removes tokens no longer needed.",
-                                         r->id, range_n_tokens(r), cf->limit_tokens_per_range);
+                                         range->id, range_n_tokens(range), cf->limit_tokens_per_range);
         }
         return 0;
 }
@@ -132,41 +130,41 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs g = {};
         Manager *m = userdata;
         Token *t;
-        Range *r;
+        Range *range;
         Client *c;
         uint64_t id;
-        int k;
+        int r;
 
-        k = sd_bus_message_read(msg, "t", &id);
-        if (k < 0)
-                return k;
-        k = bus_read_options(msg, grant_options, &g, "grant", error);
-        if (k < 0)
-                return k;
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_read(msg, "t", &id);
+        if (r < 0)
+                return r;
+        r = bus_read_options(msg, grant_options, &g, "grant", error);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
         if (g.expires_usec != 0 && g.expires_usec <= now_realtime_usec())
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
                                         "\"expires-usec\" lies in the past (it is CLOCK_REALTIME in µs).");
-        k = authorize_range(m, msg, c, id, false, "Sharing", &r, error);
-        if (k <= 0)
-                return k == 0 ? 1 : k;
-        if (g.read_only && !range_domain_is_memfd(r->domain))
+        r = authorize_range(m, msg, c, id, false, "Sharing", &range, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+        if (g.read_only && !range_domain_is_memfd(range->domain))
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
-                                         range_domain_to_string(r->domain));
-        if (r->n_pieces > 1 || r->pieces[0].source)
+                                         range_domain_to_string(range->domain));
+        if (range->n_pieces > 1 || range->pieces[0].source)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Range %" PRIu64 " is a batch range; share its host ranges instead.", id);
 
-        k = check_token_limits(m, c, r, error);
-        if (k < 0)
-                return k;
+        r = check_token_limits(m, c, range, error);
+        if (r < 0)
+                return r;
 
-        k = token_new(m, c, r, &t);
-        if (k < 0)
-                return k;
+        r = token_new(m, c, range, &t);
+        if (r < 0)
+                return r;
         t->has_uid = g.has_grant_uid;
         t->uid = g.grant_uid;
         t->unit = TAKE_PTR(g.unit);
@@ -174,10 +172,10 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         t->read_only = g.read_only;
         t->expires_usec = g.expires_usec;
 
-        k = persist_token_added(m, t);
-        if (k < 0) {
+        r = persist_token_added(m, t);
+        if (r < 0) {
                 token_free(m, t);
-                return persist_set_error(m, k, error);
+                return persist_set_error(m, r, error);
         }
         log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
                    "Range %" PRIu64 " shared by uid %u%s.", id, (unsigned) c->identity->uid,
@@ -205,8 +203,8 @@ static int live_token(Manager *m, const char *token, Token **ret, sd_bus_error *
 }
 
 /* Would an Attach by c take a new hold (rather than keep its own, or adopt its uid's restored one)? */
-static bool attach_adds_hold(const Client *c, const Range *r) {
-        for (const Hold *h = r->holds; h; h = h->range_next)
+static bool attach_adds_hold(const Client *c, const Range *range) {
+        for (const Hold *h = range->holds; h; h = h->range_next)
                 if (h->client == c || (!h->client && h->uid == c->identity->uid))
                         return false;
         return true;
@@ -219,82 +217,82 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Token *t = NULL;
         Hold *h;
         Client *c;
-        Range *r;
-        int k;
+        Range *range;
+        int r;
 
-        k = sd_bus_message_read(msg, "s", &token);
-        if (k < 0)
-                return k;
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
-        k = live_token(m, token, &t, error);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_read(msg, "s", &token);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        r = live_token(m, token, &t, error);
+        if (r < 0)
+                return r;
         if (!token_allows(t, c->identity))
                 return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
                                         "This share token is granted to another user, unit or cgroup.");
-        r = t->range;
-        k = range_check_busy(r, error);
-        if (k < 0)
-                return k;
+        range = t->range;
+        r = range_check_busy(range, error);
+        if (r < 0)
+                return r;
 
-        if (attach_adds_hold(c, r) && range_n_holds(r) >= m->config.limit_holds_per_range) {
+        if (attach_adds_hold(c, range) && range_n_holds(range) >= m->config.limit_holds_per_range) {
                 manager_emit_quota_exceeded(m, c->identity->scope->key, "holds-per-range");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "Range %" PRIu64 " has %u holders; at most %" PRIu64 " are allowed. Its owner "
                                          "can revoke holds (`svmctl revoke --range ID --uid UID`).",
-                                         r->id, range_n_holds(r), m->config.limit_holds_per_range);
+                                         range->id, range_n_holds(range), m->config.limit_holds_per_range);
         }
 
-        k = range_export_fd(r, t->read_only, &fd, error);
-        if (k < 0)
-                return k;
+        r = range_export_fd(range, t->read_only, &fd, error);
+        if (r < 0)
+                return r;
 
-        h = client_find_hold(c, r);
+        h = client_find_hold(c, range);
         if (!h) {
-                k = hold_new(c, r, t->read_only, &h);
-                if (k < 0)
-                        return k;
-                k = persist_hold_added(m, r, h->uid, h->read_only);
-                if (k < 0) {
+                r = hold_new(c, range, t->read_only, &h);
+                if (r < 0)
+                        return r;
+                r = persist_hold_added(m, range, h->uid, h->read_only);
+                if (r < 0) {
                         hold_free(h);
-                        return persist_set_error(m, k, error);
+                        return persist_set_error(m, r, error);
                 }
         } else if (!t->read_only && h->read_only) {
                 h->read_only = false;
-                persist_hold_removed(m, r, h->uid, true);
-                (void) persist_hold_added(m, r, h->uid, false);
+                persist_hold_removed(m, range, h->uid, true);
+                (void) persist_hold_added(m, range, h->uid, false);
         }
 
-        log_fields(LOG_INFO, &((LogFields) { .range_id = r->id, .unit = c->identity->unit }),
-                   "Range %" PRIu64 " attached by uid %u.", r->id, (unsigned) c->identity->uid);
-        return reply_fd(msg, r, fd, true);
+        log_fields(LOG_INFO, &((LogFields) { .range_id = range->id, .unit = c->identity->unit }),
+                   "Range %" PRIu64 " attached by uid %u.", range->id, (unsigned) c->identity->uid);
+        return reply_fd(msg, range, fd, true);
 }
 
 int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        Range *r;
+        Range *range;
         Client *c;
         Hold *h;
         uint64_t id;
-        int k;
+        int r;
 
-        k = sd_bus_message_read(msg, "t", &id);
-        if (k < 0)
-                return k;
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
-        r = manager_find_range(m, id);
-        h = r ? client_find_hold(c, r) : NULL;
+        r = sd_bus_message_read(msg, "t", &id);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        range = manager_find_range(m, id);
+        h = range ? client_find_hold(c, range) : NULL;
         if (!h)
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
                                          "You hold no reference to range %" PRIu64 " (`svmctl release` undoes `svmctl attach`; owners use `svmctl free`).",
                                          id);
-        k = range_release_hold(h);
-        if (k < 0)
-                log_warning_errno(k, "Releasing range %" PRIu64 " left it to the repair timer: %m", id);
+        r = range_release_hold(h);
+        if (r < 0)
+                log_warning_errno(r, "Releasing range %" PRIu64 " left it to the repair timer: %m", id);
         return sd_bus_reply_method_return(msg, "");
 }
 
@@ -303,13 +301,13 @@ int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
  * it let go of a range holders keep), else an admin (org.svmd1.manage).
  * 1: go on, 0: a polkit query is in flight, < 0: refused.
  */
-static int authorize_owner(Manager *m, sd_bus_message *msg, Client *c, Range *r, const char *verb,
+static int authorize_owner(Manager *m, sd_bus_message *msg, Client *c, Range *range, const char *verb,
                            sd_bus_error *error) {
         char what[96];
 
-        if (c->identity->uid == 0 || (r->owner && r->owner->uid == c->identity->uid))
+        if (c->identity->uid == 0 || (range->owner && range->owner->uid == c->identity->uid))
                 return 1;
-        snprintf(what, sizeof(what), "%s range %" PRIu64 ", which is not the caller's,", verb, r->id);
+        snprintf(what, sizeof(what), "%s range %" PRIu64 ", which is not the caller's,", verb, range->id);
         return authorize_admin(m, msg, c, what, error);
 }
 
@@ -321,23 +319,23 @@ static int authorize_owner(Manager *m, sd_bus_message *msg, Client *c, Range *r,
 static int owner_range(Manager *m, sd_bus_message *msg, uint64_t id, const char *verb, Client **ret_client,
                        Range **ret, sd_bus_error *error) {
         Client *c;
-        Range *r;
-        int k;
+        Range *range;
+        int r;
 
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
-        r = manager_find_range(m, id);
-        if (!r || !client_sees_range(c, r)) {
-                k = authorize_range(m, msg, c, id, true, verb, &r, error);
-                if (k <= 0)
-                        return k;
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        range = manager_find_range(m, id);
+        if (!range || !client_sees_range(c, range)) {
+                r = authorize_range(m, msg, c, id, true, verb, &range, error);
+                if (r <= 0)
+                        return r;
         }
-        k = authorize_owner(m, msg, c, r, verb, error);
-        if (k <= 0)
-                return k;
+        r = authorize_owner(m, msg, c, range, verb, error);
+        if (r <= 0)
+                return r;
         *ret_client = c;
-        *ret = r;
+        *ret = range;
         return 1;
 }
 
@@ -345,46 +343,46 @@ int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Manager *m = userdata;
         Client *c;
-        Range *r;
+        Range *range;
         uint64_t id;
-        int k;
+        int r;
 
-        k = sd_bus_message_read(msg, "t", &id);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_read(msg, "t", &id);
+        if (r < 0)
+                return r;
         /* The tokens themselves: only for whoever could make new ones anyway. */
-        k = owner_range(m, msg, id, "Listing the share tokens of", &c, &r, error);
-        if (k <= 0)
-                return k == 0 ? 1 : k;
+        r = owner_range(m, msg, id, "Listing the share tokens of", &c, &range, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
-        k = sd_bus_message_new_method_return(msg, &reply);
-        if (k < 0)
-                return k;
-        k = sd_bus_message_open_container(reply, 'a', "(sa{sv})");
-        for (Token *t = r->tokens; k >= 0 && t; t = t->range_next) {
-                k = sd_bus_message_open_container(reply, 'r', "sa{sv}");
-                if (k >= 0)
-                        k = sd_bus_message_append(reply, "s", t->token);
-                if (k >= 0)
-                        k = sd_bus_message_open_container(reply, 'a', "{sv}");
-                if (k >= 0)
-                        k = sd_bus_message_append(reply, "{sv}{sv}", SVMD_GRANT_READ_ONLY, "b", (int) t->read_only,
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sa{sv})");
+        for (Token *t = range->tokens; r >= 0 && t; t = t->range_next) {
+                r = sd_bus_message_open_container(reply, 'r', "sa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "s", t->token);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "{sv}{sv}", SVMD_GRANT_READ_ONLY, "b", (int) t->read_only,
                                                   SVMD_GRANT_EXPIRES_USEC, "t", t->expires_usec);
-                if (k >= 0 && t->has_uid)
-                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UID, "u", (uint32_t) t->uid);
-                if (k >= 0 && t->unit)
-                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UNIT, "s", t->unit);
-                if (k >= 0 && t->cgroup)
-                        k = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_CGROUP, "s", t->cgroup);
-                if (k >= 0)
-                        k = sd_bus_message_close_container(reply);
-                if (k >= 0)
-                        k = sd_bus_message_close_container(reply);
+                if (r >= 0 && t->has_uid)
+                        r = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UID, "u", (uint32_t) t->uid);
+                if (r >= 0 && t->unit)
+                        r = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_UNIT, "s", t->unit);
+                if (r >= 0 && t->cgroup)
+                        r = sd_bus_message_append(reply, "{sv}", SVMD_GRANT_CGROUP, "s", t->cgroup);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
         }
-        if (k >= 0)
-                k = sd_bus_message_close_container(reply);
-        if (k < 0)
-                return k;
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
         return sd_bus_send(NULL, reply, NULL);
 }
 
@@ -394,20 +392,20 @@ int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error
         uint64_t id;
         Client *c;
         Token *t = NULL;
-        int k;
+        int r;
 
-        k = sd_bus_message_read(msg, "s", &token);
-        if (k < 0)
-                return k;
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
-        k = live_token(m, token, &t, error);
-        if (k < 0)
-                return k;
-        k = authorize_owner(m, msg, c, t->range, "Revoking a share token of", error);
-        if (k <= 0)
-                return k == 0 ? 1 : k;
+        r = sd_bus_message_read(msg, "s", &token);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        r = live_token(m, token, &t, error);
+        if (r < 0)
+                return r;
+        r = authorize_owner(m, msg, c, t->range, "Revoking a share token of", error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
         id = t->range->id;
         token_remove(m, t);
@@ -421,26 +419,26 @@ int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         uint32_t uid;
         uint64_t id;
         Client *c;
-        Range *r;
+        Range *range;
         bool found = false;
-        int k;
+        int r;
 
-        k = sd_bus_message_read(msg, "tu", &id, &uid);
-        if (k < 0)
-                return k;
-        k = owner_range(m, msg, id, "Revoking holds on", &c, &r, error);
-        if (k <= 0)
-                return k == 0 ? 1 : k;
-        for (Hold *h = r->holds; h && !found; h = h->range_next)
+        r = sd_bus_message_read(msg, "tu", &id, &uid);
+        if (r < 0)
+                return r;
+        r = owner_range(m, msg, id, "Revoking holds on", &c, &range, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+        for (Hold *h = range->holds; h && !found; h = h->range_next)
                 found = h->uid == (uid_t) uid;
         if (!found)
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
                                          "Uid %" PRIu32 " holds no reference to range %" PRIu64 "; its Holders "
                                          "property lists who does.", uid, id);
 
-        k = range_revoke_holds(r, (uid_t) uid);
-        if (k < 0)
-                log_warning_errno(k, "Revoking holds on range %" PRIu64 " left it to the repair timer: %m", id);
+        r = range_revoke_holds(range, (uid_t) uid);
+        if (r < 0)
+                log_warning_errno(r, "Revoking holds on range %" PRIu64 " left it to the repair timer: %m", id);
         log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = c->identity->unit }),
                    "Holds of uid %" PRIu32 " on range %" PRIu64 " revoked by uid %u.", uid, id,
                    (unsigned) c->identity->uid);
@@ -461,25 +459,25 @@ int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Client *c;
         Usage zero = {};
         const Usage *u;
-        int k;
+        int r;
 
-        k = sd_bus_message_read(msg, "s", &key);
-        if (k < 0)
-                return k;
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_read(msg, "s", &key);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
 
         if (key[0] == '\0')
                 key = c->identity->scope->key;
         if (!streq(key, c->identity->scope->key)) {
-                k = authorize_admin(m, msg, c, "Reading another scope's usage", error);
-                if (k <= 0)
-                        return k == 0 ? 1 : k;
+                r = authorize_admin(m, msg, c, "Reading another scope's usage", error);
+                if (r <= 0)
+                        return r == 0 ? 1 : r;
         }
         /* Limits from the configuration in force, also for a scope nobody uses right now. */
-        k = quota_limits_for_key(&m->config, key, &limited, &limits);
-        if (k < 0)
+        r = quota_limits_for_key(&m->config, key, &limited, &limits);
+        if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Scope \"%.64s\" is not uid:N, or unit:NAME / cgroup:PATH matched by a quota rule.",
                                          key);
@@ -487,35 +485,35 @@ int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         s = quota_find_scope(m->quotas, key);
         u = s ? &s->usage : &zero;
 
-        k = sd_bus_message_new_method_return(msg, &reply);
-        if (k < 0)
-                return k;
-        k = sd_bus_message_open_container(reply, 'a', "{sv}");
-        if (k < 0)
-                return k;
-        k = sd_bus_message_append(reply, "{sv}", SVMD_USAGE_SCOPE, "s", key);
-        if (k >= 0)
-                k = append_kv_t(reply, SVMD_USAGE_RANGES, u->ranges);
-        if (k >= 0)
-                k = append_kv_t(reply, SVMD_USAGE_VRAM, u->vram);
-        if (k >= 0)
-                k = append_kv_t(reply, SVMD_USAGE_HOST, u->host);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "{sv}", SVMD_USAGE_SCOPE, "s", key);
+        if (r >= 0)
+                r = append_kv_t(reply, SVMD_USAGE_RANGES, u->ranges);
+        if (r >= 0)
+                r = append_kv_t(reply, SVMD_USAGE_VRAM, u->vram);
+        if (r >= 0)
+                r = append_kv_t(reply, SVMD_USAGE_HOST, u->host);
+        if (r < 0)
+                return r;
 
-        k = sd_bus_message_open_container(reply, 'e', "sv");
-        if (k >= 0)
-                k = sd_bus_message_append(reply, "s", SVMD_USAGE_VRAM_PER_GPU);
-        if (k >= 0)
-                k = sd_bus_message_open_container(reply, 'v', "a(ut)");
-        if (k >= 0)
-                k = sd_bus_message_open_container(reply, 'a', "(ut)");
-        for (size_t i = 0; k >= 0 && i < m->n_gpus && i < QUOTA_MAX_GPUS; i++)
-                k = sd_bus_message_append(reply, "(ut)", m->gpus[i]->gpu_id, u->vram_per_gpu[i]);
-        for (int j = 0; k >= 0 && j < 3; j++)
-                k = sd_bus_message_close_container(reply);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", SVMD_USAGE_VRAM_PER_GPU);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "a(ut)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ut)");
+        for (size_t i = 0; r >= 0 && i < m->n_gpus && i < QUOTA_MAX_GPUS; i++)
+                r = sd_bus_message_append(reply, "(ut)", m->gpus[i]->gpu_id, u->vram_per_gpu[i]);
+        for (int j = 0; r >= 0 && j < 3; j++)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
 
         /* Limits only where one applies: a missing key means no limit. */
         if (limited) {
@@ -529,13 +527,13 @@ int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                         { "quota-host", limits.host },
                 };
                 for (size_t i = 0; i < ELEMENTSOF(q); i++)
-                        if (q[i].v != QUOTA_UNLIMITED && (k = append_kv_t(reply, q[i].key, q[i].v)) < 0)
-                                return k;
+                        if (q[i].v != QUOTA_UNLIMITED && (r = append_kv_t(reply, q[i].key, q[i].v)) < 0)
+                                return r;
         }
 
-        k = sd_bus_message_close_container(reply);
-        if (k < 0)
-                return k;
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
         return sd_bus_send(NULL, reply, NULL);
 }
 
@@ -543,19 +541,19 @@ int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_free_ char *message = NULL;
         Manager *m = userdata;
         Client *c;
-        int k;
+        int r;
 
-        k = manager_get_client(m, msg, &c, error);
-        if (k < 0)
-                return k;
-        k = authorize_admin(m, msg, c, "Reloading the configuration", error);
-        if (k <= 0)
-                return k == 0 ? 1 : k;
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        r = authorize_admin(m, msg, c, "Reloading the configuration", error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
-        k = manager_reload(m, &message);
-        if (k < 0)
+        r = manager_reload(m, &message);
+        if (r < 0)
                 return sd_bus_error_setf(error, "org.freedesktop.DBus.Error.InvalidFileContent",
                                          "The configuration was not reloaded, the old one stays: %s.",
-                                         message ?: strerror(-k));
+                                         message ?: strerror(-r));
         return sd_bus_reply_method_return(msg, "");
 }
