@@ -1178,12 +1178,14 @@ static void reap_killed(void) {
 
 /*
  * svmd remembers the answer of every Free in its request cache (a retried Free
- * of a freed range answers like the first), up to 16 384 entries, the oldest
- * going first. Filling that cache makes RssAnon grow until it is full, in
- * whichever round the run gets there: bounded memory, not a leak. Fill it
- * before the first sample, so that the rounds compare like with like.
+ * of a freed range answers like the first), up to limits.request-ids-per-scope
+ * (4096) entries per quota scope, the oldest going first. Filling those caches
+ * makes RssAnon grow until they are full, in whichever round the run gets
+ * there: bounded memory, not a leak. Fill the cache of every scope the run
+ * uses (root's and each client uid's) before the first sample, so that the
+ * rounds compare like with like.
  */
-#define REQUEST_CACHE_FILL 20000U
+#define REQUEST_CACHE_FILL 5000U
 
 static int fill_request_cache(svmd_client *c) {
         svmd_op ops[16];       /* load.conf allows 16 ranges per connection */
@@ -1212,6 +1214,31 @@ fail:
         fprintf(stderr, "filling svmd's request cache failed: %s\n", e.message ?: strerror(-r));
         svmd_error_free(&e);
         return r;
+}
+
+/* fill_request_cache() in a child that is uid: that uid's quota scope. */
+static int fill_request_cache_as(uid_t uid) {
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                svmd_error e = SVMD_ERROR_NULL;
+                svmd_client *c = NULL;
+
+                if (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+                        _exit(2);
+                if (svmd_client_new(&c, NULL, NULL, 0, &e) < 0) {
+                        fprintf(stderr, "uid %u: connecting failed: %s\n", (unsigned) uid, e.message ?: "?");
+                        _exit(2);
+                }
+                _exit(fill_request_cache(c) < 0 ? 1 : 0);
+        }
+        if (waitpid(pid, &status, 0) < 0)
+                return -errno;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
 static const char *const fault_specs[] = {
@@ -1319,8 +1346,13 @@ int main(int argc, char *argv[]) {
                 gpus[i] = g[i].gpu_id;
         free(g);
         /* Only the RSS check needs it. */
-        if (check_rss && arg_rounds >= 3 && fill_request_cache(admin) < 0)
-                return 1;
+        if (check_rss && arg_rounds >= 3) {
+                if (fill_request_cache(admin) < 0)
+                        return 1;
+                for (size_t i = 0; i < sizeof(uids) / sizeof(uids[0]); i++)
+                        if (fill_request_cache_as(uids[i]) < 0)
+                                return 1;
+        }
         svmd_client_free(admin);
         base = dump_state();
 
