@@ -32,8 +32,11 @@
 #define PROBE_VA_BASE (UINT64_C(1) << 32)
 #define PROBE_SZ_2M (UINT64_C(2) << 20)
 #define PROBE_SZ_64K (UINT64_C(64) << 10)
-#define PROBE_VRAM_FLAGS (KFD_IOC_ALLOC_MEM_FLAGS_VRAM | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE)
-#define PROBE_GTT_FLAGS (KFD_IOC_ALLOC_MEM_FLAGS_GTT | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE)
+/* KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE: the UAPI header spells it (1 << 31), which overflows an int
+ * where it is computed at run time (UBSan says so). */
+#define PROBE_WRITABLE (UINT32_C(1) << 31)
+#define PROBE_VRAM_FLAGS (KFD_IOC_ALLOC_MEM_FLAGS_VRAM | PROBE_WRITABLE)
+#define PROBE_GTT_FLAGS (KFD_IOC_ALLOC_MEM_FLAGS_GTT | PROBE_WRITABLE)
 /* A gpu_id no topology has: the kernel's pdd lookup fails on 0. */
 #define PROBE_BAD_GPU_ID 0U
 
