@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * The methods of org.svmd1.Manager (SPEC §6.1) as plain C calls: build the
+ * The methods of org.svmd1.Manager (docs/dbus-api.md) as plain C calls: build the
  * request (request.c), send it on the connection the call belongs on
  * (client.c), read the reply into public structs.
  */

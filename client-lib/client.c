@@ -3,7 +3,7 @@
 /*
  * svmd_client: the two connections to svmd and the fd a caller's event loop
  * polls. The bus carries discovery, queries and signals; io.socket (a
- * peer-to-peer sd-bus connection to the same objects, SPEC §6.1a) carries the
+ * peer-to-peer sd-bus connection to the same objects, docs/architecture.md "The direct socket") carries the
  * per-allocation calls whenever it can be reached.
  */
 

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The direct connection (SPEC §6.1a): a peer-to-peer sd-bus server on
+ * The direct connection (docs/architecture.md, "The direct socket"): a peer-to-peer sd-bus server on
  * <runtime-dir>/io.socket serving the same objects as the bus, for the
  * per-allocation hot path. Peers are identified by SO_PEERCRED. Connections,
  * message sizes and stalls are bounded by the "limits" of svmd.conf.

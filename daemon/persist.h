@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Nothing lost on restart (SPEC §8). Persistent ranges are journaled
+ * Nothing lost on restart (docs/architecture.md, "Persistence and restart"). Persistent ranges are journaled
  * (journal.c) as part of every change, before it commits, and keep one fd each in the
  * service manager's fd store (FDSTORE=1, FDNAME=range-<id>): the dma-buf of a
  * VRAM/GTT buffer, or the memfd of a host range. At start the records and the

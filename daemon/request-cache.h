@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Idempotent retries (SPEC §6.1a, docs/dbus-api.md "Request ids"): a mutating
+ * Idempotent retries (docs/dbus-api.md, "Request ids and retries"): a mutating
  * call carrying the option "request-id" is remembered with its reply and a
  * digest of its arguments; the same id from the same uid again gets the first
  * reply instead of a second execution, and the same id with other arguments

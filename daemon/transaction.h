@@ -76,6 +76,6 @@ void transaction_abort(Transaction *t, sd_bus_error *error);
 int transaction_finish(Transaction *t, int r, sd_bus_error *error);
 
 /* Turn the recorded kernel failure into a D-Bus error (OutOfMemory, Busy, Kernel …). */
-/* The D-Bus error name for a failed ioctl's errno (SPEC §6.4). */
+/* The D-Bus error name for a failed ioctl's errno (docs/dbus-api.md, "Errors"). */
 const char *transaction_kernel_error_name(int r);
 int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error);

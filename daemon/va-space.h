@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The SVM address space (SPEC §4): hands out virtual address ranges from one window so that every
+ * The SVM address space (docs/architecture.md, "The SVM address space"): hands out virtual address ranges from one window so that every
  * range has the same VA on every GPU, in the daemon and in every client.
  *
  * Every operation is O(log n) in the number of live ranges; see va-space.c for the data structure

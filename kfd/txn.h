@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The undo log (SPEC §5). A transaction is a list of completed steps, each
+ * The undo log (docs/architecture.md, "Transactions"). A transaction is a list of completed steps, each
  * with the callback that undoes it. After every step that succeeded the caller
  * adds its undo; on success it commits (the log is dropped), on failure it
  * records what failed and rolls back (undos run newest first).

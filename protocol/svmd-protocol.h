@@ -19,7 +19,7 @@
 #define SVMD_RANGE_INTERFACE    "org.svmd1.Range"
 #define SVMD_IO_SOCKET_NAME     "io.socket"
 
-/* Errors (SPEC §6.4). InvalidArgs and AccessDenied are the freedesktop ones. */
+/* Errors (docs/dbus-api.md, "Errors"). InvalidArgs and AccessDenied are the freedesktop ones. */
 #define SVMD_ERROR_INVALID_ARGS     SD_BUS_ERROR_INVALID_ARGS
 #define SVMD_ERROR_ACCESS_DENIED    SD_BUS_ERROR_ACCESS_DENIED
 #define SVMD_ERROR_NO_SUCH_RANGE    "org.svmd1.Error.NoSuchRange"

@@ -2,7 +2,7 @@
 
 /*
  * svmd-bench: what svmd costs, as ratios against baselines measured in the
- * same run (SPEC §12, shared/reference/perf-anchors.md §7). It measures and
+ * same run (docs/benchmarks.md, "Targets"). It measures and
  * never asserts; the exit status only says whether every measurement ran.
  *
  *   svmd-harness --topology tests/kfd-emu/topologies/mi300x-8.json \
@@ -185,7 +185,7 @@ static json_t *emit_row(const char *section, const char *casename, const char *v
         return o;
 }
 
-/* A target of SPEC §12: measured value, how it compares, met or not. */
+/* A target of docs/benchmarks.md: measured value, how it compares, met or not. */
 static void emit_target(const char *what, const char *against, double value, const char *op, double limit,
                         const char *unit, const char *note) {
         bool met = value >= 0 && (streq(op, "<=") ? value <= limit : value >= limit);
@@ -2589,7 +2589,7 @@ int main(int argc, char *argv[]) {
         if (section_enabled("scale") && c_direct)
                 section_scale();
 
-        printf("\n== targets (SPEC §12) ==\n");
+        printf("\n== targets (docs/benchmarks.md) ==\n");
         for (size_t i = 0; i < json_array_size(j_targets); i++) {
                 json_t *t = json_array_get(j_targets, i);
                 printf("%-62s %10.3f %-9s %s %-6g  %s\n", json_string_value(json_object_get(t, "what")),

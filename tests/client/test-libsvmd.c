@@ -166,7 +166,7 @@ static void test_allocate_map_free(svmd_client *c) {
         r = svmd_allocate(c, 3 * MiB, gpus[0], "vram", &o, &a, &e);
         ASSERT_SVMD_OK(r, &e);
         ASSERT_TRUE(a.id > 0 && a.va >= UINT64_C(0x400000000000));
-        /* 2 MiB alignment for ranges of 2 MiB or more (SPEC §4). */
+        /* 2 MiB alignment for ranges of 2 MiB or more (docs/architecture.md, "The SVM address space"). */
         ASSERT_UEQ(a.va % (2 * MiB), 0);
 
         ASSERT_TRUE(range_listed(c, a.id, &rg));

@@ -845,7 +845,7 @@ static void svmd_rss_kib(uint64_t *ret_rss, uint64_t *ret_anon) {
         fclose(f);
 }
 
-/* Lines of /proc/PID/maps: svmd's CPU mappings (SPEC §8: none per range but host ranges'). */
+/* Lines of /proc/PID/maps: svmd's CPU mappings (docs/architecture.md: none per range but host ranges'). */
 static unsigned svmd_maps(void) {
         char path[64], line[512];
         pid_t pid;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Fidelity bar (SPEC §10): Debian's unmodified libhsakmt 5.2.3 runs over the
+ * Fidelity bar (docs/emulator.md): Debian's unmodified libhsakmt 5.2.3 runs over the
  * emulator. Every call must return HSAKMT_STATUS_SUCCESS; afterwards nothing
  * is left in the kernel but what libhsakmt keeps by design (its render fds
  * and the VMs acquired with them — no buffer, no handle, no mapping).
