@@ -210,23 +210,30 @@ static bool attach_adds_hold(const Client *c, const Range *range) {
         return true;
 }
 
+/* The prologue of the calls that take a token: the caller, and the live token it names. */
+static int token_call(Manager *m, sd_bus_message *msg, Client **ret_client, Token **ret, sd_bus_error *error) {
+        const char *token;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &token);
+        if (r < 0)
+                return r;
+        r = manager_get_client(m, msg, ret_client, error);
+        if (r < 0)
+                return r;
+        return live_token(m, token, ret, error);
+}
+
 int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
         Manager *m = userdata;
-        const char *token;
         Token *t = NULL;
         Hold *h;
         Client *c;
         Range *range;
         int r;
 
-        r = sd_bus_message_read(msg, "s", &token);
-        if (r < 0)
-                return r;
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = live_token(m, token, &t, error);
+        r = token_call(m, msg, &c, &t, error);
         if (r < 0)
                 return r;
         if (!token_allows(t, c->identity))
@@ -388,19 +395,12 @@ int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 
 int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        const char *token;
         uint64_t id;
         Client *c;
         Token *t = NULL;
         int r;
 
-        r = sd_bus_message_read(msg, "s", &token);
-        if (r < 0)
-                return r;
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = live_token(m, token, &t, error);
+        r = token_call(m, msg, &c, &t, error);
         if (r < 0)
                 return r;
         r = authorize_owner(m, msg, c, t->range, "Revoking a share token of", error);
