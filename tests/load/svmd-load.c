@@ -1179,11 +1179,14 @@ static void reap_killed(void) {
 /*
  * svmd remembers the answer of every Free in its request cache (a retried Free
  * of a freed range answers like the first), up to limits.request-ids-per-scope
- * (4096) entries per quota scope, the oldest going first. Filling those caches
- * makes RssAnon grow until they are full, in whichever round the run gets
- * there: bounded memory, not a leak. Fill the cache of every scope the run
- * uses (root's and each client uid's) before the first sample, so that the
- * rounds compare like with like.
+ * entries per quota scope, the oldest going first. Filling those caches makes
+ * RssAnon grow until they are full, in whichever round the run gets there:
+ * bounded memory, not a leak. Fill the cache of every scope the run uses
+ * (root's and each client uid's) before the first sample, so that the rounds
+ * compare like with like. load.conf keeps 64 per scope: with the default 4096,
+ * the caches are most of svmd's heap (about 17 MB here), and each cached reply
+ * keeps its connection's sd-bus object alive until it is evicted, so the heap
+ * churns with the clients the run kills, by more than the check's 1 MiB.
  */
 #define REQUEST_CACHE_FILL 5000U
 
