@@ -1038,6 +1038,81 @@ static void section_alloc(bool realistic) {
         }
 }
 
+/* A block from a libsvmd pool and its release: no round trip once the pool holds a chunk. */
+typedef struct PoolCase {
+        svmd_pool *pool;
+        uint64_t size;
+} PoolCase;
+
+static int sample_pool_alloc_free(void *ud, uint64_t out[2]) {
+        PoolCase *pc = ud;
+        svmd_pool_block b;
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t t = now_ns();
+        int r;
+
+        r = svmd_pool_alloc(pc->pool, pc->size, 0, &b, &e);
+        if (check(r, &e, "svmd_pool_alloc") < 0)
+                return r;
+        r = svmd_pool_dealloc(pc->pool, b.va, &e);
+        if (check(r, &e, "svmd_pool_dealloc") < 0)
+                return r;
+        out[0] = now_ns() - t;
+        return 1;
+}
+
+/* Pool blocks vs the in-process ALLOC+FREE pair and svmd's Allocate+Free, GTT. */
+static void section_pool(bool realistic) {
+        static const uint64_t sizes[] = { 4 * KiB, 64 * KiB };
+        svmd_pool_options o = { .keep_bytes = UINT64_MAX };
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_pool *pool = NULL;
+        svmd_pool_block warm;
+        char name[128];
+        int r;
+
+        print_header(realistic ? "libsvmd pool, profile realistic" : "libsvmd pool, profile none");
+        r = svmd_pool_new(&pool, c_direct, gpu_ids[0], "gtt", &o, &e);
+        if (check(r, &e, "svmd_pool_new") < 0) {
+                failures++;
+                return;
+        }
+        /* One block stays out, so the chunk is there for every sample. */
+        r = svmd_pool_alloc(pool, 4 * KiB, 0, &warm, &e);
+        if (check(r, &e, "svmd_pool_alloc") < 0) {
+                failures++;
+                svmd_pool_free(pool);
+                return;
+        }
+        for (size_t si = 0; si < ELEMENTSOF(sizes); si++) {
+                AllocCase in = { D_GTT, sizes[si], NULL, false }, dir = { D_GTT, sizes[si], c_direct, false };
+                PoolCase pc = { pool, sizes[si] };
+                Variant v[3] = {
+                        { .name = "in-process", .fn = sample_inproc_alloc_free, .ud = &in },
+                        { .name = "svmd-direct", .fn = sample_svmd_alloc_free, .ud = &dir },
+                        { .name = "pool", .fn = sample_pool_alloc_free, .ud = &pc },
+                };
+                Stats st[3];
+
+                snprintf(name, sizeof(name), "pool block gtt %" PRIu64 " KiB", sizes[si] / KiB);
+                if (run_interleaved(v, 3, samples_for(sizes[si], realistic), 10, 5) < 0) {
+                        failures++;
+                } else {
+                        report("pool", name, v, 3, 0,
+                               json_pack("{s:s,s:I}", "domain", "gtt", "size", (json_int_t) sizes[si]), st);
+                        if (realistic && sizes[si] == 64 * KiB)
+                                emit_target("pool block 64 KiB GTT vs in-process ALLOC+FREE, realistic",
+                                            "in-process ALLOC+FREE", st[0].p50 / st[2].p50, ">=", 50, "x faster",
+                                            NULL);
+                }
+                for (int i = 0; i < 3; i++) {
+                        free(v[i].s[0].v);
+                        free(v[i].s[1].v);
+                }
+        }
+        svmd_pool_free(pool);
+}
+
 /* Map/Unmap to N GPUs of one 2 MiB VRAM range: timed Map in s[0], timed Unmap in s[1]. */
 typedef struct MapCase {
         svmd_client *c;
@@ -2425,7 +2500,7 @@ static void help(void) {
         printf("Usage: svmd-bench [--quick] [--json FILE] [--only SECTIONS] [--scale-max N] [--keep-timer-slack]\n"
                "                  [--isolation-ranges N] [--isolation-connections N]\n"
                "Measure svmd against in-process and IPC baselines in the same run (run under\n"
-               "svmd-harness --emulate-command). SECTIONS: floor,alloc,map,share,commit,concurrency,isolation,\n"
+               "svmd-harness --emulate-command). SECTIONS: floor,alloc,map,share,commit,pool,concurrency,isolation,\n"
                "restart,scale. --isolation-ranges N and --isolation-connections N size the isolation section's\n"
                "cases (a) and (b) (default 100000 and 2000, with --quick 1000 and 200).\n");
 }
@@ -2574,6 +2649,8 @@ int main(int argc, char *argv[]) {
                         section_share(realistic);
                 if (section_enabled("commit"))
                         section_commit(realistic);
+                if (section_enabled("pool") && c_direct)
+                        section_pool(realistic);
         }
         if (section_enabled("concurrency")) {
                 if (set_profile("realistic") < 0)
