@@ -477,6 +477,13 @@ int svmd_map_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t 
                    svmd_error *error);
 int svmd_commit_async(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *options,
                       svmd_commit_callback callback, void *userdata, svmd_error *error);
+/*
+ * LIBSVMD_0.4. Several calls may be in flight on one client, so a program can pipeline: free
+ * the last range while the next one is being allocated, without waiting for either.
+ */
+int svmd_unmap_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n,
+                     svmd_done_callback callback, void *userdata, svmd_error *error);
+int svmd_free_async(svmd_client *c, uint64_t id, svmd_done_callback callback, void *userdata, svmd_error *error);
 
 /* ---- signals ---- */
 
