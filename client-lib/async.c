@@ -151,6 +151,32 @@ _public_ int svmd_map_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids
         return send_async(c, m, ASYNC_DONE, (void *) callback, userdata, error);
 }
 
+_public_ int svmd_unmap_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n,
+                              svmd_done_callback callback, void *userdata, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c || !callback)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = request_build_unmap(c, id, gpu_ids, n, &m, error);
+        if (r < 0)
+                return r;
+        return send_async(c, m, ASYNC_DONE, (void *) callback, userdata, error);
+}
+
+_public_ int svmd_free_async(svmd_client *c, uint64_t id, svmd_done_callback callback, void *userdata,
+                             svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!c || !callback)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = request_build_id(c, "Free", id, &m, error);
+        if (r < 0)
+                return r;
+        return send_async(c, m, ASYNC_DONE, (void *) callback, userdata, error);
+}
+
 SYMVER(svmd_commit_async_v0_2, "svmd_commit_async@@LIBSVMD_0.2")
 _public_ int svmd_commit_async_v0_2(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *o,
                                     svmd_commit_callback callback, void *userdata, svmd_error *error) {

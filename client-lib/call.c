@@ -496,12 +496,9 @@ static int call_id(svmd_client *c, const char *member, uint64_t id, svmd_error *
 
         if (!c)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        r = client_new_call(c, true, member, &m, error);
+        r = request_build_id(c, member, id, &m, error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(m, "t", id);
-        if (r < 0)
-                return build_failed(error, member, r);
         return client_call(c, m, NULL, error);
 }
 
@@ -649,17 +646,9 @@ _public_ int svmd_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, si
 
         if (!c)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
-        r = request_check_gpus(gpu_ids, n, false, error);
+        r = request_build_unmap(c, id, gpu_ids, n, &m, error);
         if (r < 0)
                 return r;
-        r = client_new_call(c, true, "Unmap", &m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "t", id);
-        if (r >= 0)
-                r = request_append_u32_array(m, gpu_ids, n);
-        if (r < 0)
-                return build_failed(error, "Unmap", r);
         return client_call(c, m, NULL, error);
 }
 

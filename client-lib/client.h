@@ -110,6 +110,10 @@ int request_build_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const
                            const svmd_allocate_options *o, sd_bus_message **ret, svmd_error *error);
 int request_build_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *o,
                       sd_bus_message **ret, svmd_error *error);
+int request_build_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, sd_bus_message **ret,
+                        svmd_error *error);
+/* A call whose one argument is a range id (Free, Release). */
+int request_build_id(svmd_client *c, const char *member, uint64_t id, sd_bus_message **ret, svmd_error *error);
 int request_build_set_attributes(svmd_client *c, uint64_t id, const svmd_svm_attributes *attrs,
                                  const svmd_change_options *o, sd_bus_message **ret, svmd_error *error);
 int reply_read_allocation(sd_bus_message *reply, svmd_allocation *ret);

@@ -530,6 +530,40 @@ int request_build_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size
         return 0;
 }
 
+int request_build_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, sd_bus_message **ret,
+                        svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = request_check_gpus(gpu_ids, n, false, error);
+        if (r < 0)
+                return r;
+        r = client_new_call(c, true, "Unmap", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r >= 0)
+                r = request_append_u32_array(m, gpu_ids, n);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Building the Unmap call failed: %s.", strerror(-r));
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int request_build_id(svmd_client *c, const char *member, uint64_t id, sd_bus_message **ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = client_new_call(c, true, member, &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", id);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Building the %s call failed: %s.", member, strerror(-r));
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
 int request_build_set_attributes(svmd_client *c, uint64_t id, const svmd_svm_attributes *attrs,
                                  const svmd_change_options *o, sd_bus_message **ret, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;

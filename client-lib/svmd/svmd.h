@@ -13,7 +13,7 @@
  * Sizes and virtual addresses are uint64_t, GPU ids uint32_t. A client handle
  * is not thread-safe: use one per thread, or serialize calls on it.
  *
- * The ABI is versioned (LIBSVMD_0.1, LIBSVMD_0.2) and documented in libsvmd(3).
+ * The ABI is versioned (LIBSVMD_0.1 … LIBSVMD_0.4) and documented in libsvmd(3).
  * Structs only grow at the end; calls that read or write the new fields have
  * a new symbol version, and binaries built against the old structs keep the
  * old one.
@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define SVMD_LIBRARY_VERSION "0.3"
+#define SVMD_LIBRARY_VERSION "0.4"
 
 /* ---- errors ---- */
 
@@ -477,6 +477,13 @@ int svmd_map_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t 
                    svmd_error *error);
 int svmd_commit_async(svmd_client *c, const svmd_op *ops, size_t n_ops, const svmd_change_options *options,
                       svmd_commit_callback callback, void *userdata, svmd_error *error);
+/*
+ * LIBSVMD_0.4. Several calls may be in flight on one client, so a program can pipeline: free
+ * the last range while the next one is being allocated, without waiting for either.
+ */
+int svmd_unmap_async(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n,
+                     svmd_done_callback callback, void *userdata, svmd_error *error);
+int svmd_free_async(svmd_client *c, uint64_t id, svmd_done_callback callback, void *userdata, svmd_error *error);
 
 /* ---- signals ---- */
 
@@ -500,6 +507,73 @@ typedef void (*svmd_signal_callback)(svmd_client *c, const svmd_signal *signal, 
 
 /* Subscribe to the manager's signals; callbacks run from svmd_client_process(). One subscription per client. */
 int svmd_client_watch(svmd_client *c, svmd_signal_callback callback, void *userdata, svmd_error *error);
+
+/* ---- pools (LIBSVMD_0.4) ---- */
+
+/*
+ * A pool sub-allocates small blocks from chunks it takes from svmd, the way
+ * hipMallocAsync pools or a caching allocator do: after the first chunk, an
+ * allocation and its release are a few hundred nanoseconds in the client, with
+ * no round trip to svmd. Chunks are ordinary ranges of the pool's client (label
+ * "pool" unless set): svmd charges them to the caller's quota, frees them when
+ * the client disconnects, and lists them. A block is not a range: it cannot be
+ * freed, mapped or shared through svmd on its own. Sharing a block means sharing
+ * its chunk (svmd_pool_block.range_id) and passing the offset, which also
+ * exposes the chunk's other blocks: use a pool of its own, or a plain range,
+ * for memory that is shared.
+ *
+ * Every svmd_pool_* call is thread-safe. The pool calls svmd on its client
+ * (svmd_allocate, svmd_free) while it holds its own lock; as clients are not
+ * thread-safe, no other thread may use that client meanwhile: give a pool
+ * used from several threads a client of its own.
+ */
+typedef struct svmd_pool svmd_pool;
+
+typedef struct svmd_pool_options {
+        uint64_t chunk_size;            /* 0: 2 MiB; a block larger than that gets a chunk of its own */
+        uint64_t max_bytes;             /* the pool never holds more in chunks; 0: only the quota limits */
+        uint64_t keep_bytes;            /* svmd_pool_dealloc() returns idle chunks beyond this; UINT64_MAX: never */
+        const char *label;              /* the chunks' label; NULL: "pool" */
+        const char *const *flags;       /* the chunks' flags (svmd_allocate_options.flags) */
+        const uint32_t *map;            /* GPUs to map each chunk to */
+        size_t n_map;
+} svmd_pool_options;
+
+typedef struct svmd_pool_block {
+        uint64_t va;                    /* where the block starts */
+        uint64_t size;                  /* as asked, rounded up to the pool's granule (256 bytes) */
+        uint64_t range_id;              /* the chunk: an svmd range */
+        uint64_t offset;                /* va - the chunk's va */
+} svmd_pool_block;
+
+typedef struct svmd_pool_stats {
+        uint64_t chunks;                /* ranges held */
+        uint64_t chunk_bytes;           /* their size */
+        uint64_t used_bytes;            /* in blocks handed out */
+        uint64_t blocks;                /* blocks handed out */
+        uint64_t chunk_allocations;     /* Allocate calls made, since the pool was made */
+        uint64_t chunk_frees;           /* Free calls made */
+} svmd_pool_stats;
+
+/*
+ * A pool on client c for domain "vram" (on gpu_id) or "gtt" (gpu_id: home GPU, 0 for
+ * any). options may be NULL. Nothing is allocated until the first block.
+ */
+int svmd_pool_new(svmd_pool **ret, svmd_client *c, uint32_t gpu_id, const char *domain,
+                  const svmd_pool_options *options, svmd_error *error);
+/* Frees every chunk, blocks still handed out included, and the pool. Returns NULL. */
+svmd_pool *svmd_pool_free(svmd_pool *p);
+/*
+ * A block of size bytes aligned to alignment (a power of two; 0: 256), from a chunk with
+ * room or a new one. -EINVAL: size 0 or too large, bad alignment; -ENOSPC: max_bytes
+ * reached; a new chunk's failure as svmd_allocate() reports it (QuotaExceeded, …).
+ */
+int svmd_pool_alloc(svmd_pool *p, uint64_t size, uint64_t alignment, svmd_pool_block *ret, svmd_error *error);
+/* Give back the block at va. -ENOENT: no block starts there. A chunk left idle beyond keep_bytes is freed. */
+int svmd_pool_dealloc(svmd_pool *p, uint64_t va, svmd_error *error);
+/* Free idle chunks until at most keep_bytes of idle chunks remain. Returns the chunks freed. */
+int svmd_pool_trim(svmd_pool *p, uint64_t keep_bytes, svmd_error *error);
+int svmd_pool_get_stats(svmd_pool *p, svmd_pool_stats *ret);
 
 #ifdef __cplusplus
 }

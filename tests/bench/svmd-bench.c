@@ -926,6 +926,81 @@ static int sample_svmd_alloc_free(void *ud, uint64_t out[2]) {
         return 1;
 }
 
+/*
+ * Allocate+Free pipelined: each range's Free goes out as soon as its Allocate is answered, and up
+ * to PIPELINE_DEPTH Allocates are in flight. One sample: PIPELINE_BATCH pairs, the time per pair.
+ */
+#define PIPELINE_DEPTH 4
+#define PIPELINE_BATCH 16
+
+typedef struct Pipeline {
+        AllocCase *a;
+        unsigned allocating, freeing, issued;
+        int error;
+} Pipeline;
+
+static void pipeline_freed(svmd_client *c, int result, const svmd_error *error, void *userdata) {
+        Pipeline *p = userdata;
+
+        p->freeing--;
+        if (result < 0 && p->error == 0) {
+                fprintf(stderr, "svmd-bench: pipelined Free failed: %s\n", error ? error->message : strerror(-result));
+                p->error = result;
+        }
+}
+
+static void pipeline_allocated(svmd_client *c, int result, const svmd_allocation *al, const svmd_error *error,
+                               void *userdata) {
+        svmd_error e = SVMD_ERROR_NULL;
+        Pipeline *p = userdata;
+        int r;
+
+        p->allocating--;
+        if (result < 0) {
+                if (p->error == 0)
+                        fprintf(stderr, "svmd-bench: pipelined Allocate failed: %s\n",
+                                error ? error->message : strerror(-result));
+                p->error = result;
+                return;
+        }
+        r = svmd_free_async(c, al->id, pipeline_freed, p, &e);
+        if (check(r, &e, "svmd_free_async") < 0)
+                p->error = r;
+        else
+                p->freeing++;
+}
+
+static int sample_svmd_pipelined(void *ud, uint64_t out[2]) {
+        Pipeline p = { .a = ud };
+        svmd_client *c = p.a->c;
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t t = now_ns();
+        int r;
+
+        while (p.error == 0 && (p.issued < PIPELINE_BATCH || p.allocating > 0 || p.freeing > 0)) {
+                while (p.issued < PIPELINE_BATCH && p.allocating < PIPELINE_DEPTH) {
+                        r = svmd_allocate_async(c, p.a->size, gpu_ids[0], domain_name[p.a->d], NULL,
+                                                pipeline_allocated, &p, &e);
+                        if (check(r, &e, "svmd_allocate_async") < 0)
+                                return r;
+                        p.allocating++;
+                        p.issued++;
+                }
+                r = svmd_client_process(c);
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        r = svmd_client_wait(c, 10 * 1000 * 1000);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        if (p.error < 0)
+                return p.error;
+        out[0] = (now_ns() - t) / PIPELINE_BATCH;
+        return 1;
+}
+
 static int sample_inproc_alloc_free(void *ud, uint64_t out[2]) {
         AllocCase *a = ud;
         uint64_t t = now_ns(), h;
@@ -1011,6 +1086,33 @@ static void section_alloc(bool realistic) {
                 }
         }
 
+        /* Allocate+Free pipelined (libsvmd's async calls), 64 KiB GTT */
+        {
+                AllocCase in = { D_GTT, 64 * KiB, NULL, false }, dir = { D_GTT, 64 * KiB, c_direct, false };
+                Variant v[3] = {
+                        { .name = "in-process", .fn = sample_inproc_alloc_free, .ud = &in },
+                        { .name = "svmd-direct", .fn = sample_svmd_alloc_free, .ud = &dir },
+                        { .name = "svmd-pipelined", .fn = sample_svmd_pipelined, .ud = &dir },
+                };
+                Stats st[3];
+
+                if (!c_direct || run_interleaved(v, 3, samples_for(64 * KiB, realistic) / 4, 5, 2) < 0)
+                        failures++;
+                else {
+                        report("alloc", "Allocate+Free gtt 64 KiB, pipelined", v, 3, 0,
+                               json_pack("{s:s,s:I,s:I}", "domain", "gtt", "size", (json_int_t) (64 * KiB), "depth",
+                                         PIPELINE_DEPTH),
+                               st);
+                        if (realistic)
+                                emit_target("Allocate+Free 64 KiB GTT, direct, pipelined, realistic",
+                                            "in-process ALLOC+FREE", st[2].p50 / st[0].p50, "<=", 1.2, "x", NULL);
+                }
+                for (int i = 0; i < 3; i++) {
+                        free(v[i].s[0].v);
+                        free(v[i].s[1].v);
+                }
+        }
+
         /* Allocate(map = home)+Free vs ALLOC+MAP+UNMAP+FREE, 2 MiB VRAM */
         {
                 AllocCase in = { D_VRAM, 2 * MiB, NULL, true }, dir = { D_VRAM, 2 * MiB, c_direct, true },
@@ -1036,6 +1138,81 @@ static void section_alloc(bool realistic) {
                         free(v[i].s[1].v);
                 }
         }
+}
+
+/* A block from a libsvmd pool and its release: no round trip once the pool holds a chunk. */
+typedef struct PoolCase {
+        svmd_pool *pool;
+        uint64_t size;
+} PoolCase;
+
+static int sample_pool_alloc_free(void *ud, uint64_t out[2]) {
+        PoolCase *pc = ud;
+        svmd_pool_block b;
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t t = now_ns();
+        int r;
+
+        r = svmd_pool_alloc(pc->pool, pc->size, 0, &b, &e);
+        if (check(r, &e, "svmd_pool_alloc") < 0)
+                return r;
+        r = svmd_pool_dealloc(pc->pool, b.va, &e);
+        if (check(r, &e, "svmd_pool_dealloc") < 0)
+                return r;
+        out[0] = now_ns() - t;
+        return 1;
+}
+
+/* Pool blocks vs the in-process ALLOC+FREE pair and svmd's Allocate+Free, GTT. */
+static void section_pool(bool realistic) {
+        static const uint64_t sizes[] = { 4 * KiB, 64 * KiB };
+        svmd_pool_options o = { .keep_bytes = UINT64_MAX };
+        svmd_error e = SVMD_ERROR_NULL;
+        svmd_pool *pool = NULL;
+        svmd_pool_block warm;
+        char name[128];
+        int r;
+
+        print_header(realistic ? "libsvmd pool, profile realistic" : "libsvmd pool, profile none");
+        r = svmd_pool_new(&pool, c_direct, gpu_ids[0], "gtt", &o, &e);
+        if (check(r, &e, "svmd_pool_new") < 0) {
+                failures++;
+                return;
+        }
+        /* One block stays out, so the chunk is there for every sample. */
+        r = svmd_pool_alloc(pool, 4 * KiB, 0, &warm, &e);
+        if (check(r, &e, "svmd_pool_alloc") < 0) {
+                failures++;
+                svmd_pool_free(pool);
+                return;
+        }
+        for (size_t si = 0; si < ELEMENTSOF(sizes); si++) {
+                AllocCase in = { D_GTT, sizes[si], NULL, false }, dir = { D_GTT, sizes[si], c_direct, false };
+                PoolCase pc = { pool, sizes[si] };
+                Variant v[3] = {
+                        { .name = "in-process", .fn = sample_inproc_alloc_free, .ud = &in },
+                        { .name = "svmd-direct", .fn = sample_svmd_alloc_free, .ud = &dir },
+                        { .name = "pool", .fn = sample_pool_alloc_free, .ud = &pc },
+                };
+                Stats st[3];
+
+                snprintf(name, sizeof(name), "pool block gtt %" PRIu64 " KiB", sizes[si] / KiB);
+                if (run_interleaved(v, 3, samples_for(sizes[si], realistic), 10, 5) < 0) {
+                        failures++;
+                } else {
+                        report("pool", name, v, 3, 0,
+                               json_pack("{s:s,s:I}", "domain", "gtt", "size", (json_int_t) sizes[si]), st);
+                        if (realistic && sizes[si] == 64 * KiB)
+                                emit_target("pool block 64 KiB GTT vs in-process ALLOC+FREE, realistic",
+                                            "in-process ALLOC+FREE", st[0].p50 / st[2].p50, ">=", 50, "x faster",
+                                            NULL);
+                }
+                for (int i = 0; i < 3; i++) {
+                        free(v[i].s[0].v);
+                        free(v[i].s[1].v);
+                }
+        }
+        svmd_pool_free(pool);
 }
 
 /* Map/Unmap to N GPUs of one 2 MiB VRAM range: timed Map in s[0], timed Unmap in s[1]. */
@@ -2425,7 +2602,7 @@ static void help(void) {
         printf("Usage: svmd-bench [--quick] [--json FILE] [--only SECTIONS] [--scale-max N] [--keep-timer-slack]\n"
                "                  [--isolation-ranges N] [--isolation-connections N]\n"
                "Measure svmd against in-process and IPC baselines in the same run (run under\n"
-               "svmd-harness --emulate-command). SECTIONS: floor,alloc,map,share,commit,concurrency,isolation,\n"
+               "svmd-harness --emulate-command). SECTIONS: floor,alloc,map,share,commit,pool,concurrency,isolation,\n"
                "restart,scale. --isolation-ranges N and --isolation-connections N size the isolation section's\n"
                "cases (a) and (b) (default 100000 and 2000, with --quick 1000 and 200).\n");
 }
@@ -2574,6 +2751,8 @@ int main(int argc, char *argv[]) {
                         section_share(realistic);
                 if (section_enabled("commit"))
                         section_commit(realistic);
+                if (section_enabled("pool") && c_direct)
+                        section_pool(realistic);
         }
         if (section_enabled("concurrency")) {
                 if (set_profile("realistic") < 0)

@@ -721,7 +721,7 @@ static void test_compat_0_1(svmd_client *c) {
 /* ---- async ---- */
 
 typedef struct AsyncState {
-        unsigned allocated, mapped, committed, failed;
+        unsigned allocated, mapped, committed, failed, done, done_failed;
         uint64_t ids[8];
         size_t n_ids;
         uint64_t commit_id;
@@ -747,6 +747,20 @@ static void on_mapped(svmd_client *c, int result, const svmd_error *error, void 
                 s->failed++;
         } else
                 s->mapped++;
+}
+
+/* Unmap and Free: count successes, and failures that are NoSuchRange. */
+static void on_done(svmd_client *c, int result, const svmd_error *error, void *userdata) {
+        AsyncState *s = userdata;
+
+        if (result < 0) {
+                ASSERT_EQ(result, -ENOENT);
+                ASSERT_STREQ(error->name, "org.svmd1.Error.NoSuchRange");
+                s->done_failed++;
+        } else {
+                ASSERT_NULL(error);
+                s->done++;
+        }
 }
 
 static void on_committed(svmd_client *c, int result, const svmd_op_result *results, size_t n,
@@ -811,9 +825,26 @@ static void test_async(svmd_client *c) {
         for (size_t i = 0; i < s.n_ids; i++) {
                 ASSERT_TRUE(range_listed(c, s.ids[i], &rg));
                 ASSERT_UEQ(rg.n_mapped, 2);
-                ASSERT_OK(svmd_free(c, s.ids[i], NULL));
         }
-        ASSERT_OK(svmd_free(c, s.commit_id, NULL));
+        /* Pipelined: every Unmap and Free in flight at once, one of them for a range that is not there. */
+        for (size_t i = 0; i < s.n_ids; i++) {
+                ASSERT_SVMD_OK(svmd_unmap_async(c, s.ids[i], &gpus[5], 1, on_done, &s, &e), &e);
+                ASSERT_SVMD_OK(svmd_free_async(c, s.ids[i], on_done, &s, &e), &e);
+        }
+        ASSERT_SVMD_OK(svmd_free_async(c, s.commit_id, on_done, &s, &e), &e);
+        ASSERT_SVMD_OK(svmd_free_async(c, UINT64_C(999999), on_done, &s, &e), &e);
+        ASSERT_UEQ(svmd_client_pending(c), 2 * s.n_ids + 2);
+        run_until_idle(c);
+        ASSERT_UEQ(s.done, 2 * s.n_ids + 1);
+        ASSERT_UEQ(s.done_failed, 1);
+        for (size_t i = 0; i < s.n_ids; i++)
+                ASSERT_FALSE(range_listed(c, s.ids[i], NULL));
+        ASSERT_FALSE(range_listed(c, s.commit_id, NULL));
+        r = svmd_free_async(c, 1, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_unmap_async(c, 1, gpus, SVMD_MAX_GPUS + 1, on_done, &s, &e);
+        ASSERT_SVMD_ERROR(r, &e, E2BIG, "org.freedesktop.DBus.Error.InvalidArgs");
+        ASSERT_UEQ(svmd_client_pending(c), 0);
 
         r = svmd_allocate_async(c, MiB, gpus[0], "vram", NULL, NULL, NULL, &e);
         ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
