@@ -69,7 +69,7 @@ static int property_get_vram(sd_bus *bus, const char *path, const char *interfac
 
         if (streq(property, "VramTotal"))
                 return sd_bus_message_append(reply, "t", total);
-        if (gpu_vram_available(g, &avail) < 0)
+        if (gpu_vram_available(g, GPU_AVAILABLE_MAX_AGE_USEC, &avail) < 0)
                 avail = 0;
         if (streq(property, "VramFree"))
                 return sd_bus_message_append(reply, "t", avail);

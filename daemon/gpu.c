@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <systemd/sd-event.h>
+
 #include "bus-util.h"
 #include "gpu.h"
 #include "kfd-ioctl.h"
@@ -40,14 +42,47 @@ Gpu *gpu_free(Gpu *g) {
         return NULL;
 }
 
-int gpu_vram_available(Gpu *g, uint64_t *ret) {
+/* Read AVAILABLE_MEMORY unless the last reading is younger than max_age_usec. */
+static int read_available(Gpu *g, uint64_t max_age_usec) {
         Manager *m = g->manager;
+        uint64_t now = 0, avail;
+        int r;
 
-        if (kfd_device_has_feature(m->kfd, KFD_FEATURE_AVAILABLE_MEMORY))
-                return kfd_available_memory(m->kfd_fd, g->gpu_id, ret);
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (g->available_read_usec != 0 && now >= g->available_read_usec &&
+            now - g->available_read_usec < max_age_usec)
+                return 0;
+        r = kfd_available_memory(m->kfd_fd, g->gpu_id, &avail);
+        if (r < 0)
+                return r;
+        g->available_read = avail;
+        g->allocated_at_read = g->vram_allocated;
+        g->available_read_usec = now ?: 1;
+        return 0;
+}
 
-        /* Before 1.9 the kernel cannot tell; what we allocated ourselves is the best we know. */
-        *ret = g->kfd->vram_size > g->vram_allocated ? g->kfd->vram_size - g->vram_allocated : 0;
+int gpu_vram_available(Gpu *g, uint64_t max_age_usec, uint64_t *ret) {
+        Manager *m = g->manager;
+        uint64_t total = g->kfd->vram_size, a;
+        int r;
+
+        if (!kfd_device_has_feature(m->kfd, KFD_FEATURE_AVAILABLE_MEMORY)) {
+                /* Before 1.9 the kernel cannot tell; what we allocated ourselves is the best we know. */
+                *ret = total > g->vram_allocated ? total - g->vram_allocated : 0;
+                return 0;
+        }
+        r = read_available(g, max_age_usec);
+        if (r < 0)
+                return r;
+        /* The reading, less what svmd allocated since, plus what it freed. */
+        a = g->available_read;
+        if (g->vram_allocated >= g->allocated_at_read) {
+                uint64_t more = g->vram_allocated - g->allocated_at_read;
+
+                a = a > more ? a - more : 0;
+        } else
+                a += g->allocated_at_read - g->vram_allocated;
+        *ret = MIN(a, total);
         return 0;
 }
 

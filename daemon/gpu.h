@@ -31,13 +31,25 @@ typedef struct Gpu {
         uint64_t vram_allocated;        /* VRAM ranges homed here */
         uint64_t gtt_allocated;         /* GTT and host ranges homed here */
         uint64_t bytes_mapped;          /* bytes of ranges mapped into this GPU's VM */
+
+        /* The kernel's AVAILABLE_MEMORY at the last reading, and svmd's own VRAM then. */
+        uint64_t available_read;
+        uint64_t allocated_at_read;
+        uint64_t available_read_usec;   /* CLOCK_MONOTONIC of the reading; 0: none yet */
 } Gpu;
+
+/* How old the free VRAM that ListGpus and the Gpu properties report may be (docs/architecture.md, "Free VRAM"). */
+#define GPU_AVAILABLE_MAX_AGE_USEC UINT64_C(1000000)
 
 int gpu_new(Gpu **ret, Manager *m, unsigned index, const KfdGpu *kfd);
 Gpu *gpu_free(Gpu *g);
 
-/* Free VRAM for new allocations: AVAILABLE_MEMORY where the kernel has it, else total − svmd's use. */
-int gpu_vram_available(Gpu *g, uint64_t *ret);
+/*
+ * Free VRAM for new allocations (docs/architecture.md, "Free VRAM"): the kernel's AVAILABLE_MEMORY,
+ * read again when the last reading is older than max_age_usec (0: always; UINT64_MAX: only if there
+ * is none), moved by what svmd allocated and freed since; before interface 1.9, total − svmd's use.
+ */
+int gpu_vram_available(Gpu *g, uint64_t max_age_usec, uint64_t *ret);
 
 /* Bit mask → "0x3a1f, 0x3a20" for messages. */
 char *gpu_mask_to_string(Manager *m, uint64_t mask, char *buf, size_t len);

@@ -243,7 +243,7 @@ static int method_list_gpus(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 Gpu *g = m->gpus[i];
                 uint64_t avail = 0;
 
-                if (gpu_vram_available(g, &avail) < 0)
+                if (gpu_vram_available(g, GPU_AVAILABLE_MAX_AGE_USEC, &avail) < 0)
                         avail = 0;
                 r = sd_bus_message_append(reply, "(uusstttq)", g->gpu_id, g->kfd->node_id, g->kfd->target,
                                           g->kfd->name, g->kfd->vram_size,

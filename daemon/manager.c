@@ -687,10 +687,17 @@ static int setup_gpus(Manager *m) {
         if (!m->gpus)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
+                uint64_t avail;
+
                 r = gpu_new(&m->gpus[i], m, (unsigned) i, kfd_device_get_gpu(m->kfd, i));
                 if (r < 0)
                         return r;
                 m->n_gpus++;
+                /* The first reading of free VRAM, before any allocation needs it. */
+                r = gpu_vram_available(m->gpus[i], 0, &avail);
+                if (r < 0)
+                        log_warning_errno(r, "GPU 0x%x: reading its free VRAM failed (%m); trying again at "
+                                          "the first allocation.", m->gpus[i]->gpu_id);
                 log_info("GPU 0x%x: %s (%s), %s VRAM, renderD%u, %s.", m->gpus[i]->gpu_id,
                          m->gpus[i]->kfd->target, m->gpus[i]->kfd->name,
                          FORMAT_BYTES(m->gpus[i]->kfd->vram_size), m->gpus[i]->kfd->drm_render_minor,

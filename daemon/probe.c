@@ -442,7 +442,7 @@ static void check_available_memory(Probe *p) {
                 r = kfd_available_memory(p->fd, g->gpu_id, &before);
                 if (r < 0) {
                         result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_FAIL,
-                               "svmd trusts the interface version and asks AVAILABLE_MEMORY before every VRAM allocation: they would fail.",
+                               "svmd trusts the interface version and reads AVAILABLE_MEMORY at start, for ListGpus and before refusing a VRAM allocation: those would fail.",
                                "AVAILABLE_MEMORY on GPU 0x%x failed: %s.", g->gpu_id, strerror(-r));
                         return;
                 }
@@ -467,14 +467,14 @@ static void check_available_memory(Probe *p) {
                         (void) scratch_free(p, h);
                 if (r < 0) {
                         result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_FAIL,
-                               "svmd asks AVAILABLE_MEMORY before every VRAM allocation: they would fail.",
+                               "svmd reads AVAILABLE_MEMORY at start, for ListGpus and before refusing a VRAM allocation: those would fail.",
                                "AVAILABLE_MEMORY on GPU 0x%x failed: %s.", g->gpu_id, strerror(-r));
                         return;
                 }
 
                 if (before > g->vram_size || before - during != PROBE_SZ_2M || after != before) {
                         result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_DIFFERS,
-                               "svmd shows the kernel's figure as FreeVram and checks requests against it; other processes on the node move it too.",
+                               "svmd shows the kernel's figure as VramFree, moved by the size of its own allocations between readings (at most a second apart for ListGpus): here that estimate is off by the difference until the next reading; the kernel still decides at ALLOC.",
                                "GPU 0x%x (%" PRIu64 " bytes of VRAM): %" PRIu64 " bytes available, %" PRIu64
                                " with a 2 MiB scratch buffer, %" PRIu64 " after freeing it (expected a 2 MiB drop and the same figure back).",
                                g->gpu_id, g->vram_size, before, during, after);
@@ -484,7 +484,7 @@ static void check_available_memory(Probe *p) {
         p->have_available_start = true;
 
         result(p, PROBE_CHECK_AVAILABLE_MEMORY, PROBE_PASS,
-               "svmd shows the kernel's figure as FreeVram and checks VRAM requests against it.",
+               "svmd shows the kernel's figure as VramFree and checks VRAM requests against it, moved by its own allocations between readings.",
                "%s: AVAILABLE_MEMORY is at most the VRAM size, drops by 2 MiB for a 2 MiB buffer and comes back when it is freed.",
                p->on_all);
 }

@@ -367,12 +367,17 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
 
         if (spec->domain == RANGE_DOMAIN_VRAM) {
                 uint64_t avail;
-                r = gpu_vram_available(home, &avail);
+
+                /* svmd's estimate first; only when it says no is the kernel asked again, so that a
+                 * refusal is never based on a stale figure. The kernel has the last word at ALLOC. */
+                need = size + pending->vram_per_gpu[spec->home];
+                r = gpu_vram_available(home, UINT64_MAX, &avail);
+                if (r >= 0 && need > avail)
+                        r = gpu_vram_available(home, 0, &avail);
                 if (r < 0)
                         return sd_bus_error_setf(error, transaction_kernel_error_name(r),
                                                  "Querying free VRAM of GPU 0x%x failed: %s.", home->gpu_id,
                                                  strerror(-r));
-                need = size + pending->vram_per_gpu[spec->home];
                 if (need > avail)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
                                                  "GPU 0x%x has %s of VRAM free; %s requested.", home->gpu_id,
