@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <jansson.h>
 
 #include "conf.h"
+#include "fd-slots.h"
 #include "macro.h"
 #include "size-util.h"
 
@@ -338,6 +340,10 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
                 return r;
         if ((v = json_object_get(obj, "fd-store-max")) && (r = parse_count(p, "fd-store-max", v, &c->limit_fd_store_max)) < 0)
                 return r;
+        if (c->limit_fd_store_max > FD_SLOTS_MAX)
+                return fail(p, -EINVAL, "fd-store-max", "\"fd-store-max\" is %" PRIu64 ", but a service manager hands "
+                            "back at most %u fds at a restart (their names fill LISTEN_FDNAMES)",
+                            c->limit_fd_store_max, FD_SLOTS_MAX);
         return parse_direct_limits(p, obj, c);
 }
 

@@ -51,7 +51,7 @@ typedef struct QuotaRule {
         QuotaLimits limits;
 } QuotaRule;
 
-#define CONFIG_DEFAULT_PERSISTENT_RANGES 16384U
+#define CONFIG_DEFAULT_PERSISTENT_RANGES 32768U
 #define CONFIG_DEFAULT_RANGES_PER_CLIENT 65536U
 #define CONFIG_DEFAULT_TOKENS_PER_CLIENT 256U
 /* Per quota scope and per range, whatever the number of connections (docs/svmd.conf.5). */
@@ -60,7 +60,7 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_TOKENS_PER_RANGE 64U
 #define CONFIG_DEFAULT_HOLDS_PER_RANGE 256U
 /* The shipped unit's FileDescriptorStoreMax= (systemd/svmd.service.in). */
-#define CONFIG_DEFAULT_FD_STORE_MAX 16384U
+#define CONFIG_DEFAULT_FD_STORE_MAX 32768U
 
 /*
  * The direct socket (docs/svmd.conf.5, "limits"): peers in total and per uid,

@@ -13,6 +13,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "fd-slots.h"
 #include "conf.h"
 #include "id-table.h"
 #include "kfd-device.h"
@@ -84,8 +85,9 @@ typedef struct Manager {
         QuotaTable *quotas;
         PolkitRegistry *polkit;
         uint64_t n_persistent;
-        uint64_t fdnames_bytes;         /* "range-<id>:" of every persistent range (LISTEN_FDNAMES) */
+        uint64_t fdnames_bytes;         /* "<name>:" of every fd in the fd store (LISTEN_FDNAMES) */
         uint64_t n_stored_fds;          /* fds svmd keeps in the fd store */
+        FdSlots fd_slots;               /* their names (fd-slots.h) */
 
         Journal *journal;               /* persistent ranges, for restarts */
         sd_event_source *compact_event; /* a compaction after the current request (persist.c) */

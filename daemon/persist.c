@@ -30,6 +30,7 @@
 #include "transaction.h"
 #include "va-space.h"
 
+/* Names of older versions, still recognized: "range-<id>". */
 #define FDNAME_PREFIX "range-"
 #define PAGE_SIZE_4K UINT64_C(4096)
 
@@ -68,6 +69,17 @@ static json_t *hold_to_json(uid_t uid, bool read_only) {
         return json_pack("{sIsb}", "uid", (json_int_t) uid, "read-only", read_only);
 }
 
+/* The name range r's fd has in the store. */
+static const char *stored_fd_name(Range *r, char buf[static 32]) {
+        char slot[FD_SLOT_NAME_MAX];
+
+        if (r->fd_slot == FD_SLOT_LEGACY)
+                snprintf(buf, 32, FDNAME_PREFIX "%" PRIu64, r->id);
+        else
+                snprintf(buf, 32, "%s", fd_slot_name(r->fd_slot, slot));
+        return buf;
+}
+
 static json_t *range_to_json(Range *r) {
         Manager *m = r->manager;
         json_t *tokens = json_array(), *holders = json_array(), *o;
@@ -96,6 +108,11 @@ static json_t *range_to_json(Range *r) {
                                                           r->owner->unit, "cgroup", r->owner->cgroup));
         if (r->label)
                 json_object_set_new(o, "label", json_string(r->label));
+        if (r->fd_stored) {
+                char name[32];
+
+                json_object_set_new(o, "fd", json_string(stored_fd_name(r, name)));
+        }
         if (r->request_id)
                 json_object_set_new(o, "request-id", json_string(r->request_id));
         if (r->request_id && r->request_digest != 0) {
@@ -114,17 +131,27 @@ static json_t *range_to_json(Range *r) {
 
 int persist_store_fd(Manager *m, Range *r, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
-        char msg[64];
+        char msg[64], name[32];
+        uint32_t slot;
         int k;
 
         if (!m->fdstore || r->fd_stored)
                 return 0;
-        k = range_export_fd(r, false, &fd, error);
+        k = fd_slots_take(&m->fd_slots, &slot);
         if (k < 0)
+                return sd_bus_error_set_errnof(error, k, "The fd store has no name left for range %" PRIu64
+                                               "'s fd (%u are in use, the most LISTEN_FDNAMES can pass).",
+                                               r->id, FD_SLOTS_MAX);
+        k = range_export_fd(r, false, &fd, error);
+        if (k < 0) {
+                fd_slots_release(&m->fd_slots, slot);
                 return k;
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, r->id);
+        }
+        r->fd_slot = slot;
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", stored_fd_name(r, name));
         k = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
         if (k <= 0) {
+                fd_slots_release(&m->fd_slots, slot);
                 k = k < 0 ? k : -ENOTCONN;
                 return sd_bus_error_set_errnof(error, k, "Handing range %" PRIu64 "'s fd to the service manager's "
                                                "fd store failed (%s); the range could not survive a restart.",
@@ -132,20 +159,21 @@ int persist_store_fd(Manager *m, Range *r, sd_bus_error *error) {
         }
         r->fd_stored = true;
         m->n_stored_fds++;
+        m->fdnames_bytes += strlen(name) + 1;
         return 0;
 }
 
 void persist_remove_fd(Manager *m, Range *r) {
+        char name[32];
+
         if (!r->fd_stored)
                 return;
         r->fd_stored = false;
         m->n_stored_fds--;
-        (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, r->id);
-}
-
-static void remove_fd_by_id(Manager *m, uint64_t id) {
-        if (m->fdstore)
-                (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDNAME_PREFIX "%" PRIu64, id);
+        (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", stored_fd_name(r, name));
+        m->fdnames_bytes -= strlen(name) + 1;
+        if (r->fd_slot != FD_SLOT_LEGACY)
+                fd_slots_release(&m->fd_slots, r->fd_slot);
 }
 
 /* ---- journal batches ---- */
@@ -538,12 +566,41 @@ static int replay_change(json_t *changes, void *userdata) {
         return 0;
 }
 
+/* How a stored fd is found: by its slot name, by the "range-<id>" of older versions, or not at all. */
+typedef enum StoredFdKind {
+        STORED_FD_SLOT,
+        STORED_FD_LEGACY,
+        STORED_FD_UNKNOWN,
+} StoredFdKind;
+
 typedef struct StoredFd {
-        uint64_t id;            /* from "range-<id>"; 0 for other names */
+        StoredFdKind kind;
+        uint64_t key;           /* the slot, or the range id of a legacy name */
         char *name;
         int fd;
         bool claimed;
 } StoredFd;
+
+static StoredFdKind parse_fd_name(const char *name, uint64_t *ret_key) {
+        uint32_t slot;
+        char *end;
+
+        *ret_key = 0;
+        if (!name)
+                return STORED_FD_UNKNOWN;
+        if (fd_slot_from_name(name, &slot)) {
+                *ret_key = slot;
+                return STORED_FD_SLOT;
+        }
+        if (strncmp(name, FDNAME_PREFIX, strlen(FDNAME_PREFIX)) == 0) {
+                errno = 0;
+                *ret_key = strtoull(name + strlen(FDNAME_PREFIX), &end, 10);
+                if (errno == 0 && *end == '\0' && *ret_key > 0)
+                        return STORED_FD_LEGACY;
+        }
+        *ret_key = 0;
+        return STORED_FD_UNKNOWN;
+}
 
 static int listen_fds(StoredFd **ret, size_t *ret_n) {
         _cleanup_free_ StoredFd *fds = NULL;
@@ -565,17 +622,10 @@ static int listen_fds(StoredFd **ret, size_t *ret_n) {
         }
         for (int i = 0; i < n; i++) {
                 const char *name = names ? names[i] : NULL;
-                char *end;
 
                 fds[i].fd = SD_LISTEN_FDS_START + i;
-                fds[i].id = 0;
+                fds[i].kind = parse_fd_name(name, &fds[i].key);
                 fds[i].name = name ? strdup(name) : NULL;
-                if (name && strncmp(name, FDNAME_PREFIX, strlen(FDNAME_PREFIX)) == 0) {
-                        errno = 0;
-                        fds[i].id = strtoull(name + strlen(FDNAME_PREFIX), &end, 10);
-                        if (errno != 0 || *end != '\0')
-                                fds[i].id = 0;
-                }
                 (void) fcntl(fds[i].fd, F_SETFD, FD_CLOEXEC);
         }
         for (int i = 0; names && names[i]; i++)
@@ -586,31 +636,48 @@ static int listen_fds(StoredFd **ret, size_t *ret_n) {
         return n;
 }
 
-/* By id, then in the order the store passed them (fd numbers follow it): the first of equal names wins. */
+/* By kind and key, then in the order the store passed them (fd numbers follow it): the first of equal names wins. */
 static int cmp_stored_fd(const void *a, const void *b) {
         const StoredFd *x = a, *y = b;
 
-        if (x->id != y->id)
-                return x->id < y->id ? -1 : 1;
+        if (x->kind != y->kind)
+                return x->kind < y->kind ? -1 : 1;
+        if (x->key != y->key)
+                return x->key < y->key ? -1 : 1;
         return (x->fd > y->fd) - (x->fd < y->fd);
 }
 
-/* The first unclaimed fd named "range-<id>" in fds sorted by cmp_stored_fd(): O(log n), not a scan per record. */
-static StoredFd *find_stored_fd(StoredFd *fds, size_t n_fds, uint64_t id) {
+/* The first unclaimed fd of that kind and key in fds sorted by cmp_stored_fd(): O(log n), not a scan per record. */
+static StoredFd *find_stored_fd(StoredFd *fds, size_t n_fds, StoredFdKind kind, uint64_t key) {
+        const StoredFd want = { .kind = kind, .key = key, .fd = -1 };
         size_t lo = 0, hi = n_fds;
 
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
 
-                if (fds[mid].id < id)
+                if (cmp_stored_fd(&fds[mid], &want) < 0)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        for (; lo < n_fds && fds[lo].id == id; lo++)
+        for (; lo < n_fds && fds[lo].kind == kind && fds[lo].key == key; lo++)
                 if (!fds[lo].claimed)
                         return &fds[lo];
         return NULL;
+}
+
+/* The stored fd a record names: "fd" since names became slots, "range-<id>" before. */
+static StoredFd *find_record_fd(StoredFd *fds, size_t n_fds, uint64_t id, json_t *rec) {
+        const char *name = json_string_value(json_object_get(rec, "fd"));
+        StoredFdKind kind = STORED_FD_LEGACY;
+        uint64_t key = id;
+
+        if (name) {
+                kind = parse_fd_name(name, &key);
+                if (kind == STORED_FD_UNKNOWN || (kind == STORED_FD_LEGACY && key != id))
+                        return NULL;
+        }
+        return find_stored_fd(fds, n_fds, kind, key);
 }
 
 static int json_u64(json_t *o, const char *key, uint64_t *ret) {
@@ -807,7 +874,7 @@ static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
         return 0;
 }
 
-static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, char **reason) {
+static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, uint32_t fd_slot, char **reason) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         uint64_t id, va, size, flags = 0, mask = 0, home_id;
@@ -908,8 +975,16 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, char *
                 return k;
         }
         /* Its fd stays in the store, named as before. */
-        r->fd_stored = m->fdstore;
-        m->n_stored_fds += m->fdstore;
+        if (m->fdstore) {
+                char name[32];
+
+                r->fd_stored = true;
+                r->fd_slot = fd_slot;
+                m->n_stored_fds++;
+                m->fdnames_bytes += strlen(stored_fd_name(r, name)) + 1;
+                if (fd_slot != FD_SLOT_LEGACY)
+                        (void) fd_slots_claim(&m->fd_slots, fd_slot);  /* its name is unique: found once */
+        }
         return restore_tokens_and_holders(m, r, rec);
 }
 
@@ -1013,12 +1088,14 @@ int persist_setup(Manager *m) {
                 StoredFd *stored = NULL;
 
                 snprintf(idkey, sizeof(idkey), "%" PRIu64, ids[i]);
-                stored = find_stored_fd(fds, n_fds, ids[i]);
+                stored = find_record_fd(fds, n_fds, ids[i], json_object_get(rec.ranges, idkey));
                 if (!stored)
                         k = asprintf(&reason, "its fd is missing from the fd store") < 0 ? -ENOMEM : -ENOENT;
                 else {
                         stored->claimed = true;
-                        k = restore_one(m, ids[i], json_object_get(rec.ranges, idkey), stored->fd, &reason);
+                        k = restore_one(m, ids[i], json_object_get(rec.ranges, idkey), stored->fd,
+                                        stored->kind == STORED_FD_SLOT ? (uint32_t) stored->key : FD_SLOT_LEGACY,
+                                        &reason);
                         /* Done with it now (a host range keeps a copy): at no time twice as many fds. */
                         stored->fd = safe_close(stored->fd);
                 }
@@ -1026,9 +1103,9 @@ int persist_setup(Manager *m) {
                         out_of_memory = true;
                         break;
                 }
-                if (k < 0)
-                        remove_fd_by_id(m, ids[i]);
-                else
+                if (k < 0 && stored && stored->name && m->fdstore)
+                        (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", stored->name);
+                else if (k >= 0)
                         restored++;
                 /* Done with its record: freeing 10^4 records in one go at the end cost about 60 ms
                  * (glibc consolidating the freed chunks), freeing each here far less. */
@@ -1076,6 +1153,7 @@ int persist_setup(Manager *m) {
 }
 
 void persist_done(Manager *m) {
+        fd_slots_done(&m->fd_slots);
         m->compact_event = sd_event_source_disable_unref(m->compact_event);
         m->journal = journal_free(m->journal);
         for (size_t i = 0; i < m->n_lost; i++)

@@ -167,22 +167,6 @@ static uint64_t done_mask(Manager *m, const uint32_t *ids, uint32_t done) {
         return mask;
 }
 
-/* What a range adds to LISTEN_FDNAMES: "range-<id>" and a separator. */
-static uint64_t fdname_bytes(uint64_t id) {
-        char buf[32];
-
-        return (uint64_t) snprintf(buf, sizeof(buf), "range-%" PRIu64 ":", id);
-}
-
-/*
- * A service manager passes the fd store back in one environment string,
- * LISTEN_FDNAMES, and the kernel takes no string longer than MAX_ARG_STRLEN
- * (128 KiB) for exec: past it svmd could not be started again at all. That,
- * not FileDescriptorStoreMax=, bounds persistent ranges (about 10 000 ids of
- * five digits).
- */
-#define FDNAMES_MAX (131072U - sizeof("LISTEN_FDNAMES="))
-
 void range_account(Range *range, int sign) {
         Manager *m = range->manager;
         Gpu *g = m->gpus[range->home];
@@ -190,12 +174,8 @@ void range_account(Range *range, int sign) {
 
         if (range->owner)
                 usage_add(&range->owner->scope->usage, range->domain == RANGE_DOMAIN_VRAM, range->home, range->size, sign);
-        if (range->persistent) {
-                uint64_t l = fdname_bytes(range->id);
-
+        if (range->persistent)
                 m->n_persistent = sign > 0 ? m->n_persistent + 1 : m->n_persistent - 1;
-                m->fdnames_bytes = sign > 0 ? m->fdnames_bytes + l : m->fdnames_bytes - l;
-        }
 
         if (sign > 0) {
                 *counter += range->size;
@@ -255,8 +235,11 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
                                          "This connection owns %" PRIu64 " ranges; at most %" PRIu64 " are allowed per client.",
                                          spec->client->n_ranges, m->config.limit_ranges_per_client);
         }
+        /* A service manager passes the fd store back in one environment string, LISTEN_FDNAMES, which
+         * the kernel caps: past it svmd could not be started again at all (fd-slots.h). */
         if (req.persistent > 0 && m->fdstore &&
-            m->fdnames_bytes + req.persistent * fdname_bytes(m->next_range_id + req.ranges) > FDNAMES_MAX) {
+            (m->n_stored_fds + req.persistent > FD_SLOTS_MAX ||
+             m->fdnames_bytes + req.persistent * FD_SLOT_NAME_MAX > FD_STORE_NAMES_BYTES_MAX)) {
                 manager_emit_quota_exceeded(m, scope, "persistent-ranges");
                 return sd_bus_error_setf(error, SVMD_ERROR_QUOTA_EXCEEDED,
                                          "The node keeps %" PRIu64 " persistent ranges, as many as the service manager can "

@@ -94,6 +94,7 @@ struct Range {
         bool want_gone;         /* degraded: repair frees it */
         bool svm_accounted;     /* svm: counted in the allocation totals */
         uint64_t want_mapped;   /* degraded: where repair is heading */
+        uint32_t fd_slot;       /* fd_stored: its name there (fd-slots.h); FD_SLOT_LEGACY: "range-<id>" */
 
         bool owner_detached;    /* freed by its owner while holders remain */
         int memfd;              /* host, svm: the backing; -EBADF otherwise */

@@ -92,7 +92,7 @@ def test_status():
     assert set(s) == {"version", "kfd_version", "gpus", "ranges", "bytes_allocated", "clients", "direct", "xnack",
                       "n_lost", "lost", "runtime_free", "runtime_size", "stored_fds", "fd_store_max"}
     # What persistent ranges depend on: the runtime directory's space and the fd store.
-    assert 0 < s["runtime_free"] <= s["runtime_size"] and s["fd_store_max"] == 16384, s
+    assert 0 < s["runtime_free"] <= s["runtime_size"] and s["fd_store_max"] == 32768, s
     assert re.search(r"^\s*Journal: .* free of .* in the runtime directory", p.stdout, re.M), p.stdout
     assert s["n_lost"] == 0 and s["lost"] == []
     # The emulated KFD process starts with XNACK off.

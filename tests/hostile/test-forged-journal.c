@@ -111,7 +111,10 @@ int main(void) {
         changes = json_array();
         ASSERT_TRUE(changes);
         for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *fdname = test_fd_store_name(f[i].id);
+
                 rec = record(f[i].id, f[i].va);
+                json_object_set_new(rec, "fd", json_string(fdname));
                 switch (i) {
                 case 0:
                         json_object_set_new(rec, "va", json_integer((json_int_t) a_va));
@@ -154,9 +157,9 @@ int main(void) {
                         snprintf(want, sizeof(want), "%s/not-a-memfd", getenv("SVMD_TEST_DIR"));
                         fd = open(want, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
                         ASSERT_TRUE(fd >= 0 && ftruncate(fd, (off_t) PAGES(4)) == 0);
-                        snprintf(want, sizeof(want), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, f[i].id);
+                        snprintf(want, sizeof(want), "FDSTOREREMOVE=1\nFDNAME=%s", fdname);
                         test_notify(want, -1);
-                        snprintf(want, sizeof(want), "FDSTORE=1\nFDNAME=range-%" PRIu64, f[i].id);
+                        snprintf(want, sizeof(want), "FDSTORE=1\nFDNAME=%s", fdname);
                         test_notify(want, fd);
                         close(fd);
                         break;

@@ -242,9 +242,11 @@ static void test_restored(void) {
                 ASSERT_TRUE(old >= 0);
                 ASSERT_OK(ftruncate(old, (off_t) MiB) < 0 ? -errno : 0);
                 fill(old, MiB, (uint8_t) (0x30 + i));
-                snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, id[i]);
+                _cleanup_free_ char *fdname = test_fd_store_name(id[i]);
+
+                snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", fdname);
                 test_notify(msg, -1);
-                snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=range-%" PRIu64, id[i]);
+                snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", fdname);
                 test_notify(msg, old);
                 close(old);
         }

@@ -449,6 +449,59 @@ char *test_svmd_log(void) {
         return buf;
 }
 
+/* Keep rec in *latest if it is range id's. */
+static void take_record(json_t *rec, uint64_t id, json_t **latest) {
+        json_t *rid = json_object_get(rec, "id");
+
+        if (!json_is_integer(rid) || (uint64_t) json_integer_value(rid) != id)
+                return;
+        json_decref(*latest);
+        *latest = json_incref(rec);
+}
+
+json_t *test_range_record(uint64_t id) {
+        char path[4096], idkey[32], *line = NULL;
+        const char *dir = getenv("SVMD_RUNTIME_DIR");
+        json_t *v, *latest = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        ASSERT_NOT_NULL(dir);
+        snprintf(idkey, sizeof(idkey), "%" PRIu64, id);
+        snprintf(path, sizeof(path), "%s/snapshot.json", dir);
+        v = json_load_file(path, 0, NULL);
+        take_record(json_object_get(json_object_get(v, "ranges"), idkey), id, &latest);
+        json_decref(v);
+
+        snprintf(path, sizeof(path), "%s/journal", dir);
+        f = fopen(path, "re");
+        while (f && getline(&line, &len, f) > 0) {
+                json_t *change;
+                size_t i;
+
+                v = json_loads(line, 0, NULL);
+                json_array_foreach(json_object_get(v, "changes"), i, change)
+                        take_record(json_object_get(change, "range"), id, &latest);
+                json_decref(v);
+        }
+        if (f)
+                fclose(f);
+        free(line);
+        ASSERT_NOT_NULL(latest);
+        return latest;
+}
+
+char *test_fd_store_name(uint64_t id) {
+        json_t *rec = test_range_record(id);
+        char *name;
+
+        ASSERT_TRUE(json_is_string(json_object_get(rec, "fd")));
+        name = strdup(json_string_value(json_object_get(rec, "fd")));
+        json_decref(rec);
+        ASSERT_NOT_NULL(name);
+        return name;
+}
+
 void test_notify(const char *msg, int fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char control[CMSG_SPACE(sizeof(int))] = {};

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
 #include <systemd/sd-bus.h>
 
 #include "emu-kernel.h"
@@ -105,6 +106,10 @@ char *test_svmd_log(void);
 
 /* Speak to the fd store as svmd would (svmd-harness plays systemd): msg, and fd if ≥ 0. */
 void test_notify(const char *msg, int fd);
+/* Range id's record as svmd last wrote it (snapshot.json, then the journal's lines); aborts if there is none. */
+json_t *test_range_record(uint64_t id);
+/* The name svmd gave range id's fd in the fd store (its record's "fd"); aborts if no record names one. */
+char *test_fd_store_name(uint64_t id);
 
 /* Drop to uid (and gid) for good: a forked child that plays another tenant. */
 void test_become(uid_t uid);

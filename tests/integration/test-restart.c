@@ -10,6 +10,7 @@
  * reported clearly and nothing else is lost.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -178,7 +179,8 @@ static void test_ranges_survive_kill(void) {
 }
 
 static void test_bad_journal_and_fds(void) {
-        _cleanup_free_ char *list_before = NULL, *list_after = NULL, *lost = NULL, *journal = NULL;
+        _cleanup_free_ char *list_before = NULL, *list_after = NULL, *lost = NULL, *journal = NULL, *b_name = NULL,
+                            *c_name = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         uint64_t a, b, c;
         char name[64];
@@ -197,13 +199,15 @@ static void test_bad_journal_and_fds(void) {
         fclose(f);
 
         /* b's fd goes missing; c's is replaced by one of the wrong size; a stray one appears. */
-        snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, b);
+        b_name = test_fd_store_name(b);
+        c_name = test_fd_store_name(c);
+        snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=%s", b_name);
         notify(name, -1);
-        snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=range-%" PRIu64, c);
+        snprintf(name, sizeof(name), "FDSTOREREMOVE=1\nFDNAME=%s", c_name);
         notify(name, -1);
         fd = memfd_create("wrong-size", MFD_CLOEXEC);
         ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0);
-        snprintf(name, sizeof(name), "FDSTORE=1\nFDNAME=range-%" PRIu64, c);
+        snprintf(name, sizeof(name), "FDSTORE=1\nFDNAME=%s", c_name);
         notify(name, fd);
         close(fd);
         fd = memfd_create("stray", MFD_CLOEXEC);
@@ -232,6 +236,78 @@ static void test_bad_journal_and_fds(void) {
         ASSERT_STREQ(lost, "");
         r = test_call(T.bus, "Free", &error, NULL, "t", a);
         ASSERT_BUS_OK(r, &error);
+}
+
+/* How many fds of the fd store (svmd-harness keeps it: our parent) are files whose path starts with what. */
+static int store_holds(const char *what) {
+        char dir[64], path[512], target[256];
+        struct dirent *de;
+        int n = 0;
+        DIR *d;
+
+        snprintf(dir, sizeof(dir), "/proc/%d/fd", (int) getppid());
+        d = opendir(dir);
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d))) {
+                ssize_t len;
+
+                snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+                len = readlink(path, target, sizeof(target) - 1);
+                if (len <= 0)
+                        continue;
+                target[len] = '\0';
+                n += strncmp(target, what, strlen(what)) == 0;
+        }
+        closedir(d);
+        return n;
+}
+
+/*
+ * Older versions named a range's fd "range-<id>" and wrote no "fd" into its record: such a record
+ * finds its fd, and freeing the range takes that name out of the store.
+ */
+static void test_legacy_fd_name(void) {
+        _cleanup_free_ char *journal = NULL, *slot = NULL, *line = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char msg[128], legacy[64];
+        json_t *rec, *l;
+        uint64_t d;
+        FILE *f;
+        int fd, r;
+
+        d = allocate("host", 4 * 4096, 0, true, false, 0, NULL);
+        rec = test_range_record(d);
+        slot = strdup(json_string_value(json_object_get(rec, "fd")));
+        ASSERT_NOT_NULL(slot);
+        ASSERT_OK(json_object_del(rec, "fd"));
+        l = json_pack("{sIs[{ssso}]}", "seq", (json_int_t) 1000000000, "changes", "op", "put", "range", rec);
+        ASSERT_NOT_NULL(l);
+        line = json_dumps(l, JSON_COMPACT);
+        json_decref(l);
+        ASSERT_TRUE(asprintf(&journal, "%s/journal", getenv("SVMD_RUNTIME_DIR")) >= 0);
+        f = fopen(journal, "ae");
+        ASSERT_TRUE(f);
+        fprintf(f, "%s\n", line);
+        fclose(f);
+
+        snprintf(legacy, sizeof(legacy), "range-%" PRIu64, d);
+        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", slot);
+        notify(msg, -1);
+        fd = memfd_create("legacy", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ASSERT_TRUE(fd >= 0 && ftruncate(fd, 4 * 4096) == 0);
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", legacy);
+        notify(msg, fd);
+        close(fd);
+
+        test_kill_and_wait_restart(&T);
+        ASSERT_TRUE(exists(d));
+        ASSERT_EQ(store_holds("/memfd:legacy"), 1);
+        r = test_call(T.bus, "Free", &error, NULL, "t", d);
+        ASSERT_BUS_OK(r, &error);
+        /* Freed: the store (svmd-harness, our parent) let go of the fd named "range-<id>". */
+        ASSERT_EQ(store_holds("/memfd:legacy"), 0);
+        test_kill_and_wait_restart(&T);
+        ASSERT_FALSE(exists(d));
 }
 
 /* Every buffer gone once its ranges are freed: nothing (the fd store's copies, stray fds) keeps one. */
@@ -281,6 +357,9 @@ int main(void) {
         test_ranges_survive_kill();
         printf("ok\ntest bad_journal_and_fds ... ");
         test_bad_journal_and_fds();
+        printf("test legacy_fd_name ... ");
+        test_legacy_fd_name();
+        printf("ok\n");
         printf("ok\ntest nothing_left ... ");
         test_nothing_left();
         printf("ok\n");

@@ -190,6 +190,12 @@ static void test_fd_store_max(void) {
         ASSERT_TRUE(config_parse("{ \"limits\": { \"fd-store-max\": -3 } }", "t", &c, &error) < 0);
         ASSERT_TRUE(error && strstr(error, "fd-store-max"));
         free(error);
+        error = NULL;
+        ASSERT_OK(config_parse("{ \"limits\": { \"fd-store-max\": 32768 } }", "t", &c, &error));
+        config_done(&c);
+        ASSERT_TRUE(config_parse("{ \"limits\": { \"fd-store-max\": 32769 } }", "t", &c, &error) < 0);
+        ASSERT_TRUE(error && strstr(error, "LISTEN_FDNAMES"));
+        free(error);
 }
 
 int main(void) {

@@ -12,7 +12,7 @@ check_output "under a seccomp filter" '^Seccomp:[[:space:]]+2$' cat "/proc/$pid/
 check_output "STATUS= counts the 4 GPUs" '^4 GPUs' systemctl show -P StatusText svmd.service
 check_output "/run/svmd is its runtime directory" '^directory 755 svmd$' stat -c '%F %a %U' /run/svmd
 check_output "everyone may connect to /run/svmd/io.socket" '^socket 666$' stat -c '%F %a' /run/svmd/io.socket
-check_output "the fd store holds up to 16384 fds" '^16384$' systemctl show -P FileDescriptorStoreMax svmd.service
+check_output "the fd store holds up to 32768 fds" '^32768$' systemctl show -P FileDescriptorStoreMax svmd.service
 check_output "the watchdog is on" '^30s$' systemctl show -P WatchdogUSec svmd.service
 check_output "systemd-analyze security: exposure at most 1.5" 'Overall exposure level' \
         systemd-analyze security --no-pager --threshold=15 svmd.service
