@@ -307,11 +307,17 @@ static int user_range_mapped(uint64_t start, uint64_t len) {
 static bool reserve_fits(EmuKernel *k, uint32_t domain, int g, uint64_t size) {
         EmuArena *a = k->a;
 
-        /* amdgpu_amdkfd_reserve_mem_limit: GTT and userptr against the system limit, VRAM per GPU. */
+        /*
+         * amdgpu_amdkfd_reserve_mem_limit() on a dGPU, by the first flag: GTT counts against both the
+         * system limit and the TTM limit (half of RAM), USERPTR against the system limit only, VRAM
+         * against the GPU's VRAM less the page-table estimate (emu_gpu_vram_limit()). DOORBELL and
+         * MMIO_REMAP count against nothing. The kernel refuses with -ENOMEM.
+         */
         switch (domain) {
         case EMU_DOMAIN_VRAM:
-                return a->gpus[g].vram_used + size <= a->gpus[g].vram_total;
+                return a->gpus[g].vram_used + size <= emu_gpu_vram_limit(a, &a->gpus[g]);
         case EMU_DOMAIN_GTT:
+                return a->system_used + size <= a->system_limit && a->ttm_used + size <= a->ttm_limit;
         case EMU_DOMAIN_USERPTR:
                 return a->system_used + size <= a->system_limit;
         default:
@@ -437,7 +443,9 @@ static int ioctl_alloc(EmuCall *c, void *data) {
                 break;
         case EMU_DOMAIN_GTT:
                 bo->acct_system = size;
+                bo->acct_ttm = size;
                 a->system_used += size;
+                a->ttm_used += size;
                 a->gpus[g].gtt_used += size;
                 break;
         case EMU_DOMAIN_USERPTR:
@@ -953,15 +961,9 @@ static int ioctl_available_memory(EmuCall *c, void *data) {
         if (g < 0)
                 r = -EINVAL;
         else {
-                EmuGpu *gpu = &k->a->gpus[g];
-                uint64_t avail = 0;
-
                 /* The asynchronous releases the kernel would have finished by now. */
                 emu_reap(k);
-                /* amdgpu_amdkfd_get_available_memory (dGPU): rounded down to 2 MiB, never negative. */
-                if (gpu->vram_total > gpu->vram_used_aligned)
-                        avail = (gpu->vram_total - gpu->vram_used_aligned) & ~(EMU_VRAM_ALIGN - 1);
-                args->available = avail;
+                args->available = emu_gpu_available(k->a, &k->a->gpus[g]);
         }
         emu_unlock(k);
         return r;

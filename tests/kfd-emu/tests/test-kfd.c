@@ -860,6 +860,91 @@ static void test_vram_accounting_is_node_wide(void) {
         test_kfd_close(&k);
 }
 
+#define SZ_1G (1ULL << 30)
+
+/*
+ * amdgpu_amdkfd_reserve_mem_limit(): GTT counts against the TTM limit too, which is half of RAM
+ * (amdgpu_amdkfd_gpuvm_init_mem_limits(), ttm_tt_pages_limit()). mi250-4 has 512 GiB of RAM: four
+ * 64 GiB GTT buffers fill the 256 GiB, a fifth or even one more page fails with ENOMEM, although
+ * the system limit (RAM − RAM/64 − 1.5 GiB) has room. USERPTR counts against the system limit only.
+ */
+static void test_gtt_limited_by_ttm(void) {
+        const uint64_t ttm_limit = 256 * SZ_1G;
+        TestKfd k;
+        uint64_t h[5], small, uh, addr, va;
+        void *p;
+
+        test_kfd_open(&k, true);
+        va = test_va(&k, SZ_2M);
+        for (unsigned i = 0; i < 3; i++, va += 64 * SZ_1G)
+                ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), va, 64 * SZ_1G, GTT_FLAGS, &h[i], NULL));
+        /* Up to the byte: the fourth buffer ends one page below the limit, one more page fits. */
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), va, 64 * SZ_1G - SZ_4K, GTT_FLAGS, &h[3], NULL));
+        va += 64 * SZ_1G;
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 1), va, SZ_4K, GTT_FLAGS, &small, NULL));
+        va += SZ_2M;
+        /* The limit is node-wide: every GPU's GTT counts. */
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 2), va, SZ_4K, GTT_FLAGS, &h[4], NULL), ENOMEM);
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 0), va, 64 * SZ_1G, GTT_FLAGS, &h[4], NULL), ENOMEM);
+
+        /* USERPTR is not TTM memory: 4 GiB more of it fit under the system limit. */
+        p = mmap(NULL, 4 * SZ_1G, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        ASSERT_TRUE(p != MAP_FAILED);
+        addr = (uintptr_t) p;
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), addr, 4 * SZ_1G, USERPTR_FLAGS, &uh, &addr));
+
+        /* Freeing one page of GTT lets one page in again, and nothing more. */
+        ASSERT_OK(test_free(&k, small));
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 3), va, SZ_4K, GTT_FLAGS, &small, NULL));
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 3), va + SZ_2M, SZ_4K, GTT_FLAGS, &h[4], NULL), ENOMEM);
+
+        ASSERT_OK(test_free(&k, uh));
+        ASSERT_OK(test_free(&k, small));
+        for (unsigned i = 0; i < 4; i++)
+                ASSERT_OK(test_free(&k, h[i]));
+        /* All released: the whole limit again. */
+        va = test_va(&k, SZ_2M);
+        for (unsigned i = 0; i < 4; i++, va += ttm_limit / 4)
+                ASSERT_OK(test_alloc(&k, gpu_id(&k, i), va, ttm_limit / 4, GTT_FLAGS, &h[i], NULL));
+        for (unsigned i = 0; i < 4; i++)
+                ASSERT_OK(test_free(&k, h[i]));
+        munmap(p, 4 * SZ_1G);
+        test_kfd_close(&k);
+}
+
+/*
+ * VRAM KFD may use: vram_size − ESTIMATE_PT_SIZE(amdgpu_amdkfd_total_mem_size) (− pinned − RAS, 0
+ * here), in amdgpu_amdkfd_reserve_mem_limit() and amdgpu_amdkfd_get_available_memory() alike. An
+ * idle GPU never reports all of its VRAM; allocations fit up to the byte, the next page is ENOMEM.
+ */
+static void check_vram_limit(uint64_t reserved_for_pt) {
+        TestKfd k;
+        uint64_t vram, avail, h, h2;
+
+        test_kfd_open(&k, true);
+        vram = k.topo.gpus[0].vram_size;
+        ASSERT_OK(test_available(&k, gpu_id(&k, 0), &avail));
+        ASSERT_EQ(avail, vram - reserved_for_pt);
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), test_va(&k, SZ_2M), vram - reserved_for_pt, VRAM_FLAGS, &h, NULL));
+        ASSERT_OK(test_available(&k, gpu_id(&k, 0), &avail));
+        ASSERT_EQ(avail, 0);
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 0), test_va(&k, SZ_2M), SZ_4K, VRAM_FLAGS, &h2, NULL), ENOMEM);
+        ASSERT_OK(test_free(&k, h));
+        ASSERT_OK(test_available(&k, gpu_id(&k, 0), &avail));
+        ASSERT_EQ(avail, vram - reserved_for_pt);
+        test_kfd_close(&k);
+}
+
+/* gfx1100-1: (64 GiB RAM + 24 GiB VRAM) >> 14 is 5.5 MiB, under the AMDGPU_VM_RESERVED_VRAM floor. */
+static void test_vram_limit_pt_estimate_floor(void) {
+        check_vram_limit(8ULL << 20);
+}
+
+/* mi300x-8: (512 GiB RAM + 8 × 192 GiB VRAM) >> 14 = 128 MiB on each GPU. */
+static void test_vram_limit_pt_estimate_scaled(void) {
+        check_vram_limit(128ULL << 20);
+}
+
 /* ---- §2.8 MAP ---- */
 
 static void test_map_n_devices_zero_einval(void) {
@@ -2300,6 +2385,9 @@ static const TestCase tests[] = {
         TEST(test_alloc_svm_overlap_eaddrinuse),
         TEST(test_available_memory_2mib_units),
         TEST(test_vram_accounting_is_node_wide),
+        TEST(test_gtt_limited_by_ttm),
+        TEST(test_vram_limit_pt_estimate_floor),
+        TEST(test_vram_limit_pt_estimate_scaled),
         TEST(test_map_n_devices_zero_einval),
         TEST(test_map_bad_handle_enomem),
         TEST(test_map_already_mapped_is_noop),
