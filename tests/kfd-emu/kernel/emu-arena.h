@@ -120,6 +120,7 @@ typedef struct EmuPdd {
         uint32_t policy_set;
         uint32_t default_policy, alternate_policy, misc_process_flag;
         uint64_t alt_base, alt_size;
+        uint64_t scratch_backing_va;    /* qpd.sh_hidden_private_base: SET_SCRATCH_BACKING_VA */
         uint32_t n_handles;
 } EmuPdd;
 

@@ -42,6 +42,9 @@ typedef struct EmuIoctl {
 } EmuIoctl;
 
 static int ioctl_get_version(EmuCall *c, void *data);
+static int ioctl_get_clock_counters(EmuCall *c, void *data);
+static int ioctl_set_scratch_backing_va(EmuCall *c, void *data);
+static int ioctl_get_tile_config(EmuCall *c, void *data);
 static int ioctl_set_memory_policy(EmuCall *c, void *data);
 static int ioctl_get_process_apertures(EmuCall *c, void *data);
 static int ioctl_get_process_apertures_new(EmuCall *c, void *data);
@@ -69,7 +72,7 @@ static const EmuIoctl ioctl_table[EMU_IOCTL_NR_MAX] = {
         [0x02] = { "CREATE_QUEUE", 96, RW, 0, -1 },
         [0x03] = { "DESTROY_QUEUE", 8, RW, 0, -1 },
         [0x04] = { "SET_MEMORY_POLICY", 32, W, 0, 16, false, true, ioctl_set_memory_policy },
-        [0x05] = { "GET_CLOCK_COUNTERS", 40, RW, 0, -1 },
+        [0x05] = { "GET_CLOCK_COUNTERS", 40, RW, 0, 32, false, false, ioctl_get_clock_counters },
         [0x06] = { "GET_PROCESS_APERTURES", 400, R, 0, -1, false, true, ioctl_get_process_apertures },
         [0x07] = { "UPDATE_QUEUE", 24, W, 0, -1 },
         [0x08] = { "CREATE_EVENT", 32, RW, 0, -1 },
@@ -81,8 +84,8 @@ static const EmuIoctl ioctl_table[EMU_IOCTL_NR_MAX] = {
         [0x0E] = { "DBG_UNREGISTER", 8, W, 0, -1 },
         [0x0F] = { "DBG_ADDRESS_WATCH", 16, W, 0, -1 },
         [0x10] = { "DBG_WAVE_CONTROL", 16, W, 0, -1 },
-        [0x11] = { "SET_SCRATCH_BACKING_VA", 16, RW, 0, -1 },
-        [0x12] = { "GET_TILE_CONFIG", 40, RW, 0, -1 },
+        [0x11] = { "SET_SCRATCH_BACKING_VA", 16, RW, 0, 8, false, true, ioctl_set_scratch_backing_va },
+        [0x12] = { "GET_TILE_CONFIG", 40, RW, 0, 24, false, false, ioctl_get_tile_config },
         [0x13] = { "SET_TRAP_HANDLER", 24, W, 0, -1 },
         [0x14] = { "GET_PROCESS_APERTURES_NEW", 16, RW, 0, -1, false, true, ioctl_get_process_apertures_new },
         [0x15] = { "ACQUIRE_VM", 8, W, 0, 4, false, true, ioctl_acquire_vm },
@@ -153,6 +156,96 @@ static int ioctl_get_version(EmuCall *c, void *data) {
         /* kfd_ioctl_get_version: the interface version this emulated kernel implements. */
         args->major_version = c->k->a->kfd_major;
         args->minor_version = c->k->a->kfd_minor;
+        return 0;
+}
+
+static int ioctl_get_clock_counters(EmuCall *c, void *data) {
+        struct kfd_ioctl_get_clock_counters_args *args = data;
+        EmuKernel *k = c->k;
+        struct timespec ts;
+        int g, r;
+
+        /* kfd_ioctl_get_clock_counters: an unknown gpu_id is no error, its GPU counter reads 0. */
+        r = emu_lock(k);
+        if (r < 0)
+                return r;
+        g = emu_gpu_index(k, args->gpu_id);
+        emu_unlock(k);
+        args->gpu_clock_counter = g >= 0 ? emu_kernel_gpu_clock() : 0;
+        /* ktime_get_raw_ns() and ktime_get_boottime_ns(), both in ns: system_clock_freq is 1 GHz. */
+        (void) clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+        args->cpu_clock_counter = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        (void) clock_gettime(CLOCK_BOOTTIME, &ts);
+        args->system_clock_counter = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        args->system_clock_freq = 1000000000ULL;
+        return 0;
+}
+
+static int ioctl_set_scratch_backing_va(EmuCall *c, void *data) {
+        struct kfd_ioctl_set_scratch_backing_va_args *args = data;
+        EmuKernel *k = c->k;
+        int g, r;
+
+        /*
+         * kfd_ioctl_set_scratch_backing_va: unknown gpu_id → EINVAL, no VM → ENODEV
+         * (kfd_bind_process_to_device), else the VA is kept in qpd.sh_hidden_private_base. Only
+         * the no-HWS scheduler writes it to hardware; nothing else is checked.
+         */
+        r = emu_lock(k);
+        if (r < 0)
+                return r;
+        g = emu_gpu_index(k, args->gpu_id);
+        if (g < 0)
+                r = -EINVAL;
+        else
+                r = bind(c, g);
+        if (r >= 0)
+                call_proc(c)->pdd[g].scratch_backing_va = args->va_addr;
+        emu_unlock(k);
+        return r;
+}
+
+/* ARRAY_SIZE(adev->gfx.config.tile_mode_array) and macrotile_mode_array (amdgpu_gfx.h). */
+#define EMU_TILE_CONFIGS 32
+#define EMU_MACRO_TILE_CONFIGS 16
+
+static int ioctl_get_tile_config(EmuCall *c, void *data) {
+        static const uint32_t tiles[EMU_TILE_CONFIGS] = {}, macro[EMU_MACRO_TILE_CONFIGS] = {};
+        struct kfd_ioctl_get_tile_config_args *args = data;
+        EmuKernel *k = c->k;
+        int g, r;
+
+        r = emu_lock(k);
+        if (r < 0)
+                return r;
+        g = emu_gpu_index(k, args->gpu_id);
+        emu_unlock(k);
+        /* kfd_ioctl_get_tile_config: unknown gpu_id → EINVAL; no VM needed. */
+        if (g < 0)
+                return -EINVAL;
+
+        /*
+         * amdgpu_amdkfd_get_tile_config(): GB_ADDR_CONFIG and the tiling tables. The emulator's
+         * registers read 0 (AMDGPU_INFO READ_MMR_REG, emu-drm.c), and from GFX9 on the kernel leaves
+         * the tables and num_banks/num_ranks unset (0) too, so the two sides agree.
+         */
+        args->gb_addr_config = 0;
+        args->num_banks = 0;
+        args->num_ranks = 0;
+        /* Counts are clamped to the tables, then copied; a bad pointer is EFAULT with the count 0. */
+        if (args->num_tile_configs > EMU_TILE_CONFIGS)
+                args->num_tile_configs = EMU_TILE_CONFIGS;
+        if (emu_copy_to_user(args->tile_config_ptr, tiles, args->num_tile_configs * sizeof(uint32_t)) < 0) {
+                args->num_tile_configs = 0;
+                return -EFAULT;
+        }
+        if (args->num_macro_tile_configs > EMU_MACRO_TILE_CONFIGS)
+                args->num_macro_tile_configs = EMU_MACRO_TILE_CONFIGS;
+        if (emu_copy_to_user(args->macro_tile_config_ptr, macro,
+                             args->num_macro_tile_configs * sizeof(uint32_t)) < 0) {
+                args->num_macro_tile_configs = 0;
+                return -EFAULT;
+        }
         return 0;
 }
 

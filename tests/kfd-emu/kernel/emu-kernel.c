@@ -1487,6 +1487,14 @@ int emu_kernel_cpu_unmap(EmuKernel *k, uint64_t addr, uint64_t len) {
 /* ------------------------------------------------------------------------ */
 /* Misc API */
 
+uint64_t emu_kernel_gpu_clock(void) {
+        struct timespec ts;
+
+        /* gpu_counter_freq is 100 MHz (the xclk of DEV_INFO); the counter never stops. */
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 100000000ULL + (uint64_t) ts.tv_nsec / 10;
+}
+
 int emu_kernel_mem_usage(EmuKernel *k, uint32_t gpu_id, uint64_t *ret_vram_used, uint64_t *ret_gtt_used) {
         int g, r;
 

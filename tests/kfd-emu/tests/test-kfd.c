@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -943,6 +944,114 @@ static void test_vram_limit_pt_estimate_floor(void) {
 /* mi300x-8: (512 GiB RAM + 8 × 192 GiB VRAM) >> 14 = 128 MiB on each GPU. */
 static void test_vram_limit_pt_estimate_scaled(void) {
         check_vram_limit(128ULL << 20);
+}
+
+/* ---- GET_CLOCK_COUNTERS, SET_SCRATCH_BACKING_VA, GET_TILE_CONFIG (kfd_chardev.c) ---- */
+
+static uint64_t clock_ns(clockid_t id) {
+        struct timespec ts;
+
+        ASSERT_TRUE(clock_gettime(id, &ts) == 0);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+static void test_clock_counters(void) {
+        struct kfd_ioctl_get_clock_counters_args a = {}, b = {};
+        uint64_t raw0, boot0, raw1, boot1;
+        TestKfd k;
+
+        /* No VM needed. CPU counters are CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME in ns (1 GHz). */
+        test_kfd_open(&k, false);
+        a.gpu_id = gpu_id(&k, 0);
+        raw0 = clock_ns(CLOCK_MONOTONIC_RAW);
+        boot0 = clock_ns(CLOCK_BOOTTIME);
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_CLOCK_COUNTERS, &a));
+        raw1 = clock_ns(CLOCK_MONOTONIC_RAW);
+        boot1 = clock_ns(CLOCK_BOOTTIME);
+        ASSERT_EQ(a.system_clock_freq, 1000000000ULL);
+        ASSERT_TRUE(a.cpu_clock_counter >= raw0 && a.cpu_clock_counter <= raw1);
+        ASSERT_TRUE(a.system_clock_counter >= boot0 && a.system_clock_counter <= boot1);
+        ASSERT_TRUE(a.gpu_clock_counter > 0);
+
+        /* The GPU counter runs (100 MHz): 2 ms later it is at least 150000 ticks further. */
+        usleep(2000);
+        b.gpu_id = a.gpu_id;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_CLOCK_COUNTERS, &b));
+        ASSERT_TRUE(b.gpu_clock_counter >= a.gpu_clock_counter + 150000);
+
+        /* A node without a GPU is no error: its GPU counter reads 0, the CPU counters are filled. */
+        memset(&b, 0, sizeof(b));
+        b.gpu_id = 0xfff0;
+        b.gpu_clock_counter = 42;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_CLOCK_COUNTERS, &b));
+        ASSERT_EQ(b.gpu_clock_counter, 0);
+        ASSERT_TRUE(b.cpu_clock_counter > 0);
+        ASSERT_EQ(b.system_clock_freq, 1000000000ULL);
+        test_kfd_close(&k);
+}
+
+static void test_set_scratch_backing_va(void) {
+        struct kfd_ioctl_set_scratch_backing_va_args a = { .va_addr = 0x7f0000000000ULL };
+        TestKfd k;
+
+        /* Unknown GPU: EINVAL; no VM yet: ENODEV (kfd_bind_process_to_device); then any VA. */
+        test_kfd_open(&k, false);
+        a.gpu_id = 0xfff0;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a), EINVAL);
+        a.gpu_id = gpu_id(&k, 0);
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a), ENODEV);
+        test_kfd_close(&k);
+
+        test_kfd_open(&k, true);
+        a.gpu_id = gpu_id(&k, 0);
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a));
+        a.va_addr = 0;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a));
+        test_kfd_close(&k);
+}
+
+static void test_tile_config(void) {
+        uint32_t tiles[40], macro[20];
+        struct kfd_ioctl_get_tile_config_args a = {};
+        TestKfd k;
+
+        test_kfd_open(&k, false);
+        a.gpu_id = 0xfff0;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a), EINVAL);
+
+        /* Counts are clamped to the kernel's tables (32 and 16 entries); GFX9+ leaves them 0. */
+        memset(tiles, 0xa5, sizeof(tiles));
+        memset(macro, 0xa5, sizeof(macro));
+        a = (struct kfd_ioctl_get_tile_config_args) {
+                .tile_config_ptr = (uintptr_t) tiles, .macro_tile_config_ptr = (uintptr_t) macro,
+                .num_tile_configs = 40, .num_macro_tile_configs = 20, .gpu_id = gpu_id(&k, 0),
+                .gb_addr_config = 7, .num_banks = 7, .num_ranks = 7,
+        };
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a));
+        ASSERT_EQ(a.num_tile_configs, 32);
+        ASSERT_EQ(a.num_macro_tile_configs, 16);
+        ASSERT_EQ(a.gb_addr_config, 0);
+        ASSERT_EQ(a.num_banks, 0);
+        ASSERT_EQ(a.num_ranks, 0);
+        ASSERT_EQ(tiles[31], 0);
+        ASSERT_EQ(tiles[32], 0xa5a5a5a5);      /* nothing past the clamped count */
+        ASSERT_EQ(macro[15], 0);
+        ASSERT_EQ(macro[16], 0xa5a5a5a5);
+
+        /* Zero counts need no buffers; a bad one is EFAULT and its count reads 0. */
+        a.tile_config_ptr = a.macro_tile_config_ptr = 0;
+        a.num_tile_configs = a.num_macro_tile_configs = 0;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a));
+        a.num_tile_configs = 4;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a), EFAULT);
+        ASSERT_EQ(a.num_tile_configs, 0);
+        a.tile_config_ptr = (uintptr_t) tiles;
+        a.num_tile_configs = 4;
+        a.num_macro_tile_configs = 2;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a), EFAULT);
+        ASSERT_EQ(a.num_tile_configs, 4);
+        ASSERT_EQ(a.num_macro_tile_configs, 0);
+        test_kfd_close(&k);
 }
 
 /* ---- §2.8 MAP ---- */
@@ -2388,6 +2497,9 @@ static const TestCase tests[] = {
         TEST(test_gtt_limited_by_ttm),
         TEST(test_vram_limit_pt_estimate_floor),
         TEST(test_vram_limit_pt_estimate_scaled),
+        TEST(test_clock_counters),
+        TEST(test_set_scratch_backing_va),
+        TEST(test_tile_config),
         TEST(test_map_n_devices_zero_einval),
         TEST(test_map_bad_handle_enomem),
         TEST(test_map_already_mapped_is_noop),
