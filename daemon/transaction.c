@@ -123,12 +123,21 @@ const char *transaction_kernel_error_name(int r) {
 int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
         _cleanup_free_ char *msg = NULL;
         const char *name = transaction_kernel_error_name(r);
+        const TxnError *e = txn_get_error(t->txn);
+        uint64_t range_id = t->n_touched > 0 ? t->touched[t->n_touched - 1].range->id : 0;
+        uint32_t gpu_id = e ? e->gpu_id : 0;
 
         if (txn_error_to_string(t->txn, &msg) < 0) {
                 msg = strdup(strerror(-r));
                 if (!msg)
                         return -ENOMEM;
         }
+
+        /* Once per failed kernel call, for the operator: what failed where (the caller undoes the
+         * rest, and says so only if that fails too). The client gets the same words. */
+        log_fields(LOG_WARNING, &((LogFields) { .range_id = range_id, .gpu_id = gpu_id }),
+                   "Kernel call failed, rolling back: %s (range %" PRIu64 ", GPU 0x%x, %s).", msg, range_id,
+                   gpu_id, strerrorname_np(-r) ?: "unknown errno");
 
         /* The GPU's VM is gone (reset, hot-unplug): tell whoever watches. */
         if ((r == -ENODEV || r == -ENXIO) && txn_get_error(t->txn) && txn_get_error(t->txn)->gpu_id != 0)
