@@ -135,9 +135,13 @@ int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
 
         /* Once per failed kernel call, for the operator: what failed where (the caller undoes the
          * rest, and says so only if that fails too). The client gets the same words. */
+        char gpu[32] = "";
+
+        if (gpu_id != 0)
+                snprintf(gpu, sizeof(gpu), ", GPU 0x%x", gpu_id);
         log_fields(LOG_WARNING, &((LogFields) { .range_id = range_id, .gpu_id = gpu_id }),
-                   "Kernel call failed, rolling back: %s (range %" PRIu64 ", GPU 0x%x, %s).", msg, range_id,
-                   gpu_id, strerrorname_np(-r) ?: "unknown errno");
+                   "Kernel call failed, rolling back: %s (range %" PRIu64 "%s, %s).", msg, range_id, gpu,
+                   strerrorname_np(-r) ?: "unknown errno");
 
         /* The GPU's VM is gone (reset, hot-unplug): tell whoever watches. */
         if ((r == -ENODEV || r == -ENXIO) && txn_get_error(t->txn) && txn_get_error(t->txn)->gpu_id != 0)
