@@ -288,9 +288,14 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                         range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
                         if (o < sizeof(ids))
                                 o += (size_t) snprintf(ids + o, sizeof(ids) - o, "%s%" PRIu64, o ? ", " : "", r->id);
-                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
-                                   "Rolling back a change of range %" PRIu64 " failed; it is degraded until repaired.",
-                                   r->id);
+                        char gpu[32] = "";
+
+                        if (r->rollback_gpu != 0)
+                                snprintf(gpu, sizeof(gpu), "GPU 0x%x, ", r->rollback_gpu);
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id, .gpu_id = r->rollback_gpu }),
+                                   "Rolling back a change of range %" PRIu64 " failed (%s%s); it is degraded "
+                                   "until repaired.", r->id, gpu,
+                                   strerrorname_np(-r->rollback_error) ?: "unknown errno");
                 } else if (tr->created)
                         range_free_struct(r); /* every undo ran: it is out of all tables */
         }

@@ -4,8 +4,8 @@
 # What a person meets first: svmd-harness's --help names every option and every variable CMD
 # gets; "svmd-harness restart" is systemctl restart (new pid in DIR/svmd.pid, persistent ranges
 # back from the fd store); with --daemon-log the log is in a file, and a failed kernel call is one
-# warning line that names the range, the GPU and the errno; svmd starts without a line about the
-# render node's VRAM disagreeing with the KFD topology.
+# warning line that names the range, the GPU and the errno, and so is a rollback that fails too;
+# svmd starts without a line about the render node's VRAM disagreeing with the KFD topology.
 #
 # Usage: test-harness.sh HARNESS HARNESS_SOURCE SVMCTL KFDEMU_CTL TOPOLOGIES_DIR
 set -u
@@ -101,6 +101,24 @@ for level in debug warning err; do
         fi
         grep -q "^dbus-daemon\|svmd: .*ready" "$log" || true
 done
+# --- a rollback that fails too: one more warning, naming the range, the GPU and the errno ---
+cat >"$tmp/rbfail.sh" <<'INNER'
+set -u
+export DBUS_SESSION_BUS_ADDRESS=$SVMD_BUS_ADDRESS
+gpus=$("$SVMCTL" --json gpus | jq -r '[.gpus[].gpu_id | tostring] | join(",")')
+id=$("$SVMCTL" --json alloc 64M --gpu "$("$SVMCTL" --json gpus | jq -r '.gpus[0].gpu_id')" --persistent | jq -r .id)
+env -u LD_PRELOAD "$CTL" --dir "$KFDEMU_DIR" fault add "ioctl=MAP_MEMORY_TO_GPU errno=ENOMEM after=2" || exit 1
+env -u LD_PRELOAD "$CTL" --dir "$KFDEMU_DIR" fault add "ioctl=UNMAP_MEMORY_FROM_GPU errno=EIO" || exit 1
+if "$SVMCTL" map "$id" "$gpus" 2>/dev/null; then echo "the map succeeded" >&2; exit 1; fi
+printf '%d %x\n' "$id" "$("$SVMCTL" --json gpus | jq -r '.gpus[0].gpu_id')" >"$OUT"
+INNER
+CTL=$ctl SVMCTL=$svmctl OUT="$tmp/expect" SVMD_HARNESS_LOG_LEVEL=warning \
+        "$harness" --topology "$topologies/mi250-4.json" --daemon-log "$tmp/rbfail.log" -- bash "$tmp/rbfail.sh" ||
+        fail "rollback failure scenario"
+read -r id gpu <"$tmp/expect"
+n=$(grep -c "Rolling back a change of range $id failed (GPU 0x$gpu, EIO)" "$tmp/rbfail.log")
+[ "$n" = 1 ] || fail "$n warnings about the failed rollback of range $id on GPU 0x$gpu (EIO), expected 1: $(cat "$tmp/rbfail.log")"
+
 grep -q "svmd .* ready" "$tmp/kfail-debug.log" || fail "svmd's log is not in the --daemon-log file"
 grep -q "direct:0x\|Client direct:" "$tmp/kfail-debug.log" && fail "a client is named by a pointer: $(grep -m1 'direct:0x\|Client direct:' "$tmp/kfail-debug.log")"
 grep -qE "Client svmctl\[[0-9]+\] \((direct|:1\.[0-9]+)\)" "$tmp/kfail-debug.log" || fail "clients are not named comm[pid]"
