@@ -159,18 +159,27 @@ static int ioctl_get_version(EmuCall *c, void *data) {
         return 0;
 }
 
+/* kfd_process_device_data_by_id() under p->mutex, for handlers that need nothing else locked:
+ * the GPU's index, -EINVAL for an unknown gpu_id. */
+static int gpu_index_locked(EmuCall *c, uint32_t gpu_id) {
+        int g = emu_lock(c->k);
+
+        if (g < 0)
+                return g;
+        g = emu_gpu_index(c->k, gpu_id);
+        emu_unlock(c->k);
+        return g < 0 ? -EINVAL : g;
+}
+
 static int ioctl_get_clock_counters(EmuCall *c, void *data) {
         struct kfd_ioctl_get_clock_counters_args *args = data;
-        EmuKernel *k = c->k;
         struct timespec ts;
-        int g, r;
+        int g;
 
         /* kfd_ioctl_get_clock_counters: an unknown gpu_id is no error, its GPU counter reads 0. */
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
-        g = emu_gpu_index(k, args->gpu_id);
-        emu_unlock(k);
+        g = gpu_index_locked(c, args->gpu_id);
+        if (g < 0 && g != -EINVAL)
+                return g;
         args->gpu_clock_counter = g >= 0 ? emu_kernel_gpu_clock() : 0;
         /* ktime_get_raw_ns() and ktime_get_boottime_ns(), both in ns: system_clock_freq is 1 GHz. */
         (void) clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
@@ -212,17 +221,12 @@ static int ioctl_set_scratch_backing_va(EmuCall *c, void *data) {
 static int ioctl_get_tile_config(EmuCall *c, void *data) {
         static const uint32_t tiles[EMU_TILE_CONFIGS] = {}, macro[EMU_MACRO_TILE_CONFIGS] = {};
         struct kfd_ioctl_get_tile_config_args *args = data;
-        EmuKernel *k = c->k;
-        int g, r;
+        int g;
 
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
-        g = emu_gpu_index(k, args->gpu_id);
-        emu_unlock(k);
         /* kfd_ioctl_get_tile_config: unknown gpu_id → EINVAL; no VM needed. */
+        g = gpu_index_locked(c, args->gpu_id);
         if (g < 0)
-                return -EINVAL;
+                return g;
 
         /*
          * amdgpu_amdkfd_get_tile_config(): GB_ADDR_CONFIG and the tiling tables. The emulator's
