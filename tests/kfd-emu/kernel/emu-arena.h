@@ -112,6 +112,7 @@ typedef struct EmuGpu {
         uint64_t vram_used;             /* bytes reserved: amdgpu_amdkfd_reserve_mem_limit() vram_used */
         uint64_t vram_used_aligned;     /* the same in 2 MiB units: what AVAILABLE_MEMORY subtracts */
         uint64_t gtt_used;              /* GTT buffers owned by this GPU (for AMDGPU_INFO GTT_USAGE) */
+        uint64_t vram_placed;           /* buffers placed in its VRAM (VRAM_USAGE), whatever they count as */
 } EmuGpu;
 
 /* The "pdd": what a KFD process knows about one GPU. */

@@ -401,16 +401,30 @@ static int user_range_mapped(uint64_t start, uint64_t len) {
         return 0;
 }
 
-static bool reserve_fits(EmuKernel *k, uint32_t domain, int g, uint64_t size) {
+/*
+ * What amdgpu_amdkfd_reserve_mem_limit() charges, from the allocation flags, in its order: GTT
+ * first, then VRAM, then USERPTR. This is not the order that picks the domain (VRAM first), so a
+ * VRAM|GTT buffer lives in VRAM and is charged as GTT. DOORBELL and MMIO_REMAP are charged nothing.
+ */
+static EmuDomain charge_of(uint32_t flags) {
+        if (flags & KFD_IOC_ALLOC_MEM_FLAGS_GTT)
+                return EMU_DOMAIN_GTT;
+        if (flags & KFD_IOC_ALLOC_MEM_FLAGS_VRAM)
+                return EMU_DOMAIN_VRAM;
+        if (flags & KFD_IOC_ALLOC_MEM_FLAGS_USERPTR)
+                return EMU_DOMAIN_USERPTR;
+        return EMU_DOMAIN_DOORBELL;
+}
+
+static bool reserve_fits(EmuKernel *k, EmuDomain charge, int g, uint64_t size) {
         EmuArena *a = k->a;
 
         /*
-         * amdgpu_amdkfd_reserve_mem_limit() on a dGPU, by the first flag: GTT counts against both the
-         * system limit and the TTM limit (half of RAM), USERPTR against the system limit only, VRAM
-         * against the GPU's VRAM less the page-table estimate (emu_gpu_vram_limit()). DOORBELL and
-         * MMIO_REMAP count against nothing. The kernel refuses with -ENOMEM.
+         * amdgpu_amdkfd_reserve_mem_limit() on a dGPU: GTT counts against both the system limit and
+         * the TTM limit (half of RAM), USERPTR against the system limit only, VRAM against the GPU's
+         * VRAM less the page-table estimate (emu_gpu_vram_limit()). The kernel refuses with -ENOMEM.
          */
-        switch (domain) {
+        switch (charge) {
         case EMU_DOMAIN_VRAM:
                 return a->gpus[g].vram_used + size <= emu_gpu_vram_limit(a, &a->gpus[g]);
         case EMU_DOMAIN_GTT:
@@ -518,10 +532,10 @@ static int ioctl_alloc(EmuCall *c, void *data) {
                 r = -ENOMEM;
                 goto out;
         }
-        if (!reserve_fits(k, domain, g, size)) {
+        if (!reserve_fits(k, charge_of(flags), g, size)) {
                 /* Memory of dead processes and closed dma-bufs is released asynchronously: look first. */
                 emu_reap(k);
-                if (!reserve_fits(k, domain, g, size)) {
+                if (!reserve_fits(k, charge_of(flags), g, size)) {
                         r = -ENOMEM;
                         goto out;
                 }
@@ -532,7 +546,15 @@ static int ioctl_alloc(EmuCall *c, void *data) {
                 goto out;
         bo = emu_bo(k, bo_index);
         bo->alloc_flags = flags;
-        switch (domain) {
+        if (domain == EMU_DOMAIN_USERPTR)
+                bo->userptr = args->mmap_offset;
+        /* Where it lives, for the DRM side's usage queries (amdgpu_vram_mgr/gtt_mgr usage). */
+        if (domain == EMU_DOMAIN_VRAM)
+                a->gpus[g].vram_placed += size;
+        else if (domain == EMU_DOMAIN_GTT)
+                a->gpus[g].gtt_used += size;
+        /* What it is charged as (charge_of()), released again by amdgpu_amdkfd_release_notify(). */
+        switch (charge_of(flags)) {
         case EMU_DOMAIN_VRAM:
                 bo->acct_vram = size;
                 a->gpus[g].vram_used += size;
@@ -543,11 +565,9 @@ static int ioctl_alloc(EmuCall *c, void *data) {
                 bo->acct_ttm = size;
                 a->system_used += size;
                 a->ttm_used += size;
-                a->gpus[g].gtt_used += size;
                 break;
         case EMU_DOMAIN_USERPTR:
                 bo->acct_system = size;
-                bo->userptr = args->mmap_offset;
                 a->system_used += size;
                 break;
         default:

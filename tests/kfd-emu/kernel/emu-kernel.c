@@ -824,8 +824,10 @@ static void bo_release(EmuKernel *k, uint32_t i) {
         g->vram_used_aligned -= align_to(bo->acct_vram, EMU_VRAM_ALIGN);
         a->system_used -= bo->acct_system;
         a->ttm_used -= bo->acct_ttm;
-        if (bo->domain == EMU_DOMAIN_GTT)
-                g->gtt_used -= bo->acct_system;
+        if (bo->domain == EMU_DOMAIN_VRAM)
+                g->vram_placed -= bo->size;
+        else if (bo->domain == EMU_DOMAIN_GTT)
+                g->gtt_used -= bo->size;
 
         if (bo->ino != 0) {
                 char path[PATH_MAX];
@@ -1507,7 +1509,7 @@ int emu_kernel_mem_usage(EmuKernel *k, uint32_t gpu_id, uint64_t *ret_vram_used,
                 return r;
         emu_reap_zombies(k);
         if (ret_vram_used)
-                *ret_vram_used = k->a->gpus[g].vram_used;
+                *ret_vram_used = k->a->gpus[g].vram_placed;
         if (ret_gtt_used)
                 *ret_gtt_used = k->a->gpus[g].gtt_used;
         emu_unlock(k);

@@ -783,18 +783,39 @@ static void test_alloc_unknown_flag_bits_ignored(void) {
         test_kfd_close(&k);
 }
 
+static uint64_t dump_system(const char *key) {
+        json_t *d = test_dump();
+        uint64_t v = (uint64_t) json_integer_value(json_object_get(json_object_get(d, "system"), key));
+
+        json_decref(d);
+        return v;
+}
+
 static void test_alloc_multi_type_bits_first_wins(void) {
         TestKfd k;
         uint64_t h, before, after;
+        json_t *d;
 
-        /* VRAM|GTT is a VRAM BO (first matching type bit). */
+        /*
+         * VRAM|GTT is a VRAM BO: amdgpu_amdkfd_gpuvm_alloc_memory_of_gpu() picks the domain VRAM
+         * first. amdgpu_amdkfd_reserve_mem_limit() tests GTT first, so it is charged as GTT: system
+         * and TTM memory, not the GPU's VRAM; AVAILABLE_MEMORY does not move.
+         */
         test_kfd_open(&k, true);
         ASSERT_OK(test_available(&k, gpu_id(&k, 0), &before));
         ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), test_va(&k, SZ_4K), SZ_4K,
                              VRAM_FLAGS | KFD_IOC_ALLOC_MEM_FLAGS_GTT, &h, NULL));
         ASSERT_OK(test_available(&k, gpu_id(&k, 0), &after));
-        ASSERT_EQ(after, before - SZ_2M);
+        ASSERT_EQ(after, before);
+        ASSERT_EQ(dump_system("ttm_used"), SZ_4K);
+        ASSERT_EQ(dump_system("used"), SZ_4K);
+        d = test_dump();
+        ASSERT_TRUE(streq(json_string_value(json_object_get(json_array_get(json_object_get(d, "buffers"), 0),
+                                                            "domain")), "vram"));
+        json_decref(d);
         ASSERT_OK(test_free(&k, h));
+        ASSERT_EQ(dump_system("ttm_used"), 0);
+        ASSERT_EQ(dump_system("used"), 0);
         test_kfd_close(&k);
 }
 
