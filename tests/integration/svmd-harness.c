@@ -121,8 +121,9 @@ static void help(void) {
                "     --runtime-tmpfs-size SIZE  svmd's runtime directory on a tmpfs of SIZE (128k)\n"
                "     --svmd PATH             the svmd to run\n"
                "\n"
-               "restart: what `systemctl restart svmd` does, from inside CMD: SIGTERM to svmd, wait,\n"
-               "start it again with the fd store (persistent ranges come back), wait for READY=1.\n"
+               "restart: what `systemctl restart svmd` does, from inside CMD: SIGTERM to svmd, wait\n"
+               "(SIGKILL after 90 s), start it again with the fd store (persistent ranges come back),\n"
+               "wait for READY=1.\n"
                "Prints the new pid. DIR defaults to $KFDEMU_DIR. If svmd dies otherwise (kill -9,\n"
                "a crash), the harness restarts it by itself, like Restart=on-failure.\n"
                "\n"
@@ -613,16 +614,35 @@ static int wait_ready(Service *s) {
         return -ETIMEDOUT;
 }
 
-static int stop(pid_t pid, int sig, const char *what);
-
 /*
  * `systemctl restart svmd`: stop it (SIGTERM, as KillSignal=), keep the fd store and the runtime
  * directory (FileDescriptorStorePreserve=restart, RuntimeDirectoryPreserve=restart), start it again
- * and wait for READY=1. A stop that is not clean is reported, and the start happens anyway.
+ * and wait for READY=1. A stop that is not clean is reported, one that takes longer than
+ * STOP_TIMEOUT_SEC ends with SIGKILL as TimeoutStopSec= does, and the start happens anyway.
  */
+#define STOP_TIMEOUT_SEC 90       /* systemd's DefaultTimeoutStopSec= */
+
 static int restart_svmd(Service *s) {
         if (s->pid > 0) {
-                if (stop(s->pid, SIGTERM, "svmd") < 0)
+                time_t deadline = time(NULL) + STOP_TIMEOUT_SEC;
+                int status;
+
+                /* Serve the notify socket meanwhile: svmd may still send FDSTORE messages. */
+                (void) kill(s->pid, SIGTERM);
+                while (waitpid(s->pid, &status, WNOHANG) != s->pid) {
+                        struct pollfd p = { .fd = s->notify_fd, .events = POLLIN };
+
+                        if (time(NULL) >= deadline) {
+                                fprintf(stderr, "svmd-harness: svmd (pid %d) did not stop within %d s, killing it\n",
+                                        (int) s->pid, STOP_TIMEOUT_SEC);
+                                (void) kill(s->pid, SIGKILL);
+                                (void) waitpid(s->pid, &status, 0);
+                                break;
+                        }
+                        if (poll(&p, 1, 50) > 0)
+                                handle_notify(s);
+                }
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                         fprintf(stderr, "svmd-harness: svmd (pid %d) did not stop cleanly for the restart\n",
                                 (int) s->pid);
                 s->pid = 0;
