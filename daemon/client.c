@@ -119,13 +119,13 @@ int manager_rescope(Manager *m) {
 static int on_client_gone(sd_bus_track *track, void *userdata) {
         Client *c = userdata;
 
-        log_debug("Client %s disconnected.", c->name);
+        log_debug("Client %s disconnected.", c->label);
         client_free(c);
         return 0;
 }
 
-static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char **ret_unit, char **ret_cgroup,
-                           sd_bus_error *error) {
+static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, char **ret_unit,
+                           char **ret_cgroup, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_(peer_pid_done) PeerPid peer = PEER_PID_NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
@@ -158,6 +158,7 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
                 if (!unit || !cgroup)
                         return -ENOMEM;
                 *ret_uid = uid;
+                *ret_pid = 0;
                 *ret_unit = TAKE_PTR(unit);
                 *ret_cgroup = TAKE_PTR(cgroup);
                 return 0;
@@ -180,7 +181,29 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
         if (r < 0)
                 return r;
         *ret_uid = uid;
+        *ret_pid = pid;
         return 0;
+}
+
+/*
+ * How logs name a client: its pid and command, stable over the connection and what an operator
+ * finds in ps(1) and the journal, not the table key (a bus name, or a pointer for direct peers).
+ * The command is read once, while the process is known to be the caller; it is only a hint.
+ */
+static char *client_label(pid_t pid, const char *sender) {
+        char path[64], comm[64] = "?", *label;
+        _cleanup_fclose_ FILE *f = NULL;
+
+        if (pid > 0) {
+                snprintf(path, sizeof(path), "/proc/%d/comm", (int) pid);
+                f = fopen(path, "re");
+                if (f && fgets(comm, sizeof(comm), f))
+                        comm[strcspn(comm, "\n")] = '\0';
+        }
+        if (pid <= 0 ? asprintf(&label, "(%s)", sender ?: "direct") < 0
+                     : asprintf(&label, "%s[%d] (%s)", comm, (int) pid, sender ?: "direct") < 0)
+                return NULL;
+        return label;
 }
 
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error) {
@@ -189,6 +212,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
         /* Only the bus vouches for a sender; a direct peer's header could name anyone. */
         const char *sender = bus == m->bus ? sd_bus_message_get_sender(msg) : NULL;
         uid_t uid = (uid_t) -1;
+        pid_t pid = 0;
         Client *c;
         int r;
 
@@ -205,7 +229,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                 return 0;
         }
 
-        r = caller_identity(m, msg, &uid, &unit, &cgroup, error);
+        r = caller_identity(m, msg, &uid, &pid, &unit, &cgroup, error);
         if (r < 0)
                 return r;
 
@@ -214,6 +238,11 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                 return -ENOMEM;
         c->manager = m;
         c->name = TAKE_PTR(name);
+        c->label = client_label(pid, sender);
+        if (!c->label) {
+                r = -ENOMEM;
+                goto fail;
+        }
         r = manager_get_identity(m, uid, unit, cgroup, &c->identity);
         if (r < 0)
                 goto fail;
@@ -234,7 +263,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
 
         manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                         (const char *const[]) { "Clients", NULL });
-        log_debug("Client %s: uid %u, unit %s, quota scope %s.", c->name, (unsigned) uid,
+        log_debug("Client %s: uid %u, unit %s, quota scope %s.", c->label, (unsigned) uid,
                   c->identity->unit[0] ? c->identity->unit : "-", c->identity->scope->key);
         *ret = c;
         return 0;
@@ -243,6 +272,7 @@ fail:
         sd_bus_track_unref(c->track);
         identity_unref(m, c->identity);
         free(c->name);
+        free(c->label);
         free(c);
         return r;
 }
@@ -293,7 +323,7 @@ void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
         snprintf(name, sizeof(name), "direct:%p", (void *) bus);
         c = str_table_get(m->clients, name);
         if (c) {
-                log_debug("Client %s disconnected.", c->name);
+                log_debug("Client %s disconnected.", c->label);
                 client_free(c);
         }
 }
@@ -318,6 +348,7 @@ static int client_release_ranges(Client *c, uint64_t deadline) {
 static Client *client_destroy(Client *c) {
         identity_unref(c->manager, c->identity);
         free(c->name);
+        free(c->label);
         free(c);
         return NULL;
 }
@@ -443,7 +474,7 @@ static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
                         m->teardown_tail = c;
                         break;
                 }
-                log_debug("Client %s: every range it owned is freed.", c->name);
+                log_debug("Client %s: every range it owned is freed.", c->label);
                 client_destroy(c);
         }
 

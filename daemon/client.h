@@ -47,6 +47,7 @@ typedef struct Identity {
 struct Client {
         Manager *manager;
         char *name;             /* bus unique name, or "direct:<n>" for a peer of io.socket */
+        char *label;            /* for logs: "comm[pid] (:1.5)" or "comm[pid] (direct)" */
         sd_bus_track *track;    /* bus clients */
         sd_bus *direct;         /* direct peers */
         Identity *identity;

@@ -276,7 +276,7 @@ static int undo_svm_change(void *userdata) {
         r = kfd_svm_attrs_restore(range->manager->kfd_fd, range->va, range->size, &u->before);
         if (r < 0) {
                 /* The ioctl layer restarted interruptions already: whatever is left is a failure. */
-                range->rollback_failed = true;
+                range_set_rollback_failed(range, r, 0);
                 return r;
         }
         svm_adopt(range, &u->before);

@@ -618,6 +618,12 @@ static int undo_window(void *userdata) {
         return 0;
 }
 
+void range_set_rollback_failed(Range *range, int error, uint32_t gpu_id) {
+        range->rollback_failed = true;
+        range->rollback_error = error;
+        range->rollback_gpu = gpu_id;
+}
+
 static int piece_free(Range *range, RangePiece *p) {
         int r;
 
@@ -640,7 +646,7 @@ static int undo_alloc(void *userdata) {
                 return 0;
         r = piece_free(range, &range->pieces[u->piece]);
         if (r < 0) {
-                range->rollback_failed = true;
+                range_set_rollback_failed(range, r, range->manager->gpus[range->home]->gpu_id);
                 return r;
         }
         if (u->piece == 0)
@@ -698,9 +704,11 @@ static int undo_map(void *userdata) {
 
         if (range->rollback_failed)
                 return 0;
-        r = piece_unmap(range, &range->pieces[u->piece], u->mask, NULL);
+        uint32_t gpu = 0;
+
+        r = piece_unmap(range, &range->pieces[u->piece], u->mask, &gpu);
         if (r < 0 && r != -EINTR && r != -EAGAIN)
-                range->rollback_failed = true;
+                range_set_rollback_failed(range, r, gpu);
         return r;
 }
 
@@ -711,9 +719,11 @@ static int undo_unmap(void *userdata) {
 
         if (range->rollback_failed)
                 return 0;
-        r = piece_map(range, &range->pieces[u->piece], u->mask, NULL, NULL);
+        uint32_t gpu = 0;
+
+        r = piece_map(range, &range->pieces[u->piece], u->mask, &gpu, NULL);
         if (r < 0 && r != -EINTR && r != -EAGAIN)
-                range->rollback_failed = true;
+                range_set_rollback_failed(range, r, gpu);
         return r;
 }
 

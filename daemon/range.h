@@ -91,6 +91,8 @@ struct Range {
         bool registered;        /* in the manager's tables */
         bool window_mapped;     /* host: memfd mapped at va in the daemon */
         bool rollback_failed;   /* an undo failed: later undos leave it to repair */
+        int rollback_error;     /* that undo's errno (negative), for the log */
+        uint32_t rollback_gpu;  /* and the GPU it failed on, 0: none in particular */
         bool want_gone;         /* degraded: repair frees it */
         bool svm_accounted;     /* svm: counted in the allocation totals */
         uint64_t want_mapped;   /* degraded: where repair is heading */
@@ -166,6 +168,8 @@ typedef struct RangeSpec {
 int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending, sd_bus_error *error);
 
 /* Validate a set of GPUs to map the range to (peer reachability) / unmap from (must be mapped). */
+/* An undo of range failed with error on gpu_id (0: no GPU in particular): repair takes over. */
+void range_set_rollback_failed(Range *range, int error, uint32_t gpu_id);
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error);
 int range_validate_unmap(const Range *range, uint64_t mapped, uint64_t mask, sd_bus_error *error);
 int range_validate_free(const Range *range, sd_bus_error *error);

@@ -123,12 +123,25 @@ const char *transaction_kernel_error_name(int r) {
 int transaction_set_kernel_error(Transaction *t, int r, sd_bus_error *error) {
         _cleanup_free_ char *msg = NULL;
         const char *name = transaction_kernel_error_name(r);
+        const TxnError *e = txn_get_error(t->txn);
+        uint64_t range_id = t->n_touched > 0 ? t->touched[t->n_touched - 1].range->id : 0;
+        uint32_t gpu_id = e ? e->gpu_id : 0;
 
         if (txn_error_to_string(t->txn, &msg) < 0) {
                 msg = strdup(strerror(-r));
                 if (!msg)
                         return -ENOMEM;
         }
+
+        /* Once per failed kernel call, for the operator: what failed where (the caller undoes the
+         * rest, and says so only if that fails too). The client gets the same words. */
+        char gpu[32] = "";
+
+        if (gpu_id != 0)
+                snprintf(gpu, sizeof(gpu), ", GPU 0x%x", gpu_id);
+        log_fields(LOG_WARNING, &((LogFields) { .range_id = range_id, .gpu_id = gpu_id }),
+                   "Kernel call failed, rolling back: %s (range %" PRIu64 "%s, %s).", msg, range_id, gpu,
+                   strerrorname_np(-r) ?: "unknown errno");
 
         /* The GPU's VM is gone (reset, hot-unplug): tell whoever watches. */
         if ((r == -ENODEV || r == -ENXIO) && txn_get_error(t->txn) && txn_get_error(t->txn)->gpu_id != 0)
@@ -275,9 +288,14 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                         range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
                         if (o < sizeof(ids))
                                 o += (size_t) snprintf(ids + o, sizeof(ids) - o, "%s%" PRIu64, o ? ", " : "", r->id);
-                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id }),
-                                   "Rolling back a change of range %" PRIu64 " failed; it is degraded until repaired.",
-                                   r->id);
+                        char gpu[32] = "";
+
+                        if (r->rollback_gpu != 0)
+                                snprintf(gpu, sizeof(gpu), "GPU 0x%x, ", r->rollback_gpu);
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id, .gpu_id = r->rollback_gpu }),
+                                   "Rolling back a change of range %" PRIu64 " failed (%s%s); it is degraded "
+                                   "until repaired.", r->id, gpu,
+                                   strerrorname_np(-r->rollback_error) ?: "unknown errno");
                 } else if (tr->created)
                         range_free_struct(r); /* every undo ran: it is out of all tables */
         }

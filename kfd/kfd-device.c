@@ -123,7 +123,7 @@ KfdMemoryPolicy kfd_memory_policy_for(uint32_t gfx_target_version, uint32_t kfd_
 static int device_identify_render(KfdDevice *d, KfdDeviceGpu *g) {
         const KfdGpu *gpu = g->info;
         struct amdgpu_gpu_info info = {};
-        struct amdgpu_heap_info heap = {};
+        struct drm_amdgpu_memory_info mem = {};
         drmVersionPtr version;
         uint32_t drm_major, drm_minor;
         bool is_amdgpu;
@@ -161,22 +161,22 @@ static int device_identify_render(KfdDevice *d, KfdDeviceGpu *g) {
                                     gpu->drm_render_minor, info.asic_id, gpu->gpu_id, gpu->node_id,
                                     gpu->device_id);
 
-        r = amdgpu_query_heap_info(g->amdgpu, AMDGPU_GEM_DOMAIN_VRAM, 0, &heap);
+        /*
+         * The KFD topology's memory bank is the GPU's real_vram_size (or its memory partition's
+         * share), and so is AMDGPU_INFO_MEMORY's vram.total_heap_size. Not VRAM_GTT's vram_size
+         * (amdgpu_query_heap_info()): that one is less what amdgpu pinned and AMDGPU_VM_RESERVED_VRAM,
+         * so it never matches. Only a render node with more VRAM than the topology hints at a
+         * wrong match; less is a memory partition (docs/emulator.md, "Memory accounting").
+         */
+        r = amdgpu_query_info(g->amdgpu, AMDGPU_INFO_MEMORY, sizeof(mem), &mem);
         if (r < 0)
-                device_log(d, LOG_WARNING, "cannot query VRAM heap of renderD%u (GPU 0x%x): %s, ignoring",
+                device_log(d, LOG_WARNING, "cannot query the VRAM of renderD%u (GPU 0x%x): %s, ignoring",
                            gpu->drm_render_minor, gpu->gpu_id, strerror(-r));
-        else if (heap.heap_size != gpu->vram_size) {
-                /*
-                 * amdgpu reports VRAM minus what the kernel reserved or pinned, so a
-                 * small shortfall is normal; only a large one hints at a wrong match.
-                 */
-                bool large = heap.heap_size > gpu->vram_size ||
-                             heap.heap_size < gpu->vram_size - gpu->vram_size / 16;
-
-                device_log(d, large ? LOG_WARNING : LOG_DEBUG,
+        else if (mem.vram.total_heap_size != gpu->vram_size)
+                device_log(d, mem.vram.total_heap_size < gpu->vram_size ? LOG_WARNING : LOG_DEBUG,
                            "VRAM of GPU 0x%x: amdgpu reports %" PRIu64 " bytes on renderD%u, the KFD topology %" PRIu64 ", ignoring",
-                           gpu->gpu_id, (uint64_t) heap.heap_size, gpu->drm_render_minor, gpu->vram_size);
-        }
+                           gpu->gpu_id, (uint64_t) mem.vram.total_heap_size, gpu->drm_render_minor,
+                           gpu->vram_size);
 
         return 0;
 }

@@ -3,34 +3,24 @@
 /*
  * svmd-harness: run a command against a real svmd on an emulated node.
  *
- *   svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] -- CMD [ARGS…]
- *
  * Starts a private dbus-daemon from a config written here (its address read
  * from --print-address=FD), prepares the KFD emulator (sysfs tree + kernel
  * arena), starts svmd with the emulator preloaded and waits for its READY=1 on
- * a notify socket of ours (never sleep-and-hope). Then it runs CMD with
- *
- *   SVMD_BUS_ADDRESS   the private bus
- *   SVMD_RUNTIME_DIR   svmd's runtime directory (io.socket)
- *   SVMD_PID           the daemon
- *   KFDEMU_DIR         the emulator's state (kfdemu-ctl --dir, emu_kernel_attach)
- *   SVMD_TEST_DIR      a scratch directory
- *   SVMD_TEST_CONFIG   the configuration file svmd reads (a copy of --config), for Reload tests
- *
- * With --emulate-command, CMD itself also runs on the emulated node (it gets
- * the emulator preloaded, e.g. to open /dev/kfd as a client would).
- *
- * and finally stops svmd with SIGTERM. The exit status is CMD's, or failure if
- * svmd did not exit cleanly (e.g. a sanitizer report).
+ * a notify socket of ours (never sleep-and-hope). Then it runs CMD with the
+ * variables of exported_vars[] (--help lists them), and finally stops svmd
+ * with SIGTERM. The exit status is CMD's, or failure if svmd did not exit
+ * cleanly (e.g. a sanitizer report).
  *
  * Meanwhile the harness plays the service manager as systemd does for
  * svmd.service (sd_notify(3), sd_listen_fds(3)): it keeps the fds svmd sends
  * with FDSTORE=1/FDNAME= (dropping them on FDSTOREREMOVE=1), and when svmd dies
  * (kill -9, crash) it starts it again like Restart=on-failure, handing the fds
- * back with LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID. DIR/svmd.state says
- * "<pid> <ready 0|1> <starts>" for tests that kill and wait. --fd-store-max N
- * gives the fd store systemd's FileDescriptorStoreMax=N: fds past it are
- * dropped, as systemd drops them.
+ * back with LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID. "svmd-harness restart" does
+ * what `systemctl restart svmd` does: SIGTERM, wait, start again with the fd
+ * store, wait for READY=1. DIR/svmd.state says "<pid> <ready 0|1> <starts>"
+ * and DIR/svmd.pid the current pid, for tests that kill, restart and wait.
+ * --fd-store-max N gives the fd store systemd's FileDescriptorStoreMax=N: fds
+ * past it are dropped, as systemd drops them.
  *
  * --runtime-tmpfs-size SIZE puts svmd's runtime directory on a tmpfs of that
  * size (mount(8) syntax: 128k), mounted in a mount namespace of the harness's
@@ -74,12 +64,83 @@ static const char *arg_svmd = SVMD_HARNESS_SVMD;
 static unsigned arg_bus_auth_timeout_ms; /* 0: dbus-daemon's own default */
 static size_t arg_fd_store_max = MAX_STORED_FDS;
 static const char *arg_runtime_tmpfs_size;
+static const char *arg_daemon_log;      /* NULL: DIR/svmd.log on a terminal, else our stderr; "-": stderr */
+
+static char *daemon_log_path;           /* where svmd and dbus-daemon write, NULL: our stderr */
+static volatile sig_atomic_t restart_requested;
+
+/* svmd's and dbus-daemon's stdout and stderr: the log file, when there is one. */
+static void redirect_daemon_output(void) {
+        int fd;
+
+        if (!daemon_log_path)
+                return;
+        fd = open(daemon_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+                _exit(126);
+        close(fd);
+}
+
+/* What CMD finds in its environment; --help prints this table. */
+static const struct {
+        const char *name, *help;
+} exported_vars[] = {
+        { "SVMD_BUS_ADDRESS", "the private bus svmd serves org.svmd1 on (DBUS_SESSION_BUS_ADDRESS for busctl --user)" },
+        { "SVMD_RUNTIME_DIR", "svmd's runtime directory: io.socket (direct peers), the range journal" },
+        { "SVMD_PID", "svmd's pid when CMD started; after a restart read DIR/svmd.pid" },
+        { "SVMD_PID_FILE", "DIR/svmd.pid: svmd's current pid, rewritten at every (re)start" },
+        { "SVMD_LOG", "the file svmd's log goes to, or empty when it goes to the harness's stderr" },
+        { "KFDEMU_DIR", "DIR, the emulated node (kfdemu-ctl --dir, emu_kernel_attach())" },
+        { "KFDEMU_LIBRARY", "libkfdemu.so: LD_PRELOAD=$KFDEMU_LIBRARY for a program that opens /dev/kfd itself, "
+                            "e.g. one that calls svmd_attach_local()" },
+        { "SVMD_TEST_DIR", "a scratch directory anyone may write (DIR/scratch)" },
+        { "SVMD_TEST_CONFIG", "the configuration file svmd reads (a copy of --config), to rewrite for Reload" },
+};
 
 static void help(void) {
-        printf("Usage: svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] [--no-daemon]\n"
-               "                    [--emulate-command] [--bus-auth-timeout-ms MS] [--fd-store-max N]\n"
-               "                    [--runtime-tmpfs-size SIZE] -- CMD…\n"
-               "Run CMD against svmd on a private bus and an emulated node.\n");
+        printf("Usage: svmd-harness --topology FILE [OPTIONS] -- CMD [ARGS...]\n"
+               "       svmd-harness restart [--dir DIR]\n"
+               "\n"
+               "Run CMD against svmd on a private bus and an emulated node, then stop svmd.\n"
+               "The exit status is CMD's, or 1 if svmd did not exit cleanly.\n"
+               "\n"
+               "Options:\n"
+               "  -h --help                  show this help\n"
+               "     --topology FILE         the emulated node (tests/kfd-emu/topologies/*.json)\n"
+               "     --config FILE           svmd.conf to start svmd with (copied to DIR/svmd.conf)\n"
+               "     --dir DIR               keep the node in DIR (kept at exit) instead of a new\n"
+               "                             /dev/shm/svmd-test.* (removed at exit)\n"
+               "     --keep                  keep the new directory at exit\n"
+               "     --no-daemon             start the bus and the node, not svmd\n"
+               "     --emulate-command       run CMD on the emulated node too (LD_PRELOAD)\n"
+               "     --daemon-log FILE       append svmd's and dbus-daemon's output to FILE; '-' for\n"
+               "                             stderr. Default: DIR/svmd.log when stderr is a terminal,\n"
+               "                             stderr otherwise\n"
+               "     --bus-auth-timeout-ms MS  dbus-daemon's auth_timeout\n"
+               "     --fd-store-max N        FileDescriptorStoreMax= of the fd store (default 65536)\n"
+               "     --runtime-tmpfs-size SIZE  svmd's runtime directory on a tmpfs of SIZE (128k)\n"
+               "     --svmd PATH             the svmd to run\n"
+               "\n"
+               "restart: what `systemctl restart svmd` does, from inside CMD: SIGTERM to svmd, wait\n"
+               "(SIGKILL after 90 s), start it again with the fd store (persistent ranges come back),\n"
+               "wait for READY=1.\n"
+               "Prints the new pid. DIR defaults to $KFDEMU_DIR. If svmd dies otherwise (kill -9,\n"
+               "a crash), the harness restarts it by itself, like Restart=on-failure.\n"
+               "\n"
+               "CMD's environment:\n");
+        for (size_t i = 0; i < ELEMENTSOF(exported_vars); i++)
+                printf("  %-18s %s\n", exported_vars[i].name, exported_vars[i].help);
+        printf("\n"
+               "Files in DIR:\n"
+               "  svmd.state         \"<pid> <ready 0|1> <starts>\", rewritten at every change\n"
+               "  svmd.pid           svmd's current pid (0 while it is down)\n"
+               "  harness.pid        the harness (restart signals it)\n"
+               "  svmd.log           svmd's log, when it goes to a file\n"
+               "  svmd.conf, bus, run/, scratch/, state, bo/, sys/   configuration, bus socket,\n"
+               "                     runtime directory, scratch, the emulator's kernel and sysfs\n"
+               "\n"
+               "Environment: SVMD_HARNESS_LOG_LEVEL (svmd's --log-level, default debug),\n"
+               "SVMD_HARNESS_EMU_MAX_BUFFERS, SVMD_HARNESS_EMU_MAX_HANDLES (emulator table sizes).\n");
 }
 
 static int parse_argv(int argc, char *argv[]) {
@@ -95,6 +156,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "bus-auth-timeout-ms", required_argument, NULL, 'a' },
                 { "fd-store-max", required_argument, NULL, 'f' },
                 { "runtime-tmpfs-size", required_argument, NULL, 'r' },
+                { "daemon-log", required_argument, NULL, 'l' },
                 {}
         };
         int c;
@@ -124,6 +186,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case 'e':
                         arg_emulate_command = true;
+                        break;
+                case 'l':
+                        arg_daemon_log = optarg;
                         break;
                 case 'f': {
                         char *end;
@@ -223,6 +288,7 @@ static int start_bus(const char *dir, pid_t *ret_pid, char **ret_address) {
                 int fd = dup(pipefd[1]); /* without O_CLOEXEC: dbus-daemon writes to it */
 
                 snprintf(fdarg, sizeof(fdarg), "--print-address=%d", fd);
+                redirect_daemon_output();
                 execlp("dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", "--nosyslog", fdarg,
                        "--config-file", conf_path, (char *) NULL);
                 fprintf(stderr, "svmd-harness: executing dbus-daemon failed: %m\n");
@@ -325,6 +391,10 @@ static void write_state(Service *s) {
         snprintf(path, sizeof(path), "%s/svmd.state", s->dir);
         snprintf(tmp, sizeof(tmp), "%s/svmd.state.tmp", s->dir);
         snprintf(buf, sizeof(buf), "%d %d %u\n", (int) s->pid, s->ready, s->starts);
+        if (write_file(tmp, buf) >= 0)
+                (void) rename(tmp, path);
+        snprintf(path, sizeof(path), "%s/svmd.pid", s->dir);
+        snprintf(buf, sizeof(buf), "%d\n", (int) s->pid);
         if (write_file(tmp, buf) >= 0)
                 (void) rename(tmp, path);
 }
@@ -503,6 +573,7 @@ static int start_svmd(Service *s) {
                         setenv("LISTEN_PID", buf, 1);
                         setenv("LISTEN_FDNAMES", names, 1);
                 }
+                redirect_daemon_output();
                 setenv("NOTIFY_SOCKET", s->notify_path, 1);
                 setenv("KFDEMU_DIR", s->dir, 1);
                 setenv("LD_PRELOAD", preload, 1);
@@ -543,6 +614,51 @@ static int wait_ready(Service *s) {
         return -ETIMEDOUT;
 }
 
+/*
+ * `systemctl restart svmd`: stop it (SIGTERM, as KillSignal=), keep the fd store and the runtime
+ * directory (FileDescriptorStorePreserve=restart, RuntimeDirectoryPreserve=restart), start it again
+ * and wait for READY=1. A stop that is not clean is reported, one that takes longer than
+ * STOP_TIMEOUT_SEC ends with SIGKILL as TimeoutStopSec= does, and the start happens anyway.
+ */
+#define STOP_TIMEOUT_SEC 90       /* systemd's DefaultTimeoutStopSec= */
+
+static int restart_svmd(Service *s) {
+        if (s->pid > 0) {
+                time_t deadline = time(NULL) + STOP_TIMEOUT_SEC;
+                int status;
+
+                /* Serve the notify socket meanwhile: svmd may still send FDSTORE messages. */
+                (void) kill(s->pid, SIGTERM);
+                while (waitpid(s->pid, &status, WNOHANG) != s->pid) {
+                        struct pollfd p = { .fd = s->notify_fd, .events = POLLIN };
+
+                        if (time(NULL) >= deadline) {
+                                fprintf(stderr, "svmd-harness: svmd (pid %d) did not stop within %d s, killing it\n",
+                                        (int) s->pid, STOP_TIMEOUT_SEC);
+                                (void) kill(s->pid, SIGKILL);
+                                (void) waitpid(s->pid, &status, 0);
+                                break;
+                        }
+                        if (poll(&p, 1, 50) > 0)
+                                handle_notify(s);
+                }
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        fprintf(stderr, "svmd-harness: svmd (pid %d) did not stop cleanly for the restart\n",
+                                (int) s->pid);
+                s->pid = 0;
+                s->ready = false;
+                write_state(s);
+        }
+        handle_notify(s); /* FDSTORE messages sent while stopping are still queued */
+        if (start_svmd(s) < 0)
+                return -ECHILD;
+        return wait_ready(s);
+}
+
+static void on_restart_signal(int sig) {
+        restart_requested = 1;
+}
+
 /* While the command runs: serve notifications, and restart svmd when it dies (Restart=on-failure). */
 static int supervise(Service *s, pid_t cmd_pid, int *ret_status) {
         for (;;) {
@@ -551,6 +667,11 @@ static int supervise(Service *s, pid_t cmd_pid, int *ret_status) {
 
                 if (waitpid(cmd_pid, ret_status, WNOHANG) == cmd_pid)
                         return 0;
+                if (restart_requested) {
+                        restart_requested = 0;
+                        if (s->notify_fd >= 0 && restart_svmd(s) < 0)
+                                fprintf(stderr, "svmd-harness: restarting svmd failed\n");
+                }
                 if (s->notify_fd >= 0 && poll(&p, 1, 50) > 0)
                         handle_notify(s);
                 else if (s->notify_fd < 0) {
@@ -620,8 +741,73 @@ static int mount_runtime_tmpfs(const char *run) {
         return 0;
 }
 
+static int read_state(const char *dir, int *ret_pid, int *ret_ready, unsigned *ret_starts) {
+        char path[4096];
+        _cleanup_fclose_ FILE *f = NULL;
+
+        snprintf(path, sizeof(path), "%s/svmd.state", dir);
+        f = fopen(path, "re");
+        if (!f)
+                return negative_errno();
+        if (fscanf(f, "%d %d %u", ret_pid, ret_ready, ret_starts) != 3)
+                return -EBADMSG;
+        return 0;
+}
+
+/* svmd-harness restart [--dir DIR]: ask the harness of DIR to restart svmd, wait until it is ready. */
+static int run_restart(int argc, char *argv[]) {
+        const char *dir = getenv("KFDEMU_DIR");
+        char path[4096];
+        _cleanup_fclose_ FILE *f = NULL;
+        int harness = 0, pid, ready;
+        unsigned starts, now;
+
+        if (argc == 3 && streq(argv[1], "--dir"))
+                dir = argv[2];
+        else if (argc == 2 && strncmp(argv[1], "--dir=", 6) == 0)
+                dir = argv[1] + 6;
+        else if (argc != 1) {
+                fprintf(stderr, "Usage: svmd-harness restart [--dir DIR]\n");
+                return 2;
+        }
+        if (!dir) {
+                fprintf(stderr, "svmd-harness restart: no --dir and no $KFDEMU_DIR; run it inside svmd-harness\n");
+                return 2;
+        }
+        snprintf(path, sizeof(path), "%s/harness.pid", dir);
+        f = fopen(path, "re");
+        if (!f || fscanf(f, "%d", &harness) != 1 || harness <= 0) {
+                fprintf(stderr, "svmd-harness restart: %s names no harness: is svmd-harness running there?\n", path);
+                return EXIT_FAILURE;
+        }
+        if (read_state(dir, &pid, &ready, &starts) < 0) {
+                fprintf(stderr, "svmd-harness restart: cannot read %s/svmd.state\n", dir);
+                return EXIT_FAILURE;
+        }
+        if (kill(harness, SIGUSR1) < 0) {
+                fprintf(stderr, "svmd-harness restart: signalling the harness (pid %d): %m\n", harness);
+                return EXIT_FAILURE;
+        }
+        for (unsigned i = 0; i < READY_TIMEOUT_SEC * 50; i++) {
+                struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+                if (read_state(dir, &pid, &ready, &now) >= 0 && now > starts && ready && pid > 0) {
+                        printf("%d\n", pid);
+                        return EXIT_SUCCESS;
+                }
+                if (kill(harness, 0) < 0 && errno == ESRCH) {
+                        fprintf(stderr, "svmd-harness restart: the harness exited\n");
+                        return EXIT_FAILURE;
+                }
+                nanosleep(&ts, NULL);
+        }
+        fprintf(stderr, "svmd-harness restart: svmd was not ready again within %d s\n", READY_TIMEOUT_SEC);
+        return EXIT_FAILURE;
+}
+
 int main(int argc, char *argv[]) {
-        _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL, *config = NULL;
+        _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL, *config = NULL,
+                *harness_pid = NULL, *pid_file = NULL;
         char tmpl[] = "/dev/shm/svmd-test.XXXXXX";
         Service svc = { .notify_fd = -EBADF };
         pid_t bus_pid = 0, cmd_pid;
@@ -629,6 +815,8 @@ int main(int argc, char *argv[]) {
         const char *dir;
         char pidbuf[32];
 
+        if (argc >= 2 && streq(argv[1], "restart"))
+                return run_restart(argc - 1, argv + 1);
         idx = parse_argv(argc, argv);
         if (idx < 0)
                 return 2;
@@ -660,6 +848,21 @@ int main(int argc, char *argv[]) {
                         goto finish;
         }
 
+        if (arg_daemon_log ? !streq(arg_daemon_log, "-") : isatty(STDERR_FILENO)) {
+                if (arg_daemon_log)
+                        daemon_log_path = strdup(arg_daemon_log);
+                else if (asprintf(&daemon_log_path, "%s/svmd.log", dir) < 0)
+                        daemon_log_path = NULL;
+                if (!daemon_log_path)
+                        goto finish;
+                fprintf(stderr, "svmd-harness: svmd's log goes to %s (tail -f it)\n", daemon_log_path);
+        }
+        snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int) getpid());
+        if (asprintf(&harness_pid, "%s/harness.pid", dir) < 0 || write_file(harness_pid, pidbuf) < 0)
+                goto finish;
+        if (sigaction(SIGUSR1, &(struct sigaction) { .sa_handler = on_restart_signal }, NULL) < 0)
+                goto finish;
+
         r = setup_emulator(dir);
         if (r < 0)
                 goto finish;
@@ -689,13 +892,17 @@ int main(int argc, char *argv[]) {
         }
 
         snprintf(pidbuf, sizeof(pidbuf), "%d", (int) svc.pid);
-        setenv("SVMD_BUS_ADDRESS", address, 1);
-        setenv("SVMD_RUNTIME_DIR", run, 1);
-        setenv("SVMD_PID", pidbuf, 1);
-        setenv("KFDEMU_DIR", dir, 1);
-        setenv("SVMD_TEST_DIR", scratch, 1);
-        setenv("KFDEMU_LIBRARY", KFDEMU_LIBRARY_PATH, 1);
-        setenv("SVMD_TEST_CONFIG", config, 1);
+        if (asprintf(&pid_file, "%s/svmd.pid", dir) < 0)
+                goto finish;
+        {
+                const char *values[] = { address, run, pidbuf, pid_file, daemon_log_path ?: "", dir,
+                                         KFDEMU_LIBRARY_PATH, scratch, config };
+
+                _Static_assert(ELEMENTSOF(values) == ELEMENTSOF(exported_vars), "one value per variable");
+                for (size_t i = 0; i < ELEMENTSOF(exported_vars); i++)
+                        if (setenv(exported_vars[i].name, values[i], 1) < 0)
+                                goto finish;
+        }
 
         cmd_pid = fork();
         if (cmd_pid < 0)
@@ -726,6 +933,8 @@ finish:
         free(svc.fds);
         free(svc.names);
         safe_close(svc.notify_fd);
+        if (harness_pid)
+                (void) unlink(harness_pid);
         if (arg_runtime_tmpfs_size)
                 (void) umount2(run, MNT_DETACH);
         if (!arg_keep && !arg_dir)

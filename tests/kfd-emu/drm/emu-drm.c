@@ -407,14 +407,10 @@ static int drm_amdgpu_info(EmuKernel *k, const EmuNode *n, struct drm_amdgpu_inf
                         return r;
                 return copy_to_user(out, &u32, MIN(size, 4u));
 
-        case AMDGPU_INFO_TIMESTAMP: {
-                struct timespec ts;
-
-                /* The GPU clock counter runs at gpu_counter_freq (100 MHz). */
-                (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-                u64 = (uint64_t) ts.tv_sec * 100000000ULL + (uint64_t) ts.tv_nsec / 10;
+        case AMDGPU_INFO_TIMESTAMP:
+                /* amdgpu_info_ioctl: gfx.funcs->get_gpu_clock_counter(), as KFD's GET_CLOCK_COUNTERS. */
+                u64 = emu_kernel_gpu_clock();
                 return copy_to_user(out, &u64, MIN(size, 8u));
-        }
 
         case AMDGPU_INFO_FW_VERSION: {
                 struct drm_amdgpu_info_firmware fw;

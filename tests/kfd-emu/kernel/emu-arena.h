@@ -30,7 +30,7 @@
 #include "emu-topology.h"
 
 #define EMU_ARENA_MAGIC UINT64_C(0x31554d4544464b00) /* "\0KFDEMU1" */
-#define EMU_ARENA_VERSION 2
+#define EMU_ARENA_VERSION 3
 
 #define EMU_PAGE_SIZE 4096ULL
 #define EMU_NIL UINT32_MAX
@@ -59,6 +59,8 @@
 #define EMU_VRAM_ALIGN (UINT64_C(2) << 20)
 /* AMDGPU_RESERVE_MEM_LIMIT of amdgpu_amdkfd_gpuvm.c. */
 #define EMU_RESERVE_MEM_LIMIT (UINT64_C(3) << 29)
+/* AMDGPU_VM_RESERVED_VRAM (amdgpu_vm.h): the floor of ESTIMATE_PT_SIZE(). */
+#define EMU_VM_RESERVED_VRAM (UINT64_C(8) << 20)
 
 /* kfd_priv.h mmap offset encoding on /dev/kfd (byte offsets). */
 #define EMU_KFD_MMAP_TYPE_SHIFT 62
@@ -110,6 +112,7 @@ typedef struct EmuGpu {
         uint64_t vram_used;             /* bytes reserved: amdgpu_amdkfd_reserve_mem_limit() vram_used */
         uint64_t vram_used_aligned;     /* the same in 2 MiB units: what AVAILABLE_MEMORY subtracts */
         uint64_t gtt_used;              /* GTT buffers owned by this GPU (for AMDGPU_INFO GTT_USAGE) */
+        uint64_t vram_placed;           /* buffers placed in its VRAM (VRAM_USAGE), whatever they count as */
 } EmuGpu;
 
 /* The "pdd": what a KFD process knows about one GPU. */
@@ -118,6 +121,7 @@ typedef struct EmuPdd {
         uint32_t policy_set;
         uint32_t default_policy, alternate_policy, misc_process_flag;
         uint64_t alt_base, alt_size;
+        uint64_t scratch_backing_va;    /* qpd.sh_hidden_private_base: SET_SCRATCH_BACKING_VA */
         uint32_t n_handles;
 } EmuPdd;
 
@@ -162,6 +166,7 @@ typedef struct EmuBo {
         uint64_t size;                  /* page-aligned BO size */
         uint64_t acct_vram;             /* what the memory limit reserved, released in release_notify */
         uint64_t acct_system;
+        uint64_t acct_ttm;              /* GTT only: also counted against the TTM limit */
         uint64_t userptr;
         uint64_t dev, ino;              /* backing file identity (0 for userptr) */
         uint64_t generation;
@@ -230,7 +235,9 @@ typedef struct EmuArena {
         uint32_t profile;               /* EmuProfile, read without the lock */
         uint32_t n_gpus;
         EmuGpu gpus[EMU_MAX_GPUS];
-        uint64_t system_limit, system_used;
+        uint64_t system_limit, system_used;   /* kfd_mem_limit.max_system_mem_limit, system_mem_used */
+        uint64_t ttm_limit, ttm_used;         /* kfd_mem_limit.max_ttm_mem_limit, ttm_mem_used */
+        uint64_t reserved_for_pt;             /* ESTIMATE_PT_SIZE(amdgpu_amdkfd_total_mem_size), per GPU */
 
         uint32_t max_processes, max_buffers, max_handles, max_files, max_svm;
         uint32_t hash_capacity;         /* power of two */
@@ -324,6 +331,8 @@ static inline EmuHandle *emu_link(EmuKernel *k, uint32_t proc, uint32_t link) {
 int emu_lock(EmuKernel *k);
 void emu_unlock(EmuKernel *k);
 int emu_gpu_index(EmuKernel *k, uint32_t gpu_id);
+uint64_t emu_gpu_vram_limit(const EmuArena *a, const EmuGpu *gpu);
+uint64_t emu_gpu_available(const EmuArena *a, const EmuGpu *gpu);
 uint32_t emu_current_proc(EmuKernel *k);
 int emu_lookup(EmuKernel *k, uint64_t dev, uint64_t ino, uint32_t *ret_kind, uint32_t *ret_index);
 int emu_file_of_fd(EmuKernel *k, int fd, uint32_t *ret_kind, uint32_t *ret_index);

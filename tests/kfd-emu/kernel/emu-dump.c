@@ -34,15 +34,14 @@ static json_t *dump_gpus(EmuKernel *k) {
 
         for (uint32_t g = 0; a && g < k->a->n_gpus; g++) {
                 EmuGpu *gpu = &k->a->gpus[g];
-                uint64_t avail = gpu->vram_total > gpu->vram_used_aligned ?
-                        (gpu->vram_total - gpu->vram_used_aligned) & ~(EMU_VRAM_ALIGN - 1) : 0;
 
-                if (append(a, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
+                if (append(a, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                                         "gpu_id", (json_int_t) gpu->gpu_id,
                                         "node", (json_int_t) gpu->node,
                                         "vram_total", (json_int_t) gpu->vram_total,
+                                        "vram_limit", (json_int_t) emu_gpu_vram_limit(k->a, gpu),
                                         "vram_used", (json_int_t) gpu->vram_used,
-                                        "vram_available", (json_int_t) avail,
+                                        "vram_available", (json_int_t) emu_gpu_available(k->a, gpu),
                                         "gtt_used", (json_int_t) gpu->gtt_used)) < 0) {
                         json_decref(a);
                         return NULL;
@@ -130,12 +129,14 @@ static int dump_locked(EmuKernel *k, json_t **ret) {
 
         snprintf(version, sizeof(version), "%u.%u", a->kfd_major, a->kfd_minor);
         gpus = dump_gpus(k);
-        root = json_pack("{s:s,s:s,s:s,s:o*,s:{s:I,s:I},s:[],s:[],s:[],s:{},s:I}",
+        root = json_pack("{s:s,s:s,s:s,s:o*,s:{s:I,s:I,s:I,s:I,s:I},s:[],s:[],s:[],s:{},s:I}",
                          "kfd_version", version,
                          "topology", a->topo.name,
                          "profile", emu_profile_to_string(a->profile) ?: "none",
                          "gpus", gpus,
                          "system", "limit", (json_int_t) a->system_limit, "used", (json_int_t) a->system_used,
+                         "ttm_limit", (json_int_t) a->ttm_limit, "ttm_used", (json_int_t) a->ttm_used,
+                         "reserved_for_pt", (json_int_t) a->reserved_for_pt,
                          "processes", "buffers", "faults", "ioctls",
                          "ioctls_unknown", (json_int_t) a->ioctl_unknown);
         if (!root)

@@ -42,6 +42,9 @@ typedef struct EmuIoctl {
 } EmuIoctl;
 
 static int ioctl_get_version(EmuCall *c, void *data);
+static int ioctl_get_clock_counters(EmuCall *c, void *data);
+static int ioctl_set_scratch_backing_va(EmuCall *c, void *data);
+static int ioctl_get_tile_config(EmuCall *c, void *data);
 static int ioctl_set_memory_policy(EmuCall *c, void *data);
 static int ioctl_get_process_apertures(EmuCall *c, void *data);
 static int ioctl_get_process_apertures_new(EmuCall *c, void *data);
@@ -69,7 +72,7 @@ static const EmuIoctl ioctl_table[EMU_IOCTL_NR_MAX] = {
         [0x02] = { "CREATE_QUEUE", 96, RW, 0, -1 },
         [0x03] = { "DESTROY_QUEUE", 8, RW, 0, -1 },
         [0x04] = { "SET_MEMORY_POLICY", 32, W, 0, 16, false, true, ioctl_set_memory_policy },
-        [0x05] = { "GET_CLOCK_COUNTERS", 40, RW, 0, -1 },
+        [0x05] = { "GET_CLOCK_COUNTERS", 40, RW, 0, 32, false, false, ioctl_get_clock_counters },
         [0x06] = { "GET_PROCESS_APERTURES", 400, R, 0, -1, false, true, ioctl_get_process_apertures },
         [0x07] = { "UPDATE_QUEUE", 24, W, 0, -1 },
         [0x08] = { "CREATE_EVENT", 32, RW, 0, -1 },
@@ -81,8 +84,8 @@ static const EmuIoctl ioctl_table[EMU_IOCTL_NR_MAX] = {
         [0x0E] = { "DBG_UNREGISTER", 8, W, 0, -1 },
         [0x0F] = { "DBG_ADDRESS_WATCH", 16, W, 0, -1 },
         [0x10] = { "DBG_WAVE_CONTROL", 16, W, 0, -1 },
-        [0x11] = { "SET_SCRATCH_BACKING_VA", 16, RW, 0, -1 },
-        [0x12] = { "GET_TILE_CONFIG", 40, RW, 0, -1 },
+        [0x11] = { "SET_SCRATCH_BACKING_VA", 16, RW, 0, 8, false, true, ioctl_set_scratch_backing_va },
+        [0x12] = { "GET_TILE_CONFIG", 40, RW, 0, 24, false, false, ioctl_get_tile_config },
         [0x13] = { "SET_TRAP_HANDLER", 24, W, 0, -1 },
         [0x14] = { "GET_PROCESS_APERTURES_NEW", 16, RW, 0, -1, false, true, ioctl_get_process_apertures_new },
         [0x15] = { "ACQUIRE_VM", 8, W, 0, 4, false, true, ioctl_acquire_vm },
@@ -153,6 +156,100 @@ static int ioctl_get_version(EmuCall *c, void *data) {
         /* kfd_ioctl_get_version: the interface version this emulated kernel implements. */
         args->major_version = c->k->a->kfd_major;
         args->minor_version = c->k->a->kfd_minor;
+        return 0;
+}
+
+/* kfd_process_device_data_by_id() under p->mutex, for handlers that need nothing else locked:
+ * the GPU's index, -EINVAL for an unknown gpu_id. */
+static int gpu_index_locked(EmuCall *c, uint32_t gpu_id) {
+        int g = emu_lock(c->k);
+
+        if (g < 0)
+                return g;
+        g = emu_gpu_index(c->k, gpu_id);
+        emu_unlock(c->k);
+        return g < 0 ? -EINVAL : g;
+}
+
+static int ioctl_get_clock_counters(EmuCall *c, void *data) {
+        struct kfd_ioctl_get_clock_counters_args *args = data;
+        struct timespec ts;
+        int g;
+
+        /* kfd_ioctl_get_clock_counters: an unknown gpu_id is no error, its GPU counter reads 0. */
+        g = gpu_index_locked(c, args->gpu_id);
+        if (g < 0 && g != -EINVAL)
+                return g;
+        args->gpu_clock_counter = g >= 0 ? emu_kernel_gpu_clock() : 0;
+        /* ktime_get_raw_ns() and ktime_get_boottime_ns(), both in ns: system_clock_freq is 1 GHz. */
+        (void) clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+        args->cpu_clock_counter = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        (void) clock_gettime(CLOCK_BOOTTIME, &ts);
+        args->system_clock_counter = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        args->system_clock_freq = 1000000000ULL;
+        return 0;
+}
+
+static int ioctl_set_scratch_backing_va(EmuCall *c, void *data) {
+        struct kfd_ioctl_set_scratch_backing_va_args *args = data;
+        EmuKernel *k = c->k;
+        int g, r;
+
+        /*
+         * kfd_ioctl_set_scratch_backing_va: unknown gpu_id → EINVAL, no VM → ENODEV
+         * (kfd_bind_process_to_device), else the VA is kept in qpd.sh_hidden_private_base. Only
+         * the no-HWS scheduler writes it to hardware; nothing else is checked.
+         */
+        r = emu_lock(k);
+        if (r < 0)
+                return r;
+        g = emu_gpu_index(k, args->gpu_id);
+        if (g < 0)
+                r = -EINVAL;
+        else
+                r = bind(c, g);
+        if (r >= 0)
+                call_proc(c)->pdd[g].scratch_backing_va = args->va_addr;
+        emu_unlock(k);
+        return r;
+}
+
+/* ARRAY_SIZE(adev->gfx.config.tile_mode_array) and macrotile_mode_array (amdgpu_gfx.h). */
+#define EMU_TILE_CONFIGS 32
+#define EMU_MACRO_TILE_CONFIGS 16
+
+static int ioctl_get_tile_config(EmuCall *c, void *data) {
+        static const uint32_t tiles[EMU_TILE_CONFIGS] = {}, macro[EMU_MACRO_TILE_CONFIGS] = {};
+        struct kfd_ioctl_get_tile_config_args *args = data;
+        int g;
+
+        /* kfd_ioctl_get_tile_config: unknown gpu_id → EINVAL; no VM needed. */
+        g = gpu_index_locked(c, args->gpu_id);
+        if (g < 0)
+                return g;
+
+        /*
+         * amdgpu_amdkfd_get_tile_config(): GB_ADDR_CONFIG and the tiling tables. The emulator's
+         * registers read 0 (AMDGPU_INFO READ_MMR_REG, emu-drm.c), and from GFX9 on the kernel leaves
+         * the tables and num_banks/num_ranks unset (0) too, so the two sides agree.
+         */
+        args->gb_addr_config = 0;
+        args->num_banks = 0;
+        args->num_ranks = 0;
+        /* Counts are clamped to the tables, then copied; a bad pointer is EFAULT with the count 0. */
+        if (args->num_tile_configs > EMU_TILE_CONFIGS)
+                args->num_tile_configs = EMU_TILE_CONFIGS;
+        if (emu_copy_to_user(args->tile_config_ptr, tiles, args->num_tile_configs * sizeof(uint32_t)) < 0) {
+                args->num_tile_configs = 0;
+                return -EFAULT;
+        }
+        if (args->num_macro_tile_configs > EMU_MACRO_TILE_CONFIGS)
+                args->num_macro_tile_configs = EMU_MACRO_TILE_CONFIGS;
+        if (emu_copy_to_user(args->macro_tile_config_ptr, macro,
+                             args->num_macro_tile_configs * sizeof(uint32_t)) < 0) {
+                args->num_macro_tile_configs = 0;
+                return -EFAULT;
+        }
         return 0;
 }
 
@@ -304,14 +401,34 @@ static int user_range_mapped(uint64_t start, uint64_t len) {
         return 0;
 }
 
-static bool reserve_fits(EmuKernel *k, uint32_t domain, int g, uint64_t size) {
+/*
+ * What amdgpu_amdkfd_reserve_mem_limit() charges, from the allocation flags, in its order: GTT
+ * first, then VRAM, then USERPTR. This is not the order that picks the domain (VRAM first), so a
+ * VRAM|GTT buffer lives in VRAM and is charged as GTT. DOORBELL and MMIO_REMAP are charged nothing.
+ */
+static EmuDomain charge_of(uint32_t flags) {
+        if (flags & KFD_IOC_ALLOC_MEM_FLAGS_GTT)
+                return EMU_DOMAIN_GTT;
+        if (flags & KFD_IOC_ALLOC_MEM_FLAGS_VRAM)
+                return EMU_DOMAIN_VRAM;
+        if (flags & KFD_IOC_ALLOC_MEM_FLAGS_USERPTR)
+                return EMU_DOMAIN_USERPTR;
+        return EMU_DOMAIN_DOORBELL;
+}
+
+static bool reserve_fits(EmuKernel *k, EmuDomain charge, int g, uint64_t size) {
         EmuArena *a = k->a;
 
-        /* amdgpu_amdkfd_reserve_mem_limit: GTT and userptr against the system limit, VRAM per GPU. */
-        switch (domain) {
+        /*
+         * amdgpu_amdkfd_reserve_mem_limit() on a dGPU: GTT counts against both the system limit and
+         * the TTM limit (half of RAM), USERPTR against the system limit only, VRAM against the GPU's
+         * VRAM less the page-table estimate (emu_gpu_vram_limit()). The kernel refuses with -ENOMEM.
+         */
+        switch (charge) {
         case EMU_DOMAIN_VRAM:
-                return a->gpus[g].vram_used + size <= a->gpus[g].vram_total;
+                return a->gpus[g].vram_used + size <= emu_gpu_vram_limit(a, &a->gpus[g]);
         case EMU_DOMAIN_GTT:
+                return a->system_used + size <= a->system_limit && a->ttm_used + size <= a->ttm_limit;
         case EMU_DOMAIN_USERPTR:
                 return a->system_used + size <= a->system_limit;
         default:
@@ -415,10 +532,10 @@ static int ioctl_alloc(EmuCall *c, void *data) {
                 r = -ENOMEM;
                 goto out;
         }
-        if (!reserve_fits(k, domain, g, size)) {
+        if (!reserve_fits(k, charge_of(flags), g, size)) {
                 /* Memory of dead processes and closed dma-bufs is released asynchronously: look first. */
                 emu_reap(k);
-                if (!reserve_fits(k, domain, g, size)) {
+                if (!reserve_fits(k, charge_of(flags), g, size)) {
                         r = -ENOMEM;
                         goto out;
                 }
@@ -429,7 +546,15 @@ static int ioctl_alloc(EmuCall *c, void *data) {
                 goto out;
         bo = emu_bo(k, bo_index);
         bo->alloc_flags = flags;
-        switch (domain) {
+        if (domain == EMU_DOMAIN_USERPTR)
+                bo->userptr = args->mmap_offset;
+        /* Where it lives, for the DRM side's usage queries (amdgpu_vram_mgr/gtt_mgr usage). */
+        if (domain == EMU_DOMAIN_VRAM)
+                a->gpus[g].vram_placed += size;
+        else if (domain == EMU_DOMAIN_GTT)
+                a->gpus[g].gtt_used += size;
+        /* What it is charged as (charge_of()), released again by amdgpu_amdkfd_release_notify(). */
+        switch (charge_of(flags)) {
         case EMU_DOMAIN_VRAM:
                 bo->acct_vram = size;
                 a->gpus[g].vram_used += size;
@@ -437,12 +562,12 @@ static int ioctl_alloc(EmuCall *c, void *data) {
                 break;
         case EMU_DOMAIN_GTT:
                 bo->acct_system = size;
+                bo->acct_ttm = size;
                 a->system_used += size;
-                a->gpus[g].gtt_used += size;
+                a->ttm_used += size;
                 break;
         case EMU_DOMAIN_USERPTR:
                 bo->acct_system = size;
-                bo->userptr = args->mmap_offset;
                 a->system_used += size;
                 break;
         default:
@@ -953,15 +1078,9 @@ static int ioctl_available_memory(EmuCall *c, void *data) {
         if (g < 0)
                 r = -EINVAL;
         else {
-                EmuGpu *gpu = &k->a->gpus[g];
-                uint64_t avail = 0;
-
                 /* The asynchronous releases the kernel would have finished by now. */
                 emu_reap(k);
-                /* amdgpu_amdkfd_get_available_memory (dGPU): rounded down to 2 MiB, never negative. */
-                if (gpu->vram_total > gpu->vram_used_aligned)
-                        avail = (gpu->vram_total - gpu->vram_used_aligned) & ~(EMU_VRAM_ALIGN - 1);
-                args->available = avail;
+                args->available = emu_gpu_available(k->a, &k->a->gpus[g]);
         }
         emu_unlock(k);
         return r;

@@ -86,6 +86,49 @@ static uint64_t system_limit(uint64_t ram) {
         return l - EMU_RESERVE_MEM_LIMIT;
 }
 
+static uint64_t ttm_limit(uint64_t ram) {
+        /*
+         * amdgpu_amdkfd_gpuvm_init_mem_limits(): max_ttm_mem_limit = ttm_tt_pages_limit() << PAGE_SHIFT,
+         * and ttm_global_init() sets that limit to half of RAM (the ttm.pages_limit default). It is the
+         * same half of RAM the DRM side reports as the GTT size (emu-drm.c).
+         */
+        return ram / 2;
+}
+
+static uint64_t estimate_pt_size(const EmuTopology *topo) {
+        /*
+         * ESTIMATE_PT_SIZE(amdgpu_amdkfd_total_mem_size) of amdgpu_amdkfd_gpuvm.c: max(total >> 14,
+         * AMDGPU_VM_RESERVED_VRAM). amdgpu_amdkfd_init() starts the total at the system RAM and
+         * amdgpu_amdkfd_device_init() adds each GPU's real_vram_size, so every GPU reserves the
+         * same estimate, from the whole node's memory.
+         */
+        uint64_t total = topo->system_memory;
+
+        for (unsigned i = 0; i < topo->n_nodes && i < EMU_MAX_NODES; i++)
+                if (topo->nodes[i].is_gpu)
+                        total += topo->nodes[i].mem_size;
+        return MAX(total >> 14, EMU_VM_RESERVED_VRAM);
+}
+
+/*
+ * The VRAM amdgpu_amdkfd_reserve_mem_limit() lets KFD reserve on a dGPU: vram_size −
+ * reserved_for_pt − reserved_for_ras − vram_pin_size. Nothing is pinned in the emulator's VRAM (no
+ * firmware, no display) and no page is retired by RAS, so both are 0 here.
+ */
+uint64_t emu_gpu_vram_limit(const EmuArena *a, const EmuGpu *gpu) {
+        return gpu->vram_total > a->reserved_for_pt ? gpu->vram_total - a->reserved_for_pt : 0;
+}
+
+/* amdgpu_amdkfd_get_available_memory() (dGPU): the same limit less vram_used_aligned, rounded down
+ * to VRAM_AVAILABLITY_ALIGN (2 MiB), never negative. */
+uint64_t emu_gpu_available(const EmuArena *a, const EmuGpu *gpu) {
+        uint64_t limit = emu_gpu_vram_limit(a, gpu);
+
+        if (limit <= gpu->vram_used_aligned)
+                return 0;
+        return (limit - gpu->vram_used_aligned) & ~(EMU_VRAM_ALIGN - 1);
+}
+
 int emu_kernel_create(const char *dir, const EmuTopology *topo, const EmuOptions *opts) {
         _cleanup_free_ char *state = NULL, *bodir = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -209,6 +252,8 @@ int emu_kernel_create(const char *dir, const EmuTopology *topo, const EmuOptions
                 g->vram_total = n->mem_size;
         }
         a->system_limit = system_limit(topo->system_memory);
+        a->ttm_limit = ttm_limit(topo->system_memory);
+        a->reserved_for_pt = estimate_pt_size(topo);
 
         a->max_processes = o.max_processes;
         a->max_buffers = o.max_buffers;
@@ -778,8 +823,11 @@ static void bo_release(EmuKernel *k, uint32_t i) {
         g->vram_used -= bo->acct_vram;
         g->vram_used_aligned -= align_to(bo->acct_vram, EMU_VRAM_ALIGN);
         a->system_used -= bo->acct_system;
-        if (bo->domain == EMU_DOMAIN_GTT)
-                g->gtt_used -= bo->acct_system;
+        a->ttm_used -= bo->acct_ttm;
+        if (bo->domain == EMU_DOMAIN_VRAM)
+                g->vram_placed -= bo->size;
+        else if (bo->domain == EMU_DOMAIN_GTT)
+                g->gtt_used -= bo->size;
 
         if (bo->ino != 0) {
                 char path[PATH_MAX];
@@ -1441,6 +1489,14 @@ int emu_kernel_cpu_unmap(EmuKernel *k, uint64_t addr, uint64_t len) {
 /* ------------------------------------------------------------------------ */
 /* Misc API */
 
+uint64_t emu_kernel_gpu_clock(void) {
+        struct timespec ts;
+
+        /* gpu_counter_freq is 100 MHz (the xclk of DEV_INFO); the counter never stops. */
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 100000000ULL + (uint64_t) ts.tv_nsec / 10;
+}
+
 int emu_kernel_mem_usage(EmuKernel *k, uint32_t gpu_id, uint64_t *ret_vram_used, uint64_t *ret_gtt_used) {
         int g, r;
 
@@ -1453,7 +1509,7 @@ int emu_kernel_mem_usage(EmuKernel *k, uint32_t gpu_id, uint64_t *ret_vram_used,
                 return r;
         emu_reap_zombies(k);
         if (ret_vram_used)
-                *ret_vram_used = k->a->gpus[g].vram_used;
+                *ret_vram_used = k->a->gpus[g].vram_placed;
         if (ret_gtt_used)
                 *ret_gtt_used = k->a->gpus[g].gtt_used;
         emu_unlock(k);

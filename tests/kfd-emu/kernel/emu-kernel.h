@@ -134,6 +134,10 @@ int emu_kernel_fault_add(EmuKernel *k, const char *spec, char **ret_error);
 int emu_kernel_fault_clear(EmuKernel *k);
 
 /* Node-wide memory use of a GPU (what AMDGPU_INFO VRAM_USAGE/GTT_USAGE report). */
+/* The GPU clock counter (amdgpu_gfx get_gpu_clock_counter): 100 MHz, what both AMDGPU_INFO_TIMESTAMP
+ * and AMDKFD_IOC_GET_CLOCK_COUNTERS read. */
+uint64_t emu_kernel_gpu_clock(void);
+
 int emu_kernel_mem_usage(EmuKernel *k, uint32_t gpu_id, uint64_t *ret_vram_used, uint64_t *ret_gtt_used);
 
 /* DRM ioctls on a render node (tests/kfd-emu/drm/emu-drm.c); emu_kernel_ioctl hands 'd' ioctls here. */

@@ -222,6 +222,25 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "kfdemu-run: cannot create %s: %m\n", dir);
                 return EXIT_FAILURE;
         }
+        r = build_preload(&preload);
+        if (r < 0)
+                return EXIT_FAILURE;
+        if (!own_dir) {
+                _cleanup_free_ char *state = NULL;
+
+                /* An existing node: its kernel belongs to whoever runs on it. Leave it untouched. */
+                if (asprintf(&state, "%s/state", dir) < 0)
+                        return EXIT_FAILURE;
+                if (access(state, F_OK) == 0) {
+                        fprintf(stderr,
+                                "kfdemu-run: %s already holds an emulated node. To run a program on it, run it with\n"
+                                "  KFDEMU_DIR=%s LD_PRELOAD='%s'\n"
+                                "(kfdemu-ctl --dir %s dump shows its state); for a new node, remove the directory or\n"
+                                "give another --dir.\n",
+                                dir, dir, preload, dir);
+                        return EXIT_FAILURE;
+                }
+        }
         if (verbose)
                 fprintf(stderr, "kfdemu-run: emulator directory %s\n", dir);
 
@@ -236,8 +255,7 @@ int main(int argc, char *argv[]) {
                 goto cleanup;
         }
 
-        r = build_preload(&preload);
-        if (r < 0 || setenv("KFDEMU_DIR", dir, 1) < 0 || setenv("LD_PRELOAD", preload, 1) < 0) {
+        if (setenv("KFDEMU_DIR", dir, 1) < 0 || setenv("LD_PRELOAD", preload, 1) < 0) {
                 fprintf(stderr, "kfdemu-run: cannot set up the environment\n");
                 goto cleanup;
         }

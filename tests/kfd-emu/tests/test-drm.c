@@ -218,8 +218,12 @@ static void test_drm_info_dev_info(void) {
 }
 
 static void test_drm_info_vram_gtt_and_memory(void) {
+        json_t *dump = test_dump();
+        uint64_t ttm_limit = (uint64_t) json_integer_value(json_object_get(json_object_get(dump, "system"), "ttm_limit"));
         TestTopo t;
 
+        json_decref(dump);
+        ASSERT_TRUE(ttm_limit > 0);
         ASSERT_OK(test_topo_read(&t));
         for (unsigned i = 0; i < t.n_gpus; i++) {
                 const TestGpu *g = &t.gpus[i];
@@ -231,7 +235,8 @@ static void test_drm_info_vram_gtt_and_memory(void) {
                 ASSERT_OK(info(fd, AMDGPU_INFO_VRAM_GTT, &vg, sizeof(vg)));
                 ASSERT_EQ(vg.vram_size, g->vram_size - (8ULL << 20));
                 ASSERT_EQ(vg.vram_cpu_accessible_size, MIN(visible, vg.vram_size));
-                ASSERT_TRUE(vg.gtt_size > 0);
+                /* The GTT manager's size and the limit KFD counts GTT against: the same half of RAM. */
+                ASSERT_EQ(vg.gtt_size, ttm_limit);
 
                 ASSERT_OK(info(fd, AMDGPU_INFO_MEMORY, &m, sizeof(m)));
                 ASSERT_EQ(m.vram.total_heap_size, g->vram_size);

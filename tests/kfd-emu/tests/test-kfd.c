@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -782,18 +783,39 @@ static void test_alloc_unknown_flag_bits_ignored(void) {
         test_kfd_close(&k);
 }
 
+static uint64_t dump_system(const char *key) {
+        json_t *d = test_dump();
+        uint64_t v = (uint64_t) json_integer_value(json_object_get(json_object_get(d, "system"), key));
+
+        json_decref(d);
+        return v;
+}
+
 static void test_alloc_multi_type_bits_first_wins(void) {
         TestKfd k;
         uint64_t h, before, after;
+        json_t *d;
 
-        /* VRAM|GTT is a VRAM BO (first matching type bit). */
+        /*
+         * VRAM|GTT is a VRAM BO: amdgpu_amdkfd_gpuvm_alloc_memory_of_gpu() picks the domain VRAM
+         * first. amdgpu_amdkfd_reserve_mem_limit() tests GTT first, so it is charged as GTT: system
+         * and TTM memory, not the GPU's VRAM; AVAILABLE_MEMORY does not move.
+         */
         test_kfd_open(&k, true);
         ASSERT_OK(test_available(&k, gpu_id(&k, 0), &before));
         ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), test_va(&k, SZ_4K), SZ_4K,
                              VRAM_FLAGS | KFD_IOC_ALLOC_MEM_FLAGS_GTT, &h, NULL));
         ASSERT_OK(test_available(&k, gpu_id(&k, 0), &after));
-        ASSERT_EQ(after, before - SZ_2M);
+        ASSERT_EQ(after, before);
+        ASSERT_EQ(dump_system("ttm_used"), SZ_4K);
+        ASSERT_EQ(dump_system("used"), SZ_4K);
+        d = test_dump();
+        ASSERT_TRUE(streq(json_string_value(json_object_get(json_array_get(json_object_get(d, "buffers"), 0),
+                                                            "domain")), "vram"));
+        json_decref(d);
         ASSERT_OK(test_free(&k, h));
+        ASSERT_EQ(dump_system("ttm_used"), 0);
+        ASSERT_EQ(dump_system("used"), 0);
         test_kfd_close(&k);
 }
 
@@ -857,6 +879,199 @@ static void test_vram_accounting_is_node_wide(void) {
         json_decref(test_dump());       /* reaps the helper */
         ASSERT_OK(test_available(&k, gpu_id(&k, 0), &after));
         ASSERT_EQ(after, before);
+        test_kfd_close(&k);
+}
+
+#define SZ_1G (1ULL << 30)
+
+/*
+ * amdgpu_amdkfd_reserve_mem_limit(): GTT counts against the TTM limit too, which is half of RAM
+ * (amdgpu_amdkfd_gpuvm_init_mem_limits(), ttm_tt_pages_limit()). mi250-4 has 512 GiB of RAM: four
+ * 64 GiB GTT buffers fill the 256 GiB, a fifth or even one more page fails with ENOMEM, although
+ * the system limit (RAM − RAM/64 − 1.5 GiB) has room. USERPTR counts against the system limit only.
+ */
+static void test_gtt_limited_by_ttm(void) {
+        const uint64_t ttm_limit = 256 * SZ_1G;
+        TestKfd k;
+        uint64_t h[5], small, uh, addr, va;
+        void *p;
+
+        test_kfd_open(&k, true);
+        va = test_va(&k, SZ_2M);
+        for (unsigned i = 0; i < 3; i++, va += 64 * SZ_1G)
+                ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), va, 64 * SZ_1G, GTT_FLAGS, &h[i], NULL));
+        /* Up to the byte: the fourth buffer ends one page below the limit, one more page fits. */
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), va, 64 * SZ_1G - SZ_4K, GTT_FLAGS, &h[3], NULL));
+        va += 64 * SZ_1G;
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 1), va, SZ_4K, GTT_FLAGS, &small, NULL));
+        va += SZ_2M;
+        /* The limit is node-wide: every GPU's GTT counts. */
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 2), va, SZ_4K, GTT_FLAGS, &h[4], NULL), ENOMEM);
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 0), va, 64 * SZ_1G, GTT_FLAGS, &h[4], NULL), ENOMEM);
+
+        /* USERPTR is not TTM memory: 4 GiB more of it fit under the system limit. */
+        p = mmap(NULL, 4 * SZ_1G, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        ASSERT_TRUE(p != MAP_FAILED);
+        addr = (uintptr_t) p;
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), addr, 4 * SZ_1G, USERPTR_FLAGS, &uh, &addr));
+
+        /* Freeing one page of GTT lets one page in again, and nothing more. */
+        ASSERT_OK(test_free(&k, small));
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 3), va, SZ_4K, GTT_FLAGS, &small, NULL));
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 3), va + SZ_2M, SZ_4K, GTT_FLAGS, &h[4], NULL), ENOMEM);
+
+        ASSERT_OK(test_free(&k, uh));
+        ASSERT_OK(test_free(&k, small));
+        for (unsigned i = 0; i < 4; i++)
+                ASSERT_OK(test_free(&k, h[i]));
+        /* All released: the whole limit again. */
+        va = test_va(&k, SZ_2M);
+        for (unsigned i = 0; i < 4; i++, va += ttm_limit / 4)
+                ASSERT_OK(test_alloc(&k, gpu_id(&k, i), va, ttm_limit / 4, GTT_FLAGS, &h[i], NULL));
+        for (unsigned i = 0; i < 4; i++)
+                ASSERT_OK(test_free(&k, h[i]));
+        munmap(p, 4 * SZ_1G);
+        test_kfd_close(&k);
+}
+
+/*
+ * VRAM KFD may use: vram_size − ESTIMATE_PT_SIZE(amdgpu_amdkfd_total_mem_size) (− pinned − RAS, 0
+ * here), in amdgpu_amdkfd_reserve_mem_limit() and amdgpu_amdkfd_get_available_memory() alike. An
+ * idle GPU never reports all of its VRAM; allocations fit up to the byte, the next page is ENOMEM.
+ */
+static void check_vram_limit(uint64_t reserved_for_pt) {
+        TestKfd k;
+        uint64_t vram, avail, h, h2;
+
+        test_kfd_open(&k, true);
+        vram = k.topo.gpus[0].vram_size;
+        ASSERT_OK(test_available(&k, gpu_id(&k, 0), &avail));
+        ASSERT_EQ(avail, vram - reserved_for_pt);
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, 0), test_va(&k, SZ_2M), vram - reserved_for_pt, VRAM_FLAGS, &h, NULL));
+        ASSERT_OK(test_available(&k, gpu_id(&k, 0), &avail));
+        ASSERT_EQ(avail, 0);
+        ASSERT_ERRNO(test_alloc(&k, gpu_id(&k, 0), test_va(&k, SZ_2M), SZ_4K, VRAM_FLAGS, &h2, NULL), ENOMEM);
+        ASSERT_OK(test_free(&k, h));
+        ASSERT_OK(test_available(&k, gpu_id(&k, 0), &avail));
+        ASSERT_EQ(avail, vram - reserved_for_pt);
+        test_kfd_close(&k);
+}
+
+/* gfx1100-1: (64 GiB RAM + 24 GiB VRAM) >> 14 is 5.5 MiB, under the AMDGPU_VM_RESERVED_VRAM floor. */
+static void test_vram_limit_pt_estimate_floor(void) {
+        check_vram_limit(8ULL << 20);
+}
+
+/* mi300x-8: (512 GiB RAM + 8 × 192 GiB VRAM) >> 14 = 128 MiB on each GPU. */
+static void test_vram_limit_pt_estimate_scaled(void) {
+        check_vram_limit(128ULL << 20);
+}
+
+/* ---- GET_CLOCK_COUNTERS, SET_SCRATCH_BACKING_VA, GET_TILE_CONFIG (kfd_chardev.c) ---- */
+
+static uint64_t clock_ns(clockid_t id) {
+        struct timespec ts;
+
+        ASSERT_TRUE(clock_gettime(id, &ts) == 0);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+static void test_clock_counters(void) {
+        struct kfd_ioctl_get_clock_counters_args a = {}, b = {};
+        uint64_t raw0, boot0, raw1, boot1;
+        TestKfd k;
+
+        /* No VM needed. CPU counters are CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME in ns (1 GHz). */
+        test_kfd_open(&k, false);
+        a.gpu_id = gpu_id(&k, 0);
+        raw0 = clock_ns(CLOCK_MONOTONIC_RAW);
+        boot0 = clock_ns(CLOCK_BOOTTIME);
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_CLOCK_COUNTERS, &a));
+        raw1 = clock_ns(CLOCK_MONOTONIC_RAW);
+        boot1 = clock_ns(CLOCK_BOOTTIME);
+        ASSERT_EQ(a.system_clock_freq, 1000000000ULL);
+        ASSERT_TRUE(a.cpu_clock_counter >= raw0 && a.cpu_clock_counter <= raw1);
+        ASSERT_TRUE(a.system_clock_counter >= boot0 && a.system_clock_counter <= boot1);
+        ASSERT_TRUE(a.gpu_clock_counter > 0);
+
+        /* The GPU counter runs (100 MHz): 2 ms later it is at least 150000 ticks further. */
+        usleep(2000);
+        b.gpu_id = a.gpu_id;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_CLOCK_COUNTERS, &b));
+        ASSERT_TRUE(b.gpu_clock_counter >= a.gpu_clock_counter + 150000);
+
+        /* A node without a GPU is no error: its GPU counter reads 0, the CPU counters are filled. */
+        memset(&b, 0, sizeof(b));
+        b.gpu_id = 0xfff0;
+        b.gpu_clock_counter = 42;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_CLOCK_COUNTERS, &b));
+        ASSERT_EQ(b.gpu_clock_counter, 0);
+        ASSERT_TRUE(b.cpu_clock_counter > 0);
+        ASSERT_EQ(b.system_clock_freq, 1000000000ULL);
+        test_kfd_close(&k);
+}
+
+static void test_set_scratch_backing_va(void) {
+        struct kfd_ioctl_set_scratch_backing_va_args a = { .va_addr = 0x7f0000000000ULL };
+        TestKfd k;
+
+        /* Unknown GPU: EINVAL; no VM yet: ENODEV (kfd_bind_process_to_device); then any VA. */
+        test_kfd_open(&k, false);
+        a.gpu_id = 0xfff0;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a), EINVAL);
+        a.gpu_id = gpu_id(&k, 0);
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a), ENODEV);
+        test_kfd_close(&k);
+
+        test_kfd_open(&k, true);
+        a.gpu_id = gpu_id(&k, 0);
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a));
+        a.va_addr = 0;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_SET_SCRATCH_BACKING_VA, &a));
+        test_kfd_close(&k);
+}
+
+static void test_tile_config(void) {
+        uint32_t tiles[40], macro[20];
+        struct kfd_ioctl_get_tile_config_args a = {};
+        TestKfd k;
+
+        test_kfd_open(&k, false);
+        a.gpu_id = 0xfff0;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a), EINVAL);
+
+        /* Counts are clamped to the kernel's tables (32 and 16 entries); GFX9+ leaves them 0. */
+        memset(tiles, 0xa5, sizeof(tiles));
+        memset(macro, 0xa5, sizeof(macro));
+        a = (struct kfd_ioctl_get_tile_config_args) {
+                .tile_config_ptr = (uintptr_t) tiles, .macro_tile_config_ptr = (uintptr_t) macro,
+                .num_tile_configs = 40, .num_macro_tile_configs = 20, .gpu_id = gpu_id(&k, 0),
+                .gb_addr_config = 7, .num_banks = 7, .num_ranks = 7,
+        };
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a));
+        ASSERT_EQ(a.num_tile_configs, 32);
+        ASSERT_EQ(a.num_macro_tile_configs, 16);
+        ASSERT_EQ(a.gb_addr_config, 0);
+        ASSERT_EQ(a.num_banks, 0);
+        ASSERT_EQ(a.num_ranks, 0);
+        ASSERT_EQ(tiles[31], 0);
+        ASSERT_EQ(tiles[32], 0xa5a5a5a5);      /* nothing past the clamped count */
+        ASSERT_EQ(macro[15], 0);
+        ASSERT_EQ(macro[16], 0xa5a5a5a5);
+
+        /* Zero counts need no buffers; a bad one is EFAULT and its count reads 0. */
+        a.tile_config_ptr = a.macro_tile_config_ptr = 0;
+        a.num_tile_configs = a.num_macro_tile_configs = 0;
+        ASSERT_OK(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a));
+        a.num_tile_configs = 4;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a), EFAULT);
+        ASSERT_EQ(a.num_tile_configs, 0);
+        a.tile_config_ptr = (uintptr_t) tiles;
+        a.num_tile_configs = 4;
+        a.num_macro_tile_configs = 2;
+        ASSERT_ERRNO(test_ioctl(k.fd, AMDKFD_IOC_GET_TILE_CONFIG, &a), EFAULT);
+        ASSERT_EQ(a.num_tile_configs, 4);
+        ASSERT_EQ(a.num_macro_tile_configs, 0);
         test_kfd_close(&k);
 }
 
@@ -2300,6 +2515,12 @@ static const TestCase tests[] = {
         TEST(test_alloc_svm_overlap_eaddrinuse),
         TEST(test_available_memory_2mib_units),
         TEST(test_vram_accounting_is_node_wide),
+        TEST(test_gtt_limited_by_ttm),
+        TEST(test_vram_limit_pt_estimate_floor),
+        TEST(test_vram_limit_pt_estimate_scaled),
+        TEST(test_clock_counters),
+        TEST(test_set_scratch_backing_va),
+        TEST(test_tile_config),
         TEST(test_map_n_devices_zero_einval),
         TEST(test_map_bad_handle_enomem),
         TEST(test_map_already_mapped_is_noop),

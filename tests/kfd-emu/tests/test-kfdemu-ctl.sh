@@ -6,6 +6,7 @@ set -u
 
 ctl="$1"
 topology="$2"
+run="$3"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fails=0
@@ -75,6 +76,20 @@ expect 0 "$ctl" profile realistic
 expect 0 "$ctl" profile none
 expect 2 "$ctl" profile fast
 expect 2 "$ctl" profile
+
+# kfdemu-run --dir on an existing node leaves it alone and says how to use it instead.
+cp "$dir/node/state" "$dir/state.before"
+unset KFDEMU_DIR
+expect 1 "$run" --topology "$topology" --dir "$dir/node" -- true
+if ! grep -q "already holds an emulated node" "$dir/err" || ! grep -q "KFDEMU_DIR=$dir/node LD_PRELOAD=" "$dir/err"; then
+        echo "FAIL: kfdemu-run --dir on an existing node does not say what to do instead" >&2
+        cat "$dir/err" >&2
+        fails=$((fails + 1))
+fi
+if ! cmp -s "$dir/node/state" "$dir/state.before"; then
+        echo "FAIL: kfdemu-run --dir changed the existing node" >&2
+        fails=$((fails + 1))
+fi
 
 echo "$fails failure(s)"
 [ "$fails" = 0 ]

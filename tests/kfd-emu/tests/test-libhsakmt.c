@@ -173,6 +173,21 @@ static void test_libhsakmt_alloc_map_free(void) {
         }
         ASSERT_EQ(n_gpu_nodes, t.n_gpus);
 
+        /* Clock counters and tile configuration, as rocminfo and kfdtest ask for them. */
+        for (unsigned i = 0; i < n_gpu_nodes; i++) {
+                HSAuint32 tiles[32], macro[16];
+                HsaGpuTileConfig tc = { .TileConfig = tiles, .MacroTileConfig = macro, .NumTileConfigs = 32,
+                                        .NumMacroTileConfigs = 16 };
+                HsaClockCounters cc = {};
+
+                ASSERT_HSA(hsaKmtGetClockCounters(gpu_nodes[i], &cc));
+                ASSERT_EQ(cc.SystemClockFrequencyHz, 1000000000ULL);
+                ASSERT_TRUE(cc.GPUClockCounter > 0 && cc.CPUClockCounter > 0 && cc.SystemClockCounter > 0);
+                ASSERT_HSA(hsaKmtGetTileConfig(gpu_nodes[i], &tc));
+                ASSERT_EQ(tc.NumTileConfigs, 32);
+                ASSERT_EQ(tc.NumMacroTileConfigs, 16);
+        }
+
         /* Per GPU: VRAM host-visible (large BAR only, like the kernel) and VRAM private. */
         for (unsigned i = 0; i < n_gpu_nodes; i++) {
                 uint32_t node = gpu_nodes[i];
