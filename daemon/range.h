@@ -96,6 +96,7 @@ struct Range {
         uint64_t want_mapped;   /* degraded: where repair is heading */
 
         bool owner_detached;    /* freed by its owner while holders remain */
+        uint8_t context;        /* Manager.contexts[] its KFD buffers live in (context.h) */
         int memfd;              /* host, svm: the backing; -EBADF otherwise */
         RangeSvm *svm;          /* svm: its attributes (range-svm.h); NULL otherwise */
         char *request_id;       /* persistent ranges: the request id that created it */

@@ -32,6 +32,10 @@
  * gives the fd store systemd's FileDescriptorStoreMax=N: fds past it are
  * dropped, as systemd drops them.
  *
+ * --kfd-version MAJ.MIN makes the emulator report that KFD interface version
+ * (default: the topology's); so does $SVMD_HARNESS_KFD_VERSION, which lets a
+ * whole suite run again on another interface version.
+ *
  * --runtime-tmpfs-size SIZE puts svmd's runtime directory on a tmpfs of that
  * size (mount(8) syntax: 128k), mounted in a mount namespace of the harness's
  * own, so it goes away with the harness: the full /run of a node.
@@ -40,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,11 +79,12 @@ static const char *arg_svmd = SVMD_HARNESS_SVMD;
 static unsigned arg_bus_auth_timeout_ms; /* 0: dbus-daemon's own default */
 static size_t arg_fd_store_max = MAX_STORED_FDS;
 static const char *arg_runtime_tmpfs_size;
+static uint32_t arg_kfd_major, arg_kfd_minor;  /* 0.0: the topology's */
 
 static void help(void) {
         printf("Usage: svmd-harness --topology FILE [--config FILE] [--dir DIR] [--keep] [--no-daemon]\n"
                "                    [--emulate-command] [--bus-auth-timeout-ms MS] [--fd-store-max N]\n"
-               "                    [--runtime-tmpfs-size SIZE] -- CMD…\n"
+               "                    [--runtime-tmpfs-size SIZE] [--kfd-version MAJ.MIN] -- CMD…\n"
                "Run CMD against svmd on a private bus and an emulated node.\n");
 }
 
@@ -95,8 +101,10 @@ static int parse_argv(int argc, char *argv[]) {
                 { "bus-auth-timeout-ms", required_argument, NULL, 'a' },
                 { "fd-store-max", required_argument, NULL, 'f' },
                 { "runtime-tmpfs-size", required_argument, NULL, 'r' },
+                { "kfd-version", required_argument, NULL, 'v' },
                 {}
         };
+        const char *version = getenv("SVMD_HARNESS_KFD_VERSION");
         int c;
 
         while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
@@ -138,6 +146,9 @@ static int parse_argv(int argc, char *argv[]) {
                         arg_fd_store_max = v;
                         break;
                 }
+                case 'v':
+                        version = optarg;
+                        break;
                 case 'r':
                         if (!*optarg || strchr(optarg, ',')) {
                                 fprintf(stderr, "svmd-harness: --runtime-tmpfs-size: not a size: %s\n", optarg);
@@ -161,6 +172,11 @@ static int parse_argv(int argc, char *argv[]) {
                 default:
                         return -EINVAL;
                 }
+        if (version && *version &&
+            (sscanf(version, "%" SCNu32 ".%" SCNu32, &arg_kfd_major, &arg_kfd_minor) != 2 || arg_kfd_major == 0)) {
+                fprintf(stderr, "svmd-harness: --kfd-version: not MAJOR.MINOR: %s\n", version);
+                return -EINVAL;
+        }
         if (!arg_topology || optind >= argc) {
                 help();
                 return -EINVAL;
@@ -281,6 +297,8 @@ static int setup_emulator(const char *dir) {
                         /* Benchmarks with 10^6 live ranges need larger tables; 0 (unset): defaults. */
                         .max_buffers = env_u32("SVMD_HARNESS_EMU_MAX_BUFFERS"),
                         .max_handles = env_u32("SVMD_HARNESS_EMU_MAX_HANDLES"),
+                        .kfd_major = arg_kfd_major,
+                        .kfd_minor = arg_kfd_minor,
                 });
         if (r < 0)
                 fprintf(stderr, "svmd-harness: setting up the emulator in %s failed: %s\n", dir, strerror(-r));
