@@ -10,7 +10,10 @@
  *                            contexts, each tenant's in one; host ranges in the primary;
  *                            map, unmap, export, share and free work across contexts; after
  *                            a kill -9 every persistent range is back, again placed by
- *                            tenant; after freeing, no buffer is left in any context.
+ *                            tenant; then, restarted with "kfd-contexts": 1, every range is
+ *                            back in the primary context with its bytes; after freeing, no
+ *                            buffer is left in any context. The KfdContext(s) properties
+ *                            agree with the kernel's state.
  *   test-contexts one        svmd runs one context (below 1.19, or "kfd-contexts": 1):
  *                            everything in the primary, no secondary context exists.
  */
@@ -73,6 +76,26 @@ static size_t n_secondary(void) {
                         n++;
         json_decref(d);
         return n;
+}
+
+static uint32_t manager_contexts(void) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint32_t n = 0;
+
+        ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                              "KfdContexts", &error, 'u', &n));
+        return n;
+}
+
+static uint32_t range_context(uint64_t id) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char path[64];
+        uint32_t c = UINT32_MAX;
+
+        snprintf(path, sizeof(path), "/org/svmd1/range/%" PRIu64, id);
+        ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "KfdContext", &error,
+                                              'u', &c));
+        return c;
 }
 
 /* Handles in every context and live buffers, once svmd and the fd store let go (≤ 5 s). */
@@ -178,6 +201,14 @@ static void assert_placement(const Tenant *a, const Tenant *b, bool spread) {
         ASSERT_EQ(context_of_va(b->gtt_va), cb);
         ASSERT_EQ(context_of_va(a->host_va), PRIMARY);
         ASSERT_EQ(context_of_va(b->host_va), PRIMARY);
+        /* The property names svmd's index of the context: 0 is the primary, the others differ like the kernel's. */
+        ASSERT_EQ(range_context(a->host), 0);
+        ASSERT_EQ(range_context(b->host), 0);
+        ASSERT_EQ(range_context(a->vram), range_context(a->gtt));
+        ASSERT_EQ(range_context(b->vram), range_context(b->gtt));
+        ASSERT_EQ(range_context(a->vram) == 0, ca == PRIMARY);
+        ASSERT_EQ(range_context(b->vram) == 0, cb == PRIMARY);
+        ASSERT_EQ(range_context(a->vram) == range_context(b->vram), ca == cb);
         if (spread) {
                 ASSERT_TRUE(ca != PRIMARY && cb != PRIMARY);
                 ASSERT_TRUE(ca != cb);
@@ -248,6 +279,7 @@ int main(int argc, char *argv[]) {
         test_setup(&T);
         ASSERT_TRUE(T.n_gpus >= 2);
         ASSERT_EQ(n_secondary(), spread ? n - 1 : 0);
+        ASSERT_EQ(manager_contexts(), spread ? n : 1);
 
         allocate_set(T.bus, &a);
         c = spawn_tenant(&b);
@@ -269,6 +301,26 @@ int main(int argc, char *argv[]) {
         map_unmap(&b);
         printf("after the restart: tenant 0 in context 0x%x, tenant %u in context 0x%x\n",
                (unsigned) context_of_va(a.vram_va), TENANT_UID, (unsigned) context_of_va(b.vram_va));
+
+        if (spread) {
+                /* The journal does not record contexts: with one context, everything comes back in the primary. */
+                const char *path = getenv("SVMD_TEST_CONFIG");
+                FILE *f;
+
+                ASSERT_TRUE(path);
+                ASSERT_TRUE((f = fopen(path, "we")));
+                ASSERT_TRUE(fputs("{ \"limits\": { \"kfd-contexts\": 1 } }\n", f) >= 0);
+                ASSERT_OK(fclose(f));
+                test_kill_and_wait_restart(&T);
+                free(after);
+                after = test_list_ranges(T.bus);
+                ASSERT_STREQ(after, before);
+                ASSERT_EQ(n_secondary(), 0);
+                ASSERT_EQ(manager_contexts(), 1);
+                assert_placement(&a, &b, false);
+                check_bytes(&a);
+                map_unmap(&b);
+        }
 
         free_set(T.bus, &a);
         tell(&c, 'f');
