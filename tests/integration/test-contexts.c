@@ -14,6 +14,9 @@
  *                            back in the primary context with its bytes; after freeing, no
  *                            buffer is left in any context. The KfdContext(s) properties
  *                            agree with the kernel's state.
+ *   test-contexts fallback   svmd restarted while the second CREATE_PROCESS fails: it runs
+ *                            with the primary and one secondary context ("kfd-contexts": 3),
+ *                            and both tenants' ranges share that one; nothing is left over.
  *   test-contexts one        svmd runs one context (below 1.19, or "kfd-contexts": 1):
  *                            everything in the primary, no secondary context exists.
  */
@@ -134,11 +137,6 @@ static void free_set(sd_bus *bus, const Tenant *t) {
 
 /* ---- the second tenant, a child of uid TENANT_UID driven over a pipe ---- */
 
-typedef struct Child {
-        pid_t pid;
-        int to, from;
-} Child;
-
 static void child_main(int in, int out) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = test_connect(false);
         Tenant t = {};
@@ -153,41 +151,25 @@ static void child_main(int in, int out) {
         }
 }
 
-static Child spawn_tenant(Tenant *ret) {
-        int down[2], up[2];
-        Child c;
+static TestChild spawn_tenant(Tenant *ret) {
+        TestChild c = test_spawn(TENANT_UID, child_main);
 
-        ASSERT_OK(pipe2(down, O_CLOEXEC));
-        ASSERT_OK(pipe2(up, O_CLOEXEC));
-        c.pid = fork();
-        ASSERT_TRUE(c.pid >= 0);
-        if (c.pid == 0) {
-                close(down[1]);
-                close(up[0]);
-                test_become(TENANT_UID);
-                child_main(down[0], up[1]);
-                _exit(0);
-        }
-        close(down[0]);
-        close(up[1]);
-        c.to = down[1];
-        c.from = up[0];
-        ASSERT_TRUE(read(c.from, ret, sizeof(*ret)) == (ssize_t) sizeof(*ret));
+        ASSERT_TRUE(read(c.from_child, ret, sizeof(*ret)) == (ssize_t) sizeof(*ret));
         return c;
 }
 
-static void tell(Child *c, char cmd) {
+static void tell(TestChild *c, char cmd) {
         char ack;
 
-        ASSERT_TRUE(write(c->to, &cmd, 1) == 1);
-        ASSERT_TRUE(read(c->from, &ack, 1) == 1 && ack == cmd);
+        ASSERT_TRUE(write(c->to_child, &cmd, 1) == 1);
+        ASSERT_TRUE(read(c->from_child, &ack, 1) == 1 && ack == cmd);
 }
 
-static void finish(Child *c) {
+static void finish(TestChild *c) {
         int status;
 
-        close(c->to);
-        close(c->from);
+        close(c->to_child);
+        close(c->from_child);
         ASSERT_TRUE(waitpid(c->pid, &status, 0) == c->pid);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
@@ -268,15 +250,51 @@ static void check_bytes(const Tenant *t) {
         close(fd);
 }
 
+static void fallback(void) {
+        Tenant a = {}, b = {};
+        TestChild c;
+        int ca;
+
+        ASSERT_EQ(manager_contexts(), 3);
+        test_fault(&T, "ioctl=CREATE_PROCESS nth=2 errno=ENOMEM");
+        test_kill_and_wait_restart(&T);
+        ASSERT_EQ(test_faults_fired(&T), 1);
+        test_fault_clear(&T);
+        /* The context that failed half-way is gone with its fd. */
+        ASSERT_EQ(manager_contexts(), 2);
+        ASSERT_EQ(n_secondary(), 1);
+
+        allocate_set(T.bus, &a);
+        c = spawn_tenant(&b);
+        ca = context_of_va(a.vram_va);
+        ASSERT_TRUE(ca >= 0 && ca != PRIMARY);
+        ASSERT_EQ(context_of_va(b.vram_va), ca);
+        ASSERT_EQ(context_of_va(b.gtt_va), ca);
+        ASSERT_EQ(range_context(a.vram), 1);
+        ASSERT_EQ(range_context(b.vram), 1);
+        map_unmap(&b);
+        free_set(T.bus, &a);
+        tell(&c, 'f');
+        finish(&c);
+        assert_kernel_empty();
+}
+
 int main(int argc, char *argv[]) {
         bool spread = argc >= 2 && strcmp(argv[1], "spread") == 0;
         unsigned n = argc >= 3 ? (unsigned) strtoul(argv[2], NULL, 10) : 1;
         _cleanup_free_ char *before = NULL, *after = NULL;
         Tenant a = {}, b = {};
-        Child c;
+        TestChild c;
 
-        ASSERT_TRUE(argc >= 2 && (spread || strcmp(argv[1], "one") == 0));
+        ASSERT_TRUE(argc >= 2);
         test_setup(&T);
+        if (strcmp(argv[1], "fallback") == 0) {
+                fallback();
+                test_teardown(&T);
+                printf("contexts: ok\n");
+                return 0;
+        }
+        ASSERT_TRUE(spread || strcmp(argv[1], "one") == 0);
         ASSERT_TRUE(T.n_gpus >= 2);
         ASSERT_EQ(n_secondary(), spread ? n - 1 : 0);
         ASSERT_EQ(manager_contexts(), spread ? n : 1);
