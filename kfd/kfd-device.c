@@ -183,16 +183,26 @@ static int device_identify_render(KfdDevice *d, KfdDeviceGpu *g) {
 
 static int device_acquire_gpu(const KfdDevice *d, int kfd_fd, const KfdGpu *gpu, int render_fd);
 
-static int device_setup_gpu(KfdDevice *d, KfdDeviceGpu *g) {
-        const KfdGpu *gpu = g->info;
+/* A new open file of gpu's render node (a new DRM file, so a VM of its own), or a logged -errno. */
+static int device_open_render(const KfdDevice *d, const KfdGpu *gpu) {
         char path[64];
-        int r;
+        int fd;
 
         (void) snprintf(path, sizeof(path), "/dev/dri/renderD%u", gpu->drm_render_minor);
-        g->render_fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
-        if (g->render_fd < 0)
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
                 return device_error(d, negative_errno(), "cannot open %s for GPU 0x%x (%s): %s",
                                     path, gpu->gpu_id, gpu->pci_location, strerror(errno));
+        return fd;
+}
+
+static int device_setup_gpu(KfdDevice *d, KfdDeviceGpu *g) {
+        const KfdGpu *gpu = g->info;
+        int r;
+
+        g->render_fd = device_open_render(d, gpu);
+        if (g->render_fd < 0)
+                return g->render_fd;
 
         r = device_identify_render(d, g);
         if (r < 0)
@@ -441,14 +451,11 @@ int kfd_device_open_context(KfdDevice *d, KfdContext **ret) {
 
         for (size_t i = 0; i < d->n_gpus; i++) {
                 const KfdGpu *gpu = d->gpus[i].info;
-                char path[64];
 
                 /* A DRM file's VM becomes a compute VM once: each context needs its own open file. */
-                (void) snprintf(path, sizeof(path), "/dev/dri/renderD%u", gpu->drm_render_minor);
-                c->render_fds[i] = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+                c->render_fds[i] = device_open_render(d, gpu);
                 if (c->render_fds[i] < 0)
-                        return device_error(d, negative_errno(), "cannot open %s for GPU 0x%x in a secondary context: %s",
-                                            path, gpu->gpu_id, strerror(errno));
+                        return c->render_fds[i];
                 r = device_acquire_gpu(d, c->fd, gpu, c->render_fds[i]);
                 if (r < 0)
                         return r;
