@@ -44,9 +44,9 @@ int manager_open_contexts(Manager *m) {
                 c = new0(Context, 1);
                 if (!c)
                         return -ENOMEM;
-                r = kfd_device_open_context(m->kfd, &c->kfd);
+                r = kfd_context_new(&c->kfd, m->kfd);
                 if (r < 0) {
-                        /* Logged by the kfd layer. The contexts svmd has serve; the operator learns why not more. */
+                        /* Logged by the kfd layer. Serve with the contexts there are; say why not more. */
                         log_warning("Running with %u of %u KFD contexts (\"kfd-contexts\" in %s).",
                                     m->n_contexts, want, m->config_path);
                         break;

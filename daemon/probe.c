@@ -1160,7 +1160,8 @@ static void check_secondary_context(Probe *p) {
                 if (r >= 0)
                         (void) kfd_free(fd, h);
                 result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_DIFFERS, svmd,
-                       "USERPTR in a secondary context returned %s, not EOPNOTSUPP.", r < 0 ? strerror(-r) : "success");
+                       "USERPTR in a secondary context returned %s, not EOPNOTSUPP.",
+                       r < 0 ? strerror(-r) : "success");
                 return;
         }
 

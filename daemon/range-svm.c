@@ -330,7 +330,8 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
                 return -ENOMEM;
 
         /* The prior state from the kernel itself: that is what an undo restores. */
-        r = kfd_svm_attrs_get(range_kfd_fd(range), range->va, range->size, range->svm->attrs.gpu_ids, range->svm->attrs.n_gpus, &now);
+        r = kfd_svm_attrs_get(range_kfd_fd(range), range->va, range->size, range->svm->attrs.gpu_ids,
+                              range->svm->attrs.n_gpus, &now);
         if (r < 0) {
                 (void) txn_fail(t->txn, r, 0, "reading the SVM attributes of range %" PRIu64, range->id);
                 return transaction_set_kernel_error(t, r, error);

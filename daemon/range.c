@@ -987,9 +987,11 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         return -ENOMEM;
                 if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
                         /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
-                        r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, p->va, &p->handle);
+                        r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, p->va,
+                                              &p->handle);
                 else
-                        r = kfd_alloc(range_kfd_fd(range), p->va, p->size, home->gpu_id, flags, p->userptr, &p->handle, NULL);
+                        r = kfd_alloc(range_kfd_fd(range), p->va, p->size, home->gpu_id, flags, p->userptr,
+                                      &p->handle, NULL);
                 if (r < 0) {
                         (void) txn_fail(t->txn, r, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
                                         spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(p->size),

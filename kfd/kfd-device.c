@@ -416,7 +416,7 @@ struct KfdContext {
         size_t n_gpus;
 };
 
-int kfd_device_open_context(KfdDevice *d, KfdContext **ret) {
+int kfd_context_new(KfdContext **ret, KfdDevice *d) {
         _cleanup_(kfd_context_freep) KfdContext *c = NULL;
         int r;
 

@@ -77,7 +77,7 @@ amdgpu_device_handle kfd_device_get_amdgpu(const KfdDevice *d, uint32_t gpu_id);
  * buffer in it) when freed. Errors are logged like kfd_device_new()'s.
  */
 typedef struct KfdContext KfdContext;
-int kfd_device_open_context(KfdDevice *d, KfdContext **ret);
+int kfd_context_new(KfdContext **ret, KfdDevice *d);
 KfdContext *kfd_context_free(KfdContext *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KfdContext *, kfd_context_free);
 /* The context's /dev/kfd fd, owned by c. */

@@ -281,7 +281,7 @@ static void test_contexts(bool supported) {
 
         if (!supported) {
                 n_errors = 0;
-                ASSERT_ERROR(kfd_device_open_context(d, &a), EOPNOTSUPP);
+                ASSERT_ERROR(kfd_context_new(&a, d), EOPNOTSUPP);
                 ASSERT_NULL(a);
                 ASSERT_EQ(n_errors, 1);
                 ASSERT_NOT_NULL(strstr(last_error, "needs interface 1.19"));
@@ -290,8 +290,8 @@ static void test_contexts(bool supported) {
         }
 
         before = available(fd, g->gpu_id);
-        ASSERT_OK(kfd_device_open_context(d, &a));
-        ASSERT_OK(kfd_device_open_context(d, &b));
+        ASSERT_OK(kfd_context_new(&a, d));
+        ASSERT_OK(kfd_context_new(&b, d));
         ASSERT_EQ(n_errors, 0);
         ASSERT_TRUE(kfd_context_get_fd(a) != fd && kfd_context_get_fd(b) != fd);
 
