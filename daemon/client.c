@@ -12,6 +12,7 @@
 
 #include "cgroup-util.h"
 #include "client.h"
+#include "context.h"
 #include "direct.h"
 #include "log.h"
 #include "manager.h"
@@ -111,6 +112,7 @@ int manager_rescope(Manager *m) {
                         if (t->charged)
                                 t->charged->scope->usage.tokens++;
         }
+        context_recount(m);
         return 0;
 }
 

@@ -32,6 +32,7 @@ void config_init_defaults(Config *c) {
                 .limit_message_size = CONFIG_DEFAULT_MESSAGE_SIZE,
                 .limit_peer_timeout_ms = CONFIG_DEFAULT_PEER_TIMEOUT_MS,
                 .limit_fd_store_max = CONFIG_DEFAULT_FD_STORE_MAX,
+                .limit_kfd_contexts = CONFIG_DEFAULT_KFD_CONTEXTS,
         };
 }
 
@@ -311,11 +312,26 @@ static int parse_direct_limits(const ParseContext *p, json_t *obj, Config *c) {
         return 0;
 }
 
+static int parse_kfd_contexts(const ParseContext *p, json_t *obj, Config *c) {
+        json_t *v;
+        int r;
+
+        if (!(v = json_object_get(obj, "kfd-contexts")))
+                return 0;
+        r = parse_count(p, "kfd-contexts", v, &c->limit_kfd_contexts);
+        if (r < 0)
+                return r;
+        if (c->limit_kfd_contexts < 1 || c->limit_kfd_contexts > CONFIG_MAX_KFD_CONTEXTS)
+                return fail(p, -EINVAL, "kfd-contexts", "\"kfd-contexts\" must be between 1 and %u",
+                            CONFIG_MAX_KFD_CONTEXTS);
+        return 0;
+}
+
 static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client",
                                             "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
                                             "holds-per-range", "fd-store-max", "connections", "connections-per-uid",
-                                            "message-size", "peer-timeout-ms", NULL };
+                                            "message-size", "peer-timeout-ms", "kfd-contexts", NULL };
         json_t *v;
         int r;
 
@@ -344,6 +360,9 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
                 return fail(p, -EINVAL, "fd-store-max", "\"fd-store-max\" is %" PRIu64 ", but a service manager hands "
                             "back at most %u fds at a restart (their names fill LISTEN_FDNAMES)",
                             c->limit_fd_store_max, FD_SLOTS_MAX);
+        r = parse_kfd_contexts(p, obj, c);
+        if (r < 0)
+                return r;
         return parse_direct_limits(p, obj, c);
 }
 

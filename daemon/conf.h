@@ -61,6 +61,9 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_HOLDS_PER_RANGE 256U
 /* The shipped unit's FileDescriptorStoreMax= (systemd/svmd.service.in). */
 #define CONFIG_DEFAULT_FD_STORE_MAX 32768U
+/* KFD contexts (the primary and secondary ones, interface 1.19+): docs/architecture.md, "KFD contexts". */
+#define CONFIG_DEFAULT_KFD_CONTEXTS 4U
+#define CONFIG_MAX_KFD_CONTEXTS 64U
 
 /*
  * The direct socket (docs/svmd.conf.5, "limits"): peers in total and per uid,
@@ -101,6 +104,8 @@ typedef struct Config {
         uint64_t limit_connections_per_uid;
         uint64_t limit_message_size;
         uint64_t limit_peer_timeout_ms;
+
+        uint64_t limit_kfd_contexts;    /* with interface 1.19+; one below */
 } Config;
 
 void config_init_defaults(Config *c);

@@ -389,6 +389,13 @@ static int property_get_xnack(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_append(reply, "b", m->xnack);
 }
 
+static int property_get_kfd_contexts(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "u", (uint32_t) m->n_contexts);
+}
+
 /* The runtime directory's space and the fd store's use (docs/dbus-api.md), measured when asked. */
 static int property_get_durability(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
@@ -487,6 +494,7 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Clients", "u", property_get_clients, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LostRanges", "a(ts)", property_get_lost, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Xnack", "b", property_get_xnack, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("KfdContexts", "u", property_get_kfd_contexts, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("RuntimeDirectoryFree", "t", property_get_durability, 0, 0),
         SD_BUS_PROPERTY("RuntimeDirectorySize", "t", property_get_durability, 0, 0),
         SD_BUS_PROPERTY("StoredFds", "t", property_get_durability, 0, 0),

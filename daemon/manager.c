@@ -14,6 +14,7 @@
 #include "config.h"
 #include "client.h"
 #include "conf.h"
+#include "context.h"
 #include "direct.h"
 #include "gpu.h"
 #include "log.h"
@@ -117,6 +118,7 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_gpus; i++)
                 gpu_free(m->gpus[i]);
         free(m->gpus);
+        manager_close_contexts(m);
         kfd_device_free(m->kfd);
 
         sd_event_source_disable_unref(m->repair_timer);
@@ -173,6 +175,10 @@ int manager_reload(Manager *m, char **ret_error) {
                 log_warning("The SVM window changed in %s; it takes effect at the next start.", m->config_path);
         c.va_base = m->config.va_base;
         c.va_size = m->config.va_size;
+        /* The contexts are opened at start; ranges live in them. */
+        if (c.limit_kfd_contexts != m->config.limit_kfd_contexts)
+                log_warning("\"kfd-contexts\" changed in %s; it takes effect at the next start.", m->config_path);
+        c.limit_kfd_contexts = m->config.limit_kfd_contexts;
         /* Ranges were set up under the current mode (gpu-always-mapped needs it on). */
         if (c.xnack != m->config.xnack)
                 log_warning("\"xnack\" changed in %s; it takes effect at the next start.", m->config_path);
@@ -836,6 +842,9 @@ int manager_start(Manager *m) {
         kfd_device_get_version(m->kfd, &m->kfd_major, &m->kfd_minor);
         log_info("KFD interface %u.%u.", m->kfd_major, m->kfd_minor);
         setup_xnack(m);
+        r = manager_open_contexts(m);
+        if (r < 0)
+                return log_error_errno(r, "Setting up the KFD contexts failed: %m");
 
         r = setup_gpus(m);
         if (r < 0)

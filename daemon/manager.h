@@ -21,6 +21,7 @@
 #include "va-space.h"
 
 typedef struct Gpu Gpu;
+typedef struct Context Context;
 typedef struct StrTable StrTable;
 typedef struct QuotaTable QuotaTable;
 typedef struct PolkitRegistry PolkitRegistry;
@@ -61,7 +62,9 @@ typedef struct Manager {
         char *runtime_dir;
 
         KfdDevice *kfd;
-        int kfd_fd;                     /* borrowed from kfd */
+        int kfd_fd;                     /* borrowed from kfd: the primary context's */
+        Context **contexts;             /* [0]: the primary KFD context; secondary ones after it (context.h) */
+        unsigned n_contexts;
         uint32_t kfd_major, kfd_minor;
         bool xnack;                     /* XNACK mode of our KFD process (SVM page faults) */
         Gpu **gpus;                     /* index = bit in range mapping masks */

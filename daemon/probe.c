@@ -215,7 +215,7 @@ static const struct {
         { KFD_FEATURE_EXPORT_DMABUF,     "persistent VRAM/GTT ranges and Export are refused with NotSupported (persistent host ranges still work)" },
         { KFD_FEATURE_CONTIGUOUS,        "the \"contiguous\" flag is refused with NotSupported" },
         { KFD_FEATURE_MISC_PROCESS_FLAG, "\"mfma-high-precision\" is ignored with a warning" },
-        { KFD_FEATURE_CREATE_PROCESS,    "nothing changes: svmd does not use secondary contexts" },
+        { KFD_FEATURE_CREATE_PROCESS,    "svmd runs one KFD context, so every range's ioctls wait on one kernel lock (\"kfd-contexts\" is ignored)" },
 };
 
 /* false, with check c recorded as "differs", when the kernel lacks f (the ioctl named what). */
@@ -1070,9 +1070,14 @@ static void check_xnack(Probe *p) {
 
 static void check_secondary_context(Probe *p) {
         static const char svmd[] =
-                "svmd uses one primary KFD context; clients get dma-bufs, never a context, so it does not need secondary ones.";
-        _cleanup_close_ int fd = -EBADF;
+                "svmd opens \"kfd-contexts\" KFD contexts (default 4) and puts each tenant's VRAM/GTT ranges in a "
+                "secondary one; host and svm ranges stay in the primary. If one cannot be set up, svmd runs with "
+                "the contexts it has.";
+        _cleanup_close_ int fd = -EBADF, render = -EBADF;
+        const KfdGpu *gpu = kfd_device_get_gpu(p->kfd, 0);
+        char path[64];
         uint64_t h;
+        void *host;
         int r;
 
         fd = open("/dev/kfd", O_RDWR | O_CLOEXEC | O_NOCTTY);
@@ -1082,7 +1087,7 @@ static void check_secondary_context(Probe *p) {
                 return;
         }
 
-        r = ioctl(fd, AMDKFD_IOC_CREATE_PROCESS, NULL) < 0 ? negative_errno() : 0;
+        r = kfd_create_process(fd);
         if (!kfd_device_has_feature(p->kfd, KFD_FEATURE_CREATE_PROCESS)) {
                 if (r == 0)
                         result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_DIFFERS, svmd,
@@ -1090,7 +1095,8 @@ static void check_secondary_context(Probe *p) {
                                p->report->kfd_major, p->report->kfd_minor,
                                kfd_feature_min_version(KFD_FEATURE_CREATE_PROCESS));
                 else
-                        result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_SKIPPED, svmd,
+                        result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_SKIPPED,
+                               "svmd runs one KFD context.",
                                "No CREATE_PROCESS: it needs interface %s (here the ioctl fails: %s).",
                                kfd_feature_min_version(KFD_FEATURE_CREATE_PROCESS), strerror(-r));
                 return;
@@ -1101,7 +1107,7 @@ static void check_secondary_context(Probe *p) {
                 return;
         }
 
-        r = ioctl(fd, AMDKFD_IOC_CREATE_PROCESS, NULL) < 0 ? negative_errno() : 0;
+        r = kfd_create_process(fd);
         if (r != -EINVAL) {
                 result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_DIFFERS, svmd,
                        "CREATE_PROCESS on a secondary context returned %s, not EINVAL.", r < 0 ? strerror(-r) : "success");
@@ -1117,8 +1123,51 @@ static void check_secondary_context(Probe *p) {
                 return;
         }
 
+        /* What svmd does with it: its own render-node file (a DRM file's VM is acquired once), then VRAM. */
+        (void) snprintf(path, sizeof(path), "/dev/dri/renderD%u", gpu->drm_render_minor);
+        render = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (render < 0) {
+                result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_DIFFERS, svmd, "Cannot open %s again: %s.", path,
+                       strerror(errno));
+                return;
+        }
+        r = kfd_acquire_vm(fd, gpu->gpu_id, render);
+        if (r < 0) {
+                result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_DIFFERS, svmd,
+                       "ACQUIRE_VM of GPU 0x%x in a secondary context with a new file of %s failed: %s.",
+                       gpu->gpu_id, path, strerror(-r));
+                return;
+        }
+        r = kfd_alloc(fd, PROBE_VA_BASE, PROBE_SZ_64K, gpu->gpu_id, PROBE_VRAM_FLAGS, 0, &h, NULL);
+        if (r < 0) {
+                result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_DIFFERS, svmd,
+                       "ALLOC of VRAM in a secondary context failed: %s.", strerror(-r));
+                return;
+        }
+        (void) kfd_free(fd, h);
+
+        /* USERPTR is refused there: svmd keeps host ranges in the primary. */
+        host = mmap(NULL, PROBE_SZ_64K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (host == MAP_FAILED) {
+                result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_SKIPPED, svmd, "mmap of 64 KiB failed: %s.",
+                       strerror(errno));
+                return;
+        }
+        r = kfd_alloc(fd, PROBE_VA_BASE + PROBE_SZ_2M, PROBE_SZ_64K, gpu->gpu_id,
+                      KFD_IOC_ALLOC_MEM_FLAGS_USERPTR | PROBE_WRITABLE, (uint64_t) (uintptr_t) host, &h, NULL);
+        (void) munmap(host, PROBE_SZ_64K);
+        if (r != -EOPNOTSUPP) {
+                if (r >= 0)
+                        (void) kfd_free(fd, h);
+                result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_DIFFERS, svmd,
+                       "USERPTR in a secondary context returned %s, not EOPNOTSUPP.",
+                       r < 0 ? strerror(-r) : "success");
+                return;
+        }
+
         result(p, PROBE_CHECK_SECONDARY_CONTEXT, PROBE_PASS, svmd,
-               "CREATE_PROCESS makes a secondary context once per fd (again: EINVAL), with no VM until ACQUIRE_VM (ALLOC: ENODEV).");
+               "CREATE_PROCESS makes a secondary context once per fd (again: EINVAL), with no VM until ACQUIRE_VM "
+               "(ALLOC: ENODEV); with its own render-node file it takes VRAM, and refuses USERPTR (EOPNOTSUPP).");
 }
 
 static void check_cleanup(Probe *p) {

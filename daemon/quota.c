@@ -174,8 +174,13 @@ void quota_reset_usage(QuotaTable *t) {
         StrTableIter i = {};
         void *v;
 
-        while (str_table_iterate(t->scopes, &i, NULL, &v))
-                ((Scope *) v)->usage = (Usage) {};
+        while (str_table_iterate(t->scopes, &i, NULL, &v)) {
+                Scope *s = v;
+
+                s->usage = (Usage) {};
+                s->context = 0;
+                s->context_ranges = 0;
+        }
 }
 
 void usage_add(Usage *u, bool vram, unsigned gpu, uint64_t size, int sign) {

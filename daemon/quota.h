@@ -39,6 +39,9 @@ typedef struct Scope {
         bool limited;
         QuotaLimits limits;
         Usage usage;
+        /* KFD context of its VRAM/GTT ranges (context.h), while it has context_ranges there */
+        uint8_t context;
+        uint64_t context_ranges;
 } Scope;
 
 typedef struct QuotaTable QuotaTable;
@@ -61,7 +64,7 @@ Scope *quota_find_scope(QuotaTable *t, const char *key);
  */
 int quota_limits_for_key(const Config *c, const char *key, bool *ret_limited, QuotaLimits *ret);
 
-/* Drop all usage (before recomputing it after a reload). */
+/* Drop all usage and context assignments (before recomputing them after a reload). */
 void quota_reset_usage(QuotaTable *t);
 
 /* What a request would add: checked as a whole. */

@@ -120,6 +120,13 @@ static int property_get_home(sd_bus *bus, const char *path, const char *interfac
         return sd_bus_message_append(reply, "u", range->manager->gpus[range->home]->gpu_id);
 }
 
+static int property_get_kfd_context(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *range = userdata;
+
+        return sd_bus_message_append(reply, "u", (uint32_t) range->context);
+}
+
 static int property_get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Range *range = userdata;
@@ -190,6 +197,7 @@ const sd_bus_vtable range_vtable[] = {
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Detached", "b", property_get_detached, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("SvmAttributes", "a{sv}", property_get_svm_attributes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KfdContext", "u", property_get_kfd_context, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_VTABLE_END,
 };
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "context.h"
 #include "gpu.h"
 #include "kfd-ioctl.h"
 #include "manager.h"
@@ -273,7 +274,7 @@ static int undo_svm_change(void *userdata) {
 
         if (range->rollback_failed)
                 return 0;
-        r = kfd_svm_attrs_restore(range->manager->kfd_fd, range->va, range->size, &u->before);
+        r = kfd_svm_attrs_restore(range_kfd_fd(range), range->va, range->size, &u->before);
         if (r < 0) {
                 /* The ioctl layer restarted interruptions already: whatever is left is a failure. */
                 range_set_rollback_failed(range, r, 0);
@@ -303,7 +304,7 @@ int range_svm_setup(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd
         if (!u)
                 return -ENOMEM;
         n = kfd_svm_attrs_to_list(initial, list);
-        r = kfd_svm_set(range->manager->kfd_fd, range->va, range->size, list, n);
+        r = kfd_svm_set(range_kfd_fd(range), range->va, range->size, list, n);
         if (r < 0) {
                 (void) txn_fail(t->txn, r, 0, "registering range %" PRIu64 " (%s at 0x%" PRIx64 ") for SVM", range->id,
                                 FORMAT_BYTES(range->size), range->va);
@@ -316,7 +317,6 @@ int range_svm_setup(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd
 int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
                      sd_bus_error *error) {
         _cleanup_free_ SvmUndo *u = NULL;
-        Manager *m = range->manager;
         KfdSvmAttrs now;
         int r;
 
@@ -330,7 +330,8 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
                 return -ENOMEM;
 
         /* The prior state from the kernel itself: that is what an undo restores. */
-        r = kfd_svm_attrs_get(m->kfd_fd, range->va, range->size, range->svm->attrs.gpu_ids, range->svm->attrs.n_gpus, &now);
+        r = kfd_svm_attrs_get(range_kfd_fd(range), range->va, range->size, range->svm->attrs.gpu_ids,
+                              range->svm->attrs.n_gpus, &now);
         if (r < 0) {
                 (void) txn_fail(t->txn, r, 0, "reading the SVM attributes of range %" PRIu64, range->id);
                 return transaction_set_kernel_error(t, r, error);
@@ -340,7 +341,7 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
         if (r < 0)
                 return r;
 
-        r = kfd_svm_set(m->kfd_fd, range->va, range->size, list, n);
+        r = kfd_svm_set(range_kfd_fd(range), range->va, range->size, list, n);
         if (r < 0) {
                 /* Some attributes may be in place now; the undo puts back all of them. */
                 (void) txn_fail(t->txn, r, 0, "setting the SVM attributes of range %" PRIu64, range->id);
@@ -354,7 +355,7 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
 int range_svm_repair(Range *range) {
         int r;
 
-        r = kfd_svm_attrs_restore(range->manager->kfd_fd, range->va, range->size, &range->svm->want);
+        r = kfd_svm_attrs_restore(range_kfd_fd(range), range->va, range->size, &range->svm->want);
         if (r < 0)
                 return r;
         svm_adopt(range, &range->svm->want);

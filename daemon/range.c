@@ -13,6 +13,7 @@
 
 #include "bus-util.h"
 #include "client.h"
+#include "context.h"
 #include "gpu.h"
 #include "kfd-ioctl.h"
 #include "kfd-uapi.h"
@@ -174,6 +175,7 @@ void range_account(Range *range, int sign) {
 
         if (range->owner)
                 usage_add(&range->owner->scope->usage, range->domain == RANGE_DOMAIN_VRAM, range->home, range->size, sign);
+        context_account(m, range->owner ? range->owner->scope : NULL, range->context, sign);
         if (range->persistent)
                 m->n_persistent = sign > 0 ? m->n_persistent + 1 : m->n_persistent - 1;
 
@@ -629,7 +631,7 @@ static int piece_free(Range *range, RangePiece *p) {
 
         if (!p->allocated)
                 return 0;
-        r = kfd_free(range->manager->kfd_fd, p->handle);
+        r = kfd_free(range_kfd_fd(range), p->handle);
         if (r < 0)
                 return r;
         p->allocated = false;
@@ -665,7 +667,7 @@ static int piece_unmap(Range *range, RangePiece *p, uint64_t mask, uint32_t *ret
         n = mask_to_ids(m, mask, ids);
         if (n == 0)
                 return 0;
-        r = kfd_unmap(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
+        r = kfd_unmap(range_kfd_fd(range), p->handle, ids, (uint32_t) n, &done);
         uint64_t gone = done_mask(m, ids, done);
         p->mapped &= ~gone;
         account_piece_mapping(range, p, gone, -1);
@@ -686,7 +688,7 @@ static int piece_map(Range *range, RangePiece *p, uint64_t mask, uint32_t *ret_f
                 *ret_done = 0;
         if (n == 0)
                 return 0;
-        r = kfd_map(m->kfd_fd, p->handle, ids, (uint32_t) n, &done);
+        r = kfd_map(range_kfd_fd(range), p->handle, ids, (uint32_t) n, &done);
         uint64_t added = done_mask(m, ids, done);
         p->mapped |= added;
         account_piece_mapping(range, p, added, +1);
@@ -899,6 +901,9 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 range->pieces = &range->inline_piece;
                 range->n_pieces = 1;
         }
+        /* Also after a restart the context is chosen again: the dma-buf imports into any context. */
+        range->context = (uint8_t) context_pick(m, spec->owner ? spec->owner->scope : NULL, spec->domain,
+                                                spec->n_pieces > 0);
 
         /* The transaction owns the struct from here: abort frees it once its undos ran. */
         r = transaction_touch(t, range, true);
@@ -980,9 +985,11 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         return -ENOMEM;
                 if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
                         /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
-                        r = kfd_import_dmabuf(m->kfd_fd, spec->restore_fd, home->gpu_id, p->va, &p->handle);
+                        r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, p->va,
+                                              &p->handle);
                 else
-                        r = kfd_alloc(m->kfd_fd, p->va, p->size, home->gpu_id, flags, p->userptr, &p->handle, NULL);
+                        r = kfd_alloc(range_kfd_fd(range), p->va, p->size, home->gpu_id, flags, p->userptr,
+                                      &p->handle, NULL);
                 if (r < 0) {
                         (void) txn_fail(t->txn, r, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
                                         spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(p->size),
@@ -1175,7 +1182,7 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Exporting VRAM and GTT needs KFD interface %s; this kernel has %u.%u.", needed,
                                          m->kfd_major, m->kfd_minor);
-        r = kfd_export_dmabuf(m->kfd_fd, range->pieces[0].handle, O_RDWR, &fd);
+        r = kfd_export_dmabuf(range_kfd_fd(range), range->pieces[0].handle, O_RDWR, &fd);
         if (r < 0)
                 return sd_bus_error_setf(error, r == -EMFILE || r == -ENFILE ? SVMD_ERROR_OUT_OF_MEMORY : SVMD_ERROR_KERNEL,
                                          "Exporting range %" PRIu64 " failed: %s.", range->id, strerror(-r));

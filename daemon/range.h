@@ -99,6 +99,7 @@ struct Range {
         uint32_t fd_slot;       /* fd_stored: its name there (fd-slots.h); FD_SLOT_LEGACY: "range-<id>" */
 
         bool owner_detached;    /* freed by its owner while holders remain */
+        uint8_t context;        /* Manager.contexts[] its KFD buffers live in (context.h) */
         int memfd;              /* host, svm: the backing; -EBADF otherwise */
         RangeSvm *svm;          /* svm: its attributes (range-svm.h); NULL otherwise */
         char *request_id;       /* persistent ranges: the request id that created it */

@@ -181,22 +181,41 @@ static int device_identify_render(KfdDevice *d, KfdDeviceGpu *g) {
         return 0;
 }
 
-static int device_setup_gpu(KfdDevice *d, KfdDeviceGpu *g) {
-        const KfdGpu *gpu = g->info;
+static int device_acquire_gpu(const KfdDevice *d, int kfd_fd, const KfdGpu *gpu, int render_fd);
+
+/* A new open file of gpu's render node (a new DRM file, so a VM of its own), or a logged -errno. */
+static int device_open_render(const KfdDevice *d, const KfdGpu *gpu) {
         char path[64];
-        int r;
+        int fd;
 
         (void) snprintf(path, sizeof(path), "/dev/dri/renderD%u", gpu->drm_render_minor);
-        g->render_fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
-        if (g->render_fd < 0)
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
                 return device_error(d, negative_errno(), "cannot open %s for GPU 0x%x (%s): %s",
                                     path, gpu->gpu_id, gpu->pci_location, strerror(errno));
+        return fd;
+}
+
+static int device_setup_gpu(KfdDevice *d, KfdDeviceGpu *g) {
+        const KfdGpu *gpu = g->info;
+        int r;
+
+        g->render_fd = device_open_render(d, gpu);
+        if (g->render_fd < 0)
+                return g->render_fd;
 
         r = device_identify_render(d, g);
         if (r < 0)
                 return r;
 
-        r = kfd_acquire_vm(d->fd, gpu->gpu_id, g->render_fd);
+        return device_acquire_gpu(d, d->fd, gpu, g->render_fd);
+}
+
+/* ACQUIRE_VM of gpu in the context of kfd_fd with render_fd's VM, then its memory policy. */
+static int device_acquire_gpu(const KfdDevice *d, int kfd_fd, const KfdGpu *gpu, int render_fd) {
+        int r;
+
+        r = kfd_acquire_vm(kfd_fd, gpu->gpu_id, render_fd);
         if (r == -EBUSY)
                 return device_error(d, r,
                                     "cannot acquire the VM of GPU 0x%x: the GPU's VM is already acquired by this process with another render-node file",
@@ -213,7 +232,7 @@ static int device_setup_gpu(KfdDevice *d, KfdDeviceGpu *g) {
 
         case KFD_MEMORY_POLICY_CACHE:
                 /* The alternate (APE1) aperture is unused: size 0, same policy. */
-                r = kfd_set_memory_policy(d->fd, gpu->gpu_id, d->default_cache_policy,
+                r = kfd_set_memory_policy(kfd_fd, gpu->gpu_id, d->default_cache_policy,
                                           d->default_cache_policy, 0, 0, 0);
                 if (r < 0)
                         return device_error(d, r, "cannot set the memory policy of GPU 0x%x (%s): %s",
@@ -221,7 +240,7 @@ static int device_setup_gpu(KfdDevice *d, KfdDeviceGpu *g) {
                 break;
 
         case KFD_MEMORY_POLICY_MISC_FLAG:
-                r = kfd_set_memory_policy(d->fd, gpu->gpu_id, d->default_cache_policy,
+                r = kfd_set_memory_policy(kfd_fd, gpu->gpu_id, d->default_cache_policy,
                                           d->default_cache_policy, 0, 0,
                                           d->mfma_high_precision ? KFD_PROC_FLAG_MFMA_HIGH_PRECISION : 0);
                 if (r < 0)
@@ -230,7 +249,7 @@ static int device_setup_gpu(KfdDevice *d, KfdDeviceGpu *g) {
                 break;
 
         default:
-                if (d->mfma_high_precision && KFD_GFX_MAJOR(gpu->gfx_target_version) == 9 &&
+                if (kfd_fd == d->fd && d->mfma_high_precision && KFD_GFX_MAJOR(gpu->gfx_target_version) == 9 &&
                     (KFD_GFX_MINOR(gpu->gfx_target_version) == 4 || KFD_GFX_MINOR(gpu->gfx_target_version) == 5))
                         device_log(d, LOG_WARNING,
                                    "MFMA high precision on GPU 0x%x needs KFD interface 1.18, the kernel has %u.%u, ignoring",
@@ -389,4 +408,76 @@ int kfd_device_require_feature(const KfdDevice *d, KfdFeature f, const char **re
         if (ret_needed_version)
                 *ret_needed_version = feature_table[f].version;
         return -EOPNOTSUPP;
+}
+
+struct KfdContext {
+        int fd;
+        int *render_fds;                /* parallel to KfdDevice.gpus */
+        size_t n_gpus;
+};
+
+int kfd_context_new(KfdContext **ret, KfdDevice *d) {
+        _cleanup_(kfd_context_freep) KfdContext *c = NULL;
+        int r;
+
+        assert(d);
+        assert(ret);
+
+        r = kfd_device_require_feature(d, KFD_FEATURE_CREATE_PROCESS, NULL);
+        if (r < 0)
+                return device_error(d, r, "cannot create a secondary KFD context: it needs interface %s, the kernel has %u.%u",
+                                    feature_table[KFD_FEATURE_CREATE_PROCESS].version, d->major, d->minor);
+
+        c = new0(KfdContext, 1);
+        if (!c)
+                return -ENOMEM;
+        c->fd = -EBADF;
+        c->render_fds = new(int, d->n_gpus);
+        if (!c->render_fds)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->n_gpus; i++)
+                c->render_fds[i] = -EBADF;
+        c->n_gpus = d->n_gpus;
+
+        /* kfd_open hands out the primary context; kfd_ioctl_create_process replaces it with a new
+         * secondary one on this fd alone (docs/architecture.md, "KFD contexts"). */
+        c->fd = open(KFD_DEVICE_PATH, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (c->fd < 0)
+                return device_error(d, negative_errno(), "cannot open " KFD_DEVICE_PATH " for a secondary context: %s",
+                                    strerror(errno));
+        r = kfd_create_process(c->fd);
+        if (r < 0)
+                return device_error(d, r, "cannot create a secondary KFD context (CREATE_PROCESS): %s", strerror(-r));
+
+        for (size_t i = 0; i < d->n_gpus; i++) {
+                const KfdGpu *gpu = d->gpus[i].info;
+
+                /* A DRM file's VM becomes a compute VM once: each context needs its own open file. */
+                c->render_fds[i] = device_open_render(d, gpu);
+                if (c->render_fds[i] < 0)
+                        return c->render_fds[i];
+                r = device_acquire_gpu(d, c->fd, gpu, c->render_fds[i]);
+                if (r < 0)
+                        return r;
+        }
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+KfdContext *kfd_context_free(KfdContext *c) {
+        if (!c)
+                return NULL;
+        /* Closing a secondary context's fd destroys it: its buffers are freed, its VMs released
+         * (exported dma-bufs keep their buffers). The render files go with the VMs. */
+        safe_close(c->fd);
+        for (size_t i = 0; i < c->n_gpus; i++)
+                safe_close(c->render_fds[i]);
+        free(c->render_fds);
+        return mfree(c);
+}
+
+int kfd_context_get_fd(const KfdContext *c) {
+        assert(c);
+        return c->fd;
 }

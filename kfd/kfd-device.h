@@ -70,6 +70,19 @@ int kfd_device_get_render_fd(const KfdDevice *d, uint32_t gpu_id);
 /* libdrm_amdgpu handle of gpu_id's render node (owned by d), or NULL. */
 amdgpu_device_handle kfd_device_get_amdgpu(const KfdDevice *d, uint32_t gpu_id);
 
+/*
+ * A secondary KFD context (CREATE_PROCESS, interface 1.19+): its own /dev/kfd
+ * fd, handles and, per GPU, its own render-node file whose VM it acquired. It
+ * takes no USERPTR buffers and no SVM ranges, and it is destroyed (with every
+ * buffer in it) when freed. Errors are logged like kfd_device_new()'s.
+ */
+typedef struct KfdContext KfdContext;
+int kfd_context_new(KfdContext **ret, KfdDevice *d);
+KfdContext *kfd_context_free(KfdContext *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(KfdContext *, kfd_context_free);
+/* The context's /dev/kfd fd, owned by c. */
+int kfd_context_get_fd(const KfdContext *c);
+
 bool kfd_device_has_feature(const KfdDevice *d, KfdFeature f);
 /*
  * 0 if the running kernel has f. Otherwise -EOPNOTSUPP, and *ret_needed_version

@@ -49,6 +49,10 @@ static int kfd_ioctl_restart(int fd, unsigned long request, void *arg) {
         return -EINTR;
 }
 
+int kfd_create_process(int kfd_fd) {
+        return kfd_ioctl_restart(kfd_fd, AMDKFD_IOC_CREATE_PROCESS, NULL);
+}
+
 int kfd_get_version(int kfd_fd, uint32_t *ret_major, uint32_t *ret_minor) {
         struct kfd_ioctl_get_version_args args = {};
         int r;

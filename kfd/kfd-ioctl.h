@@ -20,6 +20,8 @@
 
 int kfd_get_version(int kfd_fd, uint32_t *ret_major, uint32_t *ret_minor);
 int kfd_acquire_vm(int kfd_fd, uint32_t gpu_id, int drm_fd);
+/* CREATE_PROCESS (1.19+): turn this fd, opened on the primary context, into a new secondary context. */
+int kfd_create_process(int kfd_fd);
 
 /* misc_process_flag (bit 0: MFMA high precision) needs interface ≥ 1.18; before, it is a pad that must be 0. */
 int kfd_set_memory_policy(int kfd_fd, uint32_t gpu_id, uint32_t default_policy,

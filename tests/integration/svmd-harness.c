@@ -22,6 +22,10 @@
  * --fd-store-max N gives the fd store systemd's FileDescriptorStoreMax=N: fds
  * past it are dropped, as systemd drops them.
  *
+ * --kfd-version MAJ.MIN makes the emulator report that KFD interface version
+ * (default: the topology's); so does $SVMD_HARNESS_KFD_VERSION, which lets a
+ * whole suite run again on another interface version.
+ *
  * --runtime-tmpfs-size SIZE puts svmd's runtime directory on a tmpfs of that
  * size (mount(8) syntax: 128k), mounted in a mount namespace of the harness's
  * own, so it goes away with the harness: the full /run of a node.
@@ -30,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,6 +69,7 @@ static const char *arg_svmd = SVMD_HARNESS_SVMD;
 static unsigned arg_bus_auth_timeout_ms; /* 0: dbus-daemon's own default */
 static size_t arg_fd_store_max = MAX_STORED_FDS;
 static const char *arg_runtime_tmpfs_size;
+static uint32_t arg_kfd_major, arg_kfd_minor;  /* 0.0: the topology's */
 static const char *arg_daemon_log;      /* NULL: DIR/svmd.log on a terminal, else our stderr; "-": stderr */
 
 static char *daemon_log_path;           /* where svmd and dbus-daemon write, NULL: our stderr */
@@ -119,6 +125,8 @@ static void help(void) {
                "     --bus-auth-timeout-ms MS  dbus-daemon's auth_timeout\n"
                "     --fd-store-max N        FileDescriptorStoreMax= of the fd store (default 65536)\n"
                "     --runtime-tmpfs-size SIZE  svmd's runtime directory on a tmpfs of SIZE (128k)\n"
+               "     --kfd-version MAJ.MIN   the KFD interface version the emulated kernel reports\n"
+               "                             (default: the topology's; also SVMD_HARNESS_KFD_VERSION)\n"
                "     --svmd PATH             the svmd to run\n"
                "\n"
                "restart: what `systemctl restart svmd` does, from inside CMD: SIGTERM to svmd, wait\n"
@@ -157,8 +165,10 @@ static int parse_argv(int argc, char *argv[]) {
                 { "fd-store-max", required_argument, NULL, 'f' },
                 { "runtime-tmpfs-size", required_argument, NULL, 'r' },
                 { "daemon-log", required_argument, NULL, 'l' },
+                { "kfd-version", required_argument, NULL, 'v' },
                 {}
         };
+        const char *version = getenv("SVMD_HARNESS_KFD_VERSION");
         int c;
 
         while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
@@ -203,6 +213,9 @@ static int parse_argv(int argc, char *argv[]) {
                         arg_fd_store_max = v;
                         break;
                 }
+                case 'v':
+                        version = optarg;
+                        break;
                 case 'r':
                         if (!*optarg || strchr(optarg, ',')) {
                                 fprintf(stderr, "svmd-harness: --runtime-tmpfs-size: not a size: %s\n", optarg);
@@ -226,6 +239,11 @@ static int parse_argv(int argc, char *argv[]) {
                 default:
                         return -EINVAL;
                 }
+        if (version && *version &&
+            (sscanf(version, "%" SCNu32 ".%" SCNu32, &arg_kfd_major, &arg_kfd_minor) != 2 || arg_kfd_major == 0)) {
+                fprintf(stderr, "svmd-harness: --kfd-version: not MAJOR.MINOR: %s\n", version);
+                return -EINVAL;
+        }
         if (!arg_topology || optind >= argc) {
                 help();
                 return -EINVAL;
@@ -347,6 +365,8 @@ static int setup_emulator(const char *dir) {
                         /* Benchmarks with 10^6 live ranges need larger tables; 0 (unset): defaults. */
                         .max_buffers = env_u32("SVMD_HARNESS_EMU_MAX_BUFFERS"),
                         .max_handles = env_u32("SVMD_HARNESS_EMU_MAX_HANDLES"),
+                        .kfd_major = arg_kfd_major,
+                        .kfd_minor = arg_kfd_minor,
                 });
         if (r < 0)
                 fprintf(stderr, "svmd-harness: setting up the emulator in %s failed: %s\n", dir, strerror(-r));

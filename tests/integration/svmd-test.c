@@ -532,6 +532,28 @@ void test_become(uid_t uid) {
         ASSERT_OK(setresuid(uid, uid, uid) < 0 ? -errno : 0);
 }
 
+TestChild test_spawn(uid_t uid, void (*fn)(int in, int out)) {
+        int down[2], up[2];
+        TestChild c;
+
+        ASSERT_OK(pipe2(down, O_CLOEXEC) < 0 ? -errno : 0);
+        ASSERT_OK(pipe2(up, O_CLOEXEC) < 0 ? -errno : 0);
+        c.pid = fork();
+        ASSERT_TRUE(c.pid >= 0);
+        if (c.pid == 0) {
+                close(down[1]);
+                close(up[0]);
+                test_become(uid);
+                fn(down[0], up[1]);
+                _exit(0);
+        }
+        close(down[0]);
+        close(up[1]);
+        c.to_child = down[1];
+        c.from_child = up[0];
+        return c;
+}
+
 char *test_usage(sd_bus *bus) {
         sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;

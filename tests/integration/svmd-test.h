@@ -114,6 +114,14 @@ char *test_fd_store_name(uint64_t id);
 /* Drop to uid (and gid) for good: a forked child that plays another tenant. */
 void test_become(uid_t uid);
 
+/* A child of another uid that the test drives over two pipes. */
+typedef struct TestChild {
+        pid_t pid;
+        int to_child, from_child;
+} TestChild;
+/* Fork a child that drops to uid (test_become()) and runs fn(in, out), then exits 0. */
+TestChild test_spawn(uid_t uid, void (*fn)(int in, int out));
+
 /* Assert that a call failed with the given D-Bus error name (and print its message). */
 #define ASSERT_BUS_ERROR(r, error, ename)                                                        \
         do {                                                                                    \

@@ -33,10 +33,7 @@ static TestContext T;   /* root's view */
 
 /* ---- running code as another uid ---- */
 
-typedef struct Child {
-        pid_t pid;
-        int to_child, from_child;      /* line-based pipes */
-} Child;
+typedef TestChild Child;       /* line-based pipes */
 
 static sd_bus *user_bus(void) {
         sd_bus *bus = NULL;
@@ -75,28 +72,6 @@ static char *recv_line(int fd) {
         }
         buf[n] = '\0';
         return buf;
-}
-
-static Child spawn(uid_t uid, void (*fn)(int in, int out)) {
-        int down[2], up[2];
-        Child c;
-
-        ASSERT_OK(pipe2(down, O_CLOEXEC));
-        ASSERT_OK(pipe2(up, O_CLOEXEC));
-        c.pid = fork();
-        ASSERT_TRUE(c.pid >= 0);
-        if (c.pid == 0) {
-                close(down[1]);
-                close(up[0]);
-                test_become(uid);
-                fn(down[0], up[1]);
-                _exit(0);
-        }
-        close(down[0]);
-        close(up[1]);
-        c.to_child = down[1];
-        c.from_child = up[0];
-        return c;
 }
 
 static int reap(Child *c) {
@@ -349,9 +324,9 @@ static void test_share_between_uids(void) {
         char *line, copy[256];
         uint64_t id;
 
-        a = spawn(UID_A, owner_main);
-        b = spawn(UID_B, holder_main);
-        c = spawn(UID_C, stranger_main);
+        a = test_spawn(UID_A, owner_main);
+        b = test_spawn(UID_B, holder_main);
+        c = test_spawn(UID_C, stranger_main);
 
         line = recv_line(a.from_child);
         snprintf(copy, sizeof(copy), "%s", line);
@@ -411,7 +386,7 @@ static void test_free_with_holders(void) {
         Child a;
         int fd, r;
 
-        a = spawn(UID_A, detached_main);
+        a = test_spawn(UID_A, detached_main);
         line = recv_line(a.from_child);
         ASSERT_EQ(sscanf(line, "%" SCNu64 " %127s", &id, token), 2);
 
@@ -466,7 +441,7 @@ static void test_crash_cleanup(void) {
         Child c;
         int r;
 
-        c = spawn(UID_A, crash_main);
+        c = test_spawn(UID_A, crash_main);
         ASSERT_EQ(sscanf(recv_line(c.from_child), "%" SCNu64 " %" SCNu64, &a, &b), 2);
         send_line(c.to_child, "die");
         ASSERT_TRUE(WIFSIGNALED(reap(&c)));

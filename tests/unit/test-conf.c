@@ -92,6 +92,9 @@ static void test_errors(void) {
                 { "{ \"limits\": { \"message-size\": \"1G\" } }", "between 4K and 128M" },
                 { "{ \"limits\": { \"message-size\": 100 } }", "between 4K and 128M" },
                 { "{ \"limits\": { \"peer-timeout-ms\": 0 } }", "between 1 and 3600000" },
+                { "{ \"limits\": { \"kfd-contexts\": 0 } }", "\"kfd-contexts\" must be between 1 and 64" },
+                { "{ \"limits\": { \"kfd-contexts\": 65 } }", "\"kfd-contexts\" must be between 1 and 64" },
+                { "{ \"limits\": { \"kfd-contexts\": \"4\" } }", "non-negative integer" },
                 { "[]", "must be a JSON object" },
                 { "{ \"va-window\": ", "t:1:" },
         };
@@ -132,6 +135,21 @@ static void test_direct_limits(void) {
 
         ASSERT_OK(config_parse("{ \"limits\": { \"message-size\": 65536 } }", "t", &c, &error));
         ASSERT_UEQ(c.limit_message_size, 65536);
+        config_done(&c);
+}
+
+static void test_kfd_contexts(void) {
+        Config c;
+        char *error = NULL;
+
+        ASSERT_OK(config_parse("{}", "t", &c, &error));
+        ASSERT_UEQ(c.limit_kfd_contexts, CONFIG_DEFAULT_KFD_CONTEXTS);
+        config_done(&c);
+        ASSERT_OK(config_parse("{ \"limits\": { \"kfd-contexts\": 1 } }", "t", &c, &error));
+        ASSERT_UEQ(c.limit_kfd_contexts, 1);
+        config_done(&c);
+        ASSERT_OK(config_parse("{ \"limits\": { \"kfd-contexts\": 64 } }", "t", &c, &error));
+        ASSERT_UEQ(c.limit_kfd_contexts, 64);
         config_done(&c);
 }
 
@@ -204,6 +222,7 @@ int main(void) {
         test_full();
         test_errors();
         test_direct_limits();
+        test_kfd_contexts();
         test_zero_allows_nothing();
         test_scope_limits();
         printf("conf: ok\n");

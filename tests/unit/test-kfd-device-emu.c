@@ -8,9 +8,14 @@
  * first GPU's VRAM to all three stops at the third with EINVAL, and the
  * transaction undoes exactly the prefix.
  * gfx803-1, gfx1100-1: one GPU each; gfx803 goes through SET_MEMORY_POLICY.
+ * contexts-1.19 / contexts-1.16 (any topology, kfdemu-run --kfd-version): secondary
+ * contexts: own handles and VMs, no USERPTR, dma-bufs across contexts, destroyed
+ * with their buffers when freed; refused with one clear error below 1.19.
  */
 
 #include <fcntl.h>
+#include <stdbool.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -258,6 +263,72 @@ static void test_gfx1100(void) {
         test_single("gfx1100");
 }
 
+static uint64_t available(int fd, uint32_t gpu_id) {
+        uint64_t v = 0;
+
+        ASSERT_OK(kfd_available_memory(fd, gpu_id, &v));
+        return v;
+}
+
+static void test_contexts(bool supported) {
+        KfdDevice *d = open_device();
+        KfdContext *a = NULL, *b = NULL;
+        const KfdGpu *g = kfd_device_get_gpu(d, 0);
+        int fd = kfd_device_get_fd(d), dmabuf = -EBADF;
+        uint64_t ha, hb, hp, before;
+        uint32_t done;
+        void *host;
+
+        if (!supported) {
+                n_errors = 0;
+                ASSERT_ERROR(kfd_context_new(&a, d), EOPNOTSUPP);
+                ASSERT_NULL(a);
+                ASSERT_EQ(n_errors, 1);
+                ASSERT_NOT_NULL(strstr(last_error, "needs interface 1.19"));
+                kfd_device_free(d);
+                return;
+        }
+
+        before = available(fd, g->gpu_id);
+        ASSERT_OK(kfd_context_new(&a, d));
+        ASSERT_OK(kfd_context_new(&b, d));
+        ASSERT_EQ(n_errors, 0);
+        ASSERT_TRUE(kfd_context_get_fd(a) != fd && kfd_context_get_fd(b) != fd);
+
+        /* Own handle spaces and VMs: the same VA mapped in both, each with handle index 0. */
+        ASSERT_OK(kfd_alloc(kfd_context_get_fd(a), VA_BASE, 2 * MIB, g->gpu_id, alloc_flags, 0, &ha, NULL));
+        ASSERT_OK(kfd_alloc(kfd_context_get_fd(b), VA_BASE, 2 * MIB, g->gpu_id, alloc_flags, 0, &hb, NULL));
+        ASSERT_EQ(ha, (uint64_t) g->gpu_id << 32);
+        ASSERT_EQ(hb, ha);
+        ASSERT_OK(kfd_map(kfd_context_get_fd(a), ha, &g->gpu_id, 1, &done));
+        ASSERT_OK(kfd_map(kfd_context_get_fd(b), hb, &g->gpu_id, 1, &done));
+        /* Device-wide accounting: both count wherever it is asked. */
+        ASSERT_EQ(available(kfd_context_get_fd(a), g->gpu_id), before - 4 * MIB);
+
+        /* USERPTR stays in the primary. */
+        host = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_TRUE(host != MAP_FAILED);
+        ASSERT_ERROR(kfd_alloc(kfd_context_get_fd(a), VA_BASE + 4 * MIB, 64 * 1024, g->gpu_id,
+                               KFD_IOC_ALLOC_MEM_FLAGS_USERPTR | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE,
+                               (uint64_t) (uintptr_t) host, &hp, NULL), EOPNOTSUPP);
+        ASSERT_OK(munmap(host, 64 * 1024));
+
+        /* A dma-buf of a secondary context's buffer imports into the primary. */
+        ASSERT_OK(kfd_export_dmabuf(kfd_context_get_fd(a), ha, O_RDWR, &dmabuf));
+        ASSERT_OK(kfd_import_dmabuf(fd, dmabuf, g->gpu_id, VA_BASE, &hp));
+        ASSERT_OK(kfd_free(fd, hp));
+        safe_close(dmabuf);
+
+        /* Freeing a context destroys it with its (still mapped) buffer; the other keeps its own. */
+        kfd_context_free(a);
+        ASSERT_EQ(available(fd, g->gpu_id), before - 2 * MIB);
+        ASSERT_OK(kfd_unmap(kfd_context_get_fd(b), hb, &g->gpu_id, 1, &done));
+        ASSERT_OK(kfd_free(kfd_context_get_fd(b), hb));
+        kfd_context_free(b);
+        ASSERT_EQ(available(fd, g->gpu_id), before);
+        kfd_device_free(d);
+}
+
 int main(int argc, char **argv) {
         if (argc != 2) {
                 fprintf(stderr, "usage: %s mi300x-8|mixed-3|gfx803-1|gfx1100-1 (under kfdemu-run)\n", argv[0]);
@@ -272,6 +343,10 @@ int main(int argc, char **argv) {
                 TEST(test_gfx803);
         else if (streq(argv[1], "gfx1100-1"))
                 TEST(test_gfx1100);
+        else if (streq(argv[1], "contexts-1.19"))
+                test_contexts(true);
+        else if (streq(argv[1], "contexts-1.16"))
+                test_contexts(false);
         else {
                 fprintf(stderr, "unknown topology %s\n", argv[1]);
                 return EXIT_FAILURE;

@@ -130,7 +130,7 @@ typedef struct EmuProc {
         int32_t pid;
         uint64_t start_time;            /* /proc/pid/stat field 22: defeats pid reuse */
         uint32_t secondary;             /* CREATE_PROCESS context */
-        uint32_t context_id;            /* 0xFFFF for the primary (kfd_process.c), else 1.. */
+        uint32_t context_id;            /* 0xFFFF for the primary (kfd_process.c), else 0.. per primary */
         uint32_t xnack;
         uint32_t runtime_enabled;
         uint32_t va_root;               /* interval treap of mapped handles, by VA */
@@ -252,7 +252,6 @@ typedef struct EmuArena {
         uint32_t n_bos, n_files, n_procs;
         uint64_t proc_seq;
         uint64_t bo_generation;
-        uint32_t next_context_id;
 
         EmuFault faults[EMU_MAX_FAULTS];
         uint64_t ioctl_count[EMU_IOCTL_NR_MAX];

@@ -273,7 +273,6 @@ int emu_kernel_create(const char *dir, const EmuTopology *topo, const EmuOptions
         a->handle_stride = handle_stride;
         a->bo_free_head = EMU_NIL;
         a->zombie_head = EMU_NIL;
-        a->next_context_id = 1;
 
         /* Published last: attach refuses an arena without the magic. */
         __atomic_store_n(&a->magic, EMU_ARENA_MAGIC, __ATOMIC_RELEASE);
@@ -960,8 +959,42 @@ void emu_handle_free(EmuKernel *k, uint32_t proc, uint32_t gpu, uint32_t idr, bo
 /* ------------------------------------------------------------------------ */
 /* Processes */
 
+/*
+ * kfd_process_alloc_id: a secondary context's id comes from its primary's ida,
+ * the lowest free one in [KFD_CONTEXT_ID_MIN = 0, KFD_CONTEXT_ID_PRIMARY - 1];
+ * ids are per primary and reused once their context is gone. -ENOSPC when full.
+ */
+static int secondary_context_id(EmuKernel *k, uint32_t *ret) {
+        EmuArena *a = k->a;
+        pid_t pid = getpid();
+        uint64_t start = self_start_time();
+
+        for (uint32_t id = 0; id < 0xFFFF; id++) {
+                bool used = false;
+
+                for (uint32_t i = 0; i < a->max_processes && !used; i++) {
+                        EmuProc *q = emu_proc(k, i);
+
+                        used = q->in_use && q->secondary && q->pid == pid && q->start_time == start &&
+                               q->context_id == id;
+                }
+                if (!used) {
+                        *ret = id;
+                        return 0;
+                }
+        }
+        return -ENOSPC;
+}
+
 int emu_proc_create(EmuKernel *k, bool secondary, uint32_t *ret) {
         EmuArena *a = k->a;
+        uint32_t context_id = 0xFFFF;   /* KFD_CONTEXT_ID_PRIMARY */
+
+        if (secondary) {
+                int r = secondary_context_id(k, &context_id);
+                if (r < 0)
+                        return r;
+        }
 
         for (uint32_t i = 0; i < a->max_processes; i++) {
                 EmuProc *p = emu_proc(k, i);
@@ -976,7 +1009,7 @@ int emu_proc_create(EmuKernel *k, bool secondary, uint32_t *ret) {
                 p->pid = getpid();
                 p->start_time = self_start_time();
                 p->secondary = secondary;
-                p->context_id = secondary ? a->next_context_id++ : 0xFFFF;
+                p->context_id = context_id;
                 p->va_root = EMU_NIL;
                 p->seq = ++a->proc_seq;
                 for (uint32_t g = 0; g < a->n_gpus; g++) {

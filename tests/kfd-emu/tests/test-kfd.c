@@ -2405,6 +2405,49 @@ static void test_create_process_secondary(void) {
         test_kfd_close(&k);
 }
 
+/* Bit i set: this process has a secondary context with context_id i (< 64). */
+static uint64_t secondary_context_ids(void) {
+        json_t *d = test_dump(), *p;
+        uint64_t ids = 0;
+        size_t i;
+
+        json_array_foreach(json_object_get(d, "processes"), i, p)
+                if (json_integer_value(json_object_get(p, "pid")) == getpid() &&
+                    json_is_true(json_object_get(p, "secondary"))) {
+                        json_int_t id = json_integer_value(json_object_get(p, "context_id"));
+
+                        ASSERT_TRUE(id >= 0 && id < 64);
+                        ids |= UINT64_C(1) << id;
+                }
+        json_decref(d);
+        return ids;
+}
+
+/* kfd_process_alloc_id: ids from the primary's ida, lowest free first, reused. */
+static void test_create_process_context_ids(void) {
+        TestKfd k;
+        int a, b, c;
+
+        test_kfd_open(&k, true);
+        a = open("/dev/kfd", O_RDWR | O_CLOEXEC);
+        b = open("/dev/kfd", O_RDWR | O_CLOEXEC);
+        ASSERT_TRUE(a >= 0 && b >= 0);
+        ASSERT_OK(test_ioctl(a, AMDKFD_IOC_CREATE_PROCESS, NULL));
+        ASSERT_EQ(secondary_context_ids(), 0x1);
+        ASSERT_OK(test_ioctl(b, AMDKFD_IOC_CREATE_PROCESS, NULL));
+        ASSERT_EQ(secondary_context_ids(), 0x3);
+        safe_close(a);
+        ASSERT_EQ(secondary_context_ids(), 0x2);
+        c = open("/dev/kfd", O_RDWR | O_CLOEXEC);
+        ASSERT_TRUE(c >= 0);
+        ASSERT_OK(test_ioctl(c, AMDKFD_IOC_CREATE_PROCESS, NULL));
+        ASSERT_EQ(secondary_context_ids(), 0x3);
+        safe_close(b);
+        safe_close(c);
+        ASSERT_EQ(secondary_context_ids(), 0);
+        test_kfd_close(&k);
+}
+
 static void test_create_process_unsupported_einval(void) {
         TestKfd k;
         struct kfd_ioctl_get_version_args v = {};
@@ -2574,6 +2617,7 @@ static const TestCase tests[] = {
         TEST(test_xnack_unsupported_eperm),
         TEST(test_xnack_enable_supported),
         TEST(test_create_process_secondary),
+        TEST(test_create_process_context_ids),
         TEST(test_create_process_unsupported_einval),
         TEST(test_mmap_vram_through_render_fd),
         TEST(test_mmap_gtt_through_render_fd),
