@@ -24,6 +24,7 @@
 #include "manager-dbus.h"
 #include "manager.h"
 #include "method-util.h"
+#include "metrics-dbus.h"
 #include "persist.h"
 #include "range-svm.h"
 #include "range.h"
@@ -538,6 +539,8 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                                 method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetMetrics", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", metrics),
+                                method_get_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 
         SD_BUS_SIGNAL_WITH_ARGS("RangeCreated", SD_BUS_ARGS("t", id, "o", path), 0),
         SD_BUS_SIGNAL_WITH_ARGS("RangeFreed", SD_BUS_ARGS("t", id), 0),
