@@ -112,7 +112,6 @@ Manager *manager_free(Manager *m) {
         str_table_free(m->identities);
         quota_table_free(m->quotas);
         polkit_registry_free(m->polkit);
-        metrics_free(m->metrics);
         persist_done(m);
         request_cache_free(m->requests);
         va_space_free(m->va);
@@ -130,6 +129,9 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->sighup);
         sd_event_unref(m->event);
 
+        /* Last: the buses (kept alive by any message still referenced, e.g. in the request
+         * cache) point into the vtable the metrics own. */
+        metrics_free(m->metrics);
         config_done(&m->config);
         free(m->config_path);
         free(m->runtime_dir);
