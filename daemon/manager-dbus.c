@@ -445,19 +445,15 @@ static int property_get_clients(sd_bus *bus, const char *path, const char *inter
  * or org.svmd1.manage. A refusal is no error: the caller still gets its own.
  */
 static int method_subscribe(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        sd_bus_error denied = SD_BUS_ERROR_NULL;
         Manager *m = userdata;
         Client *c;
+        bool all;
         int r;
 
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = authorize_admin(m, msg, c, "Receiving the signals of every user", &denied);
-        if (r == 0)
-                return 1; /* polkit answers later; the call runs again */
-        sd_bus_error_free(&denied);
-        client_subscribe(c, r > 0);
+        r = authorize_sees_all(m, msg, "Receiving the signals of every user", &c, &all, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r; /* 0: polkit answers later; the call runs again */
+        client_subscribe(c, all);
         return sd_bus_reply_method_return(msg, "");
 }
 

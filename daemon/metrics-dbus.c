@@ -28,12 +28,12 @@ static const BusOption metrics_options[] = {
  */
 int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error denied = SD_BUS_ERROR_NULL;
         MetricsArgs a = {};
         _cleanup_free_ char *text = NULL;
         MetricsFormat format = METRICS_FORMAT_OPENMETRICS;
         Manager *m = userdata;
         Client *c;
+        bool all;
         int r;
 
         r = bus_read_options(msg, metrics_options, &a, "options", error);
@@ -48,15 +48,11 @@ int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
 
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = authorize_admin(m, msg, c, "Reading the metrics of every quota scope", &denied);
-        if (r == 0)
-                return 1; /* polkit answers later; the call runs again */
-        sd_bus_error_free(&denied);
+        r = authorize_sees_all(m, msg, "Reading the metrics of every quota scope", &c, &all, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r; /* 0: polkit answers later; the call runs again */
 
-        r = metrics_render(m, format, r > 0 ? NULL : c->identity->scope->key, &text, NULL);
+        r = metrics_render(m, format, all ? NULL : c->identity->scope->key, &text, NULL);
         if (r < 0)
                 return r;
         r = sd_bus_message_new_method_return(msg, &reply);

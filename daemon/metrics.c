@@ -421,10 +421,13 @@ static void render_node(Out *o, Manager *m) {
                 mx->rollbacks_failed);
 }
 
+/* A family's name and HELP text. */
+typedef struct MetricDoc {
+        const char *name, *help;
+} MetricDoc;
+
 static void render_gpus(Out *o, Manager *m) {
-        static const struct {
-                const char *name, *help;
-        } gpu_metrics[] = {
+        static const MetricDoc gpu_metrics[] = {
                 { "svmd_gpu_vram_total_bytes", "VRAM of the GPU (VramTotal)." },
                 { "svmd_gpu_vram_used_bytes", "VRAM in use (VramUsed)." },
                 { "svmd_gpu_vram_free_bytes", "VRAM free for new allocations (VramFree)." },
@@ -462,17 +465,13 @@ static void scope_sample(Out *o, const char *name, const Scope *s, const char *g
 }
 
 static void render_scopes(Out *o, Manager *m, const char *only) {
-        static const struct {
-                const char *name, *help;
-        } usage_metrics[] = {
+        static const MetricDoc usage_metrics[] = {
                 { "svmd_scope_ranges", "Ranges charged to the quota scope." },
                 { "svmd_scope_vram_bytes", "VRAM bytes charged to the quota scope." },
                 { "svmd_scope_host_bytes", "GTT, host and svm bytes charged to the quota scope." },
                 { "svmd_scope_tokens", "Share tokens charged to the quota scope." },
         };
-        static const struct {
-                const char *name, *help;
-        } limit_metrics[] = {
+        static const MetricDoc limit_metrics[] = {
                 { "svmd_scope_limit_ranges", "The scope's quota-ranges (absent: no limit)." },
                 { "svmd_scope_limit_vram_bytes", "The scope's quota-vram (absent: no limit)." },
                 { "svmd_scope_limit_vram_per_gpu_bytes", "The scope's quota-vram-per-gpu (absent: no limit)." },
