@@ -203,6 +203,36 @@ static void test_calls_and_errors(void) {
         ASSERT_TRUE(sample(b, "svmd_call_duration_seconds_count{method=\"Allocate\"}") == calls(b, "Allocate"));
 }
 
+static double sample_f(const char *text, const char *series) {
+        double v = -1;
+
+        ASSERT_TRUE(find_sample(text, series, &v));
+        return v;
+}
+
+/* With the realistic profile, allocating 1 GiB of VRAM costs the kernel 92.8 ms (docs/emulator.md). */
+static void test_latency(void) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        uint64_t id;
+
+        printf("latency\n");
+        a = get_metrics();
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+        id = allocate(T.bus, UINT64_C(1) << 30, T.gpus[0], "vram", false);
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
+        b = get_metrics();
+        test_free(T.bus, id);
+
+#define BUCKET(t, le) sample(t, "svmd_call_duration_seconds_bucket{method=\"Allocate\",le=\"%s\"}", le)
+        /* Not in the 0.05 s bucket; in the 10 s one (a loaded machine may take longer than 0.1 s). */
+        ASSERT_TRUE(BUCKET(b, "0.05") == BUCKET(a, "0.05"));
+        ASSERT_TRUE(BUCKET(b, "10") == BUCKET(a, "10") + 1);
+        ASSERT_TRUE(BUCKET(b, "+Inf") == BUCKET(a, "+Inf") + 1);
+#undef BUCKET
+        ASSERT_TRUE(sample_f(b, "svmd_call_duration_seconds_sum{method=\"Allocate\"}") -
+                    sample_f(a, "svmd_call_duration_seconds_sum{method=\"Allocate\"}") >= 0.0928);
+}
+
 static void test_numbers(void) {
         _cleanup_free_ char *text = NULL;
         uint64_t ids[3];
@@ -386,6 +416,7 @@ int main(void) {
         test_formats();
         test_calls_and_errors();
         test_numbers();
+        test_latency();
         test_rollbacks();
         test_scopes();
         test_restart();
