@@ -232,6 +232,23 @@ void metrics_call_deferred(Metrics *mx) {
                 mx->deferred = true;
 }
 
+int metrics_method_count(const Metrics *mx, const char *method, const char *error, uint64_t *ret) {
+        const MethodStats *s = find_method((Metrics *) mx, method);
+
+        if (!s)
+                return -ENOENT;
+        if (!error) {
+                *ret = s->calls;
+                return 0;
+        }
+        for (size_t i = 0; i < N_ERRORS; i++)
+                if (streq(error_names[i], error)) {
+                        *ret = s->errors[i];
+                        return 0;
+                }
+        return -ENOENT;
+}
+
 void metrics_rollback(Metrics *mx, bool failed) {
         if (!mx)
                 return;
@@ -314,12 +331,8 @@ static void family(Out *o, const char *name, MetricType type, const char *help) 
                 metric_type_table[type]);
 }
 
-/*
- * A label value: \, " and newline escaped; bytes that are not UTF-8 written as "\xNN" (the
- * backslash escaped), because one invalid value makes a scraper reject the whole text and a
- * tenant chooses its cgroup's name.
- */
-static void put_label_value(FILE *f, const char *s) {
+/* One invalid label value makes a scraper reject the whole text, and a tenant chooses its cgroup's name. */
+void metrics_put_label_value(FILE *f, const char *s) {
         const unsigned char *p = (const unsigned char *) s;
 
         while (*p) {
@@ -365,7 +378,7 @@ static void sample_u64(Out *o, const char *name, const char *label, const char *
         fputs(name, o->f);
         if (label) {
                 fprintf(o->f, "{%s=\"", label);
-                put_label_value(o->f, value);
+                metrics_put_label_value(o->f, value);
                 fputs("\"}", o->f);
         }
         fprintf(o->f, " %" PRIu64 "\n", v);
@@ -458,7 +471,7 @@ static void render_gpus(Out *o, Manager *m) {
 
 static void scope_sample(Out *o, const char *name, const Scope *s, const char *gpu, uint64_t v) {
         fprintf(o->f, "%s{scope=\"", name);
-        put_label_value(o->f, s->key);
+        metrics_put_label_value(o->f, s->key);
         if (gpu)
                 fprintf(o->f, "\",gpu=\"%s", gpu);
         fprintf(o->f, "\"} %" PRIu64 "\n", v);

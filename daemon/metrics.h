@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <systemd/sd-bus.h>
 
@@ -46,6 +47,9 @@ const sd_bus_vtable *metrics_vtable(const Metrics *mx);
 /* The running handler answers later (polkit): nothing is counted for this run. */
 void metrics_call_deferred(Metrics *mx);
 
+/* Calls of method so far (error NULL), or those answered with that error name ("other" too). */
+int metrics_method_count(const Metrics *mx, const char *method, const char *error, uint64_t *ret);
+
 /* A transaction rolled back; failed: an undo failed and left a range degraded. */
 void metrics_rollback(Metrics *mx, bool failed);
 
@@ -54,6 +58,12 @@ void metrics_rollback(Metrics *mx, bool failed);
  * the process), with the time restoring the persistent ranges took and how many came back.
  */
 void metrics_started(Metrics *mx, const char *runtime_dir, uint64_t recovery_usec, uint64_t recovered_ranges);
+
+/*
+ * A label value as both text formats need it: \, " and newline escaped, and bytes that are
+ * not UTF-8 written as the four characters \xNN (the backslash escaped).
+ */
+void metrics_put_label_value(FILE *f, const char *s);
 
 /* The text of every metric; scope NULL: the series of every quota scope, else only scope's. */
 int metrics_render(Manager *m, MetricsFormat format, const char *scope, char **ret, size_t *ret_size);
