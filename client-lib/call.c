@@ -422,6 +422,36 @@ _public_ int svmd_get_usage(svmd_client *c, const char *scope, svmd_usage *ret, 
         return 0;
 }
 
+_public_ int svmd_get_metrics(svmd_client *c, const char *format, char **ret, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        const char *text;
+        char *copy;
+        int r;
+
+        if (!c || !ret)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, false, "GetMetrics", &m, error);
+        if (r < 0)
+                return r;
+        if (format && *format)
+                r = sd_bus_message_append(m, "a{sv}", 1, SVMD_OPT_FORMAT, "s", format);
+        else
+                r = sd_bus_message_append(m, "a{sv}", 0);
+        if (r < 0)
+                return build_failed(error, "GetMetrics", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "s", &text);
+        if (r < 0)
+                return bad_reply(error, "GetMetrics", r);
+        copy = strdup(text);
+        if (!copy)
+                return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+        *ret = copy;
+        return 0;
+}
+
 _public_ int svmd_reload(svmd_client *c, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;

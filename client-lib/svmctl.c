@@ -7,12 +7,14 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,6 +162,8 @@ enum {
         OPT_SVM_NO_ACCESS,
         OPT_SVM_FLAGS,
         OPT_SVM_GRANULARITY,
+        OPT_FORMAT,
+        OPT_OUTPUT,
 };
 
 /* --dry-run and --request-id, of every command that changes ranges: 1 if c is one of them. */
@@ -1648,6 +1652,115 @@ static int verb_usage(int argc, char *argv[]) {
         return 0;
 }
 
+/* ---- metrics ---- */
+
+/* What the collector reads when svmd cannot be asked: svmd_up 0, so an alert can fire. */
+static char *metrics_down_text(const char *format) {
+        char *text;
+
+        if (asprintf(&text, "# HELP svmd_up 1: svmd answered (svmctl writes 0 when it cannot reach svmd).\n"
+                            "# TYPE svmd_up gauge\nsvmd_up 0\n%s",
+                     format && streq(format, "prometheus") ? "" : "# EOF\n") < 0)
+                return NULL;
+        return text;
+}
+
+/*
+ * Replace path with text atomically: a temporary file in the same directory renamed over it,
+ * so a collector reading the directory sees the old file or the new one, never a part.
+ */
+static int write_atomic(const char *path, const char *text) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *slash = strrchr(path, '/');
+        size_t len = strlen(text);
+        int r = 0;
+
+        /* A name node_exporter's textfile collector skips (it reads *.prom only). */
+        if (asprintf(&tmp, "%.*s.%s.XXXXXX", slash ? (int) (slash - path + 1) : 0, path, slash ? slash + 1 : path) < 0)
+                return -ENOMEM;
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fchmod(fd, 0644) < 0)
+                r = -errno;
+        for (size_t o = 0; r == 0 && o < len;) {
+                ssize_t n = write(fd, text + o, len - o);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        r = -errno;
+                else
+                        o += (size_t) n;
+        }
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
+}
+
+static int verb_metrics(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "format", required_argument, NULL, OPT_FORMAT },
+                { "output", required_argument, NULL, OPT_OUTPUT },
+                {}
+        };
+        _cleanup_free_ char *text = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        const char *format = NULL, *output = NULL;
+        int c, r, k;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_FORMAT:
+                        if (!streq(optarg, "openmetrics") && !streq(optarg, "prometheus"))
+                                return usage_error("metrics", "invalid format '%s' (openmetrics or prometheus)",
+                                                   optarg);
+                        format = optarg;
+                        break;
+                case OPT_OUTPUT:
+                        if (!*optarg)
+                                return usage_error("metrics", "--output needs a file name");
+                        output = optarg;
+                        break;
+                default:
+                        return usage_error("metrics", "unknown option '%s'", argv[optind - 1]);
+                }
+        if (optind < argc)
+                return usage_error("metrics", "unexpected argument '%s'", argv[optind]);
+        if (arg_json)
+                return usage_error("metrics", "--json is not for metrics: they are text for Prometheus");
+
+        r = connect_client();
+        if (r >= 0) {
+                r = svmd_get_metrics(client, format, &text, &e);
+                if (r < 0)
+                        (void) report(r, &e, "reading metrics failed");
+        }
+        if (!output) {
+                if (r < 0)
+                        return r;
+                fputs(text, stdout);
+                return 0;
+        }
+
+        /* The collector's file says svmd is down rather than keep the last good numbers. */
+        if (r < 0) {
+                text = metrics_down_text(format);
+                if (!text)
+                        return -ENOMEM;
+        }
+        k = write_atomic(output, text);
+        if (k < 0) {
+                fprintf(stderr, "svmctl: writing %s failed: %s\n", output, strerror(-k));
+                return r < 0 ? r : k;
+        }
+        return r;
+}
+
 static int verb_capacity(int argc, char *argv[]) {
         _cleanup_free_ svmd_range *ranges = NULL;
         _cleanup_free_ svmd_gpu *gpus = NULL;
@@ -1957,6 +2070,11 @@ static const Verb verbs[] = {
           "Per GPU total/used/free VRAM, and usage and quota per scope: the node report for schedulers.",
           verb_capacity, true },
         { "reload", "reload", "Make svmd re-read its configuration (administrators).", verb_reload, true },
+        { "metrics", "metrics [--format openmetrics|prometheus] [--output FILE]",
+          "Print svmd's Prometheus metrics (OpenMetrics text; prometheus: the text format 0.0.4). --output\n"
+          "replaces FILE atomically, e.g. for node_exporter's textfile collector; if svmd cannot be\n"
+          "reached it writes svmd_up 0 there and fails. Other scopes' series: administrators only.",
+          verb_metrics, false },
         { "monitor", "monitor [--count N]",
           "Print RangeCreated, RangeFreed, QuotaExceeded and GpuLost signals as they come; stop after N.",
           verb_monitor, true },

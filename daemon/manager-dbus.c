@@ -24,6 +24,7 @@
 #include "manager-dbus.h"
 #include "manager.h"
 #include "method-util.h"
+#include "metrics-dbus.h"
 #include "persist.h"
 #include "range-svm.h"
 #include "range.h"
@@ -451,19 +452,15 @@ static int property_get_clients(sd_bus *bus, const char *path, const char *inter
  * or org.svmd1.manage. A refusal is no error: the caller still gets its own.
  */
 static int method_subscribe(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        sd_bus_error denied = SD_BUS_ERROR_NULL;
         Manager *m = userdata;
         Client *c;
+        bool all;
         int r;
 
-        r = manager_get_client(m, msg, &c, error);
-        if (r < 0)
-                return r;
-        r = authorize_admin(m, msg, c, "Receiving the signals of every user", &denied);
-        if (r == 0)
-                return 1; /* polkit answers later; the call runs again */
-        sd_bus_error_free(&denied);
-        client_subscribe(c, r > 0);
+        r = authorize_sees_all(m, msg, "Receiving the signals of every user", &c, &all, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r; /* 0: polkit answers later; the call runs again */
+        client_subscribe(c, all);
         return sd_bus_reply_method_return(msg, "");
 }
 
@@ -546,6 +543,8 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                                 method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetMetrics", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", metrics),
+                                method_get_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 
         SD_BUS_SIGNAL_WITH_ARGS("RangeCreated", SD_BUS_ARGS("t", id, "o", path), 0),
         SD_BUS_SIGNAL_WITH_ARGS("RangeFreed", SD_BUS_ARGS("t", id), 0),

@@ -27,6 +27,7 @@
 #include "log-control.h"
 #include "manager-dbus.h"
 #include "manager.h"
+#include "metrics.h"
 #include "range-dbus.h"
 #include "range.h"
 #include "request-cache.h"
@@ -130,6 +131,9 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->sighup);
         sd_event_unref(m->event);
 
+        /* Last: the buses (kept alive by any message still referenced, e.g. in the request
+         * cache) point into the vtable the metrics own. */
+        metrics_free(m->metrics);
         config_done(&m->config);
         free(m->config_path);
         free(m->runtime_dir);
@@ -216,7 +220,9 @@ Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_
 int manager_add_bus_objects(Manager *m, sd_bus *bus) {
         int r;
 
-        r = sd_bus_add_object_vtable(bus, NULL, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_vtable, m);
+        /* With every method counted (metrics.h), once the metrics exist. */
+        r = sd_bus_add_object_vtable(bus, NULL, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                     m->metrics ? metrics_vtable(m->metrics) : manager_vtable, m);
         if (r < 0)
                 return r;
         r = sd_bus_add_fallback_vtable(bus, NULL, SVMD_GPU_PATH_PREFIX, SVMD_GPU_INTERFACE, gpu_vtable,
@@ -817,6 +823,7 @@ static int setup_direct(Manager *m) {
 
 int manager_start(Manager *m) {
         KfdDeviceConfig kc;
+        uint64_t t0;
         int r;
 
         r = load_config(m->config_path, &m->config);
@@ -880,13 +887,18 @@ int manager_start(Manager *m) {
         r = polkit_registry_new(&m->polkit);
         if (r < 0)
                 return r;
+        r = metrics_new(&m->metrics, manager_vtable);
+        if (r < 0)
+                return r;
 
         if (mkdir(m->runtime_dir, 0755) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Creating %s failed: %m", m->runtime_dir);
         /* Restore before anyone can connect: READY=1 only once the state is back. */
+        t0 = manager_now_usec();
         r = persist_setup(m);
         if (r < 0)
                 return r;
+        metrics_started(m->metrics, m->runtime_dir, manager_now_usec() - t0, m->n_persistent);
         r = setup_direct(m);
         if (r < 0)
                 return r;

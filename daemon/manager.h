@@ -26,6 +26,7 @@ typedef struct StrTable StrTable;
 typedef struct QuotaTable QuotaTable;
 typedef struct PolkitRegistry PolkitRegistry;
 typedef struct Journal Journal;
+typedef struct Metrics Metrics;
 
 typedef struct LostRange {
         uint64_t id;
@@ -87,6 +88,7 @@ typedef struct Manager {
         StrTable *range_requests;       /* "uid\x1frequest-id" → persistent Range it created */
         QuotaTable *quotas;
         PolkitRegistry *polkit;
+        Metrics *metrics;               /* calls, errors, latency, rollbacks, starts (metrics.h) */
         uint64_t n_persistent;
         uint64_t fdnames_bytes;         /* "<name>:" of every fd in the fd store (LISTEN_FDNAMES) */
         uint64_t n_stored_fds;          /* fds svmd keeps in the fd store */

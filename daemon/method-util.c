@@ -158,6 +158,24 @@ int authorize_admin(Manager *m, sd_bus_message *msg, Client *c, const char *what
         return polkit_check(m, msg, c->identity->uid, what, error);
 }
 
+int authorize_sees_all(Manager *m, sd_bus_message *msg, const char *what, Client **ret_client, bool *ret_all,
+                       sd_bus_error *error) {
+        sd_bus_error denied = SD_BUS_ERROR_NULL;
+        Client *c;
+        int r;
+
+        r = manager_get_client(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        r = authorize_admin(m, msg, c, what, &denied);
+        if (r == 0)
+                return 0;
+        sd_bus_error_free(&denied);
+        *ret_client = c;
+        *ret_all = r > 0;
+        return 1;
+}
+
 int gpus_to_mask(Manager *m, const uint32_t *ids, size_t n, const char *what, uint64_t *ret,
                         sd_bus_error *error) {
         uint64_t mask = 0;

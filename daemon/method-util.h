@@ -145,6 +145,14 @@ bool client_may(const Client *c, const Range *r, bool holders_ok);
 int authorize_admin(Manager *m, sd_bus_message *msg, Client *c, const char *what, sd_bus_error *error);
 
 /*
+ * For calls where a refusal is no error but a narrower answer (Subscribe, GetMetrics): the
+ * caller's client, and whether it sees every tenant (root, or org.svmd1.manage).
+ * 1: *ret_client and *ret_all set. 0: polkit answers later (return 1 from the handler). < 0: failed.
+ */
+int authorize_sees_all(Manager *m, sd_bus_message *msg, const char *what, Client **ret_client, bool *ret_all,
+                       sd_bus_error *error);
+
+/*
  * A request with a request id: checks the id, and answers a retry from the cache.
  * 0: go on (no id, or not seen before); 1: answered; < 0: refused (error set) or failed.
  */

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "metrics.h"
 #include "polkit.h"
 
 typedef struct Query {
@@ -103,8 +104,10 @@ int polkit_check(Manager *m, sd_bus_message *msg, uid_t uid, const char *what, s
                                          "%s needs the %s authorization.", what,
                                          SVMD_POLKIT_ACTION_MANAGE);
         }
-        if (q)
+        if (q) {
+                metrics_call_deferred(m->metrics);
                 return 0; /* still waiting */
+        }
 
         /* Direct peers are not on a bus polkit could identify; they get root-only. */
         if (!sender || !m->bus)
@@ -132,5 +135,6 @@ int polkit_check(Manager *m, sd_bus_message *msg, uid_t uid, const char *what, s
                 query_free(q);
                 return r;
         }
+        metrics_call_deferred(m->metrics); /* counted when the call runs again and answers */
         return 0;
 }

@@ -48,6 +48,15 @@ QuotaTable *quota_table_free(QuotaTable *t) {
         return NULL;
 }
 
+bool quota_iterate(QuotaTable *t, StrTableIter *i, Scope **ret) {
+        void *v;
+
+        if (!str_table_iterate(t->scopes, i, NULL, &v))
+                return false;
+        *ret = v;
+        return true;
+}
+
 Scope *quota_find_scope(QuotaTable *t, const char *key) {
         return str_table_get(t->scopes, key);
 }

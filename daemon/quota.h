@@ -19,6 +19,7 @@
 #include <systemd/sd-bus.h>
 
 #include "conf.h"
+#include "str-table.h"
 
 typedef struct Manager Manager;
 typedef struct Identity Identity;
@@ -54,6 +55,9 @@ int quota_scope_for(QuotaTable *t, const Config *c, uid_t uid, const char *unit,
                     Scope **ret);
 Scope *scope_ref(Scope *s);
 void scope_unref(QuotaTable *t, Scope *s);
+
+/* Every scope in use, one per call, in no particular order; false after the last. */
+bool quota_iterate(QuotaTable *t, StrTableIter *i, Scope **ret);
 
 /* Find a scope by key ("uid:1000"); NULL if nobody uses it. */
 Scope *quota_find_scope(QuotaTable *t, const char *key);

@@ -9,6 +9,7 @@
 #include "gpu.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
 #include "persist.h"
 #include "range-svm.h"
 #include "range.h"
@@ -304,6 +305,7 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
         else
                 persist_batch_done(&b);
 
+        metrics_rollback(m->metrics, degraded);
         if (degraded) {
                 set_rollback_failed(t, error, ids);
                 manager_schedule_repair(m);

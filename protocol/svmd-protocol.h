@@ -104,6 +104,11 @@ extern const sd_bus_error_map svmd_error_map[];
 #define SVMD_USAGE_HOST         "host"
 #define SVMD_USAGE_VRAM_PER_GPU "vram-per-gpu"
 
+/* GetMetrics options and formats (docs/metrics.md). */
+#define SVMD_OPT_FORMAT                "format"      /* s */
+#define SVMD_METRICS_FORMAT_OPENMETRICS "openmetrics" /* OpenMetrics 1.0 text (the default) */
+#define SVMD_METRICS_FORMAT_PROMETHEUS  "prometheus"  /* Prometheus text 0.0.4 */
+
 /* Allocation flag names (Allocate option "flags"). */
 #define SVMD_FLAG_WRITABLE      "writable"
 #define SVMD_FLAG_EXECUTABLE    "executable"

@@ -10,6 +10,7 @@ SVMD_PACKAGES=(
         dbus dbus-bin libxml2-utils python3 python3-dbus python3-gi jq util-linux procps
         systemd systemd-container debootstrap groff-base
         valgrind clang-14 libclang-rt-14-dev
+        prometheus prometheus-node-exporter python3-prometheus-client
 )
 
 svmd_log() {

@@ -205,6 +205,12 @@ typedef struct svmd_usage {
 
 /* scope: NULL or "" for the caller's own, else "uid:N", "unit:NAME", "cgroup:PATH". */
 int svmd_get_usage(svmd_client *c, const char *scope, svmd_usage *ret, svmd_error *error);
+/*
+ * svmd's Prometheus metrics as text (docs/metrics.md); *ret is the caller's to free().
+ * format: NULL or "openmetrics", or "prometheus" (text format 0.0.4). Quota scopes other
+ * than the caller's are in it for administrators only.
+ */
+int svmd_get_metrics(svmd_client *c, const char *format, char **ret, svmd_error *error);
 /* Re-read the daemon's configuration (administrators). */
 int svmd_reload(svmd_client *c, svmd_error *error);
 
