@@ -873,7 +873,13 @@ static int verb_alloc(int argc, char *argv[]) {
                 /* svm: the attributes asked for (svmctl show ID has what the range has). */
                 if (j && is_svm)
                         json_object_set_new(j, "svm", json_svm_attributes(&svm.attrs));
-                return json_print(j);
+                r = json_print(j);
+                if (r < 0 || !hold || o.dry_run)
+                        return r;
+                /* --hold as without --json, but stdout is the one JSON document. */
+                fflush(stdout);
+                for (;;)
+                        pause();
         }
         if (!is_svm) {
                 /* A dry run of gtt or host without --gpu: svmd picks the home GPU when it allocates. */
