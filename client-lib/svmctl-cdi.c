@@ -28,7 +28,7 @@ static int device_node(const CdiOptions *o, const char *path, json_t *nodes) {
                 else
                         fprintf(stderr, "svmctl: %s is not a character device on this host, left out of the spec "
                                 "(containers cannot use svmd_attach_local() without it).\n", path);
-                return o->require_device_nodes ? -ENODEV : 0;
+                return o->require_device_nodes ? -ENOENT : 0;
         }
         return json_array_append_new(nodes, json_pack("{s:s}", "path", path)) < 0 ? -ENOMEM : 0;
 }

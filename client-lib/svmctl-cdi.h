@@ -25,6 +25,6 @@ typedef struct CdiOptions {
 /*
  * The spec for gpus[0..n): one device per GPU, named by its id ("0x3a1f"), and "all".
  * Device nodes that are not character devices here (an emulated node's) are left out with a
- * warning on stderr, or are an error (-ENODEV) with o->require_device_nodes.
+ * warning on stderr, or are an error (-ENOENT) with o->require_device_nodes.
  */
 int cdi_spec_new(const svmd_gpu *gpus, size_t n, const CdiOptions *o, json_t **ret);

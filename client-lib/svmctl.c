@@ -2020,10 +2020,10 @@ static int verb_cdi(int argc, char *argv[]) {
         if (n == 0) {
                 fprintf(stderr, "svmctl: svmd reports no GPUs; a CDI spec needs at least one device.\n");
                 json_error(NULL, "svmd reports no GPUs", EXIT_NOT_FOUND);
-                return -ENODEV;
+                return -ENOENT;
         }
         r = cdi_spec_new(gpus, n, &o, &spec);
-        if (r == -ENODEV)
+        if (r == -ENOENT)
                 return r; /* said which node */
         if (r < 0) {
                 fprintf(stderr, "svmctl: building the CDI spec failed: %s\n", strerror(-r));

@@ -114,6 +114,7 @@ echo "container $CID, cgroup $CGROUP" >&2
 
 step "svmd identifies the container's range by its peer: uid 1000"
 RANGE=$(jq -r '.id' "$SHARE/hold.json")
+[ "$RANGE" != null ] || fail "the container's alloc failed: $(cat "$SHARE/hold.json" "$SHARE/hold.err")"
 "$SVMCTL" --json ranges --all | jq -e --argjson id "$RANGE" \
         '.ranges[] | select(.id == $id) | .owner_uid == 1000 and .size == 2097152' >/dev/null ||
         fail "range $RANGE is not uid 1000's 2 MiB: $("$SVMCTL" --json ranges --all)"
