@@ -20,6 +20,7 @@
 typedef struct CdiOptions {
         const char *runtime_dir;        /* svmd's, on the host: mounted at SVMD_RUNTIME_DIR in the container */
         bool require_device_nodes;      /* a missing device node is an error, not a warning */
+        bool no_device_nodes;           /* the socket only: svmd stays the only way to GPU memory */
 } CdiOptions;
 
 /*

@@ -1961,11 +1961,12 @@ static int write_atomically(const char *path, const char *text) {
 }
 
 static int verb_cdi(int argc, char *argv[]) {
-        enum { OPT_OUTPUT = 0x200, OPT_RUNTIME_DIR, OPT_REQUIRE_NODES };
+        enum { OPT_OUTPUT = 0x200, OPT_RUNTIME_DIR, OPT_REQUIRE_NODES, OPT_NO_NODES };
         static const struct option options[] = {
                 { "output",               required_argument, NULL, OPT_OUTPUT },
                 { "runtime-dir",          required_argument, NULL, OPT_RUNTIME_DIR },
                 { "require-device-nodes", no_argument,       NULL, OPT_REQUIRE_NODES },
+                { "no-device-nodes",      no_argument,       NULL, OPT_NO_NODES },
                 {}
         };
         _cleanup_free_ svmd_gpu *gpus = NULL;
@@ -1989,9 +1990,14 @@ static int verb_cdi(int argc, char *argv[]) {
                 case OPT_REQUIRE_NODES:
                         o.require_device_nodes = true;
                         break;
+                case OPT_NO_NODES:
+                        o.no_device_nodes = true;
+                        break;
                 default:
                         return usage_error("cdi", "unknown option '%s'", argv[optind - 1]);
                 }
+        if (o.require_device_nodes && o.no_device_nodes)
+                return usage_error("cdi", "--require-device-nodes and --no-device-nodes contradict each other");
         if (optind >= argc)
                 return usage_error("cdi", "missing subcommand (generate)");
         if (!streq(argv[optind], "generate"))
@@ -2123,11 +2129,12 @@ static const Verb verbs[] = {
         { "monitor", "monitor [--count N]",
           "Print RangeCreated, RangeFreed, QuotaExceeded and GpuLost signals as they come; stop after N.",
           verb_monitor, true },
-        { "cdi", "cdi generate [--output FILE] [--runtime-dir DIR] [--require-device-nodes]",
+        { "cdi", "cdi generate [--output FILE] [--runtime-dir DIR] [--require-device-nodes|--no-device-nodes]",
           "Print (or write atomically to FILE) a CDI spec of the GPUs svmd serves: kind svmd.io/gpu, one\n"
           "device per GPU id and \"all\", giving containers svmd's socket, /dev/kfd and render nodes.\n"
           "Device nodes that are not character devices here are left out with a warning (an error with\n"
-          "--require-device-nodes). See docs/containers.md.", verb_cdi, true },
+          "--require-device-nodes); --no-device-nodes gives the socket only. See docs/containers.md.",
+          verb_cdi, true },
         { "help", "help [COMMAND]", "Show help.", verb_help, false },
 };
 

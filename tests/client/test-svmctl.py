@@ -700,6 +700,10 @@ def test_cdi_generate():
     assert os.stat(out).st_mode & 0o777 == 0o644
     assert not [n for n in os.listdir(os.path.dirname(out)) if n.startswith("svmd-cdi.json.")]
 
+    bare = json.loads(run("cdi", "generate", "--no-device-nodes").stdout)
+    assert "deviceNodes" not in bare["containerEdits"], bare
+    assert not [d for d in bare["devices"] if "deviceNodes" in d["containerEdits"]], bare
+    run("cdi", "generate", "--no-device-nodes", "--require-device-nodes", code=EXIT_USAGE)
     run("cdi", code=EXIT_USAGE)
     run("cdi", "make", code=EXIT_USAGE)
     run("cdi", "generate", "--runtime-dir", "relative", code=EXIT_USAGE)
