@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
 #include <systemd/sd-login.h>
 
 #include "macro.h"
@@ -85,6 +86,25 @@ static int pid_has_uid(pid_t pid, uid_t uid) {
         return real == uid || effective == uid;
 }
 
+/*
+ * Whether the process has CAP_SYS_ADMIN in its effective set. uid 0 alone is no proof of being
+ * the node's root: a container's root without a user namespace is uid 0 too, with a smaller
+ * capability set (docs/containers.md).
+ */
+static int pid_has_sys_admin(pid_t pid) {
+        char buf[4096], *p;
+        unsigned long long caps;
+        int k;
+
+        k = read_proc(pid, "status", buf, sizeof(buf));
+        if (k < 0)
+                return k;
+        p = strstr(buf, "\nCapEff:");
+        if (!p || sscanf(p + 8, "%llx", &caps) != 1)
+                return -EIO;
+        return !!(caps & (1ULL << CAP_SYS_ADMIN));
+}
+
 static int pidfd_alive(int pidfd) {
         struct pollfd p = { .fd = pidfd, .events = POLLIN };
 
@@ -148,6 +168,7 @@ void peer_pid_done(PeerPid *p) {
 
 int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **ret_cgroup) {
         _cleanup_free_ char *unit = NULL, *cgroup = NULL;
+        bool sys_admin = true;
         uint64_t start;
         int k;
 
@@ -155,6 +176,14 @@ int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **
                 unit = NULL;
         if (sd_pid_get_cgroup(p->pid, &cgroup) < 0)
                 cgroup = NULL;
+        if (uid == 0) {
+                k = pid_has_sys_admin(p->pid);
+                if (k == -ESRCH)
+                        return -ESTALE;
+                if (k < 0)
+                        return k;
+                sys_admin = k > 0;
+        }
 
         /* Alive now and pinned since before the reads: the pid named this process all along. */
         if (p->pidfd >= 0) {
@@ -175,6 +204,10 @@ int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **
                 if (k == 0)
                         return -ESTALE;
         }
+
+        /* Read from the process pinned all along: it is the caller's, and uid 0 without it is refused. */
+        if (!sys_admin)
+                return -EPERM;
 
         if (!unit)
                 unit = strdup("");

@@ -740,5 +740,19 @@ def test_container_environment():
     assert a["gpu"] == int(gpus[7], 16), a
 
 
+@test
+def test_root_without_sys_admin():
+    # uid 0 without CAP_SYS_ADMIN, as a container's root without a user namespace: neither
+    # svmd's administrator nor the owner of root's ranges; refused on the socket and on the bus.
+    rid = js("alloc", "1M", "--domain", "gtt", "--persistent")["id"]
+    weak = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-all", SVMCTL]
+    for args in (["--direct", "free", str(rid)], ["free", str(rid)], ["ranges", "--all"]):
+        p = subprocess.run(weak + args, capture_output=True, text=True, timeout=60)
+        assert p.returncode == EXIT_DENIED, (args, p.returncode, p.stderr)
+        assert "uid 0 without CAP_SYS_ADMIN" in p.stderr, p.stderr
+    assert rid in [r["id"] for r in js("ranges")["ranges"]]
+    run("free", str(rid))
+
+
 print(f"{failures} failed", file=sys.stderr)
 sys.exit(1 if failures else 0)

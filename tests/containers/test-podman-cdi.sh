@@ -5,7 +5,8 @@
 # `svmctl cdi generate` (docs/containers.md), and svmd treats the container as
 # any other tenant: identified by its real peer credentials and cgroup, held to
 # the quota written for that cgroup, unable to see another tenant's range or to
-# act as an administrator, and its non-persistent ranges go when it exits.
+# act as an administrator (also as the container's root), and its non-persistent
+# ranges go when it exits.
 #
 # Runs under svmd-harness (the emulated node), as root, with podman and runc:
 #     test-podman-cdi.sh SVMCTL KFDEMU-CTL
@@ -144,6 +145,14 @@ step "inside: another tenant's range is no range, and it is no administrator"
 [ "$(cat "$SHARE/free.rc")" = 3 ] || fail "free of range $VICTIM: exit $(cat "$SHARE/free.rc"): $(cat "$SHARE/free.json")"
 [ "$(cat "$SHARE/all.rc")" = 4 ] || fail "ranges --all: exit $(cat "$SHARE/all.rc"): $(cat "$SHARE/all.json")"
 "$SVMCTL" --json show "$VICTIM" >/dev/null || fail "range $VICTIM is gone"
+
+step "a container's root (uid 0, podman's default capabilities) is no administrator"
+ROOT_OUT=$(podman_ run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+                       --device "svmd.io/gpu=$GPU" --rootfs "$ROOTFS" /bin/sh -c \
+                       "svmctl --json free $VICTIM; echo rc=\$?; svmctl --json ranges --all; echo rc=\$?" 2>&1) || true
+[ "$(echo "$ROOT_OUT" | grep -c '^rc=4$')" = 2 ] || fail "root in the container was not refused: $ROOT_OUT"
+echo "$ROOT_OUT" | grep -q 'uid 0 without CAP_SYS_ADMIN' || fail "root in the container: $ROOT_OUT"
+"$SVMCTL" --json show "$VICTIM" >/dev/null || fail "root in the container freed range $VICTIM"
 
 step "the container exits: its range goes"
 touch "$SHARE/exit"
