@@ -71,17 +71,34 @@ int pid_start_time(pid_t pid, uint64_t *ret) {
         return 0;
 }
 
+/* Read /proc/PID/status into buf; *ret: the value of its line "key" ("Uid:"). */
+static int read_status_line(pid_t pid, const char *key, char *buf, size_t size, const char **ret) {
+        char needle[32];
+        const char *p;
+        int k;
+
+        k = read_proc(pid, "status", buf, size);
+        if (k < 0)
+                return k;
+        snprintf(needle, sizeof(needle), "\n%s", key);
+        p = strstr(buf, needle);
+        if (!p)
+                return -EIO;
+        *ret = p + strlen(needle);
+        return 0;
+}
+
 /* Whether the process runs as uid, as its real or effective uid. */
 static int pid_has_uid(pid_t pid, uid_t uid) {
-        char buf[4096], *p;
+        char buf[4096];
+        const char *p;
         unsigned long real, effective;
         int k;
 
-        k = read_proc(pid, "status", buf, sizeof(buf));
+        k = read_status_line(pid, "Uid:", buf, sizeof(buf), &p);
         if (k < 0)
                 return k;
-        p = strstr(buf, "\nUid:");
-        if (!p || sscanf(p + 5, "%lu %lu", &real, &effective) != 2)
+        if (sscanf(p, "%lu %lu", &real, &effective) != 2)
                 return -EIO;
         return real == uid || effective == uid;
 }
@@ -92,15 +109,15 @@ static int pid_has_uid(pid_t pid, uid_t uid) {
  * capability set (docs/containers.md).
  */
 static int pid_has_sys_admin(pid_t pid) {
-        char buf[4096], *p;
+        char buf[4096];
+        const char *p;
         unsigned long long caps;
         int k;
 
-        k = read_proc(pid, "status", buf, sizeof(buf));
+        k = read_status_line(pid, "CapEff:", buf, sizeof(buf), &p);
         if (k < 0)
                 return k;
-        p = strstr(buf, "\nCapEff:");
-        if (!p || sscanf(p + 8, "%llx", &caps) != 1)
+        if (sscanf(p, "%llx", &caps) != 1)
                 return -EIO;
         return !!(caps & (1ULL << CAP_SYS_ADMIN));
 }
