@@ -194,10 +194,9 @@ int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **
         if (sd_pid_get_cgroup(p->pid, &cgroup) < 0)
                 cgroup = NULL;
         if (uid == 0) {
+                /* Gone: the checks below say how (exited, or the pid reused). */
                 k = pid_has_sys_admin(p->pid);
-                if (k == -ESRCH)
-                        return -ESTALE;
-                if (k < 0)
+                if (k < 0 && k != -ESRCH)
                         return k;
                 sys_admin = k > 0;
         }
