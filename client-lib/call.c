@@ -29,14 +29,27 @@ static void copy_string(char *dst, size_t size, const char *src) {
         snprintf(dst, size, "%s", strempty(src));
 }
 
+static bool gpu_listed(const uint32_t *ids, size_t n, uint32_t id) {
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] == id)
+                        return true;
+        return false;
+}
+
 _public_ int svmd_list_gpus(svmd_client *c, svmd_gpu **ret, size_t *ret_n, svmd_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_free_ svmd_gpu *gpus = NULL;
-        size_t n = 0;
+        _cleanup_free_ uint32_t *visible = NULL;
+        size_t n = 0, n_visible = 0;
+        bool only_visible;
         int r;
 
         if (!c || !ret || !ret_n)
                 return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = environment_visible_gpus(&visible, &n_visible);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Out of memory.");
+        only_visible = r > 0;
         r = client_new_call(c, false, "ListGpus", &m, error);
         if (r < 0)
                 return r;
@@ -58,6 +71,10 @@ _public_ int svmd_list_gpus(svmd_client *c, svmd_gpu **ret, size_t *ret_n, svmd_
                         return bad_reply(error, "ListGpus", r);
                 if (r == 0)
                         break;
+                /* The GPUs the environment names (a container's, docs/containers.md); the rest exist but
+                 * are not this process's to use by default. */
+                if (only_visible && !gpu_listed(visible, n_visible, g.gpu_id))
+                        continue;
                 copy_string(g.target, sizeof(g.target), target);
                 copy_string(g.name, sizeof(g.name), name);
                 p = reallocarray(gpus, n + 1, sizeof(svmd_gpu));

@@ -136,6 +136,10 @@ _public_ int svmd_client_new(svmd_client **ret, const char *bus_address, const c
                                   "Unknown or contradictory flags 0x%x.", flags);
         error_register_map();
 
+        /* A container given GPUs through CDI has no system bus (docs/containers.md). */
+        if (flags == 0 && !bus_address && (!getenv("SVMD_BUS_ADDRESS") || !*getenv("SVMD_BUS_ADDRESS")) && environment_direct_only())
+                flags = SVMD_CLIENT_DIRECT_ONLY;
+
         c = calloc(1, sizeof(svmd_client));
         if (!c)
                 return error_setf(error, -ENOMEM, NULL, "Out of memory.");

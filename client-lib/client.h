@@ -83,6 +83,14 @@ void client_drop_direct(svmd_client *c);
 /* Bring the epoll registration up to date with what each connection waits for. */
 int client_update_epoll(svmd_client *c);
 
+/* ---- environment.c (docs/containers.md) ---- */
+
+/* $SVMD_DIRECT_ONLY is set to 1: no bus, everything over io.socket. */
+bool environment_direct_only(void);
+/* The GPU ids the SVMD_VISIBLE_GPU* variables name: 1 and a malloc()ed array (maybe empty: only
+ * invalid ids named), 0 if no such variable is set (every GPU is visible), or -ENOMEM. */
+int environment_visible_gpus(uint32_t **ret, size_t *ret_n);
+
 /* ---- error.c ---- */
 
 /* Fill e (may be NULL) from a D-Bus error; returns the negative errno it stands for. */

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "macro.h"
 #include "size-util.h"
+#include "svmctl-cdi.h"
 #include "svmctl-format.h"
 #include "svmctl-table.h"
 #include "svmd/svmd.h"
@@ -711,6 +712,35 @@ static int verb_show(int argc, char *argv[]) {
 
 /* ---- alloc ---- */
 
+/*
+ * The GPU of a VRAM allocation without --gpu: the only one svmctl sees, i.e. the only one on the
+ * node or the only one the environment names (a container given one GPU, docs/containers.md).
+ */
+static int default_gpu(uint32_t *ret) {
+        _cleanup_free_ svmd_gpu *gpus = NULL;
+        _cleanup_free_ char *names = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        size_t n, len = 0;
+        FILE *f;
+        int r;
+
+        r = svmd_list_gpus(client, &gpus, &n, &e);
+        if (r < 0)
+                return report(r, &e, "listing GPUs failed");
+        if (n == 1) {
+                *ret = gpus[0].gpu_id;
+                return 0;
+        }
+        f = open_memstream(&names, &len);
+        if (!f)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "%s0x%x", i > 0 ? ", " : "", gpus[i].gpu_id);
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        return usage_error("alloc", "VRAM needs --gpu G (%s)", n > 0 ? names : "no GPUs visible");
+}
+
 static int verb_alloc(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "gpu",        required_argument, NULL, OPT_GPU },
@@ -800,8 +830,11 @@ static int verb_alloc(int argc, char *argv[]) {
         if (parse_size(argv[optind], &size) < 0 || size == 0)
                 return usage_error("alloc", "invalid size '%s' (e.g. 4G, 512M, 0x1000)", argv[optind]);
         is_svm = streq(domain, "svm");
-        if (!has_gpu && streq(domain, "vram"))
-                return usage_error("alloc", "VRAM needs --gpu G");
+        if (!has_gpu && streq(domain, "vram")) {
+                r = default_gpu(&gpu);
+                if (r < 0)
+                        return r;
+        }
         if (svm.any && !is_svm)
                 return usage_error("alloc", "the --svm-* options are for --domain svm");
         if (flags && is_svm)
@@ -842,7 +875,13 @@ static int verb_alloc(int argc, char *argv[]) {
                 /* svm: the attributes asked for (svmctl show ID has what the range has). */
                 if (j && is_svm)
                         json_object_set_new(j, "svm", json_svm_attributes(&svm.attrs));
-                return json_print(j);
+                r = json_print(j);
+                if (r < 0 || !hold || o.dry_run)
+                        return r;
+                /* --hold as without --json, but stdout is the one JSON document. */
+                fflush(stdout);
+                for (;;)
+                        pause();
         }
         if (!is_svm) {
                 /* A dry run of gtt or host without --gpu: svmd picks the home GPU when it allocates. */
@@ -1997,6 +2036,134 @@ static int verb_monitor(int argc, char *argv[]) {
         return 0;
 }
 
+/* ---- cdi ---- */
+
+/* Write text to path through a temporary file in its directory, so readers see the old or the new spec. */
+static int write_atomically(const char *path, const char *text) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t len = strlen(text);
+        int r = 0;
+
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+                return -ENOMEM;
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fchmod(fd, 0644) < 0)
+                r = -errno;
+        for (size_t done = 0; r >= 0 && done < len;) {
+                ssize_t k = write(fd, text + done, len - done);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        r = -errno;
+                else
+                        done += (size_t) k;
+        }
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
+}
+
+static int verb_cdi(int argc, char *argv[]) {
+        enum { OPT_RUNTIME_DIR = 0x200, OPT_REQUIRE_NODES, OPT_NO_NODES };
+        static const struct option options[] = {
+                { "output",               required_argument, NULL, OPT_OUTPUT },
+                { "runtime-dir",          required_argument, NULL, OPT_RUNTIME_DIR },
+                { "require-device-nodes", no_argument,       NULL, OPT_REQUIRE_NODES },
+                { "no-device-nodes",      no_argument,       NULL, OPT_NO_NODES },
+                {}
+        };
+        _cleanup_free_ svmd_gpu *gpus = NULL;
+        _cleanup_free_ char *socket_path = NULL, *text = NULL;
+        json_auto_t *spec = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        CdiOptions o = {};
+        const char *output = NULL;
+        struct stat st;
+        size_t n;
+        int c, r;
+
+        while ((c = verb_getopt(argc, argv, options)) >= 0)
+                switch (c) {
+                case OPT_OUTPUT:
+                        output = optarg;
+                        break;
+                case OPT_RUNTIME_DIR:
+                        o.runtime_dir = optarg;
+                        break;
+                case OPT_REQUIRE_NODES:
+                        o.require_device_nodes = true;
+                        break;
+                case OPT_NO_NODES:
+                        o.no_device_nodes = true;
+                        break;
+                default:
+                        return usage_error("cdi", "unknown option '%s'", argv[optind - 1]);
+                }
+        if (o.require_device_nodes && o.no_device_nodes)
+                return usage_error("cdi", "--require-device-nodes and --no-device-nodes contradict each other");
+        if (optind >= argc)
+                return usage_error("cdi", "missing subcommand (generate)");
+        if (!streq(argv[optind], "generate"))
+                return usage_error("cdi", "unknown subcommand '%s'", argv[optind]);
+        if (optind + 1 < argc)
+                return usage_error("cdi", "unexpected argument '%s'", argv[optind + 1]);
+
+        /* The directory libsvmd connects to, as svmd's own default is: $SVMD_RUNTIME_DIR, else /run/svmd. */
+        if (!o.runtime_dir)
+                o.runtime_dir = getenv("SVMD_RUNTIME_DIR") && *getenv("SVMD_RUNTIME_DIR") ? getenv("SVMD_RUNTIME_DIR")
+                                                                                         : SVMD_RUNTIME_DIR;
+        if (o.runtime_dir[0] != '/')
+                return usage_error("cdi", "--runtime-dir must be an absolute path, not '%s'", o.runtime_dir);
+        if (asprintf(&socket_path, "%s/io.socket", o.runtime_dir) < 0)
+                return -ENOMEM;
+        if (stat(socket_path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+                fprintf(stderr, "svmctl: %s is not svmd's socket; give svmd's runtime directory with --runtime-dir.\n",
+                        socket_path);
+                json_error(NULL, "svmd's socket was not found", EXIT_NOT_FOUND);
+                return -ENOENT;
+        }
+
+        r = svmd_list_gpus(client, &gpus, &n, &e);
+        if (r < 0)
+                return report(r, &e, "listing GPUs failed");
+        if (n == 0) {
+                fprintf(stderr, "svmctl: svmd reports no GPUs; a CDI spec needs at least one device.\n");
+                json_error(NULL, "svmd reports no GPUs", EXIT_NOT_FOUND);
+                return -ENOENT;
+        }
+        r = cdi_spec_new(gpus, n, &o, &spec);
+        if (r == -ENOENT)
+                return r; /* said which node */
+        if (r < 0) {
+                fprintf(stderr, "svmctl: building the CDI spec failed: %s\n", strerror(-r));
+                return r;
+        }
+        text = json_dumps(spec, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!text)
+                return -ENOMEM;
+        if (!output) {
+                printf("%s\n", text);
+                return 0;
+        }
+        free(TAKE_PTR(socket_path));
+        if (asprintf(&socket_path, "%s\n", text) < 0)
+                return -ENOMEM;
+        r = write_atomically(output, socket_path);
+        if (r < 0) {
+                fprintf(stderr, "svmctl: writing %s failed: %s\n", output, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
 /* ---- main ---- */
 
 static int verb_help(int argc, char *argv[]);
@@ -2078,6 +2245,12 @@ static const Verb verbs[] = {
         { "monitor", "monitor [--count N]",
           "Print RangeCreated, RangeFreed, QuotaExceeded and GpuLost signals as they come; stop after N.",
           verb_monitor, true },
+        { "cdi", "cdi generate [--output FILE] [--runtime-dir DIR] [--require-device-nodes|--no-device-nodes]",
+          "Print (or write atomically to FILE) a CDI spec of the GPUs svmd serves: kind svmd.io/gpu, one\n"
+          "device per GPU id and \"all\", giving containers svmd's socket, /dev/kfd and render nodes.\n"
+          "Device nodes that are not character devices here are left out with a warning (an error with\n"
+          "--require-device-nodes); --no-device-nodes gives the socket only. See docs/containers.md.",
+          verb_cdi, true },
         { "help", "help [COMMAND]", "Show help.", verb_help, false },
 };
 

@@ -180,6 +180,11 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, pid_
                                          "Pid %d no longer names the process that opened this connection (it "
                                          "exited and the pid was reused); connect again from the calling process.",
                                          (int) pid);
+        if (r == -EPERM)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Process %d runs as uid 0 without CAP_SYS_ADMIN, as a container's root "
+                                         "does without a user namespace; svmd serves it neither as root nor as "
+                                         "a tenant: run it as another user or in a user namespace.", (int) pid);
         if (r < 0)
                 return r;
         *ret_uid = uid;

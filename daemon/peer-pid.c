@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
 #include <systemd/sd-login.h>
 
 #include "macro.h"
@@ -70,19 +71,55 @@ int pid_start_time(pid_t pid, uint64_t *ret) {
         return 0;
 }
 
+/* Read /proc/PID/status into buf; *ret: the value of its line "key" ("Uid:"). */
+static int read_status_line(pid_t pid, const char *key, char *buf, size_t size, const char **ret) {
+        char needle[32];
+        const char *p;
+        int k;
+
+        k = read_proc(pid, "status", buf, size);
+        if (k < 0)
+                return k;
+        snprintf(needle, sizeof(needle), "\n%s", key);
+        p = strstr(buf, needle);
+        if (!p)
+                return -EIO;
+        *ret = p + strlen(needle);
+        return 0;
+}
+
 /* Whether the process runs as uid, as its real or effective uid. */
 static int pid_has_uid(pid_t pid, uid_t uid) {
-        char buf[4096], *p;
+        char buf[4096];
+        const char *p;
         unsigned long real, effective;
         int k;
 
-        k = read_proc(pid, "status", buf, sizeof(buf));
+        k = read_status_line(pid, "Uid:", buf, sizeof(buf), &p);
         if (k < 0)
                 return k;
-        p = strstr(buf, "\nUid:");
-        if (!p || sscanf(p + 5, "%lu %lu", &real, &effective) != 2)
+        if (sscanf(p, "%lu %lu", &real, &effective) != 2)
                 return -EIO;
         return real == uid || effective == uid;
+}
+
+/*
+ * Whether the process has CAP_SYS_ADMIN in its effective set. uid 0 alone is no proof of being
+ * the node's root: a container's root without a user namespace is uid 0 too, with a smaller
+ * capability set (docs/containers.md).
+ */
+static int pid_has_sys_admin(pid_t pid) {
+        char buf[4096];
+        const char *p;
+        unsigned long long caps;
+        int k;
+
+        k = read_status_line(pid, "CapEff:", buf, sizeof(buf), &p);
+        if (k < 0)
+                return k;
+        if (sscanf(p, "%llx", &caps) != 1)
+                return -EIO;
+        return !!(caps & (1ULL << CAP_SYS_ADMIN));
 }
 
 static int pidfd_alive(int pidfd) {
@@ -148,6 +185,7 @@ void peer_pid_done(PeerPid *p) {
 
 int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **ret_cgroup) {
         _cleanup_free_ char *unit = NULL, *cgroup = NULL;
+        bool sys_admin = true;
         uint64_t start;
         int k;
 
@@ -155,6 +193,13 @@ int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **
                 unit = NULL;
         if (sd_pid_get_cgroup(p->pid, &cgroup) < 0)
                 cgroup = NULL;
+        if (uid == 0) {
+                /* Gone: the checks below say how (exited, or the pid reused). */
+                k = pid_has_sys_admin(p->pid);
+                if (k < 0 && k != -ESRCH)
+                        return k;
+                sys_admin = k > 0;
+        }
 
         /* Alive now and pinned since before the reads: the pid named this process all along. */
         if (p->pidfd >= 0) {
@@ -175,6 +220,10 @@ int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **
                 if (k == 0)
                         return -ESTALE;
         }
+
+        /* Read from the process pinned all along: it is the caller's, and uid 0 without it is refused. */
+        if (!sys_admin)
+                return -EPERM;
 
         if (!unit)
                 unit = strdup("");

@@ -45,6 +45,7 @@ int pid_start_time(pid_t pid, uint64_t *ret);
 /*
  * The unit ("" outside any) and cgroup ("" when unknown) of the pinned process, then the
  * checks: -ESRCH if it is gone, -ESTALE if /proc/PID is another process by now, or (for a
- * pidfd svmd opened itself) one that runs as neither real nor effective uid `uid`.
+ * pidfd svmd opened itself) one that runs as neither real nor effective uid `uid`; -EPERM
+ * if uid is 0 but the process lacks CAP_SYS_ADMIN (a container's root, docs/containers.md).
  */
 int peer_pid_read_identity(const PeerPid *p, uid_t uid, char **ret_unit, char **ret_cgroup);

@@ -8,7 +8,7 @@ SVMD_PACKAGES=(
         libsystemd-dev libdrm-dev libjansson-dev
         libhsakmt1 libhsakmt-dev
         dbus dbus-bin libxml2-utils python3 python3-dbus python3-gi jq util-linux procps
-        systemd systemd-container debootstrap groff-base
+        systemd systemd-container debootstrap groff-base podman runc
         valgrind clang-14 libclang-rt-14-dev
         prometheus prometheus-node-exporter python3-prometheus-client
 )

@@ -646,5 +646,116 @@ def test_hold():
         raise AssertionError("the held range outlived svmctl")
 
 
+@test
+def test_hold_json():
+    # --json --hold: one JSON document, then the range is held until svmctl is killed.
+    p = subprocess.Popen([SVMCTL, "--json", "alloc", "1M", "--domain", "gtt", "--label", "held-json", "--hold"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rid = json.loads(p.stdout.readline())["id"]
+        assert p.poll() is None, "svmctl --json alloc --hold returned"
+        assert rid in [r["id"] for r in js("ranges")["ranges"]]
+    finally:
+        p.kill()
+        p.wait()
+
+
+def is_char_device(path):
+    import stat
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+@test
+def test_cdi_generate():
+    spec = json.loads(run("cdi", "generate").stdout)
+    gpus = js("gpus")["gpus"]
+    ids = [g["gpu_id_hex"] for g in gpus]
+    assert spec["cdiVersion"] == "0.3.0" and spec["kind"] == "svmd.io/gpu", spec
+    assert [d["name"] for d in spec["devices"]] == ids + ["all"], spec["devices"]
+    visible = [f"SVMD_VISIBLE_GPU_{h}={h}" for h in ids]
+    renders = [f"/dev/dri/renderD{g['render_minor']}" for g in gpus]
+    for d, env, node in zip(spec["devices"], visible, renders):
+        assert d["containerEdits"]["env"] == [env], d
+        # Device nodes only where the host has them as character devices (not on the emulated node).
+        assert [n["path"] for n in d["containerEdits"].get("deviceNodes", [])] == \
+            ([node] if is_char_device(node) else []), d
+    assert spec["devices"][-1]["containerEdits"]["env"] == visible
+    edits = spec["containerEdits"]
+    assert edits["env"] == ["SVMD_RUNTIME_DIR=/run/svmd", "SVMD_DIRECT_ONLY=1"], edits
+    assert edits["mounts"] == [{"hostPath": os.environ["SVMD_RUNTIME_DIR"], "containerPath": "/run/svmd",
+                                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}], edits
+    assert [n["path"] for n in edits.get("deviceNodes", [])] == \
+        (["/dev/kfd"] if is_char_device("/dev/kfd") else []), edits
+    if not is_char_device("/dev/kfd"):
+        p = run("cdi", "generate")
+        assert "/dev/kfd is not a character device on this host" in p.stderr, p.stderr
+        p = run("cdi", "generate", "--require-device-nodes", code=EXIT_NOT_FOUND)
+        assert p.stdout == "", p.stdout
+
+    # --output: the same document, written whole, readable by the runtime.
+    out = os.path.join(os.environ["SVMD_TEST_DIR"], "svmd-cdi.json")
+    run("cdi", "generate", "--output", out)
+    with open(out) as f:
+        assert json.load(f) == spec
+    assert os.stat(out).st_mode & 0o777 == 0o644
+    assert not [n for n in os.listdir(os.path.dirname(out)) if n.startswith("svmd-cdi.json.")]
+
+    bare = json.loads(run("cdi", "generate", "--no-device-nodes").stdout)
+    assert "deviceNodes" not in bare["containerEdits"], bare
+    assert not [d for d in bare["devices"] if "deviceNodes" in d["containerEdits"]], bare
+    run("cdi", "generate", "--no-device-nodes", "--require-device-nodes", code=EXIT_USAGE)
+    run("cdi", code=EXIT_USAGE)
+    run("cdi", "make", code=EXIT_USAGE)
+    run("cdi", "generate", "--runtime-dir", "relative", code=EXIT_USAGE)
+    p = run("cdi", "generate", "--runtime-dir", "/nonexistent", code=EXIT_NOT_FOUND)
+    assert "--runtime-dir" in p.stderr, p.stderr
+    run("cdi", "generate", "--output", "/nonexistent/dir/svmd.json", code=EXIT_NOT_FOUND)
+
+
+@test
+def test_container_environment():
+    # What a CDI device puts in a container's environment: no system bus, the socket, its GPUs.
+    gpus = [g["gpu_id_hex"] for g in js("gpus")["gpus"]]
+    env = {k: v for k, v in os.environ.items() if k != "SVMD_BUS_ADDRESS"}
+    env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=/nonexistent"
+    run("gpus", env=env, code=EXIT_UNREACHABLE)
+    env["SVMD_DIRECT_ONLY"] = "1"
+    assert [g["gpu_id_hex"] for g in json.loads(run("--json", "gpus", env=env).stdout)["gpus"]] == gpus
+    run("--json", "alloc", "1M", env=env, code=EXIT_USAGE)  # several GPUs: which one?
+
+    env[f"SVMD_VISIBLE_GPU_{gpus[2]}"] = gpus[2]
+    assert [g["gpu_id_hex"] for g in json.loads(run("--json", "gpus", env=env).stdout)["gpus"]] == [gpus[2]]
+    a = json.loads(run("--json", "alloc", "1M", env=env).stdout)
+    assert a["gpu"] == int(gpus[2], 16), a
+
+    # Two devices add up; the hand-written list counts too; invalid entries are skipped.
+    env[f"SVMD_VISIBLE_GPU_{gpus[0]}"] = gpus[0]
+    env["SVMD_VISIBLE_GPUS"] = f"junk,{gpus[5]}"
+    listed = [g["gpu_id_hex"] for g in json.loads(run("--json", "gpus", env=env).stdout)["gpus"]]
+    assert sorted(listed) == sorted([gpus[0], gpus[2], gpus[5]]), listed
+    p = run("alloc", "1M", env=env, code=EXIT_USAGE)
+    assert gpus[0] in p.stderr and gpus[5] in p.stderr, p.stderr
+    # Visibility is a default, not a boundary: --gpu still reaches every GPU svmd serves.
+    a = json.loads(run("--json", "alloc", "1M", "--gpu", gpus[7], env=env).stdout)
+    assert a["gpu"] == int(gpus[7], 16), a
+
+
+@test
+def test_root_without_sys_admin():
+    # uid 0 without CAP_SYS_ADMIN, as a container's root without a user namespace: neither
+    # svmd's administrator nor the owner of root's ranges; refused on the socket and on the bus.
+    rid = js("alloc", "1M", "--domain", "gtt", "--persistent")["id"]
+    weak = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-all", SVMCTL]
+    for args in (["--direct", "free", str(rid)], ["free", str(rid)], ["ranges", "--all"]):
+        p = subprocess.run(weak + args, capture_output=True, text=True, timeout=60)
+        assert p.returncode == EXIT_DENIED, (args, p.returncode, p.stderr)
+        assert "uid 0 without CAP_SYS_ADMIN" in p.stderr, p.stderr
+    assert rid in [r["id"] for r in js("ranges")["ranges"]]
+    run("free", str(rid))
+
+
 print(f"{failures} failed", file=sys.stderr)
 sys.exit(1 if failures else 0)
