@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "emu-arena.h"
+#include "emu-smi.h"
 #include "macro.h"
 
 /* ------------------------------------------------------------------------ */
@@ -1035,6 +1036,9 @@ int emu_kernel_open_kfd(EmuKernel *k, int fd) {
         int probe, r;
 
         emu_check_fork(k);
+        /* kfd_open: while a GPU is between pre- and post-reset (kfd_is_locked()) → EAGAIN. */
+        if (emu_smi_locked(k))
+                return -EAGAIN;
         r = emu_lock(k);
         if (r < 0)
                 return r;
