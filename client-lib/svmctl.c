@@ -1484,6 +1484,25 @@ static int verb_release(int argc, char *argv[]) {
         return 0;
 }
 
+static int verb_reuse(int argc, char *argv[]) {
+        svmd_error e = SVMD_ERROR_NULL;
+        uint64_t id = 0;
+        int r;
+
+        r = read_id_arg("reuse", argc, argv, 1, &id);
+        if (r < 0)
+                return r;
+        if (argc > 2)
+                return usage_error("reuse", "unexpected argument '%s'", argv[2]);
+        r = svmd_reuse(client, id, &e);
+        if (r < 0)
+                return report(r, &e, "reuse failed");
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "reused", 1));
+        printf("Range %" PRIu64 " is active again; its contents are undefined until written.\n", id);
+        return 0;
+}
+
 static int verb_tokens(int argc, char *argv[]) {
         _cleanup_free_ svmd_token_info *tokens = NULL;
         svmd_error e = SVMD_ERROR_NULL;
@@ -1813,6 +1832,15 @@ static void on_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
                         v = json_pack("{s:s,s:I,s:o}", "signal", s->name, "gpu_id", (json_int_t) s->gpu_id,
                                       "gpu_id_hex", json_hex(s->gpu_id));
                         break;
+                case SVMD_SIGNAL_CONTENTS_LOST:
+                        v = json_pack("{s:s,s:I,s:I,s:o,s:s}", "signal", s->name, "id", (json_int_t) s->id,
+                                      "gpu_id", (json_int_t) s->gpu_id, "gpu_id_hex", json_hex(s->gpu_id),
+                                      "reason", s->reason);
+                        break;
+                case SVMD_SIGNAL_VM_FAULT:
+                        v = json_pack("{s:s,s:I,s:o,s:I,s:s}", "signal", s->name, "gpu_id", (json_int_t) s->gpu_id,
+                                      "gpu_id_hex", json_hex(s->gpu_id), "pid", (json_int_t) s->pid, "task", s->task);
+                        break;
                 default:
                         return;
                 }
@@ -1830,6 +1858,12 @@ static void on_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
                         break;
                 case SVMD_SIGNAL_GPU_LOST:
                         printf("%-14s GPU 0x%x\n", s->name, s->gpu_id);
+                        break;
+                case SVMD_SIGNAL_CONTENTS_LOST:
+                        printf("%-14s range %" PRIu64 " (GPU 0x%x): %s\n", s->name, s->id, s->gpu_id, s->reason);
+                        break;
+                case SVMD_SIGNAL_VM_FAULT:
+                        printf("%-14s GPU 0x%x, process %" PRIu32 " (%s)\n", s->name, s->gpu_id, s->pid, s->task);
                         break;
                 }
         fflush(stdout);
@@ -1944,6 +1978,9 @@ static const Verb verbs[] = {
         { "attach", "attach TOKEN [--hold]",
           "Attach a shared range by token and describe it; --hold keeps the reference until svmctl is\n"
           "terminated.", verb_attach, true },
+        { "reuse", "reuse ID",
+          "End the contents-lost state of range ID after a GPU reset: you will overwrite it (owners).",
+          verb_reuse, true },
         { "release", "release ID", "Drop the caller's reference to range ID, taken with attach.", verb_release,
           true },
         { "tokens", "tokens ID", "List the share tokens of range ID (its owner, administrators).", verb_tokens,
@@ -1958,7 +1995,8 @@ static const Verb verbs[] = {
           verb_capacity, true },
         { "reload", "reload", "Make svmd re-read its configuration (administrators).", verb_reload, true },
         { "monitor", "monitor [--count N]",
-          "Print RangeCreated, RangeFreed, QuotaExceeded and GpuLost signals as they come; stop after N.",
+          "Print RangeCreated, RangeFreed, QuotaExceeded, GpuLost, ContentsLost and VmFault signals as they "
+          "come; stop after N.",
           verb_monitor, true },
         { "help", "help [COMMAND]", "Show help.", verb_help, false },
 };

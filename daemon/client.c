@@ -124,8 +124,8 @@ static int on_client_gone(sd_bus_track *track, void *userdata) {
         return 0;
 }
 
-static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char **ret_unit, char **ret_cgroup,
-                           sd_bus_error *error) {
+static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, char **ret_unit,
+                           char **ret_cgroup, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_(peer_pid_done) PeerPid peer = PEER_PID_NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
@@ -158,6 +158,7 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
                 if (!unit || !cgroup)
                         return -ENOMEM;
                 *ret_uid = uid;
+                *ret_pid = 0;
                 *ret_unit = TAKE_PTR(unit);
                 *ret_cgroup = TAKE_PTR(cgroup);
                 return 0;
@@ -180,6 +181,7 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
         if (r < 0)
                 return r;
         *ret_uid = uid;
+        *ret_pid = pid;
         return 0;
 }
 
@@ -189,6 +191,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
         /* Only the bus vouches for a sender; a direct peer's header could name anyone. */
         const char *sender = bus == m->bus ? sd_bus_message_get_sender(msg) : NULL;
         uid_t uid = (uid_t) -1;
+        pid_t pid = 0;
         Client *c;
         int r;
 
@@ -205,7 +208,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                 return 0;
         }
 
-        r = caller_identity(m, msg, &uid, &unit, &cgroup, error);
+        r = caller_identity(m, msg, &uid, &pid, &unit, &cgroup, error);
         if (r < 0)
                 return r;
 
@@ -214,6 +217,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                 return -ENOMEM;
         c->manager = m;
         c->name = TAKE_PTR(name);
+        c->pid = pid;
         r = manager_get_identity(m, uid, unit, cgroup, &c->identity);
         if (r < 0)
                 goto fail;
@@ -414,7 +418,12 @@ bool range_being_freed(const Range *r) {
 }
 
 const char *range_public_state(const Range *r) {
-        return range_being_freed(r) ? "freeing" : range_state_to_string(r->state);
+        if (range_being_freed(r))
+                return "freeing";
+        /* Degraded says more about what svmd is doing; contents-lost about what the range holds. */
+        if (r->state == RANGE_STATE_ACTIVE && r->lost_reason)
+                return "contents-lost";
+        return range_state_to_string(r->state);
 }
 
 /*

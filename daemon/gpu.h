@@ -31,6 +31,9 @@ typedef struct Gpu {
         uint64_t vram_allocated;        /* VRAM ranges homed here */
         uint64_t gtt_allocated;         /* GTT and host ranges homed here */
         uint64_t bytes_mapped;          /* bytes of ranges mapped into this GPU's VM */
+
+        bool resetting;                 /* between the kernel's pre- and post-reset events (health.c) */
+        uint32_t resets;                /* resets seen since svmd started */
 } Gpu;
 
 int gpu_new(Gpu **ret, Manager *m, unsigned index, const KfdGpu *kfd);
