@@ -1036,9 +1036,10 @@ int emu_kernel_open_kfd(EmuKernel *k, int fd) {
         int probe, r;
 
         emu_check_fork(k);
-        /* kfd_open: while a GPU is between pre- and post-reset (kfd_is_locked()) → EAGAIN. */
+        /* kfd_open → kfd_create_process: while a GPU is between pre- and post-reset
+         * (kfd_is_locked()) → EINVAL, before it looks for the caller's existing process. */
         if (emu_smi_locked(k))
-                return -EAGAIN;
+                return -EINVAL;
         r = emu_lock(k);
         if (r < 0)
                 return r;

@@ -41,7 +41,7 @@ void emu_smi_closed(EmuKernel *k, int fd);
  */
 int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause);
 int emu_smi_reset_end(EmuKernel *k, uint32_t gpu_id);
-/* Any GPU between pre- and post-reset (kfd_is_locked()): opens of /dev/kfd fail with EAGAIN. */
+/* Any GPU between pre- and post-reset (kfd_is_locked()): opens of /dev/kfd fail with EINVAL. */
 bool emu_smi_locked(EmuKernel *k);
 
 /*
