@@ -371,18 +371,23 @@ void manager_emit_range_properties_changed(Manager *m, Range *r, const char *pat
 
 static void send_status(Manager *m) {
         uint64_t mapped = 0, freeing = 0;
-        char gone[64] = "", low[96] = "";
+        char gone[64] = "", low[96] = "", reset[64] = "";
+        size_t resetting = 0;
 
-        for (size_t i = 0; i < m->n_gpus; i++)
+        for (size_t i = 0; i < m->n_gpus; i++) {
                 mapped += m->gpus[i]->bytes_mapped;
+                resetting += m->gpus[i]->resetting;
+        }
+        if (resetting > 0)
+                snprintf(reset, sizeof(reset), ", %zu GPU%s resetting", resetting, resetting == 1 ? "" : "s");
         if (manager_teardown_pending(m, &freeing) > 0)
                 snprintf(gone, sizeof(gone), ", freeing %" PRIu64 " ranges of closed connections", freeing);
         if (m->runtime_low)
                 snprintf(low, sizeof(low), ", runtime directory nearly full (%s free)", FORMAT_BYTES(m->runtime_free));
-        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s%s",
+        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s%s%s",
                           m->n_gpus, m->ranges ? id_table_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
                           FORMAT_BYTES(mapped), m->clients ? str_table_size(m->clients) : 0, gone,
-                          m->n_degraded > 0 ? ", repairing degraded ranges" : "", low);
+                          m->n_degraded > 0 ? ", repairing degraded ranges" : "", low, reset);
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {

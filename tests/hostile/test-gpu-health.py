@@ -7,9 +7,10 @@
   - the emulated GPU 0 starts a reset (kfdemu-ctl gpu reset --begin): each
     tenant hears ContentsLost and State "contents-lost" for its own VRAM range
     and nothing about the other's; the GTT ranges stay "active"; Allocate on
-    GPU 0 is refused with GpuResetting, on GPU 1 it works; the other tenant
+    GPU 0 is refused with GpuResetting, on GPU 1 it works, and so are maps to
+    GPU 0 (to GPU 1 they work); the other tenant
     cannot Reuse a range that is not its own;
-  - the reset ends: Allocate on GPU 0 works; Reuse makes the range active;
+  - the reset ends: Allocate and Map on GPU 0 work; Reuse makes the range active;
   - a VM fault of uid 1's process: uid 1 hears VmFault with its pid, uid 2
     and root do not; a VM fault of a process that is no client: nobody hears;
   - gdbus monitor as uid 2 hears GPU 0's Resetting change (node-wide) and
@@ -79,6 +80,10 @@ def tenant():
             ids = []
             e = error_of(lambda: ids.append(allocate(gpus[int(cmd[1])], "vram")))
             print(e, flush=True)
+        elif cmd[0] == "map":
+            print(error_of(lambda: call("Map", "taua{sv}", dbus.UInt64(int(cmd[1])),
+                                        dbus.Array([dbus.UInt32(gpus[int(cmd[2])])], signature="u"),
+                                        dbus.Dictionary({}, signature="sv"))), flush=True)
         elif cmd[0] == "reuse":
             print(error_of(lambda: call("Reuse", "t", dbus.UInt64(int(cmd[1])))), flush=True)
         elif cmd[0] == "heard":
@@ -159,6 +164,8 @@ def main():
             assert t.ask("state", t.gtt) == "active"
             assert t.ask("alloc", 0) == "org.svmd1.Error.GpuResetting"
             assert t.ask("alloc", 1) == "ok"
+            assert t.ask("map", t.gtt, 0) == "org.svmd1.Error.GpuResetting"
+            assert t.ask("map", t.gtt, 1) == "ok"
             # Not its range: the same answer as for a range that does not exist.
             assert t.ask("reuse", other.vram) == "org.svmd1.Error.NoSuchRange", t.uid
             print(f"  uid {t.uid}: ContentsLost for its range {t.vram} only; Allocate on it refused, "
@@ -169,6 +176,7 @@ def main():
     print(f"GPU 0x{gpu0:x} finished its reset")
     for t in (a, b):
         assert t.ask("alloc", 0) == "ok"
+        assert t.ask("map", t.gtt, 0) == "ok"
         assert t.ask("state", t.vram) == "contents-lost"
     assert a.ask("reuse", a.vram) == "ok"
     assert a.ask("state", a.vram) == "active"
