@@ -1465,42 +1465,36 @@ static int verb_attach(int argc, char *argv[]) {
         return 0;
 }
 
-static int verb_release(int argc, char *argv[]) {
+/* A command that takes one range ID and calls fn on it: release, reuse. */
+static int verb_on_id(int argc, char *argv[], int (*fn)(svmd_client *c, uint64_t id, svmd_error *e),
+                      const char *json_key, const char *before, const char *after) {
         svmd_error e = SVMD_ERROR_NULL;
+        char failed[32];
         uint64_t id = 0;
         int r;
 
-        r = read_id_arg("release", argc, argv, 1, &id);
+        r = read_id_arg(argv[0], argc, argv, 1, &id);
         if (r < 0)
                 return r;
         if (argc > 2)
-                return usage_error("release", "unexpected argument '%s'", argv[2]);
-        r = svmd_release(client, id, &e);
+                return usage_error(argv[0], "unexpected argument '%s'", argv[2]);
+        r = fn(client, id, &e);
+        snprintf(failed, sizeof(failed), "%s failed", argv[0]);
         if (r < 0)
-                return report(r, &e, "release failed");
+                return report(r, &e, failed);
         if (arg_json)
-                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "released", 1));
-        printf("Released range %" PRIu64 ".\n", id);
+                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, json_key, 1));
+        printf("%s%" PRIu64 "%s\n", before, id, after);
         return 0;
 }
 
-static int verb_reuse(int argc, char *argv[]) {
-        svmd_error e = SVMD_ERROR_NULL;
-        uint64_t id = 0;
-        int r;
+static int verb_release(int argc, char *argv[]) {
+        return verb_on_id(argc, argv, svmd_release, "released", "Released range ", ".");
+}
 
-        r = read_id_arg("reuse", argc, argv, 1, &id);
-        if (r < 0)
-                return r;
-        if (argc > 2)
-                return usage_error("reuse", "unexpected argument '%s'", argv[2]);
-        r = svmd_reuse(client, id, &e);
-        if (r < 0)
-                return report(r, &e, "reuse failed");
-        if (arg_json)
-                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "reused", 1));
-        printf("Range %" PRIu64 " is active again; its contents are undefined until written.\n", id);
-        return 0;
+static int verb_reuse(int argc, char *argv[]) {
+        return verb_on_id(argc, argv, svmd_reuse, "reused", "Range ",
+                          " is active again; its contents are undefined until written.");
 }
 
 static int verb_tokens(int argc, char *argv[]) {

@@ -324,20 +324,30 @@ static void lose_vram(EmuKernel *k, uint32_t gpu) {
         }
 }
 
-int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause) {
+/* Take the lock and find the GPU's index: on success the caller unlocks. */
+static int smi_lock_gpu(EmuKernel *k, uint32_t gpu_id, int *ret_g) {
         int g, r;
 
         r = emu_lock(k);
         if (r < 0)
                 return r;
         r = smi_get(k);
-        if (r < 0)
-                goto out;
-        g = emu_gpu_index(k, gpu_id);
-        if (g < 0) {
+        if (r >= 0 && (g = emu_gpu_index(k, gpu_id)) < 0)
                 r = -ENODEV;
-                goto out;
+        if (r < 0) {
+                emu_unlock(k);
+                return r;
         }
+        *ret_g = g;
+        return 0;
+}
+
+int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause) {
+        int g, r;
+
+        r = smi_lock_gpu(k, gpu_id, &g);
+        if (r < 0)
+                return r;
         if (smi->resetting[g]) {
                 r = -EBUSY;
                 goto out;
@@ -373,17 +383,9 @@ out:
 int emu_smi_reset_end(EmuKernel *k, uint32_t gpu_id) {
         int g, r;
 
-        r = emu_lock(k);
+        r = smi_lock_gpu(k, gpu_id, &g);
         if (r < 0)
                 return r;
-        r = smi_get(k);
-        if (r < 0)
-                goto out;
-        g = emu_gpu_index(k, gpu_id);
-        if (g < 0) {
-                r = -ENODEV;
-                goto out;
-        }
         if (!smi->resetting[g]) {
                 r = -EALREADY;
                 goto out;
@@ -444,17 +446,9 @@ int emu_smi_vmfault(EmuKernel *k, uint32_t gpu_id, uint64_t addr, pid_t pid, pid
         pid_t found = 0;
         int g, r;
 
-        r = emu_lock(k);
+        r = smi_lock_gpu(k, gpu_id, &g);
         if (r < 0)
                 return r;
-        r = smi_get(k);
-        if (r < 0)
-                goto out;
-        g = emu_gpu_index(k, gpu_id);
-        if (g < 0) {
-                r = -ENODEV;
-                goto out;
-        }
         emu_reap(k);
         if (pid == 0) {
                 for (uint32_t p = 0; p < k->a->max_processes; p++) {
