@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import traceback
 
 SVMCTL, KFDEMU_CTL = sys.argv[1], sys.argv[2]
@@ -547,6 +548,17 @@ def test_gpu_reset_and_vm_fault():
     assert re.match(rf"VmFault\s+GPU {gpu}, process {pids[0]} \(svmctl\)$", out.strip()), out
     for i in ids:
         run("free", str(i))
+
+    # The pre-reset line lost (a full FIFO): the post-reset alone still counts as a reset.
+    c = js("alloc", "2M", "--gpu", gpu, "--persistent")
+    ctl("gpu", "reset", gpu, "--drop-begin-line")
+    for _ in range(100):
+        if js("show", str(c["id"]))["state"] == "contents-lost":
+            break
+        time.sleep(0.02)
+    assert js("show", str(c["id"]))["state"] == "contents-lost"
+    js("alloc", "2M", "--gpu", gpu)
+    run("free", str(c["id"]))
 
 
 @test

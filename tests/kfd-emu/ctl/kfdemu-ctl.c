@@ -9,7 +9,7 @@
  *   kfdemu-ctl [--dir DIR] fault clear | fault list
  *   kfdemu-ctl [--dir DIR] profile none|realistic
  *   kfdemu-ctl [--dir DIR] kill PID
- *   kfdemu-ctl [--dir DIR] gpu reset GPU_ID [--begin|--end] [--cause TEXT]
+ *   kfdemu-ctl [--dir DIR] gpu reset GPU_ID [--begin|--end] [--cause TEXT] [--drop-begin-line]
  *   kfdemu-ctl [--dir DIR] gpu vmfault GPU_ID ADDR [PID]
  *
  * DIR defaults to $KFDEMU_DIR, which kfdemu-run exports to the programs it
@@ -56,9 +56,10 @@ static void help(FILE *f) {
                 "  profile none|realistic\n"
                 "                        switch the latency profile while programs run\n"
                 "  kill PID              SIGKILL a process between two of its ioctls, as the kernel would\n"
-                "  gpu reset GPU_ID [--begin|--end] [--cause TEXT]\n"
+                "  gpu reset GPU_ID [--begin|--end] [--cause TEXT] [--drop-begin-line]\n"
                 "                        reset a GPU: pre-reset, VRAM contents lost, post-reset (--begin\n"
                 "                        and --end do one half each); SMI listeners get the kernel's lines\n"
+                "                        (--drop-begin-line: not the pre-reset one, as from a full FIFO)\n"
                 "  gpu vmfault GPU_ID ADDR [PID]\n"
                 "                        a VM fault at ADDR in process PID (default: the one process that\n"
                 "                        maps ADDR on that GPU), reported to SMI listeners\n"
@@ -377,7 +378,7 @@ static int verb_gpu(int argc, char *argv[]) {
         signal(SIGPIPE, SIG_IGN);
 
         if (strcmp(argv[1], "reset") == 0) {
-                bool begin = true, end = true;
+                bool begin = true, end = true, drop = false;
                 const char *cause = NULL;
 
                 for (int i = 3; i < argc; i++) {
@@ -385,6 +386,8 @@ static int verb_gpu(int argc, char *argv[]) {
                                 end = false;
                         else if (strcmp(argv[i], "--end") == 0)
                                 begin = false;
+                        else if (strcmp(argv[i], "--drop-begin-line") == 0)
+                                drop = true;
                         else if (strcmp(argv[i], "--cause") == 0 && i + 1 < argc)
                                 cause = argv[++i];
                         else
@@ -392,11 +395,13 @@ static int verb_gpu(int argc, char *argv[]) {
                 }
                 if (!begin && !end)
                         return usage_error("%s", "gpu reset: --begin and --end exclude each other");
+                if (drop && !begin)
+                        return usage_error("%s", "gpu reset: --drop-begin-line needs the beginning of a reset");
                 r = attach(&k);
                 if (r != EXIT_SUCCESS)
                         return r;
                 if (begin) {
-                        r = emu_smi_reset_begin(k, (uint32_t) gpu_id, cause);
+                        r = emu_smi_reset_begin(k, (uint32_t) gpu_id, cause, drop);
                         if (r < 0) {
                                 fprintf(stderr, "kfdemu-ctl: cannot reset GPU 0x%" PRIx64 ": %s\n", gpu_id,
                                         r == -EBUSY ? "it is resetting already (finish with --end)" : strerror(-r));

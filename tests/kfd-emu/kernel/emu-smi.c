@@ -342,7 +342,7 @@ static int smi_lock_gpu(EmuKernel *k, uint32_t gpu_id, int *ret_g) {
         return 0;
 }
 
-int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause) {
+int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause, bool drop_line) {
         int g, r;
 
         r = smi_lock_gpu(k, gpu_id, &g);
@@ -357,7 +357,8 @@ int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause) {
          * sequence number counts pre-resets; the line carries amdgpu_reset_get_desc()'s text. */
         smi->reset_seq[g]++;
         smi->resetting[g] = 1;
-        smi_event(k, (uint32_t) g, 0, SMI_GPU_PRE_RESET, "%x %s\n", smi->reset_seq[g], cause ?: "unknown");
+        if (!drop_line)
+                smi_event(k, (uint32_t) g, 0, SMI_GPU_PRE_RESET, "%x %s\n", smi->reset_seq[g], cause ?: "unknown");
 
         /* kgd2kfd_suspend(kfd, false): the first locked device suspends every KFD process
          * (kfd_suspend_all_processes → kfd_process_evict_queues), which reports a queue eviction

@@ -37,9 +37,10 @@ void emu_smi_closed(EmuKernel *k, int fd);
 /*
  * A GPU reset, as amdgpu_device_gpu_recover drives KFD: begin = kgd2kfd_pre_reset, end =
  * kgd2kfd_post_reset. cause: the text amdgpu_reset_get_desc() would give (NULL: "unknown").
+ * drop_line: the pre-reset line finds every listener's FIFO full and is lost (add_event_to_kfifo).
  * -EBUSY: begin on a GPU already resetting; -EALREADY: end on one that is not.
  */
-int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause);
+int emu_smi_reset_begin(EmuKernel *k, uint32_t gpu_id, const char *cause, bool drop_line);
 int emu_smi_reset_end(EmuKernel *k, uint32_t gpu_id);
 /* Any GPU between pre- and post-reset (kfd_is_locked()): opens of /dev/kfd fail with EINVAL. */
 bool emu_smi_locked(EmuKernel *k);

@@ -84,6 +84,7 @@ expect 2 "$ctl" gpu reset nogpu
 expect 2 "$ctl" gpu frob "$gpu"
 expect 2 "$ctl" gpu reset "$gpu" --begin --end
 expect 2 "$ctl" gpu reset "$gpu" --sideways
+expect 2 "$ctl" gpu reset "$gpu" --end --drop-begin-line
 expect 1 "$ctl" gpu reset 0x1                           # no such GPU
 expect 0 "$ctl" gpu reset "$gpu"
 expect 0 "$ctl" gpu reset "$gpu" --begin
