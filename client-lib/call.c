@@ -553,6 +553,10 @@ _public_ int svmd_free(svmd_client *c, uint64_t id, svmd_error *error) {
         return call_id(c, "Free", id, error);
 }
 
+_public_ int svmd_reuse(svmd_client *c, uint64_t id, svmd_error *error) {
+        return call_id(c, "Reuse", id, error);
+}
+
 _public_ int svmd_release(svmd_client *c, uint64_t id, svmd_error *error) {
         return call_id(c, "Release", id, error);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * The manager's signals (RangeCreated, RangeFreed, QuotaExceeded, GpuLost) as
+ * The manager's signals (RangeCreated, RangeFreed, QuotaExceeded, GpuLost,
+ * ContentsLost, VmFault) as
  * one callback with a tagged struct. They are received on the bus, or on the
  * direct connection when the client has no bus; either way after Subscribe, and
  * only those about the caller's own ranges and quota scope (every one for root
@@ -22,6 +23,8 @@ static const struct {
         { "RangeFreed", SVMD_SIGNAL_RANGE_FREED },
         { "QuotaExceeded", SVMD_SIGNAL_QUOTA_EXCEEDED },
         { "GpuLost", SVMD_SIGNAL_GPU_LOST },
+        { "ContentsLost", SVMD_SIGNAL_CONTENTS_LOST },
+        { "VmFault", SVMD_SIGNAL_VM_FAULT },
 };
 
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -49,6 +52,12 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
                 break;
         case SVMD_SIGNAL_GPU_LOST:
                 r = sd_bus_message_read_basic(m, 'u', &s.gpu_id);
+                break;
+        case SVMD_SIGNAL_CONTENTS_LOST:
+                r = sd_bus_message_read(m, "tus", &s.id, &s.gpu_id, &s.reason);
+                break;
+        case SVMD_SIGNAL_VM_FAULT:
+                r = sd_bus_message_read(m, "uus", &s.gpu_id, &s.pid, &s.task);
                 break;
         }
         /* A signal that does not read is not ours to report; the caller's loop carries on. */

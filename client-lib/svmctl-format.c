@@ -34,6 +34,7 @@ int exit_code_from_errno(int r) {
         case EBUSY:
         case EEXIST:
         case EALREADY:
+        case EAGAIN:            /* GpuResetting: retry later */
                 return EXIT_BUSY;
         case EOPNOTSUPP:
                 return EXIT_NOT_SUPPORTED;

@@ -1508,23 +1508,36 @@ static int verb_attach(int argc, char *argv[]) {
         return 0;
 }
 
-static int verb_release(int argc, char *argv[]) {
+/* A command that takes one range ID and calls fn on it: release, reuse. */
+static int verb_on_id(int argc, char *argv[], int (*fn)(svmd_client *c, uint64_t id, svmd_error *e),
+                      const char *json_key, const char *before, const char *after) {
         svmd_error e = SVMD_ERROR_NULL;
+        char failed[32];
         uint64_t id = 0;
         int r;
 
-        r = read_id_arg("release", argc, argv, 1, &id);
+        r = read_id_arg(argv[0], argc, argv, 1, &id);
         if (r < 0)
                 return r;
         if (argc > 2)
-                return usage_error("release", "unexpected argument '%s'", argv[2]);
-        r = svmd_release(client, id, &e);
+                return usage_error(argv[0], "unexpected argument '%s'", argv[2]);
+        r = fn(client, id, &e);
+        snprintf(failed, sizeof(failed), "%s failed", argv[0]);
         if (r < 0)
-                return report(r, &e, "release failed");
+                return report(r, &e, failed);
         if (arg_json)
-                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, "released", 1));
-        printf("Released range %" PRIu64 ".\n", id);
+                return json_print(json_pack("{s:I,s:b}", "id", (json_int_t) id, json_key, 1));
+        printf("%s%" PRIu64 "%s\n", before, id, after);
         return 0;
+}
+
+static int verb_release(int argc, char *argv[]) {
+        return verb_on_id(argc, argv, svmd_release, "released", "Released range ", ".");
+}
+
+static int verb_reuse(int argc, char *argv[]) {
+        return verb_on_id(argc, argv, svmd_reuse, "reused", "Range ",
+                          " is active again; its contents are undefined until written.");
 }
 
 static int verb_tokens(int argc, char *argv[]) {
@@ -1965,6 +1978,15 @@ static void on_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
                         v = json_pack("{s:s,s:I,s:o}", "signal", s->name, "gpu_id", (json_int_t) s->gpu_id,
                                       "gpu_id_hex", json_hex(s->gpu_id));
                         break;
+                case SVMD_SIGNAL_CONTENTS_LOST:
+                        v = json_pack("{s:s,s:I,s:I,s:o,s:s}", "signal", s->name, "id", (json_int_t) s->id,
+                                      "gpu_id", (json_int_t) s->gpu_id, "gpu_id_hex", json_hex(s->gpu_id),
+                                      "reason", s->reason);
+                        break;
+                case SVMD_SIGNAL_VM_FAULT:
+                        v = json_pack("{s:s,s:I,s:o,s:I,s:s}", "signal", s->name, "gpu_id", (json_int_t) s->gpu_id,
+                                      "gpu_id_hex", json_hex(s->gpu_id), "pid", (json_int_t) s->pid, "task", s->task);
+                        break;
                 default:
                         return;
                 }
@@ -1982,6 +2004,12 @@ static void on_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
                         break;
                 case SVMD_SIGNAL_GPU_LOST:
                         printf("%-14s GPU 0x%x\n", s->name, s->gpu_id);
+                        break;
+                case SVMD_SIGNAL_CONTENTS_LOST:
+                        printf("%-14s range %" PRIu64 " (GPU 0x%x): %s\n", s->name, s->id, s->gpu_id, s->reason);
+                        break;
+                case SVMD_SIGNAL_VM_FAULT:
+                        printf("%-14s GPU 0x%x, process %" PRIu32 " (%s)\n", s->name, s->gpu_id, s->pid, s->task);
                         break;
                 }
         fflush(stdout);
@@ -2224,6 +2252,9 @@ static const Verb verbs[] = {
         { "attach", "attach TOKEN [--hold]",
           "Attach a shared range by token and describe it; --hold keeps the reference until svmctl is\n"
           "terminated.", verb_attach, true },
+        { "reuse", "reuse ID",
+          "End the contents-lost state of range ID after a GPU reset: you will overwrite it (owners).",
+          verb_reuse, true },
         { "release", "release ID", "Drop the caller's reference to range ID, taken with attach.", verb_release,
           true },
         { "tokens", "tokens ID", "List the share tokens of range ID (its owner, administrators).", verb_tokens,
@@ -2243,7 +2274,8 @@ static const Verb verbs[] = {
           "reached it writes svmd_up 0 there and fails. Other scopes' series: administrators only.",
           verb_metrics, false },
         { "monitor", "monitor [--count N]",
-          "Print RangeCreated, RangeFreed, QuotaExceeded and GpuLost signals as they come; stop after N.",
+          "Print RangeCreated, RangeFreed, QuotaExceeded, GpuLost, ContentsLost and VmFault signals as they "
+          "come; stop after N.",
           verb_monitor, true },
         { "cdi", "cdi generate [--output FILE] [--runtime-dir DIR] [--require-device-nodes|--no-device-nodes]",
           "Print (or write atomically to FILE) a CDI spec of the GPUs svmd serves: kind svmd.io/gpu, one\n"

@@ -245,6 +245,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                 return -ENOMEM;
         c->manager = m;
         c->name = TAKE_PTR(name);
+        c->pid = pid;
         c->label = client_label(pid, sender);
         if (!c->label) {
                 r = -ENOMEM;
@@ -452,7 +453,12 @@ bool range_being_freed(const Range *r) {
 }
 
 const char *range_public_state(const Range *r) {
-        return range_being_freed(r) ? "freeing" : range_state_to_string(r->state);
+        if (range_being_freed(r))
+                return "freeing";
+        /* Degraded says more about what svmd is doing; contents-lost about what the range holds. */
+        if (r->state == RANGE_STATE_ACTIVE && r->lost_reason)
+                return "contents-lost";
+        return range_state_to_string(r->state);
 }
 
 /*

@@ -51,6 +51,7 @@ struct Client {
         sd_bus_track *track;    /* bus clients */
         sd_bus *direct;         /* direct peers */
         Identity *identity;
+        pid_t pid;              /* the connection's peer process (0: unknown): VM faults name it */
         Range *ranges;          /* ranges it created and still owns (Range.client_next) */
         uint64_t n_ranges;
         Hold *holds;

@@ -119,6 +119,13 @@ static int property_get_u32(sd_bus *bus, const char *path, const char *interface
         return sd_bus_message_append(reply, "u", g->kfd->drm_render_minor);
 }
 
+static int property_get_resetting(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Gpu *g = userdata;
+
+        return sd_bus_message_append(reply, "b", (int) g->resetting);
+}
+
 const sd_bus_vtable gpu_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("GpuId", "u", property_get_u32, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -135,5 +142,7 @@ const sd_bus_vtable gpu_vtable[] = {
         SD_BUS_PROPERTY("PciLocation", "s", property_get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Peers", "au", property_get_peers, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Mapped", "t", NULL, offsetof(Gpu, bytes_mapped), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Resetting", "b", property_get_resetting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Resets", "u", NULL, offsetof(Gpu, resets), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

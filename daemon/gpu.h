@@ -36,6 +36,8 @@ typedef struct Gpu {
         uint64_t available_read;
         uint64_t allocated_at_read;
         uint64_t available_read_usec;   /* CLOCK_MONOTONIC of the reading; 0: none yet */
+        bool resetting;                 /* between the kernel's pre- and post-reset events (health.c) */
+        uint32_t resets;                /* resets seen since svmd started */
 } Gpu;
 
 /* How old the free VRAM that ListGpus and the Gpu properties report may be (docs/architecture.md, "Free VRAM"). */

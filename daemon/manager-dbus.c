@@ -20,6 +20,7 @@
 #include "direct.h"
 #include "gpu-dbus.h"
 #include "gpu.h"
+#include "health.h"
 #include "log.h"
 #include "manager-dbus.h"
 #include "manager.h"
@@ -518,6 +519,8 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Commit", SD_BUS_ARGS("a(sa{sv})", ops, "a{sv}", options),
                                 SD_BUS_RESULT("a(a{sv})", results),
                                 method_commit, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reuse", SD_BUS_ARGS("t", id), SD_BUS_NO_RESULT,
+                                method_reuse, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListRanges", SD_BUS_ARGS("a{sv}", filter),
                                 SD_BUS_RESULT("a(ttttsuausus)", ranges),
                                 method_list_ranges, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -550,5 +553,7 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_SIGNAL_WITH_ARGS("RangeFreed", SD_BUS_ARGS("t", id), 0),
         SD_BUS_SIGNAL_WITH_ARGS("QuotaExceeded", SD_BUS_ARGS("s", scope, "s", resource), 0),
         SD_BUS_SIGNAL_WITH_ARGS("GpuLost", SD_BUS_ARGS("u", gpu_id), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("ContentsLost", SD_BUS_ARGS("t", id, "u", gpu_id, "s", reason), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("VmFault", SD_BUS_ARGS("u", gpu_id, "u", pid, "s", task), 0),
         SD_BUS_VTABLE_END,
 };

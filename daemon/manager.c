@@ -17,6 +17,7 @@
 #include "context.h"
 #include "direct.h"
 #include "gpu.h"
+#include "health.h"
 #include "log.h"
 #include "persist.h"
 #include "polkit.h"
@@ -118,6 +119,7 @@ Manager *manager_free(Manager *m) {
         va_space_free(m->va);
         for (size_t i = 0; i < m->n_gpus; i++)
                 gpu_free(m->gpus[i]);
+        health_free(m->health);
         free(m->gpus);
         manager_close_contexts(m);
         kfd_device_free(m->kfd);
@@ -258,10 +260,10 @@ void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), vo
                 }
 }
 
-typedef int (*AppendFunc)(sd_bus_message *msg, void *userdata);
+typedef ManagerAppendFunc AppendFunc;
 
-static void send_to_client(Manager *m, Client *c, const char *path, const char *interface, const char *member,
-                           AppendFunc append, void *userdata) {
+void manager_send_to_client(Manager *m, Client *c, const char *path, const char *interface, const char *member,
+                            AppendFunc append, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
         sd_bus *bus = c->direct ?: m->bus;
         int r;
@@ -281,13 +283,13 @@ static void send_to_client(Manager *m, Client *c, const char *path, const char *
                 log_debug_errno(r, "Sending %s to %s failed, ignoring: %m", member, c->name);
 }
 
-static void send_about_range(Manager *m, Range *range, const char *path, const char *interface, const char *member,
-                             AppendFunc append, void *userdata) {
+void manager_send_about_range(Manager *m, Range *range, const char *path, const char *interface,
+                              const char *member, AppendFunc append, void *userdata) {
         if (m->exiting)
                 return;
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
                 if (client_sees_range(c, range))
-                        send_to_client(m, c, path, interface, member, append, userdata);
+                        manager_send_to_client(m, c, path, interface, member, append, userdata);
 }
 
 typedef struct EmitRange {
@@ -310,12 +312,12 @@ void manager_emit_range_created(Manager *m, Range *r) {
 
         if (range_path(r->id, &path) < 0)
                 return;
-        send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated", append_created,
+        manager_send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated", append_created,
                          &(EmitRange) { .id = r->id, .path = path });
 }
 
 void manager_emit_range_freed(Manager *m, Range *r) {
-        send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeFreed", append_freed,
+        manager_send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeFreed", append_freed,
                          &(EmitRange) { .id = r->id });
 }
 
@@ -334,7 +336,7 @@ void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *reso
 
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
                 if (c->sees_all || c->identity->uid == 0 || streq(c->identity->scope->key, scope))
-                        send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "QuotaExceeded",
+                        manager_send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "QuotaExceeded",
                                        append_quota, &e);
 }
 
@@ -375,24 +377,29 @@ static int append_range_props(sd_bus_message *msg, void *userdata) {
 }
 
 void manager_emit_range_properties_changed(Manager *m, Range *r, const char *path, const char *const *properties) {
-        send_about_range(m, r, path, "org.freedesktop.DBus.Properties", "PropertiesChanged", append_range_props,
+        manager_send_about_range(m, r, path, "org.freedesktop.DBus.Properties", "PropertiesChanged", append_range_props,
                          &(EmitProps) { .properties = properties, .range = r });
 }
 
 static void send_status(Manager *m) {
         uint64_t mapped = 0, freeing = 0;
-        char gone[64] = "", low[96] = "";
+        char gone[64] = "", low[96] = "", reset[64] = "";
+        size_t resetting = 0;
 
-        for (size_t i = 0; i < m->n_gpus; i++)
+        for (size_t i = 0; i < m->n_gpus; i++) {
                 mapped += m->gpus[i]->bytes_mapped;
+                resetting += m->gpus[i]->resetting;
+        }
+        if (resetting > 0)
+                snprintf(reset, sizeof(reset), ", %zu GPU%s resetting", resetting, resetting == 1 ? "" : "s");
         if (manager_teardown_pending(m, &freeing) > 0)
                 snprintf(gone, sizeof(gone), ", freeing %" PRIu64 " ranges of closed connections", freeing);
         if (m->runtime_low)
                 snprintf(low, sizeof(low), ", runtime directory nearly full (%s free)", FORMAT_BYTES(m->runtime_free));
-        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s%s",
+        (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s%s%s",
                           m->n_gpus, m->ranges ? id_table_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
                           FORMAT_BYTES(mapped), m->clients ? str_table_size(m->clients) : 0, gone,
-                          m->n_degraded > 0 ? ", repairing degraded ranges" : "", low);
+                          m->n_degraded > 0 ? ", repairing degraded ranges" : "", low, reset);
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -856,6 +863,9 @@ int manager_start(Manager *m) {
         r = setup_gpus(m);
         if (r < 0)
                 return r;
+        r = health_start(m);
+        if (r < 0)
+                return log_error_errno(r, "Watching the GPUs' health failed: %m");
         r = setup_window(m);
         if (r < 0)
                 return r;

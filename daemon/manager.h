@@ -36,6 +36,7 @@ typedef struct Range Range;
 typedef struct RequestCache RequestCache;
 typedef struct DirectServer DirectServer;
 typedef struct Client Client;
+typedef struct Health Health;
 
 typedef enum BusKind {
         BUS_KIND_SYSTEM,
@@ -103,6 +104,8 @@ typedef struct Manager {
         LostRange *lost;                /* recorded ranges that could not be restored */
         size_t n_lost;
 
+        Health *health;                 /* SMI listeners, resets, VM faults (health.h) */
+
         sd_event_source *repair_timer;
         uint64_t repair_cursor;         /* the next range id a sliced repair pass looks at; 0: none */
         size_t repair_failed;           /* ranges this pass could not repair yet */
@@ -160,6 +163,14 @@ void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *reso
 /* GPU (bit = Gpu.index) and manager counters changed: announced once, before the loop waits again. */
 void manager_properties_dirty(Manager *m, uint64_t gpus, bool manager);
 void manager_emit_gpu_lost(Manager *m, uint32_t gpu_id);
+
+/* A signal to one client (unicast on the bus, or on its direct connection). */
+typedef int (*ManagerAppendFunc)(sd_bus_message *msg, void *userdata);
+void manager_send_to_client(Manager *m, Client *c, const char *path, const char *interface, const char *member,
+                            ManagerAppendFunc append, void *userdata);
+/* A signal to the subscribed clients that may see the range (client_sees_range()), and no one else. */
+void manager_send_about_range(Manager *m, Range *range, const char *path, const char *interface,
+                              const char *member, ManagerAppendFunc append, void *userdata);
 
 /* Run fn on the bus and each subscribed direct peer; used to broadcast node-wide signals. */
 void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata);

@@ -21,6 +21,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "kfd-device.h"
 #include "kfd-ioctl.h"
 #include "kfd-svm.h"
@@ -80,6 +81,7 @@ static const char *const check_table[_PROBE_CHECK_MAX] = {
         [PROBE_CHECK_SVM_ATTRIBUTES]    = "svm-attributes",
         [PROBE_CHECK_XNACK]             = "xnack-mode",
         [PROBE_CHECK_SECONDARY_CONTEXT] = "secondary-context",
+        [PROBE_CHECK_SMI_EVENTS]        = "smi-events",
         [PROBE_CHECK_CLEANUP]           = "cleanup",
 };
 
@@ -1170,6 +1172,86 @@ static void check_secondary_context(Probe *p) {
                "(ALLOC: ENODEV); with its own render-node file it takes VRAM, and refuses USERPTR (EOPNOTSUPP).");
 }
 
+/*
+ * What health.c relies on (docs/architecture.md, "GPU health"): a listener per GPU, the mask
+ * written as 8 bytes (fewer: EFAULT), a read that never waits, lines in the kernel's format.
+ */
+static void check_smi_events(Probe *p) {
+        static const char svmd[] =
+                "svmd watches resets, VM faults and thermal throttling of every GPU through SMI events.";
+        uint64_t mask = UINT64_C(1) << (HEALTH_SMI_GPU_PRE_RESET - 1);
+        int fd, r;
+
+        if (p->report->kfd_major != 1 || p->report->kfd_minor < SVMD_KFD_MINOR_SMI_EVENTS) {
+                result(p, PROBE_CHECK_SMI_EVENTS, PROBE_DIFFERS,
+                       "svmd does not notice GPU resets (VRAM ranges are not marked contents-lost) or VM faults.",
+                       "No SMI events: they need interface 1.%d.", SVMD_KFD_MINOR_SMI_EVENTS);
+                return;
+        }
+        r = kfd_smi_events_open(p->fd, 0, &fd);
+        if (r != -EINVAL) {
+                if (r >= 0)
+                        safe_close(fd);
+                result(p, PROBE_CHECK_SMI_EVENTS, PROBE_DIFFERS, svmd,
+                       "SMI_EVENTS for gpu_id 0 returned %s, not EINVAL.", r < 0 ? strerror(-r) : "a listener");
+                return;
+        }
+        for (size_t i = 0; i < p->n_gpus; i++) {
+                char buf[256];
+                ssize_t n;
+
+                r = kfd_smi_events_open(p->fd, p->gpu_ids[i], &fd);
+                if (r < 0) {
+                        result(p, PROBE_CHECK_SMI_EVENTS, PROBE_DIFFERS,
+                               "svmd does not notice this GPU's resets or VM faults.",
+                               "SMI_EVENTS on GPU 0x%x failed: %s.", p->gpu_ids[i], strerror(-r));
+                        return;
+                }
+                n = write(fd, &mask, 4);
+                if (n >= 0 || errno != EFAULT) {
+                        result(p, PROBE_CHECK_SMI_EVENTS, PROBE_DIFFERS, svmd,
+                               "A 4-byte mask write on GPU 0x%x returned %s, not EFAULT.", p->gpu_ids[i],
+                               n >= 0 ? "success" : strerror(errno));
+                        safe_close(fd);
+                        return;
+                }
+                n = write(fd, &mask, sizeof(mask));
+                if (n != (ssize_t) sizeof(mask)) {
+                        result(p, PROBE_CHECK_SMI_EVENTS, PROBE_FAIL,
+                               "svmd would not hear this GPU's resets.",
+                               "Writing the event mask on GPU 0x%x returned %s.", p->gpu_ids[i],
+                               n >= 0 ? "a short count" : strerror(errno));
+                        safe_close(fd);
+                        return;
+                }
+                /* Nothing queued (or a reset line, on a node that resets right now): no wait either way. */
+                n = read(fd, buf, sizeof(buf) - 1);
+                r = n < 0 ? -errno : 0;
+                safe_close(fd);
+                if (n < 0 && r != -EAGAIN) {
+                        result(p, PROBE_CHECK_SMI_EVENTS, PROBE_FAIL, "svmd would stop watching this GPU.",
+                               "Reading a new listener on GPU 0x%x failed with %s, not EAGAIN.", p->gpu_ids[i],
+                               strerror(-r));
+                        return;
+                }
+                if (n > 0) {
+                        SmiEvent ev;
+
+                        buf[n] = '\0';
+                        buf[strcspn(buf, "\n")] = '\0';
+                        if (smi_event_parse(buf, &ev) < 0) {
+                                result(p, PROBE_CHECK_SMI_EVENTS, PROBE_DIFFERS,
+                                       "svmd logs such lines as unknown and ignores them.",
+                                       "GPU 0x%x sent '%s', not in a format svmd knows.", p->gpu_ids[i], buf);
+                                return;
+                        }
+                }
+        }
+        result(p, PROBE_CHECK_SMI_EVENTS, PROBE_PASS, svmd,
+               "%s: a listener each; a short mask write is EFAULT, an 8-byte one takes; reads do not wait.",
+               p->on_all);
+}
+
 static void check_cleanup(Probe *p) {
         unsigned left = 0, failed = 0;
         int first = 0;
@@ -1228,6 +1310,7 @@ int probe_run(ProbeReport **ret) {
                 check_svm_attributes,
                 check_xnack,
                 check_secondary_context,
+                check_smi_events,
         };
 
         report = new0(ProbeReport, 1);

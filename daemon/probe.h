@@ -41,6 +41,7 @@ typedef enum ProbeCheck {
         PROBE_CHECK_SVM_ATTRIBUTES,
         PROBE_CHECK_XNACK,
         PROBE_CHECK_SECONDARY_CONTEXT,
+        PROBE_CHECK_SMI_EVENTS,
         PROBE_CHECK_CLEANUP,
         _PROBE_CHECK_MAX,
 } ProbeCheck;

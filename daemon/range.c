@@ -15,6 +15,7 @@
 #include "client.h"
 #include "context.h"
 #include "gpu.h"
+#include "health.h"
 #include "kfd-ioctl.h"
 #include "kfd-uapi.h"
 #include "log.h"
@@ -283,6 +284,9 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
         if (!pending)
                 pending = &none;
 
+        r = health_check_gpus(m, UINT64_C(1) << spec->home, "allocations", error);
+        if (r < 0)
+                return r;
         if (spec->size == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The size must not be 0.");
         if (!align_up_ok(spec->size, PAGE_SIZE_4K, &size))
@@ -394,7 +398,11 @@ int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error) {
         const KfdTopology *topo = kfd_device_get_topology(m->kfd);
         Gpu *h = m->gpus[home], *g;
+        int r;
 
+        r = health_check_gpus(m, mask, "maps", error);
+        if (r < 0)
+                return r;
         if (domain == RANGE_DOMAIN_SVM) {
                 FOREACH_GPU_IN_MASK(g, m, mask)
                         if (!gpu_svm_capable(m, g->index))
@@ -548,6 +556,7 @@ Range *range_free_struct(Range *range) {
         safe_close(range->memfd);
         free(range->svm);
         free(range->label);
+        free(range->lost_reason);
         free(range->request_id);
         free(range);
         return NULL;

@@ -106,6 +106,7 @@ struct Range {
         uint64_t request_digest;        /* and request_digest() of that call; 0: not recorded */
         uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
         char *label;
+        char *lost_reason;      /* its VRAM contents went with a GPU reset (health.c); NULL otherwise */
 
         Identity *owner;        /* charged for it; kept while the range lives */
         Client *client;         /* the connection that owns it, NULL once gone */

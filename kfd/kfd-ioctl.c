@@ -264,6 +264,26 @@ int kfd_available_memory(int kfd_fd, uint32_t gpu_id, uint64_t *ret_bytes) {
         return 0;
 }
 
+int kfd_smi_events_open(int kfd_fd, uint32_t gpu_id, int *ret_fd) {
+        struct kfd_ioctl_smi_events_args args = {
+                .gpuid = gpu_id,
+        };
+        int fd, r;
+
+        r = kfd_ioctl_restart(kfd_fd, AMDKFD_IOC_SMI_EVENTS, &args);
+        if (r < 0)
+                return r;
+        fd = (int) args.anon_fd;
+        /* anon_inode_getfd(..., O_RDWR) in kfd_smi_event_open: no O_CLOEXEC. */
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
 static int kfd_svm(int kfd_fd, uint32_t op, uint64_t start, uint64_t size,
                    struct kfd_ioctl_svm_attribute *attrs, uint32_t n_attrs) {
         _cleanup_free_ struct kfd_ioctl_svm_args *args = NULL;

@@ -54,6 +54,8 @@ int kfd_import_dmabuf(int kfd_fd, int dmabuf_fd, uint32_t gpu_id, uint64_t va, u
 int kfd_get_dmabuf_info(int kfd_fd, int dmabuf_fd, uint64_t *ret_size, uint32_t *ret_gpu_id,
                         uint32_t *ret_flags);
 int kfd_available_memory(int kfd_fd, uint32_t gpu_id, uint64_t *ret_bytes);
+/* SMI_EVENTS (1.3+): a listener on one GPU, made close-on-exec (the kernel's fd is not). */
+int kfd_smi_events_open(int kfd_fd, uint32_t gpu_id, int *ret_fd);
 
 /*
  * SVM attributes of [start, start+size). kfd_svm_get() updates attrs in place:

@@ -16,6 +16,7 @@
 
 /* Interface minor versions at which features appeared (KFD_IOCTL_MINOR_VERSION). */
 #define SVMD_KFD_MINOR_DMABUF_IMPORT    2  /* GET_DMABUF_INFO, IMPORT_DMABUF (undocumented bump) */
+#define SVMD_KFD_MINOR_SMI_EVENTS       3  /* AMDKFD_IOC_SMI_EVENTS */
 #define SVMD_KFD_MINOR_SVM              5  /* AMDKFD_IOC_SVM, SET_XNACK_MODE */
 #define SVMD_KFD_MINOR_SVM_CLR_FLAGS    6
 #define SVMD_KFD_MINOR_AVAILABLE_MEMORY 9

@@ -33,6 +33,7 @@
 #define SVMD_ERROR_ROLLBACK_FAILED  "org.svmd1.Error.RollbackFailed"
 #define SVMD_ERROR_KERNEL           "org.svmd1.Error.Kernel"
 #define SVMD_ERROR_REQUEST_ID_REUSED "org.svmd1.Error.RequestIdReused"
+#define SVMD_ERROR_GPU_RESETTING    "org.svmd1.Error.GpuResetting"
 /* The direct socket refused a connection or a message over the limits of svmd.conf. */
 #define SVMD_ERROR_LIMITS_EXCEEDED  SD_BUS_ERROR_LIMITS_EXCEEDED
 

@@ -159,7 +159,9 @@ typedef struct svmd_range {
         uint32_t mapped[SVMD_MAX_GPUS];
         char label[257];
         uint32_t owner_uid;
-        char state[16];         /* "active", "degraded", "freeing" (its owner's connection closed) */
+        /* "active", "degraded", "freeing" (its owner's connection closed), "contents-lost" (its GPU
+         * was reset: the bytes are undefined until the owner calls svmd_reuse() or frees it) */
+        char state[16];
 } svmd_range;
 
 typedef struct svmd_range_filter {
@@ -318,6 +320,8 @@ int svmd_allocate(svmd_client *c, uint64_t size, uint32_t gpu_id, const char *do
 int svmd_allocate_batch(svmd_client *c, const svmd_host_range *ranges, size_t n_ranges, uint32_t gpu_id,
                         const svmd_allocate_options *options, svmd_allocation *ret, svmd_error *error);
 int svmd_free(svmd_client *c, uint64_t id, svmd_error *error);
+/* The owner will overwrite a "contents-lost" range: it becomes "active" again (no-op otherwise). */
+int svmd_reuse(svmd_client *c, uint64_t id, svmd_error *error);
 int svmd_map(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, const svmd_change_options *options,
              svmd_error *error);
 int svmd_unmap(svmd_client *c, uint64_t id, const uint32_t *gpu_ids, size_t n, svmd_error *error);
@@ -498,6 +502,8 @@ typedef enum svmd_signal_kind {
         SVMD_SIGNAL_RANGE_FREED,        /* id */
         SVMD_SIGNAL_QUOTA_EXCEEDED,     /* scope, resource */
         SVMD_SIGNAL_GPU_LOST,           /* gpu_id */
+        SVMD_SIGNAL_CONTENTS_LOST,      /* id, gpu_id, reason: a reset of gpu_id took the range's contents */
+        SVMD_SIGNAL_VM_FAULT,           /* gpu_id, pid, task: a VM fault of the caller's process pid */
 } svmd_signal_kind;
 
 typedef struct svmd_signal {
@@ -507,6 +513,9 @@ typedef struct svmd_signal {
         uint32_t gpu_id;
         const char *scope;
         const char *resource;
+        const char *reason;             /* ContentsLost */
+        uint32_t pid;                   /* VmFault */
+        const char *task;               /* VmFault: the kernel's task name */
 } svmd_signal;
 
 typedef void (*svmd_signal_callback)(svmd_client *c, const svmd_signal *signal, void *userdata);

@@ -71,5 +71,7 @@ if command -v nm >/dev/null; then
                 { echo "svmd_pool_alloc@@LIBSVMD_0.4 missing" >&2; exit 1; }
         nm -D --defined-only "$lib" | grep -q " svmd_get_metrics@@LIBSVMD_0\.4$" ||
                 { echo "svmd_get_metrics@@LIBSVMD_0.4 missing" >&2; exit 1; }
+        nm -D --defined-only "$lib" | grep -q " svmd_reuse@@LIBSVMD_0\.4$" ||
+                { echo "svmd_reuse@@LIBSVMD_0.4 missing" >&2; exit 1; }
 fi
 echo "installed into $dest and compiled the example against it"

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import traceback
 
 SVMCTL, KFDEMU_CTL = sys.argv[1], sys.argv[2]
@@ -460,9 +461,13 @@ def test_usage_capacity_reload():
     run("free", str(a["id"]))
 
 
+monitor_proc = [None]
+
+
 def monitor(*args, count, action):
     p = subprocess.Popen([SVMCTL, *args, "monitor", "--count", str(count)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
+    monitor_proc[0] = p
     try:
         # The subscription is in place once it says so.
         line = p.stderr.readline()
@@ -497,6 +502,66 @@ def test_monitor():
     assert re.match(rf"RangeCreated\s+range {ids[1]}$", lines[0]), out
     assert re.match(rf"RangeFreed\s+range {ids[1]}$", lines[1]), out
     run("monitor", "--count", "x", code=EXIT_USAGE)
+
+
+@test
+def test_gpu_reset_and_vm_fault():
+    # A reset of a GPU: its VRAM ranges lose their contents (ContentsLost, State contents-lost),
+    # allocations on it are refused with a retryable error until the reset ends, then work again.
+    gpu = GPUS[0]
+    ids = []
+
+    def act():
+        a = js("alloc", "2M", "--gpu", gpu, "--persistent")
+        g = js("alloc", "2M", "--gpu", gpu, "--domain", "gtt", "--persistent")
+        ids.extend([a["id"], g["id"]])
+        ctl("gpu", "reset", gpu, "--begin", "--cause", "job hang")
+        try:
+            p = run("alloc", "2M", "--gpu", gpu, code=EXIT_BUSY)
+            assert "is being reset" in p.stderr and "Resetting" in p.stderr, p.stderr
+            assert js("gpus")  # still answers
+            other = js("alloc", "2M", "--gpu", GPUS[1], "--persistent")    # other GPUs work meanwhile
+            run("free", str(other["id"]))
+        finally:
+            ctl("gpu", "reset", gpu, "--end")
+
+    out = monitor("--json", count=5, action=act)
+    ev = [json.loads(x) for x in out.splitlines()]
+    lost = [e for e in ev if e["signal"] == "ContentsLost"]
+    assert len(lost) == 1 and lost[0]["id"] == ids[0], ev               # the GTT range keeps its bytes
+    assert lost[0]["gpu_id_hex"] == gpu and "job hang" in lost[0]["reason"], lost
+    r = js("show", str(ids[0]))
+    assert r["state"] == "contents-lost", r
+    assert js("show", str(ids[1]))["state"] == "active"
+    b = js("alloc", "2M", "--gpu", gpu, "--persistent")                  # after the reset
+    run("free", str(b["id"]))
+    p = run("reuse", str(ids[0]))
+    assert "active again" in p.stdout, p.stdout
+    assert js("show", str(ids[0]))["state"] == "active"
+    assert js("reuse", str(ids[0])) == {"id": ids[0], "reused": True}   # no-op when not lost
+
+    # A VM fault of the monitoring process itself: it hears VmFault with its pid (human form).
+    pids = []
+
+    def fault():
+        pids.append(monitor_proc[0].pid)
+        ctl("gpu", "vmfault", gpu, "0x1000", str(monitor_proc[0].pid))
+
+    out = monitor(count=1, action=fault)
+    assert re.match(rf"VmFault\s+GPU {gpu}, process {pids[0]} \(svmctl\)$", out.strip()), out
+    for i in ids:
+        run("free", str(i))
+
+    # The pre-reset line lost (a full FIFO): the post-reset alone still counts as a reset.
+    c = js("alloc", "2M", "--gpu", gpu, "--persistent")
+    ctl("gpu", "reset", gpu, "--drop-begin-line")
+    for _ in range(100):
+        if js("show", str(c["id"]))["state"] == "contents-lost":
+            break
+        time.sleep(0.02)
+    assert js("show", str(c["id"]))["state"] == "contents-lost"
+    js("alloc", "2M", "--gpu", gpu)
+    run("free", str(c["id"]))
 
 
 @test

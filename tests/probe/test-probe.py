@@ -18,12 +18,12 @@ import tempfile
 CHECKS = [
     "interface-version", "gpus", "acquire-vm", "available-memory", "map-restart",
     "map-mapped-noop", "unmap-unmapped-einval", "free-mapped-ebusy", "handle-reuse",
-    "dmabuf-between-processes", "svm-attributes", "xnack-mode", "secondary-context", "cleanup",
+    "dmabuf-between-processes", "svm-attributes", "xnack-mode", "secondary-context", "smi-events", "cleanup",
 ]
 STATUSES = {"pass", "differs", "fail", "skipped"}
 # Checks whose outcome follows the interface version alone (docs/hardware.md).
 ALWAYS_PASS = ["gpus", "acquire-vm", "map-restart", "map-mapped-noop", "unmap-unmapped-einval",
-               "free-mapped-ebusy", "handle-reuse", "cleanup"]
+               "free-mapped-ebusy", "handle-reuse", "smi-events", "cleanup"]
 
 
 def fail(msg):

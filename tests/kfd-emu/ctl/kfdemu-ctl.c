@@ -9,24 +9,29 @@
  *   kfdemu-ctl [--dir DIR] fault clear | fault list
  *   kfdemu-ctl [--dir DIR] profile none|realistic
  *   kfdemu-ctl [--dir DIR] kill PID
+ *   kfdemu-ctl [--dir DIR] gpu reset GPU_ID [--begin|--end] [--cause TEXT] [--drop-begin-line]
+ *   kfdemu-ctl [--dir DIR] gpu vmfault GPU_ID ADDR [PID]
  *
  * DIR defaults to $KFDEMU_DIR, which kfdemu-run exports to the programs it
  * runs. Exit status: 0 success, 1 failure, 2 bad usage.
  */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
 #include <jansson.h>
 
 #include "emu-kernel.h"
+#include "emu-smi.h"
 #include "emu-topology.h"
 #include "macro.h"
 
@@ -51,6 +56,13 @@ static void help(FILE *f) {
                 "  profile none|realistic\n"
                 "                        switch the latency profile while programs run\n"
                 "  kill PID              SIGKILL a process between two of its ioctls, as the kernel would\n"
+                "  gpu reset GPU_ID [--begin|--end] [--cause TEXT] [--drop-begin-line]\n"
+                "                        reset a GPU: pre-reset, VRAM contents lost, post-reset (--begin\n"
+                "                        and --end do one half each); SMI listeners get the kernel's lines\n"
+                "                        (--drop-begin-line: not the pre-reset one, as from a full FIFO)\n"
+                "  gpu vmfault GPU_ID ADDR [PID]\n"
+                "                        a VM fault at ADDR in process PID (default: the one process that\n"
+                "                        maps ADDR on that GPU), reported to SMI listeners\n"
                 "\n"
                 "Options:\n"
                 "  --dir DIR             emulator directory (default: $KFDEMU_DIR)\n"
@@ -341,6 +353,100 @@ static int verb_kill(int argc, char *argv[]) {
         return EXIT_SUCCESS;
 }
 
+static int parse_u64(const char *s, uint64_t *ret) {
+        unsigned long long v;
+        char *end;
+
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno != 0 || end == s || *end || *s == '-')
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int verb_gpu(int argc, char *argv[]) {
+        _cleanup_(emu_kernel_detachp) EmuKernel *k = NULL;
+        uint64_t gpu_id, addr, pid = 0;
+        int r;
+
+        if (argc < 3)
+                return usage_error("%s", "gpu: expected 'reset GPU_ID' or 'vmfault GPU_ID ADDR [PID]'");
+        if (parse_u64(argv[2], &gpu_id) < 0 || gpu_id == 0 || gpu_id > UINT32_MAX)
+                return usage_error("gpu: '%s' is not a GPU id", argv[2]);
+        /* The emulator writes into listeners' FIFOs; one closing meanwhile must not kill us. */
+        signal(SIGPIPE, SIG_IGN);
+
+        if (strcmp(argv[1], "reset") == 0) {
+                bool begin = true, end = true, drop = false;
+                const char *cause = NULL;
+
+                for (int i = 3; i < argc; i++) {
+                        if (strcmp(argv[i], "--begin") == 0)
+                                end = false;
+                        else if (strcmp(argv[i], "--end") == 0)
+                                begin = false;
+                        else if (strcmp(argv[i], "--drop-begin-line") == 0)
+                                drop = true;
+                        else if (strcmp(argv[i], "--cause") == 0 && i + 1 < argc)
+                                cause = argv[++i];
+                        else
+                                return usage_error("gpu reset: unexpected argument '%s'", argv[i]);
+                }
+                if (!begin && !end)
+                        return usage_error("%s", "gpu reset: --begin and --end exclude each other");
+                if (drop && !begin)
+                        return usage_error("%s", "gpu reset: --drop-begin-line needs the beginning of a reset");
+                r = attach(&k);
+                if (r != EXIT_SUCCESS)
+                        return r;
+                if (begin) {
+                        r = emu_smi_reset_begin(k, (uint32_t) gpu_id, cause, drop);
+                        if (r < 0) {
+                                fprintf(stderr, "kfdemu-ctl: cannot reset GPU 0x%" PRIx64 ": %s\n", gpu_id,
+                                        r == -EBUSY ? "it is resetting already (finish with --end)" : strerror(-r));
+                                return EXIT_FAILURE;
+                        }
+                }
+                if (end) {
+                        r = emu_smi_reset_end(k, (uint32_t) gpu_id);
+                        if (r < 0) {
+                                fprintf(stderr, "kfdemu-ctl: cannot end the reset of GPU 0x%" PRIx64 ": %s\n",
+                                        gpu_id, r == -EALREADY ? "it is not resetting" : strerror(-r));
+                                return EXIT_FAILURE;
+                        }
+                }
+                return EXIT_SUCCESS;
+        }
+
+        if (strcmp(argv[1], "vmfault") == 0) {
+                pid_t faulted;
+
+                if (argc < 4 || argc > 5)
+                        return usage_error("%s", "gpu vmfault: expected GPU_ID ADDR [PID]");
+                if (parse_u64(argv[3], &addr) < 0)
+                        return usage_error("gpu vmfault: '%s' is not an address", argv[3]);
+                if (argc == 5 && (parse_u64(argv[4], &pid) < 0 || pid == 0 || pid > INT32_MAX))
+                        return usage_error("gpu vmfault: '%s' is not a process id", argv[4]);
+                r = attach(&k);
+                if (r != EXIT_SUCCESS)
+                        return r;
+                r = emu_smi_vmfault(k, (uint32_t) gpu_id, addr, (pid_t) pid, &faulted);
+                if (r < 0) {
+                        fprintf(stderr, "kfdemu-ctl: cannot fault at 0x%" PRIx64 " on GPU 0x%" PRIx64 ": %s\n", addr,
+                                gpu_id,
+                                r == -ENOENT ? "no process maps that address there; give the PID" :
+                                r == -ENOTUNIQ ? "several processes map that address there; give the PID" :
+                                strerror(-r));
+                        return EXIT_FAILURE;
+                }
+                printf("%d\n", (int) faulted);
+                return EXIT_SUCCESS;
+        }
+
+        return usage_error("gpu: unknown subcommand '%s' (reset, vmfault)", argv[1]);
+}
+
 int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "dir",  required_argument, NULL, 'd' },
@@ -356,6 +462,7 @@ int main(int argc, char *argv[]) {
                 { "fault",   verb_fault },
                 { "profile", verb_profile },
                 { "kill",    verb_kill },
+                { "gpu",     verb_gpu },
         };
         int c;
 

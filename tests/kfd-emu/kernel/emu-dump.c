@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "emu-arena.h"
+#include "emu-smi.h"
 #include "macro.h"
 
 static json_t *gpu_ids(EmuKernel *k, uint32_t mask) {
@@ -218,6 +219,11 @@ int emu_kernel_dump(EmuKernel *k, json_t **ret) {
                 return r;
         emu_reap(k);
         r = dump_locked(k, ret);
+        if (r >= 0) {
+                json_t *smi = emu_smi_dump(k);
+                if (smi)
+                        json_object_set_new(*ret, "smi", smi);
+        }
         emu_unlock(k);
         return r;
 }

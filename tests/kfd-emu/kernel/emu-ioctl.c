@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "emu-arena.h"
+#include "emu-smi.h"
 #include "macro.h"
 
 typedef struct EmuCall {
@@ -61,6 +62,7 @@ static int ioctl_available_memory(EmuCall *c, void *data);
 static int ioctl_export_dmabuf(EmuCall *c, void *data);
 static int ioctl_runtime_enable(EmuCall *c, void *data);
 static int ioctl_create_process(EmuCall *c, void *data);
+static int ioctl_smi_events(EmuCall *c, void *data);
 
 #define R _IOC_READ
 #define W _IOC_WRITE
@@ -98,7 +100,7 @@ static const EmuIoctl ioctl_table[EMU_IOCTL_NR_MAX] = {
         [0x1C] = { "GET_DMABUF_INFO", 32, RW, SVMD_KFD_MINOR_DMABUF_IMPORT, -1, false, false, ioctl_get_dmabuf_info },
         [0x1D] = { "IMPORT_DMABUF", 24, RW, SVMD_KFD_MINOR_DMABUF_IMPORT, 16, false, true, ioctl_import_dmabuf },
         [0x1E] = { "ALLOC_QUEUE_GWS", 16, RW, SVMD_KFD_MINOR_DMABUF_IMPORT, -1 },
-        [0x1F] = { "SMI_EVENTS", 8, RW, 3, -1 },
+        [0x1F] = { "SMI_EVENTS", 8, RW, 3, -1, false, false, ioctl_smi_events },
         [0x20] = { "SVM", 24, RW, SVMD_KFD_MINOR_SVM, -1, false, false, ioctl_svm },
         [0x21] = { "SET_XNACK_MODE", 4, RW, SVMD_KFD_MINOR_SVM, -1, false, true, ioctl_set_xnack_mode },
         [0x22] = { "CRIU_OP", 56, RW, 7, -1 },
@@ -1084,6 +1086,13 @@ static int ioctl_available_memory(EmuCall *c, void *data) {
         }
         emu_unlock(k);
         return r;
+}
+
+/* kfd_ioctl_smi_events: a listener on one GPU of this process (emu-smi.c). */
+static int ioctl_smi_events(EmuCall *c, void *data) {
+        struct kfd_ioctl_smi_events_args *args = data;
+
+        return emu_smi_open(c->k, c->proc, args->gpuid, &args->anon_fd);
 }
 
 static int ioctl_runtime_enable(EmuCall *c, void *data) {

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "emu-arena.h"
+#include "emu-smi.h"
 #include "macro.h"
 
 /* ------------------------------------------------------------------------ */
@@ -1116,6 +1117,10 @@ int emu_kernel_open_kfd(EmuKernel *k, int fd) {
         int probe, r;
 
         emu_check_fork(k);
+        /* kfd_open → kfd_create_process: while a GPU is between pre- and post-reset
+         * (kfd_is_locked()) → EINVAL, before it looks for the caller's existing process. */
+        if (emu_smi_locked(k))
+                return -EINVAL;
         r = emu_lock(k);
         if (r < 0)
                 return r;

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "emu-kernel.h"
+#include "emu-smi.h"
 #include "macro.h"
 
 /* libc declares paths nonnull, but callers pass NULL anyway and expect the syscall's EFAULT, not a crash here. */
@@ -111,6 +112,7 @@ DECLARE_REAL(mmap64);
 DECLARE_REAL(munmap);
 DECLARE_REAL(mremap);
 DECLARE_REAL(close);
+DECLARE_REAL(write);
 
 /* Pre-2.33 glibc entry points that old binaries still call. */
 extern int __xstat(int ver, const char *path, struct stat *st);
@@ -693,11 +695,34 @@ _public_ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
         return p;
 }
 
+/* write() on an SMI listener sets its event mask (kfd_smi_ev_write); everything else passes. */
+_public_ ssize_t write(int fd, const void *buf, size_t n) {
+        EmuKernel *k;
+        ssize_t r;
+
+        if (_likely_(__atomic_load_n(&emu_smi_n_fds, __ATOMIC_ACQUIRE) == 0) ||
+            !(k = __atomic_load_n(&emu, __ATOMIC_ACQUIRE)) || !emu_smi_write(k, fd, buf, n, &r))
+                return REAL(write)(fd, buf, n);
+        if (r < 0) {
+                errno = (int) -r;
+                return -1;
+        }
+        return r;
+}
+
 _public_ int close(int fd) {
         bool notify = fd >= TRACKED_FDS ||
                 (fd >= 0 && __atomic_exchange_n(&tracked[fd], 0, __ATOMIC_RELAXED));
-        int r = REAL(close)(fd);
         EmuKernel *k;
+        int r;
+
+        if (_unlikely_(__atomic_load_n(&emu_smi_n_fds, __ATOMIC_ACQUIRE) > 0) &&
+            (k = __atomic_load_n(&emu, __ATOMIC_ACQUIRE))) {
+                int saved = errno;
+                emu_smi_closed(k, fd);
+                errno = saved;
+        }
+        r = REAL(close)(fd);
 
         /* After the real close: if that was the description's last fd, its file is gone. */
         if (notify && (k = __atomic_load_n(&emu, __ATOMIC_ACQUIRE))) {

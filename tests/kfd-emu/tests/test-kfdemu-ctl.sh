@@ -77,6 +77,32 @@ expect 0 "$ctl" profile none
 expect 2 "$ctl" profile fast
 expect 2 "$ctl" profile
 
+# gpu reset / vmfault: ids from the dump; a reset without listeners still counts.
+gpu=$("$ctl" dump | python3 -c 'import json,sys; print(hex(json.load(sys.stdin)["gpus"][0]["gpu_id"]))')
+expect 2 "$ctl" gpu
+expect 2 "$ctl" gpu reset
+expect 2 "$ctl" gpu reset nogpu
+expect 2 "$ctl" gpu frob "$gpu"
+expect 2 "$ctl" gpu reset "$gpu" --begin --end
+expect 2 "$ctl" gpu reset "$gpu" --sideways
+expect 2 "$ctl" gpu reset "$gpu" --end --drop-begin-line
+expect 1 "$ctl" gpu reset 0x1                           # no such GPU
+expect 0 "$ctl" gpu reset "$gpu"
+expect 0 "$ctl" gpu reset "$gpu" --begin
+expect 1 "$ctl" gpu reset "$gpu" --begin                # resetting already
+expect 0 "$ctl" gpu reset "$gpu" --end
+expect 1 "$ctl" gpu reset "$gpu" --end                  # not resetting
+expect 0 "$ctl" dump
+if ! python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["smi"]["gpus"][0]; sys.exit(d["reset_seq"] != 2 or d["resetting"])' "$dir/out"; then
+        echo "FAIL: the dump does not show two finished resets" >&2
+        fails=$((fails + 1))
+fi
+expect 2 "$ctl" gpu vmfault "$gpu"
+expect 2 "$ctl" gpu vmfault "$gpu" nowhere
+expect 2 "$ctl" gpu vmfault "$gpu" 0x1000 0
+expect 1 "$ctl" gpu vmfault "$gpu" 0x1000               # no process maps it
+expect 0 "$ctl" gpu vmfault "$gpu" 0x1000 1
+
 # kfdemu-run --dir on an existing node leaves it alone and says how to use it instead.
 cp "$dir/node/state" "$dir/state.before"
 unset KFDEMU_DIR
