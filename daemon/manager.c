@@ -29,6 +29,7 @@
 #include "range-dbus.h"
 #include "range.h"
 #include "request-cache.h"
+#include "revoke.h"
 #include "size-util.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
@@ -98,6 +99,7 @@ Manager *manager_free(Manager *m) {
 
         /* The kernel objects die with the process; here only memory is released, ranges first
          * (they reference identities and clients). */
+        revocations_free(m); /* before the holds that point at them */
         free_all_ranges(m);
         direct_server_free(m->direct);
         free_all_clients(m);
@@ -246,10 +248,8 @@ void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), vo
                 }
 }
 
-typedef int (*AppendFunc)(sd_bus_message *msg, void *userdata);
-
-static void send_to_client(Manager *m, Client *c, const char *path, const char *interface, const char *member,
-                           AppendFunc append, void *userdata) {
+void manager_send_to_client(Manager *m, Client *c, const char *path, const char *interface, const char *member,
+                            AppendFunc append, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
         sd_bus *bus = c->direct ?: m->bus;
         int r;
@@ -275,7 +275,7 @@ static void send_about_range(Manager *m, Range *range, const char *path, const c
                 return;
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
                 if (client_sees_range(c, range))
-                        send_to_client(m, c, path, interface, member, append, userdata);
+                        manager_send_to_client(m, c, path, interface, member, append, userdata);
 }
 
 typedef struct EmitRange {
@@ -322,7 +322,7 @@ void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *reso
 
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
                 if (c->sees_all || c->identity->uid == 0 || streq(c->identity->scope->key, scope))
-                        send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "QuotaExceeded",
+                        manager_send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "QuotaExceeded",
                                        append_quota, &e);
 }
 

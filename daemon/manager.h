@@ -110,6 +110,7 @@ typedef struct Manager {
         sd_event_source *watchdog_timer;
         uint64_t watchdog_usec;
         bool exiting;
+        struct Revocation *revocations; /* revocations waiting for their holders (revoke.h) */
 } Manager;
 
 int manager_new(Manager **ret, const ManagerOptions *options);
@@ -154,5 +155,9 @@ void manager_emit_quota_exceeded(Manager *m, const char *scope, const char *reso
 void manager_properties_dirty(Manager *m, uint64_t gpus, bool manager);
 void manager_emit_gpu_lost(Manager *m, uint32_t gpu_id);
 
+/* One signal to one client: unicast on the bus, or on its direct connection. */
+typedef int (*AppendFunc)(sd_bus_message *msg, void *userdata);
+void manager_send_to_client(Manager *m, Client *c, const char *path, const char *interface, const char *member,
+                            AppendFunc append, void *userdata);
 /* Run fn on the bus and each subscribed direct peer; used to broadcast node-wide signals. */
 void manager_foreach_bus(Manager *m, void (*fn)(sd_bus *bus, void *userdata), void *userdata);
