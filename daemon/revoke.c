@@ -210,7 +210,9 @@ int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid,
         };
         if (!rev->revoker)
                 return -ENOMEM;
-        k = sd_event_add_time_relative(m->event, &rev->timer, CLOCK_MONOTONIC, timeout_usec, 0, on_deadline, rev);
+        /* 1 ms accuracy: sd-event's default (250 ms) would let a holder outlive its deadline that long. */
+        k = sd_event_add_time_relative(m->event, &rev->timer, CLOCK_MONOTONIC, timeout_usec, 1000, on_deadline,
+                                       rev);
         if (k < 0)
                 return k;
         (void) sd_event_source_set_description(rev->timer, "revocation-deadline");
