@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * The manager's signals (RangeCreated, RangeFreed, QuotaExceeded, GpuLost) as
- * one callback with a tagged struct. They are received on the bus, or on the
- * direct connection when the client has no bus; either way after Subscribe, and
- * only those about the caller's own ranges and quota scope (every one for root
- * and org.svmd1.manage).
+ * The manager's signals (RangeCreated, RangeFreed, QuotaExceeded, GpuLost,
+ * RevokeRequested, RevokeFinished) as one callback with a tagged struct. They
+ * are received on the bus, or on the direct connection when the client has no
+ * bus; either way after Subscribe, and only those about the caller's own ranges
+ * and quota scope (every one for root and org.svmd1.manage). A holder hears
+ * RevokeRequested for its own holds, and a revoker RevokeFinished for its own
+ * revocations, subscribed or not.
  */
 
 #include <errno.h>
@@ -22,6 +24,8 @@ static const struct {
         { "RangeFreed", SVMD_SIGNAL_RANGE_FREED },
         { "QuotaExceeded", SVMD_SIGNAL_QUOTA_EXCEEDED },
         { "GpuLost", SVMD_SIGNAL_GPU_LOST },
+        { "RevokeRequested", SVMD_SIGNAL_REVOKE_REQUESTED },
+        { "RevokeFinished", SVMD_SIGNAL_REVOKE_FINISHED },
 };
 
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -49,6 +53,12 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
                 break;
         case SVMD_SIGNAL_GPU_LOST:
                 r = sd_bus_message_read_basic(m, 'u', &s.gpu_id);
+                break;
+        case SVMD_SIGNAL_REVOKE_REQUESTED:
+                r = sd_bus_message_read(m, "tut", &s.id, &s.uid, &s.deadline_usec);
+                break;
+        case SVMD_SIGNAL_REVOKE_FINISHED:
+                r = sd_bus_message_read(m, "tuu", &s.id, &s.acknowledged, &s.forced);
                 break;
         }
         /* A signal that does not read is not ours to report; the caller's loop carries on. */

@@ -533,7 +533,7 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("RevokeHold", SD_BUS_ARGS("t", id, "u", uid), SD_BUS_NO_RESULT,
                                 method_revoke_hold, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Revoke", SD_BUS_ARGS("t", id, "t", timeout_usec, "a{sv}", options),
-                                SD_BUS_RESULT("u", holders),
+                                SD_BUS_RESULT("u", holders, "t", deadline_usec),
                                 method_revoke, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetUsage", SD_BUS_ARGS("s", scope), SD_BUS_RESULT("a{sv}", usage),
                                 method_get_usage, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -186,7 +186,7 @@ static bool revokes(const Hold *h, bool all, uid_t uid) {
 }
 
 int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid, uint64_t timeout_usec,
-                     unsigned *ret_asked) {
+                     unsigned *ret_asked, uint64_t *ret_deadline_usec) {
         _cleanup_(revocation_freep) Revocation *rev = NULL;
         uint64_t id = r->id, now;
         unsigned asked = 0;
@@ -241,6 +241,7 @@ int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid,
                                 asked++;
                         }
         *ret_asked = asked;
+        *ret_deadline_usec = rev->deadline_usec;
         if (asked == 0)
                 return 0;
 

@@ -44,9 +44,10 @@ typedef struct Revocation {
  * a deadline timeout_usec from now. Holds already being revoked keep their deadline;
  * restored holds that no connection adopted go at once (there is no one to ask).
  * *ret_asked: the holds now waited for; 0 means nothing is left to wait for.
+ * *ret_deadline_usec: the deadline, CLOCK_REALTIME µs.
  */
 int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid, uint64_t timeout_usec,
-                     unsigned *ret_asked);
+                     unsigned *ret_asked, uint64_t *ret_deadline_usec);
 /* h ends (Release, disconnect, revocation, range freed): from hold_free(). */
 void revocation_hold_gone(Hold *h);
 /* At exit: drop every revocation without announcing anything. */

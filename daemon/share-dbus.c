@@ -474,7 +474,7 @@ static const BusOption revoke_options[] = {
 int method_revoke(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         RevokeArgs a = {};
-        uint64_t id, timeout_usec;
+        uint64_t id, timeout_usec, deadline_usec;
         unsigned asked;
         Client *c;
         Range *range;
@@ -504,10 +504,10 @@ int method_revoke(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                         return r;
         }
 
-        r = revocation_start(m, range, c, !a.has_uid, (uid_t) a.uid, timeout_usec, &asked);
+        r = revocation_start(m, range, c, !a.has_uid, (uid_t) a.uid, timeout_usec, &asked, &deadline_usec);
         if (r < 0)
                 return r;
-        return sd_bus_reply_method_return(msg, "u", (uint32_t) asked);
+        return sd_bus_reply_method_return(msg, "ut", (uint32_t) asked, deadline_usec);
 }
 
 static int append_kv_t(sd_bus_message *reply, const char *key, uint64_t v) {

@@ -57,7 +57,7 @@ $cc -std=c11 -Wall -Werror -o "$dest/svmd-alloc" "$example" $flags
 # structs grew in 0.2 (@) for binaries built against 0.1.
 lib=$(find "$dest" -name 'libsvmd.so.0' | head -n1)
 if command -v nm >/dev/null; then
-        bad=$(nm -D --defined-only "$lib" | awk '$2 == "T" && $3 !~ /^svmd_[a-z_]*@@?LIBSVMD_0\.[123]$/ { print $3 }')
+        bad=$(nm -D --defined-only "$lib" | awk '$2 == "T" && $3 !~ /^svmd_[a-z_]*@@?LIBSVMD_0\.[1234]$/ { print $3 }')
         [ -z "$bad" ] || { echo "unexpected exports: $bad" >&2; exit 1; }
         compat=$(nm -D --defined-only "$lib" | awk '$2 == "T" && $3 ~ /@LIBSVMD_0\.1$/ && $3 !~ /@@/ { print $3 }' | sort | tr '\n' ' ')
         want="svmd_allocate@LIBSVMD_0.1 svmd_allocate_async@LIBSVMD_0.1 svmd_commit@LIBSVMD_0.1 svmd_commit_async@LIBSVMD_0.1 svmd_get_status@LIBSVMD_0.1 svmd_list_ranges@LIBSVMD_0.1 "
@@ -67,5 +67,8 @@ if command -v nm >/dev/null; then
         done
         nm -D --defined-only "$lib" | grep -q " svmd_get_durability@@LIBSVMD_0\.3$" ||
                 { echo "svmd_get_durability@@LIBSVMD_0.3 missing" >&2; exit 1; }
+        for sym in svmd_revoke svmd_get_revoking; do
+                nm -D --defined-only "$lib" | grep -q " $sym@@LIBSVMD_0\.4$" || { echo "$sym@@LIBSVMD_0.4 missing" >&2; exit 1; }
+        done
 fi
 echo "installed into $dest and compiled the example against it"

@@ -186,8 +186,8 @@ static void revoke_and_wait(sd_bus *bus, uint64_t id, uid_t uid, uint64_t timeou
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         Seen fin = { .id = id };
+        uint64_t start, deadline;
         uint32_t asked;
-        uint64_t start;
         int r;
 
         slot = watch(bus, "RevokeFinished", &fin);
@@ -198,7 +198,8 @@ static void revoke_and_wait(sd_bus *bus, uint64_t id, uid_t uid, uint64_t timeou
                 r = test_call(bus, "Revoke", &error, &reply, "tta{sv}", id, timeout_usec, 1, "uid", "u",
                               (uint32_t) uid);
         ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "u", &asked));
+        ASSERT_OK(sd_bus_message_read(reply, "ut", &asked, &deadline));
+        ASSERT_TRUE(deadline >= realtime_usec() + timeout_usec - 5 * SEC && deadline <= realtime_usec() + timeout_usec);
         S->asked = asked;
         S->revoke_ready = 1;
         ASSERT_TRUE(wait_seen(bus, &fin, timeout_usec + 10 * SEC));
