@@ -882,15 +882,29 @@ static void add_range_flag(const char *name, void *userdata) {
                         *flags |= UINT64_C(1) << i;
 }
 
+/* Into a property's variant and the array in it (type "a..."); out again with exit_variant_array(). */
+static int enter_variant_array(sd_bus_message *reply, const char *type) {
+        int r = sd_bus_message_enter_container(reply, 'v', type);
+
+        if (r < 0)
+                return r;
+        return sd_bus_message_enter_container(reply, 'a', type + 1);
+}
+
+static int exit_variant_array(sd_bus_message *reply) {
+        int r = sd_bus_message_exit_container(reply);
+
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(reply);
+}
+
 static int read_holders(sd_bus_message *reply, RangeProperties *p) {
         const char *unit;
         uint32_t uid;
         int r;
 
-        r = sd_bus_message_enter_container(reply, 'v', "a(us)");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "(us)");
+        r = enter_variant_array(reply, "a(us)");
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_read(reply, "(us)", &uid, &unit)) > 0) {
@@ -903,12 +917,7 @@ static int read_holders(sd_bus_message *reply, RangeProperties *p) {
                 copy_string(h[p->n_holders].unit, sizeof(h->unit), unit);
                 p->n_holders++;
         }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(reply);
+        return r < 0 ? r : exit_variant_array(reply);
 }
 
 static int read_revoking(sd_bus_message *reply, RangeProperties *p) {
@@ -916,10 +925,7 @@ static int read_revoking(sd_bus_message *reply, RangeProperties *p) {
         uint32_t uid;
         int r;
 
-        r = sd_bus_message_enter_container(reply, 'v', "a(ut)");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "(ut)");
+        r = enter_variant_array(reply, "a(ut)");
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_read(reply, "(ut)", &uid, &deadline)) > 0) {
@@ -930,12 +936,7 @@ static int read_revoking(sd_bus_message *reply, RangeProperties *p) {
                 p->revoking = v;
                 v[p->n_revoking++] = (svmd_revoking) { .uid = uid, .deadline_usec = deadline };
         }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(reply);
+        return r < 0 ? r : exit_variant_array(reply);
 }
 
 /* The properties svmd_get_range() reads beyond Domain and SvmAttributes; 0 for others. */

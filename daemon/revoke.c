@@ -154,13 +154,11 @@ void revocation_hold_gone(Hold *h) {
                 revocation_finish(rev);
 }
 
-static void send_requested(Manager *m, Client *c, Range *range, Revocation *rev) {
-        for (Hold *h = range->holds; h; h = h->range_next)
-                if (h->revocation == rev)
-                        manager_send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RevokeRequested",
-                                               append_requested,
-                                               &(EmitRequested) { .id = range->id, .uid = (uint32_t) h->uid,
-                                                                  .deadline_usec = rev->deadline_usec });
+/* RevokeRequested about hold h (being revoked) to c. */
+static void send_requested(Manager *m, Client *c, Range *range, const Hold *h) {
+        manager_send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RevokeRequested", append_requested,
+                               &(EmitRequested) { .id = range->id, .uid = (uint32_t) h->uid,
+                                                  .deadline_usec = h->revocation->deadline_usec });
 }
 
 /*
@@ -168,17 +166,14 @@ static void send_requested(Manager *m, Client *c, Range *range, Revocation *rev)
  * does the same); subscribers that may see the range hear of every hold, once.
  */
 static void announce(Manager *m, Range *range, Revocation *rev) {
-        for (Hold *h = range->holds; h; h = h->range_next) {
-                if (h->revocation != rev || (h->client->subscribed && client_sees_range(h->client, range)))
-                        continue;
-                manager_send_to_client(m, h->client, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RevokeRequested",
-                                       append_requested,
-                                       &(EmitRequested) { .id = range->id, .uid = (uint32_t) h->uid,
-                                                          .deadline_usec = rev->deadline_usec });
-        }
+        for (Hold *h = range->holds; h; h = h->range_next)
+                if (h->revocation == rev && !(h->client->subscribed && client_sees_range(h->client, range)))
+                        send_requested(m, h->client, range, h);
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
                 if (client_sees_range(c, range))
-                        send_requested(m, c, range, rev);
+                        for (Hold *h = range->holds; h; h = h->range_next)
+                                if (h->revocation == rev)
+                                        send_requested(m, c, range, h);
 }
 
 static bool revokes(const Hold *h, bool all, uid_t uid) {

@@ -619,16 +619,22 @@ def test_show_detached_release():
     run("attach", "--bogus", "x", code=EXIT_USAGE)
 
 
+def hold_as_nobody(range_id):
+    """svmctl attach --hold of a new token for range_id, as uid 65534; the process, holding."""
+    token = js("share", str(range_id))["token"]
+    h = subprocess.Popen(NOBODY + ["attach", "--hold", token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    assert h.stdout.readline().startswith(f"Attached range {range_id}:")
+    assert "Holding" in h.stdout.readline()
+    return h
+
+
 @test
 def test_revoke_deadline():
     # A holder that never releases (svmctl attach --hold does not listen): taken at the deadline.
     a = js("alloc", "1M", "--domain", "host", "--persistent", "--label", "revoked")
-    token = js("share", str(a["id"]))["token"]
-    h = subprocess.Popen(NOBODY + ["attach", "--hold", token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    h = hold_as_nobody(a["id"])
     try:
-        assert h.stdout.readline().startswith(f"Attached range {a['id']}:")
-        assert "Holding" in h.stdout.readline()
         kv = dict(line.split("=", 1) for line in run("show", str(a["id"])).stdout.splitlines())
         assert kv["Revoking"] == "", kv
         for bad in ["0s", "bogus", "-5s"]:
@@ -657,12 +663,8 @@ def test_revoke_deadline():
         h.wait()
 
     # Visible while it runs: show's Revoking; the holder's disconnect ends it (human output).
-    token = js("share", str(a["id"]))["token"]
-    h = subprocess.Popen(NOBODY + ["attach", "--hold", token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    h = hold_as_nobody(a["id"])
     try:
-        assert h.stdout.readline().startswith(f"Attached range {a['id']}:")
-        assert "Holding" in h.stdout.readline()
         p = run("revoke", "--range", str(a["id"]), "--uid", "65534", "--deadline", "10m")
         assert p.stdout.startswith(f"Asked 1 holder connection(s) of range {a['id']} to release it by "), p.stdout
         kv = dict(line.split("=", 1) for line in run("show", str(a["id"])).stdout.splitlines())

@@ -57,43 +57,6 @@ typedef struct Shared {
 
 static Shared *S;
 
-static void share(sd_bus *bus, uint64_t id, uid_t to, char *ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        const char *token;
-        int r;
-
-        r = test_call(bus, "Share", &error, &reply, "ta{sv}", id, 1, "uid", "u", (uint32_t) to);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "s", &token));
-        snprintf(ret, 40, "%s", token);
-}
-
-static void expect_error(int r, sd_bus_error *error, const char *name) {
-        ASSERT_BUS_ERROR(r, error, name);
-        fprintf(stderr, "refused as expected: %s: %s\n", error->name, error->message);
-        sd_bus_error_free(error);
-}
-
-static unsigned holds_of(sd_bus *bus, uint64_t id, uid_t uid) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        char path[64];
-        const char *unit;
-        uint32_t u;
-        unsigned n = 0;
-        int r;
-
-        snprintf(path, sizeof(path), SVMD_RANGE_PATH_PREFIX "/%" PRIu64, id);
-        r = sd_bus_get_property(bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Holders", &error, &reply, "a(us)");
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(us)"));
-        while ((r = sd_bus_message_read(reply, "(us)", &u, &unit)) > 0)
-                n += u == uid;
-        ASSERT_OK(r);
-        return n;
-}
-
 /* The Revoking property: the deadline of uid's hold (0: not being revoked). */
 static uint64_t revoking_deadline(sd_bus *bus, uint64_t id, uid_t uid) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -219,19 +182,19 @@ static void owner_bad_input(void *arg) {
         int r;
 
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, UINT64_C(0), 0);
-        expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        hu_expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, UINT64_MAX, 0);
-        expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        hu_expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, 7 * 24 * 3600 * SEC + 1, 0);
-        expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        hu_expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, SEC, 1, "bogus", "u", (uint32_t) 1);
-        expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        hu_expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, SEC, 1, "uid", "s", "2");
-        expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        hu_expect_error(r, &error, SD_BUS_ERROR_INVALID_ARGS);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, SEC, 1, "uid", "u", (uint32_t) 4242);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", UINT64_C(999999), SEC, 0);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
 }
 
 /* A tenant that may not see the range hears what an unused id gets, word for word. */
@@ -255,7 +218,7 @@ static void stranger(void *arg) {
         fprintf(stderr, "stranger refused as for an unused id: %s\n", error.message);
         sd_bus_error_free(&error);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, SEC, 1, "uid", "u", (uint32_t) HU_UID_B);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
         sd_bus_error_free(&unused);
 }
 
@@ -275,9 +238,9 @@ static void stubborn_holder(void *arg) {
 
         /* A holder may not revoke the others. */
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, SEC, 0);
-        expect_error(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
+        hu_expect_error(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
         r = test_call(bus, "Revoke", &error, NULL, "tta{sv}", S->r1, SEC, 1, "uid", "u", (uint32_t) HU_UID_C);
-        expect_error(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
+        hu_expect_error(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
         S->b_attached = 1;
 
         /* It gets the signal, never having subscribed, and does nothing about it. */
@@ -288,13 +251,13 @@ static void stubborn_holder(void *arg) {
                 req.id, req.deadline_usec, (int64_t) (req.deadline_usec - realtime_usec()) / 1000);
         /* While the revocation runs, the holder may take no new fd. */
         r = test_call(bus, "Export", &error, NULL, "t", S->r1);
-        expect_error(r, &error, SVMD_ERROR_REVOKED);
+        hu_expect_error(r, &error, SVMD_ERROR_REVOKED);
 
         hu_wait_flag(&S->b_check);
         r = test_call(bus, "Release", &error, NULL, "t", S->r1);
-        expect_error(r, &error, SVMD_ERROR_REVOKED);
+        hu_expect_error(r, &error, SVMD_ERROR_REVOKED);
         r = test_call(bus, "Export", &error, NULL, "t", S->r1);
-        expect_error(r, &error, SVMD_ERROR_REVOKED);
+        hu_expect_error(r, &error, SVMD_ERROR_REVOKED);
         S->b_checked = 1;
         hu_wait_flag(&S->b_exit);
 }
@@ -386,7 +349,7 @@ static void racing_holder(void *arg) {
         if (r >= 0)
                 S->race_release_ok = 1;
         else
-                expect_error(r, &error, SVMD_ERROR_REVOKED);
+                hu_expect_error(r, &error, SVMD_ERROR_REVOKED);
         S->race_done = 1;
 }
 
@@ -401,23 +364,23 @@ static void owner_setup(void *arg) {
         char tok_any[40];
 
         S->r1 = hu_allocate_persistent(bus, T.gpus[0], 4 * MiB);
-        share(bus, S->r1, HU_UID_B, S->tok_b);
-        share(bus, S->r1, HU_UID_C, tok_any);   /* a whole-range revocation removes every token */
+        hu_share(bus, S->r1, HU_UID_B, S->tok_b);
+        hu_share(bus, S->r1, HU_UID_C, tok_any);   /* a whole-range revocation removes every token */
 }
 
 static void owner_setup2(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
 
         S->r2 = hu_allocate_persistent(bus, T.gpus[0], 4 * MiB);
-        share(bus, S->r2, HU_UID_B, S->tok_b);
-        share(bus, S->r2, HU_UID_C, S->tok_c);
+        hu_share(bus, S->r2, HU_UID_B, S->tok_b);
+        hu_share(bus, S->r2, HU_UID_C, S->tok_c);
 }
 
 static void owner_setup_race(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
 
         S->r3 = hu_allocate_persistent(bus, T.gpus[0], 4 * MiB);
-        share(bus, S->r3, HU_UID_B, S->tok_b3);
+        hu_share(bus, S->r3, HU_UID_B, S->tok_b3);
 }
 
 static void owner_lists_no_token(void *arg) {
@@ -428,7 +391,7 @@ static void owner_lists_no_token(void *arg) {
 
         /* r1 is gone with its last hold: its tokens went at the revocation (and with the range). */
         r = test_call(bus, "ListTokens", &error, &reply, "t", S->r1);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
 }
 
 static void run_race(uint64_t sleep_usec) {
@@ -446,7 +409,7 @@ static void run_race(uint64_t sleep_usec) {
         ASSERT_UEQ(S->asked, 1);
         ASSERT_UEQ(S->acknowledged + S->forced, 1);
         ASSERT_UEQ(S->acknowledged, (unsigned) S->race_release_ok);
-        ASSERT_UEQ(holds_of(T.bus, S->r3, HU_UID_B), 0);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r3, HU_UID_B), 0);
 }
 
 int main(void) {
@@ -468,7 +431,7 @@ int main(void) {
         hu_wait_flag(&S->b_attached);
         hu_as_uid(HU_UID_A, owner_bad_input, NULL);
         hu_as_uid(HU_UID_C, stranger, NULL);
-        ASSERT_UEQ(holds_of(T.bus, S->r1, HU_UID_B), 1);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r1, HU_UID_B), 1);
         ASSERT_UEQ(revoking_deadline(T.bus, S->r1, HU_UID_B), 0); /* the refusals changed nothing */
 
         owner = hu_spawn(HU_UID_A, owner_frees_and_revokes_all, NULL);
@@ -513,8 +476,8 @@ int main(void) {
         ASSERT_OK(waitpid(py, &status, 0) < 0 ? -errno : 0);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         fclose(out);
-        ASSERT_UEQ(holds_of(T.bus, S->r2, HU_UID_C), 0);
-        ASSERT_UEQ(holds_of(T.bus, S->r2, HU_UID_B), 1);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r2, HU_UID_C), 0);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r2, HU_UID_B), 1);
         ASSERT_UEQ(revoking_deadline(T.bus, S->r2, HU_UID_B), 0);
         S->quiet_exit = 1;
         hu_wait(b);
