@@ -39,6 +39,9 @@
 #define MSEC (UINT64_C(1000))
 #define SEC (UINT64_C(1000000))
 
+/* Long enough for the test to read the Revoking property before it passes, on a busy machine too. */
+#define STUBBORN_DEADLINE (2500 * MSEC)
+
 static TestContext T;
 
 typedef struct Shared {
@@ -266,7 +269,7 @@ static void owner_frees_and_revokes_all(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
 
         test_free(bus, S->r1);                  /* detached: it lives for uid 2 */
-        revoke_and_wait(bus, S->r1, (uid_t) -1, 1500 * MSEC);
+        revoke_and_wait(bus, S->r1, (uid_t) -1, STUBBORN_DEADLINE);
 }
 
 /* ---- the cooperating holder: revoke-holder.py as uid 65534 ---- */
@@ -438,12 +441,12 @@ int main(void) {
         hu_wait_flag(&S->b_got_request);
         deadline = revoking_deadline(T.bus, S->r1, HU_UID_B);
         fprintf(stderr, "Revoking shows uid 2's deadline: %" PRIu64 "\n", deadline);
-        ASSERT_TRUE(deadline > realtime_usec() && deadline < realtime_usec() + 2 * SEC);
+        ASSERT_TRUE(deadline > realtime_usec() && deadline <= realtime_usec() + STUBBORN_DEADLINE);
         hu_wait(owner);
         ASSERT_UEQ(S->asked, 1);
         ASSERT_UEQ(S->acknowledged, 0);
         ASSERT_UEQ(S->forced, 1);
-        ASSERT_TRUE(S->finished_after_usec >= 1400 * MSEC);
+        ASSERT_TRUE(S->finished_after_usec >= STUBBORN_DEADLINE - 100 * MSEC);
         /* The last hold of a range its owner freed: svmd's buffer and mappings are gone with it. */
         after = test_dump_settled(&T, base);
         ASSERT_STREQ(after, base);
