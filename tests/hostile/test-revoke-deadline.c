@@ -19,7 +19,10 @@
  *     revokes a range that is not its own;
  *   - a holder's Release racing the deadline: whichever comes first, the
  *     outcome is consistent (released: 1 in time and Release succeeded; taken:
- *     Release fails with Revoked).
+ *     Release fails with Revoked);
+ *   - svmd restarts while a revocation runs: the revocation is gone (as
+ *     documented), the hold comes back as a restored hold, and a new Revoke
+ *     drops it at once, with nobody to wait for.
  */
 
 #include <fcntl.h>
@@ -54,6 +57,7 @@ typedef struct Shared {
         volatile int c_attached, c_got_request;
         volatile int race_attached, race_done;
         volatile int quiet_attached, quiet_exit;
+        volatile int restart_attached, restart_exit;
         uint64_t race_sleep_usec;
         int race_release_ok;
 } Shared;
@@ -415,6 +419,46 @@ static void run_race(uint64_t sleep_usec) {
         ASSERT_UEQ(hu_holds_of(T.bus, S->r3, HU_UID_B), 0);
 }
 
+/* ---- a restart in the middle ---- */
+
+static void restart_holder(void *arg) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = test_call(bus, "Attach", &error, NULL, "s", S->tok_b3);
+        ASSERT_BUS_OK(r, &error);
+        S->restart_attached = 1;
+        hu_wait_flag(&S->restart_exit);
+}
+
+/* Revoke uid 2's holds on r3 with a minute's deadline; how many holds it waits for. */
+static unsigned revoke_b_r3(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t deadline;
+        uint32_t asked;
+        int r;
+
+        r = test_call(bus, "Revoke", &error, &reply, "tta{sv}", S->r3, 60 * SEC, 1, "uid", "u", (uint32_t) HU_UID_B);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "ut", &asked, &deadline));
+        return asked;
+}
+
+static void owner_revokes_before_restart(void *arg) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
+
+        ASSERT_UEQ(revoke_b_r3(bus), 1);
+}
+
+static void owner_revokes_after_restart(void *arg) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
+
+        /* The restored hold has no connection to ask: it goes at once, nothing to wait for. */
+        ASSERT_UEQ(revoke_b_r3(bus), 0);
+}
+
 int main(void) {
         _cleanup_free_ char *base = NULL, *after = NULL;
         char line[256], token[40];
@@ -504,6 +548,20 @@ int main(void) {
                 hu_as_uid(HU_UID_A, owner_setup_race, NULL);
                 run_race(ms * MSEC);
         }
+
+        /* ---- svmd restarts during a revocation: documented not to survive it ---- */
+        hu_as_uid(HU_UID_A, owner_setup_race, NULL);
+        b = hu_spawn(HU_UID_B, restart_holder, NULL);
+        hu_wait_flag(&S->restart_attached);
+        hu_as_uid(HU_UID_A, owner_revokes_before_restart, NULL);
+        ASSERT_TRUE(revoking_deadline(T.bus, S->r3, HU_UID_B) > 0);
+        test_kill_and_wait_restart(&T);
+        ASSERT_UEQ(revoking_deadline(T.bus, S->r3, HU_UID_B), 0);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r3, HU_UID_B), 1);        /* restored, for uid 2 */
+        hu_as_uid(HU_UID_A, owner_revokes_after_restart, NULL);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r3, HU_UID_B), 0);
+        S->restart_exit = 1;
+        hu_wait(b);
 
         test_teardown(&T);
         return 0;
