@@ -69,6 +69,11 @@ static void revocation_unlink(Revocation *rev) {
         rev->prev = rev->next = NULL;
 }
 
+/* The subscribers who hear of every hold of a revocation: the owner's uid and administrators. */
+static bool sees_revocations(const Client *c, const Revocation *rev) {
+        return c->sees_all || c->identity->uid == 0 || c->identity->uid == rev->owner_uid;
+}
+
 /* Every hold waited for is gone: tell the revoker, the range's owner and administrators. */
 static void revocation_finish(Revocation *rev) {
         Manager *m = rev->manager;
@@ -82,7 +87,7 @@ static void revocation_finish(Revocation *rev) {
                 manager_send_to_client(m, revoker, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RevokeFinished",
                                        append_finished, &e);
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
-                if (c != revoker && (c->sees_all || c->identity->uid == 0 || c->identity->uid == rev->owner_uid))
+                if (c != revoker && sees_revocations(c, rev))
                         manager_send_to_client(m, c, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RevokeFinished",
                                                append_finished, &e);
         revocation_unlink(rev);
@@ -163,16 +168,17 @@ static void send_requested(Manager *m, Client *c, Range *range, const Hold *h) {
 
 /*
  * Each holder hears of its own hold, whether it subscribed or not (logind's PauseDevice
- * does the same); subscribers that may see the range hear of every hold, once.
+ * does the same), and of no other holder's; subscribers who could revoke (the owner's
+ * uid, administrators) hear of every hold, each once.
  */
 static void announce(Manager *m, Range *range, Revocation *rev) {
         for (Hold *h = range->holds; h; h = h->range_next)
-                if (h->revocation == rev && !(h->client->subscribed && client_sees_range(h->client, range)))
+                if (h->revocation == rev)
                         send_requested(m, h->client, range, h);
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
-                if (client_sees_range(c, range))
+                if (sees_revocations(c, rev))
                         for (Hold *h = range->holds; h; h = h->range_next)
-                                if (h->revocation == rev)
+                                if (h->revocation == rev && h->client != c)
                                         send_requested(m, c, range, h);
 }
 

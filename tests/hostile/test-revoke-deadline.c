@@ -305,16 +305,28 @@ static void owner_revokes_c(void *arg) {
         revoke_and_wait(bus, S->r2, HU_UID_C, 20 * SEC);
 }
 
-/* uid 2 holds r2 too: a revocation of uid 65534's holds leaves it alone. */
+/*
+ * uid 2 holds r2 too: a revocation of uid 65534's holds leaves it alone, and, although it
+ * subscribed, it does not hear of the other holder's revocation.
+ */
 static void quiet_holder(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
+        Seen req = { .id = S->r2 };
         int r;
 
         r = test_call(bus, "Attach", &error, NULL, "s", S->tok_b);
         ASSERT_BUS_OK(r, &error);
+        slot = watch(bus, "RevokeRequested", &req);
+        r = test_call(bus, "Subscribe", &error, NULL, "");
+        ASSERT_BUS_OK(r, &error);
         S->quiet_attached = 1;
         hu_wait_flag(&S->quiet_exit);
+        /* The revocation is over: whatever svmd sent has arrived by a round trip. */
+        r = test_call(bus, "GetUsage", &error, NULL, "s", "");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_TRUE(!wait_seen(bus, &req, 200 * MSEC));
 }
 
 /* ---- uid 65534 again (C): disconnects instead of releasing ---- */
