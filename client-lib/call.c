@@ -591,6 +591,37 @@ _public_ int svmd_revoke_hold(svmd_client *c, uint64_t id, uint32_t uid, svmd_er
         return client_call(c, m, NULL, error);
 }
 
+_public_ int svmd_revoke(svmd_client *c, uint64_t id, uint32_t uid, uint64_t timeout_usec, unsigned *ret_holders,
+                        uint64_t *ret_deadline_usec, svmd_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        uint64_t deadline;
+        uint32_t holders;
+        int r;
+
+        if (!c)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = client_new_call(c, true, "Revoke", &m, error);
+        if (r < 0)
+                return r;
+        if (uid == SVMD_REVOKE_ALL_HOLDERS)
+                r = sd_bus_message_append(m, "tta{sv}", id, timeout_usec, 0);
+        else
+                r = sd_bus_message_append(m, "tta{sv}", id, timeout_usec, 1, SVMD_REVOKE_UID, "u", uid);
+        if (r < 0)
+                return build_failed(error, "Revoke", r);
+        r = client_call(c, m, &reply, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "ut", &holders, &deadline);
+        if (r < 0)
+                return error_setf(error, r, NULL, "svmd's answer to Revoke does not read: %s.", strerror(-r));
+        if (ret_holders)
+                *ret_holders = holders;
+        if (ret_deadline_usec)
+                *ret_deadline_usec = deadline;
+        return 0;
+}
+
 /* One grant of ListTokens' a{sv} into t; unknown keys are skipped (newer daemons may add some). */
 static int read_token_grant(sd_bus_message *reply, svmd_token_info *t) {
         int r;
@@ -878,6 +909,9 @@ typedef struct RangeProperties {
         svmd_range_info *info;  /* NULL: only Domain and SvmAttributes */
         svmd_holder *holders;
         size_t n_holders;
+        bool want_revoking;     /* read Revoking too (svmd_get_revoking()) */
+        svmd_revoking *revoking;
+        size_t n_revoking;
 } RangeProperties;
 
 static void add_range_flag(const char *name, void *userdata) {
@@ -888,15 +922,29 @@ static void add_range_flag(const char *name, void *userdata) {
                         *flags |= UINT64_C(1) << i;
 }
 
+/* Into a property's variant and the array in it (type "a..."); out again with exit_variant_array(). */
+static int enter_variant_array(sd_bus_message *reply, const char *type) {
+        int r = sd_bus_message_enter_container(reply, 'v', type);
+
+        if (r < 0)
+                return r;
+        return sd_bus_message_enter_container(reply, 'a', type + 1);
+}
+
+static int exit_variant_array(sd_bus_message *reply) {
+        int r = sd_bus_message_exit_container(reply);
+
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(reply);
+}
+
 static int read_holders(sd_bus_message *reply, RangeProperties *p) {
         const char *unit;
         uint32_t uid;
         int r;
 
-        r = sd_bus_message_enter_container(reply, 'v', "a(us)");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "(us)");
+        r = enter_variant_array(reply, "a(us)");
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_read(reply, "(us)", &uid, &unit)) > 0) {
@@ -909,12 +957,26 @@ static int read_holders(sd_bus_message *reply, RangeProperties *p) {
                 copy_string(h[p->n_holders].unit, sizeof(h->unit), unit);
                 p->n_holders++;
         }
+        return r < 0 ? r : exit_variant_array(reply);
+}
+
+static int read_revoking(sd_bus_message *reply, RangeProperties *p) {
+        uint64_t deadline;
+        uint32_t uid;
+        int r;
+
+        r = enter_variant_array(reply, "a(ut)");
         if (r < 0)
                 return r;
-        r = sd_bus_message_exit_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(reply);
+        while ((r = sd_bus_message_read(reply, "(ut)", &uid, &deadline)) > 0) {
+                svmd_revoking *v = reallocarray(p->revoking, p->n_revoking + 1, sizeof(svmd_revoking));
+
+                if (!v)
+                        return -ENOMEM;
+                p->revoking = v;
+                v[p->n_revoking++] = (svmd_revoking) { .uid = uid, .deadline_usec = deadline };
+        }
+        return r < 0 ? r : exit_variant_array(reply);
 }
 
 /* The properties svmd_get_range() reads beyond Domain and SvmAttributes; 0 for others. */
@@ -974,7 +1036,9 @@ static int read_range_property(sd_bus_message *reply, const char *name, void *us
         } else if (streq(name, "SvmAttributes")) {
                 r = read_svm_attributes(reply, &p->svm, &n);
                 p->has_svm = n > 0;
-        } else if (p->info)
+        } else if (streq(name, "Revoking") && p->want_revoking)
+                r = read_revoking(reply, p);
+        else if (p->info)
                 return read_range_info_property(reply, name, p);
         else
                 return 0;
@@ -1063,6 +1127,25 @@ _public_ int svmd_get_range(svmd_client *c, uint64_t id, svmd_range_info *ret, s
                 *ret_n_holders = info.n_holders;
         }
         free(p.holders);
+        return 0;
+}
+
+_public_ int svmd_get_revoking(svmd_client *c, uint64_t id, svmd_revoking **ret, size_t *ret_n, svmd_error *error) {
+        RangeProperties p = {
+                .svm = { .preferred = SVMD_SVM_LOCATION_NONE, .prefetch = SVMD_SVM_LOCATION_NONE },
+                .want_revoking = true,
+        };
+        int r;
+
+        if (!c || !ret || !ret_n)
+                return error_setf(error, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "Invalid NULL argument.");
+        r = range_get_properties(c, id, &p, error);
+        if (r < 0) {
+                free(p.revoking);
+                return r;
+        }
+        *ret = TAKE_PTR(p.revoking);
+        *ret_n = p.n_revoking;
         return 0;
 }
 

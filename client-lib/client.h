@@ -61,7 +61,7 @@ struct svmd_client {
         int epoll_fd;
         size_t n_pending;
 
-        sd_bus_slot *signal_slots[6];
+        sd_bus_slot *signal_slots[8];   /* one per entry of signal.c's signal_table */
         svmd_signal_callback signal_callback;
         void *signal_userdata;
 

@@ -2,11 +2,12 @@
 
 /*
  * The manager's signals (RangeCreated, RangeFreed, QuotaExceeded, GpuLost,
- * ContentsLost, VmFault) as
- * one callback with a tagged struct. They are received on the bus, or on the
- * direct connection when the client has no bus; either way after Subscribe, and
- * only those about the caller's own ranges and quota scope (every one for root
- * and org.svmd1.manage).
+ * ContentsLost, VmFault, RevokeRequested, RevokeFinished) as one callback with a
+ * tagged struct. They are received on the bus, or on the direct connection when the
+ * client has no bus; either way after Subscribe, and only those about the caller's
+ * own ranges and quota scope (every one for root and org.svmd1.manage). A holder
+ * hears RevokeRequested for its own holds, and a revoker RevokeFinished for its own
+ * revocations, subscribed or not.
  */
 
 #include <errno.h>
@@ -25,7 +26,11 @@ static const struct {
         { "GpuLost", SVMD_SIGNAL_GPU_LOST },
         { "ContentsLost", SVMD_SIGNAL_CONTENTS_LOST },
         { "VmFault", SVMD_SIGNAL_VM_FAULT },
+        { "RevokeRequested", SVMD_SIGNAL_REVOKE_REQUESTED },
+        { "RevokeFinished", SVMD_SIGNAL_REVOKE_FINISHED },
 };
+_Static_assert(ELEMENTSOF(signal_table) == ELEMENTSOF(((svmd_client *) NULL)->signal_slots),
+               "svmd_client.signal_slots needs a slot per signal");
 
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         svmd_client *c = userdata;
@@ -58,6 +63,12 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
                 break;
         case SVMD_SIGNAL_VM_FAULT:
                 r = sd_bus_message_read(m, "uus", &s.gpu_id, &s.pid, &s.task);
+                break;
+        case SVMD_SIGNAL_REVOKE_REQUESTED:
+                r = sd_bus_message_read(m, "tut", &s.id, &s.uid, &s.deadline_usec);
+                break;
+        case SVMD_SIGNAL_REVOKE_FINISHED:
+                r = sd_bus_message_read(m, "tuu", &s.id, &s.acknowledged, &s.forced);
                 break;
         }
         /* A signal that does not read is not ours to report; the caller's loop carries on. */

@@ -165,6 +165,8 @@ enum {
         OPT_SVM_GRANULARITY,
         OPT_FORMAT,
         OPT_OUTPUT,
+        OPT_DEADLINE,
+        OPT_WAIT,
 };
 
 /* --dry-run and --request-id, of every command that changes ranges: 1 if c is one of them. */
@@ -636,11 +638,12 @@ static int verb_ranges(int argc, char *argv[]) {
 static int verb_show(int argc, char *argv[]) {
         _cleanup_free_ svmd_token_info *tokens = NULL;
         _cleanup_free_ svmd_holder *holders = NULL;
+        _cleanup_free_ svmd_revoking *revoking = NULL;
         _cleanup_free_ char *mapped = NULL, *flags = NULL;
         svmd_error e = SVMD_ERROR_NULL;
         svmd_range_info info;
         const svmd_range *rg = &info.range;
-        size_t n_holders = 0, n_tokens = 0;
+        size_t n_holders = 0, n_tokens = 0, n_revoking = 0;
         bool has_tokens;
         uint64_t id = 0;
         int r;
@@ -653,6 +656,9 @@ static int verb_show(int argc, char *argv[]) {
         r = svmd_get_range(client, id, &info, &holders, &n_holders, &e);
         if (r < 0)
                 return report(r, &e, "reading the range failed");
+        r = svmd_get_revoking(client, id, &revoking, &n_revoking, &e);
+        if (r < 0)
+                return report(r, &e, "reading the range failed");
         /* Its tokens are for its owner and administrators; a holder sees the range without them. */
         r = svmd_list_tokens(client, id, &tokens, &n_tokens, &e);
         has_tokens = r >= 0;
@@ -660,16 +666,20 @@ static int verb_show(int argc, char *argv[]) {
                 svmd_error_free(&e);
 
         if (arg_json) {
-                json_t *o = json_range_object(rg), *h = json_array();
+                json_t *o = json_range_object(rg), *h = json_array(), *v = json_array();
 
                 for (size_t i = 0; h && i < n_holders; i++)
                         json_array_append_new(h, json_pack("{s:I,s:s}", "uid", (json_int_t) holders[i].uid, "unit",
                                                            holders[i].unit));
+                for (size_t i = 0; v && i < n_revoking; i++)
+                        json_array_append_new(v, json_pack("{s:I,s:I}", "uid", (json_int_t) revoking[i].uid,
+                                                           "deadline_usec", (json_int_t) revoking[i].deadline_usec));
                 if (o) {
                         json_object_set_new(o, "owner_unit", json_string(info.owner_unit));
                         json_object_set_new(o, "persistent", json_boolean(info.persistent));
                         json_object_set_new(o, "detached", json_boolean(info.detached));
                         json_object_set_new(o, "holders", h);
+                        json_object_set_new(o, "revoking", v);
                         json_object_set_new(o, "tokens", has_tokens ? json_integer((json_int_t) n_tokens) : json_null());
                         if (is_svm_range(rg))
                                 json_object_set_new(o, "svm", json_svm_state(&info.svm));
@@ -692,6 +702,15 @@ static int verb_show(int argc, char *argv[]) {
         for (size_t i = 0; i < n_holders; i++)
                 printf("%s%" PRIu32 "%s%s", i > 0 ? " " : "", holders[i].uid, holders[i].unit[0] ? ":" : "",
                        holders[i].unit);
+        putchar('\n');
+        /* Holds being revoked: "UID until DEADLINE", comma-separated (the time has spaces). */
+        printf("Revoking=");
+        for (size_t i = 0; i < n_revoking; i++) {
+                char when[64];
+
+                format_time(when, sizeof(when), revoking[i].deadline_usec);
+                printf("%s%" PRIu32 " until %s", i > 0 ? ", " : "", revoking[i].uid, when);
+        }
         putchar('\n');
         if (has_tokens)
                 printf("Tokens=%zu\n", n_tokens);
@@ -1596,15 +1615,99 @@ static int verb_tokens(int argc, char *argv[]) {
         return r;
 }
 
+/* --wait: RevokeFinished for the range this svmctl revoked. */
+typedef struct RevokeWait {
+        uint64_t id;
+        bool done;
+        uint32_t acknowledged, forced;
+} RevokeWait;
+
+static void on_revoke_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
+        RevokeWait *w = userdata;
+
+        if (s->kind == SVMD_SIGNAL_REVOKE_FINISHED && s->id == w->id) {
+                w->done = true;
+                w->acknowledged = s->acknowledged;
+                w->forced = s->forced;
+        }
+}
+
+static int wait_revoked(RevokeWait *w) {
+        while (!w->done) {
+                int r = svmd_client_process(client);
+
+                if (r < 0) {
+                        fprintf(stderr, "svmctl: the connection to svmd broke: %s\n", strerror(-r));
+                        return -ECONNRESET;
+                }
+                if (r == 0 && !w->done) {
+                        r = svmd_client_wait(client, UINT64_MAX);
+                        if (r < 0) {
+                                fprintf(stderr, "svmctl: waiting for the revocation failed: %s\n", strerror(-r));
+                                return r;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* revoke --range ID [--uid UID] --deadline WHEN [--wait]: ask the holders first (docs/svmctl.1). */
+static int revoke_with_deadline(uint64_t id, bool has_uid, uint32_t uid, uint64_t deadline_usec, bool wait) {
+        svmd_error e = SVMD_ERROR_NULL;
+        RevokeWait w = { .id = id };
+        struct timespec ts;
+        unsigned holders = 0;
+        uint64_t now;
+        char when[64];
+        int r;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        if (deadline_usec <= now)
+                return usage_error("revoke", "the deadline lies in the past");
+        if (wait) {
+                /* Before Revoke: a RevokeFinished that comes at once is not missed. */
+                r = svmd_client_watch(client, on_revoke_signal, &w, &e);
+                if (r < 0)
+                        return report(r, &e, "watching svmd's signals failed");
+        }
+        r = svmd_revoke(client, id, has_uid ? uid : SVMD_REVOKE_ALL_HOLDERS, deadline_usec - now, &holders,
+                        &deadline_usec, &e);
+        if (r < 0)
+                return report(r, &e, "revoke failed");
+        if (wait && holders > 0) {
+                r = wait_revoked(&w);
+                if (r < 0)
+                        return r;
+        }
+        if (arg_json)
+                return json_print(json_pack("{s:I,s:o,s:I,s:I,s:o,s:o}", "id", (json_int_t) id, "uid",
+                                            has_uid ? json_integer((json_int_t) uid) : json_null(), "holders",
+                                            (json_int_t) holders, "deadline_usec", (json_int_t) deadline_usec,
+                                            "acknowledged", w.done ? json_integer(w.acknowledged) : json_null(),
+                                            "forced", w.done ? json_integer(w.forced) : json_null()));
+        if (holders == 0)
+                printf("Range %" PRIu64 ": no hold left to wait for.\n", id);
+        else if (w.done)
+                printf("Range %" PRIu64 ": %" PRIu32 " hold(s) released in time, %" PRIu32 " taken at the deadline.\n",
+                       id, w.acknowledged, w.forced);
+        else
+                printf("Asked %u holder connection(s) of range %" PRIu64 " to release it by %s; svmd takes what is "
+                       "left then.\n", holders, id, format_time(when, sizeof(when), deadline_usec));
+        return 0;
+}
+
 static int verb_revoke(int argc, char *argv[]) {
         static const struct option options[] = {
-                { "range", required_argument, NULL, OPT_RANGE },
-                { "uid",   required_argument, NULL, OPT_UID },
+                { "range",    required_argument, NULL, OPT_RANGE },
+                { "uid",      required_argument, NULL, OPT_UID },
+                { "deadline", required_argument, NULL, OPT_DEADLINE },
+                { "wait",     no_argument,       NULL, OPT_WAIT },
                 {}
         };
         svmd_error e = SVMD_ERROR_NULL;
-        bool has_range = false, has_uid = false;
-        uint64_t id = 0;
+        bool has_range = false, has_uid = false, has_deadline = false, wait = false;
+        uint64_t id = 0, deadline_usec = 0;
         uint32_t uid = 0;
         int c, r;
 
@@ -1620,13 +1723,39 @@ static int verb_revoke(int argc, char *argv[]) {
                                 return usage_error("revoke", "invalid uid '%s'", optarg);
                         has_uid = true;
                         break;
+                case OPT_DEADLINE: {
+                        struct timespec ts;
+
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        if (parse_expiry(optarg, (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000,
+                                         &deadline_usec) < 0)
+                                return usage_error("revoke",
+                                                   "invalid deadline '%s' (a duration like 30s, 10m or 1h, an ISO "
+                                                   "8601 time like 2026-12-06T10:00:00Z, or @SECONDS)", optarg);
+                        has_deadline = true;
+                        break;
+                }
+                case OPT_WAIT:
+                        wait = true;
+                        break;
                 default:
                         return usage_error("revoke", "unknown option \'%s\'", argv[optind - 1]);
                 }
 
+        if (wait && !has_deadline)
+                return usage_error("revoke", "--wait needs --deadline");
+        if (has_deadline) {
+                if (!has_range)
+                        return usage_error("revoke", "--deadline needs --range (and --uid for one holder)");
+                if (optind < argc)
+                        return usage_error("revoke", "unexpected argument '%s'", argv[optind]);
+                return revoke_with_deadline(id, has_uid, uid, deadline_usec, wait);
+        }
+
         if (has_range || has_uid) {
                 if (!has_range || !has_uid)
-                        return usage_error("revoke", "revoking holds needs both --range and --uid");
+                        return usage_error("revoke", "revoking holds at once needs both --range and --uid "
+                                                     "(--deadline revokes every hold)");
                 if (optind < argc)
                         return usage_error("revoke", "unexpected argument '%s'", argv[optind]);
                 r = svmd_revoke_hold(client, id, uid, &e);
@@ -1639,7 +1768,7 @@ static int verb_revoke(int argc, char *argv[]) {
         }
 
         if (optind >= argc)
-                return usage_error("revoke", "missing TOKEN (or --range ID --uid UID)");
+                return usage_error("revoke", "missing TOKEN (or --range ID --uid UID, or --range ID --deadline WHEN)");
         if (optind + 1 < argc)
                 return usage_error("revoke", "unexpected argument '%s'", argv[optind + 1]);
         r = svmd_revoke_token(client, argv[optind], &e);
@@ -1987,6 +2116,14 @@ static void on_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
                         v = json_pack("{s:s,s:I,s:o,s:I,s:s}", "signal", s->name, "gpu_id", (json_int_t) s->gpu_id,
                                       "gpu_id_hex", json_hex(s->gpu_id), "pid", (json_int_t) s->pid, "task", s->task);
                         break;
+                case SVMD_SIGNAL_REVOKE_REQUESTED:
+                        v = json_pack("{s:s,s:I,s:I,s:I}", "signal", s->name, "id", (json_int_t) s->id, "uid",
+                                      (json_int_t) s->uid, "deadline_usec", (json_int_t) s->deadline_usec);
+                        break;
+                case SVMD_SIGNAL_REVOKE_FINISHED:
+                        v = json_pack("{s:s,s:I,s:I,s:I}", "signal", s->name, "id", (json_int_t) s->id,
+                                      "acknowledged", (json_int_t) s->acknowledged, "forced", (json_int_t) s->forced);
+                        break;
                 default:
                         return;
                 }
@@ -2010,6 +2147,17 @@ static void on_signal(svmd_client *c, const svmd_signal *s, void *userdata) {
                         break;
                 case SVMD_SIGNAL_VM_FAULT:
                         printf("%-14s GPU 0x%x, process %" PRIu32 " (%s)\n", s->name, s->gpu_id, s->pid, s->task);
+                        break;
+                case SVMD_SIGNAL_REVOKE_REQUESTED: {
+                        char when[64];
+
+                        printf("%-14s range %" PRIu64 ": uid %" PRIu32 " to release it by %s\n", s->name, s->id,
+                               s->uid, format_time(when, sizeof(when), s->deadline_usec));
+                        break;
+                }
+                case SVMD_SIGNAL_REVOKE_FINISHED:
+                        printf("%-14s range %" PRIu64 ": %" PRIu32 " released in time, %" PRIu32
+                               " taken at the deadline\n", s->name, s->id, s->acknowledged, s->forced);
                         break;
                 }
         fflush(stdout);
@@ -2259,8 +2407,9 @@ static const Verb verbs[] = {
           true },
         { "tokens", "tokens ID", "List the share tokens of range ID (its owner, administrators).", verb_tokens,
           true },
-        { "revoke", "revoke TOKEN | revoke --range ID --uid UID",
-          "Revoke a share token, or every hold uid UID has on range ID (the range's owner, administrators).",
+        { "revoke", "revoke TOKEN | revoke --range ID --uid UID | revoke --range ID [--uid UID] --deadline WHEN [--wait]",
+          "Revoke a share token, or every hold uid UID has on range ID at once, or ask the holders to release "
+          "by a deadline (the range's owner, administrators).",
           verb_revoke, true },
         { "usage", "usage [SCOPE]",
           "Show usage and quota of a scope: the caller's own, or uid:N, unit:NAME, cgroup:PATH.", verb_usage, true },

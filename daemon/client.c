@@ -19,6 +19,7 @@
 #include "peer-pid.h"
 #include "persist.h"
 #include "range.h"
+#include "revoke.h"
 #include "str-table.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
@@ -619,6 +620,8 @@ int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
 Hold *hold_free(Hold *h) {
         if (!h)
                 return NULL;
+        if (h->revocation)
+                revocation_hold_gone(h);
         if (h->client_prev)
                 h->client_prev->client_next = h->client_next;
         else if (h->client)

@@ -60,6 +60,9 @@ struct Client {
         bool subscribed;
         bool sees_all;          /* root, or org.svmd1.manage when it subscribed */
         Client *subscriber_prev, *subscriber_next;
+        /* Ranges whose hold was taken from it by force (revoke.c): its later calls on them say so. */
+        uint64_t revoked_ranges[8];
+        unsigned n_revoked;
         /* Disconnected, its ranges still being freed in slices (Manager.teardown_head) */
         bool gone;
         Client *teardown_next;
@@ -72,6 +75,7 @@ struct Hold {
         Hold *client_prev, *client_next;
         Hold *range_prev, *range_next;
         bool read_only;
+        struct Revocation *revocation;  /* being revoked: released by its deadline, or taken (revoke.h) */
 };
 
 #define TOKEN_HEX_LEN 32        /* 128 bits from getrandom() */

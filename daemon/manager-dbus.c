@@ -540,6 +540,9 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_revoke_token, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RevokeHold", SD_BUS_ARGS("t", id, "u", uid), SD_BUS_NO_RESULT,
                                 method_revoke_hold, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Revoke", SD_BUS_ARGS("t", id, "t", timeout_usec, "a{sv}", options),
+                                SD_BUS_RESULT("u", holders, "t", deadline_usec),
+                                method_revoke, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetUsage", SD_BUS_ARGS("s", scope), SD_BUS_RESULT("a{sv}", usage),
                                 method_get_usage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
@@ -555,5 +558,7 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_SIGNAL_WITH_ARGS("GpuLost", SD_BUS_ARGS("u", gpu_id), 0),
         SD_BUS_SIGNAL_WITH_ARGS("ContentsLost", SD_BUS_ARGS("t", id, "u", gpu_id, "s", reason), 0),
         SD_BUS_SIGNAL_WITH_ARGS("VmFault", SD_BUS_ARGS("u", gpu_id, "u", pid, "s", task), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("RevokeRequested", SD_BUS_ARGS("t", id, "u", uid, "t", deadline_usec), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("RevokeFinished", SD_BUS_ARGS("t", id, "u", acknowledged, "u", forced), 0),
         SD_BUS_VTABLE_END,
 };

@@ -32,6 +32,7 @@
 #include "range-dbus.h"
 #include "range.h"
 #include "request-cache.h"
+#include "revoke.h"
 #include "size-util.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
@@ -101,6 +102,7 @@ Manager *manager_free(Manager *m) {
 
         /* The kernel objects die with the process; here only memory is released, ranges first
          * (they reference identities and clients). */
+        revocations_free(m); /* before the holds that point at them */
         free_all_ranges(m);
         direct_server_free(m->direct);
         free_all_clients(m);

@@ -120,6 +120,7 @@ typedef struct Manager {
         sd_event_source *watchdog_timer;
         uint64_t watchdog_usec;
         bool exiting;
+        struct Revocation *revocations; /* revocations waiting for their holders (revoke.h) */
 } Manager;
 
 int manager_new(Manager **ret, const ManagerOptions *options);

@@ -16,6 +16,7 @@
 #include "polkit.h"
 #include "range-svm.h"
 #include "range.h"
+#include "revoke.h"
 #include "request-cache.h"
 #include "size-util.h"
 #include "svmd-protocol.h"
@@ -439,6 +440,9 @@ int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, boo
                         return r;
                 }
                 sd_bus_error_free(&denied);
+                /* A holder whose hold was taken at a revocation's deadline knew the range: it hears why. */
+                if ((r < 0 || !range) && client_was_revoked(c, id))
+                        return revoked_error(id, NULL, error);
                 if (r < 0 || !range)
                         return range_not_found(id, error);
         }

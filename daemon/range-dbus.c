@@ -16,6 +16,7 @@
 #include "range-dbus.h"
 #include "range-svm.h"
 #include "range.h"
+#include "revoke.h"
 #include "svmd-protocol.h"
 
 /*
@@ -159,6 +160,23 @@ static int property_get_holders(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_close_container(reply);
 }
 
+static int property_get_revoking(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Range *range = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ut)");
+        if (r < 0)
+                return r;
+        for (Hold *h = range->holds; h; h = h->range_next)
+                if (h->revocation) {
+                        r = sd_bus_message_append(reply, "(ut)", (uint32_t) h->uid, h->revocation->deadline_usec);
+                        if (r < 0)
+                                return r;
+                }
+        return sd_bus_message_close_container(reply);
+}
+
 static int property_get_persistent(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Range *range = userdata;
@@ -199,6 +217,7 @@ const sd_bus_vtable range_vtable[] = {
         SD_BUS_PROPERTY("Flags", "as", property_get_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Owner", "(us)", property_get_owner, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Holders", "a(us)", property_get_holders, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Revoking", "a(ut)", property_get_revoking, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Label", "s", property_get_label, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Persistent", "b", property_get_persistent, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -2,7 +2,7 @@
 
 /*
  * Sharing and accounting methods of org.svmd1.Manager: Export, Share, Attach,
- * Release, GetUsage, Reload.
+ * Release, the revocations, GetUsage, Reload.
  *
  * Sharing rules: Export gives the owner (or a holder) an fd for its own import.
  * Share makes an unguessable token that a grant may restrict to a uid, a unit
@@ -28,6 +28,7 @@
 #include "persist.h"
 #include "quota.h"
 #include "range.h"
+#include "revoke.h"
 #include "str-table.h"
 #include "svmd-protocol.h"
 
@@ -62,6 +63,8 @@ int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
 
         /* A holder whose grant was read-only gets a read-only fd; owners and admins read-write. */
         h = client_find_hold(c, range);
+        if (h && h->revocation && !client_may(c, range, false))
+                return revoked_error(range->id, h, error);
         r = range_export_fd(range, h && h->read_only && !client_may(c, range, false), &fd, error);
         if (r < 0)
                 return r;
@@ -243,6 +246,10 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         r = range_check_busy(range, error);
         if (r < 0)
                 return r;
+        /* Being revoked: the holder must let go, not take a new fd. */
+        h = client_find_hold(c, range);
+        if (h && h->revocation)
+                return revoked_error(range->id, h, error);
 
         if (attach_adds_hold(c, range) && range_n_holds(range) >= m->config.limit_holds_per_range) {
                 manager_emit_quota_exceeded(m, c->identity->scope->key, "holds-per-range");
@@ -272,6 +279,7 @@ int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 (void) persist_hold_added(m, range, h->uid, false);
         }
 
+        client_forget_revoked(c, range->id);
         log_fields(LOG_INFO, &((LogFields) { .range_id = range->id, .unit = c->identity->unit }),
                    "Range %" PRIu64 " attached by uid %u.", range->id, (unsigned) c->identity->uid);
         return reply_fd(msg, range, fd, true);
@@ -293,6 +301,8 @@ int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return r;
         range = manager_find_range(m, id);
         h = range ? client_find_hold(c, range) : NULL;
+        if (!h && client_was_revoked(c, id))
+                return revoked_error(id, NULL, error);
         if (!h)
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
                                          "You hold no reference to range %" PRIu64 " (`svmctl release` undoes `svmctl attach`; owners use `svmctl free`).",
@@ -414,13 +424,22 @@ int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error
         return sd_bus_reply_method_return(msg, "");
 }
 
+/* The revocations of one uid's holds name a holder: NoSuchRange if uid holds none. */
+static int check_holder(Range *range, uint32_t uid, sd_bus_error *error) {
+        for (Hold *h = range->holds; h; h = h->range_next)
+                if (h->uid == (uid_t) uid)
+                        return 0;
+        return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
+                                 "Uid %" PRIu32 " holds no reference to range %" PRIu64 "; its Holders "
+                                 "property lists who does.", uid, range->id);
+}
+
 int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         uint32_t uid;
         uint64_t id;
         Client *c;
         Range *range;
-        bool found = false;
         int r;
 
         r = sd_bus_message_read(msg, "tu", &id, &uid);
@@ -429,12 +448,9 @@ int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         r = owner_range(m, msg, id, "Revoking holds on", &c, &range, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
-        for (Hold *h = range->holds; h && !found; h = h->range_next)
-                found = h->uid == (uid_t) uid;
-        if (!found)
-                return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
-                                         "Uid %" PRIu32 " holds no reference to range %" PRIu64 "; its Holders "
-                                         "property lists who does.", uid, id);
+        r = check_holder(range, uid, error);
+        if (r < 0)
+                return r;
 
         r = range_revoke_holds(range, (uid_t) uid);
         if (r < 0)
@@ -443,6 +459,55 @@ int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                    "Holds of uid %" PRIu32 " on range %" PRIu64 " revoked by uid %u.", uid, id,
                    (unsigned) c->identity->uid);
         return sd_bus_reply_method_return(msg, "");
+}
+
+typedef struct RevokeArgs {
+        uint32_t uid;
+        bool has_uid;
+} RevokeArgs;
+
+static const BusOption revoke_options[] = {
+        BUS_OPTION_P(SVMD_REVOKE_UID, RevokeArgs, BUS_OPTION_U32, uid, 0, has_uid),
+        {}
+};
+
+int method_revoke(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        RevokeArgs a = {};
+        uint64_t id, timeout_usec, deadline_usec;
+        unsigned asked;
+        Client *c;
+        Range *range;
+        int r;
+
+        r = sd_bus_message_read(msg, "tt", &id, &timeout_usec);
+        if (r < 0)
+                return r;
+        r = bus_read_options(msg, revoke_options, &a, "options", error);
+        if (r < 0)
+                return r;
+        if (timeout_usec == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "A deadline of 0 µs gives holders no time; RevokeHold and RevokeToken revoke "
+                                        "at once.");
+        if (timeout_usec > REVOKE_TIMEOUT_MAX_USEC)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "A deadline %" PRIu64 " µs away is more than a week (%llu µs), the longest "
+                                         "svmd keeps.", timeout_usec, REVOKE_TIMEOUT_MAX_USEC);
+
+        r = owner_range(m, msg, id, "Revoking holds on", &c, &range, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+        if (a.has_uid) {
+                r = check_holder(range, a.uid, error);
+                if (r < 0)
+                        return r;
+        }
+
+        r = revocation_start(m, range, c, !a.has_uid, (uid_t) a.uid, timeout_usec, &asked, &deadline_usec);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, "ut", (uint32_t) asked, deadline_usec);
 }
 
 static int append_kv_t(sd_bus_message *reply, const char *key, uint64_t v) {

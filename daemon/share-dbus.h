@@ -12,5 +12,6 @@ int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_revoke_hold(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_revoke(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_get_usage(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error);

@@ -34,6 +34,7 @@
 #define SVMD_ERROR_KERNEL           "org.svmd1.Error.Kernel"
 #define SVMD_ERROR_REQUEST_ID_REUSED "org.svmd1.Error.RequestIdReused"
 #define SVMD_ERROR_GPU_RESETTING    "org.svmd1.Error.GpuResetting"
+#define SVMD_ERROR_REVOKED          "org.svmd1.Error.Revoked"
 /* The direct socket refused a connection or a message over the limits of svmd.conf. */
 #define SVMD_ERROR_LIMITS_EXCEEDED  SD_BUS_ERROR_LIMITS_EXCEEDED
 
@@ -97,6 +98,9 @@ extern const sd_bus_error_map svmd_error_map[];
 #define SVMD_GRANT_CGROUP       "cgroup"       /* s: prefix of the attaching caller's cgroup */
 #define SVMD_GRANT_READ_ONLY    "read-only"    /* b */
 #define SVMD_GRANT_EXPIRES_USEC "expires-usec" /* t: CLOCK_REALTIME µs */
+
+/* Revoke option keys. */
+#define SVMD_REVOKE_UID         "uid"          /* u: only this uid's holds; absent: every hold and token */
 
 /* GetUsage keys. */
 #define SVMD_USAGE_SCOPE        "scope"

@@ -454,6 +454,32 @@ int svmd_revoke_token(svmd_client *c, const char *token, svmd_error *error);
 int svmd_revoke_hold(svmd_client *c, uint64_t id, uint32_t uid, svmd_error *error);
 
 /*
+ * LIBSVMD_0.4: revocation with a deadline (docs/dbus-api.md, "Revoke"). The owner of
+ * range id or an administrator asks uid's holders (every holder, and every token
+ * removed at once, with SVMD_REVOKE_ALL_HOLDERS) to release it within timeout_usec
+ * (1 µs to a week). Each holder connection gets SVMD_SIGNAL_REVOKE_REQUESTED and
+ * acknowledges with svmd_release() (or by disconnecting); at the deadline svmd takes
+ * what is left, and that holder's later calls on the range fail with -EKEYREVOKED
+ * (org.svmd1.Error.Revoked). The revoker's connection gets SVMD_SIGNAL_REVOKE_FINISHED
+ * (svmd_client_watch()). *ret_holders (may be NULL): the holds now waited for; 0: none.
+ * *ret_deadline_usec (may be NULL): the deadline svmd set, CLOCK_REALTIME µs.
+ * The owner keeps the range. The fds holders already have keep the memory alive:
+ * revocation takes svmd's references, not the kernel's (libsvmd(3)).
+ */
+#define SVMD_REVOKE_ALL_HOLDERS UINT32_MAX
+int svmd_revoke(svmd_client *c, uint64_t id, uint32_t uid, uint64_t timeout_usec, unsigned *ret_holders,
+                uint64_t *ret_deadline_usec, svmd_error *error);
+
+/* A hold being revoked, as the range's Revoking property lists it. */
+typedef struct svmd_revoking {
+        uint32_t uid;
+        uint64_t deadline_usec; /* CLOCK_REALTIME µs */
+} svmd_revoking;
+
+/* The holds of range id being revoked; *ret is malloc()ed (free() it). Who may see the range. */
+int svmd_get_revoking(svmd_client *c, uint64_t id, svmd_revoking **ret, size_t *ret_n, svmd_error *error);
+
+/*
  * Make a range usable in this process at its SVM address: id_or_token is a range
  * id the caller owns (decimal, Export) or a token (Attach). Opens this process's
  * own KFD context on first use, reserves [va, va+size) (fails with -EEXIST if
@@ -502,8 +528,11 @@ typedef enum svmd_signal_kind {
         SVMD_SIGNAL_RANGE_FREED,        /* id */
         SVMD_SIGNAL_QUOTA_EXCEEDED,     /* scope, resource */
         SVMD_SIGNAL_GPU_LOST,           /* gpu_id */
+        /* LIBSVMD_0.4; callbacks should ignore kinds they do not know. */
         SVMD_SIGNAL_CONTENTS_LOST,      /* id, gpu_id, reason: a reset of gpu_id took the range's contents */
         SVMD_SIGNAL_VM_FAULT,           /* gpu_id, pid, task: a VM fault of the caller's process pid */
+        SVMD_SIGNAL_REVOKE_REQUESTED,   /* id, uid, deadline_usec: release range id by then */
+        SVMD_SIGNAL_REVOKE_FINISHED,    /* id, acknowledged, forced: a revocation this client started is over */
 } svmd_signal_kind;
 
 typedef struct svmd_signal {
@@ -513,9 +542,14 @@ typedef struct svmd_signal {
         uint32_t gpu_id;
         const char *scope;
         const char *resource;
+        /* LIBSVMD_0.4 */
         const char *reason;             /* ContentsLost */
         uint32_t pid;                   /* VmFault */
         const char *task;               /* VmFault: the kernel's task name */
+        uint32_t uid;
+        uint64_t deadline_usec;         /* CLOCK_REALTIME µs */
+        uint32_t acknowledged;          /* holds released (or disconnected) before the deadline */
+        uint32_t forced;                /* holds taken at the deadline */
 } svmd_signal;
 
 typedef void (*svmd_signal_callback)(svmd_client *c, const svmd_signal *signal, void *userdata);

@@ -73,5 +73,8 @@ if command -v nm >/dev/null; then
                 { echo "svmd_get_metrics@@LIBSVMD_0.4 missing" >&2; exit 1; }
         nm -D --defined-only "$lib" | grep -q " svmd_reuse@@LIBSVMD_0\.4$" ||
                 { echo "svmd_reuse@@LIBSVMD_0.4 missing" >&2; exit 1; }
+        for sym in svmd_revoke svmd_get_revoking; do
+                nm -D --defined-only "$lib" | grep -q " $sym@@LIBSVMD_0\.4$" || { echo "$sym@@LIBSVMD_0.4 missing" >&2; exit 1; }
+        done
 fi
 echo "installed into $dest and compiled the example against it"

@@ -953,6 +953,106 @@ static void test_get_range(svmd_client *c, svmd_client *holder) {
         ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
 }
 
+/* ---- revocation with a deadline: a holder on the direct socket that releases ---- */
+
+typedef struct RevokeState {
+        uint64_t id;
+        unsigned requested, finished;
+        uint32_t uid, acknowledged, forced;
+        uint64_t deadline_usec;
+} RevokeState;
+
+static void on_revoke(svmd_client *c, const svmd_signal *sig, void *userdata) {
+        RevokeState *s = userdata;
+
+        if (sig->id != s->id)
+                return;
+        if (sig->kind == SVMD_SIGNAL_REVOKE_REQUESTED) {
+                ASSERT_STREQ(sig->name, "RevokeRequested");
+                s->requested++;
+                s->uid = sig->uid;
+                s->deadline_usec = sig->deadline_usec;
+        } else if (sig->kind == SVMD_SIGNAL_REVOKE_FINISHED) {
+                ASSERT_STREQ(sig->name, "RevokeFinished");
+                s->finished++;
+                s->acknowledged = sig->acknowledged;
+                s->forced = sig->forced;
+        }
+}
+
+static void process_until(svmd_client *c, const unsigned *counter) {
+        for (int i = 0; i < 100 && *counter == 0; i++) {
+                ASSERT_OK(svmd_client_process(c));
+                if (*counter == 0)
+                        ASSERT_TRUE(svmd_client_wait(c, 100 * 1000) >= 0);
+        }
+        ASSERT_TRUE(*counter > 0);
+}
+
+static void test_revoke_deadline(void) {
+        svmd_client *owner = connect_client(SVMD_CLIENT_NO_DIRECT), *holder = connect_client(SVMD_CLIENT_DIRECT_ONLY);
+        svmd_allocate_options o = { .persistent = true };
+        _cleanup_free_ svmd_revoking *revoking = NULL;
+        _cleanup_free_ char *token = NULL;
+        svmd_error e = SVMD_ERROR_NULL;
+        RevokeState os = {}, hs = {};
+        svmd_attachment at;
+        svmd_allocation a;
+        uint64_t deadline;
+        unsigned holders = 99;
+        size_t n = 99;
+        int r;
+
+        r = svmd_allocate(owner, MiB, gpus[0], "host", &o, &a, &e);
+        ASSERT_SVMD_OK(r, &e);
+        os.id = hs.id = a.id;
+        ASSERT_OK(svmd_client_watch(owner, on_revoke, &os, NULL));
+        ASSERT_OK(svmd_client_watch(holder, on_revoke, &hs, NULL));
+        r = svmd_share(owner, a.id, NULL, &token, &e);
+        ASSERT_SVMD_OK(r, &e);
+        r = svmd_attach(holder, token, &at, &e);
+        ASSERT_SVMD_OK(r, &e);
+        close(at.fd);
+
+        r = svmd_revoke(owner, a.id, SVMD_REVOKE_ALL_HOLDERS, 0, NULL, NULL, &e);
+        ASSERT_SVMD_ERROR(r, &e, EINVAL, "org.freedesktop.DBus.Error.InvalidArgs");
+        r = svmd_revoke(owner, a.id, SVMD_REVOKE_ALL_HOLDERS, 30 * 1000000ULL, &holders, &deadline, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(holders, 1);
+        r = svmd_get_revoking(owner, a.id, &revoking, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(n, 1);
+        ASSERT_UEQ(revoking[0].uid, (uint32_t) getuid());
+        ASSERT_UEQ(revoking[0].deadline_usec, deadline);
+
+        /* The holder hears it on the direct socket, and releases. */
+        process_until(holder, &hs.requested);
+        ASSERT_UEQ(hs.requested, 1);
+        ASSERT_UEQ(hs.uid, (uint32_t) getuid());
+        ASSERT_UEQ(hs.deadline_usec, deadline);
+        r = svmd_release(holder, a.id, &e);
+        ASSERT_SVMD_OK(r, &e);
+        process_until(owner, &os.finished);
+        ASSERT_UEQ(os.finished, 1);
+        ASSERT_UEQ(os.acknowledged, 1);
+        ASSERT_UEQ(os.forced, 0);
+        free(revoking);
+        revoking = NULL;
+        r = svmd_get_revoking(owner, a.id, &revoking, &n, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(n, 0);
+        /* The whole-range revocation removed the token. */
+        r = svmd_attach(holder, token, &at, &e);
+        ASSERT_SVMD_ERROR(r, &e, ENOKEY, "org.svmd1.Error.NoSuchToken");
+        r = svmd_revoke(owner, a.id, SVMD_REVOKE_ALL_HOLDERS, 1000000, &holders, NULL, &e);
+        ASSERT_SVMD_OK(r, &e);
+        ASSERT_UEQ(holders, 0);
+
+        ASSERT_OK(svmd_free(owner, a.id, NULL));
+        svmd_client_free(holder);
+        svmd_client_free(owner);
+}
+
 int main(int argc, char *argv[]) {
         svmd_client *bus, *direct;
         svmd_error e = SVMD_ERROR_NULL;
@@ -993,6 +1093,7 @@ int main(int argc, char *argv[]) {
         test_get_range(direct, bus);
         fprintf(stderr, "== test_signals\n");
         test_signals(bus, direct);
+        TEST(test_revoke_deadline);
 
         svmd_client_free(direct);
         svmd_client_free(bus);

@@ -687,6 +687,67 @@ def test_show_detached_release():
     run("attach", "--bogus", "x", code=EXIT_USAGE)
 
 
+def hold_as_nobody(range_id):
+    """svmctl attach --hold of a new token for range_id, as uid 65534; the process, holding."""
+    token = js("share", str(range_id))["token"]
+    h = subprocess.Popen(NOBODY + ["attach", "--hold", token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    assert h.stdout.readline().startswith(f"Attached range {range_id}:")
+    assert "Holding" in h.stdout.readline()
+    return h
+
+
+@test
+def test_revoke_deadline():
+    # A holder that never releases (svmctl attach --hold does not listen): taken at the deadline.
+    a = js("alloc", "1M", "--domain", "host", "--persistent", "--label", "revoked")
+    h = hold_as_nobody(a["id"])
+    try:
+        kv = dict(line.split("=", 1) for line in run("show", str(a["id"])).stdout.splitlines())
+        assert kv["Revoking"] == "", kv
+        for bad in ["0s", "bogus", "-5s"]:
+            p = run("revoke", "--range", str(a["id"]), "--deadline", bad, code=EXIT_USAGE)
+            assert "deadline" in p.stderr, p.stderr
+        run("revoke", "--range", str(a["id"]), "--wait", code=EXIT_USAGE)
+        run("revoke", "--uid", "65534", "--deadline", "30s", code=EXIT_USAGE)
+        run("revoke", "--range", "999999", "--deadline", "30s", code=EXIT_NOT_FOUND)
+        run("revoke", "--range", str(a["id"]), "--uid", "4242", "--deadline", "30s", code=EXIT_NOT_FOUND)
+
+        # The monitor (root sees everything) shows the request and the end; --wait prints the outcome.
+        result = {}
+
+        def act():
+            result.update(js("revoke", "--range", str(a["id"]), "--deadline", "1s", "--wait"))
+
+        out = monitor("--json", count=2, action=act)
+        ev = [json.loads(x) for x in out.splitlines()]
+        assert ev[0]["signal"] == "RevokeRequested" and ev[0]["id"] == a["id"] and ev[0]["uid"] == 65534, ev
+        assert ev[1] == {"signal": "RevokeFinished", "id": a["id"], "acknowledged": 0, "forced": 1}, ev
+        assert result["holders"] == 1 and result["acknowledged"] == 0 and result["forced"] == 1, result
+        assert result["uid"] is None and result["deadline_usec"] == ev[0]["deadline_usec"], result
+        assert js("show", str(a["id"]))["holders"] == [], "the hold outlived its deadline"
+    finally:
+        h.kill()
+        h.wait()
+
+    # Visible while it runs: show's Revoking; the holder's disconnect ends it (human output).
+    h = hold_as_nobody(a["id"])
+    try:
+        p = run("revoke", "--range", str(a["id"]), "--uid", "65534", "--deadline", "10m")
+        assert p.stdout.startswith(f"Asked 1 holder connection(s) of range {a['id']} to release it by "), p.stdout
+        kv = dict(line.split("=", 1) for line in run("show", str(a["id"])).stdout.splitlines())
+        assert re.match(r"^65534 until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", kv["Revoking"]), kv
+        s = js("show", str(a["id"]))
+        assert [r["uid"] for r in s["revoking"]] == [65534], s
+    finally:
+        h.kill()
+        h.wait()
+    assert js("show", str(a["id"]))["revoking"] == []
+    p = run("revoke", "--range", str(a["id"]), "--deadline", "10m", "--wait")
+    assert p.stdout == f"Range {a['id']}: no hold left to wait for.\n", p.stdout
+    run("free", str(a["id"]))
+
+
 @test
 def test_hold():
     # --hold keeps the range for svmctl's lifetime; a crash of svmctl frees it.

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "hostile-util.h"
+#include "svmd-protocol.h"
 
 sd_bus *hu_connect(void) {
         sd_bus *bus = NULL;
@@ -114,4 +116,44 @@ uint64_t hu_now_usec(void) {
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+void hu_share(sd_bus *bus, uint64_t id, uid_t to, char *ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *token;
+        int r;
+
+        if (to == 0)
+                r = test_call(bus, "Share", &error, &reply, "ta{sv}", id, 0);
+        else
+                r = test_call(bus, "Share", &error, &reply, "ta{sv}", id, 1, "uid", "u", (uint32_t) to);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "s", &token));
+        snprintf(ret, 40, "%s", token);
+}
+
+unsigned hu_holds_of(sd_bus *bus, uint64_t id, uid_t uid) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char path[64];
+        const char *unit;
+        uint32_t u;
+        unsigned n = 0;
+        int r;
+
+        snprintf(path, sizeof(path), SVMD_RANGE_PATH_PREFIX "/%" PRIu64, id);
+        r = sd_bus_get_property(bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Holders", &error, &reply, "a(us)");
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(us)"));
+        while ((r = sd_bus_message_read(reply, "(us)", &u, &unit)) > 0)
+                n += u == uid;
+        ASSERT_OK(r);
+        return n;
+}
+
+void hu_expect_error(int r, sd_bus_error *error, const char *name) {
+        ASSERT_BUS_ERROR(r, error, name);
+        fprintf(stderr, "refused as expected: %s: %s\n", error->name, error->message);
+        sd_bus_error_free(error);
 }

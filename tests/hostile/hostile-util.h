@@ -40,5 +40,12 @@ uint64_t hu_usage(sd_bus *bus, const char *key);
 /* GetUsage(scope)'s value of key (0 if absent); another scope needs root. */
 uint64_t hu_usage_of(sd_bus *bus, const char *scope, const char *key);
 
+/* Share range id (with a grant to uid to, or to anyone if to is 0); the token into ret (40 bytes). */
+void hu_share(sd_bus *bus, uint64_t id, uid_t to, char *ret);
+/* How many holds uid has on range id (its Holders property). */
+unsigned hu_holds_of(sd_bus *bus, uint64_t id, uid_t uid);
+/* Assert that a call failed with the error name, print it, and free the error. */
+void hu_expect_error(int r, sd_bus_error *error, const char *name);
+
 /* Microseconds on CLOCK_MONOTONIC. */
 uint64_t hu_now_usec(void);

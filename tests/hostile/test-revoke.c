@@ -34,21 +34,6 @@ typedef struct Shared {
 
 static Shared *S;
 
-static void share(sd_bus *bus, uint64_t id, uid_t to, char *ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        const char *token;
-        int r;
-
-        if (to == 0)
-                r = test_call(bus, "Share", &error, &reply, "ta{sv}", id, 0);
-        else
-                r = test_call(bus, "Share", &error, &reply, "ta{sv}", id, 1, "uid", "u", (uint32_t) to);
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_read(reply, "s", &token));
-        snprintf(ret, 40, "%s", token);
-}
-
 static int attach(sd_bus *bus, const char *token, sd_bus_error *error) {
         return test_call(bus, "Attach", error, NULL, "s", token);
 }
@@ -74,39 +59,13 @@ static bool lists_token(sd_bus *bus, uint64_t id, const char *token) {
         return found;
 }
 
-/* How many holds uid has on range id (its Holders property). */
-static unsigned holds_of(sd_bus *bus, uint64_t id, uid_t uid) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        char path[64];
-        const char *unit;
-        uint32_t u;
-        unsigned n = 0;
-        int r;
-
-        snprintf(path, sizeof(path), SVMD_RANGE_PATH_PREFIX "/%" PRIu64, id);
-        r = sd_bus_get_property(bus, SVMD_BUS_NAME, path, SVMD_RANGE_INTERFACE, "Holders", &error, &reply, "a(us)");
-        ASSERT_BUS_OK(r, &error);
-        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(us)"));
-        while ((r = sd_bus_message_read(reply, "(us)", &u, &unit)) > 0)
-                n += u == uid;
-        ASSERT_OK(r);
-        return n;
-}
-
-static void expect_error(int r, sd_bus_error *error, const char *name) {
-        ASSERT_BUS_ERROR(r, error, name);
-        fprintf(stderr, "refused as expected: %s: %s\n", error->name, error->message);
-        sd_bus_error_free(error);
-}
-
 static void owner_setup(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
 
         S->r1 = hu_allocate_persistent(bus, T.gpus[0], 4 * MiB);
-        share(bus, S->r1, HU_UID_B, S->tok_b);
-        share(bus, S->r1, HU_UID_C, S->tok_c);
-        share(bus, S->r1, 0, S->tok_any);
+        hu_share(bus, S->r1, HU_UID_B, S->tok_b);
+        hu_share(bus, S->r1, HU_UID_C, S->tok_c);
+        hu_share(bus, S->r1, 0, S->tok_any);
 }
 
 static void tenant_b(void *arg) {
@@ -121,9 +80,9 @@ static void tenant_b(void *arg) {
         /* Once revoked: the token is gone, and so is B's reference. */
         hu_wait_flag(&S->b_check);
         r = attach(bus, S->tok_b, &error);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_TOKEN);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_TOKEN);
         r = test_call(bus, "Release", &error, NULL, "t", S->r1);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
         S->b_checked = 1;
         hu_wait_flag(&S->b_exit);
 }
@@ -136,13 +95,13 @@ static void tenant_c(void *arg) {
         /* Not C's range: C can neither list nor revoke, even with B's token in hand. A range C may not
          * see is no range to it (as for every method that takes an id); the token it holds, it knows. */
         r = test_call(bus, "ListTokens", &error, NULL, "t", S->r1);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
         r = test_call(bus, "RevokeToken", &error, NULL, "s", S->tok_b);
-        expect_error(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
+        hu_expect_error(r, &error, SD_BUS_ERROR_ACCESS_DENIED);
         r = test_call(bus, "RevokeHold", &error, NULL, "tu", S->r1, (uint32_t) HU_UID_B);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
         r = test_call(bus, "RevokeToken", &error, NULL, "s", "00000000000000000000000000000000");
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_TOKEN);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_TOKEN);
 
         r = attach(bus, S->tok_c, &error);
         ASSERT_BUS_OK(r, &error);
@@ -164,9 +123,9 @@ static void owner_revokes(void *arg) {
 
         r = test_call(bus, "RevokeHold", &error, NULL, "tu", S->r1, (uint32_t) HU_UID_B);
         ASSERT_BUS_OK(r, &error);
-        ASSERT_UEQ(holds_of(bus, S->r1, HU_UID_B), 0);
+        ASSERT_UEQ(hu_holds_of(bus, S->r1, HU_UID_B), 0);
         r = test_call(bus, "RevokeHold", &error, NULL, "tu", S->r1, (uint32_t) HU_UID_B);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
 }
 
 /* A range B holds, freed by A: it lives on for B, charged to A. */
@@ -176,8 +135,8 @@ static void owner_before_restart(void *arg) {
         int r;
 
         S->r2 = hu_allocate_persistent(bus, T.gpus[0], 8 * MiB);
-        share(bus, S->r2, HU_UID_B, S->tok2);
-        share(bus, S->r2, HU_UID_B, S->tok2_revoked);
+        hu_share(bus, S->r2, HU_UID_B, S->tok2);
+        hu_share(bus, S->r2, HU_UID_B, S->tok2_revoked);
         r = test_call(bus, "RevokeToken", &error, NULL, "s", S->tok2_revoked);
         ASSERT_BUS_OK(r, &error);
 }
@@ -186,7 +145,7 @@ static void owner_frees(void *arg) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = hu_connect();
 
         test_free(bus, S->r2);
-        ASSERT_UEQ(holds_of(bus, S->r2, HU_UID_B), 1);
+        ASSERT_UEQ(hu_holds_of(bus, S->r2, HU_UID_B), 1);
         S->host_before_restart = hu_usage(bus, "host");
 }
 
@@ -209,7 +168,7 @@ static void owner_after_restart(void *arg) {
         int r;
 
         /* Restored: the orphan hold, the token made before, not the one revoked before. */
-        ASSERT_UEQ(holds_of(bus, S->r2, HU_UID_B), 1);
+        ASSERT_UEQ(hu_holds_of(bus, S->r2, HU_UID_B), 1);
         ASSERT_TRUE(lists_token(bus, S->r2, S->tok2));
         ASSERT_TRUE(!lists_token(bus, S->r2, S->tok2_revoked));
         host = hu_usage(bus, "host");
@@ -222,7 +181,7 @@ static void owner_after_restart(void *arg) {
         ASSERT_BUS_OK(r, &error);
         ASSERT_UEQ(hu_usage(bus, "host"), host - 8 * MiB);
         r = test_call(bus, "RevokeHold", &error, NULL, "tu", S->r2, (uint32_t) HU_UID_B);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_RANGE);
 }
 
 static void tenant_b_after_restart(void *arg) {
@@ -231,7 +190,7 @@ static void tenant_b_after_restart(void *arg) {
         int r;
 
         r = attach(bus, S->tok2_revoked, &error);
-        expect_error(r, &error, SVMD_ERROR_NO_SUCH_TOKEN);
+        hu_expect_error(r, &error, SVMD_ERROR_NO_SUCH_TOKEN);
 }
 
 int main(void) {
@@ -247,17 +206,17 @@ int main(void) {
         hu_wait_flag(&S->b_attached);
         c = hu_spawn(HU_UID_C, tenant_c, NULL);
         hu_wait_flag(&S->c_attached);
-        ASSERT_UEQ(holds_of(T.bus, S->r1, HU_UID_B), 1); /* C's attempts changed nothing */
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r1, HU_UID_B), 1); /* C's attempts changed nothing */
 
         hu_as_uid(HU_UID_A, owner_revokes, NULL);
         S->b_check = 1;
         hu_wait_flag(&S->b_checked);
 
         /* An admin revokes C's hold. */
-        ASSERT_UEQ(holds_of(T.bus, S->r1, HU_UID_C), 1);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r1, HU_UID_C), 1);
         r = test_call(T.bus, "RevokeHold", &error, NULL, "tu", S->r1, (uint32_t) HU_UID_C);
         ASSERT_BUS_OK(r, &error);
-        ASSERT_UEQ(holds_of(T.bus, S->r1, HU_UID_C), 0);
+        ASSERT_UEQ(hu_holds_of(T.bus, S->r1, HU_UID_C), 0);
         S->b_exit = S->c_exit = 1;
         hu_wait(b);
         hu_wait(c);
