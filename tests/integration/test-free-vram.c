@@ -29,6 +29,8 @@
 #define OTHER_VA UINT64_C(0x600000000000)
 
 static TestContext T;
+/* In a constant initializer: the uapi's (1 << 31) is not shifted at run time. */
+static const uint32_t vram_writable = KFD_IOC_ALLOC_MEM_FLAGS_VRAM | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE;
 static uint32_t gpu;
 static size_t n_gpus;
 
@@ -120,8 +122,7 @@ static void test_other_process(void) {
 
         /* Another process takes 100 GiB: ListGpus shows it within a second. */
         f0 = list_free(0);
-        ASSERT_OK(kfd_alloc(kfd, OTHER_VA, 100 * GiB, gpu, KFD_IOC_ALLOC_MEM_FLAGS_VRAM |
-                            KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE, 0, &h1, NULL));
+        ASSERT_OK(kfd_alloc(kfd, OTHER_VA, 100 * GiB, gpu, vram_writable, 0, &h1, NULL));
         usleep(1100 * 1000);
         f1 = list_free(0);
         printf("free VRAM %" PRIu64 " MiB → %" PRIu64 " MiB after another process took 100 GiB\n", f0 / MiB,
@@ -130,8 +131,7 @@ static void test_other_process(void) {
 
         /* It takes 80 GiB more; svmd's estimate, read a moment ago, still says f1 is free. The
          * kernel refuses svmd's ALLOC: OutOfMemory, nothing changed. */
-        ASSERT_OK(kfd_alloc(kfd, OTHER_VA + 128 * GiB, 80 * GiB, gpu, KFD_IOC_ALLOC_MEM_FLAGS_VRAM |
-                            KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE, 0, &h2, NULL));
+        ASSERT_OK(kfd_alloc(kfd, OTHER_VA + 128 * GiB, 80 * GiB, gpu, vram_writable, 0, &h2, NULL));
         usage_before = test_usage(T.bus);
         ranges_before = test_list_ranges(T.bus);
         ASSERT_TRUE(f1 > 40 * GiB);

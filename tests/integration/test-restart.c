@@ -304,7 +304,10 @@ static void test_legacy_fd_name(void) {
         ASSERT_EQ(store_holds("/memfd:legacy"), 1);
         r = test_call(T.bus, "Free", &error, NULL, "t", d);
         ASSERT_BUS_OK(r, &error);
-        /* Freed: the store (svmd-harness, our parent) let go of the fd named "range-<id>". */
+        /* Freed: the store (svmd-harness, our parent) lets go of the fd named "range-<id>" when it
+         * reads svmd's FDSTOREREMOVE, a moment after the reply. */
+        for (int i = 0; i < 500 && store_holds("/memfd:legacy") > 0; i++)
+                usleep(10000);
         ASSERT_EQ(store_holds("/memfd:legacy"), 0);
         test_kill_and_wait_restart(&T);
         ASSERT_FALSE(exists(d));

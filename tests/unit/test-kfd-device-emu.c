@@ -70,6 +70,8 @@ static void test_second_context_busy(KfdDevice *d) {
 static const uint32_t alloc_flags =
         KFD_IOC_ALLOC_MEM_FLAGS_VRAM | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE |
         KFD_IOC_ALLOC_MEM_FLAGS_EXECUTABLE | KFD_IOC_ALLOC_MEM_FLAGS_NO_SUBSTITUTE;
+/* Constant initializers: the uapi's WRITABLE, (1 << 31), is not shifted at run time. */
+static const uint32_t userptr_flags = KFD_IOC_ALLOC_MEM_FLAGS_USERPTR | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE;
 
 static void test_mi300x(void) {
         KfdDevice *d = open_device();
@@ -309,8 +311,7 @@ static void test_contexts(bool supported) {
         host = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         ASSERT_TRUE(host != MAP_FAILED);
         ASSERT_ERROR(kfd_alloc(kfd_context_get_fd(a), VA_BASE + 4 * MIB, 64 * 1024, g->gpu_id,
-                               KFD_IOC_ALLOC_MEM_FLAGS_USERPTR | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE,
-                               (uint64_t) (uintptr_t) host, &hp, NULL), EOPNOTSUPP);
+                               userptr_flags, (uint64_t) (uintptr_t) host, &hp, NULL), EOPNOTSUPP);
         ASSERT_OK(munmap(host, 64 * 1024));
 
         /* A dma-buf of a secondary context's buffer imports into the primary. */
