@@ -1848,7 +1848,8 @@ static char *metrics_down_text(const char *format) {
 
 /*
  * Replace path with text atomically: a temporary file in the same directory renamed over it,
- * so a collector reading the directory sees the old file or the new one, never a part.
+ * so a reader of the directory (node_exporter's textfile collector, a container runtime's CDI
+ * specs) sees the old file or the new one, never a part.
  */
 static int write_atomic(const char *path, const char *text) {
         _cleanup_free_ char *tmp = NULL;
@@ -2214,39 +2215,6 @@ static int verb_monitor(int argc, char *argv[]) {
 
 /* ---- cdi ---- */
 
-/* Write text to path through a temporary file in its directory, so readers see the old or the new spec. */
-static int write_atomically(const char *path, const char *text) {
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        size_t len = strlen(text);
-        int r = 0;
-
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (fchmod(fd, 0644) < 0)
-                r = -errno;
-        for (size_t done = 0; r >= 0 && done < len;) {
-                ssize_t k = write(fd, text + done, len - done);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        r = -errno;
-                else
-                        done += (size_t) k;
-        }
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
-}
-
 static int verb_cdi(int argc, char *argv[]) {
         enum { OPT_RUNTIME_DIR = 0x200, OPT_REQUIRE_NODES, OPT_NO_NODES };
         static const struct option options[] = {
@@ -2332,7 +2300,7 @@ static int verb_cdi(int argc, char *argv[]) {
         free(TAKE_PTR(socket_path));
         if (asprintf(&socket_path, "%s\n", text) < 0)
                 return -ENOMEM;
-        r = write_atomically(output, socket_path);
+        r = write_atomic(output, socket_path);       /* the temporary name is hidden: runtimes skip it */
         if (r < 0) {
                 fprintf(stderr, "svmctl: writing %s failed: %s\n", output, strerror(-r));
                 return r;
