@@ -1093,7 +1093,7 @@ static int parse_commit_svm(size_t i, json_t *o, SvmArgs *a) {
                         s->flags = (const char *const *) a->flags;
                         s->set |= SVMD_SVM_SET_FLAGS;
                 } else if (streq(key, "granularity")) {
-                        uint64_t g;
+                        uint64_t g = 0;
 
                         r = json_u64(v, false, &g);
                         if (r >= 0 && g > SVMD_SVM_GRANULARITY_MAX)
@@ -1154,7 +1154,7 @@ static int parse_commit_op(size_t i, json_t *o, svmd_op *op, CommitArgs *a) {
                 if (streq(key, "op"))
                         continue;
                 if (!alloc && (streq(key, "id") || streq(key, "ref"))) {
-                        uint64_t u;
+                        uint64_t u = 0;
 
                         r = json_u64(v, false, &u);
                         if (streq(key, "ref")) {
