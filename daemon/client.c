@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -183,6 +184,32 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, char
         return 0;
 }
 
+static void client_release_owned(Client *c);
+
+static void client_unpin(void *userdata) {
+        Client *c = userdata;
+
+        assert(c->n_jobs > 0);
+        if (--c->n_jobs == 0 && c->release_pending) {
+                c->release_pending = false;
+                client_release_owned(c);
+        }
+}
+
+/* A request's job keeps its client until it ends: a disconnect meanwhile waits for it. */
+static int client_pin(Client *c, Client **ret) {
+        int r;
+
+        if (job_current()) {
+                r = job_on_end(client_unpin, c);
+                if (r < 0)
+                        return r;
+                c->n_jobs++;
+        }
+        *ret = c;
+        return 0;
+}
+
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error) {
         _cleanup_free_ char *name = NULL, *unit = NULL, *cgroup = NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
@@ -200,10 +227,8 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                 return -ENOMEM;
 
         c = str_table_get(m->clients, name);
-        if (c) {
-                *ret = c;
-                return 0;
-        }
+        if (c)
+                return client_pin(c, ret);
 
         r = caller_identity(m, msg, &uid, &unit, &cgroup, error);
         if (r < 0)
@@ -236,8 +261,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                                         (const char *const[]) { "Clients", NULL });
         log_debug("Client %s: uid %u, unit %s, quota scope %s.", c->name, (unsigned) uid,
                   c->identity->unit[0] ? c->identity->unit : "-", c->identity->scope->key);
-        *ret = c;
-        return 0;
+        return client_pin(c, ret);
 
 fail:
         sd_bus_track_unref(c->track);
@@ -298,13 +322,19 @@ void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
         }
 }
 
-/* Free what the gone client still owns until deadline (CLOCK_MONOTONIC); > 0 while some is left. */
+/*
+ * Free what the gone client still owns until deadline (CLOCK_MONOTONIC); > 0 while some is left.
+ * A range another request is changing now (Range.claim) is left for a later slice.
+ */
 static int client_release_ranges(Client *c, uint64_t deadline) {
+        Range *next;
+
         /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the range
          * off the list: it is freed, detached to its holders, or left to the repair timer. */
-        while (c->ranges) {
-                Range *r = c->ranges;
-
+        for (Range *r = c->ranges; r; r = next) {
+                next = r->client_next;
+                if (deadline != UINT64_MAX && job_claim_held(&r->claim))
+                        continue;
                 if (r->persistent)
                         client_remove_range(r);
                 else
@@ -312,7 +342,7 @@ static int client_release_ranges(Client *c, uint64_t deadline) {
                 if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)
                         return 1;
         }
-        return 0;
+        return c->ranges ? 2 : 0; /* what is left is being changed by requests in flight */
 }
 
 static Client *client_destroy(Client *c) {
@@ -330,18 +360,18 @@ static Client *client_destroy(Client *c) {
  * priority, so that a bus connection whose message sd-bus has already read (and which waits on
  * its own timer, not on its socket) is served first too.
  */
-static int teardown_schedule(Manager *m) {
+static int teardown_schedule(Manager *m, uint64_t delay) {
         int k;
 
         if (!m->teardown_event) {
-                k = sd_event_add_time_relative(m->event, &m->teardown_event, CLOCK_MONOTONIC, 0, 1, on_teardown, m);
+                k = sd_event_add_time_relative(m->event, &m->teardown_event, CLOCK_MONOTONIC, delay, 1, on_teardown, m);
                 if (k < 0)
                         return k;
                 (void) sd_event_source_set_description(m->teardown_event, "teardown");
                 /* Below every request: a slice runs when no connection has work waiting. */
                 return sd_event_source_set_priority(m->teardown_event, SD_EVENT_PRIORITY_IDLE);
         }
-        k = sd_event_source_set_time_relative(m->teardown_event, 0);
+        k = sd_event_source_set_time_relative(m->teardown_event, delay);
         if (k < 0)
                 return k;
         return sd_event_source_set_enabled(m->teardown_event, SD_EVENT_ONESHOT);
@@ -354,7 +384,7 @@ static int teardown_enqueue(Manager *m, Client *c) {
         if (!m->event || m->exiting)
                 return -ESHUTDOWN;
         if (!m->teardown_head) {
-                k = teardown_schedule(m);
+                k = teardown_schedule(m, 0);
                 if (k < 0)
                         return k;
         }
@@ -400,12 +430,23 @@ Client *client_free(Client *c) {
                 manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                                 (const char *const[]) { "Clients", NULL });
 
-        /* Then what it owns: freeing a million ranges takes seconds, so the loop does it in slices
-         * between other clients' calls (on_teardown()). Until then they stay charged to its owner. */
-        if (c->ranges && teardown_enqueue(m, c) >= 0)
+        /* A request of it still in flight ends first (client_unpin()); its ranges are gone by then. */
+        if (c->n_jobs > 0) {
+                c->gone = true;
+                c->release_pending = true;
                 return NULL;
+        }
+        client_release_owned(c);
+        return NULL;
+}
+
+/* Then what it owns: freeing a million ranges takes seconds, so the loop does it in slices between
+ * other clients' calls (on_teardown()). Until then they stay charged to its owner. */
+static void client_release_owned(Client *c) {
+        if (c->ranges && teardown_enqueue(c->manager, c) >= 0)
+                return;
         (void) client_release_ranges(c, UINT64_MAX);
-        return client_destroy(c);
+        client_destroy(c);
 }
 
 bool range_being_freed(const Range *r) {
@@ -425,16 +466,21 @@ const char *range_public_state(const Range *r) {
 static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         uint64_t deadline = manager_now_usec() + TEARDOWN_SLICE_USEC;
+        bool blocked = false;
 
         while (m->teardown_head) {
                 Client *c = m->teardown_head;
+                int k;
 
                 m->teardown_head = c->teardown_next;
                 if (!m->teardown_head)
                         m->teardown_tail = NULL;
                 c->teardown_next = NULL;
 
-                if (client_release_ranges(c, deadline) > 0) {
+                k = client_release_ranges(c, deadline);
+                if (k > 0) {
+                        /* Waiting for a request in flight: look again in a millisecond, not at once. */
+                        blocked = k == 2;
                         /* Its turn is over: to the back of the queue. */
                         if (m->teardown_tail)
                                 m->teardown_tail->teardown_next = c;
@@ -447,7 +493,7 @@ static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
                 client_destroy(c);
         }
 
-        if (m->teardown_head && teardown_schedule(m) < 0) {
+        if (m->teardown_head && teardown_schedule(m, blocked ? 1000 : 0) < 0) {
                 /* Cannot wait for the loop: finish here rather than leak. */
                 log_warning("Scheduling the next teardown slice failed; freeing the rest at once.");
                 while (m->teardown_head) {
@@ -712,8 +758,9 @@ static int range_free_now(Range *r) {
         uint64_t id = r->id;
         int k;
 
-        if (r->state == RANGE_STATE_DEGRADED || r->n_batch_users > 0) {
-                /* Being repaired, or batch pieces still use its pages: free it when that is over. */
+        if (r->state == RANGE_STATE_DEGRADED || r->n_batch_users > 0 || job_claim_held(&r->claim)) {
+                /* Being repaired, batch pieces still use its pages, or a request in flight changes it
+                 * (an administrator's; executor.h): free it when that is over. */
                 r->want_gone = true;
                 r->want_mapped = 0;
                 if (r->state != RANGE_STATE_DEGRADED) {

@@ -339,7 +339,24 @@ static int commit_authorize(Manager *m, sd_bus_message *msg, Commit *c) {
 /* Validate every operation in order against simulated state; nothing changes. */
 static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
         QuotaRequest pending = {};
+        size_t n_allocs = 0;
         int r = 0;
+
+        /*
+         * Quota, VRAM and persistent slots are charged by an allocation before its first ioctl
+         * (range_create()), so a request validated while another one's ioctl runs sees that one's
+         * charge. A Commit with more than its allocation has ioctls between its validation and
+         * its charges: while it is in flight no other allocation passes validation
+         * (Manager.alloc_claim).
+         */
+        for (size_t i = 0; i < c->n_ops; i++)
+                if (c->ops[i].kind == OP_ALLOCATE || c->ops[i].kind == OP_ALLOCATE_BATCH)
+                        n_allocs++;
+        if (n_allocs > 0 && c->n_ops > 1) {
+                r = job_claim(&m->alloc_claim);
+                if (r < 0)
+                        return r;
+        }
 
         for (size_t i = 0; i < c->n_ops; i++) {
                 CommitOp *op = &c->ops[i];
@@ -425,6 +442,9 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                 if (r < 0)
                         return prefix_error(c, error, i, op->kind, r);
         }
+        /* After the free VRAM query (an ioctl that may wait), right before the charge. */
+        if (n_allocs > 0 && c->n_ops == 1)
+                return job_claim_check(&m->alloc_claim);
         return 0;
 }
 
@@ -479,11 +499,18 @@ static int commit_apply(Manager *m, Commit *c, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         int r;
 
+        bool offload;
+
         r = transaction_new(&t, m);
         if (r < 0)
                 return r;
+        /* From here the kernel's part runs on the executor; everything was validated and claimed
+         * (docs/architecture.md, "The kernel executor"). */
+        offload = job_set_offload(true);
         r = commit_execute(t, c, error);
-        return transaction_finish(t, r, error);
+        r = transaction_finish(t, r, error);
+        (void) job_set_offload(offload);
+        return r;
 }
 
 static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
@@ -523,7 +550,7 @@ static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
         return sd_bus_message_close_container(reply);
 }
 
-int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(commit_done) Commit c = {};
         _cleanup_(op_args_done) OpArgs o = {};
@@ -563,6 +590,10 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r < 0)
                 return r;
         return reply_and_remember(m, msg, reply, c.client, o.dry_run ? NULL : o.request_id);
+}
+
+int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_commit, error);
 }
 
 int operation_run(Manager *m, Client *client, const Operation *o, Range **ret_range, sd_bus_error *error) {

@@ -30,6 +30,7 @@ void config_init_defaults(Config *c) {
                 .limit_message_size = CONFIG_DEFAULT_MESSAGE_SIZE,
                 .limit_peer_timeout_ms = CONFIG_DEFAULT_PEER_TIMEOUT_MS,
                 .limit_fd_store_max = CONFIG_DEFAULT_FD_STORE_MAX,
+                .limit_kernel_workers = CONFIG_DEFAULT_KERNEL_WORKERS,
         };
 }
 
@@ -313,7 +314,7 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client",
                                             "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
                                             "holds-per-range", "fd-store-max", "connections", "connections-per-uid",
-                                            "message-size", "peer-timeout-ms", NULL };
+                                            "message-size", "peer-timeout-ms", "kernel-workers", NULL };
         json_t *v;
         int r;
 
@@ -338,6 +339,11 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
                 return r;
         if ((v = json_object_get(obj, "fd-store-max")) && (r = parse_count(p, "fd-store-max", v, &c->limit_fd_store_max)) < 0)
                 return r;
+        if ((v = json_object_get(obj, "kernel-workers")) &&
+            (r = parse_count(p, "kernel-workers", v, &c->limit_kernel_workers)) < 0)
+                return r;
+        if (c->limit_kernel_workers == 0 || c->limit_kernel_workers > CONFIG_KERNEL_WORKERS_MAX)
+                return fail(p, -EINVAL, "kernel-workers", "\"kernel-workers\" must be between 1 and 64");
         return parse_direct_limits(p, obj, c);
 }
 

@@ -72,6 +72,14 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_MESSAGE_SIZE             (UINT64_C(4) << 20)
 #define CONFIG_DEFAULT_PEER_TIMEOUT_MS          10000U
 
+/*
+ * Worker threads per KFD context that run the kernel's part of requests (daemon/executor.h); read at
+ * start only. Several let ioctls overlap where the kernel holds its per-process lock for part of a
+ * call only (docs/benchmarks.md, "Concurrency").
+ */
+#define CONFIG_DEFAULT_KERNEL_WORKERS           4U
+#define CONFIG_KERNEL_WORKERS_MAX               64U
+
 typedef struct Config {
         uint64_t va_base;
         uint64_t va_size;
@@ -101,6 +109,8 @@ typedef struct Config {
         uint64_t limit_connections_per_uid;
         uint64_t limit_message_size;
         uint64_t limit_peer_timeout_ms;
+
+        uint64_t limit_kernel_workers;
 } Config;
 
 void config_init_defaults(Config *c);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "bus-util.h"
+#include "executor.h"
 #include "gpu.h"
 #include "kfd-ioctl.h"
 #include "manager.h"
@@ -43,8 +44,15 @@ Gpu *gpu_free(Gpu *g) {
 int gpu_vram_available(Gpu *g, uint64_t *ret) {
         Manager *m = g->manager;
 
-        if (kfd_device_has_feature(m->kfd, KFD_FEATURE_AVAILABLE_MEMORY))
-                return kfd_available_memory(m->kfd_fd, g->gpu_id, ret);
+        if (kfd_device_has_feature(m->kfd, KFD_FEATURE_AVAILABLE_MEMORY)) {
+                /* In a request's job on the executor: the kernel takes the process lock for it, which
+                 * another request's ALLOC may hold for milliseconds (executor.h). */
+                bool offload = job_set_offload(true);
+                int r = kfd_available_memory(m->kfd_fd, g->gpu_id, ret);
+
+                (void) job_set_offload(offload);
+                return r;
+        }
 
         /* Before 1.9 the kernel cannot tell; what we allocated ourselves is the best we know. */
         *ret = g->kfd->vram_size > g->vram_allocated ? g->kfd->vram_size - g->vram_allocated : 0;

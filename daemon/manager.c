@@ -15,6 +15,7 @@
 #include "client.h"
 #include "conf.h"
 #include "direct.h"
+#include "executor.h"
 #include "gpu.h"
 #include "log.h"
 #include "persist.h"
@@ -94,6 +95,9 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        /* Jobs in flight end first: their ioctls are running, and they hold ranges and clients. */
+        m->executor = executor_free(m->executor);
+        kfd_set_ioctl_hook(NULL);
         m->exiting = true; /* nothing is announced while tearing down */
 
         /* The kernel objects die with the process; here only memory is released, ranges first
@@ -502,6 +506,11 @@ static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
                 check = r->state == RANGE_STATE_DEGRADED;
                 if (!check)
                         continue;
+                if (job_claim_held(&r->claim)) {
+                        /* A request in flight still works on it (executor.h): the next pass. */
+                        m->repair_failed++;
+                        continue;
+                }
                 k = range_repair(r);
                 if (k < 0) {
                         m->repair_failed++;
@@ -581,14 +590,37 @@ static void release_for_exit(Manager *m) {
         log_info("Freed %zu ranges at exit.", n);
 }
 
+static void exit_now(Manager *m) {
+        release_for_exit(m);
+        (void) sd_event_exit(m->event, 0);
+}
+
+/* The last job in flight ended: a SIGTERM that waited for it finishes now. */
+static void on_executor_idle(void *userdata) {
+        Manager *m = userdata;
+
+        if (m->exit_when_idle) {
+                m->exit_when_idle = false;
+                exit_now(m);
+        }
+}
+
 static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
+        if (m->exiting)
+                return 0;
         log_info("Received %s, exiting.", strsignal((int) si->ssi_signo));
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Freeing ranges and exiting.");
-        m->exiting = true;
-        release_for_exit(m);
-        return sd_event_exit(m->event, 0);
+        m->exiting = true; /* no new request starts (method_run_job()) */
+        if (executor_n_jobs(m->executor) > 0) {
+                /* Requests in flight finish (their ioctls are running) and reply; then the rest. */
+                log_info("Waiting for %u requests in flight.", executor_n_jobs(m->executor));
+                m->exit_when_idle = true;
+                return 0;
+        }
+        exit_now(m);
+        return 0;
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -826,6 +858,11 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r; /* logged by the kfd layer */
         m->kfd_fd = kfd_device_get_fd(m->kfd);
+        r = executor_new(&m->executor, m->event, (unsigned) m->config.limit_kernel_workers);
+        if (r < 0)
+                return log_error_errno(r, "Starting the kernel executor failed: %m");
+        executor_set_idle_callback(m->executor, on_executor_idle, m);
+        kfd_set_ioctl_hook(executor_ioctl);
         kfd_device_get_version(m->kfd, &m->kfd_major, &m->kfd_minor);
         log_info("KFD interface %u.%u.", m->kfd_major, m->kfd_minor);
         setup_xnack(m);

@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "conf.h"
+#include "executor.h"
 #include "id-table.h"
 #include "kfd-device.h"
 #include "macro.h"
@@ -61,6 +62,8 @@ typedef struct Manager {
 
         KfdDevice *kfd;
         int kfd_fd;                     /* borrowed from kfd */
+        Executor *executor;             /* runs the KFD ioctls of requests (executor.h) */
+        JobClaim alloc_claim;           /* a Commit with several allocations in flight (commit.c) */
         uint32_t kfd_major, kfd_minor;
         bool xnack;                     /* XNACK mode of our KFD process (SVM page faults) */
         Gpu **gpus;                     /* index = bit in range mapping masks */
@@ -110,6 +113,7 @@ typedef struct Manager {
         sd_event_source *watchdog_timer;
         uint64_t watchdog_usec;
         bool exiting;
+        bool exit_when_idle;            /* SIGTERM came while jobs were in flight */
 } Manager;
 
 int manager_new(Manager **ret, const ManagerOptions *options);

@@ -387,7 +387,9 @@ int range_not_found(uint64_t id, sd_bus_error *error) {
         return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
 }
 
-int range_check_busy(const Range *range, sd_bus_error *error) {
+int range_check_busy(Range *range, sd_bus_error *error) {
+        int r;
+
         /* Its owner's connection went: it is on its way out and nothing new may start on it. */
         if (range_being_freed(range))
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
@@ -396,7 +398,81 @@ int range_check_busy(const Range *range, sd_bus_error *error) {
         if (range->state == RANGE_STATE_DEGRADED)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " is degraded and being repaired; try again later.", range->id);
+        /* Last: waiting makes sense only for a range this request may change. */
+        r = job_claim(&range->claim);
+        if (r < 0)
+                return r;
         return 0;
+}
+
+typedef struct MethodJob {
+        Manager *manager;
+        sd_bus_message *msg;
+        sd_bus_message_handler_t handler;
+        sd_bus_error error;
+} MethodJob;
+
+static MethodJob *method_job_free(MethodJob *j) {
+        if (!j)
+                return NULL;
+        sd_bus_message_unref(j->msg);
+        sd_bus_error_free(&j->error);
+        free(j);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(MethodJob *, method_job_free);
+
+static int method_job_run(void *userdata) {
+        MethodJob *j = userdata;
+        int r;
+
+        for (;;) {
+                r = j->handler(j->msg, j->manager, &j->error);
+                if (r != JOB_RETRY)
+                        return r;
+                /* Nothing has changed yet: wait for the request before us, then start over. */
+                sd_bus_error_free(&j->error);
+                job_wait();
+                r = sd_bus_message_rewind(j->msg, true);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static void method_job_done(void *userdata, int r) {
+        _cleanup_(method_job_freep) MethodJob *j = userdata;
+        int k;
+
+        if (r >= 0)
+                return; /* replied, or polkit runs it again */
+        /* The caller may be gone meanwhile: then there is nobody to tell. */
+        k = sd_bus_reply_method_errno(j->msg, r, &j->error);
+        if (k < 0)
+                log_debug_errno(k, "Replying to %s failed, ignoring: %m", strna(sd_bus_message_get_member(j->msg)));
+}
+
+int method_run_job(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, sd_bus_error *error) {
+        _cleanup_(method_job_freep) MethodJob *j = NULL;
+        int r;
+
+        if (m->exiting)
+                return sd_bus_error_set(error, SVMD_ERROR_BUSY, "svmd is stopping; try again once it is back.");
+        if (!m->executor)
+                return handler(msg, m, error);
+
+        j = new0(MethodJob, 1);
+        if (!j)
+                return -ENOMEM;
+        *j = (MethodJob) { .manager = m, .msg = sd_bus_message_ref(msg), .handler = handler };
+        r = executor_spawn(m->executor, method_job_run, method_job_done, j);
+        if (r == -EINPROGRESS) {
+                TAKE_PTR(j); /* method_job_done() replies and frees it */
+                return 1;
+        }
+        /* Done without waiting: sd-bus replies with the error, as for any handler. */
+        if (r < 0 && sd_bus_error_is_set(&j->error))
+                return sd_bus_error_copy(error, &j->error);
+        return r;
 }
 
 int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, bool holders_ok, const char *verb,
