@@ -162,11 +162,18 @@ static void job_switch_to_loop(Job *j) {
 #endif
 }
 
-static void job_release_claims(Job *j) {
+static void job_release_claims(Job *j, bool all) {
+        JobClaim *kept = NULL;
+
         while (j->claims) {
                 JobClaim *c = j->claims;
 
                 j->claims = c->job_next;
+                if (!all && c->keep_while_waiting) {
+                        c->job_next = kept;
+                        kept = c;
+                        continue;
+                }
                 c->job_next = NULL;
                 c->job = NULL;
                 /* Its waiters start over, in the order they came. */
@@ -179,6 +186,7 @@ static void job_release_claims(Job *j) {
                 }
                 c->waiters_tail = NULL;
         }
+        j->claims = kept;
 }
 
 static void job_entry(void) {
@@ -188,7 +196,7 @@ static void job_entry(void) {
         __sanitizer_finish_switch_fiber(NULL, &j->executor->loop_stack_bottom, &j->executor->loop_stack_size);
 #endif
         j->result = j->fn(j->userdata);
-        job_release_claims(j);
+        job_release_claims(j, true);
         j->finished = true;
         job_switch_to_loop(j);
         abort(); /* a finished job is never resumed */
@@ -501,7 +509,7 @@ void job_wait(void) {
         c = TAKE_PTR(j->waiting_for);
         /* It starts over: what it claimed so far (validation only) goes first, so two jobs that
          * claim in different orders cannot wait for each other. */
-        job_release_claims(j);
+        job_release_claims(j, false);
         if (!c || !c->job)
                 return; /* released meanwhile */
         j->wait_next = NULL;

@@ -35,6 +35,7 @@ typedef struct JobClaim {
         Job *job;               /* the holder; NULL: free */
         Job *waiters_head, *waiters_tail;
         struct JobClaim *job_next;      /* the holder's other claims */
+        bool keep_while_waiting;        /* job_wait() keeps it (taken before everything else) */
 } JobClaim;
 
 typedef int (*JobFunc)(void *userdata);

@@ -112,6 +112,7 @@ Manager *manager_free(Manager *m) {
         str_table_free(m->clients);
         str_table_free(m->tokens);
         str_table_free(m->range_requests);
+        str_table_free(m->requests_in_flight);
         str_table_free(m->identities);
         quota_table_free(m->quotas);
         polkit_registry_free(m->polkit);
@@ -893,6 +894,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = str_table_new(&m->range_requests);
+        if (r < 0)
+                return r;
+        r = str_table_new(&m->requests_in_flight);
         if (r < 0)
                 return r;
         r = quota_table_new(&m->quotas);

@@ -64,6 +64,7 @@ typedef struct Manager {
         int kfd_fd;                     /* borrowed from kfd */
         Executor *executor;             /* runs the KFD ioctls of requests (executor.h) */
         JobClaim alloc_claim;           /* a Commit with several allocations in flight (commit.c) */
+        StrTable *requests_in_flight;   /* "uid\x1frequest-id" → its first call, in flight (method-util.c) */
         uint32_t kfd_major, kfd_minor;
         bool xnack;                     /* XNACK mode of our KFD process (SVM page faults) */
         Gpu **gpus;                     /* index = bit in range mapping masks */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "range.h"
 #include "request-cache.h"
 #include "size-util.h"
+#include "str-table.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
 
@@ -638,12 +640,73 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
         return 0;
 }
 
+/* A request id whose first call is in flight (executor.h): a retry waits for its answer. */
+typedef struct RequestInFlight {
+        Manager *manager;
+        JobClaim claim;
+        unsigned n_ref;
+        char *key;              /* "uid\x1frequest-id" */
+} RequestInFlight;
+
+static void request_in_flight_free(RequestInFlight *f) {
+        (void) str_table_remove(f->manager->requests_in_flight, f->key);
+        job_claim_drop(&f->claim);
+        free(f->key);
+        free(f);
+}
+
+static void request_in_flight_unref(void *userdata) {
+        RequestInFlight *f = userdata;
+
+        assert(f->n_ref > 0);
+        if (--f->n_ref == 0)
+                request_in_flight_free(f);
+}
+
+static int request_claim(Manager *m, uid_t uid, const char *request_id) {
+        _cleanup_free_ char *key = NULL;
+        RequestInFlight *f;
+        int r;
+
+        if (!job_current() || !m->requests_in_flight)
+                return 0;
+        if (asprintf(&key, "%u\x1f%s", (unsigned) uid, request_id) < 0)
+                return -ENOMEM;
+        f = str_table_get(m->requests_in_flight, key);
+        if (!f) {
+                f = new0(RequestInFlight, 1);
+                if (!f)
+                        return -ENOMEM;
+                /* Taken before any range and kept while the job waits for one: a retry never holds
+                 * a range while it waits for this (executor.h, job_wait()). */
+                *f = (RequestInFlight) { .manager = m, .key = TAKE_PTR(key), .claim.keep_while_waiting = true };
+                r = str_table_put(m->requests_in_flight, f->key, f);
+                if (r < 0) {
+                        free(f->key);
+                        free(f);
+                        return r;
+                }
+        } else if (job_claim_held(&f->claim))
+                return job_claim(&f->claim); /* JOB_RETRY: then the cache has its answer */
+        r = job_on_end(request_in_flight_unref, f);
+        if (r < 0) {
+                if (f->n_ref == 0)
+                        request_in_flight_free(f);
+                return r;
+        }
+        f->n_ref++;
+        return job_claim(&f->claim);
+}
+
 int request_replay(Manager *m, sd_bus_message *msg, Client *c, const char *request_id, sd_bus_error *error) {
         int r;
 
         if (!request_id)
                 return 0;
         r = request_id_check(request_id, error);
+        if (r < 0)
+                return r;
+        r = request_claim(m, c->identity->uid, request_id);
         if (r < 0)
                 return r;
         return request_cache_replay(m->requests, msg, c->identity->uid, request_id, error);

@@ -9,6 +9,8 @@
  *                     meanwhile, run one after the other in the order they came, each succeeds;
  *   disconnect:       a client that closes its connection while its Allocate is in the kernel:
  *                     svmd lives on and the kernel ends up as it was before;
+ *   retry:            the same request id from two connections while the first call is in the
+ *                     kernel: one ALLOC, both get the same range;
  *   sigterm:          SIGTERM while an Allocate is in the kernel: the caller gets its answer,
  *                     svmd exits 0, and every buffer it allocated was freed by svmd.
  */
@@ -88,11 +90,19 @@ static void send_async(sd_bus *bus, sd_bus_message *m, Pending *p) {
         ASSERT_TRUE(sd_bus_flush(bus) >= 0);
 }
 
-static void allocate_async(sd_bus *bus, uint64_t size, Pending *p) {
+static void allocate_async_id(sd_bus *bus, uint64_t size, const char *request_id, Pending *p) {
         sd_bus_message *m = new_call(bus, "Allocate");
 
-        ASSERT_OK(sd_bus_message_append(m, "tusa{sv}", size, T.gpus[0], "vram", 0));
+        if (request_id)
+                ASSERT_OK(sd_bus_message_append(m, "tusa{sv}", size, T.gpus[0], "vram", 1, "request-id", "s",
+                                                request_id));
+        else
+                ASSERT_OK(sd_bus_message_append(m, "tusa{sv}", size, T.gpus[0], "vram", 0));
         send_async(bus, m, p);
+}
+
+static void allocate_async(sd_bus *bus, uint64_t size, Pending *p) {
+        allocate_async_id(bus, size, NULL, p);
 }
 
 static void map_async(sd_bus *bus, const char *member, uint64_t id, const uint32_t *gpus, size_t n, Pending *p) {
@@ -229,6 +239,27 @@ static void test_disconnect(sd_bus *b) {
         pending_done(&alloc);
 }
 
+static void test_retry(sd_bus *a, sd_bus *b) {
+        uint64_t allocs = test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU"), id1, id2;
+        Pending first = {}, retry = {};
+
+        allocate_async_id(a, BIG, "executor-retry", &first);
+        wait_ioctl("ALLOC_MEMORY_OF_GPU", allocs);
+        /* The caller's connection broke and it retries on another one, as docs/dbus-api.md advises. */
+        allocate_async_id(b, BIG, "executor-retry", &retry);
+        pump(a, &first);
+        pump(b, &retry);
+        id1 = allocation_id(&first, NULL);
+        id2 = allocation_id(&retry, NULL);
+        printf("retry: ranges %" PRIu64 " and %" PRIu64 ", %" PRIu64 " ALLOC\n", id1, id2,
+               test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU") - allocs);
+        ASSERT_UEQ(id1, id2);
+        ASSERT_UEQ(test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU"), allocs + 1);
+        test_free(a, id1);
+        pending_done(&first);
+        pending_done(&retry);
+}
+
 /* "<pid> <ready> <starts>" of svmd-harness (svmd-harness.c). */
 static void read_state(int *ret_pid, int *ret_starts) {
         char path[4096];
@@ -306,6 +337,7 @@ int main(void) {
         test_read_while_busy(a, b);
         test_one_range_queue(a, b);
         test_disconnect(b);
+        test_retry(a, b);
         test_sigterm(a);
 
         sd_bus_flush_close_unref(a);

@@ -92,6 +92,8 @@ static void test_errors(void) {
                 { "{ \"limits\": { \"message-size\": \"1G\" } }", "between 4K and 128M" },
                 { "{ \"limits\": { \"message-size\": 100 } }", "between 4K and 128M" },
                 { "{ \"limits\": { \"peer-timeout-ms\": 0 } }", "between 1 and 3600000" },
+                { "{ \"limits\": { \"kernel-workers\": 0 } }", "\"kernel-workers\" must be between 1 and 64" },
+                { "{ \"limits\": { \"kernel-workers\": 65 } }", "\"kernel-workers\" must be between 1 and 64" },
                 { "[]", "must be a JSON object" },
                 { "{ \"va-window\": ", "t:1:" },
         };
@@ -119,6 +121,11 @@ static void test_direct_limits(void) {
         ASSERT_UEQ(c.limit_connections_per_uid, CONFIG_DEFAULT_CONNECTIONS_PER_UID);
         ASSERT_UEQ(c.limit_message_size, CONFIG_DEFAULT_MESSAGE_SIZE);
         ASSERT_UEQ(c.limit_peer_timeout_ms, CONFIG_DEFAULT_PEER_TIMEOUT_MS);
+        ASSERT_UEQ(c.limit_kernel_workers, CONFIG_DEFAULT_KERNEL_WORKERS);
+        config_done(&c);
+
+        ASSERT_OK(config_parse("{ \"limits\": { \"kernel-workers\": 16 } }", "t", &c, &error));
+        ASSERT_UEQ(c.limit_kernel_workers, 16);
         config_done(&c);
 
         ASSERT_OK(config_parse("{ \"limits\": { \"connections\": 10, \"connections-per-uid\": 0, "
