@@ -323,26 +323,31 @@ void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
 }
 
 /*
- * Free what the gone client still owns until deadline (CLOCK_MONOTONIC); > 0 while some is left.
- * A range another request is changing now (Range.claim) is left for a later slice.
+ * Free what the gone client still owns until deadline (CLOCK_MONOTONIC); 1 while some is left, 2
+ * if what is left is being changed by requests in flight (Range.claim), 0 when done. In the
+ * teardown job the frees' ioctls run on the executor: the list is read again after each step, as
+ * the repair timer may have freed a degraded range of it meanwhile.
  */
 static int client_release_ranges(Client *c, uint64_t deadline) {
-        Range *next;
+        for (;;) {
+                Range *r = c->ranges;
 
-        /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the range
-         * off the list: it is freed, detached to its holders, or left to the repair timer. */
-        for (Range *r = c->ranges; r; r = next) {
-                next = r->client_next;
-                if (deadline != UINT64_MAX && job_claim_held(&r->claim))
-                        continue;
+                while (r && job_claim_held(&r->claim))
+                        r = r->client_next;
+                if (!r)
+                        return c->ranges ? 2 : 0;
+
+                /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the
+                 * range off the list: it is freed, detached to its holders, or left to the repair timer. */
                 if (r->persistent)
                         client_remove_range(r);
-                else
+                else {
+                        (void) job_claim(&r->claim); /* requests that find it wait (not held: see above) */
                         (void) range_release_owner(r);
+                }
                 if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)
                         return 1;
         }
-        return c->ranges ? 2 : 0; /* what is left is being changed by requests in flight */
 }
 
 static Client *client_destroy(Client *c) {
@@ -462,9 +467,9 @@ const char *range_public_state(const Range *r) {
  * One slice of teardown: about TEARDOWN_SLICE_USEC of freeing, taken from the gone
  * clients in turn (round-robin), so that one client's million ranges delay another's
  * call by one slice at most, and the watchdog and every other source run in between.
+ * Returns whether the next slice waits for requests in flight.
  */
-static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+static bool teardown_slice(Manager *m) {
         uint64_t deadline = manager_now_usec() + TEARDOWN_SLICE_USEC;
         bool blocked = false;
 
@@ -492,7 +497,10 @@ static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
                 log_debug("Client %s: every range it owned is freed.", c->name);
                 client_destroy(c);
         }
+        return blocked;
+}
 
+static void teardown_next(Manager *m, bool blocked) {
         if (m->teardown_head && teardown_schedule(m, blocked ? 1000 : 0) < 0) {
                 /* Cannot wait for the loop: finish here rather than leak. */
                 log_warning("Scheduling the next teardown slice failed; freeing the rest at once.");
@@ -506,6 +514,39 @@ static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
                 m->teardown_tail = NULL;
         }
         manager_update_status(m);
+}
+
+/* A slice as a job: its FREE and UNMAP ioctls run on the executor, the loop serves others. */
+static int teardown_job_run(void *userdata) {
+        Manager *m = userdata;
+        bool offload = job_set_offload(true), blocked;
+
+        blocked = teardown_slice(m);
+        (void) job_set_offload(offload);
+        return blocked;
+}
+
+static void teardown_job_done(void *userdata, int result) {
+        Manager *m = userdata;
+
+        m->teardown_running = false;
+        teardown_next(m, result > 0);
+}
+
+static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (m->teardown_running)
+                return 0; /* the job reschedules when it ends */
+        if (!m->executor) {
+                teardown_next(m, teardown_slice(m));
+                return 0;
+        }
+        m->teardown_running = true;
+        r = executor_spawn(m->executor, teardown_job_run, teardown_job_done, m);
+        if (r != -EINPROGRESS)
+                teardown_job_done(m, r);
         return 0;
 }
 

@@ -482,8 +482,8 @@ static Range *ranges_from(Manager *m, uint64_t id) {
  * ranges a pass takes long, so it runs in slices of REPAIR_SLICE_USEC and
  * resumes at m->repair_cursor, letting every other source run in between.
  */
-static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+static void repair_pass(Manager *m) {
+        sd_event_source *s = m->repair_timer;
         uint64_t deadline = manager_now_usec() + REPAIR_SLICE_USEC;
         bool check = false;
         unsigned n = 0;
@@ -502,7 +502,7 @@ static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
                         m->repair_cursor = id;
                         (void) sd_event_source_set_time_relative(s, 0);
                         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-                        return 0;
+                        return;
                 }
                 check = r->state == RANGE_STATE_DEGRADED;
                 if (!check)
@@ -512,7 +512,11 @@ static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
                         m->repair_failed++;
                         continue;
                 }
+                /* Requests that find it wait; in the repair job its ioctls run on the executor, and
+                 * the next range is looked up again afterwards (a request may free it meanwhile). */
+                (void) job_claim(&r->claim);
                 k = range_repair(r);
+                next = ranges_from(m, id + 1);
                 if (k < 0) {
                         m->repair_failed++;
                         log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
@@ -537,6 +541,43 @@ static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
         }
 
         manager_update_status(m);
+}
+
+static int repair_job_run(void *userdata) {
+        bool offload = job_set_offload(true);
+
+        repair_pass(userdata);
+        (void) job_set_offload(offload);
+        return 0;
+}
+
+static void repair_job_done(void *userdata, int result) {
+        Manager *m = userdata;
+
+        m->repair_running = false;
+        if (m->repair_again) {
+                m->repair_again = false;
+                manager_schedule_repair(m);
+        }
+}
+
+/* A slice of the repair pass, as a job: its ioctls run on the executor. */
+static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (m->repair_running) {
+                m->repair_again = true; /* when the slice running now ends */
+                return 0;
+        }
+        if (!m->executor) {
+                repair_pass(m);
+                return 0;
+        }
+        m->repair_running = true;
+        r = executor_spawn(m->executor, repair_job_run, repair_job_done, m);
+        if (r != -EINPROGRESS)
+                repair_job_done(m, r);
         return 0;
 }
 

@@ -103,8 +103,10 @@ typedef struct Manager {
         sd_event_source *repair_timer;
         uint64_t repair_cursor;         /* the next range id a sliced repair pass looks at; 0: none */
         size_t repair_failed;           /* ranges this pass could not repair yet */
+        bool repair_running, repair_again;      /* a slice runs as a job; the timer fired meanwhile */
         Client *teardown_head, *teardown_tail;  /* gone clients with ranges left to free (client.h) */
         sd_event_source *teardown_event;
+        bool teardown_running;          /* a slice is running as a job (client.c) */
         sd_event_source *publish_event;         /* coalesced PropertiesChanged */
         uint64_t dirty_gpus;
         bool dirty_manager;
