@@ -7,8 +7,9 @@
  *   read-while-busy:  GetUsage and ListRanges answer while another request's ALLOC runs;
  *   one-range-queue:  Map, Unmap, Map pipelined on one range, and another connection's Free of it
  *                     meanwhile, run one after the other in the order they came, each succeeds;
- *   disconnect:       a client that closes its connection while its Allocate is in the kernel:
- *                     svmd lives on and the kernel ends up as it was before;
+ *   disconnect:       a client that closes its connection while its Allocate is in the kernel,
+ *                     or while its Map of a range it does not own is: svmd lives on and the
+ *                     kernel ends up as it was before;
  *   retry:            the same request id from two connections while the first call is in the
  *                     kernel: one ALLOC, both get the same range;
  *   sigterm:          SIGTERM while an Allocate is in the kernel: the caller gets its answer,
@@ -239,6 +240,42 @@ static void test_disconnect(sd_bus *b) {
         pending_done(&alloc);
 }
 
+/* A connection that owns nothing closes while its Map of another connection's range runs. */
+static void test_disconnect_map(sd_bus *a, sd_bus *b) {
+        _cleanup_free_ char *before = NULL, *after = NULL, *list = NULL;
+        Pending alloc = {}, map = {};
+        sd_bus *c = test_connect_bus();
+        uint64_t id, maps;
+
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
+        before = test_dump(&T);
+        allocate_async(a, HUGE_RANGE, &alloc);
+        pump(a, &alloc);
+        id = allocation_id(&alloc, NULL);
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+
+        maps = test_ioctl_count(&T, "MAP_MEMORY_TO_GPU");
+        {
+                sd_bus_message *m = new_call(c, "Map");
+                ASSERT_OK(sd_bus_message_append(m, "t", id));
+                ASSERT_OK(sd_bus_message_append_array(m, 'u', T.gpus, T.n_gpus * sizeof(uint32_t)));
+                ASSERT_OK(sd_bus_message_append(m, "a{sv}", 1, "request-id", "s", "executor-gone-map"));
+                send_async(c, m, &map);
+        }
+        wait_ioctl("MAP_MEMORY_TO_GPU", maps);
+        sd_bus_flush_close_unref(c);
+        list = test_list_ranges(b);
+        /* The Map completed for nobody; the owner frees the range as usual. */
+        test_free(a, id);
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
+        after = test_dump_settled(&T, before);
+        ASSERT_STREQ(after, before);
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+        printf("disconnect-map: svmd lives on, the kernel is back as it was\n");
+        pending_done(&alloc);
+        pending_done(&map);
+}
+
 static void test_retry(sd_bus *a, sd_bus *b) {
         uint64_t allocs = test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU"), id1, id2;
         Pending first = {}, retry = {};
@@ -337,6 +374,7 @@ int main(void) {
         test_read_while_busy(a, b);
         test_one_range_queue(a, b);
         test_disconnect(b);
+        test_disconnect_map(a, b);
         test_retry(a, b);
         test_sigterm(a);
 
