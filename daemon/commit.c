@@ -336,24 +336,52 @@ static int commit_authorize(Manager *m, sd_bus_message *msg, Commit *c) {
         return 1;
 }
 
+static void scope_unref_job(void *userdata) {
+        Scope *s = userdata;
+
+        scope_unref(s->table, s);
+}
+
+/* The scope's allocation claim, for the job; the scope stays while the job runs (a reload may rescope). */
+static int claim_scope(Manager *m, Scope *s) {
+        int r;
+
+        if (s->alloc_claim.job && !job_claim_held(&s->alloc_claim))
+                return 0; /* ours already */
+        r = job_claim(&s->alloc_claim);
+        if (r < 0)
+                return r;
+        r = job_on_end(scope_unref_job, s);
+        if (r < 0)
+                return r;
+        scope_ref(s);
+        return 0;
+}
+
 /* Validate every operation in order against simulated state; nothing changes. */
 static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
         QuotaRequest pending = {};
         size_t n_allocs = 0;
+        bool persistent = false;
         int r = 0;
 
         /*
          * Quota, VRAM and persistent slots are charged by an allocation before its first ioctl
          * (range_create()), so a request validated while another one's ioctl runs sees that one's
          * charge. A Commit with more than its allocation has ioctls between its validation and
-         * its charges: while it is in flight no other allocation passes validation
-         * (Manager.alloc_claim).
+         * its charges: while it is in flight no other allocation of its quota scope passes
+         * validation (Scope.alloc_claim), nor, if it makes persistent ranges, any other persistent
+         * allocation (Manager.alloc_claim: their slots are node-wide). Other tenants go on.
          */
         for (size_t i = 0; i < c->n_ops; i++)
-                if (c->ops[i].kind == OP_ALLOCATE || c->ops[i].kind == OP_ALLOCATE_BATCH)
+                if (c->ops[i].kind == OP_ALLOCATE || c->ops[i].kind == OP_ALLOCATE_BATCH) {
                         n_allocs++;
+                        persistent = persistent || c->ops[i].args.persistent;
+                }
         if (n_allocs > 0 && c->n_ops > 1) {
-                r = job_claim(&m->alloc_claim);
+                r = claim_scope(m, c->client->identity->scope);
+                if (r >= 0 && persistent)
+                        r = job_claim(&m->alloc_claim);
                 if (r < 0)
                         return r;
         }
@@ -443,8 +471,12 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                         return prefix_error(c, error, i, op->kind, r);
         }
         /* After the free VRAM query (an ioctl that may wait), right before the charge. */
-        if (n_allocs > 0 && c->n_ops == 1)
-                return job_claim_check(&m->alloc_claim);
+        if (n_allocs > 0 && c->n_ops == 1) {
+                r = job_claim_check(&c->client->identity->scope->alloc_claim);
+                if (r >= 0 && persistent)
+                        r = job_claim_check(&m->alloc_claim);
+                return r;
+        }
         return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <systemd/sd-bus.h>
 
 #include "conf.h"
+#include "executor.h"
 
 typedef struct Manager Manager;
 typedef struct Identity Identity;
@@ -33,15 +34,17 @@ typedef struct Usage {
         uint64_t tokens;                /* share tokens charged (client.h), "tokens-per-scope" */
 } Usage;
 
+typedef struct QuotaTable QuotaTable;
+
 typedef struct Scope {
         char *key;                      /* "uid:1000", "unit:docker-4f.scope", "cgroup:/machine.slice/x.scope" */
         unsigned n_ref;
+        QuotaTable *table;
+        JobClaim alloc_claim;           /* a Commit of it with allocations in flight (commit.c) */
         bool limited;
         QuotaLimits limits;
         Usage usage;
 } Scope;
-
-typedef struct QuotaTable QuotaTable;
 
 int quota_table_new(QuotaTable **ret);
 QuotaTable *quota_table_free(QuotaTable *t);
