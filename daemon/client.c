@@ -343,6 +343,7 @@ static int client_release_ranges(Client *c, uint64_t deadline) {
                         client_remove_range(r);
                 else {
                         (void) job_claim(&r->claim); /* requests that find it wait (not held: see above) */
+                        (void) job_set_small(r->size <= EXECUTOR_SMALL_BYTES);
                         (void) range_release_owner(r);
                 }
                 if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)

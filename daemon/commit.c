@@ -526,12 +526,31 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
         return 0;
 }
 
+/* The largest range the operations create or touch (executor.h, job_set_small()). */
+static uint64_t commit_max_size(Commit *c) {
+        uint64_t max = 0;
+
+        for (size_t i = 0; i < c->n_ops; i++) {
+                CommitOp *op = &c->ops[i];
+                uint64_t size;
+
+                if (op->kind == OP_ALLOCATE || op->kind == OP_ALLOCATE_BATCH)
+                        size = op->spec.size;
+                else if (op->sim && op->sim->existing)
+                        size = op->sim->existing->size;
+                else
+                        size = 0; /* a range an earlier operation allocates: counted there */
+                max = MAX(max, size);
+        }
+        return max;
+}
+
 /* Execute the validated operations as one transaction, then commit it or roll it back. */
 static int commit_apply(Manager *m, Commit *c, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         int r;
 
-        bool offload;
+        bool offload, small;
 
         r = transaction_new(&t, m);
         if (r < 0)
@@ -539,8 +558,10 @@ static int commit_apply(Manager *m, Commit *c, sd_bus_error *error) {
         /* From here the kernel's part runs on the executor; everything was validated and claimed
          * (docs/architecture.md, "The kernel executor"). */
         offload = job_set_offload(true);
+        small = job_set_small(commit_max_size(c) <= EXECUTOR_SMALL_BYTES);
         r = commit_execute(t, c, error);
         r = transaction_finish(t, r, error);
+        (void) job_set_small(small);
         (void) job_set_offload(offload);
         return r;
 }

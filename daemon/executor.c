@@ -54,7 +54,7 @@ struct Job {
         JobDoneFunc done;
         void *userdata;
         int result;
-        bool finished, waited, offload;
+        bool finished, waited, offload, small;
 
         /* The ioctl a worker runs for it. */
         int fd;
@@ -88,6 +88,7 @@ struct Executor {
         Job *runnable_head, *runnable_tail;
         ucontext_t loop_ctx;
         unsigned n_jobs;
+        unsigned n_ioctls;              /* handed to the workers and not resumed yet */
         void *stacks[JOB_STACKS_KEPT];
         unsigned n_stacks;
         void (*idle)(void *userdata);
@@ -270,6 +271,8 @@ static void process_done(Executor *x) {
         while ((j = head)) {
                 head = j->next;
                 j->next = NULL;
+                assert(x->n_ioctls > 0);
+                x->n_ioctls--;
                 job_resume(j);
                 if (j->finished)
                         job_finish(j);
@@ -425,6 +428,16 @@ Job *job_current(void) {
         return current;
 }
 
+bool job_set_small(bool small) {
+        bool old;
+
+        if (!current)
+                return false;
+        old = current->small;
+        current->small = small;
+        return old;
+}
+
 bool job_set_offload(bool on) {
         bool old;
 
@@ -526,10 +539,11 @@ int executor_ioctl(int fd, unsigned long request, void *arg) {
         Job *j = current;
         Executor *x;
 
-        if (!j || !j->offload)
+        if (!j || !j->offload || (j->small && j->executor->n_ioctls == 0))
                 return ioctl(fd, request, arg);
 
         x = j->executor;
+        x->n_ioctls++;
         j->fd = fd;
         j->request = request;
         j->arg = arg;

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <systemd/sd-event.h>
 
@@ -65,6 +66,14 @@ void executor_drain(Executor *x);
 Job *job_current(void);
 /* While on, the current job's KFD ioctls run on a worker; off, on the loop as before. Returns the old value. */
 bool job_set_offload(bool on);
+/*
+ * The current job's next ioctls concern buffers of at most EXECUTOR_SMALL_BYTES: while no other
+ * ioctl is in flight they run on the loop's thread, as they take less time in the kernel than the
+ * hand-over to a worker and back. With another ioctl in flight (which may hold the kernel's process
+ * lock for long) they go to a worker like every other. Returns the old value.
+ */
+#define EXECUTOR_SMALL_BYTES (UINT64_C(2) << 20)
+bool job_set_small(bool small);
 /* Call fn(userdata) when the current job ends (after its claims are released). No job: -ENOENT. */
 int job_on_end(void (*fn)(void *userdata), void *userdata);
 
