@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -39,6 +40,8 @@
 /* Requests decode into a few KiB at most; the rest is headroom for libc and the sanitizers. */
 #define JOB_STACK_SIZE (256U * 1024U)
 #define JOB_STACKS_KEPT 64U
+/* How long a job may run ioctls on the loop's thread (job_set_small()) before it steps aside. */
+#define JOB_INLINE_USEC 250U
 
 typedef struct JobEnd {
         void (*fn)(void *userdata);
@@ -55,6 +58,7 @@ struct Job {
         void *userdata;
         int result;
         bool finished, waited, offload, small;
+        uint64_t resumed_usec;  /* when it last got the loop (CLOCK_MONOTONIC) */
 
         /* The ioctl a worker runs for it. */
         int fd;
@@ -100,6 +104,13 @@ struct Executor {
 };
 
 static Job *current;
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
 
 static void list_push(Job **head, Job **tail, Job *j) {
         j->next = NULL;
@@ -228,6 +239,7 @@ static void job_resume(Job *j) {
 
         assert(!current);
         current = j;
+        j->resumed_usec = now_usec();
 #ifdef EXECUTOR_ASAN
         void *fake = NULL;
         __sanitizer_start_switch_fiber(&fake, j->stack, JOB_STACK_SIZE);
@@ -539,7 +551,10 @@ int executor_ioctl(int fd, unsigned long request, void *arg) {
         Job *j = current;
         Executor *x;
 
-        if (!j || !j->offload || (j->small && j->executor->n_ioctls == 0))
+        if (!j || !j->offload)
+                return ioctl(fd, request, arg);
+        /* Small, nothing else in the kernel, and this dispatch is still short: here. */
+        if (j->small && j->executor->n_ioctls == 0 && now_usec() - j->resumed_usec < JOB_INLINE_USEC)
                 return ioctl(fd, request, arg);
 
         x = j->executor;
