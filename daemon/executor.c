@@ -174,6 +174,20 @@ static void job_switch_to_loop(Job *j) {
 #endif
 }
 
+/* The jobs waiting for c start over, in the order they came. */
+static void claim_wake_waiters(JobClaim *c) {
+        while (c->waiters_head) {
+                Job *w = c->waiters_head;
+
+                c->waiters_head = w->wait_next;
+                w->wait_next = NULL;
+                if (w->waiting_for == c)
+                        w->waiting_for = NULL;
+                list_push(&w->executor->runnable_head, &w->executor->runnable_tail, w);
+        }
+        c->waiters_tail = NULL;
+}
+
 static void job_release_claims(Job *j, bool all) {
         JobClaim *kept = NULL;
 
@@ -188,15 +202,7 @@ static void job_release_claims(Job *j, bool all) {
                 }
                 c->job_next = NULL;
                 c->job = NULL;
-                /* Its waiters start over, in the order they came. */
-                while (c->waiters_head) {
-                        Job *w = c->waiters_head;
-
-                        c->waiters_head = w->wait_next;
-                        w->wait_next = NULL;
-                        list_push(&j->executor->runnable_head, &j->executor->runnable_tail, w);
-                }
-                c->waiters_tail = NULL;
+                claim_wake_waiters(c);
         }
         j->claims = kept;
 }
@@ -440,24 +446,19 @@ Job *job_current(void) {
         return current;
 }
 
-bool job_set_small(bool small) {
-        bool old;
+static bool swap_bool(bool *flag, bool value) {
+        bool old = *flag;
 
-        if (!current)
-                return false;
-        old = current->small;
-        current->small = small;
+        *flag = value;
         return old;
 }
 
-bool job_set_offload(bool on) {
-        bool old;
+bool job_set_small(bool small) {
+        return current ? swap_bool(&current->small, small) : false;
+}
 
-        if (!current)
-                return false;
-        old = current->offload;
-        current->offload = on;
-        return old;
+bool job_set_offload(bool on) {
+        return current ? swap_bool(&current->offload, on) : false;
 }
 
 int job_on_end(void (*fn)(void *userdata), void *userdata) {
@@ -513,16 +514,7 @@ void job_claim_drop(JobClaim *c) {
                 c->job_next = NULL;
                 c->job = NULL;
         }
-        while (c->waiters_head) {
-                Job *w = c->waiters_head;
-
-                c->waiters_head = w->wait_next;
-                w->wait_next = NULL;
-                if (w->waiting_for == c)
-                        w->waiting_for = NULL;
-                list_push(&w->executor->runnable_head, &w->executor->runnable_tail, w);
-        }
-        c->waiters_tail = NULL;
+        claim_wake_waiters(c);
         /* Waiters that met c and have not queued yet (job_wait() not called) wait for nothing. */
 }
 

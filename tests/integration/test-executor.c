@@ -297,40 +297,13 @@ static void test_retry(sd_bus *a, sd_bus *b) {
         pending_done(&retry);
 }
 
-/* "<pid> <ready> <starts>" of svmd-harness (svmd-harness.c). */
-static void read_state(int *ret_pid, int *ret_starts) {
-        char path[4096];
-        int pid = -1, ready = 0, starts = 0;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/svmd.state", getenv("KFDEMU_DIR"));
-        f = fopen(path, "re");
-        ASSERT_TRUE(f);
-        ASSERT_TRUE(fscanf(f, "%d %d %d", &pid, &ready, &starts) == 3);
-        fclose(f);
-        *ret_pid = pid;
-        *ret_starts = starts;
-}
-
-static uint64_t handles(void) {
-        json_t *v = NULL, *p;
-        uint64_t n = 0;
-        size_t i;
-
-        ASSERT_OK(emu_kernel_dump(T.emu, &v));
-        json_array_foreach(json_object_get(v, "processes"), i, p)
-                n += json_array_size(json_object_get(p, "handles"));
-        json_decref(v);
-        return n;
-}
-
 static void test_sigterm(sd_bus *a) {
         uint64_t allocs0 = test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU"), frees0 = test_ioctl_count(&T, "FREE_MEMORY_OF_GPU");
-        uint64_t h0 = handles(), allocs, frees;
-        int pid, starts0, starts;
+        uint64_t h0 = test_kernel_handles(&T), allocs, frees;
+        int pid, starts0;
         Pending alloc = {};
 
-        read_state(&pid, &starts0);
+        test_svmd_state(&pid, &starts0);
         ASSERT_TRUE(pid > 0);
         allocate_async(a, BIG, &alloc);
         wait_ioctl("ALLOC_MEMORY_OF_GPU", allocs0);
@@ -340,24 +313,14 @@ static void test_sigterm(sd_bus *a) {
         pump(a, &alloc);
         expect_ok(&alloc, "Allocate in flight at SIGTERM");
 
-        for (unsigned i = 0; i < 60000; i++) {
-                int p;
-
-                read_state(&p, &starts);
-                if (p == 0)
-                        break;
-                nanosleep(&(struct timespec) { 0, 1000 * 1000 }, NULL);
-        }
-        read_state(&pid, &starts);
-        ASSERT_TRUE(pid == 0);
-        ASSERT_TRUE(starts == starts0);
+        test_wait_svmd_exit(starts0);
         allocs = test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU") - allocs0;
         frees = test_ioctl_count(&T, "FREE_MEMORY_OF_GPU") - frees0;
         printf("sigterm: %" PRIu64 " ALLOC, %" PRIu64 " FREE, %" PRIu64 " handles left (%" PRIu64 " before)\n", allocs,
-               frees, handles(), h0);
+               frees, test_kernel_handles(&T), h0);
         ASSERT_UEQ(allocs, 1);
         ASSERT_UEQ(frees, 1);
-        ASSERT_TRUE(handles() <= h0);
+        ASSERT_TRUE(test_kernel_handles(&T) <= h0);
         pending_done(&alloc);
 }
 
