@@ -159,6 +159,7 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
                 }
                 op = &c->ops[c->n_ops++];
                 *op = (CommitOp) { .kind = kind };
+                job_maybe_yield(); /* nothing is claimed yet */
 
                 snprintf(what, sizeof(what), "operation %zu (%s)", c->n_ops - 1, kind_s);
                 r = bus_read_options(msg, op_kind_options[kind], &op->args, what, error);
@@ -390,6 +391,8 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                 CommitOp *op = &c->ops[i];
                 OpArgs *a = &op->args;
 
+                /* 1024 operations are more than one dispatch: what they rely on is claimed. */
+                job_maybe_yield();
                 switch (op->kind) {
                 case OP_ALLOCATE:
                 case OP_ALLOCATE_BATCH: {

@@ -539,6 +539,23 @@ void job_wait(void) {
         job_switch_to_loop(j);
 }
 
+void job_maybe_yield(void) {
+        Job *j = current;
+        Executor *x;
+
+        if (!j || now_usec() - j->resumed_usec < EXECUTOR_SLICE_USEC)
+                return;
+        /* As if an ioctl had ended at once: the done list, behind what the loop has waiting. */
+        x = j->executor;
+        x->n_ioctls++;
+        j->waited = true;
+        pthread_mutex_lock(&x->lock);
+        list_push(&x->done_head, &x->done_tail, j);
+        pthread_mutex_unlock(&x->lock);
+        (void) eventfd_write(x->efd, 1);
+        job_switch_to_loop(j);
+}
+
 int executor_ioctl(int fd, unsigned long request, void *arg) {
         Job *j = current;
         Executor *x;

@@ -76,6 +76,13 @@ bool job_set_offload(bool on);
  */
 #define EXECUTOR_SMALL_BYTES (UINT64_C(2) << 20)
 bool job_set_small(bool small);
+/*
+ * If the current job has had the loop for more than EXECUTOR_SLICE_USEC, let the loop serve others
+ * and continue after them (a Commit's validation of 1024 operations). Only where stepping aside
+ * is safe: what the job relies on is claimed. Outside a job: nothing.
+ */
+#define EXECUTOR_SLICE_USEC 1000U
+void job_maybe_yield(void);
 /* Call fn(userdata) when the current job ends (after its claims are released). No job: -ENOENT. */
 int job_on_end(void (*fn)(void *userdata), void *userdata);
 
