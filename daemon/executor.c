@@ -65,6 +65,7 @@ struct Job {
         unsigned long request;
         void *arg;
         int ioctl_result, ioctl_errno;
+        bool ioctl_big;         /* counted in Executor.n_big */
 
         Job *next;              /* the workers' queue, the done list or the runnable list */
         Job *wait_next;         /* a claim's waiters */
@@ -93,6 +94,7 @@ struct Executor {
         ucontext_t loop_ctx;
         unsigned n_jobs;
         unsigned n_ioctls;              /* handed to the workers and not resumed yet */
+        unsigned n_big;                 /* … of them, those of jobs not marked small */
         void *stacks[JOB_STACKS_KEPT];
         unsigned n_stacks;
         void (*idle)(void *userdata);
@@ -291,6 +293,10 @@ static void process_done(Executor *x) {
                 j->next = NULL;
                 assert(x->n_ioctls > 0);
                 x->n_ioctls--;
+                if (j->ioctl_big) {
+                        x->n_big--;
+                        j->ioctl_big = false;
+                }
                 job_resume(j);
                 if (j->finished)
                         job_finish(j);
@@ -562,12 +568,15 @@ int executor_ioctl(int fd, unsigned long request, void *arg) {
 
         if (!j || !j->offload)
                 return ioctl(fd, request, arg);
-        /* Small, nothing else in the kernel, and this dispatch is still short: here. */
-        if (j->small && j->executor->n_ioctls == 0 && now_usec() - j->resumed_usec < JOB_INLINE_USEC)
+        /* Small, nothing large in the kernel (which might hold its process lock for long), and this
+         * dispatch is still short: here. */
+        if (j->small && j->executor->n_big == 0 && now_usec() - j->resumed_usec < JOB_INLINE_USEC)
                 return ioctl(fd, request, arg);
 
         x = j->executor;
         x->n_ioctls++;
+        j->ioctl_big = !j->small;
+        x->n_big += j->ioctl_big;
         j->fd = fd;
         j->request = request;
         j->arg = arg;
