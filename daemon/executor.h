@@ -81,7 +81,7 @@ bool job_set_small(bool small);
  * and continue after them (a Commit's validation of 1024 operations). Only where stepping aside
  * is safe: what the job relies on is claimed. Outside a job: nothing.
  */
-#define EXECUTOR_SLICE_USEC 1000U
+#define EXECUTOR_SLICE_USEC 250U
 void job_maybe_yield(void);
 /* Call fn(userdata) when the current job ends (after its claims are released). No job: -ENOENT. */
 int job_on_end(void (*fn)(void *userdata), void *userdata);
