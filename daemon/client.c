@@ -205,6 +205,7 @@ static int client_pin(Client *c, Client **ret) {
                 if (r < 0)
                         return r;
                 c->n_jobs++;
+                job_set_owner(c);
         }
         *ret = c;
         return 0;
@@ -229,6 +230,9 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
         c = str_table_get(m->clients, name);
         if (c)
                 return client_pin(c, ret);
+        /* A direct peer that closed while its call waited: it would never be torn down. */
+        if (!sender && sd_bus_is_open(bus) <= 0)
+                return -ENOTCONN;
 
         r = caller_identity(m, msg, &uid, &unit, &cgroup, error);
         if (r < 0)

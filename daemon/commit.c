@@ -159,7 +159,6 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
                 }
                 op = &c->ops[c->n_ops++];
                 *op = (CommitOp) { .kind = kind };
-                job_maybe_yield(); /* nothing is claimed yet */
 
                 snprintf(what, sizeof(what), "operation %zu (%s)", c->n_ops - 1, kind_s);
                 r = bus_read_options(msg, op_kind_options[kind], &op->args, what, error);

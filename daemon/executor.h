@@ -83,6 +83,9 @@ bool job_set_small(bool small);
  */
 #define EXECUTOR_SLICE_USEC 250U
 void job_maybe_yield(void);
+/* Who the current job acts for (the daemon's Client), for the job's runner; NULL if unknown. */
+void job_set_owner(void *owner);
+void *job_get_owner(void);
 /* Call fn(userdata) when the current job ends (after its claims are released). No job: -ENOENT. */
 int job_on_end(void (*fn)(void *userdata), void *userdata);
 

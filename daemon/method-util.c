@@ -426,6 +426,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(MethodJob *, method_job_free);
 
 static int method_job_run(void *userdata) {
         MethodJob *j = userdata;
+        Client *c;
         int r;
 
         for (;;) {
@@ -435,6 +436,11 @@ static int method_job_run(void *userdata) {
                 /* Nothing has changed yet: wait for the request before us, then start over. */
                 sd_bus_error_free(&j->error);
                 job_wait();
+                /* Its caller went meanwhile: nobody to act for (starting over would make the caller
+                 * anew, a client nobody tears down). */
+                c = job_get_owner();
+                if (c && c->gone)
+                        return -ENOTCONN;
                 r = sd_bus_message_rewind(j->msg, true);
                 if (r < 0)
                         return r;
