@@ -72,6 +72,7 @@ struct Job {
         JobClaim *claims;       /* held */
         JobClaim *waiting_for;  /* met by job_claim() */
         JobEnd *ends;
+        void *owner;
 #ifdef EXECUTOR_ASAN
         void *fake_stack;
 #endif
@@ -465,6 +466,15 @@ bool job_set_small(bool small) {
 
 bool job_set_offload(bool on) {
         return current ? swap_bool(&current->offload, on) : false;
+}
+
+void job_set_owner(void *owner) {
+        if (current)
+                current->owner = owner;
+}
+
+void *job_get_owner(void) {
+        return current ? current->owner : NULL;
 }
 
 int job_on_end(void (*fn)(void *userdata), void *userdata) {
