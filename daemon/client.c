@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -214,6 +215,33 @@ static char *client_label(pid_t pid, const char *sender) {
         return label;
 }
 
+static void client_release_owned(Client *c);
+
+static void client_unpin(void *userdata) {
+        Client *c = userdata;
+
+        assert(c->n_jobs > 0);
+        if (--c->n_jobs == 0 && c->release_pending) {
+                c->release_pending = false;
+                client_release_owned(c);
+        }
+}
+
+/* A request's job keeps its client until it ends: a disconnect meanwhile waits for it. */
+static int client_pin(Client *c, Client **ret) {
+        int r;
+
+        if (job_current()) {
+                r = job_on_end(client_unpin, c);
+                if (r < 0)
+                        return r;
+                c->n_jobs++;
+                job_set_owner(c);
+        }
+        *ret = c;
+        return 0;
+}
+
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error) {
         _cleanup_free_ char *name = NULL, *unit = NULL, *cgroup = NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
@@ -232,10 +260,11 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                 return -ENOMEM;
 
         c = str_table_get(m->clients, name);
-        if (c) {
-                *ret = c;
-                return 0;
-        }
+        if (c)
+                return client_pin(c, ret);
+        /* A direct peer that closed while its call waited: it would never be torn down. */
+        if (!sender && sd_bus_is_open(bus) <= 0)
+                return -ENOTCONN;
 
         r = caller_identity(m, msg, &uid, &pid, &unit, &cgroup, error);
         if (r < 0)
@@ -274,8 +303,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
                                         (const char *const[]) { "Clients", NULL });
         log_debug("Client %s: uid %u, unit %s, quota scope %s.", c->label, (unsigned) uid,
                   c->identity->unit[0] ? c->identity->unit : "-", c->identity->scope->key);
-        *ret = c;
-        return 0;
+        return client_pin(c, ret);
 
 fail:
         sd_bus_track_unref(c->track);
@@ -337,21 +365,33 @@ void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
         }
 }
 
-/* Free what the gone client still owns until deadline (CLOCK_MONOTONIC); > 0 while some is left. */
+/*
+ * Free what the gone client still owns until deadline (CLOCK_MONOTONIC); 1 while some is left, 2
+ * if what is left is being changed by requests in flight (Range.claim), 0 when done. In the
+ * teardown job the frees' ioctls run on the executor: the list is read again after each step, as
+ * the repair timer may have freed a degraded range of it meanwhile.
+ */
 static int client_release_ranges(Client *c, uint64_t deadline) {
-        /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the range
-         * off the list: it is freed, detached to its holders, or left to the repair timer. */
-        while (c->ranges) {
+        for (;;) {
                 Range *r = c->ranges;
 
+                while (r && job_claim_held(&r->claim))
+                        r = r->client_next;
+                if (!r)
+                        return c->ranges ? 2 : 0;
+
+                /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the
+                 * range off the list: it is freed, detached to its holders, or left to the repair timer. */
                 if (r->persistent)
                         client_remove_range(r);
-                else
+                else {
+                        (void) job_claim(&r->claim); /* requests that find it wait (not held: see above) */
+                        (void) job_set_small(r->size <= EXECUTOR_SMALL_BYTES);
                         (void) range_release_owner(r);
+                }
                 if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)
                         return 1;
         }
-        return 0;
 }
 
 static Client *client_destroy(Client *c) {
@@ -370,18 +410,18 @@ static Client *client_destroy(Client *c) {
  * priority, so that a bus connection whose message sd-bus has already read (and which waits on
  * its own timer, not on its socket) is served first too.
  */
-static int teardown_schedule(Manager *m) {
+static int teardown_schedule(Manager *m, uint64_t delay) {
         int k;
 
         if (!m->teardown_event) {
-                k = sd_event_add_time_relative(m->event, &m->teardown_event, CLOCK_MONOTONIC, 0, 1, on_teardown, m);
+                k = sd_event_add_time_relative(m->event, &m->teardown_event, CLOCK_MONOTONIC, delay, 1, on_teardown, m);
                 if (k < 0)
                         return k;
                 (void) sd_event_source_set_description(m->teardown_event, "teardown");
                 /* Below every request: a slice runs when no connection has work waiting. */
                 return sd_event_source_set_priority(m->teardown_event, SD_EVENT_PRIORITY_IDLE);
         }
-        k = sd_event_source_set_time_relative(m->teardown_event, 0);
+        k = sd_event_source_set_time_relative(m->teardown_event, delay);
         if (k < 0)
                 return k;
         return sd_event_source_set_enabled(m->teardown_event, SD_EVENT_ONESHOT);
@@ -394,7 +434,7 @@ static int teardown_enqueue(Manager *m, Client *c) {
         if (!m->event || m->exiting)
                 return -ESHUTDOWN;
         if (!m->teardown_head) {
-                k = teardown_schedule(m);
+                k = teardown_schedule(m, 0);
                 if (k < 0)
                         return k;
         }
@@ -440,12 +480,23 @@ Client *client_free(Client *c) {
                 manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
                                                 (const char *const[]) { "Clients", NULL });
 
-        /* Then what it owns: freeing a million ranges takes seconds, so the loop does it in slices
-         * between other clients' calls (on_teardown()). Until then they stay charged to its owner. */
-        if (c->ranges && teardown_enqueue(m, c) >= 0)
+        /* A request of it still in flight ends first (client_unpin()); its ranges are gone by then. */
+        if (c->n_jobs > 0) {
+                c->gone = true;
+                c->release_pending = true;
                 return NULL;
+        }
+        client_release_owned(c);
+        return NULL;
+}
+
+/* Then what it owns: freeing a million ranges takes seconds, so the loop does it in slices between
+ * other clients' calls (on_teardown()). Until then they stay charged to its owner. */
+static void client_release_owned(Client *c) {
+        if (c->ranges && teardown_enqueue(c->manager, c) >= 0)
+                return;
         (void) client_release_ranges(c, UINT64_MAX);
-        return client_destroy(c);
+        client_destroy(c);
 }
 
 bool range_being_freed(const Range *r) {
@@ -466,20 +517,25 @@ const char *range_public_state(const Range *r) {
  * One slice of teardown: about TEARDOWN_SLICE_USEC of freeing, taken from the gone
  * clients in turn (round-robin), so that one client's million ranges delay another's
  * call by one slice at most, and the watchdog and every other source run in between.
+ * Returns whether the next slice waits for requests in flight.
  */
-static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+static bool teardown_slice(Manager *m) {
         uint64_t deadline = manager_now_usec() + TEARDOWN_SLICE_USEC;
+        bool blocked = false;
 
         while (m->teardown_head) {
                 Client *c = m->teardown_head;
+                int k;
 
                 m->teardown_head = c->teardown_next;
                 if (!m->teardown_head)
                         m->teardown_tail = NULL;
                 c->teardown_next = NULL;
 
-                if (client_release_ranges(c, deadline) > 0) {
+                k = client_release_ranges(c, deadline);
+                if (k > 0) {
+                        /* Waiting for a request in flight: look again in a millisecond, not at once. */
+                        blocked = k == 2;
                         /* Its turn is over: to the back of the queue. */
                         if (m->teardown_tail)
                                 m->teardown_tail->teardown_next = c;
@@ -491,8 +547,11 @@ static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
                 log_debug("Client %s: every range it owned is freed.", c->label);
                 client_destroy(c);
         }
+        return blocked;
+}
 
-        if (m->teardown_head && teardown_schedule(m) < 0) {
+static void teardown_next(Manager *m, bool blocked) {
+        if (m->teardown_head && teardown_schedule(m, blocked ? 1000 : 0) < 0) {
                 /* Cannot wait for the loop: finish here rather than leak. */
                 log_warning("Scheduling the next teardown slice failed; freeing the rest at once.");
                 while (m->teardown_head) {
@@ -505,6 +564,39 @@ static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
                 m->teardown_tail = NULL;
         }
         manager_update_status(m);
+}
+
+/* A slice as a job: its FREE and UNMAP ioctls run on the executor, the loop serves others. */
+static int teardown_job_run(void *userdata) {
+        Manager *m = userdata;
+        bool offload = job_set_offload(true), blocked;
+
+        blocked = teardown_slice(m);
+        (void) job_set_offload(offload);
+        return blocked;
+}
+
+static void teardown_job_done(void *userdata, int result) {
+        Manager *m = userdata;
+
+        m->teardown_running = false;
+        teardown_next(m, result > 0);
+}
+
+static int on_teardown(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (m->teardown_running)
+                return 0; /* the job reschedules when it ends */
+        if (!m->executor) {
+                teardown_next(m, teardown_slice(m));
+                return 0;
+        }
+        m->teardown_running = true;
+        r = executor_spawn(m->executor, teardown_job_run, teardown_job_done, m);
+        if (r != -EINPROGRESS)
+                teardown_job_done(m, r);
         return 0;
 }
 
@@ -759,8 +851,9 @@ static int range_free_now(Range *r) {
         uint64_t id = r->id;
         int k;
 
-        if (r->state == RANGE_STATE_DEGRADED || r->n_batch_users > 0) {
-                /* Being repaired, or batch pieces still use its pages: free it when that is over. */
+        if (r->state == RANGE_STATE_DEGRADED || r->n_batch_users > 0 || job_claim_held(&r->claim)) {
+                /* Being repaired, batch pieces still use its pages, or a request in flight changes it
+                 * (an administrator's; executor.h): free it when that is over. */
                 r->want_gone = true;
                 r->want_mapped = 0;
                 if (r->state != RANGE_STATE_DEGRADED) {

@@ -66,6 +66,9 @@ struct Client {
         /* Disconnected, its ranges still being freed in slices (Manager.teardown_head) */
         bool gone;
         Client *teardown_next;
+        /* Requests of it in flight (executor.h): its ranges are released when the last one ends. */
+        unsigned n_jobs;
+        bool release_pending;
 };
 
 struct Hold {

@@ -336,15 +336,62 @@ static int commit_authorize(Manager *m, sd_bus_message *msg, Commit *c) {
         return 1;
 }
 
+static void scope_unref_job(void *userdata) {
+        Scope *s = userdata;
+
+        scope_unref(s->table, s);
+}
+
+/* The scope's allocation claim, for the job; the scope stays while the job runs (a reload may rescope). */
+static int claim_scope(Manager *m, Scope *s) {
+        int r;
+
+        if (s->alloc_claim.job && !job_claim_held(&s->alloc_claim))
+                return 0; /* ours already */
+        r = job_claim(&s->alloc_claim);
+        if (r < 0)
+                return r;
+        r = job_on_end(scope_unref_job, s);
+        if (r < 0)
+                return r;
+        scope_ref(s);
+        return 0;
+}
+
 /* Validate every operation in order against simulated state; nothing changes. */
 static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
         QuotaRequest pending = {};
+        size_t n_allocs = 0;
+        bool persistent = false;
         int r = 0;
+
+        /*
+         * Quota, VRAM and persistent slots are charged by an allocation before its first ioctl
+         * (range_create()), so a request validated while another one's ioctl runs sees that one's
+         * charge. A Commit with more than its allocation has ioctls between its validation and
+         * its charges: while it is in flight no other allocation of its quota scope passes
+         * validation (Scope.alloc_claim), nor, if it makes persistent ranges, any other persistent
+         * allocation (Manager.alloc_claim: their slots are node-wide). Other tenants go on.
+         */
+        for (size_t i = 0; i < c->n_ops; i++)
+                if (c->ops[i].kind == OP_ALLOCATE || c->ops[i].kind == OP_ALLOCATE_BATCH) {
+                        n_allocs++;
+                        persistent = persistent || c->ops[i].args.persistent;
+                }
+        if (n_allocs > 0 && c->n_ops > 1) {
+                r = claim_scope(m, c->client->identity->scope);
+                if (r >= 0 && persistent)
+                        r = job_claim(&m->alloc_claim);
+                if (r < 0)
+                        return r;
+        }
 
         for (size_t i = 0; i < c->n_ops; i++) {
                 CommitOp *op = &c->ops[i];
                 OpArgs *a = &op->args;
 
+                /* 1024 operations are more than one dispatch: what they rely on is claimed. */
+                job_maybe_yield();
                 switch (op->kind) {
                 case OP_ALLOCATE:
                 case OP_ALLOCATE_BATCH: {
@@ -425,6 +472,13 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                 if (r < 0)
                         return prefix_error(c, error, i, op->kind, r);
         }
+        /* After the free VRAM query (an ioctl that may wait), right before the charge. */
+        if (n_allocs > 0 && c->n_ops == 1) {
+                r = job_claim_check(&c->client->identity->scope->alloc_claim);
+                if (r >= 0 && persistent)
+                        r = job_claim_check(&m->alloc_claim);
+                return r;
+        }
         return 0;
 }
 
@@ -474,16 +528,44 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
         return 0;
 }
 
+/* The largest range the operations create or touch (executor.h, job_set_small()). */
+static uint64_t commit_max_size(Commit *c) {
+        uint64_t max = 0;
+
+        for (size_t i = 0; i < c->n_ops; i++) {
+                CommitOp *op = &c->ops[i];
+                uint64_t size;
+
+                if (op->kind == OP_ALLOCATE || op->kind == OP_ALLOCATE_BATCH)
+                        size = op->spec.size;
+                else if (op->sim && op->sim->existing)
+                        size = op->sim->existing->size;
+                else
+                        size = 0; /* a range an earlier operation allocates: counted there */
+                max = MAX(max, size);
+        }
+        return max;
+}
+
 /* Execute the validated operations as one transaction, then commit it or roll it back. */
 static int commit_apply(Manager *m, Commit *c, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         int r;
 
+        bool offload, small;
+
         r = transaction_new(&t, m);
         if (r < 0)
                 return r;
+        /* From here the kernel's part runs on the executor; everything was validated and claimed
+         * (docs/architecture.md, "The kernel executor"). */
+        offload = job_set_offload(true);
+        small = job_set_small(commit_max_size(c) <= EXECUTOR_SMALL_BYTES);
         r = commit_execute(t, c, error);
-        return transaction_finish(t, r, error);
+        r = transaction_finish(t, r, error);
+        (void) job_set_small(small);
+        (void) job_set_offload(offload);
+        return r;
 }
 
 static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
@@ -523,7 +605,7 @@ static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
         return sd_bus_message_close_container(reply);
 }
 
-int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(commit_done) Commit c = {};
         _cleanup_(op_args_done) OpArgs o = {};
@@ -563,6 +645,10 @@ int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r < 0)
                 return r;
         return reply_and_remember(m, msg, reply, c.client, o.dry_run ? NULL : o.request_id);
+}
+
+int method_commit(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_commit, error);
 }
 
 int operation_run(Manager *m, Client *client, const Operation *o, Range **ret_range, sd_bus_error *error) {

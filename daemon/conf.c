@@ -33,6 +33,7 @@ void config_init_defaults(Config *c) {
                 .limit_peer_timeout_ms = CONFIG_DEFAULT_PEER_TIMEOUT_MS,
                 .limit_fd_store_max = CONFIG_DEFAULT_FD_STORE_MAX,
                 .limit_kfd_contexts = CONFIG_DEFAULT_KFD_CONTEXTS,
+                .limit_kernel_workers = CONFIG_DEFAULT_KERNEL_WORKERS,
         };
 }
 
@@ -331,7 +332,8 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         static const char *const keys[] = { "persistent-ranges", "ranges-per-client", "tokens-per-client",
                                             "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
                                             "holds-per-range", "fd-store-max", "connections", "connections-per-uid",
-                                            "message-size", "peer-timeout-ms", "kfd-contexts", NULL };
+                                            "message-size", "peer-timeout-ms", "kfd-contexts",
+                                            "kernel-workers", NULL };
         json_t *v;
         int r;
 
@@ -363,6 +365,11 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
         r = parse_kfd_contexts(p, obj, c);
         if (r < 0)
                 return r;
+        if ((v = json_object_get(obj, "kernel-workers")) &&
+            (r = parse_count(p, "kernel-workers", v, &c->limit_kernel_workers)) < 0)
+                return r;
+        if (c->limit_kernel_workers == 0 || c->limit_kernel_workers > CONFIG_KERNEL_WORKERS_MAX)
+                return fail(p, -EINVAL, "kernel-workers", "\"kernel-workers\" must be between 1 and 64");
         return parse_direct_limits(p, obj, c);
 }
 

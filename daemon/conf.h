@@ -75,6 +75,14 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_MESSAGE_SIZE             (UINT64_C(4) << 20)
 #define CONFIG_DEFAULT_PEER_TIMEOUT_MS          10000U
 
+/*
+ * Worker threads per KFD context that run the kernel's part of requests (daemon/executor.h); read at
+ * start only. Several let ioctls overlap where the kernel holds its per-process lock for part of a
+ * call only (docs/benchmarks.md, "Concurrency").
+ */
+#define CONFIG_DEFAULT_KERNEL_WORKERS           4U
+#define CONFIG_KERNEL_WORKERS_MAX               64U
+
 typedef struct Config {
         uint64_t va_base;
         uint64_t va_size;
@@ -106,6 +114,7 @@ typedef struct Config {
         uint64_t limit_peer_timeout_ms;
 
         uint64_t limit_kfd_contexts;    /* with interface 1.19+; one below */
+        uint64_t limit_kernel_workers;
 } Config;
 
 void config_init_defaults(Config *c);

@@ -8,6 +8,7 @@
 #include <systemd/sd-event.h>
 
 #include "bus-util.h"
+#include "executor.h"
 #include "gpu.h"
 #include "kfd-ioctl.h"
 #include "manager.h"
@@ -46,13 +47,19 @@ Gpu *gpu_free(Gpu *g) {
 static int read_available(Gpu *g, uint64_t max_age_usec) {
         Manager *m = g->manager;
         uint64_t now = 0, avail;
+        bool offload;
         int r;
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
         if (g->available_read_usec != 0 && now >= g->available_read_usec &&
             now - g->available_read_usec < max_age_usec)
                 return 0;
+        /* In a request's job on the executor: the kernel takes the process lock for it, which
+         * another request's ALLOC may hold for milliseconds (executor.h). On the loop itself
+         * (ListGpus, properties) it runs here, at most once a second per GPU. */
+        offload = job_set_offload(true);
         r = kfd_available_memory(m->kfd_fd, g->gpu_id, &avail);
+        (void) job_set_offload(offload);
         if (r < 0)
                 return r;
         g->available_read = avail;

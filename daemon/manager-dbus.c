@@ -80,7 +80,7 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, OpKind ki
         return reply_allocation(m, msg, range, c, a->request_id);
 }
 
-static int method_allocate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_allocate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs a = {};
         Manager *m = userdata;
         const char *domain;
@@ -100,7 +100,7 @@ static int method_allocate(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return allocate_common(msg, m, &a, OP_ALLOCATE, error);
 }
 
-static int method_allocate_batch(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_allocate_batch(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs a = {};
         Manager *m = userdata;
         int r;
@@ -119,7 +119,7 @@ static int method_allocate_batch(sd_bus_message *msg, void *userdata, sd_bus_err
         return allocate_common(msg, m, &a, OP_ALLOCATE_BATCH, error);
 }
 
-static int method_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         OpArgs a = {};
         Manager *m = userdata;
         char key[64];
@@ -171,7 +171,7 @@ static int change_range(sd_bus_message *msg, Manager *m, RangeCall *call, Operat
         return reply_empty(m, msg, c, r > 0 ? call->request_id : NULL);
 }
 
-static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs a = {};
         RangeCall call = { .verb = "Mapping" };
         Operation op = { .kind = OP_MAP, .args = &a };
@@ -193,7 +193,7 @@ static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         return change_range(msg, userdata, &call, &op, error);
 }
 
-static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs a = {};
         RangeCall call = { .verb = "Unmapping" };
         Operation op = { .kind = OP_UNMAP, .args = &a };
@@ -210,7 +210,7 @@ static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error
         return change_range(msg, userdata, &call, &op, error);
 }
 
-static int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(op_args_done) OpArgs a = {};
         RangeCall call = { .verb = "Changing the attributes of" };
         Operation op = { .kind = OP_SET_ATTRIBUTES, .args = &a };
@@ -226,6 +226,31 @@ static int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_err
         op.dry_run = a.dry_run;
 
         return change_range(msg, userdata, &call, &op, error);
+}
+
+/* Each runs as a job: its ioctls on the executor, the reply when it ends (method_run_job()). */
+static int method_allocate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_allocate, error);
+}
+
+static int method_allocate_batch(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_allocate_batch, error);
+}
+
+static int method_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_free, error);
+}
+
+static int method_map(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_map, error);
+}
+
+static int method_unmap(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_unmap, error);
+}
+
+static int method_set_attributes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_set_attributes, error);
 }
 
 /* ---- queries ---- */

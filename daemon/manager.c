@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "context.h"
 #include "direct.h"
+#include "executor.h"
 #include "gpu.h"
 #include "health.h"
 #include "log.h"
@@ -98,6 +99,9 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        /* Jobs in flight end first: their ioctls are running, and they hold ranges and clients. */
+        m->executor = executor_free(m->executor);
+        kfd_set_ioctl_hook(NULL);
         m->exiting = true; /* nothing is announced while tearing down */
 
         /* The kernel objects die with the process; here only memory is released, ranges first
@@ -113,6 +117,7 @@ Manager *manager_free(Manager *m) {
         str_table_free(m->clients);
         str_table_free(m->tokens);
         str_table_free(m->range_requests);
+        str_table_free(m->requests_in_flight);
         str_table_free(m->identities);
         quota_table_free(m->quotas);
         polkit_registry_free(m->polkit);
@@ -498,8 +503,8 @@ static Range *ranges_from(Manager *m, uint64_t id) {
  * ranges a pass takes long, so it runs in slices of REPAIR_SLICE_USEC and
  * resumes at m->repair_cursor, letting every other source run in between.
  */
-static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+static void repair_pass(Manager *m) {
+        sd_event_source *s = m->repair_timer;
         uint64_t deadline = manager_now_usec() + REPAIR_SLICE_USEC;
         bool check = false;
         unsigned n = 0;
@@ -518,12 +523,21 @@ static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
                         m->repair_cursor = id;
                         (void) sd_event_source_set_time_relative(s, 0);
                         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-                        return 0;
+                        return;
                 }
                 check = r->state == RANGE_STATE_DEGRADED;
                 if (!check)
                         continue;
+                if (job_claim_held(&r->claim)) {
+                        /* A request in flight still works on it (executor.h): the next pass. */
+                        m->repair_failed++;
+                        continue;
+                }
+                /* Requests that find it wait; in the repair job its ioctls run on the executor, and
+                 * the next range is looked up again afterwards (a request may free it meanwhile). */
+                (void) job_claim(&r->claim);
                 k = range_repair(r);
+                next = ranges_from(m, id + 1);
                 if (k < 0) {
                         m->repair_failed++;
                         log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
@@ -548,6 +562,43 @@ static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
         }
 
         manager_update_status(m);
+}
+
+static int repair_job_run(void *userdata) {
+        bool offload = job_set_offload(true);
+
+        repair_pass(userdata);
+        (void) job_set_offload(offload);
+        return 0;
+}
+
+static void repair_job_done(void *userdata, int result) {
+        Manager *m = userdata;
+
+        m->repair_running = false;
+        if (m->repair_again) {
+                m->repair_again = false;
+                manager_schedule_repair(m);
+        }
+}
+
+/* A slice of the repair pass, as a job: its ioctls run on the executor. */
+static int on_repair(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (m->repair_running) {
+                m->repair_again = true; /* when the slice running now ends */
+                return 0;
+        }
+        if (!m->executor) {
+                repair_pass(m);
+                return 0;
+        }
+        m->repair_running = true;
+        r = executor_spawn(m->executor, repair_job_run, repair_job_done, m);
+        if (r != -EINPROGRESS)
+                repair_job_done(m, r);
         return 0;
 }
 
@@ -602,14 +653,37 @@ static void release_for_exit(Manager *m) {
         log_info("Freed %zu ranges at exit.", n);
 }
 
+static void exit_now(Manager *m) {
+        release_for_exit(m);
+        (void) sd_event_exit(m->event, 0);
+}
+
+/* The last job in flight ended: a SIGTERM that waited for it finishes now. */
+static void on_executor_idle(void *userdata) {
+        Manager *m = userdata;
+
+        if (m->exit_when_idle) {
+                m->exit_when_idle = false;
+                exit_now(m);
+        }
+}
+
 static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
+        if (m->exiting)
+                return 0;
         log_info("Received %s, exiting.", strsignal((int) si->ssi_signo));
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Freeing ranges and exiting.");
-        m->exiting = true;
-        release_for_exit(m);
-        return sd_event_exit(m->event, 0);
+        m->exiting = true; /* no new request starts (method_run_job()) */
+        if (executor_n_jobs(m->executor) > 0) {
+                /* Requests in flight finish (their ioctls are running) and reply; then the rest. */
+                log_info("Waiting for %u requests in flight.", executor_n_jobs(m->executor));
+                m->exit_when_idle = true;
+                return 0;
+        }
+        exit_now(m);
+        return 0;
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -855,6 +929,11 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r; /* logged by the kfd layer */
         m->kfd_fd = kfd_device_get_fd(m->kfd);
+        r = executor_new(&m->executor, m->event, (unsigned) m->config.limit_kernel_workers);
+        if (r < 0)
+                return log_error_errno(r, "Starting the kernel executor failed: %m");
+        executor_set_idle_callback(m->executor, on_executor_idle, m);
+        kfd_set_ioctl_hook(executor_ioctl);
         kfd_device_get_version(m->kfd, &m->kfd_major, &m->kfd_minor);
         log_info("KFD interface %u.%u.", m->kfd_major, m->kfd_minor);
         setup_xnack(m);
@@ -891,6 +970,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = str_table_new(&m->range_requests);
+        if (r < 0)
+                return r;
+        r = str_table_new(&m->requests_in_flight);
         if (r < 0)
                 return r;
         r = quota_table_new(&m->quotas);

@@ -15,6 +15,7 @@
 
 #include "fd-slots.h"
 #include "conf.h"
+#include "executor.h"
 #include "id-table.h"
 #include "kfd-device.h"
 #include "macro.h"
@@ -67,6 +68,9 @@ typedef struct Manager {
         int kfd_fd;                     /* borrowed from kfd: the primary context's */
         Context **contexts;             /* [0]: the primary KFD context; secondary ones after it (context.h) */
         unsigned n_contexts;
+        Executor *executor;             /* runs the KFD ioctls of requests (executor.h) */
+        JobClaim alloc_claim;           /* a Commit with several allocations in flight (commit.c) */
+        StrTable *requests_in_flight;   /* "uid\x1frequest-id" → its first call, in flight (method-util.c) */
         uint32_t kfd_major, kfd_minor;
         bool xnack;                     /* XNACK mode of our KFD process (SVM page faults) */
         Gpu **gpus;                     /* index = bit in range mapping masks */
@@ -109,8 +113,10 @@ typedef struct Manager {
         sd_event_source *repair_timer;
         uint64_t repair_cursor;         /* the next range id a sliced repair pass looks at; 0: none */
         size_t repair_failed;           /* ranges this pass could not repair yet */
+        bool repair_running, repair_again;      /* a slice runs as a job; the timer fired meanwhile */
         Client *teardown_head, *teardown_tail;  /* gone clients with ranges left to free (client.h) */
         sd_event_source *teardown_event;
+        bool teardown_running;          /* a slice is running as a job (client.c) */
         sd_event_source *publish_event;         /* coalesced PropertiesChanged */
         uint64_t dirty_gpus;
         bool dirty_manager;
@@ -121,6 +127,7 @@ typedef struct Manager {
         uint64_t watchdog_usec;
         bool exiting;
         struct Revocation *revocations; /* revocations waiting for their holders (revoke.h) */
+        bool exit_when_idle;            /* SIGTERM came while jobs were in flight */
 } Manager;
 
 int manager_new(Manager **ret, const ManagerOptions *options);

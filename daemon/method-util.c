@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,12 +14,14 @@
 #include "log.h"
 #include "manager.h"
 #include "method-util.h"
+#include "metrics.h"
 #include "polkit.h"
 #include "range-svm.h"
 #include "range.h"
 #include "revoke.h"
 #include "request-cache.h"
 #include "size-util.h"
+#include "str-table.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
 
@@ -406,7 +409,9 @@ int range_not_found(uint64_t id, sd_bus_error *error) {
         return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE, "Range %" PRIu64 " does not exist.", id);
 }
 
-int range_check_busy(const Range *range, sd_bus_error *error) {
+int range_check_busy(Range *range, sd_bus_error *error) {
+        int r;
+
         /* Its owner's connection went: it is on its way out and nothing new may start on it. */
         if (range_being_freed(range))
                 return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,
@@ -415,7 +420,100 @@ int range_check_busy(const Range *range, sd_bus_error *error) {
         if (range->state == RANGE_STATE_DEGRADED)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " is degraded and being repaired; try again later.", range->id);
+        /* Last: waiting makes sense only for a range this request may change. */
+        r = job_claim(&range->claim);
+        if (r < 0)
+                return r;
         return 0;
+}
+
+typedef struct MethodJob {
+        Manager *manager;
+        sd_bus_message *msg;
+        sd_bus_message_handler_t handler;
+        sd_bus_error error;
+        uint64_t start_nsec;    /* when sd-bus dispatched it (metrics) */
+        bool deferred;          /* polkit runs it again, and that run is counted */
+} MethodJob;
+
+static MethodJob *method_job_free(MethodJob *j) {
+        if (!j)
+                return NULL;
+        sd_bus_message_unref(j->msg);
+        sd_bus_error_free(&j->error);
+        free(j);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(MethodJob *, method_job_free);
+
+static int method_job_run(void *userdata) {
+        MethodJob *j = userdata;
+        Client *c;
+        int r;
+
+        for (;;) {
+                (void) metrics_take_deferred(j->manager->metrics);
+                r = j->handler(j->msg, j->manager, &j->error);
+                /* polkit_check() says so right before the handler returns, with no step aside between. */
+                j->deferred = metrics_take_deferred(j->manager->metrics);
+                if (r != JOB_RETRY)
+                        return r;
+                /* Nothing has changed yet: wait for the request before us, then start over. */
+                sd_bus_error_free(&j->error);
+                job_wait();
+                /* Its caller went meanwhile: nobody to act for (starting over would make the caller
+                 * anew, a client nobody tears down). */
+                c = job_get_owner();
+                if (c && c->gone)
+                        return -ENOTCONN;
+                r = sd_bus_message_rewind(j->msg, true);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static void method_job_done(void *userdata, int r) {
+        _cleanup_(method_job_freep) MethodJob *j = userdata;
+        int k;
+
+        if (!j->deferred)
+                metrics_call_finished(j->manager->metrics, sd_bus_message_get_member(j->msg),
+                                      metrics_now_nsec() - j->start_nsec, r, &j->error);
+        if (r >= 0)
+                return; /* replied, or polkit runs it again */
+        /* The caller may be gone meanwhile: then there is nobody to tell. */
+        k = sd_bus_reply_method_errno(j->msg, r, &j->error);
+        if (k < 0)
+                log_debug_errno(k, "Replying to %s failed, ignoring: %m", strna(sd_bus_message_get_member(j->msg)));
+}
+
+int method_run_job(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, sd_bus_error *error) {
+        _cleanup_(method_job_freep) MethodJob *j = NULL;
+        int r;
+
+        if (m->exiting)
+                return sd_bus_error_set(error, SVMD_ERROR_BUSY, "svmd is stopping; try again once it is back.");
+        if (!m->executor)
+                return handler(msg, m, error);
+
+        j = new0(MethodJob, 1);
+        if (!j)
+                return -ENOMEM;
+        *j = (MethodJob) { .manager = m, .msg = sd_bus_message_ref(msg), .handler = handler,
+                           .start_nsec = metrics_now_nsec() };
+        r = executor_spawn(m->executor, method_job_run, method_job_done, j);
+        if (r == -EINPROGRESS) {
+                TAKE_PTR(j); /* method_job_done() replies, counts and frees it */
+                metrics_call_deferred(m->metrics);
+                return 1;
+        }
+        /* Done without waiting: method_counted() counts it, unless polkit runs it again. */
+        if (j->deferred)
+                metrics_call_deferred(m->metrics);
+        /* Done without waiting: sd-bus replies with the error, as for any handler. */
+        if (r < 0 && sd_bus_error_is_set(&j->error))
+                return sd_bus_error_copy(error, &j->error);
+        return r;
 }
 
 int authorize_range(Manager *m, sd_bus_message *msg, Client *c, uint64_t id, bool holders_ok, const char *verb,
@@ -584,12 +682,73 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
         return 0;
 }
 
+/* A request id whose first call is in flight (executor.h): a retry waits for its answer. */
+typedef struct RequestInFlight {
+        Manager *manager;
+        JobClaim claim;
+        unsigned n_ref;
+        char *key;              /* "uid\x1frequest-id" */
+} RequestInFlight;
+
+static void request_in_flight_free(RequestInFlight *f) {
+        (void) str_table_remove(f->manager->requests_in_flight, f->key);
+        job_claim_drop(&f->claim);
+        free(f->key);
+        free(f);
+}
+
+static void request_in_flight_unref(void *userdata) {
+        RequestInFlight *f = userdata;
+
+        assert(f->n_ref > 0);
+        if (--f->n_ref == 0)
+                request_in_flight_free(f);
+}
+
+static int request_claim(Manager *m, uid_t uid, const char *request_id) {
+        _cleanup_free_ char *key = NULL;
+        RequestInFlight *f;
+        int r;
+
+        if (!job_current() || !m->requests_in_flight)
+                return 0;
+        if (asprintf(&key, "%u\x1f%s", (unsigned) uid, request_id) < 0)
+                return -ENOMEM;
+        f = str_table_get(m->requests_in_flight, key);
+        if (!f) {
+                f = new0(RequestInFlight, 1);
+                if (!f)
+                        return -ENOMEM;
+                /* Taken before any range and kept while the job waits for one: a retry never holds
+                 * a range while it waits for this (executor.h, job_wait()). */
+                *f = (RequestInFlight) { .manager = m, .key = TAKE_PTR(key), .claim.keep_while_waiting = true };
+                r = str_table_put(m->requests_in_flight, f->key, f);
+                if (r < 0) {
+                        free(f->key);
+                        free(f);
+                        return r;
+                }
+        } else if (job_claim_held(&f->claim))
+                return job_claim(&f->claim); /* JOB_RETRY: then the cache has its answer */
+        r = job_on_end(request_in_flight_unref, f);
+        if (r < 0) {
+                if (f->n_ref == 0)
+                        request_in_flight_free(f);
+                return r;
+        }
+        f->n_ref++;
+        return job_claim(&f->claim);
+}
+
 int request_replay(Manager *m, sd_bus_message *msg, Client *c, const char *request_id, sd_bus_error *error) {
         int r;
 
         if (!request_id)
                 return 0;
         r = request_id_check(request_id, error);
+        if (r < 0)
+                return r;
+        r = request_claim(m, c->identity->uid, request_id);
         if (r < 0)
                 return r;
         return request_cache_replay(m->requests, msg, c->identity->uid, request_id, error);

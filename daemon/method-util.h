@@ -100,8 +100,18 @@ bool op_args_has_svm(const OpArgs *a);
 int parse_svm_change(Manager *m, const OpArgs *a, SvmChange *ret, sd_bus_error *error);
 /* NoSuchRange, "Range N does not exist.": the one answer for a missing id and for another tenant's range. */
 int range_not_found(uint64_t id, sd_bus_error *error);
-/* Busy for a degraded range (only to callers allowed to know it). */
-int range_check_busy(const Range *r, sd_bus_error *error);
+/*
+ * Busy for a degraded range (only to callers allowed to know it). In a request's job it also claims
+ * the range for the job (executor.h): JOB_RETRY while another request changes it.
+ */
+int range_check_busy(Range *r, sd_bus_error *error);
+/*
+ * Run a mutating method's handler as a job (executor.h): its KFD ioctls run on the executor while
+ * the loop serves others, and it replies when it ends. A handler that meets a range another request
+ * is changing (JOB_RETRY) waits for that request and runs again from the start: requests on one
+ * range take their turns in the order they came (docs/dbus-api.md, "Concurrent requests").
+ */
+int method_run_job(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, sd_bus_error *error);
 /*
  * The range id names, for a caller that may act on it: its owner (by uid), a holder where
  * holders_ok, root, or org.svmd1.manage. This comes before any check of the range's state or

@@ -232,6 +232,25 @@ void metrics_call_deferred(Metrics *mx) {
                 mx->deferred = true;
 }
 
+bool metrics_take_deferred(Metrics *mx) {
+        bool d = mx && mx->deferred;
+
+        if (mx)
+                mx->deferred = false;
+        return d;
+}
+
+uint64_t metrics_now_nsec(void) {
+        return now_nsec();
+}
+
+void metrics_call_finished(Metrics *mx, const char *method, uint64_t nsec, int r, const sd_bus_error *error) {
+        MethodStats *s = mx ? find_method(mx, method) : NULL;
+
+        if (s)
+                count_call(s, nsec, r, error);
+}
+
 int metrics_method_count(const Metrics *mx, const char *method, const char *error, uint64_t *ret) {
         const MethodStats *s = find_method((Metrics *) mx, method);
 

@@ -10,7 +10,8 @@
  * Per-method accounting hooks into one place: metrics_vtable() is the manager's
  * vtable with every method handler wrapped (method_counted() in metrics.c).
  * A handler that answers later calls metrics_call_deferred(), and the call is
- * counted when its handler runs again and answers. Labels come only from fixed
+ * counted when its handler runs again and answers, or, for a request that ran as a
+ * job on the kernel executor, when the job answers (metrics_call_finished()). Labels come only from fixed
  * sets, the vtable's method names and the error names of svmd's protocol, so
  * the memory is fixed at start whatever clients send.
  */
@@ -44,8 +45,17 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Metrics *, metrics_free);
 /* The vtable to register instead of the one given to metrics_new(). */
 const sd_bus_vtable *metrics_vtable(const Metrics *mx);
 
-/* The running handler answers later (polkit): nothing is counted for this run. */
+/* The running handler answers later (polkit, a job on the executor): nothing is counted for this run. */
 void metrics_call_deferred(Metrics *mx);
+/* Whether metrics_call_deferred() was called since the last call of this; clears it. */
+bool metrics_take_deferred(Metrics *mx);
+/* The nanosecond clock the method latencies are taken with. */
+uint64_t metrics_now_nsec(void);
+/*
+ * A call of method that a job on the executor answered (method-util.c): its latency since it was
+ * dispatched, its result and error, counted as method_counted() would have.
+ */
+void metrics_call_finished(Metrics *mx, const char *method, uint64_t nsec, int r, const sd_bus_error *error);
 
 /* Calls of method so far (error NULL), or those answered with that error name ("other" too). */
 int metrics_method_count(const Metrics *mx, const char *method, const char *error, uint64_t *ret);

@@ -102,6 +102,7 @@ int quota_scope_for(QuotaTable *t, const Config *c, uid_t uid, const char *unit,
                 if (!s)
                         return -ENOMEM;
                 s->key = TAKE_PTR(key);
+                s->table = t;
                 r = str_table_put(t->scopes, s->key, s);
                 if (r < 0) {
                         free(s->key);
@@ -175,6 +176,7 @@ void scope_unref(QuotaTable *t, Scope *s) {
         if (!s || --s->n_ref > 0)
                 return;
         (void) str_table_remove(t->scopes, s->key);
+        job_claim_drop(&s->alloc_claim);
         free(s->key);
         free(s);
 }

@@ -20,6 +20,7 @@
 
 #include "conf.h"
 #include "str-table.h"
+#include "executor.h"
 
 typedef struct Manager Manager;
 typedef struct Identity Identity;
@@ -34,9 +35,13 @@ typedef struct Usage {
         uint64_t tokens;                /* share tokens charged (client.h), "tokens-per-scope" */
 } Usage;
 
+typedef struct QuotaTable QuotaTable;
+
 typedef struct Scope {
         char *key;                      /* "uid:1000", "unit:docker-4f.scope", "cgroup:/machine.slice/x.scope" */
         unsigned n_ref;
+        QuotaTable *table;
+        JobClaim alloc_claim;           /* a Commit of it with allocations in flight (commit.c) */
         bool limited;
         QuotaLimits limits;
         Usage usage;
@@ -44,8 +49,6 @@ typedef struct Scope {
         uint8_t context;
         uint64_t context_ranges;
 } Scope;
-
-typedef struct QuotaTable QuotaTable;
 
 int quota_table_new(QuotaTable **ret);
 QuotaTable *quota_table_free(QuotaTable *t);

@@ -545,6 +545,7 @@ static void host_unmap_window(Range *range) {
 Range *range_free_struct(Range *range) {
         if (!range)
                 return NULL;
+        job_claim_drop(&range->claim);
         while (range->tokens)
                 token_free(range->manager, range->tokens);
         while (range->holds)
@@ -920,6 +921,8 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 range_free_struct(range);
                 return r;
         }
+        /* Nobody else may change it until this request is over (a new range: never refused). */
+        (void) job_claim(&range->claim);
 
         if (spec->restore_va) {
                 range->va = spec->restore_va;
@@ -992,6 +995,10 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 u = undo_new(range, i);
                 if (!u)
                         return -ENOMEM;
+                /* Charged before the ioctl: while it runs (executor.h) other requests are validated,
+                 * and they must see this one's quota and VRAM as taken. */
+                if (i == 0)
+                        range_account(range, +1);
                 if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
                         /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
                         r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, p->va,
@@ -1000,14 +1007,14 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         r = kfd_alloc(range_kfd_fd(range), p->va, p->size, home->gpu_id, flags, p->userptr,
                                       &p->handle, NULL);
                 if (r < 0) {
+                        if (i == 0)
+                                range_account(range, -1);
                         (void) txn_fail(t->txn, r, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
                                         spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(p->size),
                                         range_domain_to_string(spec->domain), home->gpu_id);
                         return transaction_set_kernel_error(t, r, error);
                 }
                 p->allocated = true;
-                if (i == 0)
-                        range_account(range, +1);
                 r = add_undo(t, undo_alloc, TAKE_PTR(u), 0, "free");
                 if (r < 0)
                         return r;
@@ -1166,6 +1173,7 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
         Manager *m = range->manager;
         const char *needed;
         char path[64];
+        bool offload;
         int fd, r;
 
         if (range->n_pieces > 1 || range->pieces[0].source)
@@ -1191,7 +1199,9 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Exporting VRAM and GTT needs KFD interface %s; this kernel has %u.%u.", needed,
                                          m->kfd_major, m->kfd_minor);
+        offload = job_set_offload(true); /* the caller's job holds the range's claim */
         r = kfd_export_dmabuf(range_kfd_fd(range), range->pieces[0].handle, O_RDWR, &fd);
+        (void) job_set_offload(offload);
         if (r < 0)
                 return sd_bus_error_setf(error, r == -EMFILE || r == -ENFILE ? SVMD_ERROR_OUT_OF_MEMORY : SVMD_ERROR_KERNEL,
                                          "Exporting range %" PRIu64 " failed: %s.", range->id, strerror(-r));

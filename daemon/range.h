@@ -20,6 +20,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include "executor.h"
 #include "quota.h"
 
 typedef struct Manager Manager;
@@ -72,6 +73,7 @@ typedef struct RangePiece {
 
 struct Range {
         Manager *manager;
+        JobClaim claim;         /* the request changing it now (executor.h); others wait */
         uint64_t id;
         uint64_t va;
         uint64_t size;          /* page-aligned */

@@ -45,7 +45,7 @@ static int reply_fd(sd_bus_message *msg, Range *range, int fd, bool with_id) {
         return sd_bus_reply_method_return(msg, "htt", fd, range->va, range->size);
 }
 
-int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
         RangeCall call = { .verb = "Exporting", .holders_ok = true };
         Manager *m = userdata;
@@ -227,7 +227,7 @@ static int token_call(Manager *m, sd_bus_message *msg, Client **ret_client, Toke
         return live_token(m, token, ret, error);
 }
 
-int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int run_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
         Manager *m = userdata;
         Token *t = NULL;
@@ -621,4 +621,13 @@ int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                                          "The configuration was not reloaded, the old one stays: %s.",
                                          message ?: strerror(-r));
         return sd_bus_reply_method_return(msg, "");
+}
+
+/* Export and Attach wait for a change of the range in flight, and export on the executor. */
+int method_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_export, error);
+}
+
+int method_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_run_job(userdata, msg, run_attach, error);
 }

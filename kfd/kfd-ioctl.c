@@ -20,9 +20,16 @@
 #include "kfd-uapi.h"
 #include "macro.h"
 
+/* Where svmd runs KFD ioctls: on its executor's workers (daemon/executor.c); NULL: here. */
+static int (*kfd_ioctl_hook)(int fd, unsigned long request, void *arg);
+
+void kfd_set_ioctl_hook(int (*hook)(int fd, unsigned long request, void *arg)) {
+        kfd_ioctl_hook = hook;
+}
+
 /*
  * Unit tests include this file with KFD_IOCTL_TEST_SEAM defined and point
- * kfd_ioctl_fn at a fake kernel. Production builds call ioctl() directly.
+ * kfd_ioctl_fn at a fake kernel. Production builds call ioctl(), or the hook.
  */
 #ifdef KFD_IOCTL_TEST_SEAM
 static int kfd_ioctl_default(int fd, unsigned long request, void *arg) {
@@ -31,7 +38,8 @@ static int kfd_ioctl_default(int fd, unsigned long request, void *arg) {
 static int (*kfd_ioctl_fn)(int fd, unsigned long request, void *arg) = kfd_ioctl_default;
 #define kfd_sys_ioctl(fd, request, arg) kfd_ioctl_fn((fd), (request), (arg))
 #else
-#define kfd_sys_ioctl(fd, request, arg) ioctl((fd), (request), (arg))
+#define kfd_sys_ioctl(fd, request, arg) \
+        (kfd_ioctl_hook ? kfd_ioctl_hook((fd), (request), (arg)) : ioctl((fd), (request), (arg)))
 #endif
 
 static bool errno_is_interrupt(int e) {

@@ -18,6 +18,12 @@
 /* The ioctl size field has 14 bits: 24-byte header + 8 bytes per attribute must fit. */
 #define KFD_SVM_MAX_ATTRS ((((1U << 14) - 1U) - 24U) / 8U)
 
+/*
+ * Every KFD ioctl of the wrappers below goes through hook (one ioctl(2) call each; the restarts stay
+ * here). svmd's executor runs them on worker threads; NULL: ioctl(2) on the caller's thread.
+ */
+void kfd_set_ioctl_hook(int (*hook)(int fd, unsigned long request, void *arg));
+
 int kfd_get_version(int kfd_fd, uint32_t *ret_major, uint32_t *ret_minor);
 int kfd_acquire_vm(int kfd_fd, uint32_t gpu_id, int drm_fd);
 /* CREATE_PROCESS (1.19+): turn this fd, opened on the primary context, into a new secondary context. */

@@ -604,3 +604,43 @@ char *test_usage(sd_bus *bus) {
         sd_bus_message_unref(reply);
         return buf;
 }
+
+void test_svmd_state(int *ret_pid, int *ret_starts) {
+        char path[4096];
+        int pid = -1, ready = 0, starts = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/svmd.state", getenv("KFDEMU_DIR"));
+        f = fopen(path, "re");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(fscanf(f, "%d %d %d", &pid, &ready, &starts) == 3);
+        fclose(f);
+        *ret_pid = pid;
+        *ret_starts = starts;
+}
+
+void test_wait_svmd_exit(int starts_before) {
+        int pid, starts;
+
+        for (unsigned i = 0; i < 120000; i++) {
+                test_svmd_state(&pid, &starts);
+                if (pid == 0)
+                        break;
+                nanosleep(&(struct timespec) { 0, 1000 * 1000 }, NULL);
+        }
+        test_svmd_state(&pid, &starts);
+        ASSERT_TRUE(pid == 0);
+        ASSERT_TRUE(starts == starts_before);
+}
+
+uint64_t test_kernel_handles(TestContext *t) {
+        json_t *v = NULL, *p;
+        uint64_t n = 0;
+        size_t i;
+
+        ASSERT_OK(emu_kernel_dump(t->emu, &v));
+        json_array_foreach(json_object_get(v, "processes"), i, p)
+                n += json_array_size(json_object_get(p, "handles"));
+        json_decref(v);
+        return n;
+}

@@ -77,6 +77,12 @@ uint64_t test_faults_fired(TestContext *t);
  * Restart=on-failure does) and it reported READY=1 again.
  */
 void test_kill_and_wait_restart(TestContext *t);
+/* svmd-harness's DIR/svmd.state "<pid> <ready> <starts>": svmd's pid (0 once it exited for good) and starts. */
+void test_svmd_state(int *ret_pid, int *ret_starts);
+/* Wait (up to 2 min) until svmd has exited for good; asserts the harness did not restart it. */
+void test_wait_svmd_exit(int starts_before);
+/* The kernel's buffer handles, over every KFD process. */
+uint64_t test_kernel_handles(TestContext *t);
 
 /* What the kernel maps for svmd: "va size [gpu …]" lines sorted by VA (handles and buffer ids left out). */
 char *test_kernel_mappings(TestContext *t);

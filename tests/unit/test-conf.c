@@ -95,6 +95,8 @@ static void test_errors(void) {
                 { "{ \"limits\": { \"kfd-contexts\": 0 } }", "\"kfd-contexts\" must be between 1 and 64" },
                 { "{ \"limits\": { \"kfd-contexts\": 65 } }", "\"kfd-contexts\" must be between 1 and 64" },
                 { "{ \"limits\": { \"kfd-contexts\": \"4\" } }", "non-negative integer" },
+                { "{ \"limits\": { \"kernel-workers\": 0 } }", "\"kernel-workers\" must be between 1 and 64" },
+                { "{ \"limits\": { \"kernel-workers\": 65 } }", "\"kernel-workers\" must be between 1 and 64" },
                 { "[]", "must be a JSON object" },
                 { "{ \"va-window\": ", "t:1:" },
         };
@@ -122,6 +124,11 @@ static void test_direct_limits(void) {
         ASSERT_UEQ(c.limit_connections_per_uid, CONFIG_DEFAULT_CONNECTIONS_PER_UID);
         ASSERT_UEQ(c.limit_message_size, CONFIG_DEFAULT_MESSAGE_SIZE);
         ASSERT_UEQ(c.limit_peer_timeout_ms, CONFIG_DEFAULT_PEER_TIMEOUT_MS);
+        ASSERT_UEQ(c.limit_kernel_workers, CONFIG_DEFAULT_KERNEL_WORKERS);
+        config_done(&c);
+
+        ASSERT_OK(config_parse("{ \"limits\": { \"kernel-workers\": 16 } }", "t", &c, &error));
+        ASSERT_UEQ(c.limit_kernel_workers, 16);
         config_done(&c);
 
         ASSERT_OK(config_parse("{ \"limits\": { \"connections\": 10, \"connections-per-uid\": 0, "
