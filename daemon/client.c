@@ -196,10 +196,11 @@ static int caller_identity(Manager *m, sd_bus_message *msg, uid_t *ret_uid, pid_
 
 /*
  * How logs name a client: its pid and command, stable over the connection and what an operator
- * finds in ps(1) and the journal, not the table key (a bus name, or a pointer for direct peers).
- * The command is read once, while the process is known to be the caller; it is only a hint.
+ * finds in ps(1) and the journal, not the table key (a bus name, or a pointer for direct peers),
+ * and its systemd unit when it has one: "svmctl[4242] (:1.17, app.service)". The command is read
+ * once, while the process is known to be the caller; it is only a hint.
  */
-static char *client_label(pid_t pid, const char *sender) {
+static char *client_label(pid_t pid, const char *sender, const char *unit) {
         char path[64], comm[64] = "?", *label;
         _cleanup_fclose_ FILE *f = NULL;
 
@@ -209,8 +210,9 @@ static char *client_label(pid_t pid, const char *sender) {
                 if (f && fgets(comm, sizeof(comm), f))
                         comm[strcspn(comm, "\n")] = '\0';
         }
-        if (pid <= 0 ? asprintf(&label, "(%s)", sender ?: "direct") < 0
-                     : asprintf(&label, "%s[%d] (%s)", comm, (int) pid, sender ?: "direct") < 0)
+        if (pid <= 0 ? asprintf(&label, "(%s%s%s)", sender ?: "direct", isempty(unit) ? "" : ", ", strempty(unit)) < 0
+                     : asprintf(&label, "%s[%d] (%s%s%s)", comm, (int) pid, sender ?: "direct",
+                                isempty(unit) ? "" : ", ", strempty(unit)) < 0)
                 return NULL;
         return label;
 }
@@ -276,7 +278,7 @@ int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_err
         c->manager = m;
         c->name = TAKE_PTR(name);
         c->pid = pid;
-        c->label = client_label(pid, sender);
+        c->label = client_label(pid, sender, unit);
         if (!c->label) {
                 r = -ENOMEM;
                 goto fail;

@@ -35,9 +35,13 @@ for _ in $(seq 100); do
 done
 check "the kernel let go of it" test "$(vram_used "$gpu")" -eq "$vram0"
 
+check "svmd logs at debug level (LogControl1)" systemctl service-log-level svmd.service debug
 check "a long-running client unit holds 16 MiB" \
         systemd-run --quiet --uid="$tester" --unit=svmd-big-2 "$svmctl" alloc 16M --gpu "$gpu" --label held --hold
 wait_until "svmd lists its range" 10 sh -c "\"$svmctl\" ranges --all | grep -q held"
+check "svmd's log names the client by command, pid and unit" \
+        sh -c "journalctl -u svmd.service -o cat --no-pager | grep -qE 'svmctl\[[0-9]+\] \([^)]*, svmd-big-2\.service\)'"
+check "svmd logs at info level again" systemctl service-log-level svmd.service info
 check "the kernel counts it" test "$(vram_used "$gpu")" -eq $((vram0 + 16777216))
 check "systemctl stop svmd-big-2.service" systemctl stop svmd-big-2.service
 wait_until "svmd freed what the unit held" 10 sh -c "! \"$svmctl\" ranges --all | grep -q held"
