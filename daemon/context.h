@@ -28,7 +28,6 @@ typedef struct Context {
         KfdContext *kfd;                /* secondary: owns fd and its render-node files; NULL for the primary */
         uint64_t n_ranges;              /* ranges whose KFD buffers live in it */
         uint64_t n_scopes;              /* quota scopes whose new VRAM/GTT ranges go here */
-        void *executor;                 /* where its kernel work could run off the event loop; NULL: inline */
 } Context;
 
 /* Open the primary and as many secondary contexts as configured and the kernel allows (at start). */
