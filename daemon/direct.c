@@ -66,7 +66,7 @@
 #define REFUSED_MAX     64U                     /* refused connections waiting for their error */
 #define CHUNK_SIZE      (64U * 1024U)           /* bytes read and forwarded at once */
 #define RUN_BUDGET      (256U * 1024U)          /* bytes a peer moves before the others get a turn */
-#define ACCEPT_BATCH    16U
+#define ACCEPT_BATCH    8U                      /* connections accepted per dispatch of the listener */
 #define TRIM_PEAK       256U                    /* a flood of peers whose memory is worth giving back */
 
 #define HEADER_FIELD_UNIX_FDS 9
@@ -96,6 +96,10 @@ typedef struct UidCount {
         unsigned n_refused;             /* refused since the refusal was logged */
         bool logged;                    /* a refusal was logged; again only once the uid is below its limits */
         bool timeout_logged;
+        /* The uid's peers with work to do, served one message each in turn. */
+        struct Peer *ready_head, *ready_tail;
+        struct UidCount *ring_prev, *ring_next; /* on the server's ring while it has ready peers */
+        bool in_ring;
 } UidCount;
 
 typedef struct Peer Peer;
@@ -111,8 +115,11 @@ struct Peer {
         UidCount *uc;
         Peer *prev, *next;
         Peer *ready_prev, *ready_next;
-        bool queued;            /* on the ready list */
+        bool queued;            /* on its uid's ready list */
         bool hangup;
+        bool drained;           /* a read came back short: nothing to read until the next edge */
+        bool closing;           /* the peer shut down its side: read on until the end of the stream */
+        bool turn_over;         /* a message went to sd-bus in this turn */
         bool bus_owns_fd;       /* sd_bus_set_fd() took p->fd */
         bool busy;              /* the timer runs */
         bool restart_timer;     /* a message was complete: the next one has its own time */
@@ -128,6 +135,7 @@ struct Peer {
         bool want_reply;
         int fds[PEER_FDS_MAX];
         unsigned n_fds;
+        size_t fds_at;          /* the fds came with a read that ended at buf[fds_at] */
         bool fds_overflow;
 };
 
@@ -139,7 +147,7 @@ struct DirectServer {
         sd_event_source *ready_source;
         sd_id128_t id;
         Peer *peers;
-        Peer *ready_head, *ready_tail;
+        UidCount *ring_head, *ring_tail;        /* uids with ready peers, in the order they are served */
         IdTable *by_bus;                /* sd_bus pointer → Peer */
         IdTable *uids;                  /* uid + 1 → UidCount */
         unsigned n_peers;               /* admitted */
@@ -199,40 +207,80 @@ static void uid_count_release(DirectServer *s, UidCount *uc) {
         free(uc);
 }
 
-/* ---- the ready list: peers with work left over ---- */
+/*
+ * ---- the ready lists: peers with work to do ----
+ *
+ * Fair per uid, not per connection (docs/architecture.md, "The direct socket"): each uid with
+ * ready peers is on a ring, and each dispatch serves the uid at the head one message of its
+ * first ready peer, then moves both to the back. A uid with 16 busy connections gets one turn
+ * per round, like a uid with one.
+ */
+
+static void ring_remove(DirectServer *s, UidCount *uc) {
+        if (!uc->in_ring)
+                return;
+        if (uc->ring_prev)
+                uc->ring_prev->ring_next = uc->ring_next;
+        else
+                s->ring_head = uc->ring_next;
+        if (uc->ring_next)
+                uc->ring_next->ring_prev = uc->ring_prev;
+        else
+                s->ring_tail = uc->ring_prev;
+        uc->ring_prev = uc->ring_next = NULL;
+        uc->in_ring = false;
+}
+
+static void ring_append(DirectServer *s, UidCount *uc) {
+        if (uc->in_ring)
+                return;
+        uc->ring_next = NULL;
+        uc->ring_prev = s->ring_tail;
+        if (s->ring_tail)
+                s->ring_tail->ring_next = uc;
+        else
+                s->ring_head = uc;
+        s->ring_tail = uc;
+        uc->in_ring = true;
+}
 
 static void peer_queue(Peer *p) {
         DirectServer *s = p->server;
+        UidCount *uc = p->uc;
 
         if (p->queued)
                 return;
         p->queued = true;
         p->ready_next = NULL;
-        p->ready_prev = s->ready_tail;
-        if (s->ready_tail)
-                s->ready_tail->ready_next = p;
+        p->ready_prev = uc->ready_tail;
+        if (uc->ready_tail)
+                uc->ready_tail->ready_next = p;
         else
-                s->ready_head = p;
-        s->ready_tail = p;
+                uc->ready_head = p;
+        uc->ready_tail = p;
+        ring_append(s, uc);
         (void) sd_event_source_set_enabled(s->ready_source, SD_EVENT_ON);
 }
 
 static void peer_unqueue(Peer *p) {
         DirectServer *s = p->server;
+        UidCount *uc = p->uc;
 
         if (!p->queued)
                 return;
         if (p->ready_prev)
                 p->ready_prev->ready_next = p->ready_next;
         else
-                s->ready_head = p->ready_next;
+                uc->ready_head = p->ready_next;
         if (p->ready_next)
                 p->ready_next->ready_prev = p->ready_prev;
         else
-                s->ready_tail = p->ready_prev;
+                uc->ready_tail = p->ready_prev;
         p->ready_prev = p->ready_next = NULL;
         p->queued = false;
-        if (!s->ready_head)
+        if (!uc->ready_head)
+                ring_remove(s, uc);
+        if (!s->ring_head)
                 (void) sd_event_source_set_enabled(s->ready_source, SD_EVENT_OFF);
 }
 
@@ -389,7 +437,11 @@ static int peer_pump(Peer *p) {
         return any;
 }
 
-/* Read up to size bytes from the peer; fds that come along are kept in p->fds. 0 is EOF. */
+/*
+ * Read up to size bytes from the peer; fds that come along are kept in p->fds. 0 is EOF. A short
+ * read without fds means the socket is empty (a stream read stops early only after fds): the next
+ * data raises a new edge, so until then nothing is read and no read ends in EAGAIN.
+ */
 static ssize_t peer_recv(Peer *p, void *data, size_t size) {
         union {
                 struct cmsghdr align;
@@ -402,11 +454,17 @@ static ssize_t peer_recv(Peer *p, void *data, size_t size) {
                 .msg_control = &control,
                 .msg_controllen = sizeof(control),
         };
+        unsigned n_fds = p->n_fds;
         ssize_t n;
 
+        if (p->drained && !p->closing)
+                return -EAGAIN;
         n = recvmsg(p->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n < 0)
+        if (n < 0) {
+                if (errno == EAGAIN)
+                        p->drained = true;
                 return -errno;
+        }
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
                 size_t k;
 
@@ -428,6 +486,11 @@ static ssize_t peer_recv(Peer *p, void *data, size_t size) {
         /* The kernel closed what did not fit. */
         if (mh.msg_flags & MSG_CTRUNC)
                 p->fds_overflow = true;
+        if (p->n_fds > n_fds && n_fds > 0)
+                p->fds_overflow = true; /* fds of two messages at once: no client sends so */
+        /* After a shutdown no edge is left to come: then read on until the end of the stream. */
+        if (n > 0 && (size_t) n < size && p->n_fds == n_fds && !(mh.msg_flags & MSG_CTRUNC) && !p->closing)
+                p->drained = true;
         return n;
 }
 
@@ -608,15 +671,21 @@ static size_t auth_line(const Peer *p) {
 static void buf_consume(Peer *p, size_t n) {
         memmove(p->buf, p->buf + n, p->n_buf - n);
         p->n_buf -= n;
+        p->fds_at = p->fds_at > n ? p->fds_at - n : 0;
 }
 
-/* Fill buf up to want bytes; returns what was read (0: nothing for now), -ECONNRESET at EOF. */
-static ssize_t buf_fill(Peer *p, size_t want) {
+/*
+ * Until buf holds want bytes, read what fits up to cap (the messages that follow come along
+ * in the same read); returns what was read (0: nothing for now), -ECONNRESET at EOF.
+ */
+static ssize_t buf_fill(Peer *p, size_t want, size_t cap) {
+        unsigned n_fds = p->n_fds;
         ssize_t n;
 
+        assert(want <= cap);
         if (p->n_buf >= want)
                 return 0;
-        n = peer_recv(p, p->buf + p->n_buf, want - p->n_buf);
+        n = peer_recv(p, p->buf + p->n_buf, cap - p->n_buf);
         if (n == -EAGAIN || n == -EINTR)
                 return 0;
         if (n < 0)
@@ -624,6 +693,8 @@ static ssize_t buf_fill(Peer *p, size_t want) {
         if (n == 0)
                 return -ECONNRESET;
         p->n_buf += (size_t) n;
+        if (p->n_fds != n_fds)
+                p->fds_at = p->n_buf;
         return n;
 }
 
@@ -650,11 +721,13 @@ static ssize_t auth_fill(Peer *p, size_t *ret_len, const uint8_t **ret_line, siz
         }
         if (p->n_buf >= AUTH_LINE_MAX)
                 return -EBADMSG;
-        n = buf_fill(p, AUTH_LINE_MAX);
+        n = buf_fill(p, AUTH_LINE_MAX, AUTH_LINE_MAX);
         if (n > 0 && (p->n_fds > 0 || p->fds_overflow))
                 return -EBADMSG;
         return n;
 }
+
+static int peer_setup_bus(Peer *p);
 
 static ssize_t step_auth(Peer *p) {
         const uint8_t *line;
@@ -666,6 +739,15 @@ static ssize_t step_auth(Peer *p) {
         if (len == 0)
                 return n;
 
+        /* The sd-bus server is made at the peer's first line, in its uid's turn, not at accept(). */
+        if (!p->bus) {
+                r = peer_setup_bus(p);
+                if (r < 0) {
+                        log_warning_errno(r, "Setting up a direct connection of uid %u failed, dropping it: %m",
+                                          (unsigned) p->uid);
+                        return -ECONNRESET;
+                }
+        }
         r = peer_feed(p, p->buf, len, false);
         if (r < 0)
                 return r;
@@ -699,24 +781,25 @@ static ssize_t step_starting(Peer *p) {
 static void message_done(Peer *p) {
         p->state = PEER_HEADER;
         p->left = 0;
+        p->turn_over = true; /* one message per turn: the other uids' peers come next */
         p->restart_timer = true; /* for peer_update(), if the next one is under way already */
 }
 
 static ssize_t step_header(Peer *p) {
         const Config *c = &p->server->manager->config;
-        size_t header;
+        size_t header, len;
         uint64_t total;
         uint32_t body, fields, unix_fds;
         bool le;
         ssize_t n;
         int r;
 
-        /* Replies still queued: read nothing more until the peer took them. */
-        if (p->n_buf == 0 && peer_output_pending(p))
+        /* Replies still queued: read and feed nothing more until the peer took them. */
+        if (peer_output_pending(p))
                 return 0;
 
         if (p->n_buf < 16)
-                return buf_fill(p, 16);
+                return buf_fill(p, 16, HEADER_MAX);
 
         if (p->buf[0] != 'l' && p->buf[0] != 'B')
                 return -EBADMSG;
@@ -735,7 +818,8 @@ static ssize_t step_header(Peer *p) {
                 p->left = total;
                 p->serial = get_u32(p->buf + 8, le);
                 p->want_reply = p->buf[1] == 1 /* method call */ && !(p->buf[2] & 1 /* no reply expected */);
-                close_fds(p);
+                if (p->fds_at <= total)
+                        close_fds(p); /* this message's: a later message's stay */
                 if (!p->size_logged) {
                         p->size_logged = true;
                         log_info("Direct peer of uid %u (pid %d) sent a message of %" PRIu64 " bytes, more than "
@@ -748,7 +832,7 @@ static ssize_t step_header(Peer *p) {
                 return -EBADMSG;
 
         if (p->n_buf < header) {
-                n = buf_fill(p, header);
+                n = buf_fill(p, header, HEADER_MAX);
                 if (n <= 0 || p->n_buf < header)
                         return n;
         }
@@ -756,23 +840,32 @@ static ssize_t step_header(Peer *p) {
         r = header_parse_fields(p->buf, 16 + (size_t) fields, le, &unix_fds);
         if (r < 0)
                 return r;
-        /* fds travel with the first bytes of their message, as many as it says. */
-        if (p->fds_overflow || p->n_fds != unix_fds)
+        /*
+         * fds travel with the first bytes of their message, as many as it says. A read stops
+         * after the bytes that carried fds, so fds that came with a read reaching past this
+         * message are a later one's (several messages are read at once); fds that came with
+         * bytes of this message and that it does not declare break the protocol.
+         */
+        if (p->fds_overflow)
+                return -EBADMSG;
+        if (unix_fds > 0 ? p->n_fds != unix_fds : p->n_fds > 0 && p->fds_at <= total)
                 return -EBADMSG;
 
-        r = peer_feed(p, p->buf, header, true);
+        /* The whole message at once, if it was read whole: one write, and sd-bus reads it in two. */
+        len = (size_t) MIN(total, (uint64_t) p->n_buf);
+        r = peer_feed(p, p->buf, len, unix_fds > 0);
         if (r < 0)
                 return r;
-        buf_consume(p, header);
-        p->left = body;
-        if (body == 0) {
+        buf_consume(p, len);
+        p->left = total - len;
+        if (p->left == 0) {
                 message_done(p);
                 r = peer_pump(p);
                 if (r < 0)
                         return r;
         } else
                 p->state = PEER_BODY;
-        return (ssize_t) header;
+        return (ssize_t) len;
 }
 
 static int discard_done(Peer *p) {
@@ -892,7 +985,7 @@ static ssize_t step_refused_header(Peer *p) {
         int r;
 
         if (p->n_buf < 16) {
-                n = buf_fill(p, 16);
+                n = buf_fill(p, 16, 16);
                 if (n > 0)
                         close_fds(p);
                 return n;
@@ -948,7 +1041,15 @@ static ssize_t (*const steps[])(Peer *p) = {
         [PEER_REFUSED_DONE] = step_refused_done,
 };
 
-/* Move the peer's data along until it would block or has had its share of this iteration. */
+/* Whether a turn could move something without a new event from the peer. */
+static bool peer_has_work(const Peer *p) {
+        return !p->drained || p->closing || p->n_buf > 0;
+}
+
+/*
+ * Move the peer's data along until it would block or has had its turn: one message handed to
+ * sd-bus, or RUN_BUDGET bytes. Then it goes to the back of its uid's ready list.
+ */
 static int peer_run(Peer *p) {
         size_t moved = 0;
         ssize_t n;
@@ -960,9 +1061,11 @@ static int peer_run(Peer *p) {
                         return r;
         }
 
+        p->turn_over = false;
         for (;;) {
-                if (moved >= RUN_BUDGET) {
-                        peer_queue(p);
+                if (moved >= RUN_BUDGET || p->turn_over) {
+                        if (peer_has_work(p))
+                                peer_queue(p);
                         break;
                 }
                 assert(p->state < ELEMENTSOF(steps));
@@ -996,24 +1099,37 @@ static void peer_run_or_drop(Peer *p) {
         peer_free(p);
 }
 
+/*
+ * An edge: the peer goes on its uid's ready list, and on_ready() serves it in its turn. The io
+ * sources run before on_ready() (a higher priority), so every peer that became ready in one
+ * epoll_wait() is queued before any is served.
+ */
 static int on_peer_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         Peer *p = userdata;
 
         if (revents & (EPOLLHUP | EPOLLERR))
                 p->hangup = true;
-        /* The edge is consumed: what is left is on the ready list. */
-        peer_unqueue(p);
-        peer_run_or_drop(p);
+        if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                p->closing = true;
+        p->drained = false;
+        peer_queue(p);
         return 0;
 }
 
+/* One turn: the first ready peer of the uid at the head of the ring; both go to the back. */
 static int on_ready(sd_event_source *source, void *userdata) {
         DirectServer *s = userdata;
-        Peer *p = s->ready_head;
+        UidCount *uc = s->ring_head;
+        Peer *p;
 
-        if (!p)
+        if (!uc)
                 return sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        p = uc->ready_head;
         peer_unqueue(p);
+        if (uc->in_ring) {
+                ring_remove(s, uc);
+                ring_append(s, uc);
+        }
         peer_run_or_drop(p);
         return 0;
 }
@@ -1143,16 +1259,15 @@ static void peer_new(DirectServer *s, int fd) {
                 goto fail;
         }
 
-        if (why == REFUSAL_NONE) {
-                r = peer_setup_bus(p);
-                if (r < 0)
-                        goto fail;
-        }
         r = sd_event_add_io(s->manager->event, &p->io, p->fd, EPOLLIN | EPOLLRDHUP | EPOLLET, on_peer_io, p);
         if (r < 0)
                 goto fail;
         p->events = EPOLLIN | EPOLLRDHUP | EPOLLET;
         (void) sd_event_source_set_description(p->io, "direct-peer");
+        /* Queueing only: before the turns (on_ready()), so that they see every ready peer. */
+        r = sd_event_source_set_priority(p->io, SD_EVENT_PRIORITY_NORMAL - 1);
+        if (r < 0)
+                goto fail;
         r = peer_update(p);
         if (r < 0)
                 goto fail;
