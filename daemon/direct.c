@@ -29,8 +29,8 @@
  * The peers' sd-bus objects are not attached to the event loop: sd-event calls
  * every attached bus's prepare callback on each iteration, which with
  * thousands of peers made every iteration, and so every disconnect, O(peers).
- * Each peer instead has one edge-triggered io source, and work left over when
- * a peer used up its share of an iteration waits on a ready list.
+ * Each peer instead has one edge-triggered io source that puts it on its uid's
+ * ready list, and the uids with ready peers take turns of one message each.
  */
 
 #include <assert.h>
