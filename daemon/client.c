@@ -223,7 +223,10 @@ static void client_unpin(void *userdata) {
         Client *c = userdata;
 
         assert(c->n_jobs > 0);
-        if (--c->n_jobs == 0 && c->release_pending) {
+        c->n_jobs--;
+        if (c->direct)
+                direct_server_job_ended(c->manager->direct, c->identity->uid);
+        if (c->n_jobs == 0 && c->release_pending) {
                 c->release_pending = false;
                 client_release_owned(c);
         }
@@ -238,6 +241,8 @@ static int client_pin(Client *c, Client **ret) {
                 if (r < 0)
                         return r;
                 c->n_jobs++;
+                if (c->direct)
+                        direct_server_job_started(c->manager->direct, c->identity->uid);
                 job_set_owner(c);
         }
         *ret = c;

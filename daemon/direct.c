@@ -100,6 +100,7 @@ typedef struct UidCount {
         struct Peer *ready_head, *ready_tail;
         struct UidCount *ring_prev, *ring_next; /* on the server's ring while it has ready peers */
         bool in_ring;
+        unsigned n_jobs;                /* its direct peers' requests in flight on the kernel executor */
 } UidCount;
 
 typedef struct Peer Peer;
@@ -164,6 +165,15 @@ static uint64_t server_timeout_usec(const DirectServer *s) {
         return s->manager->config.limit_peer_timeout_ms * UINT64_C(1000);
 }
 
+/* The jobs a uid's direct peers may have in flight: one per worker, so that it never queues ahead of others. */
+static unsigned server_jobs_max(const DirectServer *s) {
+        return (unsigned) MAX(s->manager->config.limit_kernel_workers, UINT64_C(1));
+}
+
+static bool uid_may_run(const DirectServer *s, const UidCount *uc) {
+        return uc->n_jobs < server_jobs_max(s);
+}
+
 /* ---- uids ---- */
 
 static UidCount *uid_count_get(DirectServer *s, uid_t uid) {
@@ -205,7 +215,7 @@ static void uid_count_release(DirectServer *s, UidCount *uc) {
                 uc->logged = false;
                 uc->n_refused = 0;
         }
-        if (uc->n_peers > 0 || uc->n_refused_peers > 0 || uc->logged)
+        if (uc->n_peers > 0 || uc->n_refused_peers > 0 || uc->logged || uc->n_jobs > 0)
                 return;
         (void) id_table_remove(s->uids, (uint64_t) uc->uid + 1);
         free(uc);
@@ -262,8 +272,11 @@ static void peer_queue(Peer *p) {
         else
                 uc->ready_head = p;
         uc->ready_tail = p;
-        ring_append(s, uc);
-        (void) sd_event_source_set_enabled(s->ready_source, SD_EVENT_ON);
+        /* A uid with all the jobs it may have in flight waits off the ring (direct_server_job_ended()). */
+        if (uid_may_run(s, uc)) {
+                ring_append(s, uc);
+                (void) sd_event_source_set_enabled(s->ready_source, SD_EVENT_ON);
+        }
 }
 
 static void peer_unqueue(Peer *p) {
@@ -1154,7 +1167,7 @@ static int on_peer_io(sd_event_source *source, int fd, uint32_t revents, void *u
          * same epoll_wait(), with more behind it, and they all take turns.
          */
         (void) sd_event_get_iteration(s->manager->event, &iteration);
-        if (!s->ring_head && !p->queued &&
+        if (!s->ring_head && !p->queued && uid_may_run(s, p->uc) &&
             (s->last_direct == p || !s->last_direct || iteration != s->last_iteration + 1)) {
                 s->last_direct = p;
                 s->last_iteration = iteration;
@@ -1168,9 +1181,12 @@ static int on_peer_io(sd_event_source *source, int fd, uint32_t revents, void *u
 /* One turn: the first ready peer of the uid at the head of the ring; both go to the back. */
 static int on_ready(sd_event_source *source, void *userdata) {
         DirectServer *s = userdata;
-        UidCount *uc = s->ring_head;
+        UidCount *uc;
         Peer *p;
 
+        /* A uid whose last turn made it reach its jobs in flight waits for one to end. */
+        while ((uc = s->ring_head) && !uid_may_run(s, uc))
+                ring_remove(s, uc);
         if (!uc)
                 return sd_event_source_set_enabled(source, SD_EVENT_OFF);
         p = uc->ready_head;
@@ -1455,4 +1471,25 @@ int direct_server_peer_credentials(DirectServer *s, sd_bus *bus, uid_t *ret_uid,
 
 unsigned direct_server_n_peers(const DirectServer *s) {
         return s ? s->n_peers : 0;
+}
+
+void direct_server_job_started(DirectServer *s, uid_t uid) {
+        UidCount *uc = s ? id_table_get(s->uids, (uint64_t) uid + 1) : NULL;
+
+        /* Started in the turn of one of its peers: the uid is known. */
+        if (uc)
+                uc->n_jobs++;
+}
+
+void direct_server_job_ended(DirectServer *s, uid_t uid) {
+        UidCount *uc = s ? id_table_get(s->uids, (uint64_t) uid + 1) : NULL;
+
+        if (!uc || uc->n_jobs == 0)
+                return;
+        uc->n_jobs--;
+        if (uc->ready_head && uid_may_run(s, uc) && !uc->in_ring) {
+                ring_append(s, uc);
+                (void) sd_event_source_set_enabled(s->ready_source, SD_EVENT_ON);
+        }
+        uid_count_release(s, uc);
 }

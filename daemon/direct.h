@@ -35,3 +35,10 @@ void direct_server_sent(DirectServer *s, sd_bus *bus);
  */
 int direct_server_peer_credentials(DirectServer *s, sd_bus *bus, uid_t *ret_uid, pid_t *ret_pid, int *ret_sockfd);
 unsigned direct_server_n_peers(const DirectServer *s);
+/*
+ * A request of a direct peer of uid became a job of the kernel executor, or such a job ended. A uid
+ * with "kernel-workers" jobs in flight gets no turn until one ends: its further calls wait behind
+ * its own, not in the executor's queue ahead of other tenants'.
+ */
+void direct_server_job_started(DirectServer *s, uid_t uid);
+void direct_server_job_ended(DirectServer *s, uid_t uid);

@@ -9,6 +9,12 @@
  * at least half as many answers as the other; served per connection, it got an eighth. Counting
  * answers, not timing them, keeps the test meaningful on a loaded machine.
  *
+ * A uid's direct requests in flight on the kernel executor are bounded by "kernel-workers" (4
+ * here): a tenant that sends 12 Allocates of 1 GiB of VRAM (each ALLOC 93 ms under the realistic
+ * profile, run by a worker) on 12 connections, and then another tenant's Allocate: at most 4 of
+ * the first tenant's are ahead of it, so at least 5 of them are answered after it (unbounded,
+ * all 12 were queued ahead of it, and at most 3 were).
+ *
  * Then the reads that take several messages at once: a peer that sends, back to back, calls
  * without fds and calls whose fds come with them (so one read of svmd holds the end of one and
  * the start of the next with its fds) is answered every time, and svmd keeps no fd.
@@ -35,6 +41,10 @@
 #define DEPTH 16
 #define WARMUP_USEC (300 * 1000ULL)
 #define WINDOW_USEC (1500 * 1000ULL)
+#define UID_JOBS 6
+#define UID_LATE 7
+#define BIG_CALLS 12
+#define BIG_SIZE (UINT64_C(1) << 30)
 #define PAIRS 300
 #define PAIRS_PER_BATCH 10
 
@@ -43,6 +53,8 @@ typedef struct Shared {
         uint32_t gpu;
         unsigned ready;
         uint64_t answers[2];
+        uint64_t big_sent, big_done[BIG_CALLS], late_done;
+        unsigned big_answered;
 } Shared;
 
 static Shared *shared;
@@ -140,6 +152,87 @@ static void test_share_per_uid(TestContext *t) {
                ratio);
         ASSERT_TRUE(shared->answers[0] > 0);
         ASSERT_TRUE(ratio >= 0.5);
+}
+
+static int on_big(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        uint64_t *done = userdata;
+
+        if (sd_bus_message_is_method_error(m, NULL)) {
+                fprintf(stderr, "Allocate failed: %s\n", sd_bus_message_get_error(m)->message);
+                abort();
+        }
+        *done = hd_now_usec();
+        shared->big_answered++;
+        return 0;
+}
+
+static void big_main(void *arg) {
+        sd_bus *buses[BIG_CALLS];
+        struct pollfd pfd[BIG_CALLS];
+
+        for (size_t i = 0; i < BIG_CALLS; i++) {
+                buses[i] = hd_direct_bus();
+                ASSERT_TRUE(test_call(buses[i], "GetUsage", NULL, NULL, "s", "") >= 0);
+        }
+        while (hd_now_usec() < shared->start)
+                usleep(1000);
+        for (size_t i = 0; i < BIG_CALLS; i++) {
+                ASSERT_OK(sd_bus_call_method_async(buses[i], NULL, SVMD_BUS_NAME, SVMD_MANAGER_PATH,
+                                                   SVMD_MANAGER_INTERFACE, "Allocate", on_big, &shared->big_done[i],
+                                                   "tusa{sv}", BIG_SIZE, shared->gpu, "vram", 0));
+                ASSERT_TRUE(sd_bus_flush(buses[i]) >= 0);
+        }
+        shared->big_sent = hd_now_usec();
+        while (shared->big_answered < BIG_CALLS) {
+                for (size_t i = 0; i < BIG_CALLS; i++) {
+                        while (sd_bus_process(buses[i], NULL) > 0)
+                                ;
+                        pfd[i] = (struct pollfd) { .fd = sd_bus_get_fd(buses[i]), .events = POLLIN };
+                }
+                (void) poll(pfd, BIG_CALLS, 20);
+        }
+        /* Ready for the close: svmd frees the ranges at once under profile none. */
+        while (!shared->late_done)
+                usleep(1000);
+        for (size_t i = 0; i < BIG_CALLS; i++)
+                sd_bus_flush_close_unref(buses[i]);
+}
+
+static void late_main(void *arg) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus *bus = hd_direct_bus();
+        int r;
+
+        ASSERT_TRUE(test_call(bus, "GetUsage", NULL, NULL, "s", "") >= 0);
+        while (!shared->big_sent)
+                usleep(1000);
+        /* The other tenant's calls are in svmd by now, the first of them in the kernel. */
+        usleep(50 * 1000);
+        r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", BIG_SIZE, shared->gpu, "vram", 0);
+        ASSERT_BUS_OK(r, &error);
+        shared->late_done = hd_now_usec();
+        sd_bus_flush_close_unref(bus);
+}
+
+static void test_jobs_per_uid(TestContext *t) {
+        unsigned after = 0;
+        pid_t big, late;
+
+        shared->start = UINT64_MAX;
+        big = hd_fork_as(UID_JOBS, big_main, NULL);
+        late = hd_fork_as(UID_LATE, late_main, NULL);
+        usleep(300 * 1000);
+        ASSERT_OK(emu_kernel_set_profile(t->emu, EMU_PROFILE_REALISTIC));
+        __atomic_store_n(&shared->start, hd_now_usec() + 100 * 1000, __ATOMIC_SEQ_CST);
+        hd_wait(late);
+        ASSERT_OK(emu_kernel_set_profile(t->emu, EMU_PROFILE_NONE));
+        hd_wait(big);
+        for (size_t i = 0; i < BIG_CALLS; i++)
+                after += shared->big_done[i] > shared->late_done;
+        printf("%d Allocates of 1 GiB by uid %d, then one by uid %d: answered after %.0f ms, before %u of them\n",
+               BIG_CALLS, UID_JOBS, UID_LATE, (double) (shared->late_done - shared->big_sent) / 1e3, after);
+        ASSERT_TRUE(after >= 5);
 }
 
 /* A call header with a UNIX_FDS field of 1, and its body: the index of that fd. */
@@ -261,6 +354,7 @@ int main(void) {
         ASSERT_TRUE(shared != MAP_FAILED);
         test_setup(&t);
         test_share_per_uid(&t);
+        test_jobs_per_uid(&t);
         test_pipelined_fds();
         test_teardown(&t);
         return 0;
