@@ -105,6 +105,29 @@ size_t hd_call_header(uint8_t *buf, size_t size, const char *member, const char 
         return n;
 }
 
+void hd_send_fds(int fd, const void *data, size_t size, int passed, unsigned n) {
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * HD_FDS_MAX)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = size };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = CMSG_SPACE(sizeof(int) * n),
+        };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        ASSERT_TRUE(n > 0 && n <= HD_FDS_MAX);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        for (unsigned i = 0; i < n; i++)
+                memcpy(CMSG_DATA(c) + i * sizeof(int), &passed, sizeof(int));
+        ASSERT_TRUE(sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t) size);
+}
+
 static sd_bus *connect_address(const char *address, bool bus_client) {
         sd_bus *bus = NULL;
 

@@ -21,6 +21,9 @@ void hd_authenticate(int fd);
 /* The header of a method call to Manager.member with body_size bytes of body announced. */
 size_t hd_call_header(uint8_t *buf, size_t size, const char *member, const char *signature, uint32_t body_size,
                       uint32_t serial);
+/* Send data with n copies of the fd passed (SCM_RIGHTS, at most HD_FDS_MAX); aborts unless all went. */
+#define HD_FDS_MAX 250U
+void hd_send_fds(int fd, const void *data, size_t size, int passed, unsigned n);
 /* An sd-bus connection to io.socket (started: authenticated at the first call). */
 sd_bus *hd_direct_bus(void);
 /* An sd-bus connection to the test bus. */

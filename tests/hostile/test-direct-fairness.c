@@ -249,27 +249,6 @@ static size_t call_with_fd(uint8_t *buf, size_t size, uint32_t serial) {
         return n + 4;
 }
 
-static void send_fd(int fd, const uint8_t *data, size_t size, int passed) {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(sizeof(int))];
-        } control = {};
-        struct iovec iov = { .iov_base = (void *) data, .iov_len = size };
-        struct msghdr mh = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = &control,
-                .msg_controllen = sizeof(control.buf),
-        };
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &passed, sizeof(int));
-        ASSERT_TRUE(sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t) size);
-}
-
 static void recv_all(int fd, uint8_t *buf, size_t size) {
         for (size_t got = 0; got < size;) {
                 ssize_t k = recv(fd, buf + got, size - got, 0);
@@ -316,7 +295,7 @@ static void pipeline_main(void *arg) {
 
                         ASSERT_TRUE(send(fd, plain, n, MSG_NOSIGNAL) == (ssize_t) n);
                         n = call_with_fd(with_fd, sizeof(with_fd), serial + 1);
-                        send_fd(fd, with_fd, n, pipefd[0]);
+                        hd_send_fds(fd, with_fd, n, pipefd[0], 1);
                 }
                 for (unsigned i = 0; i < 2 * PAIRS_PER_BATCH; i++) {
                         if (read_reply(fd) == 2)

@@ -27,28 +27,6 @@
  * so send many: about one in five of them would stay open for good. */
 #define N_SMALL_MESSAGES 50
 
-static void send_with_fds(int fd, const uint8_t *data, size_t size, int passed, unsigned n) {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * N_FDS)];
-        } control = {};
-        struct iovec iov = { .iov_base = (void *) data, .iov_len = size };
-        struct msghdr mh = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = &control,
-                .msg_controllen = CMSG_SPACE(sizeof(int) * n),
-        };
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-        for (unsigned i = 0; i < n; i++)
-                memcpy(CMSG_DATA(c) + i * sizeof(int), &passed, sizeof(int));
-        ASSERT_TRUE(sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t) size);
-}
-
 static void attacker_main(void *arg) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *m = NULL;
@@ -63,7 +41,7 @@ static void attacker_main(void *arg) {
 
                 hd_authenticate(fd);
                 n = hd_call_header(header, sizeof(header), "ListGpus", "", 0, 1);
-                send_with_fds(fd, header, n, pipefd[0], i < N_MESSAGES ? N_FDS : 4);
+                hd_send_fds(fd, header, n, pipefd[0], i < N_MESSAGES ? N_FDS : 4);
                 /* A second call, without fds: once svmd answers it or hangs up, it has dealt with the
                  * first, so the count below does not race with svmd still reading. */
                 n = hd_call_header(header, sizeof(header), "ListGpus", "", 0, 2);
