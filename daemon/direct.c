@@ -946,11 +946,15 @@ static ssize_t step_body(Peer *p, bool discard) {
         }
 
         if (p->n_buf > 0) {
-                /* Read together with the header (after BEGIN). */
+                /* Read together with the header (the buffer never holds fds of this message's body). */
                 n = (ssize_t) MIN(p->left, (uint64_t) p->n_buf);
                 memcpy(data, p->buf, (size_t) n);
                 buf_consume(p, (size_t) n);
         } else {
+                unsigned n_fds = p->n_fds;
+                bool overflow = p->fds_overflow;
+
+                /* No further than this message: fds that come now came with its bytes. */
                 n = peer_recv(p, data, MIN(p->left, (uint64_t) CHUNK_SIZE));
                 if (n == -EAGAIN || n == -EINTR)
                         return 0;
@@ -958,11 +962,11 @@ static ssize_t step_body(Peer *p, bool discard) {
                         return n;
                 if (n == 0)
                         return -ECONNRESET;
-        }
-        if (p->n_fds > 0 || p->fds_overflow) {
-                if (!discard)
-                        return -EBADMSG; /* fds in the middle of a message */
-                close_fds(p);
+                if (p->n_fds != n_fds || p->fds_overflow != overflow) {
+                        if (!discard)
+                                return -EBADMSG; /* fds in the middle of a message */
+                        close_fds(p);
+                }
         }
         p->left -= (uint64_t) n;
 

@@ -10,10 +10,12 @@
  * answers, not timing them, keeps the test meaningful on a loaded machine.
  *
  * A uid's direct requests in flight on the kernel executor are bounded by "kernel-workers" (4
- * here): a tenant that sends 12 Allocates of 1 GiB of VRAM (each ALLOC 93 ms under the realistic
- * profile, run by a worker) on 12 connections, and then another tenant's Allocate: at most 4 of
- * the first tenant's are ahead of it, so at least 5 of them are answered after it (unbounded,
- * all 12 were queued ahead of it, and at most 3 were).
+ * here): a tenant sends 16 Allocates of 1 GiB of VRAM (each ALLOC 93 ms under the realistic
+ * profile, run by a worker) on 16 connections, then another tenant one. Of the first tenant's
+ * calls, those in flight when the other's came are ahead of it (4, and the ALLOCs that win the
+ * emulated kernel's lock before it): at most 10 are answered while it waits, where unbounded
+ * all that were outstanding were (13 to 16). If the machine is so slow that fewer than 14 were
+ * outstanding when the other's call went out, there is nothing to tell, and it says so.
  *
  * Then the reads that take several messages at once: a peer that sends, back to back, calls
  * without fds and calls whose fds come with them (so one read of svmd holds the end of one and
@@ -43,7 +45,7 @@
 #define WINDOW_USEC (1500 * 1000ULL)
 #define UID_JOBS 6
 #define UID_LATE 7
-#define BIG_CALLS 12
+#define BIG_CALLS 16
 #define BIG_SIZE (UINT64_C(1) << 30)
 #define PAIRS 300
 #define PAIRS_PER_BATCH 10
@@ -53,8 +55,8 @@ typedef struct Shared {
         uint32_t gpu;
         unsigned ready;
         uint64_t answers[2];
-        uint64_t big_sent, big_done[BIG_CALLS], late_done;
-        unsigned big_answered;
+        uint64_t big_sent, big_done[BIG_CALLS], late_sent, late_done;
+        unsigned big_answered, outstanding;
 } Shared;
 
 static Shared *shared;
@@ -209,6 +211,8 @@ static void late_main(void *arg) {
                 usleep(1000);
         /* The other tenant's calls are in svmd by now, the first of them in the kernel. */
         usleep(50 * 1000);
+        shared->outstanding = BIG_CALLS - shared->big_answered;
+        shared->late_sent = hd_now_usec();
         r = test_call(bus, "Allocate", &error, &reply, "tusa{sv}", BIG_SIZE, shared->gpu, "vram", 0);
         ASSERT_BUS_OK(r, &error);
         shared->late_done = hd_now_usec();
@@ -216,7 +220,7 @@ static void late_main(void *arg) {
 }
 
 static void test_jobs_per_uid(TestContext *t) {
-        unsigned after = 0;
+        unsigned ahead = 0;
         pid_t big, late;
 
         shared->start = UINT64_MAX;
@@ -229,10 +233,16 @@ static void test_jobs_per_uid(TestContext *t) {
         ASSERT_OK(emu_kernel_set_profile(t->emu, EMU_PROFILE_NONE));
         hd_wait(big);
         for (size_t i = 0; i < BIG_CALLS; i++)
-                after += shared->big_done[i] > shared->late_done;
-        printf("%d Allocates of 1 GiB by uid %d, then one by uid %d: answered after %.0f ms, before %u of them\n",
-               BIG_CALLS, UID_JOBS, UID_LATE, (double) (shared->late_done - shared->big_sent) / 1e3, after);
-        ASSERT_TRUE(after >= 5);
+                ahead += shared->big_done[i] > shared->late_sent && shared->big_done[i] < shared->late_done;
+        printf("%d Allocates of 1 GiB by uid %d, then one by uid %d while %u were outstanding: answered after "
+               "%.0f ms, %u of the others meanwhile\n",
+               BIG_CALLS, UID_JOBS, UID_LATE, shared->outstanding,
+               (double) (shared->late_done - shared->late_sent) / 1e3, ahead);
+        if (shared->outstanding < 14) {
+                printf("  the machine was too slow for this to tell anything; not checked\n");
+                return;
+        }
+        ASSERT_TRUE(ahead <= 10);
 }
 
 /* A call header with a UNIX_FDS field of 1, and its body: the index of that fd. */
