@@ -276,6 +276,7 @@ struct EmuKernel {
         size_t n_probes, n_probes_alloc;
         int *private_fds;               /* fds the emulator keeps in this process */
         size_t n_private, n_private_alloc;
+        bool defer_dmabuf_check;        /* emu_reap(): BOs left by a teardown are checked in one batch */
 };
 
 /* Raw system calls: the preload layer interposes the libc ones, and we must not re-enter it. */
