@@ -46,6 +46,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -403,6 +404,8 @@ typedef struct Service {
         char **names;
         int *fds;
         size_t n_fds;
+        int pidfd;              /* readable when svmd dies: systemd learns it from SIGCHLD, not a poll */
+        pid_t pidfd_pid;
 } Service;
 
 static void write_state(Service *s) {
@@ -682,8 +685,15 @@ static void on_restart_signal(int sig) {
 /* While the command runs: serve notifications, and restart svmd when it dies (Restart=on-failure). */
 static int supervise(Service *s, pid_t cmd_pid, int *ret_status) {
         for (;;) {
-                struct pollfd p = { .fd = s->notify_fd, .events = POLLIN };
+                struct pollfd p[2] = { { .fd = s->notify_fd, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
                 int status;
+
+                if (s->pid > 0 && s->pidfd_pid != s->pid) {
+                        s->pidfd = safe_close(s->pidfd);
+                        s->pidfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
+                        s->pidfd_pid = s->pid;
+                }
+                p[1].fd = s->pid > 0 ? s->pidfd : -1;
 
                 if (waitpid(cmd_pid, ret_status, WNOHANG) == cmd_pid)
                         return 0;
@@ -692,7 +702,7 @@ static int supervise(Service *s, pid_t cmd_pid, int *ret_status) {
                         if (s->notify_fd >= 0 && restart_svmd(s) < 0)
                                 fprintf(stderr, "svmd-harness: restarting svmd failed\n");
                 }
-                if (s->notify_fd >= 0 && poll(&p, 1, 50) > 0)
+                if (s->notify_fd >= 0 && poll(p, 2, 50) > 0)
                         handle_notify(s);
                 else if (s->notify_fd < 0) {
                         struct timespec ts = { 0, 50 * 1000 * 1000 };
@@ -829,7 +839,7 @@ int main(int argc, char *argv[]) {
         _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL, *config = NULL,
                 *harness_pid = NULL, *pid_file = NULL;
         char tmpl[] = "/dev/shm/svmd-test.XXXXXX";
-        Service svc = { .notify_fd = -EBADF };
+        Service svc = { .notify_fd = -EBADF, .pidfd = -EBADF };
         pid_t bus_pid = 0, cmd_pid;
         int idx, r, status, ret = EXIT_FAILURE;
         const char *dir;
