@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -298,6 +299,7 @@ static void kernel_reset_after_fork(EmuKernel *k) {
         k->n_probes = 0;
         k->proc = EMU_NIL;
         k->pid = getpid();
+        k->zombie_watch_fd = -1;        /* closed with the private fds */
 }
 
 static void atfork_child(void) {
@@ -351,6 +353,7 @@ int emu_kernel_attach(const char *dir, EmuKernel **ret) {
         k->state_fd = TAKE_FD(fd);
         k->pid = getpid();
         k->proc = EMU_NIL;
+        k->zombie_watch_fd = -1;
 
         /* memfds all live on one internal mount: its st_dev lets fstat() skip every other file cheaply. */
         mfd = memfd_create("kfdemu-probe", MFD_CLOEXEC);
@@ -877,6 +880,7 @@ void emu_bo_put(EmuKernel *k, uint32_t i) {
          * A dead process's teardown leaves the check of its exported BOs to emu_reap_zombies(), in one batch. */
         if ((k->defer_dmabuf_check && bo->exported) || bo_dmabuf_alive(k, i)) {
                 if (!bo->zombie) {
+                        k->a->zombie_gen++;
                         bo->zombie = 1;
                         bo->zprev = EMU_NIL;
                         bo->znext = k->a->zombie_head;
@@ -1005,6 +1009,52 @@ static int locked_files_load(LockedFiles *l) {
 /* From this many zombies on, one read of /proc/locks is cheaper than an open() and a lock query each. */
 #define ZOMBIE_BATCH_MIN 64U
 
+/*
+ * Whether a zombie may have died since this view last checked them all: a file description of a
+ * buffer's backing file was released since (the kernel reports every last close of a file in DIR/bo
+ * to an inotify watch, a process's exit included), or a buffer joined the zombies. Reads the
+ * events, so what is released after this call is reported to the next one. Without a watch: yes.
+ */
+static bool zombies_may_have_died(EmuKernel *k) {
+        union {
+                struct inotify_event ev;
+                char buf[4096];
+        } u;
+        bool changed = k->zombie_watch_fd < 0 || k->zombie_gen_checked != k->a->zombie_gen;
+        ssize_t n;
+
+        if (k->zombie_watch_fd < 0)
+                return changed;
+        while ((n = (ssize_t) syscall(SYS_read, k->zombie_watch_fd, u.buf, sizeof(u.buf))) != 0) {
+                if (n > 0)
+                        changed = true;
+                else if (errno != EINTR) {
+                        changed |= errno != EAGAIN;
+                        break;
+                }
+        }
+        return changed;
+}
+
+static void zombie_watch_start(EmuKernel *k) {
+        char path[PATH_MAX];
+        int fd;
+
+        if (k->zombie_watch_fd != -1)
+                return;
+        k->zombie_watch_fd = -2;
+        if ((size_t) snprintf(path, sizeof(path), "%s/bo", k->dir) >= sizeof(path))
+                return;
+        fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (fd < 0)
+                return;
+        if (inotify_add_watch(fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0 || emu_private_fd_add(k, fd) < 0) {
+                emu_sys_close(fd);
+                return;
+        }
+        k->zombie_watch_fd = fd;
+}
+
 void emu_reap_zombies(EmuKernel *k) {
         LockedFiles locked = {};
         bool batch = false;
@@ -1012,8 +1062,15 @@ void emu_reap_zombies(EmuKernel *k) {
 
         for (uint32_t i = k->a->zombie_head; i != EMU_NIL && n < ZOMBIE_BATCH_MIN; i = emu_bo(k, i)->znext)
                 n++;
-        if (n >= ZOMBIE_BATCH_MIN)
+        /* Many zombies: checked again only when one of them may have died (the kernel's check is a
+         * reference count, and AVAILABLE_MEMORY does not grow with them). */
+        if (n >= ZOMBIE_BATCH_MIN) {
+                if (!zombies_may_have_died(k))
+                        return;
+                zombie_watch_start(k);
                 batch = locked_files_load(&locked) >= 0;
+        }
+        k->zombie_gen_checked = k->a->zombie_gen;
 
         for (uint32_t i = k->a->zombie_head; i != EMU_NIL;) {
                 EmuBo *bo = emu_bo(k, i);
