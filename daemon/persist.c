@@ -45,6 +45,55 @@ static uint64_t now_usec_monotonic(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
+/* How a stored fd is found: by its slot name, by the "range-<id>" of older versions, or not at all. */
+typedef enum StoredFdKind {
+        STORED_FD_SLOT,
+        STORED_FD_LEGACY,
+        STORED_FD_UNKNOWN,
+} StoredFdKind;
+
+typedef struct StoredFd {
+        StoredFdKind kind;
+        uint64_t key;           /* the slot, or the range id of a legacy name */
+        char *name;
+        int fd;
+        bool claimed;
+} StoredFd;
+
+/*
+ * A recovery in steps (docs/architecture.md, "Persistence and restart"), none of them one long
+ * dispatch of the loop: the journal is read on a thread of its own while the kernel side is set
+ * up; the ranges are restored, and the recovered state written as the snapshot, in a job that
+ * steps aside every EXECUTOR_SLICE_USEC, so the watchdog and signals are served throughout.
+ */
+typedef struct Recovery {
+        Manager *m;
+        json_t *ranges;         /* "id" → range record */
+        uint64_t next_id;
+        uint64_t t0;
+        uint64_t parse_usec, restore_usec, snapshot_usec;      /* for the log line at the end */
+
+        /* reading the journal */
+        pthread_t thread;
+        bool thread_running;
+        int efd;                /* written by the thread when it is done */
+        sd_event_source *efd_source;
+        bool parsed;
+        int parse_result;
+        Journal *journal;
+        char *warning;
+
+        /* restoring */
+        StoredFd *fds;
+        size_t n_fds;
+        uint64_t *ids;
+        size_t n_ids, next, restored;
+        bool out_of_memory, cancelled, job_done;
+        /* writing the recovered snapshot, a slice at a time; a change journaled meanwhile (a GPU reset
+         * degrading a range) is in the tables, and the snapshot is written again after it */
+        bool in_snapshot, lines_deferred;
+} Recovery;
+
 /* ---- range ↔ JSON ---- */
 
 static json_t *mask_to_json(Manager *m, uint64_t mask) {
@@ -329,6 +378,8 @@ void persist_compact(Manager *m) {
 
         if (!m->journal || !journal_wants_compaction(m->journal))
                 return;
+        if (m->recovery && m->recovery->in_snapshot)
+                return;         /* the recovery writes one, and another if something changed meanwhile */
         k = journal_compact_with(m->journal, write_state, m);
         if (k < 0)
                 log_warning_errno(k, "Compacting the journal in %s failed; the journal stays as it is and "
@@ -340,6 +391,13 @@ int persist_batch_write(Manager *m, PersistBatch *b, JournalAppendMode mode) {
         int k = b->error;
 
         if (!m->journal || !b->changes) {
+                persist_batch_done(b);
+                return k;
+        }
+        if (m->recovery && m->recovery->in_snapshot) {
+                /* The recovery's snapshot is being written a slice at a time and the journal is reset after
+                 * it: this change, in the tables already, goes into a second snapshot right after it. */
+                m->recovery->lines_deferred = true;
                 persist_batch_done(b);
                 return k;
         }
@@ -471,52 +529,6 @@ void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only) {
 
 /* ---- recovery ---- */
 
-/* How a stored fd is found: by its slot name, by the "range-<id>" of older versions, or not at all. */
-typedef enum StoredFdKind {
-        STORED_FD_SLOT,
-        STORED_FD_LEGACY,
-        STORED_FD_UNKNOWN,
-} StoredFdKind;
-
-typedef struct StoredFd {
-        StoredFdKind kind;
-        uint64_t key;           /* the slot, or the range id of a legacy name */
-        char *name;
-        int fd;
-        bool claimed;
-} StoredFd;
-
-/*
- * A recovery in steps (docs/architecture.md, "Persistence and restart"), none of them one long
- * dispatch of the loop: the journal is read on a thread of its own while the kernel side is set
- * up; the ranges are restored, and the recovered state written as the snapshot, in a job that
- * steps aside every EXECUTOR_SLICE_USEC, so the watchdog and signals are served throughout.
- */
-typedef struct Recovery {
-        Manager *m;
-        json_t *ranges;         /* "id" → range record */
-        uint64_t next_id;
-        uint64_t t0;
-        uint64_t parse_usec, restore_usec, snapshot_usec;      /* for the log line at the end */
-
-        /* reading the journal */
-        pthread_t thread;
-        bool thread_running;
-        int efd;                /* written by the thread when it is done */
-        sd_event_source *efd_source;
-        bool parsed;
-        int parse_result;
-        Journal *journal;
-        char *warning;
-
-        /* restoring */
-        StoredFd *fds;
-        size_t n_fds;
-        uint64_t *ids;
-        size_t n_ids, next, restored;
-        bool out_of_memory, cancelled, job_done;
-        int job_result;
-} Recovery;
 
 /* A range id as svmd hands them out: positive, and with room for the next one in a json_int_t. */
 static bool id_valid(json_t *id) {
@@ -1227,8 +1239,20 @@ static int recovery_job_run(void *userdata) {
                  * snapshot and journal stay: they still describe every recovered range (and name the
                  * lost ones again, which a later compaction drops), so svmd starts anyway and retries. */
                 t = now_usec_monotonic();
+                rec->in_snapshot = true;
                 journal_request_compaction(m->journal);
                 k = journal_compact_with(m->journal, write_state, m);
+                for (unsigned again = 0; k >= 0 && rec->lines_deferred && again < 3; again++) {
+                        rec->lines_deferred = false;
+                        journal_request_compaction(m->journal);
+                        k = journal_compact_with(m->journal, write_state, m);
+                }
+                rec->in_snapshot = false;
+                if (k >= 0 && rec->lines_deferred) {
+                        /* Changes kept coming: the next compaction, after the job, writes them. */
+                        journal_request_compaction(m->journal);
+                        schedule_compaction(m);
+                }
                 if (k < 0)
                         log_warning_errno(k, "Writing the recovered state to the journal in %s failed; continuing "
                                           "with the journal as it is and retrying after the next change: %m",
@@ -1241,7 +1265,6 @@ static int recovery_job_run(void *userdata) {
 static void recovery_job_done(void *userdata, int result) {
         Recovery *rec = userdata;
 
-        rec->job_result = result;
         rec->job_done = true;
 }
 
