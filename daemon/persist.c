@@ -1324,8 +1324,15 @@ int persist_setup(Manager *m) {
         qsort(rec->ids, rec->n_ids, sizeof(uint64_t), cmp_u64);
 
         k = executor_spawn(m->executor, recovery_job_run, recovery_job_done, rec);
-        if (k == -EINPROGRESS)
+        if (k == -EINPROGRESS) {
                 k = run_loop_until(m, &rec->job_done);
+                if (!rec->job_done) {
+                        /* The loop failed or ended under the job: stop it at the next range, and wait for it,
+                         * before what it works on is freed. */
+                        m->exiting = true;
+                        executor_drain(m->executor);
+                }
+        }
         if (k < 0 && k != -ECANCELED)
                 log_error_errno(k, "Running the recovery failed: %m");
         if (k < 0)
