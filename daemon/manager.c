@@ -691,6 +691,12 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 
         struct timespec ts;
 
+        if (!m->started) {
+                /* A service manager queues a reload until the start is done; this came from elsewhere. */
+                log_notice("Received SIGHUP while recovering persistent ranges; reload svmd again once it is ready.");
+                return 0;
+        }
+
         /* MONOTONIC_USEC lets a service manager tell this reload from an earlier one. */
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu",
@@ -919,6 +925,23 @@ int manager_start(Manager *m) {
         r = setup_signals(m);
         if (r < 0)
                 return log_error_errno(r, "Setting up signal handling failed: %m");
+        /* Recovery is served by the loop in slices (persist.h): the watchdog runs from the start. */
+        if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0) {
+                /* sd-event's default accuracy is 250 ms: no later than a tenth of the interval after half of it. */
+                r = sd_event_add_time_relative(m->event, &m->watchdog_timer, CLOCK_MONOTONIC,
+                                               m->watchdog_usec / 2, MIN(m->watchdog_usec / 10, UINT64_C(250000)),
+                                               on_watchdog, m);
+                if (r < 0)
+                        return log_error_errno(r, "Setting up the watchdog failed: %m");
+        }
+
+        if (mkdir(m->runtime_dir, 0755) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Creating %s failed: %m", m->runtime_dir);
+        /* The journal is read while the kernel side is set up. */
+        t0 = manager_now_usec();
+        r = persist_begin(m);
+        if (r < 0)
+                return log_error_errno(r, "Starting the recovery failed: %m");
 
         kc = (KfdDeviceConfig) {
                 .default_cache_policy = m->config.default_policy,
@@ -985,11 +1008,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        if (mkdir(m->runtime_dir, 0755) < 0 && errno != EEXIST)
-                return log_error_errno(errno, "Creating %s failed: %m", m->runtime_dir);
         /* Restore before anyone can connect: READY=1 only once the state is back. */
-        t0 = manager_now_usec();
         r = persist_setup(m);
+        if (r == -ECANCELED)
+                return 0;       /* SIGTERM during the recovery: the loop is done, svmd exits */
         if (r < 0)
                 return r;
         metrics_started(m->metrics, m->runtime_dir, manager_now_usec() - t0, m->n_persistent);
@@ -1000,13 +1022,7 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0) {
-                r = sd_event_add_time_relative(m->event, &m->watchdog_timer, CLOCK_MONOTONIC,
-                                               m->watchdog_usec / 2, 0, on_watchdog, m);
-                if (r < 0)
-                        return log_error_errno(r, "Setting up the watchdog failed: %m");
-        }
-
+        m->started = true;
         (void) sd_notify(false, "READY=1");
         send_status(m);
         log_info("svmd " PACKAGE_VERSION " ready.");
@@ -1014,5 +1030,8 @@ int manager_start(Manager *m) {
 }
 
 int manager_run(Manager *m) {
+        /* SIGTERM during the recovery ended the loop already (manager_start()). */
+        if (sd_event_get_state(m->event) == SD_EVENT_FINISHED)
+                return 0;
         return sd_event_loop(m->event);
 }

@@ -105,6 +105,8 @@ typedef struct Manager {
         bool runtime_low;               /* warned that it is running out */
         bool fdstore;                   /* a service manager keeps fds for us (NOTIFY_SOCKET) */
         bool recovering;                /* restoring at start: nothing to journal */
+        struct Recovery *recovery;      /* the recovery at start, while it runs (persist.c) */
+        bool started;                   /* READY=1 sent */
         LostRange *lost;                /* recorded ranges that could not be restored */
         size_t n_lost;
 

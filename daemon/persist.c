@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -15,6 +18,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "client.h"
+#include "executor.h"
 #include "gpu.h"
 #include "id-table.h"
 #include "journal.h"
@@ -40,6 +44,55 @@ static uint64_t now_usec_monotonic(void) {
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
+
+/* How a stored fd is found: by its slot name, by the "range-<id>" of older versions, or not at all. */
+typedef enum StoredFdKind {
+        STORED_FD_SLOT,
+        STORED_FD_LEGACY,
+        STORED_FD_UNKNOWN,
+} StoredFdKind;
+
+typedef struct StoredFd {
+        StoredFdKind kind;
+        uint64_t key;           /* the slot, or the range id of a legacy name */
+        char *name;
+        int fd;
+        bool claimed;
+} StoredFd;
+
+/*
+ * A recovery in steps (docs/architecture.md, "Persistence and restart"), none of them one long
+ * dispatch of the loop: the journal is read on a thread of its own while the kernel side is set
+ * up; the ranges are restored, and the recovered state written as the snapshot, in a job that
+ * steps aside every EXECUTOR_SLICE_USEC, so the watchdog and signals are served throughout.
+ */
+typedef struct Recovery {
+        Manager *m;
+        json_t *ranges;         /* "id" → range record */
+        uint64_t next_id;
+        uint64_t t0;
+        uint64_t parse_usec, restore_usec, snapshot_usec;      /* for the log line at the end */
+
+        /* reading the journal */
+        pthread_t thread;
+        bool thread_running;
+        int efd;                /* written by the thread when it is done */
+        sd_event_source *efd_source;
+        bool parsed;
+        int parse_result;
+        Journal *journal;
+        char *warning;
+
+        /* restoring */
+        StoredFd *fds;
+        size_t n_fds;
+        uint64_t *ids;
+        size_t n_ids, next, restored;
+        bool out_of_memory, cancelled, job_done;
+        /* writing the recovered snapshot, a slice at a time; a change journaled meanwhile (a GPU reset
+         * degrading a range) is in the tables, and the snapshot is written again after it */
+        bool in_snapshot, lines_deferred;
+} Recovery;
 
 /* ---- range ↔ JSON ---- */
 
@@ -244,6 +297,10 @@ static int write_state(JournalWriter *w, void *userdata) {
                 if (k >= 0)
                         k = journal_write_json(w, o);
                 json_decref(o);
+                /* The snapshot after a recovery runs in its job: 10^4 records are not one dispatch.
+                 * Nothing else changes the tables meanwhile (nobody is connected yet). Elsewhere: nothing. */
+                if (m->recovery)
+                        job_maybe_yield();
         }
         if (k < 0)
                 return k;
@@ -321,6 +378,8 @@ void persist_compact(Manager *m) {
 
         if (!m->journal || !journal_wants_compaction(m->journal))
                 return;
+        if (m->recovery && m->recovery->in_snapshot)
+                return;         /* the recovery writes one, and another if something changed meanwhile */
         k = journal_compact_with(m->journal, write_state, m);
         if (k < 0)
                 log_warning_errno(k, "Compacting the journal in %s failed; the journal stays as it is and "
@@ -332,6 +391,13 @@ int persist_batch_write(Manager *m, PersistBatch *b, JournalAppendMode mode) {
         int k = b->error;
 
         if (!m->journal || !b->changes) {
+                persist_batch_done(b);
+                return k;
+        }
+        if (m->recovery && m->recovery->in_snapshot) {
+                /* The recovery's snapshot is being written a slice at a time and the journal is reset after
+                 * it: this change, in the tables already, goes into a second snapshot right after it. */
+                m->recovery->lines_deferred = true;
                 persist_batch_done(b);
                 return k;
         }
@@ -463,11 +529,6 @@ void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only) {
 
 /* ---- recovery ---- */
 
-typedef struct Recovery {
-        Manager *m;
-        json_t *ranges;         /* "id" → range record */
-        uint64_t next_id;
-} Recovery;
 
 /* A range id as svmd hands them out: positive, and with room for the next one in a json_int_t. */
 static bool id_valid(json_t *id) {
@@ -566,21 +627,6 @@ static int replay_change(json_t *changes, void *userdata) {
         return 0;
 }
 
-/* How a stored fd is found: by its slot name, by the "range-<id>" of older versions, or not at all. */
-typedef enum StoredFdKind {
-        STORED_FD_SLOT,
-        STORED_FD_LEGACY,
-        STORED_FD_UNKNOWN,
-} StoredFdKind;
-
-typedef struct StoredFd {
-        StoredFdKind kind;
-        uint64_t key;           /* the slot, or the range id of a legacy name */
-        char *name;
-        int fd;
-        bool claimed;
-} StoredFd;
-
 static StoredFdKind parse_fd_name(const char *name, uint64_t *ret_key) {
         uint32_t slot;
         char *end;
@@ -626,7 +672,7 @@ static int listen_fds(StoredFd **ret, size_t *ret_n) {
                 fds[i].fd = SD_LISTEN_FDS_START + i;
                 fds[i].kind = parse_fd_name(name, &fds[i].key);
                 fds[i].name = name ? strdup(name) : NULL;
-                (void) fcntl(fds[i].fd, F_SETFD, FD_CLOEXEC);
+                /* sd_listen_fds_with_names() made each close-on-exec already */
         }
         for (int i = 0; names && names[i]; i++)
                 free(names[i]);
@@ -886,6 +932,7 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, uint32
         RangeSpec spec;
         Gpu *home;
         Range *r;
+        bool offload;
         size_t i;
         int k;
 
@@ -962,12 +1009,17 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, uint32
                 .svm = domain == RANGE_DOMAIN_SVM ? &svm : NULL,
         };
 
+        /* In the recovery's job: a large range's ioctls run on a worker while the loop serves others
+         * (executor.h); a small one's here, where they take less time than the trip to a worker and
+         * back, and the job steps aside between ranges. */
+        offload = job_set_offload(size > EXECUTOR_SMALL_BYTES);
         k = transaction_new(&t, m);
         if (k >= 0)
                 k = range_create(t, &spec, &r, &error);
         if (k >= 0)
                 k = range_map(t, r, mask, &error);
         k = transaction_finish(t, k, &error);
+        (void) job_set_offload(offload);
         identity_unref(m, identity);
         if (k < 0) {
                 k = asprintf(reason, "importing it failed: %s", error.message ?: strerror(-k)) < 0 ? -ENOMEM : k;
@@ -1035,124 +1087,292 @@ static int apply_snapshot(json_t *state, void *userdata) {
         return 0;
 }
 
-int persist_setup(Manager *m) {
-        _cleanup_free_ StoredFd *fds = NULL;
-        _cleanup_free_ uint64_t *ids = NULL;
-        _cleanup_free_ char *warning = NULL;
-        Recovery rec = { .m = m };
-        size_t n_fds = 0, n_ids = 0, restored = 0;
-        bool out_of_memory = false;
-        const char *key;
-        json_t *v;
-        uint64_t t0 = now_usec_monotonic();
+static void parse_journal(Recovery *rec) {
+        uint64_t t = now_usec_monotonic();
+
+        rec->parse_result = journal_open(&rec->journal, rec->m->runtime_dir, apply_snapshot, replay_change, rec,
+                                         &rec->warning);
+        rec->parse_usec = now_usec_monotonic() - t;
+}
+
+static void *parse_thread(void *userdata) {
+        Recovery *rec = userdata;
+
+        parse_journal(rec);
+        (void) eventfd_write(rec->efd, 1);
+        return NULL;
+}
+
+static void parse_join(Recovery *rec) {
+        if (!rec->thread_running)
+                return;
+        (void) pthread_join(rec->thread, NULL);
+        rec->thread_running = false;
+        rec->parsed = true;
+}
+
+static int on_parsed(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Recovery *rec = userdata;
+
+        rec->efd_source = sd_event_source_disable_unref(rec->efd_source);
+        parse_join(rec);
+        return 0;
+}
+
+static Recovery *recovery_free(Recovery *rec) {
+        if (!rec)
+                return NULL;
+        parse_join(rec);
+        rec->efd_source = sd_event_source_disable_unref(rec->efd_source);
+        safe_close(rec->efd);
+        for (size_t j = 0; j < rec->n_fds; j++) {
+                safe_close(rec->fds[j].fd);
+                free(rec->fds[j].name);
+        }
+        free(rec->fds);
+        free(rec->ids);
+        journal_free(rec->journal);
+        free(rec->warning);
+        json_decref(rec->ranges);
+        return mfree(rec);
+}
+
+int persist_begin(Manager *m) {
+        Recovery *rec;
         int k;
 
+        assert(!m->recovery);
         m->fdstore = !!getenv("NOTIFY_SOCKET");
         if (!m->fdstore)
                 log_notice("Not started by a service manager with an fd store: persistent ranges survive their "
                            "clients, not a restart of svmd.");
 
-        rec.ranges = json_object();
-        if (!rec.ranges)
+        rec = new0(Recovery, 1);
+        if (!rec)
+                return -ENOMEM;
+        *rec = (Recovery) { .m = m, .efd = -EBADF, .t0 = now_usec_monotonic() };
+        m->recovery = rec;
+        rec->ranges = json_object();
+        if (!rec->ranges)
                 return -ENOMEM;
 
-        k = journal_open(&m->journal, m->runtime_dir, apply_snapshot, replay_change, &rec, &warning);
+        /* The journal is read while the kernel side is set up (the kernel may still be tearing the
+         * previous run down: a new open of /dev/kfd waits for that). */
+        rec->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (rec->efd < 0)
+                k = -errno;
+        else
+                k = -pthread_create(&rec->thread, NULL, parse_thread, rec);
         if (k < 0) {
-                json_decref(rec.ranges);
-                return log_error_errno(k, "Opening the journal in %s failed: %m", m->runtime_dir);
+                log_debug_errno(k, "Reading the journal on a thread of its own failed, reading it now: %m");
+                parse_journal(rec);
+                rec->parsed = true;
+                return 0;
         }
-        if (warning)
-                log_warning("Journal: %s.", warning);
-
-        k = listen_fds(&fds, &n_fds);
-        if (k < 0)
-                log_warning_errno(k, "Reading the fds passed by the service manager failed, ignoring: %m");
-
-        if (n_fds > 1)
-                qsort(fds, n_fds, sizeof(StoredFd), cmp_stored_fd);
-
-        /* Oldest first: ids increase with time. */
-        ids = calloc(json_object_size(rec.ranges) + 1, sizeof(uint64_t));
-        if (!ids) {
-                json_decref(rec.ranges);
-                return -ENOMEM;
-        }
-        json_object_foreach(rec.ranges, key, v)
-                ids[n_ids++] = strtoull(key, NULL, 10);
-        qsort(ids, n_ids, sizeof(uint64_t), cmp_u64);
-        m->recovering = true;
-
-        for (size_t i = 0; i < n_ids; i++) {
-                _cleanup_free_ char *reason = NULL;
-                char idkey[32];
-                StoredFd *stored = NULL;
-
-                snprintf(idkey, sizeof(idkey), "%" PRIu64, ids[i]);
-                stored = find_record_fd(fds, n_fds, ids[i], json_object_get(rec.ranges, idkey));
-                if (!stored)
-                        k = asprintf(&reason, "its fd is missing from the fd store") < 0 ? -ENOMEM : -ENOENT;
-                else {
-                        stored->claimed = true;
-                        k = restore_one(m, ids[i], json_object_get(rec.ranges, idkey), stored->fd,
-                                        stored->kind == STORED_FD_SLOT ? (uint32_t) stored->key : FD_SLOT_LEGACY,
-                                        &reason);
-                        /* Done with it now (a host range keeps a copy): at no time twice as many fds. */
-                        stored->fd = safe_close(stored->fd);
-                }
-                if (k == -ENOMEM || (k < 0 && add_lost(m, ids[i], reason ?: "unknown") < 0)) {
-                        out_of_memory = true;
-                        break;
-                }
-                if (k < 0 && stored && stored->name && m->fdstore)
-                        (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", stored->name);
-                else if (k >= 0)
-                        restored++;
-                /* Done with its record: freeing 10^4 records in one go at the end cost about 60 ms
-                 * (glibc consolidating the freed chunks), freeing each here far less. */
-                (void) json_object_del(rec.ranges, idkey);
-                if ((i + 1) % 1000 == 0)
-                        (void) sd_notifyf(false, "STATUS=Recovering persistent ranges: %zu/%zu", i + 1, n_ids);
-        }
-        m->recovering = false;
-        /* The kernel objects hold their own references now; fds no record names are dropped. After
-         * running out of memory nothing is: dropping the fds not reached yet, or writing a snapshot
-         * without their ranges, would lose them for good. */
-        for (size_t j = 0; j < n_fds; j++) {
-                if (!fds[j].claimed && !out_of_memory) {
-                        log_warning("The fd store holds fd \"%s\" that no committed record names; dropping it.",
-                                    strna(fds[j].name));
-                        if (m->fdstore && fds[j].name)
-                                (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", fds[j].name);
-                }
-                safe_close(fds[j].fd);
-                free(fds[j].name);
-        }
-        json_decref(rec.ranges);
-        if (out_of_memory)
-                return log_error_errno(ENOMEM, "Out of memory while recovering persistent ranges; exiting with the "
-                                       "fd store and the journal untouched.");
-
-        /* Ids continue after every id the previous run may have handed out. */
-        m->next_range_id = MAX(m->next_range_id, rec.next_id);
-        m->ids_reserved = m->next_range_id;
-
-        /* Start the journal over from what was recovered. On a full runtime directory the old snapshot and
-         * journal stay: they still describe every recovered range (and name the lost ones again, which a
-         * later compaction drops), so svmd starts anyway and retries. */
-        journal_request_compaction(m->journal);
-        k = journal_compact_with(m->journal, write_state, m);
-        if (k < 0)
-                log_warning_errno(k, "Writing the recovered state to the journal in %s failed; continuing with "
-                                  "the journal as it is and retrying after the next change: %m", m->runtime_dir);
-        persist_check_space(m);
-
-        if (n_ids > 0 || n_fds > 0)
-                log_info("Recovered %zu of %zu persistent ranges in %" PRIu64 " ms%s.", restored, n_ids,
-                         (now_usec_monotonic() - t0) / 1000, m->n_lost > 0 ? "; see the lost ones above" : "");
+        rec->thread_running = true;
         return 0;
 }
 
+/* One record: restored, or lost with its reason. */
+static void restore_next(Recovery *rec) {
+        _cleanup_free_ char *reason = NULL;
+        Manager *m = rec->m;
+        uint64_t id = rec->ids[rec->next];
+        StoredFd *stored;
+        char idkey[32];
+        int k;
+
+        snprintf(idkey, sizeof(idkey), "%" PRIu64, id);
+        stored = find_record_fd(rec->fds, rec->n_fds, id, json_object_get(rec->ranges, idkey));
+        if (!stored)
+                k = asprintf(&reason, "its fd is missing from the fd store") < 0 ? -ENOMEM : -ENOENT;
+        else {
+                stored->claimed = true;
+                k = restore_one(m, id, json_object_get(rec->ranges, idkey), stored->fd,
+                                stored->kind == STORED_FD_SLOT ? (uint32_t) stored->key : FD_SLOT_LEGACY, &reason);
+                /* Done with it now (a host range keeps a copy): at no time twice as many fds. */
+                stored->fd = safe_close(stored->fd);
+        }
+        if (k == -ENOMEM || (k < 0 && add_lost(m, id, reason ?: "unknown") < 0)) {
+                rec->out_of_memory = true;
+                return;
+        }
+        if (k < 0 && stored && stored->name && m->fdstore)
+                (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", stored->name);
+        else if (k >= 0)
+                rec->restored++;
+        /* Done with its record: freeing 10^4 records in one go at the end cost about 60 ms
+         * (glibc consolidating the freed chunks), freeing each here far less. */
+        (void) json_object_del(rec->ranges, idkey);
+        if ((rec->next + 1) % 1000 == 0)
+                (void) sd_notifyf(false, "STATUS=Recovering persistent ranges: %zu/%zu", rec->next + 1, rec->n_ids);
+}
+
+static int recovery_job_run(void *userdata) {
+        Recovery *rec = userdata;
+        Manager *m = rec->m;
+        uint64_t t = now_usec_monotonic();
+        int k = 0;
+
+        /* Oldest first: ids increase with time. */
+        m->recovering = true;
+        for (; rec->next < rec->n_ids; rec->next++) {
+                /* SIGTERM: stop here, with the fd store and the journal as they are. */
+                if (m->exiting) {
+                        rec->cancelled = true;
+                        break;
+                }
+                restore_next(rec);
+                if (rec->out_of_memory)
+                        break;
+                job_maybe_yield();
+        }
+        m->recovering = false;
+        rec->restore_usec = now_usec_monotonic() - t;
+
+        if (!rec->out_of_memory && !rec->cancelled) {
+                /* Ids continue after every id the previous run may have handed out. */
+                m->next_range_id = MAX(m->next_range_id, rec->next_id);
+                m->ids_reserved = m->next_range_id;
+
+                /* Start the journal over from what was recovered. On a full runtime directory the old
+                 * snapshot and journal stay: they still describe every recovered range (and name the
+                 * lost ones again, which a later compaction drops), so svmd starts anyway and retries. */
+                t = now_usec_monotonic();
+                rec->in_snapshot = true;
+                journal_request_compaction(m->journal);
+                k = journal_compact_with(m->journal, write_state, m);
+                for (unsigned again = 0; k >= 0 && rec->lines_deferred && again < 3; again++) {
+                        rec->lines_deferred = false;
+                        journal_request_compaction(m->journal);
+                        k = journal_compact_with(m->journal, write_state, m);
+                }
+                rec->in_snapshot = false;
+                if (k >= 0 && rec->lines_deferred) {
+                        /* Changes kept coming: the next compaction, after the job, writes them. */
+                        journal_request_compaction(m->journal);
+                        schedule_compaction(m);
+                }
+                if (k < 0)
+                        log_warning_errno(k, "Writing the recovered state to the journal in %s failed; continuing "
+                                          "with the journal as it is and retrying after the next change: %m",
+                                          m->runtime_dir);
+                rec->snapshot_usec = now_usec_monotonic() - t;
+        }
+        return 0;
+}
+
+static void recovery_job_done(void *userdata, int result) {
+        Recovery *rec = userdata;
+
+        rec->job_done = true;
+}
+
+/* Serve the loop until *done: the watchdog, signals, the executor's completions. */
+static int run_loop_until(Manager *m, const bool *done) {
+        int k, state;
+
+        while (!*done) {
+                state = sd_event_get_state(m->event);
+                if (state == SD_EVENT_FINISHED || state == SD_EVENT_EXITING)
+                        return -ECANCELED;
+                k = sd_event_run(m->event, UINT64_MAX);
+                if (k < 0)
+                        return k;
+        }
+        return 0;
+}
+
+int persist_setup(Manager *m) {
+        Recovery *rec = m->recovery;
+        const char *key;
+        json_t *v;
+        int k;
+
+        assert(rec);
+        if (!rec->parsed) {
+                k = sd_event_add_io(m->event, &rec->efd_source, rec->efd, EPOLLIN, on_parsed, rec);
+                if (k < 0)
+                        parse_join(rec);
+                else {
+                        k = run_loop_until(m, &rec->parsed);
+                        if (k < 0)
+                                goto finish;
+                }
+        }
+        if (rec->parse_result < 0) {
+                k = log_error_errno(rec->parse_result, "Opening the journal in %s failed: %m", m->runtime_dir);
+                goto finish;
+        }
+        m->journal = TAKE_PTR(rec->journal);
+        if (rec->warning)
+                log_warning("Journal: %s.", rec->warning);
+
+        k = listen_fds(&rec->fds, &rec->n_fds);
+        if (k < 0)
+                log_warning_errno(k, "Reading the fds passed by the service manager failed, ignoring: %m");
+        if (rec->n_fds > 1)
+                qsort(rec->fds, rec->n_fds, sizeof(StoredFd), cmp_stored_fd);
+
+        rec->ids = calloc(json_object_size(rec->ranges) + 1, sizeof(uint64_t));
+        if (!rec->ids) {
+                k = -ENOMEM;
+                goto finish;
+        }
+        json_object_foreach(rec->ranges, key, v)
+                rec->ids[rec->n_ids++] = strtoull(key, NULL, 10);
+        qsort(rec->ids, rec->n_ids, sizeof(uint64_t), cmp_u64);
+
+        k = executor_spawn(m->executor, recovery_job_run, recovery_job_done, rec);
+        if (k == -EINPROGRESS) {
+                k = run_loop_until(m, &rec->job_done);
+                if (!rec->job_done) {
+                        /* The loop failed or ended under the job: stop it at the next range, and wait for it,
+                         * before what it works on is freed. */
+                        m->exiting = true;
+                        executor_drain(m->executor);
+                }
+        }
+        if (k < 0 && k != -ECANCELED)
+                log_error_errno(k, "Running the recovery failed: %m");
+        if (k < 0)
+                goto finish;
+
+        if (rec->cancelled) {
+                k = -ECANCELED;
+                goto finish;
+        }
+        /* The kernel objects hold their own references now; fds no record names are dropped. After
+         * running out of memory nothing is: dropping the fds not reached yet, or writing a snapshot
+         * without their ranges, would lose them for good. */
+        for (size_t j = 0; j < rec->n_fds && !rec->out_of_memory; j++)
+                if (!rec->fds[j].claimed) {
+                        log_warning("The fd store holds fd \"%s\" that no committed record names; dropping it.",
+                                    strna(rec->fds[j].name));
+                        if (m->fdstore && rec->fds[j].name)
+                                (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", rec->fds[j].name);
+                }
+        if (rec->out_of_memory) {
+                k = log_error_errno(ENOMEM, "Out of memory while recovering persistent ranges; exiting with the "
+                                    "fd store and the journal untouched.");
+                goto finish;
+        }
+        persist_check_space(m);
+
+        if (rec->n_ids > 0 || rec->n_fds > 0)
+                log_info("Recovered %zu of %zu persistent ranges in %" PRIu64 " ms (journal read in %" PRIu64 " ms "
+                         "while the GPUs were set up, ranges restored in %" PRIu64 " ms, snapshot written in %" PRIu64
+                         " ms)%s.", rec->restored, rec->n_ids, (now_usec_monotonic() - rec->t0) / 1000,
+                         rec->parse_usec / 1000, rec->restore_usec / 1000, rec->snapshot_usec / 1000,
+                         m->n_lost > 0 ? "; see the lost ones above" : "");
+        k = 0;
+finish:
+        m->recovery = recovery_free(m->recovery);
+        return k;
+}
+
 void persist_done(Manager *m) {
+        m->recovery = recovery_free(m->recovery);
         fd_slots_done(&m->fd_slots);
         m->compact_event = sd_event_source_disable_unref(m->compact_event);
         m->journal = journal_free(m->journal);

@@ -28,7 +28,14 @@ typedef struct Manager Manager;
 typedef struct Range Range;
 typedef struct Token Token;
 
-/* Recover at start; opens the journal. */
+/*
+ * Recover at start, in two calls: persist_begin() starts reading the journal (on a thread of its
+ * own) before the kernel side is set up; persist_setup() then restores the ranges, in a job that
+ * steps aside for the loop (the watchdog, signals) every slice, and writes the recovered snapshot.
+ * persist_setup() runs the loop until it is done; -ECANCELED: SIGTERM came meanwhile, the fd store
+ * and the journal are as they were.
+ */
+int persist_begin(Manager *m);
 int persist_setup(Manager *m);
 void persist_done(Manager *m);
 

@@ -46,6 +46,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -142,13 +143,17 @@ static void help(void) {
                "Files in DIR:\n"
                "  svmd.state         \"<pid> <ready 0|1> <starts>\", rewritten at every change\n"
                "  svmd.pid           svmd's current pid (0 while it is down)\n"
+               "  svmd.watchdog      with SVMD_HARNESS_WATCHDOG_USEC: \"<pid> <WATCHDOG=1 before READY=1>\n"
+               "                     <WATCHDOG=1 in all> <longest µs between two> <WATCHDOG=1 while\n"
+               "                     STATUS= said Recovering…>\" of the current start\n"
                "  harness.pid        the harness (restart signals it)\n"
                "  svmd.log           svmd's log, when it goes to a file\n"
                "  svmd.conf, bus, run/, scratch/, state, bo/, sys/   configuration, bus socket,\n"
                "                     runtime directory, scratch, the emulator's kernel and sysfs\n"
                "\n"
                "Environment: SVMD_HARNESS_LOG_LEVEL (svmd's --log-level, default debug),\n"
-               "SVMD_HARNESS_EMU_MAX_BUFFERS, SVMD_HARNESS_EMU_MAX_HANDLES (emulator table sizes).\n");
+               "SVMD_HARNESS_EMU_MAX_BUFFERS, SVMD_HARNESS_EMU_MAX_HANDLES (emulator table sizes),\n"
+               "SVMD_HARNESS_WATCHDOG_USEC (WatchdogSec=: svmd gets WATCHDOG_USEC, its pings are counted).\n");
 }
 
 static int parse_argv(int argc, char *argv[]) {
@@ -403,7 +408,47 @@ typedef struct Service {
         char **names;
         int *fds;
         size_t n_fds;
+        int pidfd;              /* readable when svmd dies: systemd learns it from SIGCHLD, not a poll */
+        pid_t pidfd_pid;
+        /* WATCHDOG=1 of the current start (SVMD_HARNESS_WATCHDOG_USEC) */
+        unsigned wd_before_ready, wd_total, wd_recovering;
+        uint64_t wd_last_usec, wd_longest_usec;
+        bool status_recovering;         /* the last STATUS= began with "Recovering" */
 } Service;
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
+
+static void write_watchdog(Service *s) {
+        char path[4096], tmp[4096], buf[128];
+
+        if (!getenv("SVMD_HARNESS_WATCHDOG_USEC"))
+                return;
+        snprintf(path, sizeof(path), "%s/svmd.watchdog", s->dir);
+        snprintf(tmp, sizeof(tmp), "%s/svmd.watchdog.tmp", s->dir);
+        snprintf(buf, sizeof(buf), "%d %u %u %" PRIu64 " %u\n", (int) s->pid, s->wd_before_ready, s->wd_total,
+                 s->wd_longest_usec, s->wd_recovering);
+        if (write_file(tmp, buf) >= 0)
+                (void) rename(tmp, path);
+}
+
+static void on_watchdog_ping(Service *s) {
+        uint64_t now = now_usec();
+
+        if (s->wd_total > 0 && now - s->wd_last_usec > s->wd_longest_usec)
+                s->wd_longest_usec = now - s->wd_last_usec;
+        s->wd_last_usec = now;
+        s->wd_total++;
+        if (!s->ready)
+                s->wd_before_ready++;
+        if (s->status_recovering)
+                s->wd_recovering++;
+        write_watchdog(s);
+}
 
 static void write_state(Service *s) {
         char path[4096], tmp[4096], buf[128];
@@ -472,7 +517,11 @@ static void handle_notify(Service *s) {
                         if (streq(line, "READY=1")) {
                                 s->ready = true;
                                 write_state(s);
-                        } else if (streq(line, "FDSTORE=1"))
+                        } else if (streq(line, "WATCHDOG=1"))
+                                on_watchdog_ping(s);
+                        else if (strncmp(line, "STATUS=", 7) == 0)
+                                s->status_recovering = strncmp(line + 7, "Recovering", 10) == 0;
+                        else if (streq(line, "FDSTORE=1"))
                                 fdstore = true;
                         else if (streq(line, "FDSTOREREMOVE=1"))
                                 remove = true;
@@ -594,6 +643,11 @@ static int start_svmd(Service *s) {
                         setenv("LISTEN_FDNAMES", names, 1);
                 }
                 redirect_daemon_output();
+                if (getenv("SVMD_HARNESS_WATCHDOG_USEC")) {
+                        snprintf(buf, sizeof(buf), "%d", (int) getpid());
+                        setenv("WATCHDOG_USEC", getenv("SVMD_HARNESS_WATCHDOG_USEC"), 1);
+                        setenv("WATCHDOG_PID", buf, 1);
+                }
                 setenv("NOTIFY_SOCKET", s->notify_path, 1);
                 setenv("KFDEMU_DIR", s->dir, 1);
                 setenv("LD_PRELOAD", preload, 1);
@@ -608,7 +662,11 @@ static int start_svmd(Service *s) {
         s->pid = pid;
         s->ready = false;
         s->starts++;
+        s->wd_before_ready = s->wd_total = s->wd_recovering = 0;
+        s->wd_longest_usec = 0;
+        s->status_recovering = false;
         write_state(s);
+        write_watchdog(s);
         return 0;
 }
 
@@ -682,8 +740,15 @@ static void on_restart_signal(int sig) {
 /* While the command runs: serve notifications, and restart svmd when it dies (Restart=on-failure). */
 static int supervise(Service *s, pid_t cmd_pid, int *ret_status) {
         for (;;) {
-                struct pollfd p = { .fd = s->notify_fd, .events = POLLIN };
+                struct pollfd p[2] = { { .fd = s->notify_fd, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
                 int status;
+
+                if (s->pid > 0 && s->pidfd_pid != s->pid) {
+                        s->pidfd = safe_close(s->pidfd);
+                        s->pidfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
+                        s->pidfd_pid = s->pid;
+                }
+                p[1].fd = s->pid > 0 ? s->pidfd : -1;
 
                 if (waitpid(cmd_pid, ret_status, WNOHANG) == cmd_pid)
                         return 0;
@@ -692,7 +757,7 @@ static int supervise(Service *s, pid_t cmd_pid, int *ret_status) {
                         if (s->notify_fd >= 0 && restart_svmd(s) < 0)
                                 fprintf(stderr, "svmd-harness: restarting svmd failed\n");
                 }
-                if (s->notify_fd >= 0 && poll(&p, 1, 50) > 0)
+                if (s->notify_fd >= 0 && poll(p, 2, 50) > 0)
                         handle_notify(s);
                 else if (s->notify_fd < 0) {
                         struct timespec ts = { 0, 50 * 1000 * 1000 };
@@ -829,7 +894,7 @@ int main(int argc, char *argv[]) {
         _cleanup_free_ char *address = NULL, *notify_path = NULL, *scratch = NULL, *run = NULL, *config = NULL,
                 *harness_pid = NULL, *pid_file = NULL;
         char tmpl[] = "/dev/shm/svmd-test.XXXXXX";
-        Service svc = { .notify_fd = -EBADF };
+        Service svc = { .notify_fd = -EBADF, .pidfd = -EBADF };
         pid_t bus_pid = 0, cmd_pid;
         int idx, r, status, ret = EXIT_FAILURE;
         const char *dir;

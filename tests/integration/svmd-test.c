@@ -329,6 +329,13 @@ static int read_state(pid_t *ret_pid, int *ret_ready) {
         return 0;
 }
 
+bool test_svmd_ready(void) {
+        pid_t pid;
+        int ready;
+
+        return read_state(&pid, &ready) >= 0 && pid > 0 && ready;
+}
+
 void test_kill_and_wait_restart(TestContext *t) {
         pid_t old, pid;
         int ready;

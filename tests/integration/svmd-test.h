@@ -79,6 +79,8 @@ uint64_t test_faults_fired(TestContext *t);
 void test_kill_and_wait_restart(TestContext *t);
 /* svmd-harness's DIR/svmd.state "<pid> <ready> <starts>": svmd's pid (0 once it exited for good) and starts. */
 void test_svmd_state(int *ret_pid, int *ret_starts);
+/* Whether svmd-harness's DIR/svmd.state says svmd sent READY=1. */
+bool test_svmd_ready(void);
 /* Wait (up to 2 min) until svmd has exited for good; asserts the harness did not restart it. */
 void test_wait_svmd_exit(int starts_before);
 /* The kernel's buffer handles, over every KFD process. */

@@ -249,6 +249,7 @@ typedef struct EmuArena {
 
         uint32_t bo_free_head, bo_high_water;
         uint32_t zombie_head;
+        uint64_t zombie_gen;            /* bumped when a buffer joins the zombies */
         uint32_t n_bos, n_files, n_procs;
         uint64_t proc_seq;
         uint64_t bo_generation;
@@ -276,6 +277,9 @@ struct EmuKernel {
         size_t n_probes, n_probes_alloc;
         int *private_fds;               /* fds the emulator keeps in this process */
         size_t n_private, n_private_alloc;
+        bool defer_dmabuf_check;        /* emu_reap(): BOs left by a teardown are checked in one batch */
+        int zombie_watch_fd;            /* inotify of DIR/bo's closes, a private fd; -1: none yet, -2: none possible */
+        uint64_t zombie_gen_checked;    /* EmuArena.zombie_gen at this view's last check of every zombie */
 };
 
 /* Raw system calls: the preload layer interposes the libc ones, and we must not re-enter it. */

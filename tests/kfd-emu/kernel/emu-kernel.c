@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -298,6 +299,7 @@ static void kernel_reset_after_fork(EmuKernel *k) {
         k->n_probes = 0;
         k->proc = EMU_NIL;
         k->pid = getpid();
+        k->zombie_watch_fd = -1;        /* closed with the private fds */
 }
 
 static void atfork_child(void) {
@@ -351,6 +353,7 @@ int emu_kernel_attach(const char *dir, EmuKernel **ret) {
         k->state_fd = TAKE_FD(fd);
         k->pid = getpid();
         k->proc = EMU_NIL;
+        k->zombie_watch_fd = -1;
 
         /* memfds all live on one internal mount: its st_dev lets fstat() skip every other file cheaply. */
         mfd = memfd_create("kfdemu-probe", MFD_CLOEXEC);
@@ -873,9 +876,11 @@ void emu_bo_put(EmuKernel *k, uint32_t i) {
                 bo->handles--;
         if (bo->handles > 0)
                 return;
-        /* The exported dma-buf holds its own BO reference: the memory lives on until its last fd closes. */
-        if (bo_dmabuf_alive(k, i)) {
+        /* The exported dma-buf holds its own BO reference: the memory lives on until its last fd closes.
+         * A dead process's teardown leaves the check of its exported BOs to emu_reap_zombies(), in one batch. */
+        if ((k->defer_dmabuf_check && bo->exported) || bo_dmabuf_alive(k, i)) {
                 if (!bo->zombie) {
+                        k->a->zombie_gen++;
                         bo->zombie = 1;
                         bo->zprev = EMU_NIL;
                         bo->znext = k->a->zombie_head;
@@ -888,14 +893,198 @@ void emu_bo_put(EmuKernel *k, uint32_t i) {
         bo_release(k, i);
 }
 
-void emu_reap_zombies(EmuKernel *k) {
-        for (uint32_t i = k->a->zombie_head; i != EMU_NIL;) {
-                uint32_t next = emu_bo(k, i)->znext;
+/*
+ * The (dev, ino) of every file some open file description holds a POSIX or OFD lock on, from one read
+ * of /proc/locks: what description_alive() asks of one file, for all of them at once. A dma-buf's
+ * description holds its read lock for as long as it lives (EXPORT_DMABUF, emu-ioctl.c).
+ */
+typedef struct LockedFiles {
+        uint64_t *keys;         /* dev ^ ino * prime + 1, 0: empty */
+        uint64_t *devs, *inos;
+        size_t mask;
+} LockedFiles;
 
-                if (!bo_dmabuf_alive(k, i))
+static uint64_t locked_key(uint64_t dev, uint64_t ino) {
+        return (ino * UINT64_C(0x9E3779B97F4A7C15) ^ dev) | 1;
+}
+
+static void locked_files_done(LockedFiles *l) {
+        free(l->keys);
+        free(l->devs);
+        free(l->inos);
+        *l = (LockedFiles) {};
+}
+
+static bool locked_files_has(const LockedFiles *l, uint64_t dev, uint64_t ino) {
+        uint64_t key = locked_key(dev, ino);
+
+        for (size_t i = key & l->mask; l->keys[i] != 0; i = (i + 1) & l->mask)
+                if (l->keys[i] == key && l->devs[i] == dev && l->inos[i] == ino)
+                        return true;
+        return false;
+}
+
+static void locked_files_add(LockedFiles *l, uint64_t dev, uint64_t ino) {
+        uint64_t key = locked_key(dev, ino);
+        size_t i;
+
+        for (i = key & l->mask; l->keys[i] != 0; i = (i + 1) & l->mask)
+                if (l->keys[i] == key && l->devs[i] == dev && l->inos[i] == ino)
+                        return;
+        l->keys[i] = key;
+        l->devs[i] = dev;
+        l->inos[i] = ino;
+}
+
+static int locked_files_load(LockedFiles *l) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, len = 0, lines = 0, slots = 64;
+        int fd;
+
+        fd = emu_sys_open("/proc/locks", O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                ssize_t n;
+
+                if (size - len < 65536) {
+                        char *b = realloc(buf, size + 262144);
+                        if (!b) {
+                                emu_sys_close(fd);
+                                return -ENOMEM;
+                        }
+                        buf = b;
+                        size += 262144;
+                }
+                n = (ssize_t) syscall(SYS_read, fd, buf + len, size - len - 1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        emu_sys_close(fd);
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        emu_sys_close(fd);
+        buf[len] = '\0';
+        for (size_t i = 0; i < len; i++)
+                lines += buf[i] == '\n';
+        while (slots < 2 * lines + 2)
+                slots *= 2;
+        l->keys = calloc(slots, sizeof(uint64_t));
+        l->devs = calloc(slots, sizeof(uint64_t));
+        l->inos = calloc(slots, sizeof(uint64_t));
+        l->mask = slots - 1;
+        if (!l->keys || !l->devs || !l->inos) {
+                locked_files_done(l);
+                return -ENOMEM;
+        }
+        /* "1: OFDLCK ADVISORY  READ -1 00:2d:3396351 0 EOF"; a waiter's line has "->" and holds nothing. */
+        for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
+                unsigned maj, min;
+                unsigned long long ino;
+                char *p;
+
+                end = strchr(line, '\n');
+                if (end)
+                        *end = '\0';
+                if (strstr(line, "->") || (!strstr(line, " OFDLCK ") && !strstr(line, " POSIX ")))
+                        continue;
+                p = strchr(line, ':');  /* after the lock's number */
+                if (!p)
+                        continue;
+                for (int field = 0; p && field < 4; field++) {   /* type, mode, access, pid */
+                        while (*p == ' ' || *p == ':')
+                                p++;
+                        p = strchr(p, ' ');
+                }
+                if (p && sscanf(p, " %x:%x:%llu", &maj, &min, &ino) == 3)
+                        locked_files_add(l, (uint64_t) makedev(maj, min), (uint64_t) ino);
+        }
+        return 0;
+}
+
+/* From this many zombies on, one read of /proc/locks is cheaper than an open() and a lock query each. */
+#define ZOMBIE_BATCH_MIN 64U
+
+/*
+ * Whether a zombie may have died since this view last checked them all: a file description of a
+ * buffer's backing file was released since (the kernel reports every last close of a file in DIR/bo
+ * to an inotify watch, a process's exit included), or a buffer joined the zombies. Reads the
+ * events, so what is released after this call is reported to the next one. Without a watch: yes.
+ */
+static bool zombies_may_have_died(EmuKernel *k) {
+        union {
+                struct inotify_event ev;
+                char buf[4096];
+        } u;
+        bool changed = k->zombie_watch_fd < 0 || k->zombie_gen_checked != k->a->zombie_gen;
+        ssize_t n;
+
+        if (k->zombie_watch_fd < 0)
+                return changed;
+        while ((n = (ssize_t) syscall(SYS_read, k->zombie_watch_fd, u.buf, sizeof(u.buf))) != 0) {
+                if (n > 0)
+                        changed = true;
+                else if (errno != EINTR) {
+                        changed |= errno != EAGAIN;
+                        break;
+                }
+        }
+        return changed;
+}
+
+static void zombie_watch_start(EmuKernel *k) {
+        char path[PATH_MAX];
+        int fd;
+
+        if (k->zombie_watch_fd != -1)
+                return;
+        k->zombie_watch_fd = -2;
+        if ((size_t) snprintf(path, sizeof(path), "%s/bo", k->dir) >= sizeof(path))
+                return;
+        fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (fd < 0)
+                return;
+        if (inotify_add_watch(fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0 || emu_private_fd_add(k, fd) < 0) {
+                emu_sys_close(fd);
+                return;
+        }
+        k->zombie_watch_fd = fd;
+}
+
+void emu_reap_zombies(EmuKernel *k) {
+        LockedFiles locked = {};
+        bool batch = false;
+        uint32_t n = 0;
+
+        for (uint32_t i = k->a->zombie_head; i != EMU_NIL && n < ZOMBIE_BATCH_MIN; i = emu_bo(k, i)->znext)
+                n++;
+        /* Many zombies: checked again only when one of them may have died (the kernel's check is a
+         * reference count, and AVAILABLE_MEMORY does not grow with them). */
+        if (n >= ZOMBIE_BATCH_MIN) {
+                if (!zombies_may_have_died(k))
+                        return;
+                zombie_watch_start(k);
+                batch = locked_files_load(&locked) >= 0;
+        }
+        k->zombie_gen_checked = k->a->zombie_gen;
+
+        for (uint32_t i = k->a->zombie_head; i != EMU_NIL;) {
+                EmuBo *bo = emu_bo(k, i);
+                uint32_t next = bo->znext;
+                /* /proc/locks is read a page at a time, and a lock taken or dropped meanwhile may shift
+                 * others out of the listing: one listed was held, one missing is asked for itself. */
+                bool alive = (batch && bo->exported && bo->ino != 0 && locked_files_has(&locked, bo->dev, bo->ino)) ||
+                             bo_dmabuf_alive(k, i);
+
+                if (!alive)
                         bo_release(k, i);
                 i = next;
         }
+        locked_files_done(&locked);
 }
 
 void emu_bo_allow(EmuKernel *k, EmuBo *bo, uint32_t file) {
@@ -1087,8 +1276,11 @@ void emu_reap(EmuKernel *k) {
 
                 if (!p->in_use || p->pid == self)
                         continue;
-                if (!proc_alive(p->pid, p->start_time))
+                if (!proc_alive(p->pid, p->start_time)) {
+                        k->defer_dmabuf_check = true;
                         (void) emu_proc_teardown(k, i, false);
+                        k->defer_dmabuf_check = false;
+                }
         }
         emu_reap_zombies(k);
 }

@@ -1808,6 +1808,105 @@ static void helper_export_and_exit(void) {
         /* Exit without FREE: teardown frees the handle, the dma-buf keeps the BO. */
 }
 
+/* More zombies than emu_reap_zombies() checks one by one (64), before and after a quarter is gone:
+ * the batch through /proc/locks, and the check skipped while no backing file was closed. */
+#define MANY_ZOMBIES 160
+
+static void helper_export_many_and_exit(void) {
+        TestKfd k;
+        uint64_t h, off = 0;
+        unsigned g;
+        int fd;
+
+        test_kfd_open(&k, true);
+        g = large_bar_gpu(&k);
+        for (unsigned i = 0; i < MANY_ZOMBIES; i++) {
+                ASSERT_OK(test_alloc(&k, gpu_id(&k, g), test_va(&k, SZ_2M), SZ_2M, VRAM_PUBLIC_FLAGS, &h, &off));
+                ASSERT_OK(export_dmabuf(&k, h, &fd));
+                ASSERT_OK(test_send_fd(atoi(child_args[0]), fd));
+                safe_close(fd);
+        }
+        /* Killed without FREE or close (as svmd by kill -9): the teardown of a dead process leaves
+         * MANY_ZOMBIES buffers that only dma-bufs hold. */
+        (void) kill(getpid(), SIGKILL);
+}
+
+static void helper_export_close_and_wait(void) {
+        TestKfd k;
+        uint64_t h, off = 0;
+        unsigned g;
+        int fd, sock = atoi(child_args[0]);
+        char c;
+
+        test_kfd_open(&k, true);
+        g = large_bar_gpu(&k);
+        ASSERT_OK(test_alloc(&k, gpu_id(&k, g), test_va(&k, SZ_2M), SZ_2M, VRAM_PUBLIC_FLAGS, &h, &off));
+        ASSERT_OK(export_dmabuf(&k, h, &fd));
+        safe_close(fd);
+        ASSERT_EQ(write(sock, "a", 1), 1);
+        ASSERT_EQ(read(sock, &c, 1), 1);        /* killed meanwhile */
+}
+
+static void test_many_exported_buffers_outlive_process(void) {
+        TestKfd k;
+        uint64_t before, after;
+        int fds[MANY_ZOMBIES], sv[2];
+        pid_t pid;
+        unsigned g;
+
+        test_kfd_open(&k, true);
+        g = large_bar_gpu(&k);
+        ASSERT_OK(test_available(&k, gpu_id(&k, g), &before));
+        ASSERT_TRUE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) >= 0);
+        pid = spawn_self("helper_export_many_and_exit", sv[1]);
+        safe_close(sv[1]);
+        for (unsigned i = 0; i < MANY_ZOMBIES; i++) {
+                fds[i] = test_recv_fd(sv[0]);
+                ASSERT_TRUE(fds[i] >= 0);
+        }
+        ASSERT_EQ(wait_exit(pid), 128 + SIGKILL);
+        safe_close(sv[0]);
+
+        /* Every fourth dma-buf closed: exactly those buffers' memory comes back, the others stay. */
+        for (unsigned i = 0; i < MANY_ZOMBIES; i += 4)
+                fds[i] = safe_close(fds[i]);
+        ASSERT_OK(test_available(&k, gpu_id(&k, g), &after));
+        ASSERT_EQ(before - after, (uint64_t) MANY_ZOMBIES * 3 / 4 * SZ_2M);
+        ASSERT_OK(test_available(&k, gpu_id(&k, g), &after));
+        ASSERT_EQ(before - after, (uint64_t) MANY_ZOMBIES * 3 / 4 * SZ_2M);
+
+        /* A buffer whose dma-buf was closed before its process was killed joins the zombies dead,
+         * with no close left to see: it is checked all the same. */
+        {
+                int sv2[2];
+                pid_t pid2;
+                char c;
+
+                ASSERT_TRUE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv2) >= 0);
+                pid2 = spawn_self("helper_export_close_and_wait", sv2[1]);
+                safe_close(sv2[1]);
+                ASSERT_EQ(read(sv2[0], &c, 1), 1);
+                ASSERT_OK(test_available(&k, gpu_id(&k, g), &after));
+                ASSERT_EQ(before - after, ((uint64_t) MANY_ZOMBIES * 3 / 4 + 1) * SZ_2M);
+                ASSERT_TRUE(kill(pid2, SIGKILL) == 0);
+                ASSERT_EQ(wait_exit(pid2), 128 + SIGKILL);
+                safe_close(sv2[0]);
+                ASSERT_OK(test_available(&k, gpu_id(&k, g), &after));
+                ASSERT_EQ(before - after, (uint64_t) MANY_ZOMBIES * 3 / 4 * SZ_2M);
+        }
+
+        /* One more, then the rest: each close is seen. */
+        fds[1] = safe_close(fds[1]);
+        ASSERT_OK(test_available(&k, gpu_id(&k, g), &after));
+        ASSERT_EQ(before - after, ((uint64_t) MANY_ZOMBIES * 3 / 4 - 1) * SZ_2M);
+        for (unsigned i = 2; i < MANY_ZOMBIES; i++)
+                if (i % 4 != 0)
+                        fds[i] = safe_close(fds[i]);
+        ASSERT_OK(test_available(&k, gpu_id(&k, g), &after));
+        ASSERT_EQ(after, before);
+        test_kfd_close(&k);
+}
+
 static void helper_alloc_and_wait(void) {
         TestKfd k;
         uint64_t h;
@@ -2597,6 +2696,7 @@ static const TestCase tests[] = {
         TEST(test_exported_buffer_outlives_free),
         TEST(test_dmabuf_shared_with_other_process),
         TEST(test_exported_buffer_outlives_process),
+        TEST(test_many_exported_buffers_outlive_process),
         TEST(test_teardown_on_exit),
         TEST(test_dump_unchanged_after_alloc_map_unmap_free),
         TEST(test_svm_unaligned_einval),
@@ -2628,6 +2728,8 @@ static const TestCase tests[] = {
 static const TestCase helpers[] = {
         { "helper_dmabuf_import", helper_dmabuf_import },
         { "helper_export_and_exit", helper_export_and_exit },
+        { "helper_export_many_and_exit", helper_export_many_and_exit },
+        { "helper_export_close_and_wait", helper_export_close_and_wait },
         { "helper_alloc_and_wait", helper_alloc_and_wait },
 };
 
