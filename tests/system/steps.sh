@@ -71,7 +71,9 @@ run() {
         # Through bash, so that CMD may be one of the exported helpers below.
         output=$(timeout 60 bash -c '"$@"' bash "$@" 2>&1) || rc=$?
         if { [ "$expect" = 0 ] && [ $rc -eq 0 ]; } || { [ "$expect" = 1 ] && [ $rc -ne 0 ] && [ $rc -ne 124 ]; }; then
-                if [ -z "$regex" ] || printf '%s\n' "$output" | grep -Eq -- "$regex"; then
+                # A here-string, not a pipe: grep -q stops at the first match, and under
+                # pipefail the writer's SIGPIPE would fail a check that matched.
+                if [ -z "$regex" ] || grep -Eq -- "$regex" <<<"$output"; then
                         say "  ok    $desc"
                         last=$output
                         return 0
@@ -161,7 +163,8 @@ mark_journal() {
 }
 
 journal_has() {
-        journalctl --no-pager -q -u svmd.service --after-cursor="$cursor" -o cat | grep -Eq -- "$1"
+        # grep reads to the end (no -q): journalctl must not die of SIGPIPE under pipefail.
+        journalctl --no-pager -q -u svmd.service --after-cursor="$cursor" -o cat | grep -E -- "$1" >/dev/null
 }
 
 export fixtures tester
