@@ -122,7 +122,7 @@ static int run_allocate_batch(sd_bus_message *msg, void *userdata, sd_bus_error 
 static int run_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         OpArgs a = {};
         Manager *m = userdata;
-        char key[64];
+        char key[sizeof(REQUEST_ID_FREE_PREFIX) + U64_DECIMAL_MAX];
         RangeCall call = { .verb = "Freeing", .replay_key = key };
         Operation op = { .kind = OP_FREE, .args = &a };
         Client *c;
@@ -133,7 +133,8 @@ static int run_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return r;
         /* Ids are never reused: a retried Free of a range this user freed (or let go of, while
          * holders keep it) answers like the first. */
-        snprintf(key, sizeof(key), REQUEST_ID_FREE_PREFIX "%" PRIu64, call.id);
+        memcpy(key, REQUEST_ID_FREE_PREFIX, strlen(REQUEST_ID_FREE_PREFIX));
+        (void) format_u64(key + strlen(REQUEST_ID_FREE_PREFIX), call.id);
         r = method_prologue(m, msg, &call, &c, &op.target, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
