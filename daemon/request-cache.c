@@ -18,7 +18,7 @@ typedef struct ScopeCache ScopeCache;
 typedef struct Entry {
         char *key;              /* "uid\x1frequest-id": the index key */
         char *member;
-        uint64_t digest;        /* request_digest() of the call */
+        uint64_t digest;        /* request_digest() of the call; 0: the key says it all (no_digest()) */
         sd_bus_message *reply;
         ScopeCache *scope;
         struct Entry *prev, *next;      /* the scope's FIFO, oldest first */
@@ -55,9 +55,8 @@ int request_id_check(const char *request_id, sd_bus_error *error) {
 }
 
 /*
- * The bytes a digest is taken of. Most calls fit the inline space: every Free
- * takes a digest, and a buffer from open_memstream() cost more than the rest of
- * the Free.
+ * The bytes a digest is taken of. Most calls fit the inline space: a buffer
+ * from open_memstream() cost more than the rest of a Free did.
  */
 typedef struct DigestBuf {
         uint8_t *data;
@@ -288,11 +287,13 @@ int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const
                 return 0;
         if (!streq(e->member, sd_bus_message_get_member(call)))
                 return request_id_reused(request_id, e->member, call, error);
-        r = request_digest(call, &digest);
-        if (r < 0)
-                return r;
-        if (digest != e->digest)
-                return request_id_reused(request_id, e->member, call, error);
+        if (e->digest != 0) {
+                r = request_digest(call, &digest);
+                if (r < 0)
+                        return r;
+                if (digest != e->digest)
+                        return request_id_reused(request_id, e->member, call, error);
+        }
 
         r = sd_bus_message_new_method_return(call, &reply);
         if (r < 0)
@@ -307,6 +308,14 @@ int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const
         if (r < 0)
                 return r;
         return 1;
+}
+
+/*
+ * svmd's own id of a Free names the range, Free's only argument, and only Free
+ * uses it: the member compared is the whole check, and no digest is taken.
+ */
+static bool no_digest(const char *request_id) {
+        return strncmp(request_id, REQUEST_ID_FREE_PREFIX, strlen(REQUEST_ID_FREE_PREFIX)) == 0;
 }
 
 static int scope_get(RequestCache *c, const char *key, ScopeCache **ret) {
@@ -356,9 +365,13 @@ int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope
         member = strdup(sd_bus_message_get_member(call));
         if (!member)
                 return -ENOMEM;
-        r = request_digest(call, &digest);
-        if (r < 0)
-                return r;
+        if (no_digest(request_id))
+                digest = 0;
+        else {
+                r = request_digest(call, &digest);
+                if (r < 0)
+                        return r;
+        }
         r = scope_get(c, scope, &s);
         if (r < 0)
                 return r;

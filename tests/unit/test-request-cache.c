@@ -113,7 +113,8 @@ static void test_digest_arguments(void) {
 static void test_store_replay(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         RequestCache *c = NULL;
-        sd_bus_message *call = free_call(7), *other = free_call(8), *reply = NULL;
+        sd_bus_message *call = free_call(7), *other = free_call(8), *alloc = allocate_call(4096, "job-1", "x"),
+                       *reply = NULL;
         char id[64];
 
         snprintf(id, sizeof(id), REQUEST_ID_FREE_PREFIX "%u", 7);
@@ -132,8 +133,15 @@ static void test_store_replay(void) {
         ASSERT_EQ(request_cache_replay(c, call, 100, id, &error), 0);
         ASSERT_EQ(request_cache_replay(c, call, 4294967294U, "job-", &error), 0);
         ASSERT_EQ(request_cache_replay(c, call, 429496729U, "4job-1", &error), 0);
-        /* The same id with other arguments is refused. */
-        ASSERT_CMP_INT(request_cache_replay(c, other, 1000, id, &error), <, 0);
+        /* A client's id with other arguments, or for another method, is refused. */
+        ASSERT_CMP_INT(request_cache_replay(c, other, 4294967294U, "job-1", &error), <, 0);
+        ASSERT_TRUE(sd_bus_error_has_name(&error, "org.svmd1.Error.RequestIdReused"));
+        sd_bus_error_free(&error);
+        ASSERT_CMP_INT(request_cache_replay(c, alloc, 4294967294U, "job-1", &error), <, 0);
+        ASSERT_TRUE(sd_bus_error_has_name(&error, "org.svmd1.Error.RequestIdReused"));
+        sd_bus_error_free(&error);
+        /* svmd's own id of a Free is checked by its member (its id is the key). */
+        ASSERT_CMP_INT(request_cache_replay(c, alloc, 1000, id, &error), <, 0);
         ASSERT_TRUE(sd_bus_error_has_name(&error, "org.svmd1.Error.RequestIdReused"));
         sd_bus_error_free(&error);
 
@@ -141,6 +149,7 @@ static void test_store_replay(void) {
         sd_bus_message_unref(reply);
         sd_bus_message_unref(call);
         sd_bus_message_unref(other);
+        sd_bus_message_unref(alloc);
 }
 
 static void test_path_from_id(void) {
