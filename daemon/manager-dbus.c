@@ -86,7 +86,12 @@ static int run_allocate(sd_bus_message *msg, void *userdata, sd_bus_error *error
         const char *domain;
         int r;
 
-        r = sd_bus_message_read(msg, "tus", &a.size, &a.gpu, &domain);
+        /* Field by field: sd_bus_message_read() parses its format string on every call. */
+        r = sd_bus_message_read_basic(msg, 't', &a.size);
+        if (r >= 0)
+                r = sd_bus_message_read_basic(msg, 'u', &a.gpu);
+        if (r >= 0)
+                r = sd_bus_message_read_basic(msg, 's', &domain);
         if (r < 0)
                 return r;
         a.has_size = true;
@@ -128,7 +133,7 @@ static int run_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Client *c;
         int r;
 
-        r = sd_bus_message_read(msg, "t", &call.id);
+        r = sd_bus_message_read_basic(msg, 't', &call.id);
         if (r < 0)
                 return r;
         /* Ids are never reused: a retried Free of a range this user freed (or let go of, while
