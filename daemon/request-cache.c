@@ -19,7 +19,7 @@ typedef struct Entry {
         char *key;              /* "uid\x1frequest-id": the index key */
         char *member;
         uint64_t digest;        /* request_digest() of the call; 0: the key says it all (no_digest()) */
-        sd_bus_message *reply;
+        sd_bus_message *reply;  /* NULL: it had no arguments */
         ScopeCache *scope;
         struct Entry *prev, *next;      /* the scope's FIFO, oldest first */
 } Entry;
@@ -298,12 +298,14 @@ int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const
         r = sd_bus_message_new_method_return(call, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_rewind(e->reply, true);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_copy(reply, e->reply, true);
-        if (r < 0)
-                return r;
+        if (e->reply) {
+                r = sd_bus_message_rewind(e->reply, true);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_copy(reply, e->reply, true);
+                if (r < 0)
+                        return r;
+        }
         r = sd_bus_send(NULL, reply, NULL);
         if (r < 0)
                 return r;
@@ -399,7 +401,9 @@ int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope
                 free(e);
                 return r;
         }
-        e->reply = sd_bus_message_ref(reply);
+        /* An empty answer (every Free's) is made anew on a retry: nothing of it is kept. */
+        if (!isempty(sd_bus_message_get_signature(reply, true)))
+                e->reply = sd_bus_message_ref(reply);
         e->prev = s->tail;
         if (s->tail)
                 s->tail->next = e;

@@ -114,7 +114,7 @@ static void test_store_replay(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         RequestCache *c = NULL;
         sd_bus_message *call = free_call(7), *other = free_call(8), *alloc = allocate_call(4096, "job-1", "x"),
-                       *reply = NULL;
+                       *reply = NULL, *full = NULL;
         char id[64];
 
         snprintf(id, sizeof(id), REQUEST_ID_FREE_PREFIX "%u", 7);
@@ -126,6 +126,13 @@ static void test_store_replay(void) {
         ASSERT_EQ(request_cache_store(c, call, "uid:1000", 1000, id, reply), 0);
         ASSERT_EQ(request_cache_store(c, call, "uid:4294967294", 4294967294U, "job-1", reply), 0);
 
+        /* An answer with arguments is kept and copied; an empty one is made anew. */
+        ASSERT_EQ(sd_bus_message_new_method_return(alloc, &full), 0);
+        ASSERT_CMP_INT(sd_bus_message_append(full, "tto", UINT64_C(5), UINT64_C(0x7f0000000000),
+                                             "/org/svmd1/range/5"), >=, 0);
+        ASSERT_EQ(sd_bus_message_seal(full, cookie++, 0), 0);
+        ASSERT_EQ(request_cache_store(c, alloc, "uid:1000", 1000, "alloc-5", full), 0);
+        ASSERT_EQ(request_cache_replay(c, alloc, 1000, "alloc-5", &error), 1);
         ASSERT_EQ(request_cache_replay(c, call, 1000, id, &error), 1);
         ASSERT_EQ(request_cache_replay(c, call, 4294967294U, "job-1", &error), 1);
         /* Another uid, another id, a prefix of the id: nothing. */
@@ -150,6 +157,7 @@ static void test_store_replay(void) {
         sd_bus_message_unref(call);
         sd_bus_message_unref(other);
         sd_bus_message_unref(alloc);
+        sd_bus_message_unref(full);
 }
 
 static void test_path_from_id(void) {
