@@ -288,11 +288,30 @@ void bus_options_free(const BusOption *table, void *dest) {
         }
 }
 
+size_t format_u64(char *buf, uint64_t v) {
+        char tmp[U64_DECIMAL_MAX];
+        size_t n = 0;
+
+        do {
+                tmp[n++] = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v > 0);
+        for (size_t i = 0; i < n; i++)
+                buf[i] = tmp[n - 1 - i];
+        buf[n] = '\0';
+        return n;
+}
+
 int bus_path_from_id(const char *prefix, uint64_t id, char **ret) {
+        size_t l = strlen(prefix);
         char *p;
 
-        if (asprintf(&p, "%s/%" PRIu64, prefix, id) < 0)
+        p = malloc(l + 1 + U64_DECIMAL_MAX);
+        if (!p)
                 return -ENOMEM;
+        memcpy(p, prefix, l);
+        p[l] = '/';
+        (void) format_u64(p + l + 1, id);
         *ret = p;
         return 0;
 }

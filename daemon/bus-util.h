@@ -8,6 +8,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <systemd/sd-bus.h>
@@ -74,6 +75,13 @@ int bus_read_pairs(sd_bus_message *m, size_t max, const char *what, BusPairArray
 void bus_u32_array_done(BusU32Array *a);
 void bus_strv_done(BusStrv *v);
 void bus_pairs_done(BusPairArray *a);
+
+/*
+ * v in decimal, NUL-terminated, into buf of at least U64_DECIMAL_MAX bytes; returns the
+ * number of digits. For the request path, where snprintf() was a measurable part of a call.
+ */
+#define U64_DECIMAL_MAX 21
+size_t format_u64(char *buf, uint64_t v);
 
 /* Object path <prefix>/<decimal id> and back. */
 int bus_path_from_id(const char *prefix, uint64_t id, char **ret);

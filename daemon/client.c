@@ -249,26 +249,44 @@ static int client_pin(Client *c, Client **ret) {
         return 0;
 }
 
+#define DIRECT_NAME_MAX (sizeof("direct:0x") + 2 * sizeof(uintptr_t))
+
+/* A direct peer's client name, "direct:%p" of its bus, without printf (it runs on every call). */
+static const char *direct_client_name(char buf[static DIRECT_NAME_MAX], const sd_bus *bus) {
+        uintptr_t v = (uintptr_t) bus;
+        char hex[2 * sizeof(uintptr_t)];
+        size_t n = 0, o = sizeof("direct:0x") - 1;
+
+        do {
+                hex[n++] = "0123456789abcdef"[v & 0xf];
+                v >>= 4;
+        } while (v > 0);
+        memcpy(buf, "direct:0x", o);
+        while (n > 0)
+                buf[o++] = hex[--n];
+        buf[o] = '\0';
+        return buf;
+}
+
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error) {
         _cleanup_free_ char *name = NULL, *unit = NULL, *cgroup = NULL;
         sd_bus *bus = sd_bus_message_get_bus(msg);
         /* Only the bus vouches for a sender; a direct peer's header could name anyone. */
         const char *sender = bus == m->bus ? sd_bus_message_get_sender(msg) : NULL;
+        char direct_name[DIRECT_NAME_MAX];
+        const char *key;
         uid_t uid = (uid_t) -1;
         pid_t pid = 0;
         Client *c;
         int r;
 
-        if (sender)
-                name = strdup(sender);
-        else if (asprintf(&name, "direct:%p", (void *) bus) < 0)
-                name = NULL;
-        if (!name)
-                return -ENOMEM;
-
-        c = str_table_get(m->clients, name);
+        key = sender ?: direct_client_name(direct_name, bus);
+        c = str_table_get(m->clients, key);
         if (c)
                 return client_pin(c, ret);
+        name = strdup(key);
+        if (!name)
+                return -ENOMEM;
         /* A direct peer that closed while its call waited: it would never be torn down. */
         if (!sender && sd_bus_is_open(bus) <= 0)
                 return -ENOTCONN;
@@ -361,11 +379,10 @@ bool client_sees_range(const Client *c, const Range *r) {
 }
 
 void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
-        char name[64];
+        char name[DIRECT_NAME_MAX];
         Client *c;
 
-        snprintf(name, sizeof(name), "direct:%p", (void *) bus);
-        c = str_table_get(m->clients, name);
+        c = str_table_get(m->clients, direct_client_name(name, bus));
         if (c) {
                 log_debug("Client %s disconnected.", c->label);
                 client_free(c);

@@ -780,7 +780,12 @@ int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, c
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "tto", range->id, range->va, path);
+        /* Field by field: cheaper than parsing a format string on every Allocate. */
+        r = sd_bus_message_append_basic(reply, 't', &range->id);
+        if (r >= 0)
+                r = sd_bus_message_append_basic(reply, 't', &range->va);
+        if (r >= 0)
+                r = sd_bus_message_append_basic(reply, 'o', path);
         if (r < 0)
                 return r;
         return reply_and_remember(m, msg, reply, c, request_id);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus-util.h"
 #include "macro.h"
 #include "request-cache.h"
 #include "siphash24.h"
@@ -16,8 +18,8 @@ typedef struct ScopeCache ScopeCache;
 typedef struct Entry {
         char *key;              /* "uid\x1frequest-id": the index key */
         char *member;
-        uint64_t digest;        /* request_digest() of the call */
-        sd_bus_message *reply;
+        uint64_t digest;        /* request_digest() of the call; 0: the key says it all (no_digest()) */
+        sd_bus_message *reply;  /* NULL: it had no arguments */
         ScopeCache *scope;
         struct Entry *prev, *next;      /* the scope's FIFO, oldest first */
 } Entry;
@@ -52,8 +54,51 @@ int request_id_check(const char *request_id, sd_bus_error *error) {
         return 0;
 }
 
+/*
+ * The bytes a digest is taken of. Most calls fit the inline space: a buffer
+ * from open_memstream() cost more than the rest of a Free did.
+ */
+typedef struct DigestBuf {
+        uint8_t *data;
+        size_t size, allocated;
+        bool failed;
+        uint8_t inline_space[256];
+} DigestBuf;
+
+static void digest_put(DigestBuf *b, const void *p, size_t n) {
+        if (b->failed)
+                return;
+        if (n > b->allocated - b->size) {
+                size_t want = MAX(b->allocated * 2, b->size + n);
+                uint8_t *d;
+
+                if (b->data == b->inline_space) {
+                        d = malloc(want);
+                        if (d)
+                                memcpy(d, b->data, b->size);
+                } else
+                        d = realloc(b->data, want);
+                if (!d) {
+                        b->failed = true;
+                        return;
+                }
+                b->data = d;
+                b->allocated = want;
+        }
+        memcpy(b->data + b->size, p, n);
+        b->size += n;
+}
+
+static void digest_putc(DigestBuf *b, char c) {
+        digest_put(b, &c, 1);
+}
+
+static void digest_puts0(DigestBuf *b, const char *s) {
+        digest_put(b, s, strlen(s) + 1);
+}
+
 /* Every argument as (type, value) bytes; containers by their signature, fds by their type only. */
-static int digest_walk(sd_bus_message *m, FILE *f, unsigned depth) {
+static int digest_walk(sd_bus_message *m, DigestBuf *b, unsigned depth) {
         int r;
 
         if (depth > 64)
@@ -65,21 +110,20 @@ static int digest_walk(sd_bus_message *m, FILE *f, unsigned depth) {
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r <= 0)
                         return r;
-                fputc(type, f);
+                digest_putc(b, type);
                 if (type == SD_BUS_TYPE_ARRAY || type == SD_BUS_TYPE_STRUCT || type == SD_BUS_TYPE_VARIANT ||
                     type == SD_BUS_TYPE_DICT_ENTRY) {
-                        fputs(contents, f);
-                        fputc('\0', f);
+                        digest_puts0(b, contents);
                         r = sd_bus_message_enter_container(m, type, contents);
                         if (r < 0)
                                 return r;
-                        r = digest_walk(m, f, depth + 1);
+                        r = digest_walk(m, b, depth + 1);
                         if (r < 0)
                                 return r;
                         r = sd_bus_message_exit_container(m);
                         if (r < 0)
                                 return r;
-                        fputc('\0', f);
+                        digest_putc(b, '\0');
                 } else {
                         union {
                                 uint8_t u8;
@@ -98,36 +142,32 @@ static int digest_walk(sd_bus_message *m, FILE *f, unsigned depth) {
                                 return r;
                         if (type == SD_BUS_TYPE_STRING || type == SD_BUS_TYPE_OBJECT_PATH ||
                             type == SD_BUS_TYPE_SIGNATURE)
-                                fwrite(v.s, 1, strlen(v.s) + 1, f);
+                                digest_puts0(b, v.s);
                         else if (type == SD_BUS_TYPE_BOOLEAN)
-                                fputc(v.b ? 1 : 0, f);
+                                digest_putc(b, v.b ? 1 : 0);
                         else if (type != SD_BUS_TYPE_UNIX_FD)
-                                fwrite(&v.u64, 1, sizeof(v.u64), f);
+                                digest_put(b, &v.u64, sizeof(v.u64));
                 }
         }
 }
 
 int request_digest(sd_bus_message *call, uint64_t *ret) {
-        _cleanup_free_ char *buf = NULL;
-        const char *member = sd_bus_message_get_member(call);
-        size_t size = 0;
-        FILE *f;
+        DigestBuf b = { .allocated = sizeof(b.inline_space) };
         int r;
 
-        f = open_memstream(&buf, &size);
-        if (!f)
-                return -ENOMEM;
-        fwrite(member, 1, strlen(member) + 1, f);
+        b.data = b.inline_space;
+        digest_puts0(&b, sd_bus_message_get_member(call));
         r = sd_bus_message_rewind(call, true);
         if (r >= 0)
-                r = digest_walk(call, f, 0);
+                r = digest_walk(call, &b, 0);
         (void) sd_bus_message_rewind(call, true);
-        if (fclose(f) != 0 && r >= 0)
+        if (r >= 0 && b.failed)
                 r = -ENOMEM;
-        if (r < 0)
-                return r;
-        *ret = siphash24(buf, size, digest_key) ?: 1; /* 0 means "not recorded" (range.h) */
-        return 0;
+        if (r >= 0)
+                *ret = siphash24(b.data, b.size, digest_key) ?: 1; /* 0 means "not recorded" (range.h) */
+        if (b.data != b.inline_space)
+                free(b.data);
+        return r < 0 ? r : 0;
 }
 
 int request_id_reused(const char *request_id, const char *first_member, sd_bus_message *call, sd_bus_error *error) {
@@ -206,6 +246,21 @@ void request_cache_set_max(RequestCache *c, size_t max_per_scope) {
         c->max = max_per_scope ?: 1;
 }
 
+/* Room for the index key of any request id a client may send, and of svmd's own. */
+#define INDEX_KEY_MAX (U64_DECIMAL_MAX + 1 + SVMD_MAX_REQUEST_ID_LEN + 1)
+
+/* "uid\x1frequest-id" into buf, if it fits; NULL if not. */
+static char *index_key_format(char *buf, size_t size, uid_t uid, const char *request_id) {
+        size_t l = strlen(request_id), n;
+
+        if (U64_DECIMAL_MAX + 1 + l + 1 > size)
+                return NULL;
+        n = format_u64(buf, (uint64_t) uid);
+        buf[n] = '\x1f';
+        memcpy(buf + n + 1, request_id, l + 1);
+        return buf;
+}
+
 static int index_key(uid_t uid, const char *request_id, char **ret) {
         return asprintf(ret, "%u\x1f%s", (unsigned) uid, request_id) < 0 ? -ENOMEM : 0;
 }
@@ -213,38 +268,56 @@ static int index_key(uid_t uid, const char *request_id, char **ret) {
 int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const char *request_id,
                          sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_free_ char *key = NULL;
+        _cleanup_free_ char *allocated = NULL;
+        char buf[INDEX_KEY_MAX];
+        const char *key;
         uint64_t digest;
         Entry *e;
         int r;
 
-        r = index_key(uid, request_id, &key);
-        if (r < 0)
-                return r;
+        key = index_key_format(buf, sizeof(buf), uid, request_id);
+        if (!key) {
+                r = index_key(uid, request_id, &allocated);
+                if (r < 0)
+                        return r;
+                key = allocated;
+        }
         e = str_table_get(c->index, key);
         if (!e)
                 return 0;
         if (!streq(e->member, sd_bus_message_get_member(call)))
                 return request_id_reused(request_id, e->member, call, error);
-        r = request_digest(call, &digest);
-        if (r < 0)
-                return r;
-        if (digest != e->digest)
-                return request_id_reused(request_id, e->member, call, error);
+        if (e->digest != 0) {
+                r = request_digest(call, &digest);
+                if (r < 0)
+                        return r;
+                if (digest != e->digest)
+                        return request_id_reused(request_id, e->member, call, error);
+        }
 
         r = sd_bus_message_new_method_return(call, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_rewind(e->reply, true);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_copy(reply, e->reply, true);
-        if (r < 0)
-                return r;
+        if (e->reply) {
+                r = sd_bus_message_rewind(e->reply, true);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_copy(reply, e->reply, true);
+                if (r < 0)
+                        return r;
+        }
         r = sd_bus_send(NULL, reply, NULL);
         if (r < 0)
                 return r;
         return 1;
+}
+
+/*
+ * svmd's own id of a Free names the range, Free's only argument, and only Free
+ * uses it: the member compared is the whole check, and no digest is taken.
+ */
+static bool no_digest(const char *request_id) {
+        return strncmp(request_id, REQUEST_ID_FREE_PREFIX, strlen(REQUEST_ID_FREE_PREFIX)) == 0;
 }
 
 static int scope_get(RequestCache *c, const char *key, ScopeCache **ret) {
@@ -276,20 +349,31 @@ static int scope_get(RequestCache *c, const char *key, ScopeCache **ret) {
 int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope, uid_t uid,
                         const char *request_id, sd_bus_message *reply) {
         _cleanup_free_ char *key = NULL, *member = NULL;
+        char buf[INDEX_KEY_MAX];
         ScopeCache *s;
         uint64_t digest;
         Entry *e;
         int r;
 
-        r = index_key(uid, request_id, &key);
-        if (r < 0)
-                return r;
+        if (index_key_format(buf, sizeof(buf), uid, request_id)) {
+                key = strdup(buf);
+                if (!key)
+                        return -ENOMEM;
+        } else {
+                r = index_key(uid, request_id, &key);
+                if (r < 0)
+                        return r;
+        }
         member = strdup(sd_bus_message_get_member(call));
         if (!member)
                 return -ENOMEM;
-        r = request_digest(call, &digest);
-        if (r < 0)
-                return r;
+        if (no_digest(request_id))
+                digest = 0;
+        else {
+                r = request_digest(call, &digest);
+                if (r < 0)
+                        return r;
+        }
         r = scope_get(c, scope, &s);
         if (r < 0)
                 return r;
@@ -317,7 +401,9 @@ int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope
                 free(e);
                 return r;
         }
-        e->reply = sd_bus_message_ref(reply);
+        /* An empty answer (every Free's) is made anew on a retry: nothing of it is kept. */
+        if (!isempty(sd_bus_message_get_signature(reply, true)))
+                e->reply = sd_bus_message_ref(reply);
         e->prev = s->tail;
         if (s->tail)
                 s->tail->next = e;

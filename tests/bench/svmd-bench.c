@@ -1043,6 +1043,44 @@ static size_t samples_for(uint64_t size, bool realistic) {
         return s;
 }
 
+/*
+ * What svmd adds to a call beyond the IPC round trip: half of a direct Allocate+Free less the
+ * in-process ALLOC+FREE, less a null method on the same socket (Peer.Ping, which sd-bus answers
+ * by itself). 64 KiB GTT under profile none; the three interleaved.
+ */
+static void alloc_work_per_call(void) {
+        AllocCase in = { D_GTT, 64 * KiB, NULL, false }, dir = { D_GTT, 64 * KiB, c_direct, false };
+        BusCall ping = { .path = "/org/svmd1", .iface = "org.freedesktop.DBus.Peer", .member = "Ping" };
+        Variant v[3] = {
+                { .name = "in-process", .fn = sample_inproc_alloc_free, .ud = &in },
+                { .name = "svmd-direct", .fn = sample_svmd_alloc_free, .ud = &dir },
+                { .name = "svmd-direct-Ping", .fn = sample_bus_call, .ud = &ping },
+        };
+        char address[4200];
+        Stats st[3];
+        double work;
+
+        snprintf(address, sizeof(address), "unix:path=%s/io.socket", env_or_die("SVMD_RUNTIME_DIR"));
+        ping.bus = c_direct ? bus_connect(address, false) : NULL;
+        if (!ping.bus || run_interleaved(v, 3, samples_for(64 * KiB, false), 10, 5) < 0) {
+                failures++;
+                goto done;
+        }
+        report("alloc", "svmd work per call, gtt 64 KiB", v, 3, 0,
+               json_pack("{s:s,s:I}", "domain", "gtt", "size", (json_int_t) (64 * KiB)), st);
+        work = (st[1].p50 - st[0].p50) / 2 - st[2].p50;
+        printf("%-40s %-22s %8s %11.2f\n", "svmd work per call beyond the round trip", "derived", "", work);
+        emit_target("svmd work per call beyond the round trip",
+                    "((svmd-direct Allocate+Free - in-process) / 2) - svmd-direct Peer.Ping, p50", work, "<=", 10, "µs",
+                    "profile none, 64 KiB GTT");
+done:
+        sd_bus_flush_close_unref(ping.bus);
+        for (int i = 0; i < 3; i++) {
+                free(v[i].s[0].v);
+                free(v[i].s[1].v);
+        }
+}
+
 static void section_alloc(bool realistic) {
         static const uint64_t sizes[] = { 4 * KiB, 64 * KiB, 2 * MiB, 64 * MiB, 1 * GiB };
         char name[128];
@@ -1085,6 +1123,9 @@ static void section_alloc(bool realistic) {
                         }
                 }
         }
+
+        if (!realistic)
+                alloc_work_per_call();
 
         /* Allocate+Free pipelined (libsvmd's async calls), 64 KiB GTT */
         {

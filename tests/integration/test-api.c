@@ -90,6 +90,41 @@ static void range_mapped(uint64_t id, size_t *ret_n) {
                 sd_bus_error_free(&_e);                                                         \
         } while (0)
 
+/* A GPU's record of ListGpus says what its object's properties say. */
+static void assert_gpu_record(uint32_t id, uint32_t node, const char *target, const char *name, uint64_t total,
+                              uint64_t used, uint64_t avail, uint16_t minor) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *p_target = NULL, *p_name = NULL;
+        uint64_t p_total, p_used, p_free;
+        uint32_t p_id, p_node, p_minor;
+        char path[64];
+
+        snprintf(path, sizeof(path), SVMD_GPU_PATH_PREFIX "/%u", id);
+#define GET(prop, type, ptr) \
+        ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, prop, &error, type, ptr))
+        GET("GpuId", 'u', &p_id);
+        GET("NodeId", 'u', &p_node);
+        GET("RenderMinor", 'u', &p_minor);
+        GET("VramTotal", 't', &p_total);
+        GET("VramUsed", 't', &p_used);
+        GET("VramFree", 't', &p_free);
+#undef GET
+        ASSERT_OK(sd_bus_get_property_string(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Target", &error,
+                                             &p_target));
+        ASSERT_OK(sd_bus_get_property_string(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Name", &error,
+                                             &p_name));
+        ASSERT_UEQ(p_id, id);
+        ASSERT_UEQ(p_node, node);
+        ASSERT_UEQ(p_minor, minor);
+        ASSERT_UEQ(p_total, total);
+        ASSERT_UEQ(p_used, used);
+        ASSERT_UEQ(p_free, avail);
+        ASSERT_STREQ(p_target, target);
+        ASSERT_STREQ(p_name, name);
+        ASSERT_TRUE(name[0]);
+        sd_bus_error_free(&error);
+}
+
 static void test_list_gpus(void) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -111,6 +146,7 @@ static void test_list_gpus(void) {
                 ASSERT_UEQ(used + avail, total);
                 ASSERT_TRUE(minor >= 128);
                 ASSERT_TRUE(node >= 1);
+                assert_gpu_record(id, node, target, name, total, used, avail, minor);
                 n++;
         }
         ASSERT_OK(r);
@@ -311,6 +347,8 @@ static void test_request_id(void) {
         EXPECT_UNCHANGED_ERROR(SVMD_ERROR_REQUEST_ID_REUSED, "Map", "taua{sv}", id1, 1, T.gpus[0], 1, "request-id", "s",
                                "claim-1234");
 
+        test_free(T.bus, id1);
+        /* A retried Free (its reply was lost) answers like the first, and does nothing. */
         test_free(T.bus, id1);
         after = test_dump(&T);
         ASSERT_STREQ(before, after);
@@ -522,6 +560,7 @@ static void test_gpu_objects(void) {
         ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "VramUsed", &error, 't',
                                               &used1));
         ASSERT_UEQ(used1 - used0, 256 * MiB);
+        test_list_gpus(); /* ListGpus moved with the properties */
         ASSERT_OK(sd_bus_get_property_trivial(T.bus, SVMD_BUS_NAME, path, SVMD_GPU_INTERFACE, "Mapped", &error, 't',
                                               &mapped));
         ASSERT_UEQ(mapped, 256 * MiB);
