@@ -113,7 +113,6 @@ Manager *manager_free(Manager *m) {
         manager_teardown_done(m);
         sd_bus_flush_close_unref(m->bus);
         id_table_free(m->ranges);
-        id_table_free(m->ranges_by_va);
         str_table_free(m->clients);
         str_table_free(m->tokens);
         str_table_free(m->range_requests);
@@ -952,9 +951,6 @@ int manager_start(Manager *m) {
                 return r;
 
         r = id_table_new(&m->ranges);
-        if (r < 0)
-                return r;
-        r = id_table_new(&m->ranges_by_va);
         if (r < 0)
                 return r;
         r = request_cache_new(&m->requests, m->config.limit_request_ids_per_scope);

@@ -78,7 +78,6 @@ typedef struct Manager {
 
         VaSpace *va;
         IdTable *ranges;                /* id → Range */
-        IdTable *ranges_by_va;          /* start VA → Range */
         Range *ranges_head, *ranges_tail;       /* id order, for ListRanges paging */
         uint64_t next_range_id;
         uint64_t ids_reserved;          /* journaled: ids below it may have been handed out */

@@ -598,8 +598,8 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu overflows the address space.", i);
                 /* Another tenant's range answers like no range: its id, kind and state are not ours to know. */
-                if (va_space_lookup(m->va, addr, &start, &rsize) < 0 ||
-                    !(src = id_table_get(m->ranges_by_va, start)) || !client_may(client, src, false) ||
+                if (va_space_lookup(m->va, addr, &start, &rsize, (void **) &src) < 0 ||
+                    !src || !client_may(client, src, false) ||
                     end > start + rsize)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu (0x%" PRIx64 "+%" PRIu64 ") does not lie inside one host range of svmd; "

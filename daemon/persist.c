@@ -735,7 +735,7 @@ static bool token_hex_valid(const char *hex) {
  */
 static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
         uint64_t end, start = 0, rsize = 0;
-        Range *other;
+        Range *other = NULL;
 
         if (size == 0 || size % PAGE_SIZE_4K != 0 || va % PAGE_SIZE_4K != 0)
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 " and size %" PRIu64
@@ -745,10 +745,9 @@ static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s lies outside the SVM "
                               "window 0x%" PRIx64 "-0x%" PRIx64, va, FORMAT_BYTES(size), m->config.va_base,
                               m->config.va_base + m->config.va_size);
-        if (va_space_lookup(m->va, va, &start, &rsize) < 0 &&
-            (va_space_next(m->va, va, &start, &rsize) < 0 || start >= end))
+        if (va_space_lookup(m->va, va, &start, &rsize, (void **) &other) < 0 &&
+            (va_space_next(m->va, va, &start, &rsize, (void **) &other) < 0 || start >= end))
                 return 0;
-        other = id_table_get(m->ranges_by_va, start);
         if (!other)
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps memory "
                               "reserved at 0x%" PRIx64, va, FORMAT_BYTES(size), start);

@@ -476,11 +476,6 @@ static int range_register(Range *range) {
         r = id_table_put(m->ranges, range->id, range);
         if (r < 0)
                 return r;
-        r = id_table_put(m->ranges_by_va, range->va, range);
-        if (r < 0) {
-                (void) id_table_remove(m->ranges, range->id);
-                return r;
-        }
 
         if (range->request_id && range->owner) {
                 request_key(range, key, sizeof(key));
@@ -511,7 +506,6 @@ static void range_unregister(Range *range) {
                         (void) str_table_remove(m->range_requests, key);
         }
         (void) id_table_remove(m->ranges, range->id);
-        (void) id_table_remove(m->ranges_by_va, range->va);
         if (range->prev)
                 range->prev->next = range->next;
         else
@@ -926,13 +920,13 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
 
         if (spec->restore_va) {
                 range->va = spec->restore_va;
-                r = va_space_reserve(m->va, range->va, size);
+                r = va_space_reserve(m->va, range->va, size, range);
                 if (r < 0)
                         return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                                  "The recorded VA 0x%" PRIx64 "+%s of range %" PRIu64 " is not free: %s.",
                                                  range->va, FORMAT_BYTES(size), range->id, strerror(-r));
         } else
-                r = va_space_alloc(m->va, size, spec->alignment, &range->va);
+                r = va_space_alloc(m->va, size, spec->alignment, range, &range->va);
         if (r < 0) {
                 if (r == -ENOMEM)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,

@@ -111,7 +111,7 @@ static EmuKernel *emu;
 /* What must be back after a failed operation: the kernel's state and svmd's. */
 typedef struct State {
         char *dump;
-        size_t n_ranges, n_ranges_by_va;
+        size_t n_ranges;
         uint64_t bytes_allocated, n_persistent;
         uint64_t batch_users;   /* pins of host ranges by batch ranges, over every range */
         VaSpaceStats va;
@@ -129,7 +129,6 @@ static void state_get(State *ret) {
         *ret = (State) {
                 .dump = json_dumps(v, JSON_SORT_KEYS | JSON_INDENT(1)),
                 .n_ranges = id_table_size(m->ranges),
-                .n_ranges_by_va = id_table_size(m->ranges_by_va),
                 .bytes_allocated = m->bytes_allocated,
                 .n_persistent = m->n_persistent,
                 .head = m->ranges_head,
@@ -154,7 +153,7 @@ static void state_assert_equal(const State *a, const State *b, const char *what,
                         what, n, a->dump, b->dump);
                 abort();
         }
-        if (a->n_ranges != b->n_ranges || a->n_ranges_by_va != b->n_ranges_by_va ||
+        if (a->n_ranges != b->n_ranges ||
             a->bytes_allocated != b->bytes_allocated || a->n_persistent != b->n_persistent ||
             a->batch_users != b->batch_users ||
             a->head != b->head || a->tail != b->tail || memcmp(&a->va, &b->va, sizeof(a->va)) != 0 ||
