@@ -195,7 +195,7 @@ static SimRange *sim_existing(Commit *c, Range *range) {
                 .home = range->home,
                 .domain = range->domain,
                 .mapped = range_mapped(range),
-                .batch_users = range->n_batch_users,
+                .batch_users = range_n_batch_users(range),
         };
         return &c->sims[c->n_sims++];
 }
@@ -459,7 +459,7 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                                 r = sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                                       "Range %" PRIu64 " backs pieces of batch ranges; free those first.",
                                                       op->sim->existing->id);
-                        else if (op->sim->existing && op->sim->existing->holds)
+                        else if (op->sim->existing && range_holds(op->sim->existing))
                                 r = sd_bus_error_set(error, SVMD_ERROR_BUSY,
                                                      "Other clients hold the range; Free it outside a Commit, "
                                                      "it then lives until they release it.");

@@ -64,7 +64,7 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, OpKind ki
                         return r;
                 /* Persistent ranges remember their request id across restarts of svmd. */
                 range = manager_find_range_by_request(m, c->identity->uid, a->request_id);
-                if (range && range->request_digest != 0 && range->request_digest != op.request_digest)
+                if (range && range_request_digest(range) != 0 && range_request_digest(range) != op.request_digest)
                         return request_id_reused(a->request_id, sd_bus_message_get_member(msg), msg, error);
                 if (range)
                         return reply_allocation(m, msg, range, c, a->request_id);
@@ -138,7 +138,7 @@ static int run_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r <= 0)
                 return r == 0 ? 1 : r;
 
-        if (op.target->holds) {
+        if (range_holds(op.target)) {
                 /* Holders keep it alive: the owner lets go, the last holder's Release frees it. */
                 r = range_release_owner(op.target);
                 if (r < 0)
@@ -290,7 +290,7 @@ static bool range_matches(Manager *m, Range *range, const OpArgs *f, Client *c, 
                 return false;
         if (f->has_owner && (!range->owner || range->owner->uid != f->owner))
                 return false;
-        if (f->label && !streq_ptr(range->label, f->label))
+        if (f->label && !streq_ptr(range_label(range), f->label))
                 return false;
         if (f->has_gpu) {
                 Gpu *g = manager_find_gpu(m, f->gpu);
@@ -377,7 +377,7 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
                 r = gpu_mask_append(reply, m, range_mapped(range));
                 if (r < 0)
                         return r;
-                r = sd_bus_message_append(reply, "sus", strempty(range->label),
+                r = sd_bus_message_append(reply, "sus", strempty(range_label(range)),
                                           range->owner ? (uint32_t) range->owner->uid : UINT32_MAX,
                                           range_public_state(range));
                 if (r < 0)

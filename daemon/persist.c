@@ -84,9 +84,9 @@ static json_t *range_to_json(Range *r) {
         Manager *m = r->manager;
         json_t *tokens = json_array(), *holders = json_array(), *o;
 
-        for (Token *t = r->tokens; t; t = t->range_next)
+        for (Token *t = range_tokens(r); t; t = t->range_next)
                 json_array_append_new(tokens, token_to_json(t));
-        for (Hold *h = r->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(r); h; h = h->range_next)
                 json_array_append_new(holders, hold_to_json(h->uid, h->read_only));
 
         o = json_pack("{sIsIsIsssIsIsosbsoso}",
@@ -106,24 +106,24 @@ static json_t *range_to_json(Range *r) {
         if (r->owner)
                 json_object_set_new(o, "owner", json_pack("{sIssss}", "uid", (json_int_t) r->owner->uid, "unit",
                                                           r->owner->unit, "cgroup", r->owner->cgroup));
-        if (r->label)
-                json_object_set_new(o, "label", json_string(r->label));
+        if (range_label(r))
+                json_object_set_new(o, "label", json_string(range_label(r)));
         if (r->fd_stored) {
                 char name[32];
 
                 json_object_set_new(o, "fd", json_string(stored_fd_name(r, name)));
         }
-        if (r->request_id)
-                json_object_set_new(o, "request-id", json_string(r->request_id));
-        if (r->request_id && r->request_digest != 0) {
+        if (range_request_id(r))
+                json_object_set_new(o, "request-id", json_string(range_request_id(r)));
+        if (range_request_id(r) && range_request_digest(r) != 0) {
                 char hex[17];
 
-                snprintf(hex, sizeof(hex), "%016" PRIx64, r->request_digest);
+                snprintf(hex, sizeof(hex), "%016" PRIx64, range_request_digest(r));
                 json_object_set_new(o, "request-digest", json_string(hex));
         }
-        if (r->svm)
-                json_object_set_new(o, "svm", svm_attrs_to_json(r->state == RANGE_STATE_DEGRADED ? &r->svm->want
-                                                                                                : &r->svm->attrs));
+        if (range_svm(r))
+                json_object_set_new(o, "svm", svm_attrs_to_json(r->state == RANGE_STATE_DEGRADED ? &range_svm(r)->want
+                                                                                                : &range_svm(r)->attrs));
         return o;
 }
 

@@ -23,11 +23,13 @@
 
 #include <jansson.h>
 
+#include "client.h"
 #include "emu-kernel.h"
 #include "gpu.h"
 #include "manager.h"
 #include "range-svm.h"
 #include "range.h"
+#include "str-table.h"
 #include "transaction.h"
 #include "unit-assert.h"
 
@@ -137,7 +139,7 @@ static void state_get(State *ret) {
         json_decref(v);
         ASSERT_NOT_NULL(ret->dump);
         for (Range *range = m->ranges_head; range; range = range->next)
-                ret->batch_users += range->n_batch_users;
+                ret->batch_users += range_n_batch_users(range);
         va_space_get_stats(m->va, &ret->va);
         ret->va.metadata_bytes = 0; /* free node slots are kept */
         for (size_t i = 0; i < m->n_gpus; i++) {
@@ -304,6 +306,67 @@ static int run_create_batch(const Op *op, Range *host, sd_bus_error *error) {
         return transaction_finish(t, r, error);
 }
 
+/*
+ * The rare fields of a range live in a RangeExtra allocated on first use (range.h): each first use
+ * on a range without one fails cleanly when that allocation does, and leaves the range as it was.
+ */
+static int run_create_labelled(const Op *op, Range *unused, sd_bus_error *error) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        RangeSpec spec = {
+                .size = 64 * 1024,
+                .domain = op->domain,
+                .flags = RANGE_FLAG_WRITABLE,
+                .label = "training-weights",
+                .restore_fd = -1,
+        };
+        Range *range = NULL;
+        int r;
+
+        r = transaction_new(&t, m);
+        if (r < 0)
+                return r;
+        r = range_create(t, &spec, &range, error);
+        if (r >= 0)
+                ASSERT_TRUE(streq_ptr(range_label(range), "training-weights"));
+        return transaction_finish(t, r, error);
+}
+
+static int run_hold(const Op *op, Range *range, sd_bus_error *error) {
+        Hold *h = NULL;
+        int r;
+
+        r = hold_new_orphan(range, 4242, true, &h);
+        if (r < 0)
+                ASSERT_TRUE(!range_holds(range));
+        else
+                ASSERT_TRUE(range_holds(range) == h);
+        return r;
+}
+
+static int run_token(const Op *op, Range *range, sd_bus_error *error) {
+        Token *tk = NULL;
+        int r;
+
+        r = token_restore(m, range, "0123456789abcdef0123456789abcdef", &tk);
+        if (r < 0)
+                ASSERT_TRUE(!range_tokens(range) && !str_table_get(m->tokens, "0123456789abcdef0123456789abcdef"));
+        else
+                ASSERT_TRUE(range_tokens(range) == tk);
+        return r;
+}
+
+static int run_lose_contents(const Op *op, Range *range, sd_bus_error *error) {
+        char *reason = strdup("GPU 0x1 was reset");
+        int r;
+
+        r = reason ? range_set_lost_reason(range, reason) : -ENOMEM;
+        if (r < 0)
+                ASSERT_TRUE(!range_lost_reason(range));
+        else
+                ASSERT_TRUE(streq_ptr(range_lost_reason(range), "GPU 0x1 was reset"));
+        return r;
+}
+
 /* Free every range (unarmed), so that each attempt starts from nothing. */
 static void free_all(void) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
@@ -385,6 +448,10 @@ int main(int argc, char *argv[]) {
                 { "free host",          RANGE_DOMAIN_HOST, setup_mapped_range, run_step, range_free },
                 { "free svm",           RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, range_free },
                 { "set svm attributes", RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, step_svm_preferred },
+                { "create labelled gtt", RANGE_DOMAIN_GTT, NULL,               run_create_labelled },
+                { "hold on gtt",        RANGE_DOMAIN_GTT,  setup_range,        run_hold },
+                { "token on gtt",       RANGE_DOMAIN_GTT,  setup_range,        run_token },
+                { "contents lost vram", RANGE_DOMAIN_VRAM, setup_range,        run_lose_contents },
         };
         ManagerOptions o = {
                 .config_path = "/nonexistent/svmd.conf",
