@@ -144,7 +144,7 @@ static void lose_contents(Manager *m, Gpu *g, uint32_t seq, const char *cause) {
                 (void) log_error_errno(ENOMEM, "Marking ranges of a reset GPU failed: %m");
                 return;
         }
-        for (Range *range = m->ranges_head; range; range = range->next) {
+        for (Range *range = manager_ranges_from(m, 0); range; range = manager_ranges_next(m, range)) {
                 char *copy;
 
                 if (!range_in_vram_of(range, g))

@@ -302,27 +302,6 @@ static bool range_matches(Manager *m, Range *range, const OpArgs *f, Client *c, 
         return true;
 }
 
-/*
- * Where a page that starts after id `after` begins. The manager's list is in id
- * order. The cursor's range usually still exists: one lookup. If it was freed
- * meanwhile, its successor is usually among the next ids; only if those are
- * all gone too does this walk the list from the start.
- */
-static Range *ranges_after(Manager *m, uint64_t after) {
-        Range *range = manager_find_range(m, after);
-
-        if (range)
-                return range->next;
-        for (uint64_t id = after + 1; id > after && id - after <= 64; id++) {
-                range = manager_find_range(m, id);
-                if (range)
-                        return range;
-        }
-        for (range = m->ranges_head; range && range->id <= after; range = range->next)
-                ;
-        return range;
-}
-
 static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(op_args_done) OpArgs f = {};
@@ -359,8 +338,10 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = sd_bus_message_open_container(reply, 'a', "(ttttsuausus)");
         if (r < 0)
                 return r;
-        for (Range *range = f.has_after ? ranges_after(m, f.after) : m->ranges_head; range && n < limit;
-             range = range->next) {
+        /* In id order: a page that starts after the cursor costs the same wherever it starts. */
+        for (Range *range = !f.has_after ? manager_ranges_from(m, 0)
+                            : f.after < UINT64_MAX ? manager_ranges_from(m, f.after + 1) : NULL;
+             range && n < limit; range = manager_ranges_next(m, range)) {
                 if (!range_matches(m, range, &f, c, all))
                         continue;
                 if (skipped < f.offset) {
@@ -452,7 +433,7 @@ static int property_get_ranges(sd_bus *bus, const char *path, const char *interf
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
 
-        return sd_bus_message_append(reply, "t", (uint64_t) id_table_size(m->ranges));
+        return sd_bus_message_append(reply, "t", (uint64_t) id_index_size(m->ranges));
 }
 
 static int property_get_bytes_allocated(sd_bus *bus, const char *path, const char *interface,

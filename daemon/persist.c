@@ -230,7 +230,7 @@ static int write_state(JournalWriter *w, void *userdata) {
 
         snprintf(buf, sizeof(buf), "{\"next-id\":%" PRIu64 ",\"ranges\":{", MAX(m->ids_reserved, m->next_range_id));
         k = journal_write_raw(w, buf);
-        for (Range *r = m->ranges_head; k >= 0 && r; r = r->next) {
+        for (Range *r = manager_ranges_from(m, 0); k >= 0 && r; r = manager_ranges_next(m, r)) {
                 json_t *o;
 
                 if (!r->persistent || r->want_gone)

@@ -55,13 +55,13 @@ int range_object_find(sd_bus *bus, const char *path, const char *interface, void
 
 int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
         Manager *m = userdata;
-        size_t n = id_table_size(m->ranges), i = 0;
+        size_t n = id_index_size(m->ranges), i = 0;
         char **l;
 
         l = calloc(n + 1, sizeof(char *));
         if (!l)
                 return -ENOMEM;
-        for (Range *range = m->ranges_head; range && i < n; range = range->next) {
+        for (Range *range = manager_ranges_from(m, 0); range && i < n; range = manager_ranges_next(m, range)) {
                 if (!visible(m, bus, range))
                         continue;
                 if (range_path(range->id, &l[i]) < 0) {

@@ -475,7 +475,7 @@ static int range_register(Range *range) {
         char key[32 + SVMD_MAX_REQUEST_ID_LEN];
         int r;
 
-        r = id_table_put(m->ranges, range->id, range);
+        r = id_index_put(m->ranges, range);
         if (r < 0)
                 return r;
 
@@ -484,13 +484,6 @@ static int range_register(Range *range) {
                 (void) str_table_put(m->range_requests, key, range); /* a duplicate keeps the first */
         }
 
-        range->prev = m->ranges_tail;
-        range->next = NULL;
-        if (m->ranges_tail)
-                m->ranges_tail->next = range;
-        else
-                m->ranges_head = range;
-        m->ranges_tail = range;
         range->registered = true;
         return 0;
 }
@@ -507,16 +500,7 @@ static void range_unregister(Range *range) {
                 if (str_table_get(m->range_requests, key) == range)
                         (void) str_table_remove(m->range_requests, key);
         }
-        (void) id_table_remove(m->ranges, range->id);
-        if (range->prev)
-                range->prev->next = range->next;
-        else
-                m->ranges_head = range->next;
-        if (range->next)
-                range->next->prev = range->prev;
-        else
-                m->ranges_tail = range->prev;
-        range->prev = range->next = NULL;
+        (void) id_index_remove(m->ranges, range->id);
         range->registered = false;
 }
 

@@ -96,7 +96,6 @@ struct Range {
         uint64_t id;
         uint64_t va;
         uint64_t size;          /* page-aligned */
-        Range *prev, *next;     /* Manager list, id order */
 
         Identity *owner;        /* charged for it; kept while the range lives */
         Client *client;         /* the connection that owns it, NULL once gone */

@@ -118,7 +118,7 @@ typedef struct State {
         uint64_t batch_users;   /* pins of host ranges by batch ranges, over every range */
         VaSpaceStats va;
         uint64_t gpu[64][3];
-        Range *head, *tail;
+        Range *first;           /* in id order */
 } State;
 
 static void state_get(State *ret) {
@@ -130,15 +130,14 @@ static void state_get(State *ret) {
         json_object_del(v, "faults");
         *ret = (State) {
                 .dump = json_dumps(v, JSON_SORT_KEYS | JSON_INDENT(1)),
-                .n_ranges = id_table_size(m->ranges),
+                .n_ranges = id_index_size(m->ranges),
                 .bytes_allocated = m->bytes_allocated,
                 .n_persistent = m->n_persistent,
-                .head = m->ranges_head,
-                .tail = m->ranges_tail,
+                .first = manager_ranges_from(m, 0),
         };
         json_decref(v);
         ASSERT_NOT_NULL(ret->dump);
-        for (Range *range = m->ranges_head; range; range = range->next)
+        for (Range *range = manager_ranges_from(m, 0); range; range = manager_ranges_next(m, range))
                 ret->batch_users += range_n_batch_users(range);
         va_space_get_stats(m->va, &ret->va);
         ret->va.metadata_bytes = 0; /* free node slots are kept */
@@ -158,7 +157,7 @@ static void state_assert_equal(const State *a, const State *b, const char *what,
         if (a->n_ranges != b->n_ranges ||
             a->bytes_allocated != b->bytes_allocated || a->n_persistent != b->n_persistent ||
             a->batch_users != b->batch_users ||
-            a->head != b->head || a->tail != b->tail || memcmp(&a->va, &b->va, sizeof(a->va)) != 0 ||
+            a->first != b->first || memcmp(&a->va, &b->va, sizeof(a->va)) != 0 ||
             memcmp(a->gpu, b->gpu, sizeof(a->gpu)) != 0) {
                 fprintf(stderr, "%s, allocation %u failing: svmd's tables changed (ranges %zu → %zu, "
                         "bytes %" PRIu64 " → %" PRIu64 ", VA used %" PRIu64 " → %" PRIu64 ", batch pins %" PRIu64
@@ -168,6 +167,7 @@ static void state_assert_equal(const State *a, const State *b, const char *what,
                 abort();
         }
         ASSERT_OK(va_space_verify(m->va));
+        ASSERT_OK(id_index_verify(m->ranges));
 }
 
 static void state_done(State *s) {
@@ -376,7 +376,7 @@ static void free_all(void) {
         /* Batch ranges first: they pin the host ranges under them until they are gone. */
         for (int batch = 1; batch >= 0; batch--) {
                 ASSERT_OK(transaction_new(&t, m));
-                for (Range *range = m->ranges_head; range && r >= 0; range = range->next)
+                for (Range *range = manager_ranges_from(m, 0); range && r >= 0; range = manager_ranges_next(m, range))
                         if ((range->n_pieces > 1) == batch)
                                 r = range_free(t, range, &error);
                 ASSERT_OK(transaction_finish(t, r, &error));
