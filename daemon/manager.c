@@ -35,6 +35,7 @@
 #include "request-cache.h"
 #include "revoke.h"
 #include "size-util.h"
+#include "slab.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
 
@@ -114,6 +115,7 @@ Manager *manager_free(Manager *m) {
         manager_teardown_done(m);
         sd_bus_flush_close_unref(m->bus);
         id_index_free(m->ranges);
+        slab_free(m->range_slab);
         str_table_free(m->clients);
         str_table_free(m->tokens);
         str_table_free(m->range_requests);
@@ -946,6 +948,9 @@ int manager_start(Manager *m) {
                 return r;
 
         r = id_index_new(&m->ranges, offsetof(Range, id));
+        if (r < 0)
+                return r;
+        r = slab_new(&m->range_slab, offsetof(Range, pieces) + sizeof(RangePiece));
         if (r < 0)
                 return r;
         r = request_cache_new(&m->requests, m->config.limit_request_ids_per_scope);

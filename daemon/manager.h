@@ -39,6 +39,7 @@ typedef struct RequestCache RequestCache;
 typedef struct DirectServer DirectServer;
 typedef struct Client Client;
 typedef struct Health Health;
+typedef struct Slab Slab;
 
 typedef enum BusKind {
         BUS_KIND_SYSTEM,
@@ -79,6 +80,7 @@ typedef struct Manager {
 
         VaSpace *va;
         IdIndex *ranges;                /* id → Range, in id order (ListRanges' cursor, repair slices) */
+        Slab *range_slab;               /* single-piece Ranges (range_create()) */
         uint64_t next_range_id;
         uint64_t ids_reserved;          /* journaled: ids below it may have been handed out */
         uint64_t bytes_allocated;

@@ -24,6 +24,7 @@
 #include "range-svm.h"
 #include "range.h"
 #include "size-util.h"
+#include "slab.h"
 #include "str-table.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
@@ -570,7 +571,10 @@ Range *range_free_struct(Range *range) {
         client_remove_range(range);
         identity_unref(range->manager, range->owner);
         range->extra = range_extra_free(range);
-        free(range);
+        if (range->n_pieces > 1)
+                free(range);
+        else
+                slab_put(range->manager->range_slab, range);
         return NULL;
 }
 
@@ -880,8 +884,12 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         if (!spec->restore_id)
                 persist_reserve_id(m, m->next_range_id);
 
-        /* The pieces come with the struct: one, or a batch range's n_pieces (bounded by validation). */
-        range = calloc(1, offsetof(Range, pieces) + MAX(spec->n_pieces, 1U) * sizeof(RangePiece));
+        /* The pieces come with the struct: one, from the manager's slab (no malloc header, no holes
+         * between ranges), or a batch range's n_pieces (bounded by validation). */
+        if (spec->n_pieces > 1)
+                range = calloc(1, offsetof(Range, pieces) + spec->n_pieces * sizeof(RangePiece));
+        else
+                range = slab_alloc0(m->range_slab);
         if (!range)
                 return -ENOMEM;
         range->manager = m;
