@@ -67,7 +67,7 @@ typedef struct CommitOp {
         OpKind kind;
         OpArgs args;
         RangeSpec spec;
-        RangePiece *pieces;
+        RangeSpecPiece *pieces;
         KfdSvmAttrs *svm;       /* Allocate of an svm range: its initial attributes */
         SvmChange *change;      /* SetAttributes */
         uint64_t mask;

@@ -858,7 +858,7 @@ static int svm_create(Transaction *t, Range *range, const KfdSvmAttrs *initial, 
         range->extra->svm = range_svm_new(); /* as memfd ranges, it has an extra (range_create()) */
         if (!range->extra->svm)
                 return -ENOMEM;
-        range->pieces[0] = (RangePiece) { .va = range->va, .size = range->size };
+        range->pieces[0] = (RangePiece) { .size = range->size };
         u = undo_new(range, 0);
         if (!u)
                 return -ENOMEM;
@@ -994,16 +994,16 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         offset = 0;
         for (uint32_t i = 0; i < range->n_pieces; i++) {
                 RangePiece *p = &range->pieces[i];
+                uint64_t va = range->va + offset, userptr;
 
                 if (spec->n_pieces > 0) {
                         p->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
-                        p->userptr = spec->pieces[i].userptr;
+                        userptr = spec->pieces[i].userptr;
                         p->source = spec->pieces[i].source;
                 } else {
                         p->size = size;
-                        p->userptr = spec->domain == RANGE_DOMAIN_HOST ? range->va : 0;
+                        userptr = spec->domain == RANGE_DOMAIN_HOST ? range->va : 0;
                 }
-                p->va = range->va + offset;
                 offset += p->size;
 
                 u = undo_new(range, i);
@@ -1015,10 +1015,10 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         range_account(range, +1);
                 if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
                         /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
-                        r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, p->va,
+                        r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, va,
                                               &p->handle);
                 else
-                        r = kfd_alloc(range_kfd_fd(range), p->va, p->size, home->gpu_id, flags, p->userptr,
+                        r = kfd_alloc(range_kfd_fd(range), va, p->size, home->gpu_id, flags, userptr,
                                       &p->handle, NULL);
                 if (r < 0) {
                         if (i == 0)

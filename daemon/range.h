@@ -62,15 +62,21 @@ typedef enum RangeFlag {
         _RANGE_FLAG_ALL          = (1 << 8) - 1,
 } RangeFlag;
 
+/* One KFD buffer of a range. Its VA and CPU address matter only while it is created (range_create()). */
 typedef struct RangePiece {
         uint64_t handle;        /* KFD handle; never shown to clients */
-        uint64_t va;            /* GPU VA of this piece */
         uint64_t size;
-        uint64_t userptr;       /* host/batch: the CPU address registered */
         uint64_t mapped;        /* GPUs (bit = Gpu.index) this piece is mapped on, exactly */
         Range *source;          /* batch: the host range whose pages back this piece */
         bool allocated;         /* the KFD handle exists */
 } RangePiece;
+
+/* A piece of a batch range as a request asks for it. */
+typedef struct RangeSpecPiece {
+        uint64_t userptr;       /* the CPU address registered: inside source */
+        uint64_t size;
+        Range *source;          /* the host range whose pages back this piece */
+} RangeSpecPiece;
 
 /*
  * What most ranges never have: a label, a request id, holders or share tokens, SVM attributes,
@@ -191,7 +197,7 @@ typedef struct RangeSpec {
         Identity *owner;
         Client *client;
         /* batch: n_pieces > 0, pieces[i].userptr/.size set, .source resolved */
-        const RangePiece *pieces;
+        const RangeSpecPiece *pieces;
         uint32_t n_pieces;
         char *request_id;       /* remembered with persistent ranges, for retries across restarts */
         uint64_t request_digest;        /* request_digest() of the call; 0: unknown */

@@ -281,7 +281,7 @@ static int setup_host_range(const Op *op, Range **ret) {
 
 static int run_create_batch(const Op *op, Range *host, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
-        const RangePiece pieces[2] = {
+        const RangeSpecPiece pieces[2] = {
                 { .userptr = host->va, .size = 64 * 1024, .source = host },
                 { .userptr = host->va + MIB, .size = 128 * 1024, .source = host },
         };
