@@ -187,23 +187,29 @@ typedef struct Op {
         int (*setup)(const struct Op *op, Range **ret);        /* unarmed; may be NULL */
         int (*run)(const struct Op *op, Range *range, sd_bus_error *error);
         int (*step)(Transaction *t, Range *range, sd_bus_error *error);        /* for run_step */
+        const char *label;      /* of the range run_create_and_map() creates: its RangeExtra (range.h) */
 } Op;
 
-static int create_range(RangeDomain domain, Range **ret, Transaction *t, sd_bus_error *error) {
+static int create_range(const Op *op, Range **ret, Transaction *t, sd_bus_error *error) {
         KfdSvmAttrs svm;
         RangeSpec spec = {
                 .size = 2 * MIB,
                 .home = 0,
-                .domain = domain,
+                .domain = op->domain,
                 .flags = RANGE_FLAG_WRITABLE,
+                .label = op->label,
                 .restore_fd = -1,
         };
+        int r;
 
-        if (domain == RANGE_DOMAIN_SVM) {
+        if (op->domain == RANGE_DOMAIN_SVM) {
                 svm_attrs_initial(m, KFD_IOCTL_SVM_LOCATION_SYSMEM, &svm);
                 spec.svm = &svm;
         }
-        return range_create(t, &spec, ret, error);
+        r = range_create(t, &spec, ret, error);
+        if (r >= 0)
+                ASSERT_TRUE(streq_ptr(range_label(*ret), op->label));
+        return r;
 }
 
 static int run_create_and_map(const Op *op, Range *unused, sd_bus_error *error) {
@@ -214,7 +220,7 @@ static int run_create_and_map(const Op *op, Range *unused, sd_bus_error *error) 
         r = transaction_new(&t, m);
         if (r < 0)
                 return r;
-        r = create_range(op->domain, &range, t, error);
+        r = create_range(op, &range, t, error);
         if (r >= 0)
                 r = range_map(t, range, all_gpus(), error);
         return transaction_finish(t, r, error);
@@ -226,7 +232,7 @@ static int setup_range(const Op *op, Range **ret) {
         int r;
 
         ASSERT_OK(transaction_new(&t, m));
-        r = create_range(op->domain, ret, t, &error);
+        r = create_range(op, ret, t, &error);
         ASSERT_OK(transaction_finish(t, r, &error));
         sd_bus_error_free(&error);
         return 0;
@@ -238,7 +244,7 @@ static int setup_mapped_range(const Op *op, Range **ret) {
         int r;
 
         ASSERT_OK(transaction_new(&t, m));
-        r = create_range(op->domain, ret, t, &error);
+        r = create_range(op, ret, t, &error);
         if (r >= 0)
                 r = range_map(t, *ret, all_gpus(), &error);
         ASSERT_OK(transaction_finish(t, r, &error));
@@ -308,29 +314,9 @@ static int run_create_batch(const Op *op, Range *host, sd_bus_error *error) {
 
 /*
  * The rare fields of a range live in a RangeExtra allocated on first use (range.h): each first use
- * on a range without one fails cleanly when that allocation does, and leaves the range as it was.
+ * on a range without one fails cleanly when that allocation does, and leaves the range as it was
+ * (a label's: create+map labelled gtt).
  */
-static int run_create_labelled(const Op *op, Range *unused, sd_bus_error *error) {
-        _cleanup_(transaction_freep) Transaction *t = NULL;
-        RangeSpec spec = {
-                .size = 64 * 1024,
-                .domain = op->domain,
-                .flags = RANGE_FLAG_WRITABLE,
-                .label = "training-weights",
-                .restore_fd = -1,
-        };
-        Range *range = NULL;
-        int r;
-
-        r = transaction_new(&t, m);
-        if (r < 0)
-                return r;
-        r = range_create(t, &spec, &range, error);
-        if (r >= 0)
-                ASSERT_TRUE(streq_ptr(range_label(range), "training-weights"));
-        return transaction_finish(t, r, error);
-}
-
 static int run_hold(const Op *op, Range *range, sd_bus_error *error) {
         Hold *h = NULL;
         int r;
@@ -448,7 +434,7 @@ int main(int argc, char *argv[]) {
                 { "free host",          RANGE_DOMAIN_HOST, setup_mapped_range, run_step, range_free },
                 { "free svm",           RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, range_free },
                 { "set svm attributes", RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, step_svm_preferred },
-                { "create labelled gtt", RANGE_DOMAIN_GTT, NULL,               run_create_labelled },
+                { "create+map labelled gtt", RANGE_DOMAIN_GTT, NULL,           run_create_and_map, .label = "weights" },
                 { "hold on gtt",        RANGE_DOMAIN_GTT,  setup_range,        run_hold },
                 { "token on gtt",       RANGE_DOMAIN_GTT,  setup_range,        run_token },
                 { "contents lost vram", RANGE_DOMAIN_VRAM, setup_range,        run_lose_contents },
