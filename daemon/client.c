@@ -107,10 +107,10 @@ int manager_rescope(Manager *m) {
                 i->scope = s;
         }
         quota_reset_usage(m->quotas);
-        for (Range *rg = m->ranges_head; rg; rg = rg->next) {
+        for (Range *rg = manager_ranges_from(m, 0); rg; rg = manager_ranges_next(m, rg)) {
                 if (rg->owner && range_accounted(rg))
                         usage_add(&rg->owner->scope->usage, rg->domain == RANGE_DOMAIN_VRAM, rg->home, rg->size, +1);
-                for (Token *t = rg->tokens; t; t = t->range_next)
+                for (Token *t = range_tokens(rg); t; t = t->range_next)
                         if (t->charged)
                                 t->charged->scope->usage.tokens++;
         }
@@ -372,7 +372,7 @@ bool client_sees_range(const Client *c, const Range *r) {
         /* A detached owner still pays for the range: it hears when the range goes. */
         if (r->owner && r->owner->uid == c->identity->uid)
                 return true;
-        for (Hold *h = r->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(r); h; h = h->range_next)
                 if (h->client == c || (!h->client && h->uid == c->identity->uid))
                         return true;
         return false;
@@ -525,14 +525,14 @@ static void client_release_owned(Client *c) {
 
 bool range_being_freed(const Range *r) {
         /* Ranges with holders are not freed with their owner: they live on detached. */
-        return r->client && r->client->gone && !r->persistent && !r->holds;
+        return r->client && r->client->gone && !r->persistent && !range_holds(r);
 }
 
 const char *range_public_state(const Range *r) {
         if (range_being_freed(r))
                 return "freeing";
         /* Degraded says more about what svmd is doing; contents-lost about what the range holds. */
-        if (r->state == RANGE_STATE_ACTIVE && r->lost_reason)
+        if (r->state == RANGE_STATE_ACTIVE && range_lost_reason(r))
                 return "contents-lost";
         return range_state_to_string(r->state);
 }
@@ -689,10 +689,10 @@ static void hold_link_client(Hold *h, Client *c) {
 }
 
 Hold *client_find_hold(Client *c, Range *r) {
-        for (Hold *h = r->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(r); h; h = h->range_next)
                 if (h->client == c)
                         return h;
-        for (Hold *h = r->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(r); h; h = h->range_next)
                 if (!h->client && h->uid == c->identity->uid) {
                         hold_link_client(h, c);
                         return h;
@@ -701,15 +701,19 @@ Hold *client_find_hold(Client *c, Range *r) {
 }
 
 static int hold_alloc(Range *r, uid_t uid, bool read_only, Hold **ret) {
-        Hold *h = calloc(1, sizeof(Hold));
+        RangeExtra *x = range_extra(r);
+        Hold *h;
 
+        if (!x)
+                return -ENOMEM;
+        h = calloc(1, sizeof(Hold));
         if (!h)
                 return -ENOMEM;
         *h = (Hold) { .uid = uid, .range = r, .read_only = read_only };
-        h->range_next = r->holds;
-        if (r->holds)
-                r->holds->range_prev = h;
-        r->holds = h;
+        h->range_next = x->holds;
+        if (x->holds)
+                x->holds->range_prev = h;
+        x->holds = h;
         *ret = h;
         return 0;
 }
@@ -747,7 +751,7 @@ Hold *hold_free(Hold *h) {
         if (h->range_prev)
                 h->range_prev->range_next = h->range_next;
         else
-                h->range->holds = h->range_next;
+                h->range->extra->holds = h->range_next; /* it has one: h is there */
         if (h->range_next)
                 h->range_next->range_prev = h->range_prev;
         range_emit_changed(h->range, holders_property);
@@ -758,9 +762,12 @@ Hold *hold_free(Hold *h) {
 /* ---- tokens ---- */
 
 static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Token **ret) {
+        RangeExtra *x = range_extra(r);
         Token *t;
         int k;
 
+        if (!x)
+                return -ENOMEM;
         t = calloc(1, sizeof(Token));
         if (!t)
                 return -ENOMEM;
@@ -772,8 +779,8 @@ static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Tok
                 free(t);
                 return k;
         }
-        t->range_next = r->tokens;
-        r->tokens = t;
+        t->range_next = x->tokens;
+        x->tokens = t;
         if (creator)
                 creator->n_tokens++;
         /* Counted against a scope, which outlives connections: reconnecting does not reset it. */
@@ -808,7 +815,7 @@ Token *token_free(Manager *m, Token *t) {
         if (!t)
                 return NULL;
         (void) str_table_remove(m->tokens, t->token);
-        for (Token **p = &t->range->tokens; *p; p = &(*p)->range_next)
+        for (Token **p = &t->range->extra->tokens; *p; p = &(*p)->range_next)
                 if (*p == t) {
                         *p = t->range_next;
                         break;
@@ -838,7 +845,7 @@ void token_remove(Manager *m, Token *t) {
 unsigned range_n_tokens(const Range *r) {
         unsigned n = 0;
 
-        for (Token *t = r->tokens; t; t = t->range_next)
+        for (Token *t = range_tokens(r); t; t = t->range_next)
                 n++;
         return n;
 }
@@ -846,7 +853,7 @@ unsigned range_n_tokens(const Range *r) {
 unsigned range_n_holds(const Range *r) {
         unsigned n = 0;
 
-        for (Hold *h = r->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(r); h; h = h->range_next)
                 n++;
         return n;
 }
@@ -875,7 +882,7 @@ static int range_free_now(Range *r) {
         uint64_t id = r->id;
         int k;
 
-        if (r->state == RANGE_STATE_DEGRADED || r->n_batch_users > 0 || job_claim_held(&r->claim)) {
+        if (r->state == RANGE_STATE_DEGRADED || range_n_batch_users(r) > 0 || job_claim_held(&r->claim)) {
                 /* Being repaired, batch pieces still use its pages, or a request in flight changes it
                  * (an administrator's; executor.h): free it when that is over. */
                 r->want_gone = true;
@@ -918,7 +925,7 @@ static int range_free_now(Range *r) {
 
 int range_release_owner(Range *r) {
         client_remove_range(r);
-        if (r->holds) {
+        if (range_holds(r)) {
                 r->owner_detached = true;
                 range_emit_changed(r, (const char *const[]) { "Detached", NULL });
                 persist_range(r->manager, r);
@@ -935,7 +942,7 @@ int range_release_hold(Hold *h) {
         bool read_only = h->read_only;
 
         hold_free(h);
-        if (r->owner_detached && !r->holds)
+        if (r->owner_detached && !range_holds(r))
                 return range_free_now(r);
         persist_hold_removed(r->manager, r, uid, read_only);
         return 0;
@@ -944,13 +951,13 @@ int range_release_hold(Hold *h) {
 int range_revoke_holds(Range *r, uid_t uid) {
         int n = 0;
 
-        for (Hold *h = r->holds, *next; h; h = next) {
+        for (Hold *h = range_holds(r), *next; h; h = next) {
                 next = h->range_next;
                 if (h->uid != uid)
                         continue;
                 n++;
                 /* The last hold of a detached range frees it: r is gone then. */
-                if (r->owner_detached && h == r->holds && !next) {
+                if (r->owner_detached && h == range_holds(r) && !next) {
                         int k = range_release_hold(h);
                         return k < 0 ? k : n;
                 }

@@ -67,7 +67,7 @@ typedef struct CommitOp {
         OpKind kind;
         OpArgs args;
         RangeSpec spec;
-        RangePiece *pieces;
+        RangeSpecPiece *pieces;
         KfdSvmAttrs *svm;       /* Allocate of an svm range: its initial attributes */
         SvmChange *change;      /* SetAttributes */
         uint64_t mask;
@@ -179,7 +179,7 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
         /* At most one per operation, plus one per existing range a batch pins (not more than exist). */
         for (size_t i = 0; i < c->n_ops; i++)
                 pinned += c->ops[i].args.host_ranges.n;
-        c->max_sims = c->n_ops + MIN(pinned, id_table_size(m->ranges));
+        c->max_sims = c->n_ops + MIN(pinned, id_index_size(m->ranges));
         c->sims = calloc(c->max_sims, sizeof(SimRange));
         return c->sims ? 0 : -ENOMEM;
 }
@@ -195,7 +195,7 @@ static SimRange *sim_existing(Commit *c, Range *range) {
                 .home = range->home,
                 .domain = range->domain,
                 .mapped = range_mapped(range),
-                .batch_users = range->n_batch_users,
+                .batch_users = range_n_batch_users(range),
         };
         return &c->sims[c->n_sims++];
 }
@@ -459,7 +459,7 @@ static int commit_validate(Manager *m, Commit *c, sd_bus_error *error) {
                                 r = sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                                       "Range %" PRIu64 " backs pieces of batch ranges; free those first.",
                                                       op->sim->existing->id);
-                        else if (op->sim->existing && op->sim->existing->holds)
+                        else if (op->sim->existing && range_holds(op->sim->existing))
                                 r = sd_bus_error_set(error, SVMD_ERROR_BUSY,
                                                      "Other clients hold the range; Free it outside a Commit, "
                                                      "it then lives until they release it.");
@@ -660,7 +660,7 @@ int operation_run(Manager *m, Client *client, const Operation *o, Range **ret_ra
         assert(o->target || o->kind == OP_ALLOCATE || o->kind == OP_ALLOCATE_BATCH);
 
         /* Plan: one operation, validated as in a Commit; its SimRanges are all it may touch. */
-        c.max_sims = 1 + MIN(o->args->host_ranges.n, id_table_size(m->ranges));
+        c.max_sims = 1 + MIN(o->args->host_ranges.n, id_index_size(m->ranges));
         c.ops = &c.single_op;
         c.sims = c.max_sims <= ELEMENTSOF(c.single_sims) ? c.single_sims : new0(SimRange, c.max_sims);
         if (!c.sims)

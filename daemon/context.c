@@ -102,7 +102,7 @@ void context_account(Manager *m, Scope *scope, unsigned index, int sign) {
 void context_recount(Manager *m) {
         for (unsigned i = 0; i < m->n_contexts; i++)
                 m->contexts[i]->n_ranges = m->contexts[i]->n_scopes = 0;
-        for (Range *r = m->ranges_head; r; r = r->next)
+        for (Range *r = manager_ranges_from(m, 0); r; r = manager_ranges_next(m, r))
                 if (range_accounted(r))
                         context_account(m, r->owner ? r->owner->scope : NULL, r->context, +1);
 }

@@ -104,15 +104,15 @@ int smi_event_parse(const char *line, SmiEvent *ret) {
 /* ---- resets ---- */
 
 bool range_contents_lost(const Range *range) {
-        return range->lost_reason != NULL;
+        return range_lost_reason(range) != NULL;
 }
 
 /* Where a range's bytes may sit in g's VRAM: VRAM ranges homed there, svm ranges preferring it. */
 static bool range_in_vram_of(const Range *range, const Gpu *g) {
         if (range->domain == RANGE_DOMAIN_VRAM)
                 return range->home == g->index;
-        if (range->domain == RANGE_DOMAIN_SVM && range->svm)
-                return range->svm->attrs.preferred_loc == g->gpu_id || range->svm->attrs.prefetch_loc == g->gpu_id;
+        if (range->domain == RANGE_DOMAIN_SVM && range_svm(range))
+                return range_svm(range)->attrs.preferred_loc == g->gpu_id || range_svm(range)->attrs.prefetch_loc == g->gpu_id;
         return false;
 }
 
@@ -144,7 +144,7 @@ static void lose_contents(Manager *m, Gpu *g, uint32_t seq, const char *cause) {
                 (void) log_error_errno(ENOMEM, "Marking ranges of a reset GPU failed: %m");
                 return;
         }
-        for (Range *range = m->ranges_head; range; range = range->next) {
+        for (Range *range = manager_ranges_from(m, 0); range; range = manager_ranges_next(m, range)) {
                 char *copy;
 
                 if (!range_in_vram_of(range, g))
@@ -155,8 +155,10 @@ static void lose_contents(Manager *m, Gpu *g, uint32_t seq, const char *cause) {
                         (void) log_error_errno(ENOMEM, "Marking range %" PRIu64 " failed: %m", range->id);
                         continue;
                 }
-                free(range->lost_reason);
-                range->lost_reason = copy;
+                if (range_set_lost_reason(range, copy) < 0) {
+                        (void) log_error_errno(ENOMEM, "Marking range %" PRIu64 " failed: %m", range->id);
+                        continue;
+                }
                 n++;
                 announce_state(m, range);
                 manager_send_about_range(m, range, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "ContentsLost",
@@ -433,7 +435,7 @@ int method_reuse(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                                                  "GPU 0x%x is still being reset; reuse range %" PRIu64 " once its "
                                                  "Resetting property is false.", m->gpus[i]->gpu_id, range->id);
 
-        range->lost_reason = mfree(range->lost_reason);
+        (void) range_set_lost_reason(range, NULL);
         log_fields(LOG_INFO, &((LogFields) { .range_id = range->id }),
                    "Range %" PRIu64 " reused by its owner after losing its contents.", range->id);
         announce_state(m, range);

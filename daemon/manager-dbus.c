@@ -64,7 +64,7 @@ static int allocate_common(sd_bus_message *msg, Manager *m, OpArgs *a, OpKind ki
                         return r;
                 /* Persistent ranges remember their request id across restarts of svmd. */
                 range = manager_find_range_by_request(m, c->identity->uid, a->request_id);
-                if (range && range->request_digest != 0 && range->request_digest != op.request_digest)
+                if (range && range_request_digest(range) != 0 && range_request_digest(range) != op.request_digest)
                         return request_id_reused(a->request_id, sd_bus_message_get_member(msg), msg, error);
                 if (range)
                         return reply_allocation(m, msg, range, c, a->request_id);
@@ -144,7 +144,7 @@ static int run_free(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r <= 0)
                 return r == 0 ? 1 : r;
 
-        if (op.target->holds) {
+        if (range_holds(op.target)) {
                 /* Holders keep it alive: the owner lets go, the last holder's Release frees it. */
                 r = range_release_owner(op.target);
                 if (r < 0)
@@ -323,7 +323,7 @@ static bool range_matches(Manager *m, Range *range, const OpArgs *f, Client *c, 
                 return false;
         if (f->has_owner && (!range->owner || range->owner->uid != f->owner))
                 return false;
-        if (f->label && !streq_ptr(range->label, f->label))
+        if (f->label && !streq_ptr(range_label(range), f->label))
                 return false;
         if (f->has_gpu) {
                 Gpu *g = manager_find_gpu(m, f->gpu);
@@ -333,27 +333,6 @@ static bool range_matches(Manager *m, Range *range, const OpArgs *f, Client *c, 
                         return false;
         }
         return true;
-}
-
-/*
- * Where a page that starts after id `after` begins. The manager's list is in id
- * order. The cursor's range usually still exists: one lookup. If it was freed
- * meanwhile, its successor is usually among the next ids; only if those are
- * all gone too does this walk the list from the start.
- */
-static Range *ranges_after(Manager *m, uint64_t after) {
-        Range *range = manager_find_range(m, after);
-
-        if (range)
-                return range->next;
-        for (uint64_t id = after + 1; id > after && id - after <= 64; id++) {
-                range = manager_find_range(m, id);
-                if (range)
-                        return range;
-        }
-        for (range = m->ranges_head; range && range->id <= after; range = range->next)
-                ;
-        return range;
 }
 
 static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -392,8 +371,10 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = sd_bus_message_open_container(reply, 'a', "(ttttsuausus)");
         if (r < 0)
                 return r;
-        for (Range *range = f.has_after ? ranges_after(m, f.after) : m->ranges_head; range && n < limit;
-             range = range->next) {
+        /* In id order: a page that starts after the cursor costs the same wherever it starts. */
+        for (Range *range = !f.has_after ? manager_ranges_from(m, 0)
+                            : f.after < UINT64_MAX ? manager_ranges_from(m, f.after + 1) : NULL;
+             range && n < limit; range = manager_ranges_next(m, range)) {
                 if (!range_matches(m, range, &f, c, all))
                         continue;
                 if (skipped < f.offset) {
@@ -410,7 +391,7 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
                 r = gpu_mask_append(reply, m, range_mapped(range));
                 if (r < 0)
                         return r;
-                r = sd_bus_message_append(reply, "sus", strempty(range->label),
+                r = sd_bus_message_append(reply, "sus", strempty(range_label(range)),
                                           range->owner ? (uint32_t) range->owner->uid : UINT32_MAX,
                                           range_public_state(range));
                 if (r < 0)
@@ -485,7 +466,7 @@ static int property_get_ranges(sd_bus *bus, const char *path, const char *interf
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
 
-        return sd_bus_message_append(reply, "t", (uint64_t) id_table_size(m->ranges));
+        return sd_bus_message_append(reply, "t", (uint64_t) id_index_size(m->ranges));
 }
 
 static int property_get_bytes_allocated(sd_bus *bus, const char *path, const char *interface,

@@ -35,6 +35,7 @@
 #include "request-cache.h"
 #include "revoke.h"
 #include "size-util.h"
+#include "slab.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
 
@@ -74,12 +75,13 @@ int manager_new(Manager **ret, const ManagerOptions *o) {
 }
 
 static void free_all_ranges(Manager *m) {
-        while (m->ranges_head) {
-                Range *r = m->ranges_head;
-                m->ranges_head = r->next;
+        Range *r;
+
+        while ((r = manager_ranges_from(m, 0))) {
+                (void) id_index_remove(m->ranges, r->id);
+                r->registered = false;
                 range_free_struct(r);
         }
-        m->ranges_tail = NULL;
 }
 
 static void free_all_clients(Manager *m) {
@@ -112,8 +114,8 @@ Manager *manager_free(Manager *m) {
         free_all_clients(m);
         manager_teardown_done(m);
         sd_bus_flush_close_unref(m->bus);
-        id_table_free(m->ranges);
-        id_table_free(m->ranges_by_va);
+        id_index_free(m->ranges);
+        slab_free(m->range_slab);
         str_table_free(m->clients);
         str_table_free(m->tokens);
         str_table_free(m->range_requests);
@@ -216,7 +218,7 @@ Gpu *manager_find_gpu(Manager *m, uint32_t gpu_id) {
 }
 
 Range *manager_find_range(Manager *m, uint64_t id) {
-        return id_table_get(m->ranges, id);
+        return id_index_get(m->ranges, id);
 }
 
 Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_id) {
@@ -404,7 +406,7 @@ static void send_status(Manager *m) {
         if (m->runtime_low)
                 snprintf(low, sizeof(low), ", runtime directory nearly full (%s free)", FORMAT_BYTES(m->runtime_free));
         (void) sd_notifyf(false, "STATUS=%zu GPUs, %zu ranges, %s allocated, %s mapped, %zu clients%s%s%s%s",
-                          m->n_gpus, m->ranges ? id_table_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
+                          m->n_gpus, m->ranges ? id_index_size(m->ranges) : 0, FORMAT_BYTES(m->bytes_allocated),
                           FORMAT_BYTES(mapped), m->clients ? str_table_size(m->clients) : 0, gone,
                           m->n_degraded > 0 ? ", repairing degraded ranges" : "", low, reset);
 }
@@ -484,18 +486,12 @@ uint64_t manager_now_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
-/* The first range whose id is id or above: usually id itself or one of the next few. */
-static Range *ranges_from(Manager *m, uint64_t id) {
-        Range *r;
+Range *manager_ranges_from(Manager *m, uint64_t id) {
+        return id_index_from(m->ranges, id);
+}
 
-        for (uint64_t i = id; i >= id && i - id <= 64; i++) {
-                r = manager_find_range(m, i);
-                if (r)
-                        return r;
-        }
-        for (r = m->ranges_head; r && r->id < id; r = r->next)
-                ;
-        return r;
+Range *manager_ranges_next(Manager *m, const Range *r) {
+        return id_index_next(m->ranges, r);
 }
 
 /*
@@ -512,11 +508,11 @@ static void repair_pass(Manager *m) {
 
         if (m->repair_cursor == 0)
                 m->repair_failed = 0;
-        for (Range *r = m->repair_cursor ? ranges_from(m, m->repair_cursor) : m->ranges_head; r; r = next) {
+        for (Range *r = manager_ranges_from(m, m->repair_cursor); r; r = next) {
                 uint64_t id = r->id;
                 int k;
 
-                next = r->next;
+                next = manager_ranges_next(m, r);
                 /* The clock after every repair (ioctls), and every 64 ranges skipped. */
                 if ((check || ++n % 64 == 0) && manager_now_usec() >= deadline) {
                         /* The rest in the next slice, after whatever else is waiting. */
@@ -537,7 +533,7 @@ static void repair_pass(Manager *m) {
                  * the next range is looked up again afterwards (a request may free it meanwhile). */
                 (void) job_claim(&r->claim);
                 k = range_repair(r);
-                next = ranges_from(m, id + 1);
+                next = manager_ranges_from(m, id + 1);
                 if (k < 0) {
                         m->repair_failed++;
                         log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
@@ -632,8 +628,8 @@ static void release_for_exit(Manager *m) {
         size_t n = 0;
 
         /* Non-persistent ranges die with us; free them cleanly so nothing depends on process teardown. */
-        for (Range *r = m->ranges_head; r; r = next) {
-                next = r->next;
+        for (Range *r = manager_ranges_from(m, 0); r; r = next) {
+                next = manager_ranges_next(m, r);
                 if (r->persistent)
                         continue;
                 for (uint32_t i = 0; i < r->n_pieces; i++)
@@ -974,10 +970,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        r = id_table_new(&m->ranges);
+        r = id_index_new(&m->ranges, offsetof(Range, id));
         if (r < 0)
                 return r;
-        r = id_table_new(&m->ranges_by_va);
+        r = slab_new(&m->range_slab, offsetof(Range, pieces) + sizeof(RangePiece));
         if (r < 0)
                 return r;
         r = request_cache_new(&m->requests, m->config.limit_request_ids_per_scope);

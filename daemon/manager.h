@@ -16,6 +16,7 @@
 #include "fd-slots.h"
 #include "conf.h"
 #include "executor.h"
+#include "id-index.h"
 #include "id-table.h"
 #include "kfd-device.h"
 #include "macro.h"
@@ -38,6 +39,7 @@ typedef struct RequestCache RequestCache;
 typedef struct DirectServer DirectServer;
 typedef struct Client Client;
 typedef struct Health Health;
+typedef struct Slab Slab;
 
 typedef enum BusKind {
         BUS_KIND_SYSTEM,
@@ -77,9 +79,8 @@ typedef struct Manager {
         size_t n_gpus;
 
         VaSpace *va;
-        IdTable *ranges;                /* id → Range */
-        IdTable *ranges_by_va;          /* start VA → Range */
-        Range *ranges_head, *ranges_tail;       /* id order, for ListRanges paging */
+        IdIndex *ranges;                /* id → Range, in id order (ListRanges' cursor, repair slices) */
+        Slab *range_slab;               /* single-piece Ranges (range_create()) */
         uint64_t next_range_id;
         uint64_t ids_reserved;          /* journaled: ids below it may have been handed out */
         uint64_t bytes_allocated;
@@ -145,6 +146,9 @@ int manager_reload(Manager *m, char **ret_error);
 
 Gpu *manager_find_gpu(Manager *m, uint32_t gpu_id);
 Range *manager_find_range(Manager *m, uint64_t id);
+/* The range with the smallest id ≥ id, or NULL; then the next in id order. Walking on is O(1). */
+Range *manager_ranges_from(Manager *m, uint64_t id);
+Range *manager_ranges_next(Manager *m, const Range *r);
 /* The persistent range an owner created with this request id (also before a restart). */
 Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_id);
 

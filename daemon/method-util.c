@@ -573,16 +573,16 @@ int method_prologue(Manager *m, sd_bus_message *msg, const RangeCall *call, Clie
 }
 
 /* Resolve AllocateBatch pieces: each must lie inside one host range; returns a malloc()ed array. */
-static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, RangePiece **ret, uint64_t *ret_total,
-                        sd_bus_error *error) {
-        _cleanup_free_ RangePiece *pieces = NULL;
+static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, RangeSpecPiece **ret,
+                        uint64_t *ret_total, sd_bus_error *error) {
+        _cleanup_free_ RangeSpecPiece *pieces = NULL;
         uint64_t total = 0;
         int r;
 
         if (hr->n == 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "A batch needs at least one host range.");
 
-        pieces = calloc(hr->n, sizeof(RangePiece));
+        pieces = calloc(hr->n, sizeof(RangeSpecPiece));
         if (!pieces)
                 return -ENOMEM;
 
@@ -598,8 +598,8 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu overflows the address space.", i);
                 /* Another tenant's range answers like no range: its id, kind and state are not ours to know. */
-                if (va_space_lookup(m->va, addr, &start, &rsize) < 0 ||
-                    !(src = id_table_get(m->ranges_by_va, start)) || !client_may(client, src, false) ||
+                if (va_space_lookup(m->va, addr, &start, &rsize, (void **) &src) < 0 ||
+                    !src || !client_may(client, src, false) ||
                     end > start + rsize)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu (0x%" PRIx64 "+%" PRIu64 ") does not lie inside one host range of svmd; "
@@ -611,7 +611,7 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                 r = range_check_busy(src, error);
                 if (r < 0)
                         return r;
-                pieces[i] = (RangePiece) { .userptr = addr, .size = size, .source = src };
+                pieces[i] = (RangeSpecPiece) { .userptr = addr, .size = size, .source = src };
         }
 
         *ret_total = total;
@@ -621,9 +621,9 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
 
 /* Build and validate a RangeSpec from allocation arguments. */
 int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *client, QuotaRequest *pending,
-                       RangeSpec *spec, RangePiece **ret_pieces, KfdSvmAttrs **ret_svm, uint64_t *ret_map,
+                       RangeSpec *spec, RangeSpecPiece **ret_pieces, KfdSvmAttrs **ret_svm, uint64_t *ret_map,
                        sd_bus_error *error) {
-        _cleanup_free_ RangePiece *pieces = NULL;
+        _cleanup_free_ RangeSpecPiece *pieces = NULL;
         _cleanup_free_ KfdSvmAttrs *svm = NULL;
         uint64_t map = 0, total = 0;
         uint32_t home = 0;

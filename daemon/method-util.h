@@ -143,7 +143,7 @@ int method_prologue(Manager *m, sd_bus_message *msg, const RangeCall *call, Clie
 /* Allocation arguments → a validated spec (quota included); *pending accumulates over a Commit. */
 /* *ret_svm: the initial attributes of an svm range (malloc()ed; NULL for other domains), spec->svm points there. */
 int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *client, QuotaRequest *pending,
-                       RangeSpec *spec, RangePiece **ret_pieces, KfdSvmAttrs **ret_svm, uint64_t *ret_map,
+                       RangeSpec *spec, RangeSpecPiece **ret_pieces, KfdSvmAttrs **ret_svm, uint64_t *ret_map,
                        sd_bus_error *error);
 
 /* May this client act on r? Owners (by uid) may; holders too where holders_ok; root always. */

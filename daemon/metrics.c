@@ -440,7 +440,7 @@ static void render_node(Out *o, Manager *m) {
         gauge(o, "svmd_ranges_recovered", "Persistent ranges restored at the last start.", mx->recovered_ranges);
         gauge(o, "svmd_ranges_lost", "Recorded ranges that could not be restored at the last start (LostRanges).",
               m->n_lost);
-        gauge(o, "svmd_ranges", "Live ranges.", id_table_size(m->ranges));
+        gauge(o, "svmd_ranges", "Live ranges.", id_index_size(m->ranges));
         gauge(o, "svmd_ranges_persistent", "Live persistent ranges.", m->n_persistent);
         gauge(o, "svmd_ranges_degraded", "Ranges whose rollback or free failed, being repaired.", m->n_degraded);
         (void) manager_teardown_pending(m, &teardown_ranges);

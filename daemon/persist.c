@@ -137,9 +137,9 @@ static json_t *range_to_json(Range *r) {
         Manager *m = r->manager;
         json_t *tokens = json_array(), *holders = json_array(), *o;
 
-        for (Token *t = r->tokens; t; t = t->range_next)
+        for (Token *t = range_tokens(r); t; t = t->range_next)
                 json_array_append_new(tokens, token_to_json(t));
-        for (Hold *h = r->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(r); h; h = h->range_next)
                 json_array_append_new(holders, hold_to_json(h->uid, h->read_only));
 
         o = json_pack("{sIsIsIsssIsIsosbsoso}",
@@ -159,24 +159,24 @@ static json_t *range_to_json(Range *r) {
         if (r->owner)
                 json_object_set_new(o, "owner", json_pack("{sIssss}", "uid", (json_int_t) r->owner->uid, "unit",
                                                           r->owner->unit, "cgroup", r->owner->cgroup));
-        if (r->label)
-                json_object_set_new(o, "label", json_string(r->label));
+        if (range_label(r))
+                json_object_set_new(o, "label", json_string(range_label(r)));
         if (r->fd_stored) {
                 char name[32];
 
                 json_object_set_new(o, "fd", json_string(stored_fd_name(r, name)));
         }
-        if (r->request_id)
-                json_object_set_new(o, "request-id", json_string(r->request_id));
-        if (r->request_id && r->request_digest != 0) {
+        if (range_request_id(r))
+                json_object_set_new(o, "request-id", json_string(range_request_id(r)));
+        if (range_request_id(r) && range_request_digest(r) != 0) {
                 char hex[17];
 
-                snprintf(hex, sizeof(hex), "%016" PRIx64, r->request_digest);
+                snprintf(hex, sizeof(hex), "%016" PRIx64, range_request_digest(r));
                 json_object_set_new(o, "request-digest", json_string(hex));
         }
-        if (r->svm)
-                json_object_set_new(o, "svm", svm_attrs_to_json(r->state == RANGE_STATE_DEGRADED ? &r->svm->want
-                                                                                                : &r->svm->attrs));
+        if (range_svm(r))
+                json_object_set_new(o, "svm", svm_attrs_to_json(r->state == RANGE_STATE_DEGRADED ? &range_svm(r)->want
+                                                                                                : &range_svm(r)->attrs));
         return o;
 }
 
@@ -283,7 +283,7 @@ static int write_state(JournalWriter *w, void *userdata) {
 
         snprintf(buf, sizeof(buf), "{\"next-id\":%" PRIu64 ",\"ranges\":{", MAX(m->ids_reserved, m->next_range_id));
         k = journal_write_raw(w, buf);
-        for (Range *r = m->ranges_head; k >= 0 && r; r = r->next) {
+        for (Range *r = manager_ranges_from(m, 0); k >= 0 && r; r = manager_ranges_next(m, r)) {
                 json_t *o;
 
                 if (!r->persistent || r->want_gone)
@@ -781,7 +781,7 @@ static bool token_hex_valid(const char *hex) {
  */
 static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
         uint64_t end, start = 0, rsize = 0;
-        Range *other;
+        Range *other = NULL;
 
         if (size == 0 || size % PAGE_SIZE_4K != 0 || va % PAGE_SIZE_4K != 0)
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 " and size %" PRIu64
@@ -791,10 +791,9 @@ static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s lies outside the SVM "
                               "window 0x%" PRIx64 "-0x%" PRIx64, va, FORMAT_BYTES(size), m->config.va_base,
                               m->config.va_base + m->config.va_size);
-        if (va_space_lookup(m->va, va, &start, &rsize) < 0 &&
-            (va_space_next(m->va, va, &start, &rsize) < 0 || start >= end))
+        if (va_space_lookup(m->va, va, &start, &rsize, (void **) &other) < 0 &&
+            (va_space_next(m->va, va, &start, &rsize, (void **) &other) < 0 || start >= end))
                 return 0;
-        other = id_table_get(m->ranges_by_va, start);
         if (!other)
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps memory "
                               "reserved at 0x%" PRIx64, va, FORMAT_BYTES(size), start);

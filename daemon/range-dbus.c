@@ -55,13 +55,13 @@ int range_object_find(sd_bus *bus, const char *path, const char *interface, void
 
 int range_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
         Manager *m = userdata;
-        size_t n = id_table_size(m->ranges), i = 0;
+        size_t n = id_index_size(m->ranges), i = 0;
         char **l;
 
         l = calloc(n + 1, sizeof(char *));
         if (!l)
                 return -ENOMEM;
-        for (Range *range = m->ranges_head; range && i < n; range = range->next) {
+        for (Range *range = manager_ranges_from(m, 0); range && i < n; range = manager_ranges_next(m, range)) {
                 if (!visible(m, bus, range))
                         continue;
                 if (range_path(range->id, &l[i]) < 0) {
@@ -118,7 +118,7 @@ static int property_get_state_reason(sd_bus *bus, const char *path, const char *
                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Range *range = userdata;
 
-        return sd_bus_message_append(reply, "s", strempty(range->lost_reason));
+        return sd_bus_message_append(reply, "s", strempty(range_lost_reason(range)));
 }
 
 static int property_get_home(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -151,7 +151,7 @@ static int property_get_holders(sd_bus *bus, const char *path, const char *inter
         r = sd_bus_message_open_container(reply, 'a', "(us)");
         if (r < 0)
                 return r;
-        for (Hold *h = range->holds; h; h = h->range_next) {
+        for (Hold *h = range_holds(range); h; h = h->range_next) {
                 r = sd_bus_message_append(reply, "(us)", (uint32_t) h->uid,
                                           h->client ? h->client->identity->unit : "");
                 if (r < 0)
@@ -168,7 +168,7 @@ static int property_get_revoking(sd_bus *bus, const char *path, const char *inte
         r = sd_bus_message_open_container(reply, 'a', "(ut)");
         if (r < 0)
                 return r;
-        for (Hold *h = range->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 if (h->revocation) {
                         r = sd_bus_message_append(reply, "(ut)", (uint32_t) h->uid, h->revocation->deadline_usec);
                         if (r < 0)
@@ -195,7 +195,7 @@ static int property_get_label(sd_bus *bus, const char *path, const char *interfa
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Range *range = userdata;
 
-        return sd_bus_message_append(reply, "s", strempty(range->label));
+        return sd_bus_message_append(reply, "s", strempty(range_label(range)));
 }
 
 static int property_get_svm_attributes(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -203,7 +203,7 @@ static int property_get_svm_attributes(sd_bus *bus, const char *path, const char
         Range *range = userdata;
 
         /* Empty for ranges of other domains. */
-        return svm_attrs_append(reply, range->svm ? &range->svm->attrs : NULL);
+        return svm_attrs_append(reply, range_svm(range) ? &range_svm(range)->attrs : NULL);
 }
 
 const sd_bus_vtable range_vtable[] = {

@@ -247,7 +247,7 @@ static void svm_adopt(Range *range, const KfdSvmAttrs *a) {
         range_account_mapping(range, before & ~after, -1);
         range_account_mapping(range, after & ~before, +1);
         range->pieces[0].mapped = after;
-        range->svm->attrs = *a;
+        range_svm(range)->attrs = *a;
 }
 
 typedef struct SvmUndo {
@@ -330,8 +330,8 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
                 return -ENOMEM;
 
         /* The prior state from the kernel itself: that is what an undo restores. */
-        r = kfd_svm_attrs_get(range_kfd_fd(range), range->va, range->size, range->svm->attrs.gpu_ids,
-                              range->svm->attrs.n_gpus, &now);
+        r = kfd_svm_attrs_get(range_kfd_fd(range), range->va, range->size, range_svm(range)->attrs.gpu_ids,
+                              range_svm(range)->attrs.n_gpus, &now);
         if (r < 0) {
                 (void) txn_fail(t->txn, r, 0, "reading the SVM attributes of range %" PRIu64, range->id);
                 return transaction_set_kernel_error(t, r, error);
@@ -355,9 +355,9 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
 int range_svm_repair(Range *range) {
         int r;
 
-        r = kfd_svm_attrs_restore(range_kfd_fd(range), range->va, range->size, &range->svm->want);
+        r = kfd_svm_attrs_restore(range_kfd_fd(range), range->va, range->size, &range_svm(range)->want);
         if (r < 0)
                 return r;
-        svm_adopt(range, &range->svm->want);
+        svm_adopt(range, &range_svm(range)->want);
         return 0;
 }

@@ -24,6 +24,7 @@
 #include "range-svm.h"
 #include "range.h"
 #include "size-util.h"
+#include "slab.h"
 #include "str-table.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
@@ -435,14 +436,14 @@ int range_validate_unmap(const Range *range, uint64_t mapped, uint64_t mask, sd_
 }
 
 int range_validate_free(const Range *range, sd_bus_error *error) {
-        if (range->n_batch_users > 0)
+        if (range_n_batch_users(range) > 0)
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " backs pieces of batch ranges; free those first.", range->id);
         return 0;
 }
 
 int range_validate_set_attributes(const Range *range, sd_bus_error *error) {
-        if (!range->svm)
+        if (!range_svm(range))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Range %" PRIu64 " is a %s range; SVM attributes apply to svm ranges only.", range->id,
                                          range_domain_to_string(range->domain));
@@ -455,17 +456,19 @@ static void batch_pin_sources(Range *range, int sign) {
                 Range *src = range->pieces[i].source;
                 if (!src)
                         continue;
+                /* A plain host range: its extra holds its memfd (range_create()). */
+                assert(src->extra);
                 if (sign > 0)
-                        src->n_batch_users++;
-                else if (src->n_batch_users > 0)
-                        src->n_batch_users--;
+                        src->extra->n_batch_users++;
+                else if (src->extra->n_batch_users > 0)
+                        src->extra->n_batch_users--;
         }
 }
 
 /* ---- tables ---- */
 
 static void request_key(const Range *range, char *buf, size_t len) {
-        snprintf(buf, len, "%u\x1f%s", (unsigned) range->owner->uid, range->request_id);
+        snprintf(buf, len, "%u\x1f%s", (unsigned) range->owner->uid, range_request_id(range));
 }
 
 static int range_register(Range *range) {
@@ -473,27 +476,15 @@ static int range_register(Range *range) {
         char key[32 + SVMD_MAX_REQUEST_ID_LEN];
         int r;
 
-        r = id_table_put(m->ranges, range->id, range);
+        r = id_index_put(m->ranges, range);
         if (r < 0)
                 return r;
-        r = id_table_put(m->ranges_by_va, range->va, range);
-        if (r < 0) {
-                (void) id_table_remove(m->ranges, range->id);
-                return r;
-        }
 
-        if (range->request_id && range->owner) {
+        if (range_request_id(range) && range->owner) {
                 request_key(range, key, sizeof(key));
                 (void) str_table_put(m->range_requests, key, range); /* a duplicate keeps the first */
         }
 
-        range->prev = m->ranges_tail;
-        range->next = NULL;
-        if (m->ranges_tail)
-                m->ranges_tail->next = range;
-        else
-                m->ranges_head = range;
-        m->ranges_tail = range;
         range->registered = true;
         return 0;
 }
@@ -503,24 +494,14 @@ static void range_unregister(Range *range) {
 
         if (!range->registered)
                 return;
-        if (range->request_id && range->owner) {
+        if (range_request_id(range) && range->owner) {
                 char key[32 + SVMD_MAX_REQUEST_ID_LEN];
 
                 request_key(range, key, sizeof(key));
                 if (str_table_get(m->range_requests, key) == range)
                         (void) str_table_remove(m->range_requests, key);
         }
-        (void) id_table_remove(m->ranges, range->id);
-        (void) id_table_remove(m->ranges_by_va, range->va);
-        if (range->prev)
-                range->prev->next = range->next;
-        else
-                m->ranges_head = range->next;
-        if (range->next)
-                range->next->prev = range->prev;
-        else
-                m->ranges_tail = range->prev;
-        range->prev = range->next = NULL;
+        (void) id_index_remove(m->ranges, range->id);
         range->registered = false;
 }
 
@@ -539,27 +520,61 @@ static void host_unmap_window(Range *range) {
                                           range->id);
                 range->window_mapped = false;
         }
-        range->memfd = safe_close(range->memfd);
+        if (range->extra)
+                range->extra->memfd = safe_close(range->extra->memfd);
+}
+
+RangeExtra *range_extra(Range *range) {
+        if (!range->extra) {
+                range->extra = calloc(1, sizeof(RangeExtra));
+                if (!range->extra)
+                        return NULL;
+                range->extra->memfd = -EBADF;
+        }
+        return range->extra;
+}
+
+int range_set_lost_reason(Range *range, char *reason) {
+        RangeExtra *x = reason ? range_extra(range) : range->extra;
+
+        if (!x) {
+                free(reason);
+                return reason ? -ENOMEM : 0;
+        }
+        free(x->lost_reason);
+        x->lost_reason = reason;
+        return 0;
+}
+
+static RangeExtra *range_extra_free(Range *range) {
+        RangeExtra *x = range->extra;
+
+        if (!x)
+                return NULL;
+        safe_close(x->memfd);
+        free(x->svm);
+        free(x->label);
+        free(x->lost_reason);
+        free(x->request_id);
+        free(x);
+        return NULL;
 }
 
 Range *range_free_struct(Range *range) {
         if (!range)
                 return NULL;
         job_claim_drop(&range->claim);
-        while (range->tokens)
-                token_free(range->manager, range->tokens);
-        while (range->holds)
-                hold_free(range->holds);
+        while (range_tokens(range))
+                token_free(range->manager, range_tokens(range));
+        while (range_holds(range))
+                hold_free(range_holds(range));
         client_remove_range(range);
         identity_unref(range->manager, range->owner);
-        if (range->pieces != &range->inline_piece)
-                free(range->pieces);
-        safe_close(range->memfd);
-        free(range->svm);
-        free(range->label);
-        free(range->lost_reason);
-        free(range->request_id);
-        free(range);
+        range->extra = range_extra_free(range);
+        if (range->n_pieces > 1)
+                free(range);
+        else
+                slab_put(range->manager->range_slab, range);
         return NULL;
 }
 
@@ -818,7 +833,7 @@ static int host_map_window(Transaction *t, Range *range, int restore_fd) {
         if (p == MAP_FAILED)
                 return txn_fail(t->txn, negative_errno(), 0, "mapping the host memory of range %" PRIu64, range->id);
 
-        range->memfd = TAKE_FD(fd);
+        range->extra->memfd = TAKE_FD(fd); /* memfd ranges have one from the start (range_create()) */
         range->window_mapped = true;
         return add_undo(t, undo_window, TAKE_PTR(u), 0, "unmap host memory of");
 }
@@ -840,10 +855,10 @@ static int svm_create(Transaction *t, Range *range, const KfdSvmAttrs *initial, 
 
         assert(initial);
 
-        range->svm = range_svm_new();
-        if (!range->svm)
+        range->extra->svm = range_svm_new(); /* as memfd ranges, it has an extra (range_create()) */
+        if (!range->extra->svm)
                 return -ENOMEM;
-        range->pieces[0] = (RangePiece) { .va = range->va, .size = range->size };
+        range->pieces[0] = (RangePiece) { .size = range->size };
         u = undo_new(range, 0);
         if (!u)
                 return -ENOMEM;
@@ -869,47 +884,46 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         if (!spec->restore_id)
                 persist_reserve_id(m, m->next_range_id);
 
-        range = calloc(1, sizeof(Range));
+        /* The pieces come with the struct: one, from the manager's slab (no malloc header, no holes
+         * between ranges), or a batch range's n_pieces (bounded by validation). */
+        if (spec->n_pieces > 1)
+                range = calloc(1, offsetof(Range, pieces) + spec->n_pieces * sizeof(RangePiece));
+        else
+                range = slab_alloc0(m->range_slab);
         if (!range)
                 return -ENOMEM;
-        *range = (Range) {
-                .manager = m,
-                .id = spec->restore_id ?: m->next_range_id++,
-                .size = size,
-                .home = spec->home,
-                .flags = spec->flags,
-                .domain = spec->domain,
-                .persistent = spec->persistent,
-                .memfd = -EBADF,
-                .owner = identity_ref(spec->owner),
-        };
+        range->manager = m;
+        range->id = spec->restore_id ?: m->next_range_id++;
+        range->size = size;
+        range->home = (uint8_t) spec->home;
+        range->flags = spec->flags;
+        range->domain = (uint8_t) spec->domain;
+        range->persistent = spec->persistent;
+        range->owner = identity_ref(spec->owner);
+        range->n_pieces = MAX(spec->n_pieces, 1U);
         if (spec->restore_id >= m->next_range_id)
                 m->next_range_id = spec->restore_id + 1;
+        /* Host and svm ranges keep their memfd there, batch sources their pins: from the start,
+         * so that nothing later needs an allocation that could fail. */
+        if ((spec->label || (spec->persistent && spec->request_id) || range_domain_is_memfd(spec->domain)) &&
+            !range_extra(range)) {
+                range_free_struct(range);
+                return -ENOMEM;
+        }
         if (spec->label) {
-                range->label = strdup(spec->label);
-                if (!range->label) {
+                range->extra->label = strdup(spec->label);
+                if (!range->extra->label) {
                         range_free_struct(range);
                         return -ENOMEM;
                 }
         }
         if (spec->persistent && spec->request_id) {
-                range->request_id = strdup(spec->request_id);
-                if (!range->request_id) {
+                range->extra->request_id = strdup(spec->request_id);
+                if (!range->extra->request_id) {
                         range_free_struct(range);
                         return -ENOMEM;
                 }
-                range->request_digest = spec->request_digest;
-        }
-        if (spec->n_pieces > 1) {
-                range->pieces = calloc(spec->n_pieces, sizeof(RangePiece));
-                if (!range->pieces) {
-                        range_free_struct(range);
-                        return -ENOMEM;
-                }
-                range->n_pieces = spec->n_pieces;
-        } else {
-                range->pieces = &range->inline_piece;
-                range->n_pieces = 1;
+                range->extra->request_digest = spec->request_digest;
         }
         /* Also after a restart the context is chosen again: the dma-buf imports into any context. */
         range->context = (uint8_t) context_pick(m, spec->owner ? spec->owner->scope : NULL, spec->domain,
@@ -926,13 +940,13 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
 
         if (spec->restore_va) {
                 range->va = spec->restore_va;
-                r = va_space_reserve(m->va, range->va, size);
+                r = va_space_reserve(m->va, range->va, size, range);
                 if (r < 0)
                         return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                                  "The recorded VA 0x%" PRIx64 "+%s of range %" PRIu64 " is not free: %s.",
                                                  range->va, FORMAT_BYTES(size), range->id, strerror(-r));
         } else
-                r = va_space_alloc(m->va, size, spec->alignment, &range->va);
+                r = va_space_alloc(m->va, size, spec->alignment, range, &range->va);
         if (r < 0) {
                 if (r == -ENOMEM)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
@@ -980,16 +994,16 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         offset = 0;
         for (uint32_t i = 0; i < range->n_pieces; i++) {
                 RangePiece *p = &range->pieces[i];
+                uint64_t va = range->va + offset, userptr;
 
                 if (spec->n_pieces > 0) {
                         p->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
-                        p->userptr = spec->pieces[i].userptr;
+                        userptr = spec->pieces[i].userptr;
                         p->source = spec->pieces[i].source;
                 } else {
                         p->size = size;
-                        p->userptr = spec->domain == RANGE_DOMAIN_HOST ? range->va : 0;
+                        userptr = spec->domain == RANGE_DOMAIN_HOST ? range->va : 0;
                 }
-                p->va = range->va + offset;
                 offset += p->size;
 
                 u = undo_new(range, i);
@@ -1001,10 +1015,10 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         range_account(range, +1);
                 if (spec->restore_fd >= 0 && spec->domain != RANGE_DOMAIN_HOST)
                         /* After a restart: the same buffer, alive through the dma-buf in the fd store. */
-                        r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, p->va,
+                        r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, va,
                                               &p->handle);
                 else
-                        r = kfd_alloc(range_kfd_fd(range), p->va, p->size, home->gpu_id, flags, p->userptr,
+                        r = kfd_alloc(range_kfd_fd(range), va, p->size, home->gpu_id, flags, userptr,
                                       &p->handle, NULL);
                 if (r < 0) {
                         if (i == 0)
@@ -1040,7 +1054,7 @@ int range_map(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error) 
 
         if ((mask & ~range_mapped(range)) == 0)
                 return 0;
-        if (range->svm) {
+        if (range_svm(range)) {
                 struct kfd_ioctl_svm_attribute list[KFD_SVM_MAX_GPUS];
                 uint32_t n = svm_access_list(m, mask & ~range_mapped(range), KFD_IOCTL_SVM_ATTR_ACCESS, list);
                 return range_svm_change(t, range, list, n, error);
@@ -1083,7 +1097,7 @@ int range_unmap(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error
 
         if ((mask & range_mapped_any(range)) == 0)
                 return 0;
-        if (range->svm) {
+        if (range_svm(range)) {
                 struct kfd_ioctl_svm_attribute list[KFD_SVM_MAX_GPUS];
                 uint32_t n = svm_access_list(range->manager, mask & range_mapped_any(range), KFD_IOCTL_SVM_ATTR_NO_ACCESS, list);
                 return range_svm_change(t, range, list, n, error);
@@ -1128,7 +1142,7 @@ int range_free(Transaction *t, Range *range, sd_bus_error *error) {
         if (r < 0)
                 return r;
         /* svm: no NO_ACCESS first; the kernel forgets the range, access and all, with its window mapping. */
-        if (range->svm) {
+        if (range_svm(range)) {
                 r = transaction_touch(t, range, false); /* the GPUs it was mapped on are announced */
                 if (r < 0)
                         return r;
@@ -1143,7 +1157,7 @@ int range_free(Transaction *t, Range *range, sd_bus_error *error) {
 int range_release_kernel(Range *range, uint32_t *ret_failed_gpu) {
         int r;
 
-        if (range->svm) {
+        if (range_svm(range)) {
                 /* Nothing to free: the kernel drops the range, with every GPU's access, together with the
                  * window mapping (range_destroy). */
                 range_account_mapping(range, range->pieces[0].mapped, -1);
@@ -1182,7 +1196,7 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
 
         if (range_domain_is_memfd(range->domain)) {
                 /* A new open file description: read-only where asked, independent of ours. */
-                snprintf(path, sizeof(path), "/proc/self/fd/%d", range->memfd);
+                snprintf(path, sizeof(path), "/proc/self/fd/%d", range_memfd(range));
                 fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
                 if (fd < 0)
                         return sd_bus_error_setf(error, SVMD_ERROR_KERNEL,
@@ -1214,10 +1228,10 @@ int range_repair(Range *range) {
         int r;
 
         /* Batch pieces still use its pages: the window must stay mapped until they are gone. */
-        if (range->want_gone && range->n_batch_users > 0)
+        if (range->want_gone && range_n_batch_users(range) > 0)
                 return -EBUSY;
 
-        if (range->svm && !range->want_gone) {
+        if (range_svm(range) && !range->want_gone) {
                 r = range_svm_repair(range);
                 if (r < 0)
                         return r;
@@ -1247,6 +1261,6 @@ int range_repair(Range *range) {
         range->state = RANGE_STATE_ACTIVE;
         range->manager->n_degraded--;
         persist_range(range->manager, range);
-        range_emit_changed(range, (const char *const[]) { "State", "MappedGpus", range->svm ? "SvmAttributes" : NULL, NULL });
+        range_emit_changed(range, (const char *const[]) { "State", "MappedGpus", range_svm(range) ? "SvmAttributes" : NULL, NULL });
         return 0;
 }

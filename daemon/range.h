@@ -14,6 +14,7 @@
  * undo and repair know precisely what to reverse.
  */
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -61,15 +62,39 @@ typedef enum RangeFlag {
         _RANGE_FLAG_ALL          = (1 << 8) - 1,
 } RangeFlag;
 
+/* One KFD buffer of a range. Its VA and CPU address matter only while it is created (range_create()). */
 typedef struct RangePiece {
         uint64_t handle;        /* KFD handle; never shown to clients */
-        uint64_t va;            /* GPU VA of this piece */
         uint64_t size;
-        uint64_t userptr;       /* host/batch: the CPU address registered */
         uint64_t mapped;        /* GPUs (bit = Gpu.index) this piece is mapped on, exactly */
         Range *source;          /* batch: the host range whose pages back this piece */
         bool allocated;         /* the KFD handle exists */
 } RangePiece;
+
+/* A piece of a batch range as a request asks for it. */
+typedef struct RangeSpecPiece {
+        uint64_t userptr;       /* the CPU address registered: inside source */
+        uint64_t size;
+        Range *source;          /* the host range whose pages back this piece */
+} RangeSpecPiece;
+
+/*
+ * What most ranges never have: a label, a request id, holders or share tokens, SVM attributes,
+ * host memory, lost contents. Allocated on first use (range_extra()) and kept until the range is
+ * freed, so that the Range every live range pays for stays small (docs/architecture.md, "Memory
+ * per range"). Read through the accessors below, which answer for a range without one.
+ */
+typedef struct RangeExtra {
+        char *label;
+        char *request_id;       /* persistent ranges: the request id that created it */
+        uint64_t request_digest;        /* and request_digest() of that call; 0: not recorded */
+        char *lost_reason;      /* its VRAM contents went with a GPU reset (health.c); NULL otherwise */
+        RangeSvm *svm;          /* svm: its attributes (range-svm.h); NULL otherwise */
+        Hold *holds;            /* Attach references */
+        Token *tokens;          /* Share tokens */
+        int memfd;              /* host, svm: the backing; -EBADF otherwise */
+        uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
+} RangeExtra;
 
 struct Range {
         Manager *manager;
@@ -77,45 +102,68 @@ struct Range {
         uint64_t id;
         uint64_t va;
         uint64_t size;          /* page-aligned */
-        Range *prev, *next;     /* Manager list, id order */
-
-        RangePiece *pieces;     /* &inline_piece, or an array for batch ranges */
-        RangePiece inline_piece;
-        uint32_t n_pieces;
-
-        uint32_t home;          /* Gpu.index of the owning GPU */
-        uint16_t flags;         /* RangeFlag */
-        uint8_t domain;         /* RangeDomain */
-        uint8_t state;          /* RangeState */
-        bool persistent;
-        bool fd_stored;         /* its fd is in the service manager's fd store (persist.c) */
-        bool gone_journaled;    /* the journal already says it is freed (transaction_commit()) */
-        bool registered;        /* in the manager's tables */
-        bool window_mapped;     /* host: memfd mapped at va in the daemon */
-        bool rollback_failed;   /* an undo failed: later undos leave it to repair */
-        int rollback_error;     /* that undo's errno (negative), for the log */
-        uint32_t rollback_gpu;  /* and the GPU it failed on, 0: none in particular */
-        bool want_gone;         /* degraded: repair frees it */
-        bool svm_accounted;     /* svm: counted in the allocation totals */
-        uint64_t want_mapped;   /* degraded: where repair is heading */
-        uint32_t fd_slot;       /* fd_stored: its name there (fd-slots.h); FD_SLOT_LEGACY: "range-<id>" */
-
-        bool owner_detached;    /* freed by its owner while holders remain */
-        uint8_t context;        /* Manager.contexts[] its KFD buffers live in (context.h) */
-        int memfd;              /* host, svm: the backing; -EBADF otherwise */
-        RangeSvm *svm;          /* svm: its attributes (range-svm.h); NULL otherwise */
-        char *request_id;       /* persistent ranges: the request id that created it */
-        uint64_t request_digest;        /* and request_digest() of that call; 0: not recorded */
-        uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
-        char *label;
-        char *lost_reason;      /* its VRAM contents went with a GPU reset (health.c); NULL otherwise */
 
         Identity *owner;        /* charged for it; kept while the range lives */
         Client *client;         /* the connection that owns it, NULL once gone */
         Range *client_prev, *client_next;
-        Hold *holds;            /* Attach references */
-        Token *tokens;          /* Share tokens */
+        RangeExtra *extra;      /* NULL until a rare field is first set */
+
+        uint64_t want_mapped;   /* degraded: where repair is heading */
+        int rollback_error;     /* an undo failed: its errno (negative), for the log */
+        uint32_t rollback_gpu;  /* and the GPU it failed on, 0: none in particular */
+        uint32_t n_pieces;
+        uint32_t fd_slot;       /* fd_stored: its name there (fd-slots.h); FD_SLOT_LEGACY: "range-<id>" */
+        uint16_t flags;         /* RangeFlag */
+        uint8_t home;           /* Gpu.index of the owning GPU */
+        uint8_t domain;         /* RangeDomain */
+        uint8_t state;          /* RangeState */
+        uint8_t context;        /* Manager.contexts[] its KFD buffers live in (context.h) */
+        bool persistent : 1;
+        bool fd_stored : 1;     /* its fd is in the service manager's fd store (persist.c) */
+        bool gone_journaled : 1;        /* the journal already says it is freed (transaction_commit()) */
+        bool registered : 1;    /* in the manager's tables */
+        bool window_mapped : 1; /* host: memfd mapped at va in the daemon */
+        bool rollback_failed : 1;       /* an undo failed: later undos leave it to repair */
+        bool want_gone : 1;     /* degraded: repair frees it */
+        bool svm_accounted : 1; /* svm: counted in the allocation totals */
+        bool owner_detached : 1;        /* freed by its owner while holders remain */
+
+        /* One for most ranges, n_pieces for batch ranges: allocated with the struct. */
+        RangePiece pieces[];
 };
+
+/* The range's RangeExtra, allocated on first use; NULL if that allocation failed. */
+RangeExtra *range_extra(Range *range);
+
+static inline const char *range_label(const Range *r) {
+        return r->extra ? r->extra->label : NULL;
+}
+static inline const char *range_request_id(const Range *r) {
+        return r->extra ? r->extra->request_id : NULL;
+}
+static inline uint64_t range_request_digest(const Range *r) {
+        return r->extra ? r->extra->request_digest : 0;
+}
+static inline const char *range_lost_reason(const Range *r) {
+        return r->extra ? r->extra->lost_reason : NULL;
+}
+static inline RangeSvm *range_svm(const Range *r) {
+        return r->extra ? r->extra->svm : NULL;
+}
+static inline Hold *range_holds(const Range *r) {
+        return r->extra ? r->extra->holds : NULL;
+}
+static inline Token *range_tokens(const Range *r) {
+        return r->extra ? r->extra->tokens : NULL;
+}
+static inline int range_memfd(const Range *r) {
+        return r->extra ? r->extra->memfd : -EBADF;
+}
+static inline uint32_t range_n_batch_users(const Range *r) {
+        return r->extra ? r->extra->n_batch_users : 0;
+}
+/* Takes reason (NULL: the contents are fine again). -ENOMEM: nothing changed, reason freed. */
+int range_set_lost_reason(Range *range, char *reason);
 
 const char *range_domain_to_string(RangeDomain d);
 RangeDomain range_domain_from_string(const char *s);
@@ -149,7 +197,7 @@ typedef struct RangeSpec {
         Identity *owner;
         Client *client;
         /* batch: n_pieces > 0, pieces[i].userptr/.size set, .source resolved */
-        const RangePiece *pieces;
+        const RangeSpecPiece *pieces;
         uint32_t n_pieces;
         char *request_id;       /* remembered with persistent ranges, for retries across restarts */
         uint64_t request_digest;        /* request_digest() of the call; 0: unknown */

@@ -112,7 +112,7 @@ void client_forget_revoked(Client *c, uint64_t id) {
 }
 
 static Hold *first_hold_of(Range *range, Revocation *rev) {
-        for (Hold *h = range->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 if (h->revocation == rev)
                         return h;
         return NULL;
@@ -172,12 +172,12 @@ static void send_requested(Manager *m, Client *c, Range *range, const Hold *h) {
  * uid, administrators) hear of every hold, each once.
  */
 static void announce(Manager *m, Range *range, Revocation *rev) {
-        for (Hold *h = range->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 if (h->revocation == rev)
                         send_requested(m, h->client, range, h);
         for (Client *c = m->subscribers; c; c = c->subscriber_next)
                 if (sees_revocations(c, rev))
-                        for (Hold *h = range->holds; h; h = h->range_next)
+                        for (Hold *h = range_holds(range); h; h = h->range_next)
                                 if (h->revocation == rev && h->client != c)
                                         send_requested(m, c, range, h);
 }
@@ -219,15 +219,15 @@ int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid,
         (void) sd_event_source_set_description(rev->timer, "revocation-deadline");
 
         if (all)
-                while (r->tokens)
-                        token_remove(m, r->tokens);
+                while (range_tokens(r))
+                        token_remove(m, range_tokens(r));
 
         /* Restored holds no connection adopted have no one to ask: they go now. */
-        for (Hold *h = r->holds, *next; h; h = next) {
+        for (Hold *h = range_holds(r), *next; h; h = next) {
                 next = h->range_next;
                 if (h->client || !revokes(h, all, uid))
                         continue;
-                if (!next && h == r->holds && r->owner_detached) {
+                if (!next && h == range_holds(r) && r->owner_detached) {
                         /* The range's last hold: the range goes with it. */
                         (void) range_release_hold(h);
                         r = NULL;
@@ -236,7 +236,7 @@ int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid,
                 (void) range_release_hold(h);
         }
         if (r)
-                for (Hold *h = r->holds; h; h = h->range_next)
+                for (Hold *h = range_holds(r); h; h = h->range_next)
                         if (revokes(h, all, uid)) {
                                 h->revocation = rev;
                                 asked++;
@@ -264,7 +264,7 @@ void revocations_free(Manager *m) {
                 Revocation *rev = m->revocations;
                 Range *range = manager_find_range(m, rev->range_id);
 
-                for (Hold *h = range ? range->holds : NULL; h; h = h->range_next)
+                for (Hold *h = range ? range_holds(range) : NULL; h; h = h->range_next)
                         if (h->revocation == rev)
                                 h->revocation = NULL;
                 revocation_unlink(rev);

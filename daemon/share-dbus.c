@@ -207,7 +207,7 @@ static int live_token(Manager *m, const char *token, Token **ret, sd_bus_error *
 
 /* Would an Attach by c take a new hold (rather than keep its own, or adopt its uid's restored one)? */
 static bool attach_adds_hold(const Client *c, const Range *range) {
-        for (const Hold *h = range->holds; h; h = h->range_next)
+        for (const Hold *h = range_holds(range); h; h = h->range_next)
                 if (h->client == c || (!h->client && h->uid == c->identity->uid))
                         return false;
         return true;
@@ -376,7 +376,7 @@ int method_list_tokens(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         r = sd_bus_message_open_container(reply, 'a', "(sa{sv})");
-        for (Token *t = range->tokens; r >= 0 && t; t = t->range_next) {
+        for (Token *t = range_tokens(range); r >= 0 && t; t = t->range_next) {
                 r = sd_bus_message_open_container(reply, 'r', "sa{sv}");
                 if (r >= 0)
                         r = sd_bus_message_append(reply, "s", t->token);
@@ -426,7 +426,7 @@ int method_revoke_token(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
 /* The revocations of one uid's holds name a holder: NoSuchRange if uid holds none. */
 static int check_holder(Range *range, uint32_t uid, sd_bus_error *error) {
-        for (Hold *h = range->holds; h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 if (h->uid == (uid_t) uid)
                         return 0;
         return sd_bus_error_setf(error, SVMD_ERROR_NO_SUCH_RANGE,

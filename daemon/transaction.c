@@ -65,12 +65,12 @@ int transaction_touch(Transaction *t, Range *r, bool created) {
                 t->touched = nt;
                 t->n_touched_allocated = n;
         }
-        if (!created && r->svm) {
+        if (!created && range_svm(r)) {
                 /* Where a failed rollback leaves repair heading. */
                 svm_before = malloc(sizeof(KfdSvmAttrs));
                 if (!svm_before)
                         return -ENOMEM;
-                *svm_before = r->svm->attrs;
+                *svm_before = range_svm(r)->attrs;
         }
         t->touched[t->n_touched++] = (TouchedRange) {
                 .range = r,
@@ -283,8 +283,8 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                         }
                         r->want_gone = tr->created;
                         r->want_mapped = tr->mapped_before;
-                        if (r->svm && tr->svm_before)
-                                r->svm->want = *tr->svm_before;
+                        if (range_svm(r) && tr->svm_before)
+                                range_svm(r)->want = *tr->svm_before;
                         degraded = true;
                         range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
                         if (o < sizeof(ids))
@@ -335,7 +335,7 @@ static void publish(Transaction *t) {
                 if (tr->created) {
                         counts_changed = true;
                         manager_emit_range_created(m, r);
-                } else if (r->svm && tr->svm_before && !kfd_svm_attrs_equal(&r->svm->attrs, tr->svm_before))
+                } else if (range_svm(r) && tr->svm_before && !kfd_svm_attrs_equal(&range_svm(r)->attrs, tr->svm_before))
                         range_emit_changed(r, svm_props);
                 else if (range_mapped_any(r) != tr->mapped_before)
                         range_emit_changed(r, range_props);

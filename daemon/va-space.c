@@ -17,8 +17,8 @@
  *            so a 2 MiB-aligned best fit is found by one descent as well.
  *
  * Nodes come from a private pool (chunks of up to 2 MiB, free list threaded through the nodes),
- * which removes malloc's per-object header and keeps a node at 80 bytes. The pool keeps its
- * high-water mark until the VaSpace is freed; at 80 bytes per node that is bounded by the
+ * which removes malloc's per-object header and keeps a node at 88 bytes. The pool keeps its
+ * high-water mark until the VaSpace is freed; at 88 bytes per node that is bounded by the
  * number of ranges the daemon ever held at once.
  *
  * Aligned allocation
@@ -73,6 +73,7 @@ typedef struct VaNode {
         AvlNode by_gap; /* linked only while gap > 0 */
         uint64_t gap;           /* length of the hole after this range */
         uint64_t fit_large_max; /* max over the by_gap subtree of va_node_fit_large() */
+        void *data;             /* the caller's object for this range (the daemon's Range) */
 } VaNode;
 
 typedef struct VaNodeChunk {
@@ -382,7 +383,7 @@ static VaNode *va_space_node_at_or_before(VaSpace *s, uint64_t addr) {
  * Carves [va, va + size) out of the hole after p, which must contain it, into the fresh node n.
  * n is linked right after p in address order without a search.
  */
-static void va_space_split(VaSpace *s, VaNode *p, VaNode *n, uint64_t va, uint64_t size) {
+static void va_space_split(VaSpace *s, VaNode *p, VaNode *n, uint64_t va, uint64_t size, void *data) {
         uint64_t hole_end = va_node_end(p) + p->gap;
 
         va_gap_unlink(s, p);
@@ -391,6 +392,7 @@ static void va_space_split(VaSpace *s, VaNode *p, VaNode *n, uint64_t va, uint64
 
         n->start = va;
         n->size = size;
+        n->data = data;
         n->gap = hole_end - (va + size);
         va_gap_link(s, n);
         avl_insert_after(&s->by_addr, p == &s->head ? NULL : &p->by_addr, &n->by_addr);
@@ -399,7 +401,7 @@ static void va_space_split(VaSpace *s, VaNode *p, VaNode *n, uint64_t va, uint64
         s->n_ranges++;
 }
 
-int va_space_alloc(VaSpace *s, uint64_t size, uint64_t alignment, uint64_t *ret_va) {
+int va_space_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, uint64_t *ret_va) {
         VaNode *p, *n;
         uint64_t va;
         bool ok;
@@ -426,14 +428,14 @@ int va_space_alloc(VaSpace *s, uint64_t size, uint64_t alignment, uint64_t *ret_
         if (!n)
                 return -ENOMEM;
 
-        va_space_split(s, p, n, va, size);
+        va_space_split(s, p, n, va, size, data);
 
         if (ret_va)
                 *ret_va = va;
         return 0;
 }
 
-int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size) {
+int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size, void *data) {
         VaNode *p, *n;
         uint64_t end;
 
@@ -454,7 +456,7 @@ int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size) {
         if (!n)
                 return -ENOMEM;
 
-        va_space_split(s, p, n, va, size);
+        va_space_split(s, p, n, va, size, data);
         return 0;
 }
 
@@ -495,7 +497,7 @@ int va_space_release(VaSpace *s, uint64_t va, uint64_t *ret_size) {
         return 0;
 }
 
-int va_space_lookup(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size) {
+int va_space_lookup(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data) {
         VaNode *n;
 
         assert(s);
@@ -508,10 +510,12 @@ int va_space_lookup(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *re
                 *ret_start = n->start;
         if (ret_size)
                 *ret_size = n->size;
+        if (ret_data)
+                *ret_data = n->data;
         return 0;
 }
 
-int va_space_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size) {
+int va_space_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data) {
         VaNode *best = NULL;
 
         assert(s);
@@ -532,6 +536,8 @@ int va_space_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_
                 *ret_start = best->start;
         if (ret_size)
                 *ret_size = best->size;
+        if (ret_data)
+                *ret_data = best->data;
         return 0;
 }
 

@@ -40,19 +40,19 @@ int va_space_new(VaSpace **ret, uint64_t base, uint64_t size);
 VaSpace *va_space_free(VaSpace *s);
 
 /*
- * Allocates size bytes, rounded up to 4 KiB, at the smallest hole that fits (best fit).
+ * Allocates size bytes, rounded up to 4 KiB, for data (kept with the range, may be NULL), at the smallest hole that fits (best fit).
  * alignment 0 picks 2 MiB for sizes ≥ 2 MiB, 4 KiB otherwise; an explicit alignment must be a power
  * of two ≥ 4 KiB. Returns -EINVAL for size 0, a bad alignment or overflow, -ENOMEM if no hole fits
  * (or, for alignments other than 4 KiB and 2 MiB, if none was found; see va-space.c).
  */
-int va_space_alloc(VaSpace *s, uint64_t size, uint64_t alignment, uint64_t *ret_va);
+int va_space_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, uint64_t *ret_va);
 
 /*
- * Claims exactly [va, va + size), e.g. when restoring recorded ranges after a restart. Both must
+ * Claims exactly [va, va + size) for data, e.g. when restoring recorded ranges after a restart. Both must
  * be multiples of 4 KiB (-EINVAL). Returns -ERANGE if the range is not inside the window, -EEXIST
  * if a range already starts at va, -EBUSY if it overlaps another range.
  */
-int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size);
+int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size, void *data);
 
 /*
  * Releases the range starting at va; neighbouring holes merge. Returns -ENOENT if no range starts
@@ -60,11 +60,15 @@ int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size);
  */
 int va_space_release(VaSpace *s, uint64_t va, uint64_t *ret_size);
 
-/* Finds the range containing addr; -ENOENT if addr lies in a hole or outside the window. */
-int va_space_lookup(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size);
+/*
+ * Finds the range containing addr; -ENOENT if addr lies in a hole or outside the window. ret_data
+ * receives the data given to va_space_alloc() or va_space_reserve(): the VA space doubles as the
+ * index from address to object, without a table of its own.
+ */
+int va_space_lookup(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data);
 
 /* Finds the first range starting at or after addr, to enumerate ranges; -ENOENT if none. */
-int va_space_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size);
+int va_space_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data);
 
 void va_space_get_stats(const VaSpace *s, VaSpaceStats *ret);
 

@@ -23,11 +23,13 @@
 
 #include <jansson.h>
 
+#include "client.h"
 #include "emu-kernel.h"
 #include "gpu.h"
 #include "manager.h"
 #include "range-svm.h"
 #include "range.h"
+#include "str-table.h"
 #include "transaction.h"
 #include "unit-assert.h"
 
@@ -111,12 +113,12 @@ static EmuKernel *emu;
 /* What must be back after a failed operation: the kernel's state and svmd's. */
 typedef struct State {
         char *dump;
-        size_t n_ranges, n_ranges_by_va;
+        size_t n_ranges;
         uint64_t bytes_allocated, n_persistent;
         uint64_t batch_users;   /* pins of host ranges by batch ranges, over every range */
         VaSpaceStats va;
         uint64_t gpu[64][3];
-        Range *head, *tail;
+        Range *first;           /* in id order */
 } State;
 
 static void state_get(State *ret) {
@@ -128,17 +130,15 @@ static void state_get(State *ret) {
         json_object_del(v, "faults");
         *ret = (State) {
                 .dump = json_dumps(v, JSON_SORT_KEYS | JSON_INDENT(1)),
-                .n_ranges = id_table_size(m->ranges),
-                .n_ranges_by_va = id_table_size(m->ranges_by_va),
+                .n_ranges = id_index_size(m->ranges),
                 .bytes_allocated = m->bytes_allocated,
                 .n_persistent = m->n_persistent,
-                .head = m->ranges_head,
-                .tail = m->ranges_tail,
+                .first = manager_ranges_from(m, 0),
         };
         json_decref(v);
         ASSERT_NOT_NULL(ret->dump);
-        for (Range *range = m->ranges_head; range; range = range->next)
-                ret->batch_users += range->n_batch_users;
+        for (Range *range = manager_ranges_from(m, 0); range; range = manager_ranges_next(m, range))
+                ret->batch_users += range_n_batch_users(range);
         va_space_get_stats(m->va, &ret->va);
         ret->va.metadata_bytes = 0; /* free node slots are kept */
         for (size_t i = 0; i < m->n_gpus; i++) {
@@ -154,10 +154,10 @@ static void state_assert_equal(const State *a, const State *b, const char *what,
                         what, n, a->dump, b->dump);
                 abort();
         }
-        if (a->n_ranges != b->n_ranges || a->n_ranges_by_va != b->n_ranges_by_va ||
+        if (a->n_ranges != b->n_ranges ||
             a->bytes_allocated != b->bytes_allocated || a->n_persistent != b->n_persistent ||
             a->batch_users != b->batch_users ||
-            a->head != b->head || a->tail != b->tail || memcmp(&a->va, &b->va, sizeof(a->va)) != 0 ||
+            a->first != b->first || memcmp(&a->va, &b->va, sizeof(a->va)) != 0 ||
             memcmp(a->gpu, b->gpu, sizeof(a->gpu)) != 0) {
                 fprintf(stderr, "%s, allocation %u failing: svmd's tables changed (ranges %zu → %zu, "
                         "bytes %" PRIu64 " → %" PRIu64 ", VA used %" PRIu64 " → %" PRIu64 ", batch pins %" PRIu64
@@ -167,6 +167,7 @@ static void state_assert_equal(const State *a, const State *b, const char *what,
                 abort();
         }
         ASSERT_OK(va_space_verify(m->va));
+        ASSERT_OK(id_index_verify(m->ranges));
 }
 
 static void state_done(State *s) {
@@ -186,23 +187,29 @@ typedef struct Op {
         int (*setup)(const struct Op *op, Range **ret);        /* unarmed; may be NULL */
         int (*run)(const struct Op *op, Range *range, sd_bus_error *error);
         int (*step)(Transaction *t, Range *range, sd_bus_error *error);        /* for run_step */
+        const char *label;      /* of the range run_create_and_map() creates: its RangeExtra (range.h) */
 } Op;
 
-static int create_range(RangeDomain domain, Range **ret, Transaction *t, sd_bus_error *error) {
+static int create_range(const Op *op, Range **ret, Transaction *t, sd_bus_error *error) {
         KfdSvmAttrs svm;
         RangeSpec spec = {
                 .size = 2 * MIB,
                 .home = 0,
-                .domain = domain,
+                .domain = op->domain,
                 .flags = RANGE_FLAG_WRITABLE,
+                .label = op->label,
                 .restore_fd = -1,
         };
+        int r;
 
-        if (domain == RANGE_DOMAIN_SVM) {
+        if (op->domain == RANGE_DOMAIN_SVM) {
                 svm_attrs_initial(m, KFD_IOCTL_SVM_LOCATION_SYSMEM, &svm);
                 spec.svm = &svm;
         }
-        return range_create(t, &spec, ret, error);
+        r = range_create(t, &spec, ret, error);
+        if (r >= 0)
+                ASSERT_TRUE(streq_ptr(range_label(*ret), op->label));
+        return r;
 }
 
 static int run_create_and_map(const Op *op, Range *unused, sd_bus_error *error) {
@@ -213,7 +220,7 @@ static int run_create_and_map(const Op *op, Range *unused, sd_bus_error *error) 
         r = transaction_new(&t, m);
         if (r < 0)
                 return r;
-        r = create_range(op->domain, &range, t, error);
+        r = create_range(op, &range, t, error);
         if (r >= 0)
                 r = range_map(t, range, all_gpus(), error);
         return transaction_finish(t, r, error);
@@ -225,7 +232,7 @@ static int setup_range(const Op *op, Range **ret) {
         int r;
 
         ASSERT_OK(transaction_new(&t, m));
-        r = create_range(op->domain, ret, t, &error);
+        r = create_range(op, ret, t, &error);
         ASSERT_OK(transaction_finish(t, r, &error));
         sd_bus_error_free(&error);
         return 0;
@@ -237,7 +244,7 @@ static int setup_mapped_range(const Op *op, Range **ret) {
         int r;
 
         ASSERT_OK(transaction_new(&t, m));
-        r = create_range(op->domain, ret, t, &error);
+        r = create_range(op, ret, t, &error);
         if (r >= 0)
                 r = range_map(t, *ret, all_gpus(), &error);
         ASSERT_OK(transaction_finish(t, r, &error));
@@ -280,7 +287,7 @@ static int setup_host_range(const Op *op, Range **ret) {
 
 static int run_create_batch(const Op *op, Range *host, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
-        const RangePiece pieces[2] = {
+        const RangeSpecPiece pieces[2] = {
                 { .userptr = host->va, .size = 64 * 1024, .source = host },
                 { .userptr = host->va + MIB, .size = 128 * 1024, .source = host },
         };
@@ -305,6 +312,47 @@ static int run_create_batch(const Op *op, Range *host, sd_bus_error *error) {
         return transaction_finish(t, r, error);
 }
 
+/*
+ * The rare fields of a range live in a RangeExtra allocated on first use (range.h): each first use
+ * on a range without one fails cleanly when that allocation does, and leaves the range as it was
+ * (a label's: create+map labelled gtt).
+ */
+static int run_hold(const Op *op, Range *range, sd_bus_error *error) {
+        Hold *h = NULL;
+        int r;
+
+        r = hold_new_orphan(range, 4242, true, &h);
+        if (r < 0)
+                ASSERT_TRUE(!range_holds(range));
+        else
+                ASSERT_TRUE(range_holds(range) == h);
+        return r;
+}
+
+static int run_token(const Op *op, Range *range, sd_bus_error *error) {
+        Token *tk = NULL;
+        int r;
+
+        r = token_restore(m, range, "0123456789abcdef0123456789abcdef", &tk);
+        if (r < 0)
+                ASSERT_TRUE(!range_tokens(range) && !str_table_get(m->tokens, "0123456789abcdef0123456789abcdef"));
+        else
+                ASSERT_TRUE(range_tokens(range) == tk);
+        return r;
+}
+
+static int run_lose_contents(const Op *op, Range *range, sd_bus_error *error) {
+        char *reason = strdup("GPU 0x1 was reset");
+        int r;
+
+        r = reason ? range_set_lost_reason(range, reason) : -ENOMEM;
+        if (r < 0)
+                ASSERT_TRUE(!range_lost_reason(range));
+        else
+                ASSERT_TRUE(streq_ptr(range_lost_reason(range), "GPU 0x1 was reset"));
+        return r;
+}
+
 /* Free every range (unarmed), so that each attempt starts from nothing. */
 static void free_all(void) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
@@ -314,7 +362,7 @@ static void free_all(void) {
         /* Batch ranges first: they pin the host ranges under them until they are gone. */
         for (int batch = 1; batch >= 0; batch--) {
                 ASSERT_OK(transaction_new(&t, m));
-                for (Range *range = m->ranges_head; range && r >= 0; range = range->next)
+                for (Range *range = manager_ranges_from(m, 0); range && r >= 0; range = manager_ranges_next(m, range))
                         if ((range->n_pieces > 1) == batch)
                                 r = range_free(t, range, &error);
                 ASSERT_OK(transaction_finish(t, r, &error));
@@ -386,6 +434,10 @@ int main(int argc, char *argv[]) {
                 { "free host",          RANGE_DOMAIN_HOST, setup_mapped_range, run_step, range_free },
                 { "free svm",           RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, range_free },
                 { "set svm attributes", RANGE_DOMAIN_SVM,  setup_mapped_range, run_step, step_svm_preferred },
+                { "create+map labelled gtt", RANGE_DOMAIN_GTT, NULL,           run_create_and_map, .label = "weights" },
+                { "hold on gtt",        RANGE_DOMAIN_GTT,  setup_range,        run_hold },
+                { "token on gtt",       RANGE_DOMAIN_GTT,  setup_range,        run_token },
+                { "contents lost vram", RANGE_DOMAIN_VRAM, setup_range,        run_lose_contents },
         };
         ManagerOptions o = {
                 .config_path = "/nonexistent/svmd.conf",

@@ -113,7 +113,7 @@ static void test_alloc_args(void) {
                 _cleanup_(va_space_freep) VaSpace *s = space_new(ODD_BASE, 1 * GiB);
                 uint64_t va = UINT64_C(0xdead), start, size;
 
-                ASSERT_RET(va_space_alloc(s, table[i].size, table[i].alignment, &va), table[i].ret);
+                ASSERT_RET(va_space_alloc(s, table[i].size, table[i].alignment, NULL, &va), table[i].ret);
                 if (table[i].ret < 0) {
                         ASSERT_UEQ(va, 0xdead);
                         ASSERT_UEQ(space_stats(s).n_ranges, 0);
@@ -121,7 +121,7 @@ static void test_alloc_args(void) {
                 }
 
                 ASSERT_UEQ(va - ODD_BASE, table[i].offset);
-                ASSERT_RET(va_space_lookup(s, va, &start, &size), 0);
+                ASSERT_RET(va_space_lookup(s, va, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, va);
                 ASSERT_UEQ(size, table[i].rounded);
                 ASSERT_UEQ(space_stats(s).bytes_used, table[i].rounded);
@@ -135,10 +135,10 @@ static VaSpace *space_with_holes(const unsigned *pages, size_t n) {
         VaSpace *s = space_new(base, size);
 
         for (size_t i = 0; i < n; i++) {
-                ASSERT_RET(va_space_reserve(s, at, 4 * KiB), 0);
+                ASSERT_RET(va_space_reserve(s, at, 4 * KiB, NULL), 0);
                 at += 4 * KiB + pages[i] * 4 * KiB;
         }
-        ASSERT_RET(va_space_reserve(s, at, base + size - at), 0);
+        ASSERT_RET(va_space_reserve(s, at, base + size - at, NULL), 0);
         ASSERT_UEQ(space_stats(s).n_holes, n);
         return s;
 }
@@ -168,7 +168,7 @@ static void test_best_fit(void) {
                 _cleanup_(va_space_freep) VaSpace *s = space_with_holes(holes, ELEMENTSOF(holes));
                 uint64_t va, hole_start = VA_SPACE_DEFAULT_BASE + 4 * KiB;
 
-                ASSERT_RET(va_space_alloc(s, table[i].size, table[i].alignment, &va), table[i].ret);
+                ASSERT_RET(va_space_alloc(s, table[i].size, table[i].alignment, NULL, &va), table[i].ret);
                 if (table[i].ret < 0)
                         continue;
 
@@ -212,14 +212,14 @@ static void test_reserve(void) {
                 _cleanup_(va_space_freep) VaSpace *s = space_new(B, W);
                 uint64_t start, size;
 
-                ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 1 * MiB), 0);
-                ASSERT_RET(va_space_reserve(s, B + table[i].offset, table[i].size), table[i].ret);
+                ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 1 * MiB, NULL), 0);
+                ASSERT_RET(va_space_reserve(s, B + table[i].offset, table[i].size, NULL), table[i].ret);
                 ASSERT_RET(va_space_verify(s), 0);
                 if (table[i].ret < 0) {
                         ASSERT_UEQ(space_stats(s).n_ranges, 1);
                         continue;
                 }
-                ASSERT_RET(va_space_lookup(s, B + table[i].offset, &start, &size), 0);
+                ASSERT_RET(va_space_lookup(s, B + table[i].offset, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, B + table[i].offset);
                 ASSERT_UEQ(size, table[i].size);
                 ASSERT_UEQ(space_stats(s).bytes_used, 1 * MiB + table[i].size);
@@ -247,7 +247,7 @@ static void test_release_coalesce(void) {
                 uint64_t va[3], size;
 
                 for (unsigned k = 0; k < 3; k++) {
-                        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, &va[k]), 0);
+                        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, NULL, &va[k]), 0);
                         ASSERT_UEQ(va[k], VA_SPACE_DEFAULT_BASE + k * 8 * KiB);
                 }
                 ASSERT_UEQ(space_stats(s).n_holes, 1);
@@ -292,24 +292,30 @@ static void test_lookup_next(void) {
                 { UINT64_MAX - B, -ENOENT, 0, -1 },
         };
 
-        ASSERT_RET(va_space_reserve(s, B, 8 * KiB), 0);
-        ASSERT_RET(va_space_reserve(s, B + 8 * KiB, 4 * KiB), 0);
-        ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 2 * MiB), 0);
+        /* Each range's data is a distinct pointer: lookups must return the one of the range found. */
+        static char objects[3 * MiB];
+
+        ASSERT_RET(va_space_reserve(s, B, 8 * KiB, &objects[0]), 0);
+        ASSERT_RET(va_space_reserve(s, B + 8 * KiB, 4 * KiB, &objects[8 * KiB]), 0);
+        ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 2 * MiB, &objects[1 * MiB]), 0);
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
                 uint64_t start = 0xdead, size = 0xdead, addr = B + table[i].offset;
+                void *data = NULL;
 
-                ASSERT_RET(va_space_lookup(s, addr, &start, &size), table[i].ret);
-                if (table[i].ret == 0)
+                ASSERT_RET(va_space_lookup(s, addr, &start, &size, &data), table[i].ret);
+                if (table[i].ret == 0) {
                         ASSERT_UEQ(start, B + table[i].start);
-                else
-                        ASSERT_TRUE(start == 0xdead && size == 0xdead);
+                        ASSERT_TRUE(data == &objects[table[i].start]);
+                } else
+                        ASSERT_TRUE(start == 0xdead && size == 0xdead && !data);
 
                 if (table[i].next == (uint64_t) -1)
-                        ASSERT_RET(va_space_next(s, addr, &start, &size), -ENOENT);
+                        ASSERT_RET(va_space_next(s, addr, &start, &size, &data), -ENOENT);
                 else {
-                        ASSERT_RET(va_space_next(s, addr, &start, &size), 0);
+                        ASSERT_RET(va_space_next(s, addr, &start, &size, &data), 0);
                         ASSERT_UEQ(start, B + table[i].next);
+                        ASSERT_TRUE(data == &objects[table[i].next]);
                 }
         }
 }
@@ -320,10 +326,10 @@ static void test_exhaust(void) {
         uint64_t va;
 
         for (unsigned i = 0; i < 256; i++) {
-                ASSERT_RET(va_space_alloc(s, 1, 0, &va), 0);
+                ASSERT_RET(va_space_alloc(s, 1, 0, NULL, &va), 0);
                 ASSERT_UEQ(va, ODD_BASE + i * 4 * KiB);
         }
-        ASSERT_RET(va_space_alloc(s, 1, 0, &va), -ENOMEM);
+        ASSERT_RET(va_space_alloc(s, 1, 0, NULL, &va), -ENOMEM);
 
         VaSpaceStats st = space_stats(s);
         ASSERT_UEQ(st.n_holes, 0);
@@ -332,9 +338,9 @@ static void test_exhaust(void) {
 
         ASSERT_RET(va_space_release(s, ODD_BASE + 100 * 4 * KiB, NULL), 0);
         ASSERT_RET(va_space_release(s, ODD_BASE + 101 * 4 * KiB, NULL), 0);
-        ASSERT_RET(va_space_alloc(s, 12 * KiB, 0, &va), -ENOMEM);
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, &va), -ENOMEM); /* page 100 is odd */
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, &va), 0);
+        ASSERT_RET(va_space_alloc(s, 12 * KiB, 0, NULL, &va), -ENOMEM);
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), -ENOMEM); /* page 100 is odd */
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, NULL, &va), 0);
         ASSERT_UEQ(va, ODD_BASE + 100 * 4 * KiB);
         ASSERT_RET(va_space_verify(s), 0);
 }
@@ -352,25 +358,25 @@ static void test_probe(void) {
          * 200 two-page holes, pages 1–2 of each 64 KiB block: page 0 of the first block is taken, then
          * each range covers pages 3–15 of one block and page 0 of the next.
          */
-        ASSERT_RET(va_space_reserve(s, B, 4 * KiB), 0);
+        ASSERT_RET(va_space_reserve(s, B, 4 * KiB, NULL), 0);
         for (unsigned i = 0; i < 200; i++) {
                 at = B + 64 * KiB * i + 12 * KiB;
-                ASSERT_RET(va_space_reserve(s, at, i == 199 ? B + W - at : 56 * KiB), 0);
+                ASSERT_RET(va_space_reserve(s, at, i == 199 ? B + W - at : 56 * KiB, NULL), 0);
         }
         ASSERT_UEQ(space_stats(s).n_holes, 200);
 
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 4 * KiB, &va), 0);
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 4 * KiB, NULL, &va), 0);
         ASSERT_UEQ(va, B + 4 * KiB);
         /* No hole has an 8 KiB-aligned 8 KiB extent. */
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, &va), -ENOMEM);
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 16 * KiB, &va), -ENOMEM);
-        ASSERT_RET(va_space_alloc(s, 4 * KiB, 2 * MiB, &va), -ENOMEM);
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), -ENOMEM);
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 16 * KiB, NULL, &va), -ENOMEM);
+        ASSERT_RET(va_space_alloc(s, 4 * KiB, 2 * MiB, NULL, &va), -ENOMEM);
 
         /* One larger hole (≥ size + alignment − 4 KiB), far away in address and probe order. */
         ASSERT_RET(va_space_release(s, B + 64 * KiB * 150 + 12 * KiB, NULL), 0);
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, &va), 0);
+        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), 0);
         ASSERT_UEQ(va, B + 64 * KiB * 150 + 8 * KiB);
-        ASSERT_RET(va_space_alloc(s, 4 * KiB, 16 * KiB, &va), 0);
+        ASSERT_RET(va_space_alloc(s, 4 * KiB, 16 * KiB, NULL, &va), 0);
         ASSERT_UEQ(va, B + 64 * KiB * 150 + 16 * KiB);
         ASSERT_RET(va_space_verify(s), 0);
 }
@@ -567,12 +573,12 @@ static void model_compare(const Model *m, VaSpace *s) {
         ASSERT_UEQ(st.largest_hole, largest);
 
         for (size_t i = 0; i < m->n; i++) {
-                ASSERT_RET(va_space_next(s, addr, &start, &size), 0);
+                ASSERT_RET(va_space_next(s, addr, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, m->v[i].start);
                 ASSERT_UEQ(size, m->v[i].size);
                 addr = start + 1;
         }
-        ASSERT_RET(va_space_next(s, addr, &start, &size), -ENOENT);
+        ASSERT_RET(va_space_next(s, addr, &start, &size, NULL), -ENOENT);
 }
 
 typedef struct RandomConfig {
@@ -602,7 +608,7 @@ static void random_alloc(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) {
         if (rng_range(rng, 200) == 0)
                 size = 0; /* invalid */
 
-        r = va_space_alloc(s, size, alignment, &va);
+        r = va_space_alloc(s, size, alignment, NULL, &va);
         if (size == 0) {
                 ASSERT_RET(r, -EINVAL);
                 c->alloc_einval++;
@@ -675,7 +681,7 @@ static void random_reserve(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c)
                         expected = 0;
         }
 
-        ASSERT_RET(va_space_reserve(s, va, size), expected);
+        ASSERT_RET(va_space_reserve(s, va, size, NULL), expected);
         if (expected < 0) {
                 c->reserve_fail++;
                 return;
@@ -712,11 +718,11 @@ static void random_lookup(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) 
 
         c->lookups++;
         if (i > 0 && addr - m->v[i - 1].start < m->v[i - 1].size) {
-                ASSERT_RET(va_space_lookup(s, addr, &start, &size), 0);
+                ASSERT_RET(va_space_lookup(s, addr, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, m->v[i - 1].start);
                 ASSERT_UEQ(size, m->v[i - 1].size);
         } else
-                ASSERT_RET(va_space_lookup(s, addr, &start, &size), -ENOENT);
+                ASSERT_RET(va_space_lookup(s, addr, &start, &size, NULL), -ENOENT);
 }
 
 static void test_random(void) {
@@ -812,7 +818,7 @@ static void scale_run(size_t live, uint64_t seed) {
 
         t = now_ns();
         for (size_t i = 0; i < live; i++)
-                ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, &va[i]), 0);
+                ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, NULL, &va[i]), 0);
         t_fill = now_ns() - t;
 
         /* Churn: release a random batch, allocate as many again; reaches a fragmented steady state. */
@@ -832,14 +838,14 @@ static void scale_run(size_t live, uint64_t seed) {
 
                 t = now_ns();
                 for (size_t j = live - batch; j < live; j++)
-                        ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, &va[j]), 0);
+                        ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, NULL, &va[j]), 0);
                 t_alloc += now_ns() - t;
         }
 
         /* Lookups of random addresses inside random live ranges. */
         t = now_ns();
         for (size_t j = 0; j < rounds * batch; j++)
-                ASSERT_RET(va_space_lookup(s, va[rng_range(&rng, live)] + 1, &start, &size), 0);
+                ASSERT_RET(va_space_lookup(s, va[rng_range(&rng, live)] + 1, &start, &size, NULL), 0);
         t_lookup = now_ns() - t;
 
         /* What picking the random address costs by itself (the va[] access misses cache at 10^6). */
