@@ -219,6 +219,25 @@ static char *client_label(pid_t pid, const char *sender, const char *unit) {
 
 static void client_release_owned(Client *c);
 
+/* Its holds and the tokens it created. Again once its last request ended: one in flight at the
+ * disconnect (an Attach waiting for its EXPORT_DMABUF) may have taken a hold since. */
+static void client_drop_references(Client *c) {
+        /* A detached range whose last holder this was goes now. */
+        while (c->holds)
+                (void) range_release_hold(c->holds);
+
+        /* Tokens outlive their creator (they belong to the range); they just stop counting. */
+        if (c->n_tokens > 0) {
+                StrTableIter it = {};
+                void *v;
+
+                while (str_table_iterate(c->manager->tokens, &it, NULL, &v))
+                        if (((Token *) v)->creator == c)
+                                ((Token *) v)->creator = NULL;
+                c->n_tokens = 0;
+        }
+}
+
 static void client_unpin(void *userdata) {
         Client *c = userdata;
 
@@ -483,20 +502,7 @@ Client *client_free(Client *c) {
         /* Gone: the signals its ranges' end causes below are not for it. */
         client_unsubscribe(c);
 
-        /* Its references first: a detached range whose last holder this was goes now. */
-        while (c->holds)
-                (void) range_release_hold(c->holds);
-
-        /* Tokens outlive their creator (they belong to the range); they just stop counting. */
-        if (c->n_tokens > 0) {
-                StrTableIter it = {};
-                void *v;
-
-                while (str_table_iterate(m->tokens, &it, NULL, &v))
-                        if (((Token *) v)->creator == c)
-                                ((Token *) v)->creator = NULL;
-                c->n_tokens = 0;
-        }
+        client_drop_references(c);
 
         c->track = sd_bus_track_unref(c->track);
         c->direct = NULL;
@@ -517,6 +523,7 @@ Client *client_free(Client *c) {
 /* Then what it owns: freeing a million ranges takes seconds, so the loop does it in slices between
  * other clients' calls (on_teardown()). Until then they stay charged to its owner. */
 static void client_release_owned(Client *c) {
+        client_drop_references(c);
         if (c->ranges && teardown_enqueue(c->manager, c) >= 0)
                 return;
         (void) client_release_ranges(c, UINT64_MAX);

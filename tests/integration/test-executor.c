@@ -10,6 +10,8 @@
  *   disconnect:       a client that closes its connection while its Allocate is in the kernel,
  *                     or while its Map of a range it does not own is: svmd lives on and the
  *                     kernel ends up as it was before;
+ *   disconnect-attach: a client that closes while its Attach waits for the kernel takes no
+ *                     hold: the owner's Free frees the range;
  *   retry:            the same request id from two connections while the first call is in the
  *                     kernel: one ALLOC, both get the same range;
  *   sigterm:          SIGTERM while an Allocate is in the kernel: the caller gets its answer,
@@ -276,6 +278,56 @@ static void test_disconnect_map(sd_bus *a, sd_bus *b) {
         pending_done(&map);
 }
 
+/*
+ * A connection closes while its Attach waits for the kernel: its EXPORT_DMABUF queues on a worker
+ * behind another connection's large ALLOC. The Attach takes no hold for nobody, so the owner's
+ * Free frees the range and the kernel ends up as it was.
+ */
+static void test_disconnect_attach(sd_bus *a, sd_bus *b) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *before = NULL, *after = NULL, *list = NULL;
+        Pending small = {}, big = {}, attach = {};
+        sd_bus *c = test_connect_bus();
+        uint64_t id, big_id, exports, allocs;
+        const char *token;
+
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
+        before = test_dump(&T);
+        allocate_async(a, 2 << 20, &small);
+        pump(a, &small);
+        id = allocation_id(&small, NULL);
+        ASSERT_BUS_OK(test_call(a, "Share", &error, &reply, "ta{sv}", id, 0), &error);
+        ASSERT_OK(sd_bus_message_read(reply, "s", &token));
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+
+        allocs = test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU");
+        allocate_async(b, BIG, &big);
+        wait_ioctl("ALLOC_MEMORY_OF_GPU", allocs);
+        exports = test_ioctl_count(&T, "EXPORT_DMABUF");
+        {
+                sd_bus_message *m = new_call(c, "Attach");
+                ASSERT_OK(sd_bus_message_append(m, "s", token));
+                send_async(c, m, &attach);
+        }
+        /* Its export waits for the kernel's lock, which the ALLOC holds: close now. */
+        wait_ioctl("EXPORT_DMABUF", exports);
+        sd_bus_flush_close_unref(c);
+        list = test_list_ranges(b);
+        pump(b, &big);
+        big_id = allocation_id(&big, NULL);
+        test_free(b, big_id);
+        test_free(a, id);
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
+        after = test_dump_settled(&T, before);
+        ASSERT_STREQ(after, before);
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+        printf("disconnect-attach: no hold for the gone caller, the kernel is back as it was\n");
+        pending_done(&small);
+        pending_done(&big);
+        pending_done(&attach);
+}
+
 static void test_retry(sd_bus *a, sd_bus *b) {
         uint64_t allocs = test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU"), id1, id2;
         Pending first = {}, retry = {};
@@ -338,6 +390,7 @@ int main(void) {
         test_one_range_queue(a, b);
         test_disconnect(b);
         test_disconnect_map(a, b);
+        test_disconnect_attach(a, b);
         test_retry(a, b);
         test_sigterm(a);
 
