@@ -321,6 +321,9 @@ static void publish(Transaction *t) {
         Manager *m = t->manager;
         static const char *const range_props[] = { "MappedGpus", "State", NULL };
         static const char *const svm_props[] = { "MappedGpus", "State", "SvmAttributes", NULL };
+        /* A range's signals go to subscribers only (manager_send_about_range()): without any,
+         * a Commit of many ranges should not build a path and a message list per range. */
+        bool signals = m->subscribers != NULL;
         uint64_t gpus_changed = 0;
         bool counts_changed = false;
 
@@ -332,10 +335,12 @@ static void publish(Transaction *t) {
                 if (transaction_frees(t, r))
                         continue;
                 gpus_changed |= range_mapped_any(r);
-                if (tr->created) {
-                        counts_changed = true;
+                counts_changed = counts_changed || tr->created;
+                if (!signals)
+                        continue;
+                if (tr->created)
                         manager_emit_range_created(m, r);
-                } else if (r->svm && tr->svm_before && !kfd_svm_attrs_equal(&r->svm->attrs, tr->svm_before))
+                else if (r->svm && tr->svm_before && !kfd_svm_attrs_equal(&r->svm->attrs, tr->svm_before))
                         range_emit_changed(r, svm_props);
                 else if (range_mapped_any(r) != tr->mapped_before)
                         range_emit_changed(r, range_props);
