@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "manager.h"
 #include "method-util.h"
 #include "polkit.h"
+#include "ptr-index.h"
 #include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
@@ -87,6 +89,7 @@ typedef struct Commit {
         size_t n_ops;
         SimRange *sims;         /* one per range an operation names, creates or pins */
         size_t n_sims, max_sims;
+        PtrIndex sims_index;    /* the existing ranges among them */
         /* A single method's operation and ranges need no heap (ops, sims point here). */
         CommitOp single_op;
         SimRange single_sims[2];
@@ -106,6 +109,7 @@ static void commit_done(Commit *c) {
                 free(c->ops);
         if (c->sims != c->single_sims)
                 free(c->sims);
+        ptr_index_done(&c->sims_index);
         *c = (Commit) {};
 }
 
@@ -220,19 +224,23 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
 }
 
 /* The simulated state of an existing range, created on first use. */
+_Static_assert(offsetof(SimRange, existing) == 0, "SimRange.existing is the key of Commit.sims_index");
+
 static SimRange *sim_existing(Commit *c, Range *range) {
-        for (size_t i = 0; i < c->n_sims; i++)
-                if (c->sims[i].existing == range)
-                        return &c->sims[i];
+        ssize_t i = ptr_index_find(&c->sims_index, c->sims, sizeof(SimRange), c->n_sims, range);
+
+        if (i >= 0)
+                return &c->sims[i];
         assert(c->n_sims < c->max_sims);
-        c->sims[c->n_sims] = (SimRange) {
+        c->sims[c->n_sims++] = (SimRange) {
                 .existing = range,
                 .home = range->home,
                 .domain = range->domain,
                 .mapped = range_mapped(range),
                 .batch_users = range->n_batch_users,
         };
-        return &c->sims[c->n_sims++];
+        ptr_index_added(&c->sims_index, c->sims, sizeof(SimRange), c->n_sims);
+        return &c->sims[c->n_sims - 1];
 }
 
 /*
