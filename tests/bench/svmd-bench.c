@@ -1586,8 +1586,11 @@ static void section_commit(bool realistic) {
                 echo_bus_child(-1, env_or_die("SVMD_BUS_ADDRESS"), echo.dest, ready[1]);
         }
         close(ready[1]);
+        if (echo_pid < 0)
+                close(ready[0]);
         if (echo_pid < 0 || wait_ready_fd(ready[0], 10000) < 0 ||
             !(echo.bus = bus_connect(env_or_die("SVMD_BUS_ADDRESS"), true))) {
+                fprintf(stderr, "svmd-bench: the commit section's echo server on the bus did not start\n");
                 failures++;
                 goto finish;
         }
