@@ -149,6 +149,17 @@ static int read_strv(sd_bus_message *m, size_t max, const char *key, BusStrv *re
         return 0;
 }
 
+/* 'option "key"' for error messages, built on every read: no printf on the hot path of a Commit. */
+static const char *option_what(char *buf, size_t size, const char *key) {
+        size_t k = strnlen(key, size - sizeof("option \"\""));
+
+        memcpy(buf, "option \"", 8);
+        memcpy(buf + 8, key, k);
+        buf[8 + k] = '"';
+        buf[9 + k] = '\0';
+        return buf;
+}
+
 static int read_one(sd_bus_message *m, const BusOption *o, void *dest, sd_bus_error *error) {
         void *field = (uint8_t *) dest + o->offset;
         int r;
@@ -188,13 +199,13 @@ static int read_one(sd_bus_message *m, const BusOption *o, void *dest, sd_bus_er
                 return read_strv(m, o->max ?: BUS_DEFAULT_MAX_ARRAY, o->key, field, error);
         case BUS_OPTION_U32_ARRAY: {
                 char what[128];
-                snprintf(what, sizeof(what), "option \"%s\"", o->key);
-                return bus_read_u32_array(m, o->max ?: BUS_DEFAULT_MAX_ARRAY, what, field, error);
+                return bus_read_u32_array(m, o->max ?: BUS_DEFAULT_MAX_ARRAY, option_what(what, sizeof(what), o->key),
+                                          field, error);
         }
         case BUS_OPTION_PAIRS: {
                 char what[128];
-                snprintf(what, sizeof(what), "option \"%s\"", o->key);
-                return bus_read_pairs(m, o->max ?: BUS_DEFAULT_MAX_ARRAY, what, field, error);
+                return bus_read_pairs(m, o->max ?: BUS_DEFAULT_MAX_ARRAY, option_what(what, sizeof(what), o->key),
+                                      field, error);
         }
         }
         return -EINVAL;
@@ -237,15 +248,18 @@ int bus_read_options(sd_bus_message *m, const BusOption *table, void *dest, cons
                 if (idx < 64)
                         seen |= UINT64_C(1) << idx;
 
-                r = sd_bus_message_peek_type(m, &type, &contents);
-                if (r < 0)
-                        return r;
-                if (type != 'v' || !streq_ptr(contents, option_signature(o->type)))
+                /* Straight in with the type the key wants; a variant of another type is refused
+                 * without a change of position (-ENXIO), and only then looked at, for the message:
+                 * peeking first cost as much as the rest of the key. */
+                r = sd_bus_message_enter_container(m, 'v', option_signature(o->type));
+                if (r == -ENXIO) {
+                        r = sd_bus_message_peek_type(m, &type, &contents);
+                        if (r < 0)
+                                return r;
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "\"%s\" in %s must be of type %s, not %s", key, what,
                                                  option_signature(o->type), strna(contents));
-
-                r = sd_bus_message_enter_container(m, 'v', contents);
+                }
                 if (r < 0)
                         return r;
                 r = read_one(m, o, dest, error);

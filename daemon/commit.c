@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "manager.h"
 #include "method-util.h"
 #include "polkit.h"
+#include "ptr-index.h"
 #include "range-svm.h"
 #include "range.h"
 #include "request-cache.h"
@@ -87,6 +89,7 @@ typedef struct Commit {
         size_t n_ops;
         SimRange *sims;         /* one per range an operation names, creates or pins */
         size_t n_sims, max_sims;
+        PtrIndex sims_index;    /* the existing ranges among them */
         /* A single method's operation and ranges need no heap (ops, sims point here). */
         CommitOp single_op;
         SimRange single_sims[2];
@@ -106,6 +109,7 @@ static void commit_done(Commit *c) {
                 free(c->ops);
         if (c->sims != c->single_sims)
                 free(c->sims);
+        ptr_index_done(&c->sims_index);
         *c = (Commit) {};
 }
 
@@ -122,6 +126,27 @@ static int prefix_error(const Commit *c, sd_bus_error *error, size_t idx, OpKind
         return r;
 }
 
+/*
+ * "operation N (Kind)", for the messages of an operation's decoding errors. Built for every
+ * operation read, so without printf: that alone cost about as much as the operation's ioctl
+ * (docs/benchmarks.md, "Commit of K operations").
+ */
+#define OP_WHAT_MAX (sizeof("operation  ()") + 20 + sizeof("AllocateBatch"))
+static const char *op_what(char buf[static OP_WHAT_MAX], size_t idx, const char *kind) {
+        size_t o = strlen("operation "), k = strlen(kind);
+
+        assert(k < sizeof("AllocateBatch"));
+        memcpy(buf, "operation ", o);
+        o += format_u64(buf + o, idx);
+        buf[o++] = ' ';
+        buf[o++] = '(';
+        memcpy(buf + o, kind, k);
+        o += k;
+        buf[o++] = ')';
+        buf[o] = '\0';
+        return buf;
+}
+
 static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_error *error) {
         size_t allocated = 0, pinned = 0;
         const char *kind_s;
@@ -133,7 +158,7 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
         while ((r = sd_bus_message_enter_container(msg, 'r', "sa{sv}")) > 0) {
                 CommitOp *op;
                 OpKind kind = _OP_KIND_INVALID;
-                char what[64];
+                char what[OP_WHAT_MAX];
 
                 if (c->n_ops >= SVMD_MAX_COMMIT_OPS)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -160,8 +185,8 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
                 op = &c->ops[c->n_ops++];
                 *op = (CommitOp) { .kind = kind };
 
-                snprintf(what, sizeof(what), "operation %zu (%s)", c->n_ops - 1, kind_s);
-                r = bus_read_options(msg, op_kind_options[kind], &op->args, what, error);
+                r = bus_read_options(msg, op_kind_options[kind], &op->args,
+                                     op_what(what, c->n_ops - 1, op_kind_table[kind]), error);
                 if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(msg);
@@ -185,19 +210,23 @@ static int read_commit_ops(Manager *m, sd_bus_message *msg, Commit *c, sd_bus_er
 }
 
 /* The simulated state of an existing range, created on first use. */
+_Static_assert(offsetof(SimRange, existing) == 0, "SimRange.existing is the key of Commit.sims_index");
+
 static SimRange *sim_existing(Commit *c, Range *range) {
-        for (size_t i = 0; i < c->n_sims; i++)
-                if (c->sims[i].existing == range)
-                        return &c->sims[i];
+        ssize_t i = ptr_index_find(&c->sims_index, c->sims, sizeof(SimRange), c->n_sims, range);
+
+        if (i >= 0)
+                return &c->sims[i];
         assert(c->n_sims < c->max_sims);
-        c->sims[c->n_sims] = (SimRange) {
+        c->sims[c->n_sims++] = (SimRange) {
                 .existing = range,
                 .home = range->home,
                 .domain = range->domain,
                 .mapped = range_mapped(range),
                 .batch_users = range_n_batch_users(range),
         };
-        return &c->sims[c->n_sims++];
+        ptr_index_added(&c->sims_index, c->sims, sizeof(SimRange), c->n_sims);
+        return &c->sims[c->n_sims - 1];
 }
 
 /*
@@ -568,6 +597,24 @@ static int commit_apply(Manager *m, Commit *c, sd_bus_error *error) {
         return r;
 }
 
+/* {"key": <value of type>}, with the basic calls: sd_bus_message_append() parses its format each time. */
+static int append_entry(sd_bus_message *reply, const char *key, char type, const char *contents, const void *value) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append_basic(reply, 's', key);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', contents);
+        if (r >= 0)
+                r = sd_bus_message_append_basic(reply, type, value);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
         int r;
 
@@ -583,16 +630,19 @@ static int append_results(sd_bus_message *reply, Commit *c, bool dry_run) {
                 r = sd_bus_message_open_container(reply, 'a', "{sv}");
                 if (r < 0)
                         return r;
-                if (!dry_run && (op->kind == OP_ALLOCATE || op->kind == OP_ALLOCATE_BATCH)) {
-                        _cleanup_free_ char *path = NULL;
+                if (!dry_run)
+                        r = append_entry(reply, "id", 't', "t", &op->id);
+                if (r >= 0 && !dry_run && (op->kind == OP_ALLOCATE || op->kind == OP_ALLOCATE_BATCH)) {
+                        char path[sizeof(SVMD_RANGE_PATH_PREFIX "/") - 1 + U64_DECIMAL_MAX];
+                        size_t l = strlen(SVMD_RANGE_PATH_PREFIX "/");
 
-                        r = range_path(op->id, &path);
-                        if (r < 0)
-                                return r;
-                        r = sd_bus_message_append(reply, "{sv}{sv}{sv}", "id", "t", op->id, "va", "t",
-                                                  op->va, "path", "o", path);
-                } else if (!dry_run)
-                        r = sd_bus_message_append(reply, "{sv}", "id", "t", op->id);
+                        /* range_path(), without printf or the heap */
+                        memcpy(path, SVMD_RANGE_PATH_PREFIX "/", l);
+                        (void) format_u64(path + l, op->id);
+                        r = append_entry(reply, "va", 't', "t", &op->va);
+                        if (r >= 0)
+                                r = append_entry(reply, "path", 'o', "o", path);
+                }
                 if (r < 0)
                         return r;
                 r = sd_bus_message_close_container(reply);

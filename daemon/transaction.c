@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,16 +41,20 @@ Transaction *transaction_free(Transaction *t) {
         for (size_t i = 0; i < t->n_touched; i++)
                 free(t->touched[i].svm_before);
         free(t->touched);
+        ptr_index_done(&t->touched_index);
         free(t->frees);
+        ptr_index_done(&t->frees_index);
         free(t);
         return NULL;
 }
 
+/* The ranges are the keys of their PtrIndex. */
+_Static_assert(offsetof(TouchedRange, range) == 0, "TouchedRange.range must come first");
+
 static TouchedRange *find_touched(Transaction *t, Range *r) {
-        for (size_t i = 0; i < t->n_touched; i++)
-                if (t->touched[i].range == r)
-                        return &t->touched[i];
-        return NULL;
+        ssize_t i = ptr_index_find(&t->touched_index, t->touched, sizeof(TouchedRange), t->n_touched, r);
+
+        return i >= 0 ? &t->touched[i] : NULL;
 }
 
 int transaction_touch(Transaction *t, Range *r, bool created) {
@@ -78,13 +83,13 @@ int transaction_touch(Transaction *t, Range *r, bool created) {
                 .mapped_before = created ? 0 : range_mapped_any(r),
                 .svm_before = svm_before,
         };
+        ptr_index_added(&t->touched_index, t->touched, sizeof(TouchedRange), t->n_touched);
         return 0;
 }
 
 int transaction_queue_free(Transaction *t, Range *r) {
-        for (size_t i = 0; i < t->n_frees; i++)
-                if (t->frees[i] == r)
-                        return 0;
+        if (transaction_frees(t, r))
+                return 0;
         if (t->n_frees == t->n_frees_allocated) {
                 size_t n = t->n_frees_allocated ? t->n_frees_allocated * 2 : 4;
                 Range **nf = reallocarray(t->frees, n, sizeof(Range *));
@@ -94,14 +99,13 @@ int transaction_queue_free(Transaction *t, Range *r) {
                 t->n_frees_allocated = n;
         }
         t->frees[t->n_frees++] = r;
+        ptr_index_added(&t->frees_index, t->frees, sizeof(Range *), t->n_frees);
         return 0;
 }
 
 bool transaction_frees(const Transaction *t, const Range *r) {
-        for (size_t i = 0; i < t->n_frees; i++)
-                if (t->frees[i] == r)
-                        return true;
-        return false;
+        /* A free finished in the background (transaction_commit()) is NULL there: not found. */
+        return ptr_index_find(&t->frees_index, t->frees, sizeof(Range *), t->n_frees, r) >= 0;
 }
 
 const char *transaction_kernel_error_name(int r) {
@@ -321,6 +325,9 @@ static void publish(Transaction *t) {
         Manager *m = t->manager;
         static const char *const range_props[] = { "MappedGpus", "State", NULL };
         static const char *const svm_props[] = { "MappedGpus", "State", "SvmAttributes", NULL };
+        /* A range's signals go to subscribers only (manager_send_about_range()): without any,
+         * a Commit of many ranges should not build a path and a message list per range. */
+        bool signals = m->subscribers != NULL;
         uint64_t gpus_changed = 0;
         bool counts_changed = false;
 
@@ -332,10 +339,12 @@ static void publish(Transaction *t) {
                 if (transaction_frees(t, r))
                         continue;
                 gpus_changed |= range_mapped_any(r);
-                if (tr->created) {
-                        counts_changed = true;
+                counts_changed = counts_changed || tr->created;
+                if (!signals)
+                        continue;
+                if (tr->created)
                         manager_emit_range_created(m, r);
-                } else if (range_svm(r) && tr->svm_before && !kfd_svm_attrs_equal(&range_svm(r)->attrs, tr->svm_before))
+                else if (range_svm(r) && tr->svm_before && !kfd_svm_attrs_equal(&range_svm(r)->attrs, tr->svm_before))
                         range_emit_changed(r, svm_props);
                 else if (range_mapped_any(r) != tr->mapped_before)
                         range_emit_changed(r, range_props);

@@ -20,6 +20,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include "ptr-index.h"
 #include "txn.h"
 
 typedef struct Manager Manager;
@@ -38,8 +39,10 @@ typedef struct Transaction {
         Txn *txn;
         TouchedRange *touched;
         size_t n_touched, n_touched_allocated;
+        PtrIndex touched_index;
         Range **frees;
         size_t n_frees, n_frees_allocated;
+        PtrIndex frees_index;
         bool journaled;         /* its commit record is in the journal (persist_prepare()) */
         bool finished;
 } Transaction;

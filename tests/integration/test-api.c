@@ -400,6 +400,71 @@ static void test_commit(void) {
         sd_bus_error_free(&error);
 }
 
+/* A Commit of n Maps of range id to GPU gpu, the last one's "id" given as type bad_type ('s' or 't'). */
+static int commit_maps(size_t n, uint64_t id, uint32_t gpu, char bad_type, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+
+        ASSERT_OK(sd_bus_message_new_method_call(T.bus, &m, SVMD_BUS_NAME, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE,
+                                                 "Commit"));
+        ASSERT_OK(sd_bus_message_open_container(m, 'a', "(sa{sv})"));
+        for (size_t i = 0; i < n; i++) {
+                if (i + 1 == n && bad_type == 's')
+                        ASSERT_OK(sd_bus_message_append(m, "(sa{sv})", "Map", 2, "id", "s", "7", "gpus", "au", 1, gpu));
+                else if (i + 1 == n && bad_type == 'k')
+                        ASSERT_OK(sd_bus_message_append(m, "(sa{sv})", "Unmap", 2, "id", "t", id, "bogus", "u", 1u));
+                else
+                        ASSERT_OK(sd_bus_message_append(m, "(sa{sv})", "Map", 2, "id", "t", id, "gpus", "au", 1, gpu));
+        }
+        ASSERT_OK(sd_bus_message_close_container(m));
+        ASSERT_OK(sd_bus_message_append(m, "a{sv}", 0));
+        return sd_bus_call(T.bus, m, 0, error, &reply);
+}
+
+/* The words of a Commit's decoding errors name the operation and key; the results name each range. */
+static void test_commit_decoding(void) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t id, va, rid, ref_id;
+        const char *path, *k[4];
+        char want[64];
+        int r;
+
+        /* Allocate and Map by ref: {id, va, path} then {id}. */
+        r = test_call(T.bus, "Commit", &error, &reply, "a(sa{sv})a{sv}", 2,
+                      "Allocate", 3, "size", "t", 4 * MiB, "gpu", "u", T.gpus[0], "domain", "s", "gtt",
+                      "Map", 2, "ref", "u", 0u, "gpus", "au", 1, T.gpus[1], 0);
+        ASSERT_BUS_OK(r, &error);
+        ASSERT_OK(sd_bus_message_read(reply, "a(a{sv})", 2, 3, &k[0], "t", &id, &k[1], "t", &va, &k[2], "o", &path,
+                                      1, &k[3], "t", &ref_id));
+        ASSERT_STREQ(k[0], "id");
+        ASSERT_STREQ(k[1], "va");
+        ASSERT_STREQ(k[2], "path");
+        ASSERT_STREQ(k[3], "id");
+        snprintf(want, sizeof(want), "/org/svmd1/range/%" PRIu64, id);
+        ASSERT_STREQ(path, want);
+        ASSERT_UEQ(ref_id, id);
+        ASSERT_TRUE(va != 0);
+        rid = id;
+
+        before = test_dump(&T);
+        r = commit_maps(12, rid, T.gpus[2], 's', &error);
+        ASSERT_BUS_ERROR(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        ASSERT_STREQ(error.message, "\"id\" in operation 11 (Map) must be of type t, not s");
+        sd_bus_error_free(&error);
+        r = commit_maps(101, rid, T.gpus[2], 'k', &error);
+        ASSERT_BUS_ERROR(r, &error, SD_BUS_ERROR_INVALID_ARGS);
+        ASSERT_STREQ(error.message, "unknown key \"bogus\" in operation 100 (Unmap)");
+        sd_bus_error_free(&error);
+        after = test_dump(&T);
+        ASSERT_STREQ(before, after);
+
+        /* The same Maps, well typed, go through. */
+        r = commit_maps(3, rid, T.gpus[2], 't', &error);
+        ASSERT_BUS_OK(r, &error);
+        test_free(T.bus, rid);
+}
+
 static void test_batch(void) {
         _cleanup_free_ char *before = test_dump(&T), *after = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -645,6 +710,7 @@ int main(void) {
                 { "dry_run", test_dry_run },
                 { "request_id", test_request_id },
                 { "commit", test_commit },
+                { "commit_decoding", test_commit_decoding },
                 { "batch", test_batch },
                 { "list_ranges_paging", test_list_ranges_paging },
                 { "list_ranges_after", test_list_ranges_after },

@@ -7,7 +7,8 @@
  *
  * svmd is killed with SIGKILL at random moments, N times (default 50), while
  * N clients (default 8, at most 8) create persistent ranges (vram, gtt, host; each filled with a
- * pattern of its id), map and unmap them (directly and through Commit), share
+ * pattern of its id; also two at a time in one Commit, which a kill in doubt must leave
+ * whole or not at all), map and unmap them (directly and through Commit), share
  * them (Share, RevokeToken) and free them; each client also keeps one range it
  * holds itself (Share + Attach). svmd-harness plays systemd's fd store and
  * restarts svmd. The runtime directory is a small tmpfs (svmd-harness
@@ -297,6 +298,77 @@ static void op_allocate(ClientState *c, bool held) {
         bytes(c, k, true);
 }
 
+/*
+ * Two persistent ranges in one Commit, whose changes are one journal line (docs/architecture.md,
+ * "The commit record"): acknowledged, both are there; refused, neither; in doubt after a kill,
+ * both or neither — never one of them.
+ */
+static void op_commit_pair(ClientState *c) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint32_t g = T.gpus[rand() % T.n_gpus];
+        Known *k = &c->known[c->n_known];
+        int r;
+
+        ASSERT_TRUE(c->n_known + 2 <= ELEMENTSOF(c->known));
+        for (size_t i = 0; i < 2; i++) {
+                k[i] = (Known) {};
+                snprintf(k[i].label, sizeof(k[i].label), "c%d-%u", c->index, c->next_request++);
+        }
+        r = test_call(c->bus, "Commit", &error, &reply, "a(sa{sv})a{sv}", 2,
+                      "Allocate", 5, "size", "t", RANGE_SIZE, "gpu", "u", g, "domain", "s", SVMD_DOMAIN_GTT,
+                      "persistent", "b", 1, "label", "s", k[0].label,
+                      "Allocate", 5, "size", "t", RANGE_SIZE, "gpu", "u", g, "domain", "s", SVMD_DOMAIN_HOST,
+                      "persistent", "b", 1, "label", "s", k[1].label, 0);
+        if (r >= 0) {
+                ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(a{sv})"));
+                for (size_t i = 0; i < 2; i++) {
+                        const char *key[3], *path;
+
+                        ASSERT_OK(sd_bus_message_read(reply, "(a{sv})", 3, &key[0], "t", &k[i].id, &key[1], "t",
+                                                      &k[i].va, &key[2], "o", &path));
+                        ASSERT_TRUE(streq(key[0], "id") && streq(key[1], "va") && streq(key[2], "path"));
+                        k[i].size = RANGE_SIZE;
+                        k[i].live = true;
+                }
+                c->n_known += 2;
+                c->acked++;
+        } else if (refused_for_room(r, &error)) {
+                c->refused++;
+                return;
+        } else if (test_outcome_unknown(r, &error)) {
+                Truth truth[128];
+                size_t n = read_truth(c, truth, ELEMENTSOF(truth));
+                Truth *t[2] = { find_truth(truth, n, k[0].label), find_truth(truth, n, k[1].label) };
+
+                c->unknown++;
+                if (!t[0] != !t[1]) {
+                        fprintf(stderr, "client %d: a Commit in doubt made range %s but not %s: half applied\n",
+                                c->index, t[0] ? k[0].label : k[1].label, t[0] ? k[1].label : k[0].label);
+                        abort();
+                }
+                if (t[0])
+                        for (size_t i = 0; i < 2; i++) {
+                                k[i].id = t[i]->id;
+                                k[i].va = t[i]->va;
+                                k[i].size = t[i]->size;
+                                k[i].mapped = t[i]->mapped;
+                                k[i].live = true;
+                        }
+                if (t[0])
+                        c->n_known += 2;
+                sd_bus_error_free(&error);
+                reconcile(c, NULL, NULL);
+                if (!t[0])
+                        return;
+        } else {
+                fprintf(stderr, "client %d: Commit of two allocations failed: %s\n", c->index, error.message);
+                abort();
+        }
+        bytes(c, &k[0], true);
+        bytes(c, &k[1], true);
+}
+
 static void op_free(ClientState *c, Known *k) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = test_call(c->bus, "Free", &error, NULL, "t", k->id);
@@ -511,7 +583,9 @@ static void client_main(int index, int stop_fd, int out_fd) {
                 if (read(stop_fd, &b, 1) == 1)
                         break;
                 k = pick_live(&c, false);
-                if (roll < 3 && live_count(&c) < MAX_LIVE)
+                if (roll == 2 && live_count(&c) + 1 < MAX_LIVE)
+                        op_commit_pair(&c);
+                else if (roll < 3 && live_count(&c) < MAX_LIVE)
                         op_allocate(&c, false);
                 else if (roll < 5)
                         op_map(&c, k, false, roll == 4);

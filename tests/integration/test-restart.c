@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -238,6 +239,116 @@ static void test_bad_journal_and_fds(void) {
         ASSERT_BUS_OK(r, &error);
 }
 
+/* The ids of a Commit's results, in order. */
+static void commit_result_ids(sd_bus_message *reply, uint64_t *ids, size_t n) {
+        ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "(a{sv})"));
+        for (size_t i = 0; i < n; i++) {
+                const char *key;
+                int r;
+
+                ids[i] = 0;
+                ASSERT_OK(sd_bus_message_enter_container(reply, 'r', "a{sv}"));
+                ASSERT_OK(sd_bus_message_enter_container(reply, 'a', "{sv}"));
+                while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                        ASSERT_OK(sd_bus_message_read(reply, "s", &key));
+                        if (strcmp(key, "id") == 0)
+                                ASSERT_OK(sd_bus_message_read(reply, "v", "t", &ids[i]));
+                        else
+                                ASSERT_OK(sd_bus_message_skip(reply, "v"));
+                        ASSERT_OK(sd_bus_message_exit_container(reply));
+                }
+                ASSERT_OK(r);
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+                ASSERT_OK(sd_bus_message_exit_container(reply));
+                ASSERT_TRUE(ids[i] != 0);
+        }
+}
+
+/* Three persistent allocations and a Map of persistent range e to GPU 1, as one Commit. */
+static void commit_three(uint64_t e, uint64_t ids[4]) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = test_call(T.bus, "Commit", &error, &reply, "a(sa{sv})a{sv}", 4,
+                      "Allocate", 3, "size", "t", UINT64_C(4) * 4096, "domain", "s", "host", "persistent", "b", 1,
+                      "Allocate", 3, "size", "t", UINT64_C(8) * 4096, "domain", "s", "host", "persistent", "b", 1,
+                      "Allocate", 4, "size", "t", UINT64_C(2) * 4096, "domain", "s", "host", "persistent", "b", 1,
+                      "map", "au", 1, T.gpus[2],
+                      "Map", 2, "id", "t", e, "gpus", "au", 1, T.gpus[1], 0);
+        ASSERT_BUS_OK(r, &error);
+        commit_result_ids(reply, ids, 4);
+}
+
+static off_t file_size(const char *path) {
+        struct stat st;
+
+        ASSERT_OK(stat(path, &st));
+        return st.st_size;
+}
+
+/*
+ * A Commit's changes are one journal line, its commit record (docs/architecture.md, "The commit
+ * record"): a crash while writing it leaves a torn line, and recovery applies none of the
+ * Commit's changes, not some; written whole, all of them come back.
+ */
+static void test_commit_record_torn(void) {
+        _cleanup_free_ char *journal = NULL, *list_before = NULL, *list_after = NULL, *lost = NULL, *tail = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t e, ids[4];
+        off_t before, after;
+        size_t lines = 0;
+        FILE *f;
+        int r;
+
+        ASSERT_TRUE(asprintf(&journal, "%s/journal", getenv("SVMD_RUNTIME_DIR")) >= 0);
+        e = allocate("host", 4 * 4096, 0, true, false, 1, (uint32_t[]) { T.gpus[0] });
+        list_before = test_list_ranges(T.bus);
+
+        before = file_size(journal);
+        commit_three(e, ids);
+        after = file_size(journal);
+        ASSERT_UEQ(ids[3], e);
+
+        /* One line for the whole Commit. */
+        tail = calloc(1, (size_t) (after - before) + 1);
+        ASSERT_NOT_NULL(tail);
+        f = fopen(journal, "re");
+        ASSERT_NOT_NULL(f);
+        ASSERT_OK(fseeko(f, before, SEEK_SET));
+        ASSERT_UEQ(fread(tail, 1, (size_t) (after - before), f), (size_t) (after - before));
+        fclose(f);
+        for (char *p = tail; *p; p++)
+                lines += *p == '\n';
+        ASSERT_UEQ(lines, 1);
+
+        /* Cut in the middle, as a crash mid-write leaves it (svmd writes nothing more before the kill). */
+        ASSERT_OK(truncate(journal, before + (after - before) / 2));
+        test_kill_and_wait_restart(&T);
+        for (size_t i = 0; i < 3; i++)
+                ASSERT_FALSE(exists(ids[i]));
+        list_after = test_list_ranges(T.bus);
+        ASSERT_STREQ(list_before, list_after);  /* e mapped on GPU 0 only, as before the Commit */
+        lost = lost_ranges();
+        ASSERT_STREQ(lost, "");
+
+        /* Written whole, every change of it comes back. */
+        commit_three(e, ids);
+        free(list_before);
+        list_before = test_list_ranges(T.bus);
+        test_kill_and_wait_restart(&T);
+        free(list_after);
+        list_after = test_list_ranges(T.bus);
+        ASSERT_STREQ(list_before, list_after);
+        for (size_t i = 0; i < 3; i++) {
+                ASSERT_TRUE(exists(ids[i]));
+                r = test_call(T.bus, "Free", &error, NULL, "t", ids[i]);
+                ASSERT_BUS_OK(r, &error);
+        }
+        r = test_call(T.bus, "Free", &error, NULL, "t", e);
+        ASSERT_BUS_OK(r, &error);
+}
+
 /* How many fds of the fd store (svmd-harness keeps it: our parent) are files whose path starts with what. */
 static int store_holds(const char *what) {
         char dir[64], path[512], target[256];
@@ -360,6 +471,9 @@ int main(void) {
         test_ranges_survive_kill();
         printf("ok\ntest bad_journal_and_fds ... ");
         test_bad_journal_and_fds();
+        printf("test commit_record_torn ... ");
+        test_commit_record_torn();
+        printf("ok\n");
         printf("test legacy_fd_name ... ");
         test_legacy_fd_name();
         printf("ok\n");
