@@ -286,7 +286,8 @@ static int write_state(JournalWriter *w, void *userdata) {
         for (Range *r = manager_ranges_from(m, 0); k >= 0 && r; r = manager_ranges_next(m, r)) {
                 json_t *o;
 
-                if (!r->persistent || r->want_gone)
+                /* Freed as far as the journal knows, though the kernel may still hold it. */
+                if (!r->persistent || r->want_gone || r->gone_journaled)
                         continue;
                 o = range_to_json(r);
                 if (!o)
@@ -380,11 +381,33 @@ void persist_compact(Manager *m) {
                 return;
         if (m->recovery && m->recovery->in_snapshot)
                 return;         /* the recovery writes one, and another if something changed meanwhile */
+        /*
+         * A transaction that stepped aside for the kernel (docs/architecture.md, "The kernel
+         * executor") has changed the tables but not written its record yet, or has written it and
+         * not finished its frees: a snapshot now would keep what it may still roll back, or bring
+         * back what the journal already says is freed. It runs once the last one has ended.
+         */
+        if (m->n_transactions_open > 0) {
+                m->compact_deferred = true;
+                return;
+        }
         k = journal_compact_with(m->journal, write_state, m);
         if (k < 0)
                 log_warning_errno(k, "Compacting the journal in %s failed; the journal stays as it is and "
                                   "compaction is retried after the next change: %m", m->runtime_dir);
         persist_check_space(m);
+}
+
+void persist_transaction_opened(Manager *m) {
+        m->n_transactions_open++;
+}
+
+void persist_transaction_closed(Manager *m) {
+        assert(m->n_transactions_open > 0);
+        if (--m->n_transactions_open == 0 && m->compact_deferred) {
+                m->compact_deferred = false;
+                schedule_compaction(m);
+        }
 }
 
 int persist_batch_write(Manager *m, PersistBatch *b, JournalAppendMode mode) {

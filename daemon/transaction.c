@@ -28,6 +28,7 @@ int transaction_new(Transaction **ret, Manager *m) {
         r = txn_new(&t->txn);
         if (r < 0)
                 return r;
+        persist_transaction_opened(m);
         *ret = TAKE_PTR(t);
         return 0;
 }
@@ -44,6 +45,7 @@ Transaction *transaction_free(Transaction *t) {
         ptr_index_done(&t->touched_index);
         free(t->frees);
         ptr_index_done(&t->frees_index);
+        persist_transaction_closed(t->manager);
         free(t);
         return NULL;
 }
