@@ -42,9 +42,10 @@
  * Switching between the loop and a job. glibc's swapcontext() saves and restores the signal mask
  * with a system call at every switch; jobs never change the mask, so on x86-64 a switch only swaps
  * the callee-saved registers, the stack pointer and the floating point control words (the
- * System V ABI's callee-saved state), as a function call would leave them. Elsewhere: ucontext.
+ * System V ABI's callee-saved state), as a function call would leave them. Elsewhere, and with
+ * control-flow protection (a shadow stack would refuse the return into a new job): ucontext.
  */
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(__CET__)
 #  define EXECUTOR_FAST_SWITCH 1
 /* Save the callee-saved state on the current stack, store the stack pointer in *save, continue on to. */
 void executor_stack_switch(void **save, void *to);
