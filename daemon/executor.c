@@ -121,7 +121,6 @@ struct Job {
         JobClaim *waiting_for;  /* met by job_claim() */
         JobEnd *ends;
         void *owner;
-        int input_fd;           /* readable: its caller sent more requests (job_set_input_fd()) */
 #ifdef EXECUTOR_ASAN
         void *fake_stack;
 #endif
@@ -468,7 +467,7 @@ int executor_spawn(Executor *x, JobFunc fn, JobDoneFunc done, void *userdata) {
         j = calloc(1, sizeof(Job));
         if (!j)
                 return -ENOMEM;
-        *j = (Job) { .executor = x, .fn = fn, .done = done, .userdata = userdata, .input_fd = -EBADF };
+        *j = (Job) { .executor = x, .fn = fn, .done = done, .userdata = userdata };
         if (x->n_stacks > 0)
                 j->stack = x->stacks[--x->n_stacks];
         else {
@@ -561,11 +560,6 @@ bool job_set_small(bool small) {
 
 bool job_set_offload(bool on) {
         return current ? swap_bool(&current->offload, on) : false;
-}
-
-void job_set_input_fd(int fd) {
-        if (current)
-                current->input_fd = fd;
 }
 
 void job_set_owner(void *owner) {
@@ -674,20 +668,16 @@ void job_maybe_yield(void) {
 
 /*
  * Whether anything but the current job waits for the loop (docs/architecture.md, "The kernel
- * executor"): another job alive (its ioctl in flight, or woken and runnable), an event source of the
- * loop ready (sd-event's epoll fd is readable when one is: a bus message, a worker's eventfd, a
- * timer, a direct peer's new data), or the next request of the job's own caller. One poll(2) with
- * timeout 0 for the last two.
+ * executor"): another job alive (its ioctl in flight, or woken and runnable), or an event source
+ * of the loop ready: sd-event's epoll fd is readable when one is (a message on the bus connection,
+ * a direct peer's new data, a worker's eventfd, a timer). One poll(2) with timeout 0.
  */
-static bool executor_others_wait(Executor *x, const Job *j) {
-        struct pollfd p[2] = {
-                { .fd = x->event_fd, .events = POLLIN },
-                { .fd = j->input_fd, .events = POLLIN }, /* poll(2) skips a negative fd */
-        };
+static bool executor_others_wait(Executor *x) {
+        struct pollfd p = { .fd = x->event_fd, .events = POLLIN };
 
         if (x->n_jobs > 1 || x->runnable_head)
                 return true;
-        return poll(p, ELEMENTSOF(p), 0) > 0;
+        return x->event_fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
 int executor_ioctl(int fd, unsigned long request, void *arg) {
@@ -700,7 +690,7 @@ int executor_ioctl(int fd, unsigned long request, void *arg) {
         /* Small, nothing large in the kernel (which might hold its process lock for long), this
          * dispatch still short, and nobody else waits for the loop while the kernel sleeps: here. */
         if (j->small && x->n_big == 0 && now_usec() - j->resumed_usec < JOB_INLINE_USEC &&
-            !executor_others_wait(x, j)) {
+            !executor_others_wait(x)) {
                 x->n_inline++;
                 return ioctl(fd, request, arg);
         }

@@ -86,12 +86,6 @@ bool job_set_small(bool small);
  */
 #define EXECUTOR_SLICE_USEC 250U
 void job_maybe_yield(void);
-/*
- * The connection the current job's request came on, if svmd reads it outside the loop's epoll (a
- * direct peer's socket, read one message at a time): readable when the caller sent more requests,
- * which wait for the loop too (job_set_small()). A stale fd only misleads that choice. -EBADF: none.
- */
-void job_set_input_fd(int fd);
 /* Who the current job acts for (the daemon's Client), for the job's runner; NULL if unknown. */
 void job_set_owner(void *owner);
 void *job_get_owner(void);

@@ -10,8 +10,6 @@
 #include "config.h"
 #include "bus-util.h"
 #include "client.h"
-#include "direct.h"
-#include "executor.h"
 #include "gpu.h"
 #include "log.h"
 #include "manager.h"
@@ -448,23 +446,10 @@ static MethodJob *method_job_free(MethodJob *j) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(MethodJob *, method_job_free);
 
-/* A direct peer's socket: readable when the caller sent its next request (job_set_input_fd()). */
-static int method_input_fd(Manager *m, sd_bus_message *msg) {
-        uid_t uid;
-        pid_t pid;
-        int fd;
-
-        if (direct_server_peer_credentials(m->direct, sd_bus_message_get_bus(msg), &uid, &pid, &fd) < 0)
-                return -EBADF; /* the bus connection: in the loop's epoll already */
-        return fd;
-}
-
 static int method_job_run(void *userdata) {
         MethodJob *j = userdata;
         Client *c;
         int r;
-
-        job_set_input_fd(method_input_fd(j->manager, j->msg));
 
         for (;;) {
                 (void) metrics_take_deferred(j->manager->metrics);
