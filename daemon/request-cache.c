@@ -52,43 +52,8 @@ int request_id_check(const char *request_id, sd_bus_error *error) {
         return 0;
 }
 
-/*
- * The bytes a digest is taken of. Most calls need a few dozen: they fit on the stack, where
- * open_memstream() cleared a BUFSIZ buffer on the heap for each call.
- */
-typedef struct DigestBuf {
-        uint8_t *p;
-        size_t n, size;
-        bool failed;
-        uint8_t stack[256];
-} DigestBuf;
-
-static void digest_put(DigestBuf *b, const void *data, size_t len) {
-        if (b->failed)
-                return;
-        if (len > b->size - b->n) {
-                size_t size = MAX(b->size * 2, b->n + len);
-                uint8_t *p = b->p == b->stack ? malloc(size) : realloc(b->p, size);
-
-                if (!p) {
-                        b->failed = true;
-                        return;
-                }
-                if (b->p == b->stack)
-                        memcpy(p, b->stack, b->n);
-                b->p = p;
-                b->size = size;
-        }
-        memcpy(b->p + b->n, data, len);
-        b->n += len;
-}
-
-static void digest_putc(DigestBuf *b, char c) {
-        digest_put(b, &c, 1);
-}
-
 /* Every argument as (type, value) bytes; containers by their signature, fds by their type only. */
-static int digest_walk(sd_bus_message *m, DigestBuf *b, unsigned depth) {
+static int digest_walk(sd_bus_message *m, FILE *f, unsigned depth) {
         int r;
 
         if (depth > 64)
@@ -100,20 +65,21 @@ static int digest_walk(sd_bus_message *m, DigestBuf *b, unsigned depth) {
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r <= 0)
                         return r;
-                digest_putc(b, type);
+                fputc(type, f);
                 if (type == SD_BUS_TYPE_ARRAY || type == SD_BUS_TYPE_STRUCT || type == SD_BUS_TYPE_VARIANT ||
                     type == SD_BUS_TYPE_DICT_ENTRY) {
-                        digest_put(b, contents, strlen(contents) + 1);
+                        fputs(contents, f);
+                        fputc('\0', f);
                         r = sd_bus_message_enter_container(m, type, contents);
                         if (r < 0)
                                 return r;
-                        r = digest_walk(m, b, depth + 1);
+                        r = digest_walk(m, f, depth + 1);
                         if (r < 0)
                                 return r;
                         r = sd_bus_message_exit_container(m);
                         if (r < 0)
                                 return r;
-                        digest_putc(b, '\0');
+                        fputc('\0', f);
                 } else {
                         union {
                                 uint8_t u8;
@@ -132,34 +98,36 @@ static int digest_walk(sd_bus_message *m, DigestBuf *b, unsigned depth) {
                                 return r;
                         if (type == SD_BUS_TYPE_STRING || type == SD_BUS_TYPE_OBJECT_PATH ||
                             type == SD_BUS_TYPE_SIGNATURE)
-                                digest_put(b, v.s, strlen(v.s) + 1);
+                                fwrite(v.s, 1, strlen(v.s) + 1, f);
                         else if (type == SD_BUS_TYPE_BOOLEAN)
-                                digest_putc(b, v.b ? 1 : 0);
+                                fputc(v.b ? 1 : 0, f);
                         else if (type != SD_BUS_TYPE_UNIX_FD)
-                                digest_put(b, &v.u64, sizeof(v.u64));
+                                fwrite(&v.u64, 1, sizeof(v.u64), f);
                 }
         }
 }
 
 int request_digest(sd_bus_message *call, uint64_t *ret) {
+        _cleanup_free_ char *buf = NULL;
         const char *member = sd_bus_message_get_member(call);
-        DigestBuf b;
+        size_t size = 0;
+        FILE *f;
         int r;
 
-        b = (DigestBuf) { .size = sizeof(b.stack) };
-        b.p = b.stack;
-        digest_put(&b, member, strlen(member) + 1);
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        fwrite(member, 1, strlen(member) + 1, f);
         r = sd_bus_message_rewind(call, true);
         if (r >= 0)
-                r = digest_walk(call, &b, 0);
+                r = digest_walk(call, f, 0);
         (void) sd_bus_message_rewind(call, true);
-        if (r >= 0 && b.failed)
+        if (fclose(f) != 0 && r >= 0)
                 r = -ENOMEM;
-        if (r >= 0)
-                *ret = siphash24(b.p, b.n, digest_key) ?: 1; /* 0 means "not recorded" (range.h) */
-        if (b.p != b.stack)
-                free(b.p);
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        *ret = siphash24(buf, size, digest_key) ?: 1; /* 0 means "not recorded" (range.h) */
+        return 0;
 }
 
 int request_id_reused(const char *request_id, const char *first_member, sd_bus_message *call, sd_bus_error *error) {
