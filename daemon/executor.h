@@ -57,6 +57,8 @@ int executor_spawn(Executor *x, JobFunc fn, JobDoneFunc done, void *userdata);
 
 /* Jobs alive (running or waiting). */
 unsigned executor_n_jobs(const Executor *x);
+/* KFD ioctls of jobs with offload on, since the start: run on the loop's thread, and by a worker. */
+void executor_get_ioctl_counts(const Executor *x, uint64_t *ret_inline, uint64_t *ret_offloaded);
 /* Called from the loop whenever the last live job ended. */
 void executor_set_idle_callback(Executor *x, void (*fn)(void *userdata), void *userdata);
 /* Block until every live job has ended (exit paths; the loop is not running). */

@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "executor.h"
 #include "gpu.h"
 #include "id-table.h"
 #include "log.h"
@@ -423,7 +424,7 @@ static void put_seconds(FILE *f, uint64_t nsec) {
 
 static void render_node(Out *o, Manager *m) {
         Metrics *mx = m->metrics;
-        uint64_t teardown_ranges = 0;
+        uint64_t teardown_ranges = 0, on_loop, on_worker;
 
         gauge(o, "svmd_up", "1: svmd answered (svmctl writes 0 when it cannot reach svmd).", 1);
         family(o, "svmd_start_time_seconds", METRIC_GAUGE, "When svmd started, in seconds since the Unix epoch.");
@@ -451,6 +452,12 @@ static void render_node(Out *o, Manager *m) {
         counter(o, "svmd_rollbacks", "Transactions rolled back.", mx->rollbacks);
         counter(o, "svmd_rollbacks_failed", "Rollbacks in which an undo failed and left a range degraded.",
                 mx->rollbacks_failed);
+        executor_get_ioctl_counts(m->executor, &on_loop, &on_worker);
+        family(o, "svmd_kernel_ioctls", METRIC_COUNTER,
+               "KFD ioctls of changing requests by the thread that ran them: the event loop (small buffers) "
+               "or a kernel worker.");
+        sample_u64(o, "svmd_kernel_ioctls_total", "thread", "loop", on_loop);
+        sample_u64(o, "svmd_kernel_ioctls_total", "thread", "worker", on_worker);
 }
 
 /* A family's name and HELP text. */

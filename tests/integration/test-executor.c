@@ -14,6 +14,8 @@
  *                     hold: the owner's Free frees the range;
  *   retry:            the same request id from two connections while the first call is in the
  *                     kernel: one ALLOC, both get the same range;
+ *   small-on-loop:    a lone caller's small Allocates and Frees run their ioctls on the loop's
+ *                     thread (svmd_kernel_ioctls_total);
  *   sigterm:          SIGTERM while an Allocate is in the kernel: the caller gets its answer,
  *                     svmd exits 0, and every buffer it allocated was freed by svmd.
  */
@@ -349,6 +351,37 @@ static void test_retry(sd_bus *a, sd_bus *b) {
         pending_done(&retry);
 }
 
+/* svmd_kernel_ioctls_total{thread="<thread>"} of GetMetrics. */
+static uint64_t kernel_ioctls(sd_bus *bus, const char *thread) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char series[96];
+        const char *text, *p;
+
+        ASSERT_OK(test_call(bus, "GetMetrics", &error, &reply, "a{sv}", 0));
+        ASSERT_OK(sd_bus_message_read(reply, "s", &text));
+        snprintf(series, sizeof(series), "svmd_kernel_ioctls_total{thread=\"%s\"} ", thread);
+        p = strstr(text, series);
+        ASSERT_TRUE(p);
+        return strtoull(p + strlen(series), NULL, 10);
+}
+
+static void test_small_on_loop(sd_bus *a, sd_bus *b) {
+        uint64_t loop0, worker0, loop1, worker1;
+
+        /* Alone: nobody waits while the kernel runs them, the loop runs them itself. */
+        loop0 = kernel_ioctls(b, "loop");
+        worker0 = kernel_ioctls(b, "worker");
+        for (int i = 0; i < 10; i++)
+                test_free(a, test_allocate(a, 64 << 10, T.gpus[0], "vram", false, NULL));
+        loop1 = kernel_ioctls(b, "loop");
+        worker1 = kernel_ioctls(b, "worker");
+        printf("small-on-loop: a lone caller's 10 Allocate+Free: %" PRIu64 " ioctls on the loop, %" PRIu64
+               " on workers\n", loop1 - loop0, worker1 - worker0);
+        /* 20 ioctls; a free VRAM query on a timer may go to a worker meanwhile. */
+        ASSERT_TRUE(loop1 - loop0 >= 18);
+}
+
 static void test_sigterm(sd_bus *a) {
         uint64_t allocs0 = test_ioctl_count(&T, "ALLOC_MEMORY_OF_GPU"), frees0 = test_ioctl_count(&T, "FREE_MEMORY_OF_GPU");
         uint64_t h0 = test_kernel_handles(&T), allocs, frees;
@@ -392,6 +425,7 @@ int main(void) {
         test_disconnect_map(a, b);
         test_disconnect_attach(a, b);
         test_retry(a, b);
+        test_small_on_loop(a, b);
         test_sigterm(a);
 
         sd_bus_flush_close_unref(a);
