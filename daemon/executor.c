@@ -145,6 +145,7 @@ struct Executor {
 #else
         ucontext_t loop_ctx;
 #endif
+        int event_fd;                   /* the sd-event loop's epoll fd: does anything else wait? */
         uint64_t n_inline, n_offloaded; /* KFD ioctls run on the loop's thread, by a worker */
         unsigned n_jobs;
         unsigned n_ioctls;              /* handed to the workers and not resumed yet */
@@ -389,7 +390,7 @@ int executor_new(Executor **ret, sd_event *e, unsigned n_threads) {
         x = calloc(1, sizeof(Executor));
         if (!x)
                 return -ENOMEM;
-        x->efd = -EBADF;
+        x->efd = x->event_fd = -EBADF;
         pthread_mutex_init(&x->lock, NULL);
         pthread_cond_init(&x->cond, NULL);
 
@@ -400,6 +401,7 @@ int executor_new(Executor **ret, sd_event *e, unsigned n_threads) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(x->event_source, "executor");
+        x->event_fd = sd_event_get_fd(e);
 
         x->threads = calloc(MAX(n_threads, 1U), sizeof(pthread_t));
         if (!x->threads)
@@ -664,6 +666,20 @@ void job_maybe_yield(void) {
         job_switch_to_loop(j);
 }
 
+/*
+ * Whether anything but the current job waits for the loop (docs/architecture.md, "The kernel
+ * executor"): another job alive (its ioctl in flight, or woken and runnable), or an event source
+ * of the loop ready: sd-event's epoll fd is readable when one is (a message on the bus connection,
+ * a direct peer's new data, a worker's eventfd, a timer). One poll(2) with timeout 0.
+ */
+static bool executor_others_wait(Executor *x) {
+        struct pollfd p = { .fd = x->event_fd, .events = POLLIN };
+
+        if (x->n_jobs > 1 || x->runnable_head)
+                return true;
+        return x->event_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 int executor_ioctl(int fd, unsigned long request, void *arg) {
         Job *j = current;
         Executor *x;
@@ -671,9 +687,10 @@ int executor_ioctl(int fd, unsigned long request, void *arg) {
         if (!j || !j->offload)
                 return ioctl(fd, request, arg);
         x = j->executor;
-        /* Small, nothing large in the kernel (which might hold its process lock for long), and this
-         * dispatch is still short: here. */
-        if (j->small && x->n_big == 0 && now_usec() - j->resumed_usec < JOB_INLINE_USEC) {
+        /* Small, nothing large in the kernel (which might hold its process lock for long), this
+         * dispatch still short, and nobody else waits for the loop while the kernel sleeps: here. */
+        if (j->small && x->n_big == 0 && now_usec() - j->resumed_usec < JOB_INLINE_USEC &&
+            !executor_others_wait(x)) {
                 x->n_inline++;
                 return ioctl(fd, request, arg);
         }

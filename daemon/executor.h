@@ -69,12 +69,13 @@ Job *job_current(void);
 /* While on, the current job's KFD ioctls run on a worker; off, on the loop as before. Returns the old value. */
 bool job_set_offload(bool on);
 /*
- * The current job's next ioctls concern buffers of at most EXECUTOR_SMALL_BYTES: while no ioctl of
- * a larger buffer is in flight they run on the loop's thread, as they take less time in the kernel
- * than the hand-over to a worker and back, for the first 250 µs after the job got the loop; then the
- * next goes to a worker and the loop serves others (a Commit of 1024 small allocations is not one
- * dispatch). With a large one in flight (which may hold the kernel's process lock for long) they
- * go to a worker like every other. Returns the old value.
+ * The current job's next ioctls concern buffers of at most EXECUTOR_SMALL_BYTES: they run on the
+ * loop's thread, as they take less time in the kernel than the hand-over to a worker and back, while
+ * nothing else waits for the loop (no other job alive, no event source of the loop ready), no ioctl
+ * of a larger buffer is in flight (it may hold the kernel's process lock for long), and for the
+ * first 250 µs after the job got the loop (a Commit of 1024 small allocations is not one dispatch).
+ * Otherwise they go to a worker like every other, and the loop serves the others meanwhile.
+ * Returns the old value.
  */
 #define EXECUTOR_SMALL_BYTES (UINT64_C(2) << 20)
 bool job_set_small(bool small);

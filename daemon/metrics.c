@@ -454,8 +454,8 @@ static void render_node(Out *o, Manager *m) {
                 mx->rollbacks_failed);
         executor_get_ioctl_counts(m->executor, &on_loop, &on_worker);
         family(o, "svmd_kernel_ioctls", METRIC_COUNTER,
-               "KFD ioctls of changing requests by the thread that ran them: the event loop (small buffers) "
-               "or a kernel worker.");
+               "KFD ioctls of changing requests by the thread that ran them: the event loop (small buffers "
+               "while nothing else waited) or a kernel worker.");
         sample_u64(o, "svmd_kernel_ioctls_total", "thread", "loop", on_loop);
         sample_u64(o, "svmd_kernel_ioctls_total", "thread", "worker", on_worker);
 }

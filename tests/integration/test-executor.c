@@ -14,8 +14,10 @@
  *                     hold: the owner's Free frees the range;
  *   retry:            the same request id from two connections while the first call is in the
  *                     kernel: one ALLOC, both get the same range;
- *   small-on-loop:    a lone caller's small Allocates and Frees run their ioctls on the loop's
- *                     thread (svmd_kernel_ioctls_total);
+ *   small-offload:    a lone caller's small Allocates and Frees run their ioctls on the loop's
+ *                     thread; four small Allocates that wait in svmd's bus socket at once (svmd
+ *                     stopped while the bus delivered them) go to the workers, as each finds the
+ *                     next waiting (svmd_kernel_ioctls_total);
  *   sigterm:          SIGTERM while an Allocate is in the kernel: the caller gets its answer,
  *                     svmd exits 0, and every buffer it allocated was freed by svmd.
  */
@@ -366,20 +368,53 @@ static uint64_t kernel_ioctls(sd_bus *bus, const char *thread) {
         return strtoull(p + strlen(series), NULL, 10);
 }
 
-static void test_small_on_loop(sd_bus *a, sd_bus *b) {
-        uint64_t loop0, worker0, loop1, worker1;
+static void test_small_offload(sd_bus *a, sd_bus *b) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *id_reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t loop0, worker0, loop1, worker1, ids[4];
+        Pending alloc[4] = {};
+        int pid, starts;
 
-        /* Alone: nobody waits while the kernel runs them, the loop runs them itself. */
+        /* Alone: nobody waits while the kernel sleeps, the loop runs them itself. */
         loop0 = kernel_ioctls(b, "loop");
         worker0 = kernel_ioctls(b, "worker");
         for (int i = 0; i < 10; i++)
                 test_free(a, test_allocate(a, 64 << 10, T.gpus[0], "vram", false, NULL));
         loop1 = kernel_ioctls(b, "loop");
         worker1 = kernel_ioctls(b, "worker");
-        printf("small-on-loop: a lone caller's 10 Allocate+Free: %" PRIu64 " ioctls on the loop, %" PRIu64
+        printf("small-offload: a lone caller's 10 Allocate+Free: %" PRIu64 " ioctls on the loop, %" PRIu64
                " on workers\n", loop1 - loop0, worker1 - worker0);
         /* 20 ioctls; a free VRAM query on a timer may go to a worker meanwhile. */
         ASSERT_TRUE(loop1 - loop0 >= 18);
+
+        /* Four at once: each finds the next one waiting in svmd's bus socket, none sleeps on the loop.
+         * The bus daemon handles a's messages in order and writes each on at once: when it answers
+         * GetId, the four Allocates are in svmd's socket. */
+        test_svmd_state(&pid, &starts);
+        ASSERT_TRUE(pid > 0);
+        ASSERT_OK(kill(pid, SIGSTOP) < 0 ? -errno : 0);
+        for (int i = 0; i < 4; i++) {
+                sd_bus_message *m = new_call(a, "Allocate");
+
+                ASSERT_OK(sd_bus_message_append(m, "tusa{sv}", (uint64_t) 64 << 10, T.gpus[0], "vram", 0));
+                send_async(a, m, &alloc[i]);
+        }
+        ASSERT_OK(sd_bus_call_method(a, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                     "GetId", &error, &id_reply, NULL));
+        ASSERT_OK(kill(pid, SIGCONT) < 0 ? -errno : 0);
+        for (int i = 0; i < 4; i++) {
+                pump(a, &alloc[i]);
+                ids[i] = allocation_id(&alloc[i], NULL);
+        }
+        loop0 = kernel_ioctls(b, "loop");
+        worker0 = kernel_ioctls(b, "worker");
+        printf("small-offload: 4 Allocates at once: %" PRIu64 " ioctls on the loop, %" PRIu64 " on workers\n",
+               loop0 - loop1, worker0 - worker1);
+        ASSERT_TRUE(worker0 - worker1 >= 4);
+        for (int i = 0; i < 4; i++) {
+                test_free(a, ids[i]);
+                pending_done(&alloc[i]);
+        }
 }
 
 static void test_sigterm(sd_bus *a) {
@@ -425,7 +460,7 @@ int main(void) {
         test_disconnect_map(a, b);
         test_disconnect_attach(a, b);
         test_retry(a, b);
-        test_small_on_loop(a, b);
+        test_small_offload(a, b);
         test_sigterm(a);
 
         sd_bus_flush_close_unref(a);
