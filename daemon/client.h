@@ -2,11 +2,8 @@
 #pragma once
 
 /*
- * Who calls: identities, clients and the references between them and ranges.
- *
- * An Identity is what quotas and ownership see: a uid, and the systemd unit and
- * cgroup derived from the caller's pid (a container is its unit or cgroup).
- * Identities are interned and shared by every range they own.
+ * Who calls: clients (connections). Their identities are in identity.h, the
+ * references between them and ranges (holds, tokens) in sharing.h.
  *
  * A Client is one connection: a bus unique name (tracked with sd_bus_track) or
  * a direct peer. When a client's last connection goes, crash included, its
@@ -15,10 +12,6 @@
  * millisecond, one gone client after the other (round-robin), between the other
  * clients' calls; until a range is really freed it stays charged to its owner
  * and answers as "freeing" (docs/architecture.md, "Tearing down a client").
- *
- * A Hold is the reference an Attach takes; a Token is what Share hands out.
- * A range lives while its owner or any holder holds it: Free by the owner with
- * holders left detaches the owner, and the last holder's Release frees it.
  */
 
 #include <stdbool.h>
@@ -27,22 +20,12 @@
 
 #include <systemd/sd-bus.h>
 
-#include "quota.h"
+#include "identity.h"
+#include "sharing.h"
 
 typedef struct Manager Manager;
 typedef struct Range Range;
 typedef struct Client Client;
-typedef struct Hold Hold;
-typedef struct Token Token;
-
-typedef struct Identity {
-        unsigned n_ref;
-        uid_t uid;
-        char *unit;             /* "" outside any unit */
-        char *cgroup;           /* "" when unknown */
-        char *key;
-        Scope *scope;
-} Identity;
 
 struct Client {
         Manager *manager;
@@ -71,33 +54,6 @@ struct Client {
         bool release_pending;
 };
 
-struct Hold {
-        Client *client;         /* NULL for a hold restored after a restart, until its uid comes back */
-        uid_t uid;
-        Range *range;
-        Hold *client_prev, *client_next;
-        Hold *range_prev, *range_next;
-        bool read_only;
-        struct Revocation *revocation;  /* being revoked: released by its deadline, or taken (revoke.h) */
-};
-
-#define TOKEN_HEX_LEN 32        /* 128 bits from getrandom() */
-
-struct Token {
-        char token[TOKEN_HEX_LEN + 1];
-        Range *range;
-        Client *creator;        /* NULL once the creating connection is gone */
-        Identity *charged;      /* whose scope counts it: the Share caller's, or after a restart the owner's */
-        Token *sweep_next;      /* expired tokens being collected */
-        Token *range_next;
-        bool has_uid;
-        uid_t uid;
-        char *unit;             /* glob, NULL: any */
-        char *cgroup;           /* prefix, NULL: any */
-        bool read_only;
-        uint64_t expires_usec;  /* CLOCK_REALTIME; 0: never */
-};
-
 /* The client behind a message, created on first use (and tracked). */
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error);
 /* Send c the signals it may see, from now until it disconnects. */
@@ -118,43 +74,6 @@ size_t manager_teardown_pending(Manager *m, uint64_t *ret_ranges);
 /* At exit, after every range struct is gone: the gone clients' memory. */
 void manager_teardown_done(Manager *m);
 
-/* The interned identity (a new reference). */
-int manager_get_identity(Manager *m, uid_t uid, const char *unit, const char *cgroup, Identity **ret);
-Identity *identity_ref(Identity *i);
-void identity_unref(Manager *m, Identity *i);
-/* Re-resolve every identity's quota scope and recompute usage (after a reload). */
-int manager_rescope(Manager *m);
-
 /* Ownership links (the range list of a client). */
 void client_add_range(Client *c, Range *r);
 void client_remove_range(Range *r);
-
-int hold_new(Client *c, Range *r, bool read_only, Hold **ret);
-/* A hold restored from the journal: it belongs to a uid until a connection of that uid adopts it. */
-int hold_new_orphan(Range *r, uid_t uid, bool read_only, Hold **ret);
-Hold *hold_free(Hold *h);
-Hold *client_find_hold(Client *c, Range *r);
-
-/* Tokens. */
-
-/* The client's hold on r; an orphaned hold of the client's uid is adopted. */
-int token_new(Manager *m, Client *creator, Range *r, Token **ret);
-/* A token recorded in the journal, restored after a restart. */
-int token_restore(Manager *m, Range *r, const char *hex, Token **ret);
-Token *token_free(Manager *m, Token *t);
-Token *manager_find_token(Manager *m, const char *token);
-bool token_allows(const Token *t, const Identity *i);
-/* Drop a token for good (revoked, expired), journaled. */
-void token_remove(Manager *m, Token *t);
-unsigned range_n_tokens(const Range *r);
-unsigned range_n_holds(const Range *r);
-
-/*
- * Drop the owner's claim (Free, or the owner's connection went): with holders
- * left the range lives on detached; without, it is freed now (or by repair).
- */
-int range_release_owner(Range *r);
-/* Drop a holder's reference; the last one of a detached range frees it. */
-int range_release_hold(Hold *h);
-/* Drop every hold uid has on r (RevokeHold): as many Releases. Returns how many, or -errno. */
-int range_revoke_holds(Range *r, uid_t uid);

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <fnmatch.h>
+
+#include <systemd/sd-login.h>
+
+#include "cgroup-util.h"
+#include "client.h"
+#include "context.h"
+#include "direct.h"
+#include "log.h"
+#include "manager.h"
+#include "peer-pid.h"
+#include "persist.h"
+#include "range.h"
+#include "revoke.h"
+#include "str-table.h"
+#include "svmd-protocol.h"
+#include "transaction.h"
+
+/* ---- holds ---- */
+
+static void hold_link_client(Hold *h, Client *c) {
+        h->client = c;
+        h->client_prev = NULL;
+        h->client_next = c->holds;
+        if (c->holds)
+                c->holds->client_prev = h;
+        c->holds = h;
+}
+
+Hold *client_find_hold(Client *c, Range *r) {
+        for (Hold *h = range_holds(r); h; h = h->range_next)
+                if (h->client == c)
+                        return h;
+        for (Hold *h = range_holds(r); h; h = h->range_next)
+                if (!h->client && h->uid == c->identity->uid) {
+                        hold_link_client(h, c);
+                        return h;
+                }
+        return NULL;
+}
+
+static int hold_alloc(Range *r, uid_t uid, bool read_only, Hold **ret) {
+        RangeExtra *x = range_extra(r);
+        Hold *h;
+
+        if (!x)
+                return -ENOMEM;
+        h = calloc(1, sizeof(Hold));
+        if (!h)
+                return -ENOMEM;
+        *h = (Hold) { .uid = uid, .range = r, .read_only = read_only };
+        h->range_next = x->holds;
+        if (x->holds)
+                x->holds->range_prev = h;
+        x->holds = h;
+        *ret = h;
+        return 0;
+}
+
+int hold_new_orphan(Range *r, uid_t uid, bool read_only, Hold **ret) {
+        return hold_alloc(r, uid, read_only, ret);
+}
+
+static const char *const holders_property[] = { "Holders", NULL };
+
+int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
+        Hold *h;
+        int k;
+
+        k = hold_alloc(r, c->identity->uid, read_only, &h);
+        if (k < 0)
+                return k;
+        hold_link_client(h, c);
+        range_emit_changed(r, holders_property);
+        *ret = h;
+        return 0;
+}
+
+Hold *hold_free(Hold *h) {
+        if (!h)
+                return NULL;
+        if (h->revocation)
+                revocation_hold_gone(h);
+        if (h->client_prev)
+                h->client_prev->client_next = h->client_next;
+        else if (h->client)
+                h->client->holds = h->client_next;
+        if (h->client_next)
+                h->client_next->client_prev = h->client_prev;
+        if (h->range_prev)
+                h->range_prev->range_next = h->range_next;
+        else
+                h->range->extra->holds = h->range_next; /* it has one: h is there */
+        if (h->range_next)
+                h->range_next->range_prev = h->range_prev;
+        range_emit_changed(h->range, holders_property);
+        free(h);
+        return NULL;
+}
+
+/* ---- tokens ---- */
+
+static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Token **ret) {
+        RangeExtra *x = range_extra(r);
+        Token *t;
+        int k;
+
+        if (!x)
+                return -ENOMEM;
+        t = calloc(1, sizeof(Token));
+        if (!t)
+                return -ENOMEM;
+        memcpy(t->token, hex, TOKEN_HEX_LEN);
+        t->range = r;
+        t->creator = creator;
+        k = str_table_put(m->tokens, t->token, t);
+        if (k < 0) {
+                free(t);
+                return k;
+        }
+        t->range_next = x->tokens;
+        x->tokens = t;
+        if (creator)
+                creator->n_tokens++;
+        /* Counted against a scope, which outlives connections: reconnecting does not reset it. */
+        t->charged = identity_ref(creator ? creator->identity : r->owner);
+        if (t->charged)
+                t->charged->scope->usage.tokens++;
+        *ret = t;
+        return 0;
+}
+
+int token_new(Manager *m, Client *creator, Range *r, Token **ret) {
+        static const char digits[] = "0123456789abcdef";
+        uint8_t bytes[TOKEN_HEX_LEN / 2];
+        char hex[TOKEN_HEX_LEN + 1];
+
+        /* Unguessable: 128 bits from the kernel's CSPRNG; never a weaker fallback. */
+        if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t) sizeof(bytes))
+                return negative_errno();
+        for (size_t i = 0; i < sizeof(bytes); i++) {
+                hex[2 * i] = digits[bytes[i] >> 4];
+                hex[2 * i + 1] = digits[bytes[i] & 15];
+        }
+        hex[TOKEN_HEX_LEN] = '\0';
+        return token_add(m, creator, r, hex, ret);
+}
+
+int token_restore(Manager *m, Range *r, const char *hex, Token **ret) {
+        return token_add(m, NULL, r, hex, ret);
+}
+
+Token *token_free(Manager *m, Token *t) {
+        if (!t)
+                return NULL;
+        (void) str_table_remove(m->tokens, t->token);
+        for (Token **p = &t->range->extra->tokens; *p; p = &(*p)->range_next)
+                if (*p == t) {
+                        *p = t->range_next;
+                        break;
+                }
+        if (t->creator && t->creator->n_tokens > 0)
+                t->creator->n_tokens--;
+        if (t->charged) {
+                if (t->charged->scope->usage.tokens > 0)
+                        t->charged->scope->usage.tokens--;
+                identity_unref(m, t->charged);
+        }
+        free(t->unit);
+        free(t->cgroup);
+        free(t);
+        return NULL;
+}
+
+void token_remove(Manager *m, Token *t) {
+        Range *r = t->range;
+        char hex[TOKEN_HEX_LEN + 1];
+
+        memcpy(hex, t->token, sizeof(hex));
+        token_free(m, t);
+        persist_token_removed(m, r, hex);
+}
+
+unsigned range_n_tokens(const Range *r) {
+        unsigned n = 0;
+
+        for (Token *t = range_tokens(r); t; t = t->range_next)
+                n++;
+        return n;
+}
+
+unsigned range_n_holds(const Range *r) {
+        unsigned n = 0;
+
+        for (Hold *h = range_holds(r); h; h = h->range_next)
+                n++;
+        return n;
+}
+
+Token *manager_find_token(Manager *m, const char *token) {
+        return str_table_get(m->tokens, token);
+}
+
+bool token_allows(const Token *t, const Identity *i) {
+        if (t->has_uid && t->uid != i->uid)
+                return false;
+        if (t->unit && fnmatch(t->unit, i->unit, 0) != 0)
+                return false;
+        if (t->cgroup && !cgroup_is_prefix(t->cgroup, i->cgroup))
+                return false;
+        return true;
+}
+
+/* ---- lifetime rules ---- */
+
+/* Free r now; if the kernel refuses, the repair timer finishes the job. */
+static int range_free_now(Range *r) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        Manager *m = r->manager;
+        uint64_t id = r->id;
+        int k;
+
+        if (r->state == RANGE_STATE_DEGRADED || range_n_batch_users(r) > 0 || job_claim_held(&r->claim)) {
+                /* Being repaired, batch pieces still use its pages, or a request in flight changes it
+                 * (an administrator's; executor.h): free it when that is over. */
+                r->want_gone = true;
+                r->want_mapped = 0;
+                if (r->state != RANGE_STATE_DEGRADED) {
+                        r->state = RANGE_STATE_DEGRADED;
+                        m->n_degraded++;
+                }
+                manager_schedule_repair(m);
+                return 0;
+        }
+
+        k = transaction_new(&t, m);
+        if (k >= 0) {
+                k = range_free(t, r, &error);
+                k = transaction_finish(t, k, &error);
+        }
+        if (k >= 0) {
+                sd_bus_error_free(&error);
+                return 0;
+        }
+
+        log_fields(LOG_WARNING, &((LogFields) { .range_id = id }),
+                   "Freeing range %" PRIu64 " failed (%s); it is degraded and freed in the background.", id,
+                   error.message ?: strerror(-k));
+        sd_bus_error_free(&error);
+        /* Still here (aborted, or degraded by the abort): make freeing it the repair goal. */
+        r = manager_find_range(m, id);
+        if (r) {
+                if (r->state != RANGE_STATE_DEGRADED) {
+                        r->state = RANGE_STATE_DEGRADED;
+                        m->n_degraded++;
+                }
+                r->want_gone = true;
+                r->want_mapped = 0;
+                manager_schedule_repair(m);
+        }
+        return k;
+}
+
+int range_release_owner(Range *r) {
+        client_remove_range(r);
+        if (range_holds(r)) {
+                r->owner_detached = true;
+                range_emit_changed(r, (const char *const[]) { "Detached", NULL });
+                persist_range(r->manager, r);
+                log_fields(LOG_INFO, &((LogFields) { .range_id = r->id }),
+                           "Range %" PRIu64 " lost its owner; it lives on while holders remain.", r->id);
+                return 0;
+        }
+        return range_free_now(r);
+}
+
+int range_release_hold(Hold *h) {
+        Range *r = h->range;
+        uid_t uid = h->uid;
+        bool read_only = h->read_only;
+
+        hold_free(h);
+        if (r->owner_detached && !range_holds(r))
+                return range_free_now(r);
+        persist_hold_removed(r->manager, r, uid, read_only);
+        return 0;
+}
+
+int range_revoke_holds(Range *r, uid_t uid) {
+        int n = 0;
+
+        for (Hold *h = range_holds(r), *next; h; h = next) {
+                next = h->range_next;
+                if (h->uid != uid)
+                        continue;
+                n++;
+                /* The last hold of a detached range frees it: r is gone then. */
+                if (r->owner_detached && h == range_holds(r) && !next) {
+                        int k = range_release_hold(h);
+                        return k < 0 ? k : n;
+                }
+                (void) range_release_hold(h);
+        }
+        return n;
+}
