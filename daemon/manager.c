@@ -424,10 +424,10 @@ static int on_publish(sd_event_source *s, void *userdata) {
         static const char *const gpu_props[] = { "Mapped", "VramUsed", "VramFree", "GttUsed", NULL };
         static const char *const manager_props[] = { "Ranges", "BytesAllocated", NULL };
         Manager *m = userdata;
+        Gpu *g;
 
-        for (size_t i = 0; i < m->n_gpus; i++)
-                if (m->dirty_gpus & (UINT64_C(1) << i))
-                        manager_emit_properties_changed(m, m->gpus[i]->path, SVMD_GPU_INTERFACE, gpu_props);
+        FOREACH_GPU_IN_MASK(g, m, m->dirty_gpus)
+                manager_emit_properties_changed(m, g->path, SVMD_GPU_INTERFACE, gpu_props);
         if (m->dirty_manager)
                 manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_props);
         m->dirty_gpus = 0;

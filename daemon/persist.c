@@ -98,10 +98,12 @@ typedef struct Recovery {
 
 static json_t *mask_to_json(Manager *m, uint64_t mask) {
         json_t *a = json_array();
+        Gpu *g;
 
-        for (size_t i = 0; a && i < m->n_gpus; i++)
-                if (mask & (UINT64_C(1) << i))
-                        json_array_append_new(a, json_integer(m->gpus[i]->gpu_id));
+        if (!a)
+                return NULL;
+        FOREACH_GPU_IN_MASK(g, m, mask)
+                json_array_append_new(a, json_integer(g->gpu_id));
         return a;
 }
 
