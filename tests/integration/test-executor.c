@@ -246,9 +246,19 @@ static void test_disconnect(sd_bus *b) {
         pending_done(&alloc);
 }
 
+/* The emulated kernel holds what it held at `before` (settled without latencies). */
+static void expect_kernel_as(const char *before) {
+        _cleanup_free_ char *after = NULL;
+
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
+        after = test_dump_settled(&T, before);
+        ASSERT_STREQ(after, before);
+        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+}
+
 /* A connection that owns nothing closes while its Map of another connection's range runs. */
 static void test_disconnect_map(sd_bus *a, sd_bus *b) {
-        _cleanup_free_ char *before = NULL, *after = NULL, *list = NULL;
+        _cleanup_free_ char *before = NULL, *list = NULL;
         Pending alloc = {}, map = {};
         sd_bus *c = test_connect_bus();
         uint64_t id, maps;
@@ -273,10 +283,7 @@ static void test_disconnect_map(sd_bus *a, sd_bus *b) {
         list = test_list_ranges(b);
         /* The Map completed for nobody; the owner frees the range as usual. */
         test_free(a, id);
-        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
-        after = test_dump_settled(&T, before);
-        ASSERT_STREQ(after, before);
-        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+        expect_kernel_as(before);
         printf("disconnect-map: svmd lives on, the kernel is back as it was\n");
         pending_done(&alloc);
         pending_done(&map);
@@ -290,7 +297,7 @@ static void test_disconnect_map(sd_bus *a, sd_bus *b) {
 static void test_disconnect_attach(sd_bus *a, sd_bus *b) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_free_ char *before = NULL, *after = NULL, *list = NULL;
+        _cleanup_free_ char *before = NULL, *list = NULL;
         Pending small = {}, big = {}, attach = {};
         sd_bus *c = test_connect_bus();
         uint64_t id, big_id, exports, allocs;
@@ -322,10 +329,7 @@ static void test_disconnect_attach(sd_bus *a, sd_bus *b) {
         big_id = allocation_id(&big, NULL);
         test_free(b, big_id);
         test_free(a, id);
-        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_NONE));
-        after = test_dump_settled(&T, before);
-        ASSERT_STREQ(after, before);
-        ASSERT_OK(emu_kernel_set_profile(T.emu, EMU_PROFILE_REALISTIC));
+        expect_kernel_as(before);
         printf("disconnect-attach: no hold for the gone caller, the kernel is back as it was\n");
         pending_done(&small);
         pending_done(&big);
