@@ -297,13 +297,13 @@ static void client_unsubscribe(Client *c) {
         c->subscriber_prev = c->subscriber_next = NULL;
 }
 
-bool client_sees_range(const Client *c, const Range *r) {
+bool client_sees_range(const Client *c, const Range *range) {
         if (c->sees_all || c->identity->uid == 0)
                 return true;
         /* A detached owner still pays for the range: it hears when the range goes. */
-        if (r->owner && r->owner->uid == c->identity->uid)
+        if (range->owner && range->owner->uid == c->identity->uid)
                 return true;
-        for (Hold *h = range_holds(r); h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 if (h->client == c || (!h->client && h->uid == c->identity->uid))
                         return true;
         return false;
@@ -328,21 +328,21 @@ void manager_direct_peer_closed(Manager *m, sd_bus *bus) {
  */
 static int client_release_ranges(Client *c, uint64_t deadline) {
         for (;;) {
-                Range *r = c->ranges;
+                Range *range = c->ranges;
 
-                while (r && job_claim_held(&r->claim))
-                        r = r->client_next;
-                if (!r)
+                while (range && job_claim_held(&range->claim))
+                        range = range->client_next;
+                if (!range)
                         return c->ranges ? 2 : 0;
 
                 /* Persistent ranges stay (their owner is recorded), the rest goes. Each step takes the
                  * range off the list: it is freed, detached to its holders, or left to the repair timer. */
-                if (r->persistent)
-                        client_remove_range(r);
+                if (range->persistent)
+                        client_remove_range(range);
                 else {
-                        (void) job_claim(&r->claim); /* requests that find it wait (not held: see above) */
-                        (void) job_set_small(r->size <= EXECUTOR_SMALL_BYTES);
-                        (void) range_release_owner(r);
+                        (void) job_claim(&range->claim); /* requests that find it wait (not held: see above) */
+                        (void) job_set_small(range->size <= EXECUTOR_SMALL_BYTES);
+                        (void) range_release_owner(range);
                 }
                 if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)
                         return 1;
@@ -442,18 +442,18 @@ static void client_release_owned(Client *c) {
         client_destroy(c);
 }
 
-bool range_being_freed(const Range *r) {
+bool range_being_freed(const Range *range) {
         /* Ranges with holders are not freed with their owner: they live on detached. */
-        return r->client && r->client->gone && !r->persistent && !range_holds(r);
+        return range->client && range->client->gone && !range->persistent && !range_holds(range);
 }
 
-const char *range_public_state(const Range *r) {
-        if (range_being_freed(r))
+const char *range_public_state(const Range *range) {
+        if (range_being_freed(range))
                 return "freeing";
         /* Degraded says more about what svmd is doing; contents-lost about what the range holds. */
-        if (r->state == RANGE_STATE_ACTIVE && range_lost_reason(r))
+        if (range->state == RANGE_STATE_ACTIVE && range_lost_reason(range))
                 return "contents-lost";
-        return range_state_to_string(r->state);
+        return range_state_to_string(range->state);
 }
 
 /*
@@ -570,28 +570,28 @@ void manager_teardown_done(Manager *m) {
         m->teardown_event = sd_event_source_disable_unref(m->teardown_event);
 }
 
-void client_add_range(Client *c, Range *r) {
+void client_add_range(Client *c, Range *range) {
         c->n_ranges++;
-        r->client = c;
-        r->client_prev = NULL;
-        r->client_next = c->ranges;
+        range->client = c;
+        range->client_prev = NULL;
+        range->client_next = c->ranges;
         if (c->ranges)
-                c->ranges->client_prev = r;
-        c->ranges = r;
+                c->ranges->client_prev = range;
+        c->ranges = range;
 }
 
-void client_remove_range(Range *r) {
-        Client *c = r->client;
+void client_remove_range(Range *range) {
+        Client *c = range->client;
 
         if (!c)
                 return;
-        if (r->client_prev)
-                r->client_prev->client_next = r->client_next;
+        if (range->client_prev)
+                range->client_prev->client_next = range->client_next;
         else
-                c->ranges = r->client_next;
-        if (r->client_next)
-                r->client_next->client_prev = r->client_prev;
+                c->ranges = range->client_next;
+        if (range->client_next)
+                range->client_next->client_prev = range->client_prev;
         c->n_ranges--;
-        r->client = NULL;
-        r->client_prev = r->client_next = NULL;
+        range->client = NULL;
+        range->client_prev = range->client_next = NULL;
 }

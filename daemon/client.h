@@ -58,22 +58,22 @@ struct Client {
 int manager_get_client(Manager *m, sd_bus_message *msg, Client **ret, sd_bus_error *error);
 /* Send c the signals it may see, from now until it disconnects. */
 void client_subscribe(Client *c, bool sees_all);
-/* May c receive the signals about r? Its owner's uid (detached too), its holders, and sees_all. */
-bool client_sees_range(const Client *c, const Range *r);
+/* May c receive the signals about range? Its owner's uid (detached too), its holders, and sees_all. */
+bool client_sees_range(const Client *c, const Range *range);
 /* A direct peer's connection closed. */
 void manager_direct_peer_closed(Manager *m, sd_bus *bus);
 /* The client is gone: drop its references and start freeing what it owns (see above). */
 Client *client_free(Client *c);
 
 /* A range whose owner's connection went and that is waiting to be freed: no longer usable. */
-bool range_being_freed(const Range *r);
+bool range_being_freed(const Range *range);
 /* The State clients see: range_state_to_string(), or "freeing" for range_being_freed(). */
-const char *range_public_state(const Range *r);
+const char *range_public_state(const Range *range);
 /* Gone clients whose ranges are not freed yet, and the ranges they still own. */
 size_t manager_teardown_pending(Manager *m, uint64_t *ret_ranges);
 /* At exit, after every range struct is gone: the gone clients' memory. */
 void manager_teardown_done(Manager *m);
 
 /* Ownership links (the range list of a client). */
-void client_add_range(Client *c, Range *r);
-void client_remove_range(Range *r);
+void client_add_range(Client *c, Range *range);
+void client_remove_range(Range *range);

@@ -102,9 +102,9 @@ void context_account(Manager *m, Scope *scope, unsigned index, int sign) {
 void context_recount(Manager *m) {
         for (unsigned i = 0; i < m->n_contexts; i++)
                 m->contexts[i]->n_ranges = m->contexts[i]->n_scopes = 0;
-        for (Range *r = manager_ranges_from(m, 0); r; r = manager_ranges_next(m, r))
-                if (range_accounted(r))
-                        context_account(m, r->owner ? r->owner->scope : NULL, r->context, +1);
+        for (Range *range = manager_ranges_from(m, 0); range; range = manager_ranges_next(m, range))
+                if (range_accounted(range))
+                        context_account(m, range->owner ? range->owner->scope : NULL, range->context, +1);
 }
 
 int range_kfd_fd(const Range *range) {

@@ -75,12 +75,12 @@ int manager_new(Manager **ret, const ManagerOptions *o) {
 }
 
 static void free_all_ranges(Manager *m) {
-        Range *r;
+        Range *range;
 
-        while ((r = manager_ranges_from(m, 0))) {
-                (void) id_index_remove(m->ranges, r->id);
-                r->registered = false;
-                range_free_struct(r);
+        while ((range = manager_ranges_from(m, 0))) {
+                (void) id_index_remove(m->ranges, range->id);
+                range->registered = false;
+                range_free_struct(range);
         }
 }
 
@@ -316,18 +316,18 @@ static int append_freed(sd_bus_message *msg, void *userdata) {
         return sd_bus_message_append(msg, "t", e->id);
 }
 
-void manager_emit_range_created(Manager *m, Range *r) {
+void manager_emit_range_created(Manager *m, Range *range) {
         _cleanup_free_ char *path = NULL;
 
-        if (range_path(r->id, &path) < 0)
+        if (range_path(range->id, &path) < 0)
                 return;
-        manager_send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated", append_created,
-                         &(EmitRange) { .id = r->id, .path = path });
+        manager_send_about_range(m, range, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeCreated", append_created,
+                         &(EmitRange) { .id = range->id, .path = path });
 }
 
-void manager_emit_range_freed(Manager *m, Range *r) {
-        manager_send_about_range(m, r, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeFreed", append_freed,
-                         &(EmitRange) { .id = r->id });
+void manager_emit_range_freed(Manager *m, Range *range) {
+        manager_send_about_range(m, range, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, "RangeFreed", append_freed,
+                         &(EmitRange) { .id = range->id });
 }
 
 typedef struct EmitQuota {
@@ -385,9 +385,9 @@ static int append_range_props(sd_bus_message *msg, void *userdata) {
         return range_append_properties_changed(msg, e->range, e->properties);
 }
 
-void manager_emit_range_properties_changed(Manager *m, Range *r, const char *path, const char *const *properties) {
-        manager_send_about_range(m, r, path, "org.freedesktop.DBus.Properties", "PropertiesChanged", append_range_props,
-                         &(EmitProps) { .properties = properties, .range = r });
+void manager_emit_range_properties_changed(Manager *m, Range *range, const char *path, const char *const *properties) {
+        manager_send_about_range(m, range, path, "org.freedesktop.DBus.Properties", "PropertiesChanged", append_range_props,
+                         &(EmitProps) { .properties = properties, .range = range });
 }
 
 static void send_status(Manager *m) {
@@ -490,8 +490,8 @@ Range *manager_ranges_from(Manager *m, uint64_t id) {
         return id_index_from(m->ranges, id);
 }
 
-Range *manager_ranges_next(Manager *m, const Range *r) {
-        return id_index_next(m->ranges, r);
+Range *manager_ranges_next(Manager *m, const Range *range) {
+        return id_index_next(m->ranges, range);
 }
 
 /*
@@ -508,11 +508,11 @@ static void repair_pass(Manager *m) {
 
         if (m->repair_cursor == 0)
                 m->repair_failed = 0;
-        for (Range *r = manager_ranges_from(m, m->repair_cursor); r; r = next) {
-                uint64_t id = r->id;
+        for (Range *range = manager_ranges_from(m, m->repair_cursor); range; range = next) {
+                uint64_t id = range->id;
                 int k;
 
-                next = manager_ranges_next(m, r);
+                next = manager_ranges_next(m, range);
                 /* The clock after every repair (ioctls), and every 64 ranges skipped. */
                 if ((check || ++n % 64 == 0) && manager_now_usec() >= deadline) {
                         /* The rest in the next slice, after whatever else is waiting. */
@@ -521,18 +521,18 @@ static void repair_pass(Manager *m) {
                         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
                         return;
                 }
-                check = r->state == RANGE_STATE_DEGRADED;
+                check = range->state == RANGE_STATE_DEGRADED;
                 if (!check)
                         continue;
-                if (job_claim_held(&r->claim)) {
+                if (job_claim_held(&range->claim)) {
                         /* A request in flight still works on it (executor.h): the next pass. */
                         m->repair_failed++;
                         continue;
                 }
                 /* Requests that find it wait; in the repair job its ioctls run on the executor, and
                  * the next range is looked up again afterwards (a request may free it meanwhile). */
-                (void) job_claim(&r->claim);
-                k = range_repair(r);
+                (void) job_claim(&range->claim);
+                k = range_repair(range);
                 next = manager_ranges_from(m, id + 1);
                 if (k < 0) {
                         m->repair_failed++;
@@ -628,21 +628,21 @@ static void release_for_exit(Manager *m) {
         size_t n = 0;
 
         /* Non-persistent ranges die with us; free them cleanly so nothing depends on process teardown. */
-        for (Range *r = manager_ranges_from(m, 0); r; r = next) {
-                next = manager_ranges_next(m, r);
-                if (r->persistent)
+        for (Range *range = manager_ranges_from(m, 0); range; range = next) {
+                next = manager_ranges_next(m, range);
+                if (range->persistent)
                         continue;
-                for (uint32_t i = 0; i < r->n_pieces; i++)
-                        r->pieces[i].mapped = r->pieces[i].allocated ? r->pieces[i].mapped : 0;
-                r->want_gone = true;
-                r->want_mapped = 0;
-                if (r->state != RANGE_STATE_DEGRADED) {
-                        r->state = RANGE_STATE_DEGRADED;
+                for (uint32_t i = 0; i < range->n_pieces; i++)
+                        range->pieces[i].mapped = range->pieces[i].allocated ? range->pieces[i].mapped : 0;
+                range->want_gone = true;
+                range->want_mapped = 0;
+                if (range->state != RANGE_STATE_DEGRADED) {
+                        range->state = RANGE_STATE_DEGRADED;
                         m->n_degraded++;
                 }
-                if (range_repair(r) < 0)
+                if (range_repair(range) < 0)
                         log_warning("Freeing range %" PRIu64 " at exit failed; the kernel frees it when svmd exits.",
-                                    r->id);
+                                    range->id);
                 else
                         n++;
         }

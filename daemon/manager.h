@@ -150,7 +150,7 @@ Gpu *manager_find_gpu(Manager *m, uint32_t gpu_id);
 Range *manager_find_range(Manager *m, uint64_t id);
 /* The range with the smallest id ≥ id, or NULL; then the next in id order. Walking on is O(1). */
 Range *manager_ranges_from(Manager *m, uint64_t id);
-Range *manager_ranges_next(Manager *m, const Range *r);
+Range *manager_ranges_next(Manager *m, const Range *range);
 /* The persistent range an owner created with this request id (also before a restart). */
 Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_id);
 
@@ -158,9 +158,9 @@ Range *manager_find_range_by_request(Manager *m, uid_t uid, const char *request_
 int manager_add_bus_objects(Manager *m, sd_bus *bus);
 
 /* To the subscribed clients that may see the range (client_sees_range()), and no one else. */
-void manager_emit_range_created(Manager *m, Range *r);
-void manager_emit_range_freed(Manager *m, Range *r);
-void manager_emit_range_properties_changed(Manager *m, Range *r, const char *path, const char *const *properties);
+void manager_emit_range_created(Manager *m, Range *range);
+void manager_emit_range_freed(Manager *m, Range *range);
+void manager_emit_range_properties_changed(Manager *m, Range *range, const char *path, const char *const *properties);
 /* Node-wide properties: broadcast on the bus and sent to every subscribed direct peer. */
 void manager_emit_properties_changed(Manager *m, const char *path, const char *interface,
                                      const char *const *properties);

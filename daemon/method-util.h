@@ -104,7 +104,7 @@ int range_not_found(uint64_t id, sd_bus_error *error);
  * Busy for a degraded range (only to callers allowed to know it). In a request's job it also claims
  * the range for the job (executor.h): JOB_RETRY while another request changes it.
  */
-int range_check_busy(Range *r, sd_bus_error *error);
+int range_check_busy(Range *range, sd_bus_error *error);
 /*
  * Run a mutating method's handler as a job (executor.h): its KFD ioctls run on the executor while
  * the loop serves others, and it replies when it ends. A handler that meets a range another request
@@ -146,8 +146,8 @@ int prepare_allocation(Manager *m, const OpArgs *a, RangeDomain domain, Client *
                        RangeSpec *spec, RangeSpecPiece **ret_pieces, KfdSvmAttrs **ret_svm, uint64_t *ret_map,
                        sd_bus_error *error);
 
-/* May this client act on r? Owners (by uid) may; holders too where holders_ok; root always. */
-bool client_may(const Client *c, const Range *r, bool holders_ok);
+/* May this client act on range? Owners (by uid) may; holders too where holders_ok; root always. */
+bool client_may(const Client *c, const Range *range, bool holders_ok);
 /*
  * 1: allowed. 0: a polkit query is in flight: return 1 from the handler, it runs again.
  * < 0: refused (AccessDenied set) or failed.

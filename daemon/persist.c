@@ -36,7 +36,6 @@
 
 /* Names of older versions, still recognized: "range-<id>". */
 #define FDNAME_PREFIX "range-"
-#define PAGE_SIZE_4K UINT64_C(4096)
 
 static uint64_t now_usec_monotonic(void) {
         struct timespec ts;
@@ -124,111 +123,111 @@ static json_t *hold_to_json(uid_t uid, bool read_only) {
         return json_pack("{sIsb}", "uid", (json_int_t) uid, "read-only", read_only);
 }
 
-/* The name range r's fd has in the store. */
-static const char *stored_fd_name(Range *r, char buf[static 32]) {
+/* The name range's fd has in the store. */
+static const char *stored_fd_name(Range *range, char buf[static 32]) {
         char slot[FD_SLOT_NAME_MAX];
 
-        if (r->fd_slot == FD_SLOT_LEGACY)
-                snprintf(buf, 32, FDNAME_PREFIX "%" PRIu64, r->id);
+        if (range->fd_slot == FD_SLOT_LEGACY)
+                snprintf(buf, 32, FDNAME_PREFIX "%" PRIu64, range->id);
         else
-                snprintf(buf, 32, "%s", fd_slot_name(r->fd_slot, slot));
+                snprintf(buf, 32, "%s", fd_slot_name(range->fd_slot, slot));
         return buf;
 }
 
-static json_t *range_to_json(Range *r) {
-        Manager *m = r->manager;
+static json_t *range_to_json(Range *range) {
+        Manager *m = range->manager;
         json_t *tokens = json_array(), *holders = json_array(), *o;
 
-        for (Token *t = range_tokens(r); t; t = t->range_next)
+        for (Token *t = range_tokens(range); t; t = t->range_next)
                 json_array_append_new(tokens, token_to_json(t));
-        for (Hold *h = range_holds(r); h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 json_array_append_new(holders, hold_to_json(h->uid, h->read_only));
 
         o = json_pack("{sIsIsIsssIsIsosbsoso}",
-                      "id", (json_int_t) r->id,
-                      "va", (json_int_t) r->va,
-                      "size", (json_int_t) r->size,
-                      "domain", range_domain_to_string(r->domain),
-                      "home", (json_int_t) m->gpus[r->home]->gpu_id,
-                      "flags", (json_int_t) r->flags,
+                      "id", (json_int_t) range->id,
+                      "va", (json_int_t) range->va,
+                      "size", (json_int_t) range->size,
+                      "domain", range_domain_to_string(range->domain),
+                      "home", (json_int_t) m->gpus[range->home]->gpu_id,
+                      "flags", (json_int_t) range->flags,
                       /* a degraded range is recorded as where its repair is heading */
-                      "mapped", mask_to_json(m, r->state == RANGE_STATE_DEGRADED ? r->want_mapped : range_mapped(r)),
-                      "detached", r->owner_detached,
+                      "mapped", mask_to_json(m, range->state == RANGE_STATE_DEGRADED ? range->want_mapped : range_mapped(range)),
+                      "detached", range->owner_detached,
                       "holders", holders,
                       "tokens", tokens);
         if (!o)
                 return NULL;
-        if (r->owner)
-                json_object_set_new(o, "owner", json_pack("{sIssss}", "uid", (json_int_t) r->owner->uid, "unit",
-                                                          r->owner->unit, "cgroup", r->owner->cgroup));
-        if (range_label(r))
-                json_object_set_new(o, "label", json_string(range_label(r)));
-        if (r->fd_stored) {
+        if (range->owner)
+                json_object_set_new(o, "owner", json_pack("{sIssss}", "uid", (json_int_t) range->owner->uid, "unit",
+                                                          range->owner->unit, "cgroup", range->owner->cgroup));
+        if (range_label(range))
+                json_object_set_new(o, "label", json_string(range_label(range)));
+        if (range->fd_stored) {
                 char name[32];
 
-                json_object_set_new(o, "fd", json_string(stored_fd_name(r, name)));
+                json_object_set_new(o, "fd", json_string(stored_fd_name(range, name)));
         }
-        if (range_request_id(r))
-                json_object_set_new(o, "request-id", json_string(range_request_id(r)));
-        if (range_request_id(r) && range_request_digest(r) != 0) {
+        if (range_request_id(range))
+                json_object_set_new(o, "request-id", json_string(range_request_id(range)));
+        if (range_request_id(range) && range_request_digest(range) != 0) {
                 char hex[17];
 
-                snprintf(hex, sizeof(hex), "%016" PRIx64, range_request_digest(r));
+                snprintf(hex, sizeof(hex), "%016" PRIx64, range_request_digest(range));
                 json_object_set_new(o, "request-digest", json_string(hex));
         }
-        if (range_svm(r))
-                json_object_set_new(o, "svm", svm_attrs_to_json(r->state == RANGE_STATE_DEGRADED ? &range_svm(r)->want
-                                                                                                : &range_svm(r)->attrs));
+        if (range_svm(range))
+                json_object_set_new(o, "svm", svm_attrs_to_json(range->state == RANGE_STATE_DEGRADED ? &range_svm(range)->want
+                                                                                                : &range_svm(range)->attrs));
         return o;
 }
 
 /* ---- the fd store ---- */
 
-int persist_store_fd(Manager *m, Range *r, sd_bus_error *error) {
+int persist_store_fd(Manager *m, Range *range, sd_bus_error *error) {
         _cleanup_close_ int fd = -EBADF;
         char msg[64], name[32];
         uint32_t slot;
         int k;
 
-        if (!m->fdstore || r->fd_stored)
+        if (!m->fdstore || range->fd_stored)
                 return 0;
         k = fd_slots_take(&m->fd_slots, &slot);
         if (k < 0)
                 return sd_bus_error_set_errnof(error, k, "The fd store has no name left for range %" PRIu64
                                                "'s fd (%u are in use, the most LISTEN_FDNAMES can pass).",
-                                               r->id, FD_SLOTS_MAX);
-        k = range_export_fd(r, false, &fd, error);
+                                               range->id, FD_SLOTS_MAX);
+        k = range_export_fd(range, false, &fd, error);
         if (k < 0) {
                 fd_slots_release(&m->fd_slots, slot);
                 return k;
         }
-        r->fd_slot = slot;
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", stored_fd_name(r, name));
+        range->fd_slot = slot;
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", stored_fd_name(range, name));
         k = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
         if (k <= 0) {
                 fd_slots_release(&m->fd_slots, slot);
                 k = k < 0 ? k : -ENOTCONN;
                 return sd_bus_error_set_errnof(error, k, "Handing range %" PRIu64 "'s fd to the service manager's "
                                                "fd store failed (%s); the range could not survive a restart.",
-                                               r->id, strerror(-k));
+                                               range->id, strerror(-k));
         }
-        r->fd_stored = true;
+        range->fd_stored = true;
         m->n_stored_fds++;
         m->fdnames_bytes += strlen(name) + 1;
         return 0;
 }
 
-void persist_remove_fd(Manager *m, Range *r) {
+void persist_remove_fd(Manager *m, Range *range) {
         char name[32];
 
-        if (!r->fd_stored)
+        if (!range->fd_stored)
                 return;
-        r->fd_stored = false;
+        range->fd_stored = false;
         m->n_stored_fds--;
-        (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", stored_fd_name(r, name));
+        (void) sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", stored_fd_name(range, name));
         m->fdnames_bytes -= strlen(name) + 1;
-        if (r->fd_slot != FD_SLOT_LEGACY)
-                fd_slots_release(&m->fd_slots, r->fd_slot);
+        if (range->fd_slot != FD_SLOT_LEGACY)
+                fd_slots_release(&m->fd_slots, range->fd_slot);
 }
 
 /* ---- journal batches ---- */
@@ -254,10 +253,10 @@ static void batch_add(PersistBatch *b, json_t *change) {
                 b->error = -ENOMEM;
 }
 
-void persist_batch_put(Manager *m, PersistBatch *b, Range *r) {
-        if (!m->journal || !r->persistent)
+void persist_batch_put(Manager *m, PersistBatch *b, Range *range) {
+        if (!m->journal || !range->persistent)
                 return;
-        batch_add(b, json_pack("{ssso}", "op", "put", "range", range_to_json(r)));
+        batch_add(b, json_pack("{ssso}", "op", "put", "range", range_to_json(range)));
 }
 
 void persist_batch_del(Manager *m, PersistBatch *b, uint64_t id) {
@@ -285,16 +284,16 @@ static int write_state(JournalWriter *w, void *userdata) {
 
         snprintf(buf, sizeof(buf), "{\"next-id\":%" PRIu64 ",\"ranges\":{", MAX(m->ids_reserved, m->next_range_id));
         k = journal_write_raw(w, buf);
-        for (Range *r = manager_ranges_from(m, 0); k >= 0 && r; r = manager_ranges_next(m, r)) {
+        for (Range *range = manager_ranges_from(m, 0); k >= 0 && range; range = manager_ranges_next(m, range)) {
                 json_t *o;
 
                 /* Freed as far as the journal knows, though the kernel may still hold it. */
-                if (!r->persistent || r->want_gone || r->gone_journaled)
+                if (!range->persistent || range->want_gone || range->gone_journaled)
                         continue;
-                o = range_to_json(r);
+                o = range_to_json(range);
                 if (!o)
                         return -ENOMEM;
-                snprintf(buf, sizeof(buf), "%s\"%" PRIu64 "\":", first ? "" : ",", r->id);
+                snprintf(buf, sizeof(buf), "%s\"%" PRIu64 "\":", first ? "" : ",", range->id);
                 first = false;
                 k = journal_write_raw(w, buf);
                 if (k >= 0)
@@ -479,29 +478,29 @@ void persist_batch_commit(Manager *m, PersistBatch *b) {
                                 "restart before that succeeds would not see this change: %m", m->runtime_dir);
 }
 
-void persist_range(Manager *m, Range *r) {
+void persist_range(Manager *m, Range *range) {
         PersistBatch b;
 
-        if (!r->persistent)
+        if (!range->persistent)
                 return;
         persist_batch_init(&b);
-        persist_batch_put(m, &b, r);
+        persist_batch_put(m, &b, range);
         persist_batch_commit(m, &b);
 }
 
-void persist_range_gone(Manager *m, Range *r) {
+void persist_range_gone(Manager *m, Range *range) {
         PersistBatch b;
 
-        if (!r->persistent || m->recovering)
+        if (!range->persistent || m->recovering)
                 return;
-        if (!r->gone_journaled) {
+        if (!range->gone_journaled) {
                 persist_batch_init(&b);
-                persist_batch_del(m, &b, r->id);
+                persist_batch_del(m, &b, range->id);
                 persist_batch_commit(m, &b);
-                r->gone_journaled = true;
+                range->gone_journaled = true;
         }
         /* Even when the line could not be written: with its fd gone, a restart cannot bring it back. */
-        persist_remove_fd(m, r);
+        persist_remove_fd(m, range);
 }
 
 /*
@@ -510,17 +509,17 @@ void persist_range_gone(Manager *m, Range *r) {
  * not the whole record again. Recovery applies them to the record; a snapshot
  * folds them in.
  */
-static int persist_change(Manager *m, Range *r, json_t *change, bool grant) {
+static int persist_change(Manager *m, Range *range, json_t *change, bool grant) {
         PersistBatch b;
         int k;
 
         if (!change)
                 return -ENOMEM;
-        if (!m->journal || !r->persistent || m->recovering) {
+        if (!m->journal || !range->persistent || m->recovering) {
                 json_decref(change);
                 return 0;
         }
-        json_object_set_new(change, "id", json_integer((json_int_t) r->id));
+        json_object_set_new(change, "id", json_integer((json_int_t) range->id));
         persist_batch_init(&b);
         batch_add(&b, change);
         /* A grant is refused when it cannot be kept; a withdrawal happens anyway (it may use the reserve). */
@@ -530,7 +529,7 @@ static int persist_change(Manager *m, Range *r, json_t *change, bool grant) {
         if (k < 0)
                 log_error_errno(k, "Writing the journal in %s failed; a withdrawn share of range %" PRIu64 " would "
                                 "come back at a restart before the next compaction succeeds: %m", m->runtime_dir,
-                                r->id);
+                                range->id);
         return 0;
 }
 
@@ -538,17 +537,17 @@ int persist_token_added(Manager *m, Token *t) {
         return persist_change(m, t->range, json_pack("{ssso}", "op", "token-add", "token", token_to_json(t)), true);
 }
 
-void persist_token_removed(Manager *m, Range *r, const char *token) {
-        (void) persist_change(m, r, json_pack("{ssss}", "op", "token-del", "token", token), false);
+void persist_token_removed(Manager *m, Range *range, const char *token) {
+        (void) persist_change(m, range, json_pack("{ssss}", "op", "token-del", "token", token), false);
 }
 
-int persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only) {
-        return persist_change(m, r, json_pack("{sssIsb}", "op", "hold-add", "uid", (json_int_t) uid, "read-only",
+int persist_hold_added(Manager *m, Range *range, uid_t uid, bool read_only) {
+        return persist_change(m, range, json_pack("{sssIsb}", "op", "hold-add", "uid", (json_int_t) uid, "read-only",
                                               read_only), true);
 }
 
-void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only) {
-        (void) persist_change(m, r, json_pack("{sssIsb}", "op", "hold-del", "uid", (json_int_t) uid, "read-only",
+void persist_hold_removed(Manager *m, Range *range, uid_t uid, bool read_only) {
+        (void) persist_change(m, range, json_pack("{sssIsb}", "op", "hold-del", "uid", (json_int_t) uid, "read-only",
                                               read_only), false);
 }
 
@@ -904,7 +903,7 @@ static int check_fd(Manager *m, int fd, RangeDomain domain, uint64_t size, uint3
         return 0;
 }
 
-static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
+static int restore_tokens_and_holders(Manager *m, Range *range, json_t *rec) {
         size_t i;
         json_t *e;
         int k;
@@ -919,7 +918,7 @@ static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
 
                 /* check_grants() made sure of the types and values */
                 (void) json_u64(e, "expires-usec", &expires);
-                k = token_restore(m, r, hex, &t);
+                k = token_restore(m, range, hex, &t);
                 if (k < 0)
                         return k;
                 t->has_uid = json_is_integer(uid);
@@ -936,11 +935,11 @@ static int restore_tokens_and_holders(Manager *m, Range *r, json_t *rec) {
                 Hold *h;
 
                 (void) json_u64(e, "uid", &uid);
-                k = hold_new_orphan(r, (uid_t) uid, json_is_true(json_object_get(e, "read-only")), &h);
+                k = hold_new_orphan(range, (uid_t) uid, json_is_true(json_object_get(e, "read-only")), &h);
                 if (k < 0)
                         return k;
         }
-        r->owner_detached = json_is_true(json_object_get(rec, "detached"));
+        range->owner_detached = json_is_true(json_object_get(rec, "detached"));
         return 0;
 }
 
@@ -955,7 +954,7 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, uint32
         RangeDomain domain;
         RangeSpec spec;
         Gpu *home;
-        Range *r;
+        Range *range;
         bool offload;
         size_t i;
         int k;
@@ -1039,9 +1038,9 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, uint32
         offload = job_set_offload(size > EXECUTOR_SMALL_BYTES);
         k = transaction_new(&t, m);
         if (k >= 0)
-                k = range_create(t, &spec, &r, &error);
+                k = range_create(t, &spec, &range, &error);
         if (k >= 0)
-                k = range_map(t, r, mask, &error);
+                k = range_map(t, range, mask, &error);
         k = transaction_finish(t, k, &error);
         (void) job_set_offload(offload);
         identity_unref(m, identity);
@@ -1054,14 +1053,14 @@ static int restore_one(Manager *m, uint64_t want_id, json_t *rec, int fd, uint32
         if (m->fdstore) {
                 char name[32];
 
-                r->fd_stored = true;
-                r->fd_slot = fd_slot;
+                range->fd_stored = true;
+                range->fd_slot = fd_slot;
                 m->n_stored_fds++;
-                m->fdnames_bytes += strlen(stored_fd_name(r, name)) + 1;
+                m->fdnames_bytes += strlen(stored_fd_name(range, name)) + 1;
                 if (fd_slot != FD_SLOT_LEGACY)
                         (void) fd_slots_claim(&m->fd_slots, fd_slot);  /* its name is unique: found once */
         }
-        return restore_tokens_and_holders(m, r, rec);
+        return restore_tokens_and_holders(m, range, rec);
 }
 
 static int add_lost(Manager *m, uint64_t id, const char *reason) {

@@ -54,7 +54,7 @@ void persist_batch_init(PersistBatch *b);
 /* Drop the line unwritten. */
 void persist_batch_done(PersistBatch *b);
 /* Record the current state of a persistent range (created or changed). */
-void persist_batch_put(Manager *m, PersistBatch *b, Range *r);
+void persist_batch_put(Manager *m, PersistBatch *b, Range *range);
 /* Record that a persistent range is gone. */
 void persist_batch_del(Manager *m, PersistBatch *b, uint64_t id);
 bool persist_batch_empty(const PersistBatch *b);
@@ -73,11 +73,11 @@ int persist_set_error(Manager *m, int k, sd_bus_error *error);
 int persist_check_room(Manager *m, sd_bus_error *error);
 
 /* Put a new persistent range's fd into the fd store; before its record is written. */
-int persist_store_fd(Manager *m, Range *r, sd_bus_error *error);
+int persist_store_fd(Manager *m, Range *range, sd_bus_error *error);
 /* Take it out again (freed, or its creation rolled back). */
-void persist_remove_fd(Manager *m, Range *r);
+void persist_remove_fd(Manager *m, Range *range);
 /* A persistent range is gone: its "del" line (unless its transaction wrote it) and its fd. */
-void persist_range_gone(Manager *m, Range *r);
+void persist_range_gone(Manager *m, Range *range);
 
 /* Compact the journal if it has grown or a compaction failed since the last change. */
 void persist_compact(Manager *m);
@@ -94,7 +94,7 @@ void persist_check_space(Manager *m);
 void persist_reserve_id(Manager *m, uint64_t id);
 
 /* Shorthand for a change outside a transaction (the owner detached). */
-void persist_range(Manager *m, Range *r);
+void persist_range(Manager *m, Range *range);
 
 /*
  * Share, Attach, Release, revocation: a line with the one token or hold that changed. A new
@@ -102,6 +102,6 @@ void persist_range(Manager *m, Range *r);
  * withdrawal is written into the reserve if need be.
  */
 int persist_token_added(Manager *m, Token *t);
-void persist_token_removed(Manager *m, Range *r, const char *token);
-int persist_hold_added(Manager *m, Range *r, uid_t uid, bool read_only);
-void persist_hold_removed(Manager *m, Range *r, uid_t uid, bool read_only);
+void persist_token_removed(Manager *m, Range *range, const char *token);
+int persist_hold_added(Manager *m, Range *range, uid_t uid, bool read_only);
+void persist_hold_removed(Manager *m, Range *range, uid_t uid, bool read_only);

@@ -186,9 +186,9 @@ static int property_get_persistent(sd_bus *bus, const char *path, const char *in
 
 static int property_get_detached(sd_bus *bus, const char *path, const char *interface, const char *property,
                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Range *r = userdata;
+        Range *range = userdata;
 
-        return sd_bus_message_append(reply, "b", (int) r->owner_detached);
+        return sd_bus_message_append(reply, "b", (int) range->owner_detached);
 }
 
 static int property_get_label(sd_bus *bus, const char *path, const char *interface, const char *property,

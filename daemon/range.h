@@ -24,6 +24,9 @@
 #include "executor.h"
 #include "quota.h"
 
+/* The page size of ranges: sizes and VAs are multiples of it. */
+#define PAGE_SIZE_4K UINT64_C(4096)
+
 typedef struct Manager Manager;
 typedef struct Transaction Transaction;
 typedef struct Range Range;
@@ -135,32 +138,32 @@ struct Range {
 /* The range's RangeExtra, allocated on first use; NULL if that allocation failed. */
 RangeExtra *range_extra(Range *range);
 
-static inline const char *range_label(const Range *r) {
-        return r->extra ? r->extra->label : NULL;
+static inline const char *range_label(const Range *range) {
+        return range->extra ? range->extra->label : NULL;
 }
-static inline const char *range_request_id(const Range *r) {
-        return r->extra ? r->extra->request_id : NULL;
+static inline const char *range_request_id(const Range *range) {
+        return range->extra ? range->extra->request_id : NULL;
 }
-static inline uint64_t range_request_digest(const Range *r) {
-        return r->extra ? r->extra->request_digest : 0;
+static inline uint64_t range_request_digest(const Range *range) {
+        return range->extra ? range->extra->request_digest : 0;
 }
-static inline const char *range_lost_reason(const Range *r) {
-        return r->extra ? r->extra->lost_reason : NULL;
+static inline const char *range_lost_reason(const Range *range) {
+        return range->extra ? range->extra->lost_reason : NULL;
 }
-static inline RangeSvm *range_svm(const Range *r) {
-        return r->extra ? r->extra->svm : NULL;
+static inline RangeSvm *range_svm(const Range *range) {
+        return range->extra ? range->extra->svm : NULL;
 }
-static inline Hold *range_holds(const Range *r) {
-        return r->extra ? r->extra->holds : NULL;
+static inline Hold *range_holds(const Range *range) {
+        return range->extra ? range->extra->holds : NULL;
 }
-static inline Token *range_tokens(const Range *r) {
-        return r->extra ? r->extra->tokens : NULL;
+static inline Token *range_tokens(const Range *range) {
+        return range->extra ? range->extra->tokens : NULL;
 }
-static inline int range_memfd(const Range *r) {
-        return r->extra ? r->extra->memfd : -EBADF;
+static inline int range_memfd(const Range *range) {
+        return range->extra ? range->extra->memfd : -EBADF;
 }
-static inline uint32_t range_n_batch_users(const Range *r) {
-        return r->extra ? r->extra->n_batch_users : 0;
+static inline uint32_t range_n_batch_users(const Range *range) {
+        return range->extra ? range->extra->n_batch_users : 0;
 }
 /* Takes reason (NULL: the contents are fine again). -ENOMEM: nothing changed, reason freed. */
 int range_set_lost_reason(Range *range, char *reason);
@@ -263,5 +266,7 @@ int range_append_properties_changed(sd_bus_message *msg, Range *range, const cha
 /* Allocation bookkeeping (bytes per GPU, totals). */
 void range_account(Range *range, int sign);
 void range_account_mapping(Range *range, uint64_t mask, int sign);
+/* The same for one piece (a MAP or UNMAP step that completed part of a mask). */
+void range_account_piece_mapping(Range *range, const RangePiece *p, uint64_t mask, int sign);
 
 Range *range_free_struct(Range *range);

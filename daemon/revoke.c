@@ -186,10 +186,10 @@ static bool revokes(const Hold *h, bool all, uid_t uid) {
         return !h->revocation && (all || h->uid == uid);
 }
 
-int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid, uint64_t timeout_usec,
+int revocation_start(Manager *m, Range *range, Client *revoker, bool all, uid_t uid, uint64_t timeout_usec,
                      unsigned *ret_asked, uint64_t *ret_deadline_usec) {
         _cleanup_(revocation_freep) Revocation *rev = NULL;
-        uint64_t id = r->id, now;
+        uint64_t id = range->id, now;
         unsigned asked = 0;
         int k;
 
@@ -205,7 +205,7 @@ int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid,
         *rev = (Revocation) {
                 .manager = m,
                 .range_id = id,
-                .owner_uid = r->owner ? r->owner->uid : (uid_t) -1,
+                .owner_uid = range->owner ? range->owner->uid : (uid_t) -1,
                 .deadline_usec = now + timeout_usec,
                 .revoker = strdup(revoker->name),
         };
@@ -219,24 +219,24 @@ int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid,
         (void) sd_event_source_set_description(rev->timer, "revocation-deadline");
 
         if (all)
-                while (range_tokens(r))
-                        token_remove(m, range_tokens(r));
+                while (range_tokens(range))
+                        token_remove(m, range_tokens(range));
 
         /* Restored holds no connection adopted have no one to ask: they go now. */
-        for (Hold *h = range_holds(r), *next; h; h = next) {
+        for (Hold *h = range_holds(range), *next; h; h = next) {
                 next = h->range_next;
                 if (h->client || !revokes(h, all, uid))
                         continue;
-                if (!next && h == range_holds(r) && r->owner_detached) {
+                if (!next && h == range_holds(range) && range->owner_detached) {
                         /* The range's last hold: the range goes with it. */
                         (void) range_release_hold(h);
-                        r = NULL;
+                        range = NULL;
                         break;
                 }
                 (void) range_release_hold(h);
         }
-        if (r)
-                for (Hold *h = range_holds(r); h; h = h->range_next)
+        if (range)
+                for (Hold *h = range_holds(range); h; h = h->range_next)
                         if (revokes(h, all, uid)) {
                                 h->revocation = rev;
                                 asked++;
@@ -254,8 +254,8 @@ int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid,
         log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = revoker->identity->unit }),
                    "Revoking %u hold(s) on range %" PRIu64 " (uid %u asked); deadline in %" PRIu64 " ms.", asked, id,
                    (unsigned) revoker->identity->uid, timeout_usec / 1000);
-        range_emit_changed(r, revoking_property);
-        announce(m, r, TAKE_PTR(rev));
+        range_emit_changed(range, revoking_property);
+        announce(m, range, TAKE_PTR(rev));
         return 0;
 }
 

@@ -40,13 +40,13 @@ typedef struct Revocation {
 } Revocation;
 
 /*
- * Revoke range r's holds (only uid's if !all; all of them and every token if all) with
+ * Revoke range's holds (only uid's if !all; all of them and every token if all) with
  * a deadline timeout_usec from now. Holds already being revoked keep their deadline;
  * restored holds that no connection adopted go at once (there is no one to ask).
  * *ret_asked: the holds now waited for; 0 means nothing is left to wait for.
  * *ret_deadline_usec: the deadline, CLOCK_REALTIME µs.
  */
-int revocation_start(Manager *m, Range *r, Client *revoker, bool all, uid_t uid, uint64_t timeout_usec,
+int revocation_start(Manager *m, Range *range, Client *revoker, bool all, uid_t uid, uint64_t timeout_usec,
                      unsigned *ret_asked, uint64_t *ret_deadline_usec);
 /* h ends (Release, disconnect, revocation, range freed): from hold_free(). */
 void revocation_hold_gone(Hold *h);

@@ -36,11 +36,11 @@ static void hold_link_client(Hold *h, Client *c) {
         c->holds = h;
 }
 
-Hold *client_find_hold(Client *c, Range *r) {
-        for (Hold *h = range_holds(r); h; h = h->range_next)
+Hold *client_find_hold(Client *c, Range *range) {
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 if (h->client == c)
                         return h;
-        for (Hold *h = range_holds(r); h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 if (!h->client && h->uid == c->identity->uid) {
                         hold_link_client(h, c);
                         return h;
@@ -48,8 +48,8 @@ Hold *client_find_hold(Client *c, Range *r) {
         return NULL;
 }
 
-static int hold_alloc(Range *r, uid_t uid, bool read_only, Hold **ret) {
-        RangeExtra *x = range_extra(r);
+static int hold_alloc(Range *range, uid_t uid, bool read_only, Hold **ret) {
+        RangeExtra *x = range_extra(range);
         Hold *h;
 
         if (!x)
@@ -57,7 +57,7 @@ static int hold_alloc(Range *r, uid_t uid, bool read_only, Hold **ret) {
         h = calloc(1, sizeof(Hold));
         if (!h)
                 return -ENOMEM;
-        *h = (Hold) { .uid = uid, .range = r, .read_only = read_only };
+        *h = (Hold) { .uid = uid, .range = range, .read_only = read_only };
         h->range_next = x->holds;
         if (x->holds)
                 x->holds->range_prev = h;
@@ -66,21 +66,21 @@ static int hold_alloc(Range *r, uid_t uid, bool read_only, Hold **ret) {
         return 0;
 }
 
-int hold_new_orphan(Range *r, uid_t uid, bool read_only, Hold **ret) {
-        return hold_alloc(r, uid, read_only, ret);
+int hold_new_orphan(Range *range, uid_t uid, bool read_only, Hold **ret) {
+        return hold_alloc(range, uid, read_only, ret);
 }
 
 static const char *const holders_property[] = { "Holders", NULL };
 
-int hold_new(Client *c, Range *r, bool read_only, Hold **ret) {
+int hold_new(Client *c, Range *range, bool read_only, Hold **ret) {
         Hold *h;
         int k;
 
-        k = hold_alloc(r, c->identity->uid, read_only, &h);
+        k = hold_alloc(range, c->identity->uid, read_only, &h);
         if (k < 0)
                 return k;
         hold_link_client(h, c);
-        range_emit_changed(r, holders_property);
+        range_emit_changed(range, holders_property);
         *ret = h;
         return 0;
 }
@@ -109,8 +109,8 @@ Hold *hold_free(Hold *h) {
 
 /* ---- tokens ---- */
 
-static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Token **ret) {
-        RangeExtra *x = range_extra(r);
+static int token_add(Manager *m, Client *creator, Range *range, const char *hex, Token **ret) {
+        RangeExtra *x = range_extra(range);
         Token *t;
         int k;
 
@@ -120,7 +120,7 @@ static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Tok
         if (!t)
                 return -ENOMEM;
         memcpy(t->token, hex, TOKEN_HEX_LEN);
-        t->range = r;
+        t->range = range;
         t->creator = creator;
         k = str_table_put(m->tokens, t->token, t);
         if (k < 0) {
@@ -132,14 +132,14 @@ static int token_add(Manager *m, Client *creator, Range *r, const char *hex, Tok
         if (creator)
                 creator->n_tokens++;
         /* Counted against a scope, which outlives connections: reconnecting does not reset it. */
-        t->charged = identity_ref(creator ? creator->identity : r->owner);
+        t->charged = identity_ref(creator ? creator->identity : range->owner);
         if (t->charged)
                 t->charged->scope->usage.tokens++;
         *ret = t;
         return 0;
 }
 
-int token_new(Manager *m, Client *creator, Range *r, Token **ret) {
+int token_new(Manager *m, Client *creator, Range *range, Token **ret) {
         static const char digits[] = "0123456789abcdef";
         uint8_t bytes[TOKEN_HEX_LEN / 2];
         char hex[TOKEN_HEX_LEN + 1];
@@ -152,11 +152,11 @@ int token_new(Manager *m, Client *creator, Range *r, Token **ret) {
                 hex[2 * i + 1] = digits[bytes[i] & 15];
         }
         hex[TOKEN_HEX_LEN] = '\0';
-        return token_add(m, creator, r, hex, ret);
+        return token_add(m, creator, range, hex, ret);
 }
 
-int token_restore(Manager *m, Range *r, const char *hex, Token **ret) {
-        return token_add(m, NULL, r, hex, ret);
+int token_restore(Manager *m, Range *range, const char *hex, Token **ret) {
+        return token_add(m, NULL, range, hex, ret);
 }
 
 Token *token_free(Manager *m, Token *t) {
@@ -182,26 +182,26 @@ Token *token_free(Manager *m, Token *t) {
 }
 
 void token_remove(Manager *m, Token *t) {
-        Range *r = t->range;
+        Range *range = t->range;
         char hex[TOKEN_HEX_LEN + 1];
 
         memcpy(hex, t->token, sizeof(hex));
         token_free(m, t);
-        persist_token_removed(m, r, hex);
+        persist_token_removed(m, range, hex);
 }
 
-unsigned range_n_tokens(const Range *r) {
+unsigned range_n_tokens(const Range *range) {
         unsigned n = 0;
 
-        for (Token *t = range_tokens(r); t; t = t->range_next)
+        for (Token *t = range_tokens(range); t; t = t->range_next)
                 n++;
         return n;
 }
 
-unsigned range_n_holds(const Range *r) {
+unsigned range_n_holds(const Range *range) {
         unsigned n = 0;
 
-        for (Hold *h = range_holds(r); h; h = h->range_next)
+        for (Hold *h = range_holds(range); h; h = h->range_next)
                 n++;
         return n;
 }
@@ -222,21 +222,21 @@ bool token_allows(const Token *t, const Identity *i) {
 
 /* ---- lifetime rules ---- */
 
-/* Free r now; if the kernel refuses, the repair timer finishes the job. */
-static int range_free_now(Range *r) {
+/* Free range now; if the kernel refuses, the repair timer finishes the job. */
+static int range_free_now(Range *range) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        Manager *m = r->manager;
-        uint64_t id = r->id;
+        Manager *m = range->manager;
+        uint64_t id = range->id;
         int k;
 
-        if (r->state == RANGE_STATE_DEGRADED || range_n_batch_users(r) > 0 || job_claim_held(&r->claim)) {
+        if (range->state == RANGE_STATE_DEGRADED || range_n_batch_users(range) > 0 || job_claim_held(&range->claim)) {
                 /* Being repaired, batch pieces still use its pages, or a request in flight changes it
                  * (an administrator's; executor.h): free it when that is over. */
-                r->want_gone = true;
-                r->want_mapped = 0;
-                if (r->state != RANGE_STATE_DEGRADED) {
-                        r->state = RANGE_STATE_DEGRADED;
+                range->want_gone = true;
+                range->want_mapped = 0;
+                if (range->state != RANGE_STATE_DEGRADED) {
+                        range->state = RANGE_STATE_DEGRADED;
                         m->n_degraded++;
                 }
                 manager_schedule_repair(m);
@@ -245,7 +245,7 @@ static int range_free_now(Range *r) {
 
         k = transaction_new(&t, m);
         if (k >= 0) {
-                k = range_free(t, r, &error);
+                k = range_free(t, range, &error);
                 k = transaction_finish(t, k, &error);
         }
         if (k >= 0) {
@@ -258,54 +258,54 @@ static int range_free_now(Range *r) {
                    error.message ?: strerror(-k));
         sd_bus_error_free(&error);
         /* Still here (aborted, or degraded by the abort): make freeing it the repair goal. */
-        r = manager_find_range(m, id);
-        if (r) {
-                if (r->state != RANGE_STATE_DEGRADED) {
-                        r->state = RANGE_STATE_DEGRADED;
+        range = manager_find_range(m, id);
+        if (range) {
+                if (range->state != RANGE_STATE_DEGRADED) {
+                        range->state = RANGE_STATE_DEGRADED;
                         m->n_degraded++;
                 }
-                r->want_gone = true;
-                r->want_mapped = 0;
+                range->want_gone = true;
+                range->want_mapped = 0;
                 manager_schedule_repair(m);
         }
         return k;
 }
 
-int range_release_owner(Range *r) {
-        client_remove_range(r);
-        if (range_holds(r)) {
-                r->owner_detached = true;
-                range_emit_changed(r, (const char *const[]) { "Detached", NULL });
-                persist_range(r->manager, r);
-                log_fields(LOG_INFO, &((LogFields) { .range_id = r->id }),
-                           "Range %" PRIu64 " lost its owner; it lives on while holders remain.", r->id);
+int range_release_owner(Range *range) {
+        client_remove_range(range);
+        if (range_holds(range)) {
+                range->owner_detached = true;
+                range_emit_changed(range, (const char *const[]) { "Detached", NULL });
+                persist_range(range->manager, range);
+                log_fields(LOG_INFO, &((LogFields) { .range_id = range->id }),
+                           "Range %" PRIu64 " lost its owner; it lives on while holders remain.", range->id);
                 return 0;
         }
-        return range_free_now(r);
+        return range_free_now(range);
 }
 
 int range_release_hold(Hold *h) {
-        Range *r = h->range;
+        Range *range = h->range;
         uid_t uid = h->uid;
         bool read_only = h->read_only;
 
         hold_free(h);
-        if (r->owner_detached && !range_holds(r))
-                return range_free_now(r);
-        persist_hold_removed(r->manager, r, uid, read_only);
+        if (range->owner_detached && !range_holds(range))
+                return range_free_now(range);
+        persist_hold_removed(range->manager, range, uid, read_only);
         return 0;
 }
 
-int range_revoke_holds(Range *r, uid_t uid) {
+int range_revoke_holds(Range *range, uid_t uid) {
         int n = 0;
 
-        for (Hold *h = range_holds(r), *next; h; h = next) {
+        for (Hold *h = range_holds(range), *next; h; h = next) {
                 next = h->range_next;
                 if (h->uid != uid)
                         continue;
                 n++;
-                /* The last hold of a detached range frees it: r is gone then. */
-                if (r->owner_detached && h == range_holds(r) && !next) {
+                /* The last hold of a detached range frees it: range is gone then. */
+                if (range->owner_detached && h == range_holds(range) && !next) {
                         int k = range_release_hold(h);
                         return k < 0 ? k : n;
                 }

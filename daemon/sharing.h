@@ -47,32 +47,32 @@ struct Token {
         uint64_t expires_usec;  /* CLOCK_REALTIME; 0: never */
 };
 
-int hold_new(Client *c, Range *r, bool read_only, Hold **ret);
+int hold_new(Client *c, Range *range, bool read_only, Hold **ret);
 /* A hold restored from the journal: it belongs to a uid until a connection of that uid adopts it. */
-int hold_new_orphan(Range *r, uid_t uid, bool read_only, Hold **ret);
+int hold_new_orphan(Range *range, uid_t uid, bool read_only, Hold **ret);
 Hold *hold_free(Hold *h);
-/* The client's hold on r; an orphaned hold of the client's uid is adopted. */
-Hold *client_find_hold(Client *c, Range *r);
+/* The client's hold on range; an orphaned hold of the client's uid is adopted. */
+Hold *client_find_hold(Client *c, Range *range);
 
 /* Tokens. */
 
-int token_new(Manager *m, Client *creator, Range *r, Token **ret);
+int token_new(Manager *m, Client *creator, Range *range, Token **ret);
 /* A token recorded in the journal, restored after a restart. */
-int token_restore(Manager *m, Range *r, const char *hex, Token **ret);
+int token_restore(Manager *m, Range *range, const char *hex, Token **ret);
 Token *token_free(Manager *m, Token *t);
 Token *manager_find_token(Manager *m, const char *token);
 bool token_allows(const Token *t, const Identity *i);
 /* Drop a token for good (revoked, expired), journaled. */
 void token_remove(Manager *m, Token *t);
-unsigned range_n_tokens(const Range *r);
-unsigned range_n_holds(const Range *r);
+unsigned range_n_tokens(const Range *range);
+unsigned range_n_holds(const Range *range);
 
 /*
  * Drop the owner's claim (Free, or the owner's connection went): with holders
  * left the range lives on detached; without, it is freed now (or by repair).
  */
-int range_release_owner(Range *r);
+int range_release_owner(Range *range);
 /* Drop a holder's reference; the last one of a detached range frees it. */
 int range_release_hold(Hold *h);
-/* Drop every hold uid has on r (RevokeHold): as many Releases. Returns how many, or -errno. */
-int range_revoke_holds(Range *r, uid_t uid);
+/* Drop every hold uid has on range (RevokeHold): as many Releases. Returns how many, or -errno. */
+int range_revoke_holds(Range *range, uid_t uid);

@@ -53,16 +53,16 @@ Transaction *transaction_free(Transaction *t) {
 /* The ranges are the keys of their PtrIndex. */
 _Static_assert(offsetof(TouchedRange, range) == 0, "TouchedRange.range must come first");
 
-static TouchedRange *find_touched(Transaction *t, Range *r) {
-        ssize_t i = ptr_index_find(&t->touched_index, t->touched, sizeof(TouchedRange), t->n_touched, r);
+static TouchedRange *find_touched(Transaction *t, Range *range) {
+        ssize_t i = ptr_index_find(&t->touched_index, t->touched, sizeof(TouchedRange), t->n_touched, range);
 
         return i >= 0 ? &t->touched[i] : NULL;
 }
 
-int transaction_touch(Transaction *t, Range *r, bool created) {
+int transaction_touch(Transaction *t, Range *range, bool created) {
         KfdSvmAttrs *svm_before = NULL;
 
-        if (find_touched(t, r))
+        if (find_touched(t, range))
                 return 0;
         if (t->n_touched == t->n_touched_allocated) {
                 size_t n = t->n_touched_allocated ? t->n_touched_allocated * 2 : 4;
@@ -72,25 +72,25 @@ int transaction_touch(Transaction *t, Range *r, bool created) {
                 t->touched = nt;
                 t->n_touched_allocated = n;
         }
-        if (!created && range_svm(r)) {
+        if (!created && range_svm(range)) {
                 /* Where a failed rollback leaves repair heading. */
                 svm_before = malloc(sizeof(KfdSvmAttrs));
                 if (!svm_before)
                         return -ENOMEM;
-                *svm_before = range_svm(r)->attrs;
+                *svm_before = range_svm(range)->attrs;
         }
         t->touched[t->n_touched++] = (TouchedRange) {
-                .range = r,
+                .range = range,
                 .created = created,
-                .mapped_before = created ? 0 : range_mapped_any(r),
+                .mapped_before = created ? 0 : range_mapped_any(range),
                 .svm_before = svm_before,
         };
         ptr_index_added(&t->touched_index, t->touched, sizeof(TouchedRange), t->n_touched);
         return 0;
 }
 
-int transaction_queue_free(Transaction *t, Range *r) {
-        if (transaction_frees(t, r))
+int transaction_queue_free(Transaction *t, Range *range) {
+        if (transaction_frees(t, range))
                 return 0;
         if (t->n_frees == t->n_frees_allocated) {
                 size_t n = t->n_frees_allocated ? t->n_frees_allocated * 2 : 4;
@@ -100,14 +100,14 @@ int transaction_queue_free(Transaction *t, Range *r) {
                 t->frees = nf;
                 t->n_frees_allocated = n;
         }
-        t->frees[t->n_frees++] = r;
+        t->frees[t->n_frees++] = range;
         ptr_index_added(&t->frees_index, t->frees, sizeof(Range *), t->n_frees);
         return 0;
 }
 
-bool transaction_frees(const Transaction *t, const Range *r) {
+bool transaction_frees(const Transaction *t, const Range *range) {
         /* A free finished in the background (transaction_commit()) is NULL there: not found. */
-        return ptr_index_find(&t->frees_index, t->frees, sizeof(Range *), t->n_frees, r) >= 0;
+        return ptr_index_find(&t->frees_index, t->frees, sizeof(Range *), t->n_frees, range) >= 0;
 }
 
 const char *transaction_kernel_error_name(int r) {
@@ -180,18 +180,18 @@ static int persist_prepare(Transaction *t, sd_bus_error *error) {
                 return 0;
         persist_batch_init(&b);
         for (size_t i = 0; i < t->n_touched; i++) {
-                Range *r = t->touched[i].range;
+                Range *range = t->touched[i].range;
 
-                if (!r->persistent || transaction_frees(t, r))
+                if (!range->persistent || transaction_frees(t, range))
                         continue;
                 if (t->touched[i].created) {
-                        k = persist_store_fd(m, r, error);
+                        k = persist_store_fd(m, range, error);
                         if (k < 0) {
                                 persist_batch_done(&b);
                                 return k;
                         }
                 }
-                persist_batch_put(m, &b, r);
+                persist_batch_put(m, &b, range);
                 puts = true;
         }
         for (size_t i = 0; i < t->n_frees; i++)
@@ -227,13 +227,13 @@ static void persist_compensate(Transaction *t, PersistBatch *b) {
                 if (!t->touched[i].created && t->touched[i].range->persistent)
                         persist_batch_put(m, b, t->touched[i].range);
         for (size_t i = 0; i < t->n_frees; i++) {
-                Range *r = t->frees[i];
+                Range *range = t->frees[i];
 
-                if (!r || !r->persistent || !r->gone_journaled)
+                if (!range || !range->persistent || !range->gone_journaled)
                         continue;
-                r->gone_journaled = false;
-                if (!find_touched(t, r))
-                        persist_batch_put(m, b, r);
+                range->gone_journaled = false;
+                if (!find_touched(t, range))
+                        persist_batch_put(m, b, range);
         }
         persist_batch_commit(m, b);
 }
@@ -274,37 +274,37 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
         persist_batch_init(&b);
         for (size_t i = 0; i < t->n_touched; i++) {
                 TouchedRange *tr = &t->touched[i];
-                Range *r = tr->range;
+                Range *range = tr->range;
 
-                if (t->journaled && r->persistent && tr->created)
-                        persist_batch_del(m, &b, r->id);
-                if (tr->created && r->fd_stored && !r->rollback_failed)
-                        persist_remove_fd(m, r);
+                if (t->journaled && range->persistent && tr->created)
+                        persist_batch_del(m, &b, range->id);
+                if (tr->created && range->fd_stored && !range->rollback_failed)
+                        persist_remove_fd(m, range);
 
-                if (r->rollback_failed) {
-                        r->rollback_failed = false;
-                        if (r->state != RANGE_STATE_DEGRADED) {
-                                r->state = RANGE_STATE_DEGRADED;
+                if (range->rollback_failed) {
+                        range->rollback_failed = false;
+                        if (range->state != RANGE_STATE_DEGRADED) {
+                                range->state = RANGE_STATE_DEGRADED;
                                 m->n_degraded++;
                         }
-                        r->want_gone = tr->created;
-                        r->want_mapped = tr->mapped_before;
-                        if (range_svm(r) && tr->svm_before)
-                                range_svm(r)->want = *tr->svm_before;
+                        range->want_gone = tr->created;
+                        range->want_mapped = tr->mapped_before;
+                        if (range_svm(range) && tr->svm_before)
+                                range_svm(range)->want = *tr->svm_before;
                         degraded = true;
-                        range_emit_changed(r, (const char *const[]) { "State", "MappedGpus", NULL });
+                        range_emit_changed(range, (const char *const[]) { "State", "MappedGpus", NULL });
                         if (o < sizeof(ids))
-                                o += (size_t) snprintf(ids + o, sizeof(ids) - o, "%s%" PRIu64, o ? ", " : "", r->id);
+                                o += (size_t) snprintf(ids + o, sizeof(ids) - o, "%s%" PRIu64, o ? ", " : "", range->id);
                         char gpu[32] = "";
 
-                        if (r->rollback_gpu != 0)
-                                snprintf(gpu, sizeof(gpu), "GPU 0x%x, ", r->rollback_gpu);
-                        log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id, .gpu_id = r->rollback_gpu }),
+                        if (range->rollback_gpu != 0)
+                                snprintf(gpu, sizeof(gpu), "GPU 0x%x, ", range->rollback_gpu);
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = range->id, .gpu_id = range->rollback_gpu }),
                                    "Rolling back a change of range %" PRIu64 " failed (%s%s); it is degraded "
-                                   "until repaired.", r->id, gpu,
-                                   strerrorname_np(-r->rollback_error) ?: "unknown errno");
+                                   "until repaired.", range->id, gpu,
+                                   strerrorname_np(-range->rollback_error) ?: "unknown errno");
                 } else if (tr->created)
-                        range_free_struct(r); /* every undo ran: it is out of all tables */
+                        range_free_struct(range); /* every undo ran: it is out of all tables */
         }
         if (t->journaled)
                 persist_compensate(t, &b);
@@ -335,21 +335,21 @@ static void publish(Transaction *t) {
 
         for (size_t i = 0; i < t->n_touched; i++) {
                 TouchedRange *tr = &t->touched[i];
-                Range *r = tr->range;
+                Range *range = tr->range;
 
-                gpus_changed |= tr->mapped_before | (UINT64_C(1) << r->home);
-                if (transaction_frees(t, r))
+                gpus_changed |= tr->mapped_before | (UINT64_C(1) << range->home);
+                if (transaction_frees(t, range))
                         continue;
-                gpus_changed |= range_mapped_any(r);
+                gpus_changed |= range_mapped_any(range);
                 counts_changed = counts_changed || tr->created;
                 if (!signals)
                         continue;
                 if (tr->created)
-                        manager_emit_range_created(m, r);
-                else if (range_svm(r) && tr->svm_before && !kfd_svm_attrs_equal(&range_svm(r)->attrs, tr->svm_before))
-                        range_emit_changed(r, svm_props);
-                else if (range_mapped_any(r) != tr->mapped_before)
-                        range_emit_changed(r, range_props);
+                        manager_emit_range_created(m, range);
+                else if (range_svm(range) && tr->svm_before && !kfd_svm_attrs_equal(&range_svm(range)->attrs, tr->svm_before))
+                        range_emit_changed(range, svm_props);
+                else if (range_mapped_any(range) != tr->mapped_before)
+                        range_emit_changed(range, range_props);
         }
         if (t->n_frees > 0)
                 counts_changed = true;
@@ -368,11 +368,11 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
 
         /* Frees last: FREE is the one step that cannot be undone. */
         for (size_t i = 0; i < t->n_frees; i++) {
-                Range *r = t->frees[i];
+                Range *range = t->frees[i];
                 uint32_t failed_gpu = 0;
                 bool any_freed = false;
 
-                k = range_release_kernel(r, &failed_gpu);
+                k = range_release_kernel(range, &failed_gpu);
                 if (k >= 0) {
                         irreversible = true;
                         continue;
@@ -380,27 +380,27 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
 
                 /* A batch range may have lost some pieces before the failing one: those frees
                  * cannot be undone, so this one must be finished rather than rolled back. */
-                for (uint32_t p = 0; p < r->n_pieces; p++)
-                        any_freed = any_freed || !r->pieces[p].allocated;
+                for (uint32_t p = 0; p < range->n_pieces; p++)
+                        any_freed = any_freed || !range->pieces[p].allocated;
 
                 if (!irreversible && !any_freed) {
                         /* Nothing irreversible happened yet: the caller rolls everything back. */
-                        (void) txn_fail(t->txn, k, failed_gpu, "freeing range %" PRIu64, r->id);
+                        (void) txn_fail(t->txn, k, failed_gpu, "freeing range %" PRIu64, range->id);
                         return transaction_set_kernel_error(t, k, error);
                 }
 
                 /* Past the point of no return: finish this free in the background. */
-                log_fields(LOG_WARNING, &((LogFields) { .range_id = r->id, .gpu_id = failed_gpu }),
+                log_fields(LOG_WARNING, &((LogFields) { .range_id = range->id, .gpu_id = failed_gpu }),
                            "Freeing range %" PRIu64 " failed (%s); it is degraded and freed in the background.",
-                           r->id, strerror(-k));
-                if (r->state != RANGE_STATE_DEGRADED) {
-                        r->state = RANGE_STATE_DEGRADED;
+                           range->id, strerror(-k));
+                if (range->state != RANGE_STATE_DEGRADED) {
+                        range->state = RANGE_STATE_DEGRADED;
                         m->n_degraded++;
                 }
-                r->want_gone = true;
-                r->want_mapped = 0;
+                range->want_gone = true;
+                range->want_mapped = 0;
                 /* The free is acknowledged: a restart must not bring it back. */
-                persist_range_gone(m, r);
+                persist_range_gone(m, range);
                 manager_schedule_repair(m);
                 t->frees[i] = NULL;
                 irreversible = true;

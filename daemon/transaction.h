@@ -52,11 +52,11 @@ int transaction_new(Transaction **ret, Manager *m);
 Transaction *transaction_free(Transaction *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Transaction *, transaction_free);
 
-/* Remember r's state before its first change in this transaction. */
-int transaction_touch(Transaction *t, Range *r, bool created);
-int transaction_queue_free(Transaction *t, Range *r);
-/* Whether r is queued to be freed when t commits. */
-bool transaction_frees(const Transaction *t, const Range *r);
+/* Remember range's state before its first change in this transaction. */
+int transaction_touch(Transaction *t, Range *range, bool created);
+int transaction_queue_free(Transaction *t, Range *range);
+/* Whether range is queued to be freed when t commits. */
+bool transaction_frees(const Transaction *t, const Range *range);
 
 /*
  * Run queued frees, drop the undo log, publish (signals, PropertiesChanged).
