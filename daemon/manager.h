@@ -102,7 +102,7 @@ typedef struct Manager {
 
         Journal *journal;               /* persistent ranges, for restarts */
         sd_event_source *compact_event; /* a compaction after the current request (persist.c) */
-        unsigned n_transactions_open;   /* a snapshot waits until none is (persist_compact()) */
+        unsigned n_transactions_open;   /* of persistent ranges: a snapshot waits until none is (persist_compact()) */
         bool compact_deferred;          /* and one is due then */
         uint64_t runtime_free, runtime_size;    /* bytes of the runtime directory's filesystem */
         bool runtime_low;               /* warned that it is running out */

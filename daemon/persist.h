@@ -81,7 +81,7 @@ void persist_range_gone(Manager *m, Range *range);
 
 /* Compact the journal if it has grown or a compaction failed since the last change. */
 void persist_compact(Manager *m);
-/* A transaction began or ended: a compaction waits for the last open one to end. */
+/* A transaction touching a persistent range began or ended: a compaction waits for the last one. */
 void persist_transaction_opened(Manager *m);
 void persist_transaction_closed(Manager *m);
 /* Measure the runtime directory's free space; warn when it runs low. */

@@ -28,7 +28,6 @@ int transaction_new(Transaction **ret, Manager *m) {
         r = txn_new(&t->txn);
         if (r < 0)
                 return r;
-        persist_transaction_opened(m);
         *ret = TAKE_PTR(t);
         return 0;
 }
@@ -45,7 +44,8 @@ Transaction *transaction_free(Transaction *t) {
         ptr_index_done(&t->touched_index);
         free(t->frees);
         ptr_index_done(&t->frees_index);
-        persist_transaction_closed(t->manager);
+        if (t->persistent)
+                persist_transaction_closed(t->manager);
         free(t);
         return NULL;
 }
@@ -59,11 +59,20 @@ static TouchedRange *find_touched(Transaction *t, Range *range) {
         return i >= 0 ? &t->touched[i] : NULL;
 }
 
+/* The snapshot leaves out what only a persistent range's transaction could make wrong. */
+static void note_persistent(Transaction *t, const Range *range) {
+        if (range->persistent && !t->persistent) {
+                t->persistent = true;
+                persist_transaction_opened(t->manager);
+        }
+}
+
 int transaction_touch(Transaction *t, Range *range, bool created) {
         KfdSvmAttrs *svm_before = NULL;
 
         if (find_touched(t, range))
                 return 0;
+        note_persistent(t, range);
         if (t->n_touched == t->n_touched_allocated) {
                 size_t n = t->n_touched_allocated ? t->n_touched_allocated * 2 : 4;
                 TouchedRange *nt = reallocarray(t->touched, n, sizeof(TouchedRange));
@@ -92,6 +101,7 @@ int transaction_touch(Transaction *t, Range *range, bool created) {
 int transaction_queue_free(Transaction *t, Range *range) {
         if (transaction_frees(t, range))
                 return 0;
+        note_persistent(t, range);
         if (t->n_frees == t->n_frees_allocated) {
                 size_t n = t->n_frees_allocated ? t->n_frees_allocated * 2 : 4;
                 Range **nf = reallocarray(t->frees, n, sizeof(Range *));

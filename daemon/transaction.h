@@ -44,6 +44,7 @@ typedef struct Transaction {
         size_t n_frees, n_frees_allocated;
         PtrIndex frees_index;
         bool journaled;         /* its commit record is in the journal (persist_prepare()) */
+        bool persistent;        /* it touches or frees a persistent range: a snapshot waits for it */
         bool finished;
 } Transaction;
 
