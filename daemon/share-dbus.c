@@ -262,9 +262,6 @@ static int run_attach(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         r = range_export_fd(range, t->read_only, &fd, error);
         if (r < 0)
                 return r;
-        /* The caller went while the kernel exported: nobody to hold it for (nor to journal). */
-        if (c->gone)
-                return -ENOTCONN;
 
         h = client_find_hold(c, range);
         if (!h) {
