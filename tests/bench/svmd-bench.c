@@ -2283,7 +2283,7 @@ static int iso_disconnect(svmd_client *v, IsoShared *sh, size_t n, Series *s, do
 }
 
 /* (b) */
-static _noreturn_ void iso_conn_worker(IsoShared *sh, size_t w, size_t total) {
+static _noreturn_ void iso_conn_worker(IsoShared *sh, size_t total) {
         svmd_client *cs[ISO_CONN_BATCH];
 
         if (iso_become((uid_t) ISO_CONN_UID) < 0)
@@ -2332,7 +2332,7 @@ static int iso_connections(svmd_client *v, IsoShared *sh, size_t n, Series *s, d
         k.start_ns = now_ns();
         for (size_t w = 0; w < ISO_CONN_WORKERS; w++)
                 if (iso_fork(&k) == 0)
-                        iso_conn_worker(sh, w, n);
+                        iso_conn_worker(sh, n);
         r = victim_run(v, s, tick_children, &k);
         if (r < 0) {
                 iso_kill(&k);
