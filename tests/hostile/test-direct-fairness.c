@@ -12,10 +12,9 @@
  * A uid's direct requests in flight on the kernel executor are bounded by "kernel-workers" (4
  * here): a tenant sends 16 Allocates of 1 GiB of VRAM (each ALLOC 93 ms under the realistic
  * profile, run by a worker) on 16 connections, then another tenant one. Of the first tenant's
- * calls, those in flight when the other's came are ahead of it (4, and the ALLOCs that win the
- * emulated kernel's lock before it): at most 10 are answered while it waits, where unbounded
- * all that were outstanding were (13 to 16). If the machine is so slow that fewer than 14 were
- * outstanding when the other's call went out, there is nothing to tell, and it says so.
+ * calls, those in flight when the other's came are ahead of it (4: the emulated kernel serves
+ * p->mutex in order, as the kernel's mutex does): at most 6 are answered while it waits, where
+ * unbounded all that were outstanding were (13 to 16).
  *
  * Then the reads that take several messages at once: a peer that sends, back to back, calls
  * without fds and calls whose fds come with them (so one read of svmd holds the end of one and
@@ -234,15 +233,13 @@ static void test_jobs_per_uid(TestContext *t) {
         hd_wait(big);
         for (size_t i = 0; i < BIG_CALLS; i++)
                 ahead += shared->big_done[i] > shared->late_sent && shared->big_done[i] < shared->late_done;
-        printf("%d Allocates of 1 GiB by uid %d, then one by uid %d while %u were outstanding: answered after "
-               "%.0f ms, %u of the others meanwhile\n",
-               BIG_CALLS, UID_JOBS, UID_LATE, shared->outstanding,
-               (double) (shared->late_done - shared->late_sent) / 1e3, ahead);
-        if (shared->outstanding < 14) {
-                printf("  the machine was too slow for this to tell anything; not checked\n");
-                return;
-        }
-        ASSERT_TRUE(ahead <= 10);
+        fprintf(stderr, "%d Allocates of 1 GiB by uid %d, then one by uid %d while %u were outstanding: answered "
+                "after %.0f ms, %u of the others meanwhile\n",
+                BIG_CALLS, UID_JOBS, UID_LATE, shared->outstanding,
+                (double) (shared->late_done - shared->late_sent) / 1e3, ahead);
+        /* Each ALLOC sleeps 93 ms: only a stall of 8 of them in this process would leave fewer. */
+        ASSERT_TRUE(shared->outstanding >= 8);
+        ASSERT_TRUE(ahead <= 6);
 }
 
 /* A call header with a UNIX_FDS field of 1, and its body: the index of that fd. */

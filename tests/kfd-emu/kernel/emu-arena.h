@@ -115,6 +115,16 @@ typedef struct EmuGpu {
         uint64_t vram_placed;           /* buffers placed in its VRAM (VRAM_USAGE), whatever they count as */
 } EmuGpu;
 
+/* The kernel's struct mutex as the realistic profile needs it: waiters are served in the order
+ * they came. The kernel queues waiters and, once the first of them was passed over, hands the
+ * lock to it on the next unlock (__mutex_handoff()); a glibc mutex lets a newcomer take the
+ * lock from a waiter that was woken but not yet running, again and again on a busy machine.
+ * Only the threads of the owning process take it, so an owner's death leaves nobody waiting. */
+typedef struct EmuFifoLock {
+        uint32_t next;                  /* the ticket the next locker draws */
+        uint32_t serving;               /* the ticket that holds the lock; a futex word */
+} EmuFifoLock;
+
 /* The "pdd": what a KFD process knows about one GPU. */
 typedef struct EmuPdd {
         uint32_t render_file;           /* file slot the VM was acquired with, EMU_NIL: no VM */
@@ -136,7 +146,7 @@ typedef struct EmuProc {
         uint32_t va_root;               /* interval treap of mapped handles, by VA */
         uint32_t n_svm;
         uint64_t seq;                   /* creation order */
-        pthread_mutex_t mutex;          /* the kernel's p->mutex (realistic profile) */
+        EmuFifoLock mutex;              /* the kernel's p->mutex (realistic profile) */
         EmuPdd pdd[EMU_MAX_GPUS];
 } EmuProc;
 

@@ -8,11 +8,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1141,14 +1143,18 @@ out:
 
 /* ------------------------------------------------------------------------ */
 
-static int lock_pmutex(pthread_mutex_t *m) {
-        int r = pthread_mutex_lock(m);
+static void fifo_lock(EmuFifoLock *l) {
+        uint32_t ticket = __atomic_fetch_add(&l->next, 1, __ATOMIC_ACQUIRE), serving;
 
-        if (r == EOWNERDEAD) {
-                pthread_mutex_consistent(m);
-                r = 0;
-        }
-        return -r;
+        /* A shared futex: the arena is mapped by every process that uses the emulator. */
+        while ((serving = __atomic_load_n(&l->serving, __ATOMIC_ACQUIRE)) != ticket)
+                (void) syscall(SYS_futex, &l->serving, FUTEX_WAIT, serving, NULL, NULL, 0);
+}
+
+static void fifo_unlock(EmuFifoLock *l) {
+        __atomic_fetch_add(&l->serving, 1, __ATOMIC_RELEASE);
+        /* Every waiter checks its ticket; there are at most as many as the process has threads. */
+        (void) syscall(SYS_futex, &l->serving, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 static int fault_gpu_of_args(const EmuIoctl *e, const uint8_t *kdata, size_t asize, uint32_t *ret) {
@@ -1221,9 +1227,7 @@ static int kfd_ioctl(EmuKernel *k, uint32_t file, unsigned long cmd, void *arg) 
 
         realistic = __atomic_load_n(&k->a->profile, __ATOMIC_RELAXED) == EMU_PROFILE_REALISTIC;
         if (realistic && e->pmutex) {
-                r = lock_pmutex(&p->mutex);
-                if (r < 0)
-                        return r;
+                fifo_lock(&p->mutex);
                 pmutex = true;
         }
         clock_gettime(CLOCK_MONOTONIC, &start);
@@ -1258,7 +1262,7 @@ static int kfd_ioctl(EmuKernel *k, uint32_t file, unsigned long cmd, void *arg) 
                 /* Bookkeeping and page-table updates under p->mutex; fence wait and TLB flushes after. */
                 emu_sleep_until(&start, c.cost.locked_ns);
                 if (pmutex)
-                        pthread_mutex_unlock(&p->mutex);
+                        fifo_unlock(&p->mutex);
                 emu_sleep_until(&start, c.cost.locked_ns + c.cost.unlocked_ns);
         }
 

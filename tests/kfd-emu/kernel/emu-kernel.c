@@ -1188,14 +1188,10 @@ int emu_proc_create(EmuKernel *k, bool secondary, uint32_t *ret) {
 
         for (uint32_t i = 0; i < a->max_processes; i++) {
                 EmuProc *p = emu_proc(k, i);
-                int r;
 
                 if (p->in_use)
                         continue;
                 memset(p, 0, sizeof(*p));
-                r = init_robust_mutex(&p->mutex);
-                if (r < 0)
-                        return r;
                 p->pid = getpid();
                 p->start_time = self_start_time();
                 p->secondary = secondary;
