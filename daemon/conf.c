@@ -34,6 +34,7 @@ void config_init_defaults(Config *c) {
                 .limit_fd_store_max = CONFIG_DEFAULT_FD_STORE_MAX,
                 .limit_kfd_contexts = CONFIG_DEFAULT_KFD_CONTEXTS,
                 .limit_kernel_workers = CONFIG_DEFAULT_KERNEL_WORKERS,
+                .limit_journal_compact_size = CONFIG_DEFAULT_JOURNAL_COMPACT_SIZE,
         };
 }
 
@@ -333,7 +334,7 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
                                             "request-ids-per-scope", "tokens-per-scope", "tokens-per-range",
                                             "holds-per-range", "fd-store-max", "connections", "connections-per-uid",
                                             "message-size", "peer-timeout-ms", "kfd-contexts",
-                                            "kernel-workers", NULL };
+                                            "kernel-workers", "journal-compact-size", NULL };
         json_t *v;
         int r;
 
@@ -370,6 +371,12 @@ static int parse_limits(const ParseContext *p, json_t *obj, Config *c) {
                 return r;
         if (c->limit_kernel_workers == 0 || c->limit_kernel_workers > CONFIG_KERNEL_WORKERS_MAX)
                 return fail(p, -EINVAL, "kernel-workers", "\"kernel-workers\" must be between 1 and 64");
+        if ((v = json_object_get(obj, "journal-compact-size")) &&
+            (r = parse_size_value(p, "journal-compact-size", v, &c->limit_journal_compact_size)) < 0)
+                return r;
+        if (c->limit_journal_compact_size < CONFIG_JOURNAL_COMPACT_SIZE_MIN ||
+            c->limit_journal_compact_size > CONFIG_JOURNAL_COMPACT_SIZE_MAX)
+                return fail(p, -EINVAL, "journal-compact-size", "\"journal-compact-size\" must be between 64K and 1G");
         return parse_direct_limits(p, obj, c);
 }
 

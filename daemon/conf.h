@@ -83,6 +83,14 @@ typedef struct QuotaRule {
 #define CONFIG_DEFAULT_KERNEL_WORKERS           4U
 #define CONFIG_KERNEL_WORKERS_MAX               64U
 
+/*
+ * The journal of persistent ranges is compacted into a snapshot once it has grown this much: smaller
+ * restarts faster (less to replay), larger writes snapshots less often.
+ */
+#define CONFIG_DEFAULT_JOURNAL_COMPACT_SIZE     (UINT64_C(4) << 20)
+#define CONFIG_JOURNAL_COMPACT_SIZE_MIN         (UINT64_C(64) << 10)
+#define CONFIG_JOURNAL_COMPACT_SIZE_MAX         (UINT64_C(1) << 30)
+
 typedef struct Config {
         uint64_t va_base;
         uint64_t va_size;
@@ -115,6 +123,7 @@ typedef struct Config {
 
         uint64_t limit_kfd_contexts;    /* with interface 1.19+; one below */
         uint64_t limit_kernel_workers;
+        uint64_t limit_journal_compact_size;
 } Config;
 
 void config_init_defaults(Config *c);

@@ -140,6 +140,7 @@ struct Executor {
 
         /* The loop's thread only. */
         Job *runnable_head, *runnable_tail;
+        Job loop_holder;                /* holds claims for the loop (executor_claim_hold()); never runs */
 #ifdef EXECUTOR_FAST_SWITCH
         void *loop_sp;
 #else
@@ -647,6 +648,20 @@ void job_wait(void) {
         c->waiters_tail = j;
         j->waited = true;
         job_switch_to_loop(j);
+}
+
+void executor_claim_hold(Executor *x, JobClaim *c) {
+        assert(!c->job);
+        c->job = &x->loop_holder;
+        c->job_next = x->loop_holder.claims;
+        x->loop_holder.claims = c;
+}
+
+void executor_claim_release(Executor *x, JobClaim *c) {
+        assert(c->job == &x->loop_holder);
+        job_claim_drop(c);
+        if (!current)
+                run_runnable(x);
 }
 
 void job_maybe_yield(void) {

@@ -106,5 +106,13 @@ void job_claim_drop(JobClaim *c);
 /* After JOB_RETRY: wait until the claim the job met is released (or dropped). */
 void job_wait(void);
 
+/*
+ * Hold c for the loop's own work, outside any job: jobs that claim or check it wait as for a job
+ * (a compaction of the journal that is due, persist.c). Release resumes them, at once when called
+ * outside a job, else when the current job gives the loop back.
+ */
+void executor_claim_hold(Executor *x, JobClaim *c);
+void executor_claim_release(Executor *x, JobClaim *c);
+
 /* The hook kfd/ calls for every KFD ioctl (kfd_set_ioctl_hook()). */
 int executor_ioctl(int fd, unsigned long request, void *arg);

@@ -15,7 +15,7 @@
 #include "journal.h"
 #include "macro.h"
 
-#define JOURNAL_COMPACT_BYTES (4U << 20)
+#define JOURNAL_COMPACT_BYTES (UINT64_C(4) << 20)
 #define JOURNAL_MAX_LINE (64U << 20)
 #define JOURNAL_ALLOC_STEP UINT64_C(4096)
 
@@ -32,6 +32,7 @@ struct Journal {
         uint64_t tmp_allocated;
         uint64_t snapshot_bytes;        /* the current snapshot's size */
         uint64_t compact_failed_seq; /* seq when compaction last failed (0: it did not) */
+        uint64_t compact_bytes;         /* compact once the journal has this many */
         bool compact_failed;
 };
 
@@ -214,6 +215,7 @@ int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, J
         if (!j)
                 return -ENOMEM;
         j->fd = j->tmp_fd = -EBADF;
+        j->compact_bytes = JOURNAL_COMPACT_BYTES;
         j->dir = strdup(dir);
         if (!j->dir || asprintf(&j->path, "%s/journal", dir) < 0 ||
             asprintf(&j->tmp_path, "%s/snapshot.json.tmp", dir) < 0) {
@@ -397,7 +399,11 @@ bool journal_wants_compaction(const Journal *j) {
          * snapshot each while the directory stays full). */
         if (j->compact_failed && j->compact_failed_seq == j->seq)
                 return false;
-        return j->bytes >= JOURNAL_COMPACT_BYTES || j->compact_failed;
+        return j->bytes >= j->compact_bytes || j->compact_failed;
+}
+
+void journal_set_compact_size(Journal *j, uint64_t bytes) {
+        j->compact_bytes = bytes;
 }
 
 void journal_request_compaction(Journal *j) {

@@ -36,6 +36,8 @@ typedef int (*JournalReplayFunc)(json_t *changes, void *userdata);
 int journal_open(Journal **ret, const char *dir, JournalSnapshotFunc snapshot, JournalReplayFunc replay,
                  void *userdata, char **ret_warning);
 Journal *journal_free(Journal *j);
+/* Compact once the journal has grown to bytes (the default: JOURNAL_COMPACT_BYTES). */
+void journal_set_compact_size(Journal *j, uint64_t bytes);
 
 /*
  * Room kept preallocated behind the journal's end (docs/architecture.md, "Persistence"): a

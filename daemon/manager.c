@@ -102,6 +102,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         /* Jobs in flight end first: their ioctls are running, and they hold ranges and clients. */
+        persist_stop_waiting(m);
         m->executor = executor_free(m->executor);
         kfd_set_ioctl_hook(NULL);
         m->exiting = true; /* nothing is announced while tearing down */

@@ -103,7 +103,8 @@ typedef struct Manager {
         Journal *journal;               /* persistent ranges, for restarts */
         sd_event_source *compact_event; /* a compaction after the current request (persist.c) */
         unsigned n_transactions_open;   /* of persistent ranges: a snapshot waits until none is (persist_compact()) */
-        bool compact_deferred;          /* and one is due then */
+        bool compact_deferred;          /* and one is due then: compact_gate is held */
+        JobClaim compact_gate;          /* new requests on persistent ranges wait for that compaction */
         uint64_t runtime_free, runtime_size;    /* bytes of the runtime directory's filesystem */
         bool runtime_low;               /* warned that it is running out */
         bool fdstore;                   /* a service manager keeps fds for us (NOTIFY_SOCKET) */

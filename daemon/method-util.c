@@ -15,6 +15,7 @@
 #include "manager.h"
 #include "method-util.h"
 #include "metrics.h"
+#include "persist.h"
 #include "polkit.h"
 #include "range-svm.h"
 #include "range.h"
@@ -421,6 +422,11 @@ int range_check_busy(Range *range, sd_bus_error *error) {
                 return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                          "Range %" PRIu64 " is degraded and being repaired; try again later.", range->id);
         /* Last: waiting makes sense only for a range this request may change. */
+        if (range->persistent) {
+                r = persist_wait_compaction(range->manager);
+                if (r < 0)
+                        return r;
+        }
         r = job_claim(&range->claim);
         if (r < 0)
                 return r;

@@ -335,15 +335,49 @@ static int on_compact(sd_event_source *s, void *userdata) {
 /*
  * Compaction snapshots svmd's tables, so it never runs inside a transaction (whose changes are in
  * the tables before they commit or roll back): it is deferred to the loop, after the request.
+ * False: none will run.
  */
-static void schedule_compaction(Manager *m) {
+static bool schedule_compaction(Manager *m) {
         int k;
 
-        if (m->compact_event || !m->event || m->recovering)
-                return;
+        if (m->compact_event)
+                return true;
+        if (!m->event || m->recovering)
+                return false;
         k = sd_event_add_defer(m->event, &m->compact_event, on_compact, m);
-        if (k < 0)
+        if (k < 0) {
                 log_warning_errno(k, "Scheduling a compaction of the journal failed, ignoring: %m");
+                return false;
+        }
+        return true;
+}
+
+/*
+ * A compaction is due and waits for the open transactions of persistent ranges: new ones wait
+ * for it (persist_wait_compaction()), so that a steady stream of them cannot put it off for ever.
+ */
+static void compaction_due(Manager *m) {
+        if (m->compact_deferred)
+                return;
+        m->compact_deferred = true;
+        if (m->executor)
+                executor_claim_hold(m->executor, &m->compact_gate);
+}
+
+static void compaction_done(Manager *m) {
+        if (!m->compact_deferred)
+                return;
+        m->compact_deferred = false;
+        if (m->compact_gate.job)
+                executor_claim_release(m->executor, &m->compact_gate);
+}
+
+int persist_wait_compaction(Manager *m) {
+        return job_claim_check(&m->compact_gate);
+}
+
+void persist_stop_waiting(Manager *m) {
+        compaction_done(m);
 }
 
 /*
@@ -378,10 +412,13 @@ void persist_check_space(Manager *m) {
 void persist_compact(Manager *m) {
         int k;
 
-        if (!m->journal || !journal_wants_compaction(m->journal))
+        if (!m->journal || !journal_wants_compaction(m->journal) ||
+            (m->recovery && m->recovery->in_snapshot)) {
+                /* Not needed any more, or the recovery writes one (and another if something changed
+                 * meanwhile): nobody waits. */
+                compaction_done(m);
                 return;
-        if (m->recovery && m->recovery->in_snapshot)
-                return;         /* the recovery writes one, and another if something changed meanwhile */
+        }
         /*
          * A transaction that stepped aside for the kernel (docs/architecture.md, "The kernel
          * executor") has changed the tables but not written its record yet, or has written it and
@@ -389,7 +426,7 @@ void persist_compact(Manager *m) {
          * back what the journal already says is freed. It runs once the last one has ended.
          */
         if (m->n_transactions_open > 0) {
-                m->compact_deferred = true;
+                compaction_due(m);
                 return;
         }
         k = journal_compact_with(m->journal, write_state, m);
@@ -397,6 +434,7 @@ void persist_compact(Manager *m) {
                 log_warning_errno(k, "Compacting the journal in %s failed; the journal stays as it is and "
                                   "compaction is retried after the next change: %m", m->runtime_dir);
         persist_check_space(m);
+        compaction_done(m);
 }
 
 void persist_transaction_opened(Manager *m) {
@@ -405,10 +443,9 @@ void persist_transaction_opened(Manager *m) {
 
 void persist_transaction_closed(Manager *m) {
         assert(m->n_transactions_open > 0);
-        if (--m->n_transactions_open == 0 && m->compact_deferred) {
-                m->compact_deferred = false;
-                schedule_compaction(m);
-        }
+        /* The gate stays closed until the compaction has run, unless none will. */
+        if (--m->n_transactions_open == 0 && m->compact_deferred && !schedule_compaction(m))
+                compaction_done(m);
 }
 
 int persist_batch_write(Manager *m, PersistBatch *b, JournalAppendMode mode) {
@@ -1328,6 +1365,7 @@ int persist_setup(Manager *m) {
                 goto finish;
         }
         m->journal = TAKE_PTR(rec->journal);
+        journal_set_compact_size(m->journal, m->config.limit_journal_compact_size);
         if (rec->warning)
                 log_warning("Journal: %s.", rec->warning);
 

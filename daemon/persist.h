@@ -81,6 +81,13 @@ void persist_range_gone(Manager *m, Range *range);
 
 /* Compact the journal if it has grown or a compaction failed since the last change. */
 void persist_compact(Manager *m);
+/*
+ * Validation of a request that will change or create a persistent range: while a compaction is
+ * due, JOB_RETRY (wait for it with job_wait(), executor.h), else 0.
+ */
+int persist_wait_compaction(Manager *m);
+/* At exit, before the last jobs are drained: nobody waits for a compaction any more. */
+void persist_stop_waiting(Manager *m);
 /* A transaction touching a persistent range began or ended: a compaction waits for the last one. */
 void persist_transaction_opened(Manager *m);
 void persist_transaction_closed(Manager *m);

@@ -123,6 +123,9 @@ static int check_quota(Manager *m, const RangeSpec *spec, uint64_t size, QuotaRe
                                          m->n_stored_fds, m->config.limit_fd_store_max);
         }
         if (req.persistent > 0) {
+                r = persist_wait_compaction(m);
+                if (r < 0)
+                        return r;
                 r = persist_check_room(m, error);
                 if (r < 0)
                         return r;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
@@ -227,6 +228,20 @@ void hd_wait(pid_t pid) {
                 fprintf(stderr, "child %d failed (status 0x%x)\n", (int) pid, status);
                 abort();
         }
+}
+
+void hd_pump(sd_bus *const *buses, size_t n) {
+        struct pollfd pfd[HD_PUMP_MAX];
+
+        assert(n <= HD_PUMP_MAX);
+        for (size_t i = 0; i < n; i++) {
+                while (sd_bus_process(buses[i], NULL) > 0)
+                        ;
+                pfd[i] = (struct pollfd) { .fd = sd_bus_get_fd(buses[i]), .events = POLLIN };
+                if (sd_bus_get_events(buses[i]) & POLLOUT)
+                        pfd[i].events |= POLLOUT;
+        }
+        (void) poll(pfd, n, 20);
 }
 
 uint64_t hd_timed_usage(sd_bus *bus) {

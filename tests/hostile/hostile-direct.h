@@ -40,5 +40,9 @@ uint64_t hd_now_usec(void);
 pid_t hd_fork_as(uid_t uid, void (*fn)(void *arg), void *arg);
 void hd_wait(pid_t pid);
 
+/* Dispatch what each of the n buses has, then wait up to 20 ms for any of them to have more. */
+#define HD_PUMP_MAX 64U
+void hd_pump(sd_bus *const *buses, size_t n);
+
 /* GetUsage("") on bus, timed; aborts on an error. */
 uint64_t hd_timed_usage(sd_bus *bus);

@@ -97,11 +97,11 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) 
 static void tenant_main(void *arg) {
         size_t which = (size_t) (uintptr_t) arg, n = which == 0 ? MANY_CONNECTIONS : 1;
         Conn conns[MANY_CONNECTIONS];
-        struct pollfd pfd[MANY_CONNECTIONS];
+        sd_bus *buses[MANY_CONNECTIONS];
         uint64_t count = 0;
 
         for (size_t i = 0; i < n; i++) {
-                conns[i] = (Conn) { .bus = hd_direct_bus(), .count = &count };
+                conns[i] = (Conn) { .bus = buses[i] = hd_direct_bus(), .count = &count };
                 ASSERT_TRUE(test_call(conns[i].bus, "GetUsage", NULL, NULL, "s", "") >= 0);
         }
         __atomic_add_fetch(&shared->ready, 1, __ATOMIC_SEQ_CST);
@@ -112,16 +112,8 @@ static void tenant_main(void *arg) {
                         allocate(&conns[i]);
 
         /* A little past the window: the chains' last answers do not count. */
-        while (hd_now_usec() < shared->end + 200 * 1000) {
-                for (size_t i = 0; i < n; i++) {
-                        while (sd_bus_process(conns[i].bus, NULL) > 0)
-                                ;
-                        pfd[i] = (struct pollfd) { .fd = sd_bus_get_fd(conns[i].bus), .events = POLLIN };
-                        if (sd_bus_get_events(conns[i].bus) & POLLOUT)
-                                pfd[i].events |= POLLOUT;
-                }
-                (void) poll(pfd, n, 20);
-        }
+        while (hd_now_usec() < shared->end + 200 * 1000)
+                hd_pump(buses, n);
         shared->answers[which] = count;
         for (size_t i = 0; i < n; i++)
                 sd_bus_flush_close_unref(conns[i].bus);
@@ -169,7 +161,6 @@ static int on_big(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
 
 static void big_main(void *arg) {
         sd_bus *buses[BIG_CALLS];
-        struct pollfd pfd[BIG_CALLS];
 
         for (size_t i = 0; i < BIG_CALLS; i++) {
                 buses[i] = hd_direct_bus();
@@ -184,14 +175,8 @@ static void big_main(void *arg) {
                 ASSERT_TRUE(sd_bus_flush(buses[i]) >= 0);
         }
         shared->big_sent = hd_now_usec();
-        while (shared->big_answered < BIG_CALLS) {
-                for (size_t i = 0; i < BIG_CALLS; i++) {
-                        while (sd_bus_process(buses[i], NULL) > 0)
-                                ;
-                        pfd[i] = (struct pollfd) { .fd = sd_bus_get_fd(buses[i]), .events = POLLIN };
-                }
-                (void) poll(pfd, BIG_CALLS, 20);
-        }
+        while (shared->big_answered < BIG_CALLS)
+                hd_pump(buses, BIG_CALLS);
         /* Ready for the close: svmd frees the ranges at once under profile none. */
         while (!shared->late_done)
                 usleep(1000);

@@ -97,6 +97,9 @@ static void test_errors(void) {
                 { "{ \"limits\": { \"kfd-contexts\": \"4\" } }", "non-negative integer" },
                 { "{ \"limits\": { \"kernel-workers\": 0 } }", "\"kernel-workers\" must be between 1 and 64" },
                 { "{ \"limits\": { \"kernel-workers\": 65 } }", "\"kernel-workers\" must be between 1 and 64" },
+                { "{ \"limits\": { \"journal-compact-size\": \"32K\" } }", "between 64K and 1G" },
+                { "{ \"limits\": { \"journal-compact-size\": \"2G\" } }", "between 64K and 1G" },
+                { "{ \"limits\": { \"journal-compact-size\": \"lots\" } }", "is not a size" },
                 { "[]", "must be a JSON object" },
                 { "{ \"va-window\": ", "t:1:" },
         };
@@ -125,10 +128,15 @@ static void test_direct_limits(void) {
         ASSERT_UEQ(c.limit_message_size, CONFIG_DEFAULT_MESSAGE_SIZE);
         ASSERT_UEQ(c.limit_peer_timeout_ms, CONFIG_DEFAULT_PEER_TIMEOUT_MS);
         ASSERT_UEQ(c.limit_kernel_workers, CONFIG_DEFAULT_KERNEL_WORKERS);
+        ASSERT_UEQ(c.limit_journal_compact_size, CONFIG_DEFAULT_JOURNAL_COMPACT_SIZE);
         config_done(&c);
 
         ASSERT_OK(config_parse("{ \"limits\": { \"kernel-workers\": 16 } }", "t", &c, &error));
         ASSERT_UEQ(c.limit_kernel_workers, 16);
+        config_done(&c);
+
+        ASSERT_OK(config_parse("{ \"limits\": { \"journal-compact-size\": \"64K\" } }", "t", &c, &error));
+        ASSERT_UEQ(c.limit_journal_compact_size, 64 * 1024);
         config_done(&c);
 
         ASSERT_OK(config_parse("{ \"limits\": { \"connections\": 10, \"connections-per-uid\": 0, "
