@@ -417,11 +417,7 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/*
- * STATUS= is for people reading `systemctl status`: coalesce it so that the
- * allocation hot path does not pay a notify message per request.
- */
-static int on_publish(sd_event_source *s, void *userdata) {
+static int on_publish(sd_event_source *s, uint64_t usec, void *userdata) {
         static const char *const gpu_props[] = { "Mapped", "VramUsed", "VramFree", "GttUsed", NULL };
         static const char *const manager_props[] = { "Ranges", "BytesAllocated", NULL };
         Manager *m = userdata;
@@ -433,30 +429,56 @@ static int on_publish(sd_event_source *s, void *userdata) {
                 manager_emit_properties_changed(m, SVMD_MANAGER_PATH, SVMD_MANAGER_INTERFACE, manager_props);
         m->dirty_gpus = 0;
         m->dirty_manager = false;
-        return s ? sd_event_source_set_enabled(s, SD_EVENT_OFF) : 0;
+        /* From when they went out, not when they were due: a late loop does not shorten the next wait. */
+        if (!m->event || sd_event_now(m->event, CLOCK_MONOTONIC, &m->published_usec) < 0)
+                m->published_usec = manager_now_usec();
+        return 0;
 }
 
+/*
+ * The node-wide counters change with nearly every request. Each PropertiesChanged costs svmd a
+ * message per property set and dbus-daemon its routing, about a sixth of svmd's CPU per
+ * Allocate+Free when sent per request: they go out at the next loop iteration (after the replies),
+ * but at most once per PUBLISH_INTERVAL_USEC. A lone change is announced at once.
+ */
+#define PUBLISH_INTERVAL_USEC (50U * 1000U)
+
 void manager_properties_dirty(Manager *m, uint64_t gpus, bool manager) {
-        int r;
+        int enabled = SD_EVENT_OFF, r;
+        uint64_t now, when;
 
         if (gpus == 0 && !manager)
                 return;
         m->dirty_gpus |= gpus;
         m->dirty_manager = m->dirty_manager || manager;
         if (!m->event) {
-                (void) on_publish(NULL, m);
+                (void) on_publish(NULL, 0, m);
                 return;
         }
+        r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                now = manager_now_usec();
+        when = MAX(now, m->published_usec + PUBLISH_INTERVAL_USEC);
         if (!m->publish_event) {
-                /* A defer source runs at the next loop iteration, after the replies went out. */
-                r = sd_event_add_defer(m->event, &m->publish_event, on_publish, m);
-                if (r < 0)
-                        log_debug_errno(r, "Deferring PropertiesChanged failed, ignoring: %m");
+                r = sd_event_add_time(m->event, &m->publish_event, CLOCK_MONOTONIC, when, 1, on_publish, m);
+                if (r < 0) {
+                        log_debug_errno(r, "Scheduling PropertiesChanged failed, ignoring: %m");
+                        return;
+                }
+                (void) sd_event_source_set_enabled(m->publish_event, SD_EVENT_ONESHOT);
                 return;
         }
+        (void) sd_event_source_get_enabled(m->publish_event, &enabled);
+        if (enabled != SD_EVENT_OFF)
+                return; /* already due */
+        (void) sd_event_source_set_time(m->publish_event, when);
         (void) sd_event_source_set_enabled(m->publish_event, SD_EVENT_ONESHOT);
 }
 
+/*
+ * STATUS= is for people reading `systemctl status`: coalesce it so that the
+ * allocation hot path does not pay a notify message per request.
+ */
 void manager_update_status(Manager *m) {
         int enabled = SD_EVENT_OFF, r;
 

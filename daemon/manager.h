@@ -123,7 +123,8 @@ typedef struct Manager {
         Client *teardown_head, *teardown_tail;  /* gone clients with ranges left to free (client.h) */
         sd_event_source *teardown_event;
         bool teardown_running;          /* a slice is running as a job (client.c) */
-        sd_event_source *publish_event;         /* coalesced PropertiesChanged */
+        sd_event_source *publish_event;         /* coalesced PropertiesChanged (manager_properties_dirty()) */
+        uint64_t published_usec;        /* when they last went out (CLOCK_MONOTONIC) */
         uint64_t dirty_gpus;
         bool dirty_manager;
         sd_event_source *status_timer;

@@ -330,8 +330,8 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
 
 /*
  * Signals for what changed. Per range right away; the counters of GPUs and of
- * the manager are coalesced into one PropertiesChanged per loop iteration
- * (manager_properties_dirty), so a burst of requests announces them once.
+ * the manager are coalesced (manager_properties_dirty(): at most one
+ * PropertiesChanged each per 50 ms), so a burst of requests announces them once.
  */
 static void publish(Transaction *t) {
         Manager *m = t->manager;
