@@ -191,8 +191,9 @@ static int undo_reserve(void *userdata) {
         return munmap((void *) (uintptr_t) u->va, u->size) < 0 ? negative_errno() : 0;
 }
 
+_printf_(7, 0)
 static int add_kfd_undo(Txn *t, TxnUndoFunc f, int kfd_fd, uint64_t handle, const uint32_t *gpus, uint32_t n,
-                        const char *what, uint64_t va) {
+                        const char *format, uint64_t va) {
         KfdUndo *u = calloc(1, sizeof(KfdUndo));
 
         if (!u)
@@ -200,7 +201,7 @@ static int add_kfd_undo(Txn *t, TxnUndoFunc f, int kfd_fd, uint64_t handle, cons
         *u = (KfdUndo) { .kfd_fd = kfd_fd, .handle = handle, .n = n };
         if (n > 0)
                 memcpy(u->gpus, gpus, n * sizeof(uint32_t));
-        return txn_add_undo(t, f, u, free, "%s 0x%" PRIx64, what, va);
+        return txn_add_undo(t, f, u, free, format, va);
 }
 
 typedef struct SvmUndo {
@@ -591,14 +592,14 @@ static int attach_locked(const Source *src, const uint32_t *gpus, size_t n, Loca
                         return fail(&t, error, r, SVMD_ERROR_KERNEL, "%s range %" PRIu64 " on GPU 0x%x failed: %s",
                                     is_memfd ? "Registering the host memory of" : "Importing", src->id, gpus[0],
                                     strerror(-r));
-                r = add_kfd_undo(t, undo_free, kfd_fd, handle, NULL, 0, "free import at", va);
+                r = add_kfd_undo(t, undo_free, kfd_fd, handle, NULL, 0, "free import at 0x%" PRIx64, va);
                 if (r < 0)
                         return fail(&t, error, r, NULL, "Out of memory");
 
                 /* 4. Every GPU in one ioctl; undo exactly what the kernel says it did. */
                 r = kfd_map(kfd_fd, handle, gpus, (uint32_t) n, &done);
                 if (done > 0) {
-                        int k = add_kfd_undo(t, undo_unmap, kfd_fd, handle, gpus, done, "unmap", va);
+                        int k = add_kfd_undo(t, undo_unmap, kfd_fd, handle, gpus, done, "unmap 0x%" PRIx64, va);
                         if (k < 0)
                                 return fail(&t, error, k, NULL, "Out of memory");
                 }

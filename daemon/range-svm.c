@@ -285,13 +285,14 @@ static int undo_svm_change(void *userdata) {
 }
 
 /* Records the undo u reserved before its step (docs/architecture.md, "The undo log"); takes u over. */
+_printf_(6, 0)
 static int add_svm_undo(Transaction *t, TxnUndoFunc f, SvmUndo *u, Range *range, const KfdSvmAttrs *before,
-                        const char *what) {
+                        const char *format) {
         assert(u);
 
         u->range = range;
         u->before = *before;
-        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, range->id);
+        return txn_add_undo(t->txn, f, u, free, format, range->id);
 }
 
 int range_svm_setup(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd_bus_error *error) {
@@ -311,7 +312,7 @@ int range_svm_setup(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd
                 return transaction_set_kernel_error(t, r, error);
         }
         svm_adopt(range, initial);
-        return add_svm_undo(t, undo_svm_setup, TAKE_PTR(u), range, initial, "forget the SVM attributes of");
+        return add_svm_undo(t, undo_svm_setup, TAKE_PTR(u), range, initial, "forget the SVM attributes of range %" PRIu64);
 }
 
 int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_attribute *list, uint32_t n,
@@ -337,7 +338,7 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
                 return transaction_set_kernel_error(t, r, error);
         }
         svm_adopt(range, &now);
-        r = add_svm_undo(t, undo_svm_change, TAKE_PTR(u), range, &now, "restore the SVM attributes of");
+        r = add_svm_undo(t, undo_svm_change, TAKE_PTR(u), range, &now, "restore the SVM attributes of range %" PRIu64);
         if (r < 0)
                 return r;
 

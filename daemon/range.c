@@ -336,11 +336,12 @@ static RangeUndo *undo_new(Range *range, uint32_t piece) {
 }
 
 /* Records the reserved u (taken over in every case). -ENOMEM: recorded, but the next step has no slot. */
-static int add_undo(Transaction *t, TxnUndoFunc f, RangeUndo *u, uint64_t mask, const char *what) {
+_printf_(5, 0)
+static int add_undo(Transaction *t, TxnUndoFunc f, RangeUndo *u, uint64_t mask, const char *format) {
         assert(u);
 
         u->mask = mask;
-        return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, u->range->id);
+        return txn_add_undo(t->txn, f, u, free, format, u->range->id);
 }
 
 static int undo_unregister(void *userdata) {
@@ -553,7 +554,7 @@ static int host_map_window(Transaction *t, Range *range, int restore_fd) {
 
         range->extra->memfd = TAKE_FD(fd); /* memfd ranges have one from the start (range_create()) */
         range->window_mapped = true;
-        return add_undo(t, undo_window, TAKE_PTR(u), 0, "unmap host memory of");
+        return add_undo(t, undo_window, TAKE_PTR(u), 0, "unmap host memory of range %" PRIu64);
 }
 
 static int undo_svm_account(void *userdata) {
@@ -582,7 +583,7 @@ static int svm_create(Transaction *t, Range *range, const KfdSvmAttrs *initial, 
                 return -ENOMEM;
         range_account(range, +1);
         range->svm_accounted = true;
-        r = add_undo(t, undo_svm_account, TAKE_PTR(u), 0, "unaccount");
+        r = add_undo(t, undo_svm_account, TAKE_PTR(u), 0, "unaccount range %" PRIu64);
         if (r < 0)
                 return r;
         return range_svm_setup(t, range, initial, error);
@@ -683,7 +684,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         }
         if (spec->client)
                 client_add_range(spec->client, range); /* undone with the struct: range_free_struct() */
-        r = add_undo(t, undo_unregister, TAKE_PTR(u), 0, "unregister");
+        r = add_undo(t, undo_unregister, TAKE_PTR(u), 0, "unregister range %" PRIu64);
         if (r < 0)
                 return r;
 
@@ -747,7 +748,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         return transaction_set_kernel_error(t, r, error);
                 }
                 p->allocated = true;
-                r = add_undo(t, undo_alloc, TAKE_PTR(u), 0, "free");
+                r = add_undo(t, undo_alloc, TAKE_PTR(u), 0, "free range %" PRIu64);
                 if (r < 0)
                         return r;
         }
@@ -757,7 +758,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 if (!u)
                         return -ENOMEM;
                 batch_pin_sources(range, +1);
-                r = add_undo(t, undo_batch_pin, TAKE_PTR(u), 0, "unpin the sources of");
+                r = add_undo(t, undo_batch_pin, TAKE_PTR(u), 0, "unpin the sources of range %" PRIu64);
                 if (r < 0)
                         return r;
         }
@@ -792,7 +793,7 @@ int range_map(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error) 
                         return -ENOMEM;
                 r = piece_map(range, &range->pieces[i], mask, &failed_gpu, &done);
                 if (done != 0) {
-                        int q = add_undo(t, undo_map, TAKE_PTR(u), done, "unmap");
+                        int q = add_undo(t, undo_map, TAKE_PTR(u), done, "unmap range %" PRIu64);
                         if (q < 0)
                                 return q;
                 }
@@ -837,7 +838,7 @@ int range_unmap(Transaction *t, Range *range, uint64_t mask, sd_bus_error *error
                 r = piece_unmap(range, p, mask, &failed_gpu);
                 uint64_t gone = before & ~p->mapped;
                 if (gone != 0) {
-                        int q = add_undo(t, undo_unmap, TAKE_PTR(u), gone, "remap");
+                        int q = add_undo(t, undo_unmap, TAKE_PTR(u), gone, "remap range %" PRIu64);
                         if (q < 0)
                                 return q;
                 }

@@ -256,7 +256,12 @@ static void set_rollback_failed(Transaction *t, sd_bus_error *error, const char 
 
         failed = txn_get_failed(t->txn, &n_failed);
         if (n_failed > 0)
-                snprintf(undo, sizeof(undo), " (%s: %s)", failed[0].description, strerror(-failed[0].error));
+        if (n_failed > 0) {
+                char what[TXN_DESCRIPTION_MAX];
+
+                txn_step_describe(&failed[0], what, sizeof(what));
+                snprintf(undo, sizeof(undo), " (%s: %s)", what, strerror(-failed[0].error));
+        }
 
         if (!error)
                 return;

@@ -93,10 +93,9 @@ static int txn_reserve_slot(Txn *t) {
         return 0;
 }
 
-int txn_add_undo(Txn *t, TxnUndoFunc undo, void *userdata, TxnFreeFunc free_userdata,
-                 const char *format, ...) {
+int txn_add_undo(Txn *t, TxnUndoFunc undo, void *userdata, TxnFreeFunc free_userdata, const char *format,
+                 uint64_t object) {
         TxnStep *s;
-        va_list ap;
 
         assert(t);
         assert(undo);
@@ -118,15 +117,27 @@ int txn_add_undo(Txn *t, TxnUndoFunc undo, void *userdata, TxnFreeFunc free_user
                 .undo = undo,
                 .userdata = userdata,
                 .free_userdata = free_userdata,
+                .format = format,
+                .object = object,
         };
-        if (format) {
-                va_start(ap, format);
-                (void) vsnprintf(s->description, sizeof(s->description), format, ap);
-                va_end(ap);
-        }
 
         /* The step is in; if the spare slot for the next one cannot be had, fail now. */
         return txn_reserve_slot(t);
+}
+
+void txn_step_describe(const TxnStep *s, char *buf, size_t size) {
+        assert(s);
+        assert(buf && size > 0);
+
+        if (!s->format) {
+                snprintf(buf, size, "a step");
+                return;
+        }
+        /* txn_add_undo()'s format attribute checked the literal; its one argument is a uint64_t. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        snprintf(buf, size, s->format, s->object);
+#pragma GCC diagnostic pop
 }
 
 int txn_fail(Txn *t, int error, uint32_t gpu_id, const char *format, ...) {

@@ -9,7 +9,7 @@
  *
  *         r = kfd_map(fd, handle, ids, n, &done);
  *         if (done > 0)
- *                 txn_add_undo(t, undo_map, m, free, "map range %" PRIu64 " to %u GPUs", id, done);
+ *                 txn_add_undo(t, undo_map, m, free, "unmap range %" PRIu64, id);
  *         if (r < 0)
  *                 return txn_fail(t, r, ids[done], "mapping to GPU 0x%x", ids[done]);
  *
@@ -39,7 +39,8 @@ typedef struct TxnStep {
         void *userdata;
         TxnFreeFunc free_userdata;
         int error;              /* failed undos: the last -errno; 0 otherwise */
-        char description[TXN_DESCRIPTION_MAX];  /* "map range 7 to GPU 0x3a1f" */
+        const char *format;     /* what the undo does, a literal with one uint64_t conversion … */
+        uint64_t object;        /* … and its argument: "unmap range %" PRIu64 and 7 (txn_step_describe()) */
 } TxnStep;
 
 /* The forward step that made the transaction fail. */
@@ -60,11 +61,15 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Txn *, txn_free);
 /*
  * Record the undo of a step that succeeded. On -ENOMEM the step is STILL
  * recorded (a slot is always reserved ahead), so a rollback undoes it; the
- * caller fails the transaction.
+ * caller fails the transaction. format (a literal with exactly one conversion
+ * of a uint64_t) and object describe the undo; they are formatted only when
+ * the undo fails (txn_step_describe()), never on the way of a step that succeeds.
  */
-_printf_(5, 6)
-int txn_add_undo(Txn *t, TxnUndoFunc undo, void *userdata, TxnFreeFunc free_userdata,
-                 const char *format, ...);
+_printf_(5, 0)
+int txn_add_undo(Txn *t, TxnUndoFunc undo, void *userdata, TxnFreeFunc free_userdata, const char *format,
+                 uint64_t object);
+/* The description of a failed undo ("unmap range 7"), into buf. */
+void txn_step_describe(const TxnStep *s, char *buf, size_t size);
 
 /*
  * Record why the transaction fails: the description of the failing forward step

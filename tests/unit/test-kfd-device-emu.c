@@ -205,7 +205,7 @@ static void test_mixed(void) {
         /* Allocate on A, map to A, B, C as one transaction. */
         ASSERT_OK(txn_new(&txn));
         ASSERT_OK(kfd_alloc(fd, VA_BASE, 4 * MIB, t->gpus[a].gpu_id, alloc_flags, 0, &alloc.handle, NULL));
-        ASSERT_OK(txn_add_undo(txn, undo_free, &alloc, NULL, "allocate 4 MiB on GPU 0x%x", t->gpus[a].gpu_id));
+        ASSERT_OK(txn_add_undo(txn, undo_free, &alloc, NULL, "free 4 MiB on GPU 0x%" PRIx64, (uint64_t) t->gpus[a].gpu_id));
 
         map.handle = alloc.handle;
         map.ids[0] = t->gpus[a].gpu_id;
@@ -216,7 +216,7 @@ static void test_mixed(void) {
         ASSERT_EQ(done, 2);             /* A and B mapped, C refused */
 
         map.n = done;
-        ASSERT_OK(txn_add_undo(txn, undo_unmap, &map, NULL, "map to %u GPUs", map.n));
+        ASSERT_OK(txn_add_undo(txn, undo_unmap, &map, NULL, "unmap from %" PRIu64 " GPUs", (uint64_t) map.n));
         ASSERT_ERROR(txn_fail(txn, r, map.ids[done], "mapping to GPU 0x%x", map.ids[done]), EINVAL);
 
         ASSERT_OK(txn_rollback(txn));

@@ -1,12 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "txn.h"
 #include "unit-assert.h"
+
+/* A failed undo's description, as txn_step_describe() formats it. */
+#define ASSERT_STEP(step, expect)                                               \
+        do {                                                                    \
+                char _d[TXN_DESCRIPTION_MAX];                                   \
+                txn_step_describe((step), _d, sizeof(_d));                      \
+                ASSERT_STREQ(_d, (expect));                                     \
+        } while (false)
 
 /* A fake resource: which steps are undone, in what order, and how undos fail. */
 typedef struct Step {
@@ -54,7 +63,7 @@ static void test_rollback_reverse_order(void) {
         /* More steps than the initial capacity, so the array grows. */
         for (int i = 0; i < 20; i++) {
                 steps[i].id = i;
-                ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "step %d", i));
+                ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "step %" PRIu64, (uint64_t) i));
         }
         ASSERT_EQ(txn_n_steps(t), 20);
 
@@ -98,7 +107,7 @@ static void test_undo_failure_recorded(void) {
         steps[4].fail_times = 1;
 
         for (int i = 0; i < 5; i++)
-                ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "unmap range %d", i));
+                ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "unmap range %" PRIu64, (uint64_t) i));
 
         /* The first failure met (newest step first) is what rollback returns. */
         ASSERT_ERROR(txn_rollback(t), EIO);
@@ -113,9 +122,9 @@ static void test_undo_failure_recorded(void) {
 
         failed = txn_get_failed(t, &n_failed);
         ASSERT_EQ(n_failed, 2);
-        ASSERT_STREQ(failed[0].description, "unmap range 1");
+        ASSERT_STEP(&failed[0], "unmap range 1");
         ASSERT_EQ(failed[0].error, -EBUSY);
-        ASSERT_STREQ(failed[1].description, "unmap range 4");
+        ASSERT_STEP(&failed[1], "unmap range 4");
         ASSERT_EQ(failed[1].error, -EIO);
         ASSERT_FALSE(steps[1].freed);
         ASSERT_FALSE(steps[4].freed);
@@ -125,18 +134,18 @@ static void test_undo_failure_recorded(void) {
         ASSERT_ERROR(txn_retry_failed(t), EBUSY);
         failed = txn_get_failed(t, &n_failed);
         ASSERT_EQ(n_failed, 1);
-        ASSERT_STREQ(failed[0].description, "unmap range 1");
+        ASSERT_STEP(&failed[0], "unmap range 1");
         ASSERT_TRUE(steps[4].freed);
         ASSERT_EQ(undo_order[n_undo_order - 1], 4);
 
         /* A second transaction on the same object keeps the old failure apart. */
         steps[2] = (Step) { .id = 42 };
-        ASSERT_OK(txn_add_undo(t, undo_step, &steps[2], free_step, "late step"));
+        ASSERT_OK(txn_add_undo(t, undo_step, &steps[2], free_step, "late step %" PRIu64, 42));
         ASSERT_OK(txn_rollback(t));
         ASSERT_EQ(undo_order[n_undo_order - 1], 42);
         failed = txn_get_failed(t, &n_failed);
         ASSERT_EQ(n_failed, 1);
-        ASSERT_STREQ(failed[0].description, "unmap range 1");
+        ASSERT_STEP(&failed[0], "unmap range 1");
 
         steps[1].fail_times = 0;
         ASSERT_OK(txn_retry_failed(t));
@@ -152,7 +161,7 @@ static void test_undo_interrupted_forever(void) {
 
         reset_order();
         ASSERT_OK(txn_new(&t));
-        ASSERT_OK(txn_add_undo(t, undo_step, &s, NULL, "free range 1"));
+        ASSERT_OK(txn_add_undo(t, undo_step, &s, NULL, "free range %" PRIu64, 1));
         ASSERT_ERROR(txn_rollback(t), EINTR);
         ASSERT_EQ(s.calls, TXN_UNDO_MAX_RESTARTS);
         ASSERT_NOT_NULL(txn_get_failed(t, &n_failed));
@@ -166,7 +175,7 @@ static void test_commit_drops_log(void) {
         reset_order();
         ASSERT_OK(txn_new(&t));
         for (int i = 0; i < 3; i++)
-                ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "step %d", i));
+                ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "step %" PRIu64, (uint64_t) i));
 
         txn_commit(t);
         ASSERT_EQ(txn_n_steps(t), 0);
@@ -190,7 +199,7 @@ static void test_cleanup_rolls_back(void) {
 
                 ASSERT_OK(txn_new(&t));
                 for (int i = 0; i < 3; i++)
-                        ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "step %d", i));
+                        ASSERT_OK(txn_add_undo(t, undo_step, &steps[i], free_step, "step %" PRIu64, (uint64_t) i));
                 /* Leaving the scope without commit: an early return in a caller. */
         }
 
