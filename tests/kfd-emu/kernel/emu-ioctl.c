@@ -1144,7 +1144,7 @@ out:
 /* ------------------------------------------------------------------------ */
 
 static void fifo_lock(EmuFifoLock *l) {
-        uint32_t ticket = __atomic_fetch_add(&l->next, 1, __ATOMIC_ACQUIRE), serving;
+        uint32_t ticket = __atomic_fetch_add(&l->next, 1, __ATOMIC_SEQ_CST), serving;
 
         /* A shared futex: the arena is mapped by every process that uses the emulator. */
         while ((serving = __atomic_load_n(&l->serving, __ATOMIC_ACQUIRE)) != ticket)
@@ -1152,7 +1152,11 @@ static void fifo_lock(EmuFifoLock *l) {
 }
 
 static void fifo_unlock(EmuFifoLock *l) {
-        __atomic_fetch_add(&l->serving, 1, __ATOMIC_RELEASE);
+        uint32_t serving = __atomic_add_fetch(&l->serving, 1, __ATOMIC_SEQ_CST);
+
+        /* Nobody drew a later ticket: nobody waits (one who draws it now finds the lock free). */
+        if (__atomic_load_n(&l->next, __ATOMIC_SEQ_CST) == serving)
+                return;
         /* Every waiter checks its ticket; there are at most as many as the process has threads. */
         (void) syscall(SYS_futex, &l->serving, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
