@@ -1,29 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-#include <assert.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <fnmatch.h>
 
-#include <systemd/sd-login.h>
-
-#include "cgroup-util.h"
-#include "client.h"
 #include "context.h"
-#include "direct.h"
-#include "log.h"
+#include "identity.h"
+#include "macro.h"
 #include "manager.h"
-#include "peer-pid.h"
-#include "persist.h"
-#include "range.h"
-#include "revoke.h"
+#include "quota.h"
+#include "sharing.h"
 #include "str-table.h"
-#include "svmd-protocol.h"
-#include "transaction.h"
 
 /* ---- identities ---- */
 

@@ -5,34 +5,28 @@
  * the GPUs' mapped bytes) and whether a request fits: validation changes no state.
  */
 
-#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <systemd/sd-bus.h>
 
-#include "bus-util.h"
 #include "client.h"
 #include "context.h"
+#include "fd-slots.h"
 #include "gpu.h"
 #include "health.h"
-#include "kfd-ioctl.h"
-#include "kfd-uapi.h"
-#include "log.h"
+#include "identity.h"
+#include "kfd-device.h"
+#include "kfd-topology.h"
+#include "macro.h"
 #include "manager.h"
 #include "persist.h"
+#include "quota.h"
 #include "range-svm.h"
 #include "range.h"
 #include "size-util.h"
-#include "slab.h"
-#include "str-table.h"
 #include "svmd-protocol.h"
 #include "transaction.h"
+#include "va-space.h"
 
 void range_account(Range *range, int sign) {
         Manager *m = range->manager;

@@ -2,27 +2,25 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <fnmatch.h>
-
-#include <systemd/sd-login.h>
+#include <systemd/sd-bus.h>
 
 #include "cgroup-util.h"
 #include "client.h"
-#include "context.h"
-#include "direct.h"
+#include "executor.h"
+#include "identity.h"
 #include "log.h"
 #include "manager.h"
-#include "peer-pid.h"
 #include "persist.h"
 #include "range.h"
 #include "revoke.h"
+#include "sharing.h"
 #include "str-table.h"
-#include "svmd-protocol.h"
 #include "transaction.h"
 
 /* ---- holds ---- */
