@@ -163,16 +163,30 @@ static int ioctl_get_version(EmuCall *c, void *data) {
         return 0;
 }
 
-/* kfd_process_device_data_by_id() under p->mutex, for handlers that need nothing else locked:
- * the GPU's index, -EINVAL for an unknown gpu_id. */
-static int gpu_index_locked(EmuCall *c, uint32_t gpu_id) {
+/*
+ * The opening of most handlers: the emulator's lock, then kfd_process_device_data_by_id(). The
+ * GPU's index with the lock held, or a negative errno (-EINVAL: unknown gpu_id) without it.
+ */
+static int lock_gpu(EmuCall *c, uint32_t gpu_id) {
         int g = emu_lock(c->k);
 
         if (g < 0)
                 return g;
         g = emu_gpu_index(c->k, gpu_id);
-        emu_unlock(c->k);
-        return g < 0 ? -EINVAL : g;
+        if (g < 0) {
+                emu_unlock(c->k);
+                return -EINVAL;
+        }
+        return g;
+}
+
+/* The same for handlers that need nothing else locked: the GPU's index, the lock released. */
+static int gpu_index_locked(EmuCall *c, uint32_t gpu_id) {
+        int g = lock_gpu(c, gpu_id);
+
+        if (g >= 0)
+                emu_unlock(c->k);
+        return g;
 }
 
 static int ioctl_get_clock_counters(EmuCall *c, void *data) {
@@ -204,14 +218,10 @@ static int ioctl_set_scratch_backing_va(EmuCall *c, void *data) {
          * (kfd_bind_process_to_device), else the VA is kept in qpd.sh_hidden_private_base. Only
          * the no-HWS scheduler writes it to hardware; nothing else is checked.
          */
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
-        g = emu_gpu_index(k, args->gpu_id);
+        g = lock_gpu(c, args->gpu_id);
         if (g < 0)
-                r = -EINVAL;
-        else
-                r = bind(c, g);
+                return g;
+        r = bind(c, g);
         if (r >= 0)
                 call_proc(c)->pdd[g].scratch_backing_va = args->va_addr;
         emu_unlock(k);
@@ -270,13 +280,11 @@ static int ioctl_set_memory_policy(EmuCall *c, void *data) {
             args->alternate_policy != KFD_IOC_CACHE_POLICY_NONCOHERENT)
                 return -EINVAL;
 
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
-        g = emu_gpu_index(k, args->gpu_id);
+        g = lock_gpu(c, args->gpu_id);
         if (g < 0)
-                r = -EINVAL;
-        else if (bind(c, g) < 0)
+                return g;
+        r = 0;
+        if (bind(c, g) < 0)
                 r = -ESRCH;
         else {
                 EmuPdd *pdd = &call_proc(c)->pdd[g];
@@ -350,14 +358,9 @@ static int ioctl_acquire_vm(EmuCall *c, void *data) {
         if (emu_sys_fstat((int) args->drm_fd, &st) < 0)
                 return -EINVAL;
 
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
-        g = emu_gpu_index(k, args->gpu_id);
-        if (g < 0) {
-                r = -EINVAL;
-                goto out;
-        }
+        g = lock_gpu(c, args->gpu_id);
+        if (g < 0)
+                return g;
         pdd = &call_proc(c)->pdd[g];
         if (emu_lookup(k, st.st_dev, st.st_ino, &kind, &fi) < 0)
                 kind = EMU_FILE_NONE;
@@ -774,14 +777,9 @@ static int map_or_unmap(EmuCall *c, struct kfd_ioctl_map_memory_to_gpu_args *arg
         if (r < 0)
                 return r;
 
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
-        g = emu_gpu_index(k, (uint32_t) (args->handle >> 32));
-        if (g < 0) {
-                r = -EINVAL;
-                goto out;
-        }
+        g = lock_gpu(c, (uint32_t) (args->handle >> 32));
+        if (g < 0)
+                return g;
         /* MAP binds the owning device; UNMAP does not need its VM. */
         if (map) {
                 r = bind(c, g);
@@ -900,15 +898,10 @@ static int ioctl_import_dmabuf(EmuCall *c, void *data) {
         EmuBo *bo;
         int g, r, fd;
 
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
         /* kfd_ioctl_import_dmabuf → amdgpu_amdkfd_gpuvm_import_dmabuf_fd */
-        g = emu_gpu_index(k, args->gpu_id);
-        if (g < 0) {
-                r = -EINVAL;
-                goto out;
-        }
+        g = lock_gpu(c, args->gpu_id);
+        if (g < 0)
+                return g;
         r = bind(c, g);
         if (r < 0)
                 goto out;
@@ -1073,21 +1066,16 @@ static int ioctl_set_xnack_mode(EmuCall *c, void *data) {
 static int ioctl_available_memory(EmuCall *c, void *data) {
         struct kfd_ioctl_get_available_memory_args *args = data;
         EmuKernel *k = c->k;
-        int g, r;
+        int g;
 
-        r = emu_lock(k);
-        if (r < 0)
-                return r;
-        g = emu_gpu_index(k, args->gpu_id);
+        g = lock_gpu(c, args->gpu_id);
         if (g < 0)
-                r = -EINVAL;
-        else {
-                /* The asynchronous releases the kernel would have finished by now. */
-                emu_reap(k);
-                args->available = emu_gpu_available(k->a, &k->a->gpus[g]);
-        }
+                return g;
+        /* The asynchronous releases the kernel would have finished by now. */
+        emu_reap(k);
+        args->available = emu_gpu_available(k->a, &k->a->gpus[g]);
         emu_unlock(k);
-        return r;
+        return 0;
 }
 
 /* kfd_ioctl_smi_events: a listener on one GPU of this process (emu-smi.c). */
