@@ -721,7 +721,7 @@ static int request_claim(Manager *m, uid_t uid, const char *request_id) {
                         return -ENOMEM;
                 /* Taken before any range and kept while the job waits for one: a retry never holds
                  * a range while it waits for this (executor.h, job_wait()). */
-                *f = (RequestInFlight) { .manager = m, .key = TAKE_PTR(key), .claim.keep_while_waiting = true };
+                *f = (RequestInFlight) { .manager = m, .key = TAKE_PTR(key) };
                 r = str_table_put(m->requests_in_flight, f->key, f);
                 if (r < 0) {
                         free(f->key);
@@ -737,7 +737,7 @@ static int request_claim(Manager *m, uid_t uid, const char *request_id) {
                 return r;
         }
         f->n_ref++;
-        return job_claim(&f->claim);
+        return job_claim_keep(&f->claim);
 }
 
 int request_replay(Manager *m, sd_bus_message *msg, Client *c, const char *request_id, sd_bus_error *error) {
