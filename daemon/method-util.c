@@ -587,7 +587,7 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                 return -ENOMEM;
 
         for (size_t i = 0; i < hr->n; i++) {
-                uint64_t addr = hr->items[i].a, size = hr->items[i].b, start, rsize, end;
+                uint64_t addr = hr->items[i].a, size = hr->items[i].b, end;
                 Range *src;
 
                 if (size == 0 || addr % 4096 != 0 || size % 4096 != 0)
@@ -598,9 +598,8 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu overflows the address space.", i);
                 /* Another tenant's range answers like no range: its id, kind and state are not ours to know. */
-                if (va_space_lookup(m->va, addr, &start, &rsize, (void **) &src) < 0 ||
-                    !src || !client_may(client, src, false) ||
-                    end > start + rsize)
+                src = range_from_va_node(va_space_lookup(m->va, addr));
+                if (!src || !client_may(client, src, false) || end > range_va(src) + range_size(src))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu (0x%" PRIx64 "+%" PRIu64 ") does not lie inside one host range of svmd; "
                                                  "allocate host memory first.", i, addr, size);
@@ -783,7 +782,7 @@ int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, c
         /* Field by field: cheaper than parsing a format string on every Allocate. */
         r = sd_bus_message_append_basic(reply, 't', &range->id);
         if (r >= 0)
-                r = sd_bus_message_append_basic(reply, 't', &range->va);
+                r = sd_bus_message_append_basic(reply, 't', &(uint64_t) { range_va(range) });
         if (r >= 0)
                 r = sd_bus_message_append_basic(reply, 'o', path);
         if (r < 0)
@@ -804,7 +803,7 @@ int reply_empty(Manager *m, sd_bus_message *msg, Client *c, const char *request_
 void log_allocated(Range *range) {
         log_fields(LOG_DEBUG,
                    &((LogFields) { .range_id = range->id, .gpu_id = range->manager->gpus[range->home]->gpu_id }),
-                   "Range %" PRIu64 ": %s of %s at 0x%" PRIx64 ".", range->id, FORMAT_BYTES(range->size),
-                   range_domain_to_string(range->domain), range->va);
+                   "Range %" PRIu64 ": %s of %s at 0x%" PRIx64 ".", range->id, FORMAT_BYTES(range_size(range)),
+                   range_domain_to_string(range->domain), range_va(range));
 }
 

@@ -232,7 +232,7 @@ static int restore_window(uint64_t va, uint64_t size) {
 
 static void host_unmap_window(Range *range) {
         if (range->window_mapped) {
-                int r = restore_window(range->va, range->size);
+                int r = restore_window(range_va(range), range_size(range));
                 if (r < 0)
                         log_warning_errno(r, "Restoring the window reservation over range %" PRIu64 " failed, ignoring: %m",
                                           range->id);
@@ -242,14 +242,31 @@ static void host_unmap_window(Range *range) {
                 range->extra->memfd = safe_close(range->extra->memfd);
 }
 
+RangeExtra *range_extra_new(void) {
+        RangeExtra *x = calloc(1, sizeof(RangeExtra));
+
+        if (x)
+                x->memfd = -EBADF;
+        return x;
+}
+
 RangeExtra *range_extra(Range *range) {
-        if (!range->extra) {
-                range->extra = calloc(1, sizeof(RangeExtra));
-                if (!range->extra)
-                        return NULL;
-                range->extra->memfd = -EBADF;
-        }
+        if (!range->extra)
+                range->extra = range_extra_new();
         return range->extra;
+}
+
+void range_extra_adopt(Range *range, RangeExtra *x) {
+        if (range->extra)
+                free(x);
+        else
+                range->extra = x;
+}
+
+void range_set_want_mapped(Range *range, uint64_t mask) {
+        assert(range->extra || mask == 0);
+        if (range->extra)
+                range->extra->want_mapped = mask;
 }
 
 int range_set_lost_reason(Range *range, char *reason) {
@@ -307,7 +324,7 @@ void range_destroy(Range *range) {
         if (range->state == RANGE_STATE_DEGRADED)
                 m->n_degraded--;
         range_unregister(range);
-        (void) va_space_release(m->va, range->va, NULL);
+        (void) va_space_release(m->va, &range->va_node);
         /* While its owner and holders are known: they are who hear of it. */
         if (announced)
                 manager_emit_range_freed(m, range);
@@ -317,6 +334,7 @@ void range_destroy(Range *range) {
 /* ---- undo steps ---- */
 
 typedef struct RangeUndo {
+        Transaction *t;         /* whose rollback runs it */
         Range *range;
         uint32_t piece;
         uint64_t mask;
@@ -339,6 +357,7 @@ static RangeUndo *undo_new(Range *range, uint32_t piece) {
 static int add_undo(Transaction *t, TxnUndoFunc f, RangeUndo *u, uint64_t mask, const char *what) {
         assert(u);
 
+        u->t = t;
         u->mask = mask;
         return txn_add_undo(t->txn, f, u, free, "%s range %" PRIu64, what, u->range->id);
 }
@@ -350,7 +369,7 @@ static int undo_unregister(void *userdata) {
         if (range->rollback_failed)
                 return 0; /* the repair timer keeps it registered and finishes the job */
         range_unregister(range);
-        (void) va_space_release(range->manager->va, range->va, NULL);
+        (void) va_space_release(range->manager->va, &range->va_node);
         return 0;
 }
 
@@ -361,12 +380,6 @@ static int undo_window(void *userdata) {
                 return 0;
         host_unmap_window(u->range);
         return 0;
-}
-
-void range_set_rollback_failed(Range *range, int error, uint32_t gpu_id) {
-        range->rollback_failed = true;
-        range->rollback_error = error;
-        range->rollback_gpu = gpu_id;
 }
 
 static int piece_free(Range *range, RangePiece *p) {
@@ -391,7 +404,7 @@ static int undo_alloc(void *userdata) {
                 return 0;
         r = piece_free(range, &range->pieces[u->piece]);
         if (r < 0) {
-                range_set_rollback_failed(range, r, range->manager->gpus[range->home]->gpu_id);
+                transaction_rollback_failed(u->t, range, r, range->manager->gpus[range->home]->gpu_id);
                 return r;
         }
         if (u->piece == 0)
@@ -453,7 +466,7 @@ static int undo_map(void *userdata) {
 
         r = piece_unmap(range, &range->pieces[u->piece], u->mask, &gpu);
         if (r < 0 && r != -EINTR && r != -EAGAIN)
-                range_set_rollback_failed(range, r, gpu);
+                transaction_rollback_failed(u->t, range, r, gpu);
         return r;
 }
 
@@ -468,7 +481,7 @@ static int undo_unmap(void *userdata) {
 
         r = piece_map(range, &range->pieces[u->piece], u->mask, &gpu, NULL);
         if (r < 0 && r != -EINTR && r != -EAGAIN)
-                range_set_rollback_failed(range, r, gpu);
+                transaction_rollback_failed(u->t, range, r, gpu);
         return r;
 }
 
@@ -533,7 +546,7 @@ static int host_map_window(Transaction *t, Range *range, int restore_fd) {
                 fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
                 if (fd < 0)
                         return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, range->id);
-                if (ftruncate(fd, (off_t) range->size) < 0)
+                if (ftruncate(fd, (off_t) range_size(range)) < 0)
                         return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, range->id);
                 r = memfd_seal(fd);
                 if (r >= 0 && fchmod(fd, RANGE_MEMFD_MODE) < 0)
@@ -547,7 +560,7 @@ static int host_map_window(Transaction *t, Range *range, int restore_fd) {
                 return -ENOMEM;
         /* Replace the window's PROT_NONE reservation by the memfd: the kernel's userptr needs the pages
          * mapped in our address space, at the VA the GPUs use too. */
-        p = mmap((void *) (uintptr_t) range->va, range->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+        p = mmap((void *) (uintptr_t) range_va(range), range_size(range), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
         if (p == MAP_FAILED)
                 return txn_fail(t->txn, negative_errno(), 0, "mapping the host memory of range %" PRIu64, range->id);
 
@@ -576,7 +589,7 @@ static int svm_create(Transaction *t, Range *range, const KfdSvmAttrs *initial, 
         range->extra->svm = range_svm_new(); /* as memfd ranges, it has an extra (range_create()) */
         if (!range->extra->svm)
                 return -ENOMEM;
-        range->pieces[0] = (RangePiece) { .size = range->size };
+        range->pieces[0] = (RangePiece) { .size = range_size(range) };
         u = undo_new(range, 0);
         if (!u)
                 return -ENOMEM;
@@ -612,7 +625,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 return -ENOMEM;
         range->manager = m;
         range->id = spec->restore_id ?: m->next_range_id++;
-        range->size = size;
+        range->va_node.size = size;       /* va_space_alloc() sets it again, to the same */
         range->home = (uint8_t) spec->home;
         range->flags = spec->flags;
         range->domain = (uint8_t) spec->domain;
@@ -657,14 +670,13 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         (void) job_claim(&range->claim);
 
         if (spec->restore_va) {
-                range->va = spec->restore_va;
-                r = va_space_reserve(m->va, range->va, size, range);
+                r = va_space_reserve(m->va, &range->va_node, spec->restore_va, size);
                 if (r < 0)
                         return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                                  "The recorded VA 0x%" PRIx64 "+%s of range %" PRIu64 " is not free: %s.",
-                                                 range->va, FORMAT_BYTES(size), range->id, strerror(-r));
+                                                 spec->restore_va, FORMAT_BYTES(size), range->id, strerror(-r));
         } else
-                r = va_space_alloc(m->va, size, spec->alignment, range, &range->va);
+                r = va_space_alloc(m->va, &range->va_node, size, spec->alignment);
         if (r < 0) {
                 if (r == -ENOMEM)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
@@ -673,12 +685,12 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         }
         u = undo_new(range, 0);
         if (!u) {
-                (void) va_space_release(m->va, range->va, NULL);
+                (void) va_space_release(m->va, &range->va_node);
                 return -ENOMEM;
         }
         r = range_register(range);
         if (r < 0) {
-                (void) va_space_release(m->va, range->va, NULL);
+                (void) va_space_release(m->va, &range->va_node);
                 return r;
         }
         if (spec->client)
@@ -712,7 +724,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         offset = 0;
         for (uint32_t i = 0; i < range->n_pieces; i++) {
                 RangePiece *p = &range->pieces[i];
-                uint64_t va = range->va + offset, userptr;
+                uint64_t va = range_va(range) + offset, userptr;
 
                 if (spec->n_pieces > 0) {
                         p->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
@@ -720,7 +732,7 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         p->source = spec->pieces[i].source;
                 } else {
                         p->size = size;
-                        userptr = spec->domain == RANGE_DOMAIN_HOST ? range->va : 0;
+                        userptr = spec->domain == RANGE_DOMAIN_HOST ? range_va(range) : 0;
                 }
                 offset += p->size;
 
@@ -942,7 +954,7 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
 }
 
 int range_repair(Range *range) {
-        uint64_t want = range->want_gone ? 0 : range->want_mapped;
+        uint64_t want = range->want_gone ? 0 : range_want_mapped(range);
         int r;
 
         /* Batch pieces still use its pages: the window must stay mapped until they are gone. */

@@ -41,8 +41,8 @@ static uint64_t now_realtime_usec(void) {
 
 static int reply_fd(sd_bus_message *msg, Range *range, int fd, bool with_id) {
         if (with_id)
-                return sd_bus_reply_method_return(msg, "ttth", range->id, range->va, range->size, fd);
-        return sd_bus_reply_method_return(msg, "htt", fd, range->va, range->size);
+                return sd_bus_reply_method_return(msg, "ttth", range->id, range_va(range), range_size(range), fd);
+        return sd_bus_reply_method_return(msg, "htt", fd, range_va(range), range_size(range));
 }
 
 static int run_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
