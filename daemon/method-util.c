@@ -603,7 +603,7 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu (0x%" PRIx64 "+%" PRIu64 ") does not lie inside one host range of svmd; "
                                                  "allocate host memory first.", i, addr, size);
-                if (src->domain != RANGE_DOMAIN_HOST || src->n_pieces != 1 || src->pieces[0].source)
+                if (src->domain != RANGE_DOMAIN_HOST || src->batch)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu lies in range %" PRIu64 ", which is not a plain host range.",
                                                  i, src->id);

@@ -58,11 +58,13 @@ void range_account_piece_mapping(Range *range, const RangePiece *p, uint64_t mas
         Manager *m = range->manager;
         Gpu *g;
 
+        uint64_t size = range_piece_size(range, (uint32_t) (p - range->pieces));
+
         FOREACH_GPU_IN_MASK(g, m, mask) {
                 if (sign > 0)
-                        g->bytes_mapped += p->size;
+                        g->bytes_mapped += size;
                 else
-                        g->bytes_mapped -= p->size;
+                        g->bytes_mapped -= size;
         }
 }
 

@@ -70,7 +70,7 @@ RangeDomain range_domain_from_string(const char *s) {
 }
 
 bool range_accounted(const Range *range) {
-        return range->pieces[0].allocated || range->svm_accounted;
+        return range_piece_allocated(&range->pieces[0]) || range->svm_accounted;
 }
 
 bool range_domain_is_memfd(RangeDomain d) {
@@ -171,7 +171,7 @@ static uint64_t done_mask(Manager *m, const uint32_t *ids, uint32_t done) {
 /* A batch range keeps the host ranges under its pieces from being freed. */
 static void batch_pin_sources(Range *range, int sign) {
         for (uint32_t i = 0; i < range->n_pieces; i++) {
-                Range *src = range->pieces[i].source;
+                Range *src = range_piece_source(range, i);
                 if (!src)
                         continue;
                 /* A plain host range: its extra holds its memfd (range_create()). */
@@ -306,7 +306,7 @@ Range *range_free_struct(Range *range) {
         client_remove_range(range);
         identity_unref(range->manager, range->owner);
         range->extra = range_extra_free(range);
-        if (range->n_pieces > 1)
+        if (range->batch)
                 free(range);
         else
                 slab_put(range->manager->range_slab, range);
@@ -385,12 +385,11 @@ static int undo_window(void *userdata) {
 static int piece_free(Range *range, RangePiece *p) {
         int r;
 
-        if (!p->allocated)
+        if (!range_piece_allocated(p))
                 return 0;
         r = kfd_free(range_kfd_fd(range), p->handle);
         if (r < 0)
                 return r;
-        p->allocated = false;
         p->handle = 0;
         return 0;
 }
@@ -589,7 +588,7 @@ static int svm_create(Transaction *t, Range *range, const KfdSvmAttrs *initial, 
         range->extra->svm = range_svm_new(); /* as memfd ranges, it has an extra (range_create()) */
         if (!range->extra->svm)
                 return -ENOMEM;
-        range->pieces[0] = (RangePiece) { .size = range_size(range) };
+        range->pieces[0] = (RangePiece) {};
         u = undo_new(range, 0);
         if (!u)
                 return -ENOMEM;
@@ -616,13 +615,16 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 persist_reserve_id(m, m->next_range_id);
 
         /* The pieces come with the struct: one, from the manager's slab (no malloc header, no holes
-         * between ranges), or a batch range's n_pieces (bounded by validation). */
-        if (spec->n_pieces > 1)
-                range = calloc(1, offsetof(Range, pieces) + spec->n_pieces * sizeof(RangePiece));
+         * between ranges), or a batch range's n_pieces (bounded by validation), each with its
+         * RangeBatchPiece. */
+        if (spec->n_pieces > 0)
+                range = calloc(1, offsetof(Range, pieces) +
+                                          spec->n_pieces * (sizeof(RangePiece) + sizeof(RangeBatchPiece)));
         else
                 range = slab_alloc0(m->range_slab);
         if (!range)
                 return -ENOMEM;
+        range->batch = spec->n_pieces > 0;
         range->manager = m;
         range->id = spec->restore_id ?: m->next_range_id++;
         range->va_node.size = size;       /* va_space_alloc() sets it again, to the same */
@@ -724,17 +726,16 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         offset = 0;
         for (uint32_t i = 0; i < range->n_pieces; i++) {
                 RangePiece *p = &range->pieces[i];
+                RangeBatchPiece *b = range_batch_piece(range, i);
                 uint64_t va = range_va(range) + offset, userptr;
 
-                if (spec->n_pieces > 0) {
-                        p->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
+                if (b) {
+                        b->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
+                        b->source = spec->pieces[i].source;
                         userptr = spec->pieces[i].userptr;
-                        p->source = spec->pieces[i].source;
-                } else {
-                        p->size = size;
+                } else
                         userptr = spec->domain == RANGE_DOMAIN_HOST ? range_va(range) : 0;
-                }
-                offset += p->size;
+                offset += range_piece_size(range, i);
 
                 u = undo_new(range, i);
                 if (!u)
@@ -748,23 +749,22 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, va,
                                               &p->handle);
                 else
-                        r = kfd_alloc(range_kfd_fd(range), va, p->size, home->gpu_id, flags, userptr,
+                        r = kfd_alloc(range_kfd_fd(range), va, range_piece_size(range, i), home->gpu_id, flags, userptr,
                                       &p->handle, NULL);
                 if (r < 0) {
                         if (i == 0)
                                 range_account(range, -1);
                         (void) txn_fail(t->txn, r, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
-                                        spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(p->size),
+                                        spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(range_piece_size(range, i)),
                                         range_domain_to_string(spec->domain), home->gpu_id);
                         return transaction_set_kernel_error(t, r, error);
                 }
-                p->allocated = true;
                 r = add_undo(t, undo_alloc, TAKE_PTR(u), 0, "free");
                 if (r < 0)
                         return r;
         }
 
-        if (range->n_pieces > 1 || range->pieces[0].source) {
+        if (range->batch) {
                 u = undo_new(range, 0);
                 if (!u)
                         return -ENOMEM;
@@ -899,7 +899,7 @@ int range_release_kernel(Range *range, uint32_t *ret_failed_gpu) {
         }
 
         for (uint32_t i = 0; i < range->n_pieces; i++) {
-                bool was = range->pieces[i].allocated;
+                bool was = range_piece_allocated(&range->pieces[i]);
 
                 r = piece_free(range, &range->pieces[i]);
                 if (r < 0) {
@@ -920,7 +920,7 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
         bool offload;
         int fd, r;
 
-        if (range->n_pieces > 1 || range->pieces[0].source)
+        if (range->batch)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Range %" PRIu64 " is a batch range; share its host ranges instead.", range->id);
 
@@ -970,7 +970,7 @@ int range_repair(Range *range) {
         for (uint32_t i = 0; i < range->n_pieces; i++) {
                 RangePiece *p = &range->pieces[i];
 
-                if (!p->allocated)
+                if (!range_piece_allocated(p))
                         continue;
                 r = piece_unmap(range, p, p->mapped & ~want, NULL);
                 if (r < 0)

@@ -67,14 +67,21 @@ typedef enum RangeFlag {
         _RANGE_FLAG_ALL          = (1 << 8) - 1,
 } RangeFlag;
 
-/* One KFD buffer of a range. Its VA and CPU address matter only while it is created (range_create()). */
+/*
+ * One KFD buffer of a range. Its VA and CPU address matter only while it is created (range_create());
+ * its size is the range's, or for batch ranges in its RangeBatchPiece (range_piece_size()).
+ */
 typedef struct RangePiece {
-        uint64_t handle;        /* KFD handle; never shown to clients */
-        uint64_t size;
+        uint64_t handle;        /* KFD handle, never shown to clients; 0: not allocated (a KFD handle
+                                 * carries the GPU id, never 0, in its upper half) */
         uint64_t mapped;        /* GPUs (bit = Gpu.index) this piece is mapped on, exactly */
-        Range *source;          /* batch: the host range whose pages back this piece */
-        bool allocated;         /* the KFD handle exists */
 } RangePiece;
+
+/* What a piece of a batch range has besides: after the pieces, in the same allocation. */
+typedef struct RangeBatchPiece {
+        uint64_t size;
+        Range *source;          /* the host range whose pages back this piece */
+} RangeBatchPiece;
 
 /* A piece of a batch range as a request asks for it. */
 typedef struct RangeSpecPiece {
@@ -129,10 +136,25 @@ struct Range {
         bool want_gone : 1;     /* degraded: repair frees it */
         bool svm_accounted : 1; /* svm: counted in the allocation totals */
         bool owner_detached : 1;        /* freed by its owner while holders remain */
+        bool batch : 1;         /* its pieces use host ranges' pages: a RangeBatchPiece each */
 
-        /* One for most ranges, n_pieces for batch ranges: allocated with the struct. */
+        /* One for most ranges, n_pieces for batch ranges, followed by as many RangeBatchPiece:
+         * allocated with the struct. */
         RangePiece pieces[];
 };
+
+static inline bool range_piece_allocated(const RangePiece *p) {
+        return p->handle != 0;
+}
+static inline RangeBatchPiece *range_batch_piece(const Range *range, uint32_t i) {
+        return range->batch ? &((RangeBatchPiece *) (void *) &range->pieces[range->n_pieces])[i] : NULL;
+}
+static inline uint64_t range_piece_size(const Range *range, uint32_t i) {
+        return range->batch ? range_batch_piece(range, i)->size : range->va_node.size;
+}
+static inline Range *range_piece_source(const Range *range, uint32_t i) {
+        return range->batch ? range_batch_piece(range, i)->source : NULL;
+}
 
 /* Its VA, the same on every GPU, and its size (page-aligned): both kept in its node of the window. */
 static inline uint64_t range_va(const Range *range) {

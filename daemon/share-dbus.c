@@ -157,7 +157,7 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
                                          range_domain_to_string(range->domain));
-        if (range->n_pieces > 1 || range->pieces[0].source)
+        if (range->batch)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Range %" PRIu64 " is a batch range; share its host ranges instead.", id);
 

@@ -414,7 +414,7 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
                 /* A batch range may have lost some pieces before the failing one: those frees
                  * cannot be undone, so this one must be finished rather than rolled back. */
                 for (uint32_t p = 0; p < range->n_pieces; p++)
-                        any_freed = any_freed || !range->pieces[p].allocated;
+                        any_freed = any_freed || !range_piece_allocated(&range->pieces[p]);
 
                 if (!irreversible && !any_freed) {
                         /* Nothing irreversible happened yet: the caller rolls everything back. */
