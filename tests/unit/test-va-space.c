@@ -35,12 +35,18 @@ static TestNode *test_node(VaNode *n) {
         return n ? (TestNode *) ((char *) n - offsetof(TestNode, node)) : NULL;
 }
 
-static int tn_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, uint64_t *ret_va) {
+static TestNode *test_node_new(void *data) {
         TestNode *t = calloc(1, sizeof(TestNode));
-        int r;
 
         ASSERT_NOT_NULL(t);
         t->data = data;
+        return t;
+}
+
+static int tn_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, uint64_t *ret_va) {
+        TestNode *t = test_node_new(data);
+        int r;
+
         r = va_space_alloc(s, &t->node, size, alignment);
         if (r < 0) {
                 free(t);
@@ -52,11 +58,9 @@ static int tn_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, u
 }
 
 static int tn_reserve(VaSpace *s, uint64_t va, uint64_t size, void *data) {
-        TestNode *t = calloc(1, sizeof(TestNode));
+        TestNode *t = test_node_new(data);
         int r;
 
-        ASSERT_NOT_NULL(t);
-        t->data = data;
         r = va_space_reserve(s, &t->node, va, size);
         if (r < 0) {
                 /* Refused: releasing the node changes nothing, even with the start of another. */
@@ -695,7 +699,7 @@ static void random_alloc(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) {
         static const uint64_t alignments[] = {
                 4 * KiB, 8 * KiB, 64 * KiB, 1 * MiB, 2 * MiB, 4 * MiB, 1 * GiB,
         };
-        uint64_t size, alignment = 0, effective, rounded, va, best;
+        uint64_t size, alignment = 0, effective, rounded, va = 0, best;
         bool certain;
         int r;
 
