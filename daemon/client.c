@@ -341,7 +341,7 @@ static int client_release_ranges(Client *c, uint64_t deadline) {
                         client_remove_range(range);
                 else {
                         (void) job_claim(&range->claim); /* requests that find it wait (not held: see above) */
-                        (void) job_set_small(range->size <= EXECUTOR_SMALL_BYTES);
+                        (void) job_set_small(range_size(range) <= EXECUTOR_SMALL_BYTES);
                         (void) range_release_owner(range);
                 }
                 if (deadline != UINT64_MAX && c->ranges && manager_now_usec() >= deadline)

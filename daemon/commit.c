@@ -552,7 +552,7 @@ static int commit_execute(Transaction *t, Commit *c, sd_bus_error *error) {
                 if (r < 0)
                         return prefix_error(c, error, i, op->kind, r);
                 op->id = op->range->id;
-                op->va = op->range->va;
+                op->va = range_va(op->range);
         }
         return 0;
 }
@@ -568,7 +568,7 @@ static uint64_t commit_max_size(Commit *c) {
                 if (op->kind == OP_ALLOCATE || op->kind == OP_ALLOCATE_BATCH)
                         size = op->spec.size;
                 else if (op->sim && op->sim->existing)
-                        size = op->sim->existing->size;
+                        size = range_size(op->sim->existing);
                 else
                         size = 0; /* a range an earlier operation allocates: counted there */
                 max = MAX(max, size);

@@ -116,9 +116,13 @@ struct Job {
         bool ioctl_big;         /* counted in Executor.n_big */
 
         Job *next;              /* the workers' queue, the done list or the runnable list */
-        Job *wait_next;         /* a claim's waiters */
         JobClaim *claims;       /* held */
+        JobClaim *kept_claims;  /* held, and kept by job_wait() (job_claim_keep()) */
         JobClaim *waiting_for;  /* met by job_claim() */
+        /* Jobs waiting for one of its claims, in the order they came; one job waits for one claim. */
+        Job *waiters_head, *waiters_tail;
+        Job *wait_next;         /* on the holder's waiters */
+        JobClaim *queued_on;    /* the claim it waits for there */
         JobEnd *ends;
         void *owner;
 #ifdef EXECUTOR_ASAN
@@ -240,37 +244,50 @@ static void job_switch_to_loop(Job *j) {
 #endif
 }
 
-/* The jobs waiting for c start over, in the order they came. */
-static void claim_wake_waiters(JobClaim *c) {
-        while (c->waiters_head) {
-                Job *w = c->waiters_head;
+/* The jobs waiting for c, held by holder, start over in the order they came. */
+static void claim_wake_waiters(Job *holder, JobClaim *c) {
+        Job *prev = NULL, *w, *next;
 
-                c->waiters_head = w->wait_next;
+        for (w = holder->waiters_head; w; w = next) {
+                next = w->wait_next;
+                if (w->queued_on != c) {
+                        prev = w;
+                        continue;
+                }
+                if (prev)
+                        prev->wait_next = next;
+                else
+                        holder->waiters_head = next;
+                if (holder->waiters_tail == w)
+                        holder->waiters_tail = prev;
                 w->wait_next = NULL;
+                w->queued_on = NULL;
                 if (w->waiting_for == c)
                         w->waiting_for = NULL;
                 list_push(&w->executor->runnable_head, &w->executor->runnable_tail, w);
         }
-        c->waiters_tail = NULL;
+}
+
+static void claim_release(Job *holder, JobClaim *c) {
+        c->job_next = NULL;
+        c->job = NULL;
+        if (holder->waiters_head)
+                claim_wake_waiters(holder, c);
 }
 
 static void job_release_claims(Job *j, bool all) {
-        JobClaim *kept = NULL;
-
         while (j->claims) {
                 JobClaim *c = j->claims;
 
                 j->claims = c->job_next;
-                if (!all && c->keep_while_waiting) {
-                        c->job_next = kept;
-                        kept = c;
-                        continue;
-                }
-                c->job_next = NULL;
-                c->job = NULL;
-                claim_wake_waiters(c);
+                claim_release(j, c);
         }
-        j->claims = kept;
+        while (all && j->kept_claims) {
+                JobClaim *c = j->kept_claims;
+
+                j->kept_claims = c->job_next;
+                claim_release(j, c);
+        }
 }
 
 static void job_entry(void) {
@@ -585,7 +602,7 @@ int job_on_end(void (*fn)(void *userdata), void *userdata) {
         return 0;
 }
 
-int job_claim(JobClaim *c) {
+static int claim_take(JobClaim *c, JobClaim **list) {
         Job *j = current;
 
         if (!j || c->job == j)
@@ -595,9 +612,17 @@ int job_claim(JobClaim *c) {
                 return JOB_RETRY;
         }
         c->job = j;
-        c->job_next = j->claims;
-        j->claims = c;
+        c->job_next = *list;
+        *list = c;
         return 0;
+}
+
+int job_claim(JobClaim *c) {
+        return claim_take(c, current ? &current->claims : NULL);
+}
+
+int job_claim_keep(JobClaim *c) {
+        return claim_take(c, current ? &current->kept_claims : NULL);
 }
 
 int job_claim_check(JobClaim *c) {
@@ -613,24 +638,29 @@ bool job_claim_held(const JobClaim *c) {
         return c->job && c->job != current;
 }
 
+static bool claim_unlink(JobClaim **list, JobClaim *c) {
+        for (JobClaim **p = list; *p; p = &(*p)->job_next)
+                if (*p == c) {
+                        *p = c->job_next;
+                        return true;
+                }
+        return false;
+}
+
 void job_claim_drop(JobClaim *c) {
         Job *holder = c->job;
 
-        if (holder) {
-                for (JobClaim **p = &holder->claims; *p; p = &(*p)->job_next)
-                        if (*p == c) {
-                                *p = c->job_next;
-                                break;
-                        }
-                c->job_next = NULL;
-                c->job = NULL;
-        }
-        claim_wake_waiters(c);
-        /* Waiters that met c and have not queued yet (job_wait() not called) wait for nothing. */
+        /* A free claim has nobody waiting: waiters queue only on a held one (job_wait()). Waiters
+         * that met c and have not queued yet (job_wait() not called) wait for nothing. */
+        if (!holder)
+                return;
+        if (!claim_unlink(&holder->claims, c))
+                (void) claim_unlink(&holder->kept_claims, c);
+        claim_release(holder, c);
 }
 
 void job_wait(void) {
-        Job *j = current;
+        Job *j = current, *holder;
         JobClaim *c;
 
         assert(j);
@@ -640,12 +670,14 @@ void job_wait(void) {
         job_release_claims(j, false);
         if (!c || !c->job)
                 return; /* released meanwhile */
+        holder = c->job;
         j->wait_next = NULL;
-        if (c->waiters_tail)
-                c->waiters_tail->wait_next = j;
+        j->queued_on = c;
+        if (holder->waiters_tail)
+                holder->waiters_tail->wait_next = j;
         else
-                c->waiters_head = j;
-        c->waiters_tail = j;
+                holder->waiters_head = j;
+        holder->waiters_tail = j;
         j->waited = true;
         job_switch_to_loop(j);
 }

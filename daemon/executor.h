@@ -31,12 +31,13 @@ typedef struct Job Job;
 /* Returned by code running in a job when it met a range another job has claimed. */
 #define JOB_RETRY (-ERESTART)
 
-/* A resource at most one job holds at a time, with the jobs waiting for it in order. */
+/*
+ * A resource at most one job holds at a time. Every range has one, so it is two words: the jobs
+ * waiting for it queue on its holder (in the order they came), as few claims ever have waiters.
+ */
 typedef struct JobClaim {
         Job *job;               /* the holder; NULL: free */
-        Job *waiters_head, *waiters_tail;
         struct JobClaim *job_next;      /* the holder's other claims */
-        bool keep_while_waiting;        /* job_wait() keeps it (taken before everything else) */
 } JobClaim;
 
 typedef int (*JobFunc)(void *userdata);
@@ -97,6 +98,8 @@ int job_on_end(void (*fn)(void *userdata), void *userdata);
  * job is to wait for it with job_wait() and start over.
  */
 int job_claim(JobClaim *c);
+/* As job_claim(), but job_wait() keeps it: for a claim taken before everything else. */
+int job_claim_keep(JobClaim *c);
 /* As job_claim(), but only waits: c stays free. */
 int job_claim_check(JobClaim *c);
 /* Held by a job other than the current one. */

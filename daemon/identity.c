@@ -92,7 +92,7 @@ int manager_rescope(Manager *m) {
         quota_reset_usage(m->quotas);
         for (Range *rg = manager_ranges_from(m, 0); rg; rg = manager_ranges_next(m, rg)) {
                 if (rg->owner && range_accounted(rg))
-                        usage_add(&rg->owner->scope->usage, rg->domain == RANGE_DOMAIN_VRAM, rg->home, rg->size, +1);
+                        usage_add(&rg->owner->scope->usage, rg->domain == RANGE_DOMAIN_VRAM, rg->home, range_size(rg), +1);
                 for (Token *t = range_tokens(rg); t; t = t->range_next)
                         if (t->charged)
                                 t->charged->scope->usage.tokens++;

@@ -384,7 +384,7 @@ static int method_list_ranges(sd_bus_message *msg, void *userdata, sd_bus_error 
                 r = sd_bus_message_open_container(reply, 'r', "ttttsuausus");
                 if (r < 0)
                         return r;
-                r = sd_bus_message_append(reply, "ttttsu", range->id, range->va, range->size, (uint64_t) range->flags,
+                r = sd_bus_message_append(reply, "ttttsu", range->id, range_va(range), range_size(range), (uint64_t) range->flags,
                                           range_domain_to_string(range->domain), m->gpus[range->home]->gpu_id);
                 if (r < 0)
                         return r;

@@ -656,9 +656,9 @@ static void release_for_exit(Manager *m) {
                 if (range->persistent)
                         continue;
                 for (uint32_t i = 0; i < range->n_pieces; i++)
-                        range->pieces[i].mapped = range->pieces[i].allocated ? range->pieces[i].mapped : 0;
+                        range->pieces[i].mapped = range_piece_allocated(&range->pieces[i]) ? range->pieces[i].mapped : 0;
                 range->want_gone = true;
-                range->want_mapped = 0;
+                range_set_want_mapped(range, 0);
                 if (range->state != RANGE_STATE_DEGRADED) {
                         range->state = RANGE_STATE_DEGRADED;
                         m->n_degraded++;

@@ -80,7 +80,7 @@ typedef struct Manager {
 
         VaSpace *va;
         IdIndex *ranges;                /* id → Range, in id order (ListRanges' cursor, repair slices) */
-        Slab *range_slab;               /* single-piece Ranges (range_create()) */
+        Slab *range_slab;               /* Ranges other than batch ranges (range_create()) */
         uint64_t next_range_id;
         uint64_t ids_reserved;          /* journaled: ids below it may have been handed out */
         uint64_t bytes_allocated;

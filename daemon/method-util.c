@@ -593,7 +593,7 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                 return -ENOMEM;
 
         for (size_t i = 0; i < hr->n; i++) {
-                uint64_t addr = hr->items[i].a, size = hr->items[i].b, start, rsize, end;
+                uint64_t addr = hr->items[i].a, size = hr->items[i].b, end;
                 Range *src;
 
                 if (size == 0 || addr % 4096 != 0 || size % 4096 != 0)
@@ -604,13 +604,12 @@ static int batch_pieces(Manager *m, Client *client, const BusPairArray *hr, Rang
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu overflows the address space.", i);
                 /* Another tenant's range answers like no range: its id, kind and state are not ours to know. */
-                if (va_space_lookup(m->va, addr, &start, &rsize, (void **) &src) < 0 ||
-                    !src || !client_may(client, src, false) ||
-                    end > start + rsize)
+                src = range_from_va_node(va_space_lookup(m->va, addr));
+                if (!src || !client_may(client, src, false) || end > range_va(src) + range_size(src))
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu (0x%" PRIx64 "+%" PRIu64 ") does not lie inside one host range of svmd; "
                                                  "allocate host memory first.", i, addr, size);
-                if (src->domain != RANGE_DOMAIN_HOST || src->n_pieces != 1 || src->pieces[0].source)
+                if (src->domain != RANGE_DOMAIN_HOST || src->batch)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Host range %zu lies in range %" PRIu64 ", which is not a plain host range.",
                                                  i, src->id);
@@ -727,7 +726,7 @@ static int request_claim(Manager *m, uid_t uid, const char *request_id) {
                         return -ENOMEM;
                 /* Taken before any range and kept while the job waits for one: a retry never holds
                  * a range while it waits for this (executor.h, job_wait()). */
-                *f = (RequestInFlight) { .manager = m, .key = TAKE_PTR(key), .claim.keep_while_waiting = true };
+                *f = (RequestInFlight) { .manager = m, .key = TAKE_PTR(key) };
                 r = str_table_put(m->requests_in_flight, f->key, f);
                 if (r < 0) {
                         free(f->key);
@@ -743,7 +742,7 @@ static int request_claim(Manager *m, uid_t uid, const char *request_id) {
                 return r;
         }
         f->n_ref++;
-        return job_claim(&f->claim);
+        return job_claim_keep(&f->claim);
 }
 
 int request_replay(Manager *m, sd_bus_message *msg, Client *c, const char *request_id, sd_bus_error *error) {
@@ -789,7 +788,7 @@ int reply_allocation(Manager *m, sd_bus_message *msg, Range *range, Client *c, c
         /* Field by field: cheaper than parsing a format string on every Allocate. */
         r = sd_bus_message_append_basic(reply, 't', &range->id);
         if (r >= 0)
-                r = sd_bus_message_append_basic(reply, 't', &range->va);
+                r = sd_bus_message_append_basic(reply, 't', &(uint64_t) { range_va(range) });
         if (r >= 0)
                 r = sd_bus_message_append_basic(reply, 'o', path);
         if (r < 0)
@@ -810,7 +809,7 @@ int reply_empty(Manager *m, sd_bus_message *msg, Client *c, const char *request_
 void log_allocated(Range *range) {
         log_fields(LOG_DEBUG,
                    &((LogFields) { .range_id = range->id, .gpu_id = range->manager->gpus[range->home]->gpu_id }),
-                   "Range %" PRIu64 ": %s of %s at 0x%" PRIx64 ".", range->id, FORMAT_BYTES(range->size),
-                   range_domain_to_string(range->domain), range->va);
+                   "Range %" PRIu64 ": %s of %s at 0x%" PRIx64 ".", range->id, FORMAT_BYTES(range_size(range)),
+                   range_domain_to_string(range->domain), range_va(range));
 }
 

@@ -145,13 +145,13 @@ static json_t *range_to_json(Range *range) {
 
         o = json_pack("{sIsIsIsssIsIsosbsoso}",
                       "id", (json_int_t) range->id,
-                      "va", (json_int_t) range->va,
-                      "size", (json_int_t) range->size,
+                      "va", (json_int_t) range_va(range),
+                      "size", (json_int_t) range_size(range),
                       "domain", range_domain_to_string(range->domain),
                       "home", (json_int_t) m->gpus[range->home]->gpu_id,
                       "flags", (json_int_t) range->flags,
                       /* a degraded range is recorded as where its repair is heading */
-                      "mapped", mask_to_json(m, range->state == RANGE_STATE_DEGRADED ? range->want_mapped : range_mapped(range)),
+                      "mapped", mask_to_json(m, range->state == RANGE_STATE_DEGRADED ? range_want_mapped(range) : range_mapped(range)),
                       "detached", range->owner_detached,
                       "holders", holders,
                       "tokens", tokens);
@@ -841,8 +841,8 @@ static bool token_hex_valid(const char *hex) {
  * overlap anyway (va_space_reserve()), but a record that contradicts another is named as such.
  */
 static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
-        uint64_t end, start = 0, rsize = 0;
-        Range *other = NULL;
+        uint64_t end;
+        VaNode *n;
 
         if (size == 0 || size % PAGE_SIZE_4K != 0 || va % PAGE_SIZE_4K != 0)
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 " and size %" PRIu64
@@ -852,14 +852,11 @@ static int check_va(Manager *m, uint64_t va, uint64_t size, char **reason) {
                 return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s lies outside the SVM "
                               "window 0x%" PRIx64 "-0x%" PRIx64, va, FORMAT_BYTES(size), m->config.va_base,
                               m->config.va_base + m->config.va_size);
-        if (va_space_lookup(m->va, va, &start, &rsize, (void **) &other) < 0 &&
-            (va_space_next(m->va, va, &start, &rsize, (void **) &other) < 0 || start >= end))
+        n = va_space_lookup(m->va, va) ?: va_space_next(m->va, va);
+        if (!n || n->start >= end)
                 return 0;
-        if (!other)
-                return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps memory "
-                              "reserved at 0x%" PRIx64, va, FORMAT_BYTES(size), start);
         return refuse(reason, -EBADMSG, "its record is refused: VA 0x%" PRIx64 "+%s overlaps range %" PRIu64
-                      " at 0x%" PRIx64, va, FORMAT_BYTES(size), other->id, start);
+                      " at 0x%" PRIx64, va, FORMAT_BYTES(size), range_from_va_node(n)->id, n->start);
 }
 
 /*

@@ -34,17 +34,17 @@ void range_account(Range *range, int sign) {
         uint64_t *counter = range->domain == RANGE_DOMAIN_VRAM ? &g->vram_allocated : &g->gtt_allocated;
 
         if (range->owner)
-                usage_add(&range->owner->scope->usage, range->domain == RANGE_DOMAIN_VRAM, range->home, range->size, sign);
+                usage_add(&range->owner->scope->usage, range->domain == RANGE_DOMAIN_VRAM, range->home, range_size(range), sign);
         context_account(m, range->owner ? range->owner->scope : NULL, range->context, sign);
         if (range->persistent)
                 m->n_persistent = sign > 0 ? m->n_persistent + 1 : m->n_persistent - 1;
 
         if (sign > 0) {
-                *counter += range->size;
-                m->bytes_allocated += range->size;
+                *counter += range_size(range);
+                m->bytes_allocated += range_size(range);
         } else {
-                *counter -= range->size;
-                m->bytes_allocated -= range->size;
+                *counter -= range_size(range);
+                m->bytes_allocated -= range_size(range);
         }
 }
 
@@ -52,11 +52,13 @@ void range_account_piece_mapping(Range *range, const RangePiece *p, uint64_t mas
         Manager *m = range->manager;
         Gpu *g;
 
+        uint64_t size = range_piece_size(range, (uint32_t) (p - range->pieces));
+
         FOREACH_GPU_IN_MASK(g, m, mask) {
                 if (sign > 0)
-                        g->bytes_mapped += p->size;
+                        g->bytes_mapped += size;
                 else
-                        g->bytes_mapped -= p->size;
+                        g->bytes_mapped -= size;
         }
 }
 

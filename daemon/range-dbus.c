@@ -209,8 +209,8 @@ static int property_get_svm_attributes(sd_bus *bus, const char *path, const char
 const sd_bus_vtable range_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Id", "t", NULL, offsetof(Range, id), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Va", "t", NULL, offsetof(Range, va), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Size", "t", NULL, offsetof(Range, size), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Va", "t", NULL, offsetof(Range, va_node.start), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Size", "t", NULL, offsetof(Range, va_node.size), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Domain", "s", property_get_domain, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("HomeGpu", "u", property_get_home, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("MappedGpus", "au", property_get_mapped_gpus, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -251,6 +251,7 @@ static void svm_adopt(Range *range, const KfdSvmAttrs *a) {
 }
 
 typedef struct SvmUndo {
+        Transaction *t;         /* whose rollback runs it */
         Range *range;
         KfdSvmAttrs before;
 } SvmUndo;
@@ -274,10 +275,10 @@ static int undo_svm_change(void *userdata) {
 
         if (range->rollback_failed)
                 return 0;
-        r = kfd_svm_attrs_restore(range_kfd_fd(range), range->va, range->size, &u->before);
+        r = kfd_svm_attrs_restore(range_kfd_fd(range), range_va(range), range_size(range), &u->before);
         if (r < 0) {
                 /* The ioctl layer restarted interruptions already: whatever is left is a failure. */
-                range_set_rollback_failed(range, r, 0);
+                transaction_rollback_failed(u->t, range, r, 0);
                 return r;
         }
         svm_adopt(range, &u->before);
@@ -290,6 +291,7 @@ static int add_svm_undo(Transaction *t, TxnUndoFunc f, SvmUndo *u, Range *range,
                         const char *format) {
         assert(u);
 
+        u->t = t;
         u->range = range;
         u->before = *before;
         return txn_add_undo(t->txn, f, u, free, format, range->id);
@@ -305,10 +307,10 @@ int range_svm_setup(Transaction *t, Range *range, const KfdSvmAttrs *initial, sd
         if (!u)
                 return -ENOMEM;
         n = kfd_svm_attrs_to_list(initial, list);
-        r = kfd_svm_set(range_kfd_fd(range), range->va, range->size, list, n);
+        r = kfd_svm_set(range_kfd_fd(range), range_va(range), range_size(range), list, n);
         if (r < 0) {
                 (void) txn_fail(t->txn, r, 0, "registering range %" PRIu64 " (%s at 0x%" PRIx64 ") for SVM", range->id,
-                                FORMAT_BYTES(range->size), range->va);
+                                FORMAT_BYTES(range_size(range)), range_va(range));
                 return transaction_set_kernel_error(t, r, error);
         }
         svm_adopt(range, initial);
@@ -331,7 +333,7 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
                 return -ENOMEM;
 
         /* The prior state from the kernel itself: that is what an undo restores. */
-        r = kfd_svm_attrs_get(range_kfd_fd(range), range->va, range->size, range_svm(range)->attrs.gpu_ids,
+        r = kfd_svm_attrs_get(range_kfd_fd(range), range_va(range), range_size(range), range_svm(range)->attrs.gpu_ids,
                               range_svm(range)->attrs.n_gpus, &now);
         if (r < 0) {
                 (void) txn_fail(t->txn, r, 0, "reading the SVM attributes of range %" PRIu64, range->id);
@@ -342,7 +344,7 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
         if (r < 0)
                 return r;
 
-        r = kfd_svm_set(range_kfd_fd(range), range->va, range->size, list, n);
+        r = kfd_svm_set(range_kfd_fd(range), range_va(range), range_size(range), list, n);
         if (r < 0) {
                 /* Some attributes may be in place now; the undo puts back all of them. */
                 (void) txn_fail(t->txn, r, 0, "setting the SVM attributes of range %" PRIu64, range->id);
@@ -356,7 +358,7 @@ int range_svm_change(Transaction *t, Range *range, const struct kfd_ioctl_svm_at
 int range_svm_repair(Range *range) {
         int r;
 
-        r = kfd_svm_attrs_restore(range_kfd_fd(range), range->va, range->size, &range_svm(range)->want);
+        r = kfd_svm_attrs_restore(range_kfd_fd(range), range_va(range), range_size(range), &range_svm(range)->want);
         if (r < 0)
                 return r;
         svm_adopt(range, &range_svm(range)->want);

@@ -70,7 +70,7 @@ RangeDomain range_domain_from_string(const char *s) {
 }
 
 bool range_accounted(const Range *range) {
-        return range->pieces[0].allocated || range->svm_accounted;
+        return range_piece_allocated(&range->pieces[0]) || range->svm_accounted;
 }
 
 bool range_domain_is_memfd(RangeDomain d) {
@@ -171,7 +171,7 @@ static uint64_t done_mask(Manager *m, const uint32_t *ids, uint32_t done) {
 /* A batch range keeps the host ranges under its pieces from being freed. */
 static void batch_pin_sources(Range *range, int sign) {
         for (uint32_t i = 0; i < range->n_pieces; i++) {
-                Range *src = range->pieces[i].source;
+                Range *src = range_piece_source(range, i);
                 if (!src)
                         continue;
                 /* A plain host range: its extra holds its memfd (range_create()). */
@@ -232,7 +232,7 @@ static int restore_window(uint64_t va, uint64_t size) {
 
 static void host_unmap_window(Range *range) {
         if (range->window_mapped) {
-                int r = restore_window(range->va, range->size);
+                int r = restore_window(range_va(range), range_size(range));
                 if (r < 0)
                         log_warning_errno(r, "Restoring the window reservation over range %" PRIu64 " failed, ignoring: %m",
                                           range->id);
@@ -242,14 +242,31 @@ static void host_unmap_window(Range *range) {
                 range->extra->memfd = safe_close(range->extra->memfd);
 }
 
+RangeExtra *range_extra_new(void) {
+        RangeExtra *x = calloc(1, sizeof(RangeExtra));
+
+        if (x)
+                x->memfd = -EBADF;
+        return x;
+}
+
 RangeExtra *range_extra(Range *range) {
-        if (!range->extra) {
-                range->extra = calloc(1, sizeof(RangeExtra));
-                if (!range->extra)
-                        return NULL;
-                range->extra->memfd = -EBADF;
-        }
+        if (!range->extra)
+                range->extra = range_extra_new();
         return range->extra;
+}
+
+void range_extra_adopt(Range *range, RangeExtra *x) {
+        if (range->extra)
+                free(x);
+        else
+                range->extra = x;
+}
+
+void range_set_want_mapped(Range *range, uint64_t mask) {
+        assert(range->extra || mask == 0);
+        if (range->extra)
+                range->extra->want_mapped = mask;
 }
 
 int range_set_lost_reason(Range *range, char *reason) {
@@ -289,7 +306,7 @@ Range *range_free_struct(Range *range) {
         client_remove_range(range);
         identity_unref(range->manager, range->owner);
         range->extra = range_extra_free(range);
-        if (range->n_pieces > 1)
+        if (range->batch)
                 free(range);
         else
                 slab_put(range->manager->range_slab, range);
@@ -307,7 +324,7 @@ void range_destroy(Range *range) {
         if (range->state == RANGE_STATE_DEGRADED)
                 m->n_degraded--;
         range_unregister(range);
-        (void) va_space_release(m->va, range->va, NULL);
+        (void) va_space_release(m->va, &range->va_node);
         /* While its owner and holders are known: they are who hear of it. */
         if (announced)
                 manager_emit_range_freed(m, range);
@@ -317,6 +334,7 @@ void range_destroy(Range *range) {
 /* ---- undo steps ---- */
 
 typedef struct RangeUndo {
+        Transaction *t;         /* whose rollback runs it */
         Range *range;
         uint32_t piece;
         uint64_t mask;
@@ -340,6 +358,7 @@ _printf_(5, 0)
 static int add_undo(Transaction *t, TxnUndoFunc f, RangeUndo *u, uint64_t mask, const char *format) {
         assert(u);
 
+        u->t = t;
         u->mask = mask;
         return txn_add_undo(t->txn, f, u, free, format, u->range->id);
 }
@@ -351,7 +370,7 @@ static int undo_unregister(void *userdata) {
         if (range->rollback_failed)
                 return 0; /* the repair timer keeps it registered and finishes the job */
         range_unregister(range);
-        (void) va_space_release(range->manager->va, range->va, NULL);
+        (void) va_space_release(range->manager->va, &range->va_node);
         return 0;
 }
 
@@ -364,21 +383,14 @@ static int undo_window(void *userdata) {
         return 0;
 }
 
-void range_set_rollback_failed(Range *range, int error, uint32_t gpu_id) {
-        range->rollback_failed = true;
-        range->rollback_error = error;
-        range->rollback_gpu = gpu_id;
-}
-
 static int piece_free(Range *range, RangePiece *p) {
         int r;
 
-        if (!p->allocated)
+        if (!range_piece_allocated(p))
                 return 0;
         r = kfd_free(range_kfd_fd(range), p->handle);
         if (r < 0)
                 return r;
-        p->allocated = false;
         p->handle = 0;
         return 0;
 }
@@ -392,7 +404,7 @@ static int undo_alloc(void *userdata) {
                 return 0;
         r = piece_free(range, &range->pieces[u->piece]);
         if (r < 0) {
-                range_set_rollback_failed(range, r, range->manager->gpus[range->home]->gpu_id);
+                transaction_rollback_failed(u->t, range, r, range->manager->gpus[range->home]->gpu_id);
                 return r;
         }
         if (u->piece == 0)
@@ -454,7 +466,7 @@ static int undo_map(void *userdata) {
 
         r = piece_unmap(range, &range->pieces[u->piece], u->mask, &gpu);
         if (r < 0 && r != -EINTR && r != -EAGAIN)
-                range_set_rollback_failed(range, r, gpu);
+                transaction_rollback_failed(u->t, range, r, gpu);
         return r;
 }
 
@@ -469,7 +481,7 @@ static int undo_unmap(void *userdata) {
 
         r = piece_map(range, &range->pieces[u->piece], u->mask, &gpu, NULL);
         if (r < 0 && r != -EINTR && r != -EAGAIN)
-                range_set_rollback_failed(range, r, gpu);
+                transaction_rollback_failed(u->t, range, r, gpu);
         return r;
 }
 
@@ -534,7 +546,7 @@ static int host_map_window(Transaction *t, Range *range, int restore_fd) {
                 fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
                 if (fd < 0)
                         return txn_fail(t->txn, negative_errno(), 0, "creating the host memory of range %" PRIu64, range->id);
-                if (ftruncate(fd, (off_t) range->size) < 0)
+                if (ftruncate(fd, (off_t) range_size(range)) < 0)
                         return txn_fail(t->txn, negative_errno(), 0, "sizing the host memory of range %" PRIu64, range->id);
                 r = memfd_seal(fd);
                 if (r >= 0 && fchmod(fd, RANGE_MEMFD_MODE) < 0)
@@ -548,7 +560,7 @@ static int host_map_window(Transaction *t, Range *range, int restore_fd) {
                 return -ENOMEM;
         /* Replace the window's PROT_NONE reservation by the memfd: the kernel's userptr needs the pages
          * mapped in our address space, at the VA the GPUs use too. */
-        p = mmap((void *) (uintptr_t) range->va, range->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+        p = mmap((void *) (uintptr_t) range_va(range), range_size(range), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
         if (p == MAP_FAILED)
                 return txn_fail(t->txn, negative_errno(), 0, "mapping the host memory of range %" PRIu64, range->id);
 
@@ -577,7 +589,7 @@ static int svm_create(Transaction *t, Range *range, const KfdSvmAttrs *initial, 
         range->extra->svm = range_svm_new(); /* as memfd ranges, it has an extra (range_create()) */
         if (!range->extra->svm)
                 return -ENOMEM;
-        range->pieces[0] = (RangePiece) { .size = range->size };
+        range->pieces[0] = (RangePiece) {};
         u = undo_new(range, 0);
         if (!u)
                 return -ENOMEM;
@@ -604,16 +616,19 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                 persist_reserve_id(m, m->next_range_id);
 
         /* The pieces come with the struct: one, from the manager's slab (no malloc header, no holes
-         * between ranges), or a batch range's n_pieces (bounded by validation). */
-        if (spec->n_pieces > 1)
-                range = calloc(1, offsetof(Range, pieces) + spec->n_pieces * sizeof(RangePiece));
+         * between ranges), or a batch range's n_pieces (bounded by validation), each with its
+         * RangeBatchPiece. */
+        if (spec->n_pieces > 0)
+                range = calloc(1, offsetof(Range, pieces) +
+                                          spec->n_pieces * (sizeof(RangePiece) + sizeof(RangeBatchPiece)));
         else
                 range = slab_alloc0(m->range_slab);
         if (!range)
                 return -ENOMEM;
+        range->batch = spec->n_pieces > 0;
         range->manager = m;
         range->id = spec->restore_id ?: m->next_range_id++;
-        range->size = size;
+        range->va_node.size = size;       /* va_space_alloc() sets it again, to the same */
         range->home = (uint8_t) spec->home;
         range->flags = spec->flags;
         range->domain = (uint8_t) spec->domain;
@@ -658,14 +673,13 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         (void) job_claim(&range->claim);
 
         if (spec->restore_va) {
-                range->va = spec->restore_va;
-                r = va_space_reserve(m->va, range->va, size, range);
+                r = va_space_reserve(m->va, &range->va_node, spec->restore_va, size);
                 if (r < 0)
                         return sd_bus_error_setf(error, SVMD_ERROR_BUSY,
                                                  "The recorded VA 0x%" PRIx64 "+%s of range %" PRIu64 " is not free: %s.",
-                                                 range->va, FORMAT_BYTES(size), range->id, strerror(-r));
+                                                 spec->restore_va, FORMAT_BYTES(size), range->id, strerror(-r));
         } else
-                r = va_space_alloc(m->va, size, spec->alignment, range, &range->va);
+                r = va_space_alloc(m->va, &range->va_node, size, spec->alignment);
         if (r < 0) {
                 if (r == -ENOMEM)
                         return sd_bus_error_setf(error, SVMD_ERROR_OUT_OF_MEMORY,
@@ -674,12 +688,12 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         }
         u = undo_new(range, 0);
         if (!u) {
-                (void) va_space_release(m->va, range->va, NULL);
+                (void) va_space_release(m->va, &range->va_node);
                 return -ENOMEM;
         }
         r = range_register(range);
         if (r < 0) {
-                (void) va_space_release(m->va, range->va, NULL);
+                (void) va_space_release(m->va, &range->va_node);
                 return r;
         }
         if (spec->client)
@@ -713,17 +727,16 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
         offset = 0;
         for (uint32_t i = 0; i < range->n_pieces; i++) {
                 RangePiece *p = &range->pieces[i];
-                uint64_t va = range->va + offset, userptr;
+                RangeBatchPiece *b = range_batch_piece(range, i);
+                uint64_t va = range_va(range) + offset, userptr;
 
-                if (spec->n_pieces > 0) {
-                        p->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
+                if (b) {
+                        b->size = ALIGN_POW2(spec->pieces[i].size, PAGE_SIZE_4K);
+                        b->source = spec->pieces[i].source;
                         userptr = spec->pieces[i].userptr;
-                        p->source = spec->pieces[i].source;
-                } else {
-                        p->size = size;
-                        userptr = spec->domain == RANGE_DOMAIN_HOST ? range->va : 0;
-                }
-                offset += p->size;
+                } else
+                        userptr = spec->domain == RANGE_DOMAIN_HOST ? range_va(range) : 0;
+                offset += range_piece_size(range, i);
 
                 u = undo_new(range, i);
                 if (!u)
@@ -737,23 +750,22 @@ int range_create(Transaction *t, const RangeSpec *spec, Range **ret, sd_bus_erro
                         r = kfd_import_dmabuf(range_kfd_fd(range), spec->restore_fd, home->gpu_id, va,
                                               &p->handle);
                 else
-                        r = kfd_alloc(range_kfd_fd(range), va, p->size, home->gpu_id, flags, userptr,
+                        r = kfd_alloc(range_kfd_fd(range), va, range_piece_size(range, i), home->gpu_id, flags, userptr,
                                       &p->handle, NULL);
                 if (r < 0) {
                         if (i == 0)
                                 range_account(range, -1);
                         (void) txn_fail(t->txn, r, home->gpu_id, "%s %s of %s memory on GPU 0x%x",
-                                        spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(p->size),
+                                        spec->restore_fd >= 0 ? "importing" : "allocating", FORMAT_BYTES(range_piece_size(range, i)),
                                         range_domain_to_string(spec->domain), home->gpu_id);
                         return transaction_set_kernel_error(t, r, error);
                 }
-                p->allocated = true;
                 r = add_undo(t, undo_alloc, TAKE_PTR(u), 0, "free range %" PRIu64);
                 if (r < 0)
                         return r;
         }
 
-        if (range->n_pieces > 1 || range->pieces[0].source) {
+        if (range->batch) {
                 u = undo_new(range, 0);
                 if (!u)
                         return -ENOMEM;
@@ -888,7 +900,7 @@ int range_release_kernel(Range *range, uint32_t *ret_failed_gpu) {
         }
 
         for (uint32_t i = 0; i < range->n_pieces; i++) {
-                bool was = range->pieces[i].allocated;
+                bool was = range_piece_allocated(&range->pieces[i]);
 
                 r = piece_free(range, &range->pieces[i]);
                 if (r < 0) {
@@ -909,7 +921,7 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
         bool offload;
         int fd, r;
 
-        if (range->n_pieces > 1 || range->pieces[0].source)
+        if (range->batch)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Range %" PRIu64 " is a batch range; share its host ranges instead.", range->id);
 
@@ -943,7 +955,7 @@ int range_export_fd(Range *range, bool read_only, int *ret_fd, sd_bus_error *err
 }
 
 int range_repair(Range *range) {
-        uint64_t want = range->want_gone ? 0 : range->want_mapped;
+        uint64_t want = range->want_gone ? 0 : range_want_mapped(range);
         int r;
 
         /* Batch pieces still use its pages: the window must stay mapped until they are gone. */
@@ -959,7 +971,7 @@ int range_repair(Range *range) {
         for (uint32_t i = 0; i < range->n_pieces; i++) {
                 RangePiece *p = &range->pieces[i];
 
-                if (!p->allocated)
+                if (!range_piece_allocated(p))
                         continue;
                 r = piece_unmap(range, p, p->mapped & ~want, NULL);
                 if (r < 0)

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -23,6 +24,7 @@
 
 #include "executor.h"
 #include "quota.h"
+#include "va-space.h"
 
 /* The page size of ranges: sizes and VAs are multiples of it. */
 #define PAGE_SIZE_4K UINT64_C(4096)
@@ -65,14 +67,21 @@ typedef enum RangeFlag {
         _RANGE_FLAG_ALL          = (1 << 8) - 1,
 } RangeFlag;
 
-/* One KFD buffer of a range. Its VA and CPU address matter only while it is created (range_create()). */
+/*
+ * One KFD buffer of a range. Its VA and CPU address matter only while it is created (range_create());
+ * its size is the range's, or for batch ranges in its RangeBatchPiece (range_piece_size()).
+ */
 typedef struct RangePiece {
-        uint64_t handle;        /* KFD handle; never shown to clients */
-        uint64_t size;
+        uint64_t handle;        /* KFD handle, never shown to clients; 0: not allocated (a KFD handle
+                                 * carries the GPU id, never 0, in its upper half) */
         uint64_t mapped;        /* GPUs (bit = Gpu.index) this piece is mapped on, exactly */
-        Range *source;          /* batch: the host range whose pages back this piece */
-        bool allocated;         /* the KFD handle exists */
 } RangePiece;
+
+/* What a piece of a batch range has besides: after the pieces, in the same allocation. */
+typedef struct RangeBatchPiece {
+        uint64_t size;
+        Range *source;          /* the host range whose pages back this piece */
+} RangeBatchPiece;
 
 /* A piece of a batch range as a request asks for it. */
 typedef struct RangeSpecPiece {
@@ -97,23 +106,20 @@ typedef struct RangeExtra {
         Token *tokens;          /* Share tokens */
         int memfd;              /* host, svm: the backing; -EBADF otherwise */
         uint32_t n_batch_users; /* batch ranges whose pieces use this range's pages */
+        uint64_t want_mapped;   /* degraded: where repair is heading */
 } RangeExtra;
 
 struct Range {
         Manager *manager;
         JobClaim claim;         /* the request changing it now (executor.h); others wait */
         uint64_t id;
-        uint64_t va;
-        uint64_t size;          /* page-aligned */
+        VaNode va_node;         /* its place in the SVM window: range_va(), range_size() */
 
         Identity *owner;        /* charged for it; kept while the range lives */
         Client *client;         /* the connection that owns it, NULL once gone */
         Range *client_prev, *client_next;
         RangeExtra *extra;      /* NULL until a rare field is first set */
 
-        uint64_t want_mapped;   /* degraded: where repair is heading */
-        int rollback_error;     /* an undo failed: its errno (negative), for the log */
-        uint32_t rollback_gpu;  /* and the GPU it failed on, 0: none in particular */
         uint32_t n_pieces;
         uint32_t fd_slot;       /* fd_stored: its name there (fd-slots.h); FD_SLOT_LEGACY: "range-<id>" */
         uint16_t flags;         /* RangeFlag */
@@ -130,13 +136,44 @@ struct Range {
         bool want_gone : 1;     /* degraded: repair frees it */
         bool svm_accounted : 1; /* svm: counted in the allocation totals */
         bool owner_detached : 1;        /* freed by its owner while holders remain */
+        bool batch : 1;         /* its pieces use host ranges' pages: a RangeBatchPiece each */
 
-        /* One for most ranges, n_pieces for batch ranges: allocated with the struct. */
+        /* One for most ranges, n_pieces for batch ranges, followed by as many RangeBatchPiece:
+         * allocated with the struct. */
         RangePiece pieces[];
 };
 
+static inline bool range_piece_allocated(const RangePiece *p) {
+        return p->handle != 0;
+}
+static inline RangeBatchPiece *range_batch_piece(const Range *range, uint32_t i) {
+        return range->batch ? &((RangeBatchPiece *) (void *) &range->pieces[range->n_pieces])[i] : NULL;
+}
+static inline uint64_t range_piece_size(const Range *range, uint32_t i) {
+        return range->batch ? range_batch_piece(range, i)->size : range->va_node.size;
+}
+static inline Range *range_piece_source(const Range *range, uint32_t i) {
+        return range->batch ? range_batch_piece(range, i)->source : NULL;
+}
+
+/* Its VA, the same on every GPU, and its size (page-aligned): both kept in its node of the window. */
+static inline uint64_t range_va(const Range *range) {
+        return range->va_node.start;
+}
+static inline uint64_t range_size(const Range *range) {
+        return range->va_node.size;
+}
+/* The range whose node va_space_lookup() or va_space_next() found; NULL for NULL. */
+static inline Range *range_from_va_node(VaNode *n) {
+        return n ? (Range *) ((char *) n - offsetof(Range, va_node)) : NULL;
+}
+
 /* The range's RangeExtra, allocated on first use; NULL if that allocation failed. */
 RangeExtra *range_extra(Range *range);
+/* A RangeExtra with nothing set, for range_extra_adopt(); NULL without memory. */
+RangeExtra *range_extra_new(void);
+/* Gives a range without a RangeExtra the spare x (taken over); frees x if the range has one. */
+void range_extra_adopt(Range *range, RangeExtra *x);
 
 static inline const char *range_label(const Range *range) {
         return range->extra ? range->extra->label : NULL;
@@ -165,6 +202,14 @@ static inline int range_memfd(const Range *range) {
 static inline uint32_t range_n_batch_users(const Range *range) {
         return range->extra ? range->extra->n_batch_users : 0;
 }
+static inline uint64_t range_want_mapped(const Range *range) {
+        return range->extra ? range->extra->want_mapped : 0;
+}
+/*
+ * Never allocates: 0 needs no RangeExtra, and a range a rollback leaves mapped somewhere got its
+ * RangeExtra from the transaction's spare first (transaction_abort()).
+ */
+void range_set_want_mapped(Range *range, uint64_t mask);
 /* Takes reason (NULL: the contents are fine again). -ENOMEM: nothing changed, reason freed. */
 int range_set_lost_reason(Range *range, char *reason);
 
@@ -223,8 +268,6 @@ typedef struct RangeSpec {
 int range_validate_spec(Manager *m, const RangeSpec *spec, QuotaRequest *pending, sd_bus_error *error);
 
 /* Validate a set of GPUs to map the range to (peer reachability) / unmap from (must be mapped). */
-/* An undo of range failed with error on gpu_id (0: no GPU in particular): repair takes over. */
-void range_set_rollback_failed(Range *range, int error, uint32_t gpu_id);
 int range_validate_map(Manager *m, uint32_t home, RangeDomain domain, uint64_t mask, sd_bus_error *error);
 int range_validate_unmap(const Range *range, uint64_t mapped, uint64_t mask, sd_bus_error *error);
 int range_validate_free(const Range *range, sd_bus_error *error);

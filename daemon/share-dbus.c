@@ -41,8 +41,8 @@ static uint64_t now_realtime_usec(void) {
 
 static int reply_fd(sd_bus_message *msg, Range *range, int fd, bool with_id) {
         if (with_id)
-                return sd_bus_reply_method_return(msg, "ttth", range->id, range->va, range->size, fd);
-        return sd_bus_reply_method_return(msg, "htt", fd, range->va, range->size);
+                return sd_bus_reply_method_return(msg, "ttth", range->id, range_va(range), range_size(range), fd);
+        return sd_bus_reply_method_return(msg, "htt", fd, range_va(range), range_size(range));
 }
 
 static int run_export(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -157,7 +157,7 @@ int method_share(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "The kernel exports %s buffers read-write only; read-only sharing needs a host range.",
                                          range_domain_to_string(range->domain));
-        if (range->n_pieces > 1 || range->pieces[0].source)
+        if (range->batch)
                 return sd_bus_error_setf(error, SVMD_ERROR_NOT_SUPPORTED,
                                          "Range %" PRIu64 " is a batch range; share its host ranges instead.", id);
 

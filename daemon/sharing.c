@@ -232,7 +232,7 @@ static int range_free_now(Range *range) {
                 /* Being repaired, batch pieces still use its pages, or a request in flight changes it
                  * (an administrator's; executor.h): free it when that is over. */
                 range->want_gone = true;
-                range->want_mapped = 0;
+                range_set_want_mapped(range, 0);
                 if (range->state != RANGE_STATE_DEGRADED) {
                         range->state = RANGE_STATE_DEGRADED;
                         m->n_degraded++;
@@ -263,7 +263,7 @@ static int range_free_now(Range *range) {
                         m->n_degraded++;
                 }
                 range->want_gone = true;
-                range->want_mapped = 0;
+                range_set_want_mapped(range, 0);
                 manager_schedule_repair(m);
         }
         return k;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
@@ -38,8 +39,10 @@ Transaction *transaction_free(Transaction *t) {
         if (!t->finished)
                 transaction_abort(t, NULL);
         txn_free(t->txn);
-        for (size_t i = 0; i < t->n_touched; i++)
+        for (size_t i = 0; i < t->n_touched; i++) {
                 free(t->touched[i].svm_before);
+                free(t->touched[i].spare_extra);
+        }
         free(t->touched);
         ptr_index_done(&t->touched_index);
         free(t->frees);
@@ -68,7 +71,9 @@ static void note_persistent(Transaction *t, const Range *range) {
 }
 
 int transaction_touch(Transaction *t, Range *range, bool created) {
-        KfdSvmAttrs *svm_before = NULL;
+        _cleanup_free_ KfdSvmAttrs *svm_before = NULL;
+        RangeExtra *spare_extra = NULL;
+        uint64_t mapped_before = created ? 0 : range_mapped_any(range);
 
         if (find_touched(t, range))
                 return 0;
@@ -88,11 +93,17 @@ int transaction_touch(Transaction *t, Range *range, bool created) {
                         return -ENOMEM;
                 *svm_before = range_svm(range)->attrs;
         }
+        if (mapped_before != 0 && !range->extra) {
+                spare_extra = range_extra_new();
+                if (!spare_extra)
+                        return -ENOMEM;
+        }
         t->touched[t->n_touched++] = (TouchedRange) {
                 .range = range,
                 .created = created,
-                .mapped_before = created ? 0 : range_mapped_any(range),
-                .svm_before = svm_before,
+                .mapped_before = mapped_before,
+                .svm_before = TAKE_PTR(svm_before),
+                .spare_extra = spare_extra,
         };
         ptr_index_added(&t->touched_index, t->touched, sizeof(TouchedRange), t->n_touched);
         return 0;
@@ -273,6 +284,16 @@ static void set_rollback_failed(Transaction *t, sd_bus_error *error, const char 
                           strempty(first), first ? " " : "", undo, ids);
 }
 
+void transaction_rollback_failed(Transaction *t, Range *range, int error, uint32_t gpu_id) {
+        TouchedRange *tr = find_touched(t, range);
+
+        /* Every step touches its range first (transaction_touch()). */
+        assert(tr);
+        range->rollback_failed = true;
+        tr->rollback_error = error;
+        tr->rollback_gpu = gpu_id;
+}
+
 void transaction_abort(Transaction *t, sd_bus_error *error) {
         Manager *m = t->manager;
         char ids[256] = "";
@@ -303,7 +324,9 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                                 m->n_degraded++;
                         }
                         range->want_gone = tr->created;
-                        range->want_mapped = tr->mapped_before;
+                        if (tr->mapped_before != 0)
+                                range_extra_adopt(range, TAKE_PTR(tr->spare_extra));
+                        range_set_want_mapped(range, tr->mapped_before);
                         if (range_svm(range) && tr->svm_before)
                                 range_svm(range)->want = *tr->svm_before;
                         degraded = true;
@@ -312,12 +335,12 @@ void transaction_abort(Transaction *t, sd_bus_error *error) {
                                 o += (size_t) snprintf(ids + o, sizeof(ids) - o, "%s%" PRIu64, o ? ", " : "", range->id);
                         char gpu[32] = "";
 
-                        if (range->rollback_gpu != 0)
-                                snprintf(gpu, sizeof(gpu), "GPU 0x%x, ", range->rollback_gpu);
-                        log_fields(LOG_WARNING, &((LogFields) { .range_id = range->id, .gpu_id = range->rollback_gpu }),
+                        if (tr->rollback_gpu != 0)
+                                snprintf(gpu, sizeof(gpu), "GPU 0x%x, ", tr->rollback_gpu);
+                        log_fields(LOG_WARNING, &((LogFields) { .range_id = range->id, .gpu_id = tr->rollback_gpu }),
                                    "Rolling back a change of range %" PRIu64 " failed (%s%s); it is degraded "
                                    "until repaired.", range->id, gpu,
-                                   strerrorname_np(-range->rollback_error) ?: "unknown errno");
+                                   strerrorname_np(-tr->rollback_error) ?: "unknown errno");
                 } else if (tr->created)
                         range_free_struct(range); /* every undo ran: it is out of all tables */
         }
@@ -396,7 +419,7 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
                 /* A batch range may have lost some pieces before the failing one: those frees
                  * cannot be undone, so this one must be finished rather than rolled back. */
                 for (uint32_t p = 0; p < range->n_pieces; p++)
-                        any_freed = any_freed || !range->pieces[p].allocated;
+                        any_freed = any_freed || !range_piece_allocated(&range->pieces[p]);
 
                 if (!irreversible && !any_freed) {
                         /* Nothing irreversible happened yet: the caller rolls everything back. */
@@ -413,7 +436,7 @@ int transaction_commit(Transaction *t, sd_bus_error *error) {
                         m->n_degraded++;
                 }
                 range->want_gone = true;
-                range->want_mapped = 0;
+                range_set_want_mapped(range, 0);
                 /* The free is acknowledged: a restart must not bring it back. */
                 persist_range_gone(m, range);
                 manager_schedule_repair(m);

@@ -26,12 +26,18 @@
 typedef struct Manager Manager;
 typedef struct Range Range;
 typedef struct KfdSvmAttrs KfdSvmAttrs;
+typedef struct RangeExtra RangeExtra;
 
 typedef struct TouchedRange {
         Range *range;
         bool created;           /* created in this transaction */
         uint64_t mapped_before;
         KfdSvmAttrs *svm_before;        /* svm ranges that existed before: all their attributes */
+        /* A range that existed, mapped, without a RangeExtra: where a failed rollback leaves repair
+         * heading needs one (range_set_want_mapped()), and a rollback must not allocate. */
+        RangeExtra *spare_extra;
+        int rollback_error;     /* an undo failed: its errno (negative), for the log */
+        uint32_t rollback_gpu;  /* and the GPU it failed on, 0: none in particular */
 } TouchedRange;
 
 typedef struct Transaction {
@@ -55,6 +61,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Transaction *, transaction_free);
 
 /* Remember range's state before its first change in this transaction. */
 int transaction_touch(Transaction *t, Range *range, bool created);
+/* An undo of range (touched by t) failed with error on gpu_id (0: no GPU in particular): repair
+ * takes over. Called by the undos during the rollback; never allocates. */
+void transaction_rollback_failed(Transaction *t, Range *range, int error, uint32_t gpu_id);
 int transaction_queue_free(Transaction *t, Range *range);
 /* Whether range is queued to be freed when t commits. */
 bool transaction_frees(const Transaction *t, const Range *range);

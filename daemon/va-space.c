@@ -16,10 +16,8 @@
  *            search. Augmented with the largest 2 MiB-aligned extent of any hole in the subtree,
  *            so a 2 MiB-aligned best fit is found by one descent as well.
  *
- * Nodes come from a private pool (chunks of up to 2 MiB, free list threaded through the nodes),
- * which removes malloc's per-object header and keeps a node at 88 bytes. The pool keeps its
- * high-water mark until the VaSpace is freed; at 88 bytes per node that is bounded by the
- * number of ranges the daemon ever held at once.
+ * The node is the caller's (va-space.h): embedded in the object it places, it costs no allocation
+ * and no pointer back, and the object is found from its node (the daemon's Range).
  *
  * Aligned allocation
  *
@@ -56,31 +54,6 @@
 #include "va-space.h"
 
 #define VA_SPACE_PROBE 32
-#define VA_NODE_CHUNK_MIN 32
-/* Full-size chunks are one transparent huge page: fewer TLB misses when walking big trees. */
-#define VA_NODE_CHUNK_BYTES_MAX (UINT64_C(2) << 20)
-#define VA_NODE_CHUNK_MAX ((VA_NODE_CHUNK_BYTES_MAX - offsetof(VaNodeChunk, nodes)) / sizeof(VaNode))
-
-/*
- * Field order matters at 10^6 ranges, where every level of an address search is a cache miss: the
- * address links and start share 32 bytes, so they span two cache lines for one node in four
- * instead of three.
- */
-typedef struct VaNode {
-        AvlNode by_addr; /* on the free list: by_addr.left links free nodes */
-        uint64_t start;
-        uint64_t size;
-        AvlNode by_gap; /* linked only while gap > 0 */
-        uint64_t gap;           /* length of the hole after this range */
-        uint64_t fit_large_max; /* max over the by_gap subtree of va_node_fit_large() */
-        void *data;             /* the caller's object for this range (the daemon's Range) */
-} VaNode;
-
-typedef struct VaNodeChunk {
-        struct VaNodeChunk *next;
-        size_t n_nodes;
-        VaNode nodes[];
-} VaNodeChunk;
 
 struct VaSpace {
         uint64_t base;
@@ -93,11 +66,6 @@ struct VaSpace {
         uint64_t bytes_used;
         uint64_t n_ranges;
         uint64_t n_holes;
-
-        VaNodeChunk *chunks;
-        VaNode *free_nodes;
-        size_t next_chunk_nodes;
-        uint64_t pool_bytes;
 
         bool window_mapped;
 };
@@ -270,53 +238,6 @@ static VaNode *va_space_find_hole(VaSpace *s, uint64_t size, uint64_t alignment)
         return certain;
 }
 
-static VaNodeChunk *va_node_chunk_new(size_t n_nodes) {
-        void *p;
-
-        if (n_nodes < VA_NODE_CHUNK_MAX)
-                return malloc(offsetof(VaNodeChunk, nodes) + n_nodes * sizeof(VaNode));
-
-        if (posix_memalign(&p, VA_NODE_CHUNK_BYTES_MAX, VA_NODE_CHUNK_BYTES_MAX) != 0)
-                return NULL;
-        (void) madvise(p, VA_NODE_CHUNK_BYTES_MAX, MADV_HUGEPAGE); /* only a hint */
-        return p;
-}
-
-static VaNode *va_space_node_new(VaSpace *s) {
-        VaNode *n;
-
-        if (!s->free_nodes) {
-                VaNodeChunk *c;
-                size_t k = s->next_chunk_nodes;
-
-                c = va_node_chunk_new(k);
-                if (!c)
-                        return NULL;
-                c->n_nodes = k;
-                c->next = s->chunks;
-                s->chunks = c;
-                s->pool_bytes += k < VA_NODE_CHUNK_MAX ? offsetof(VaNodeChunk, nodes) + k * sizeof(VaNode)
-                                                       : VA_NODE_CHUNK_BYTES_MAX;
-                /* Grow geometrically so small spaces stay small and big ones allocate rarely. */
-                s->next_chunk_nodes = MIN(k * 2, (size_t) VA_NODE_CHUNK_MAX);
-
-                for (size_t i = k; i > 0; i--) {
-                        c->nodes[i - 1].by_addr.left = s->free_nodes ? &s->free_nodes->by_addr : NULL;
-                        s->free_nodes = &c->nodes[i - 1];
-                }
-        }
-
-        n = s->free_nodes;
-        s->free_nodes = va_addr_entry(n->by_addr.left);
-        *n = (VaNode) {};
-        return n;
-}
-
-static void va_space_node_put(VaSpace *s, VaNode *n) {
-        n->by_addr.left = s->free_nodes ? &s->free_nodes->by_addr : NULL;
-        s->free_nodes = n;
-}
-
 int va_space_new(VaSpace **ret, uint64_t base, uint64_t size) {
         VaSpace *s;
         uint64_t end;
@@ -338,7 +259,6 @@ int va_space_new(VaSpace **ret, uint64_t base, uint64_t size) {
                 .by_gap.update = va_gap_update,
                 .head.start = base,
                 .head.gap = size,
-                .next_chunk_nodes = VA_NODE_CHUNK_MIN,
         };
         va_gap_link(s, &s->head);
 
@@ -352,13 +272,6 @@ VaSpace *va_space_free(VaSpace *s) {
 
         if (s->window_mapped)
                 (void) munmap((void *) (uintptr_t) s->base, s->size);
-
-        while (s->chunks) {
-                VaNodeChunk *c = s->chunks;
-
-                s->chunks = c->next;
-                free(c);
-        }
         free(s);
         return NULL;
 }
@@ -380,20 +293,17 @@ static VaNode *va_space_node_at_or_before(VaSpace *s, uint64_t addr) {
 }
 
 /*
- * Carves [va, va + size) out of the hole after p, which must contain it, into the fresh node n.
+ * Carves [va, va + size) out of the hole after p, which must contain it, into the caller's node n.
  * n is linked right after p in address order without a search.
  */
-static void va_space_split(VaSpace *s, VaNode *p, VaNode *n, uint64_t va, uint64_t size, void *data) {
+static void va_space_split(VaSpace *s, VaNode *p, VaNode *n, uint64_t va, uint64_t size) {
         uint64_t hole_end = va_node_end(p) + p->gap;
 
         va_gap_unlink(s, p);
         p->gap = va - va_node_end(p);
         va_gap_link(s, p);
 
-        n->start = va;
-        n->size = size;
-        n->data = data;
-        n->gap = hole_end - (va + size);
+        *n = (VaNode) { .start = va, .size = size, .gap = hole_end - (va + size) };
         va_gap_link(s, n);
         avl_insert_after(&s->by_addr, p == &s->head ? NULL : &p->by_addr, &n->by_addr);
 
@@ -401,12 +311,13 @@ static void va_space_split(VaSpace *s, VaNode *p, VaNode *n, uint64_t va, uint64
         s->n_ranges++;
 }
 
-int va_space_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, uint64_t *ret_va) {
-        VaNode *p, *n;
+int va_space_alloc(VaSpace *s, VaNode *node, uint64_t size, uint64_t alignment) {
+        VaNode *p;
         uint64_t va;
         bool ok;
 
         assert(s);
+        assert(node);
 
         if (size == 0 || !align_up_ok(size, VA_SPACE_PAGE_SIZE, &size))
                 return -EINVAL;
@@ -424,22 +335,16 @@ int va_space_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, ui
         assert(ok);
         (void) ok;
 
-        n = va_space_node_new(s);
-        if (!n)
-                return -ENOMEM;
-
-        va_space_split(s, p, n, va, size, data);
-
-        if (ret_va)
-                *ret_va = va;
+        va_space_split(s, p, node, va, size);
         return 0;
 }
 
-int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size, void *data) {
-        VaNode *p, *n;
+int va_space_reserve(VaSpace *s, VaNode *node, uint64_t va, uint64_t size) {
+        VaNode *p;
         uint64_t end;
 
         assert(s);
+        assert(node);
 
         if (size == 0 || va % VA_SPACE_PAGE_SIZE != 0 || size % VA_SPACE_PAGE_SIZE != 0)
                 return -EINVAL;
@@ -452,30 +357,27 @@ int va_space_reserve(VaSpace *s, uint64_t va, uint64_t size, void *data) {
         if (va_node_end(p) > va || end > va_node_end(p) + p->gap)
                 return -EBUSY;
 
-        n = va_space_node_new(s);
-        if (!n)
-                return -ENOMEM;
-
-        va_space_split(s, p, n, va, size, data);
+        va_space_split(s, p, node, va, size);
         return 0;
 }
 
-int va_space_release(VaSpace *s, uint64_t va, uint64_t *ret_size) {
-        VaNode *n = NULL, *p;
+int va_space_release(VaSpace *s, VaNode *n) {
+        VaNode *p, *k = NULL;
         uint64_t size;
 
         assert(s);
+        assert(n);
 
+        /* Found by its start, so that a node that is not in s (never placed, released already, or
+         * refused by va_space_reserve() for a start another node has) changes nothing. */
         for (AvlNode *x = s->by_addr.root; x;) {
-                VaNode *k = va_addr_entry(x);
-
-                if (va == k->start) {
-                        n = k;
+                k = va_addr_entry(x);
+                if (n->start == k->start)
                         break;
-                }
-                x = va < k->start ? x->left : x->right;
+                x = n->start < k->start ? x->left : x->right;
+                k = NULL;
         }
-        if (!n)
+        if (k != n)
                 return -ENOENT;
 
         p = va_addr_entry(avl_prev(&n->by_addr)) ?: &s->head;
@@ -487,35 +389,26 @@ int va_space_release(VaSpace *s, uint64_t va, uint64_t *ret_size) {
         p->gap += n->size + n->gap;
         va_gap_link(s, p);
         avl_erase(&s->by_addr, &n->by_addr);
-        va_space_node_put(s, n);
+        n->by_gap = n->by_addr = (AvlNode) {};
+        n->gap = n->fit_large_max = 0;
 
         s->bytes_used -= size;
         s->n_ranges--;
-
-        if (ret_size)
-                *ret_size = size;
         return 0;
 }
 
-int va_space_lookup(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data) {
+VaNode *va_space_lookup(VaSpace *s, uint64_t addr) {
         VaNode *n;
 
         assert(s);
 
         n = va_space_node_at_or_before(s, addr);
         if (n == &s->head || addr - n->start >= n->size)
-                return -ENOENT;
-
-        if (ret_start)
-                *ret_start = n->start;
-        if (ret_size)
-                *ret_size = n->size;
-        if (ret_data)
-                *ret_data = n->data;
-        return 0;
+                return NULL;
+        return n;
 }
 
-int va_space_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data) {
+VaNode *va_space_next(VaSpace *s, uint64_t addr) {
         VaNode *best = NULL;
 
         assert(s);
@@ -529,16 +422,7 @@ int va_space_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_
                 } else
                         x = x->right;
         }
-        if (!best)
-                return -ENOENT;
-
-        if (ret_start)
-                *ret_start = best->start;
-        if (ret_size)
-                *ret_size = best->size;
-        if (ret_data)
-                *ret_data = best->data;
-        return 0;
+        return best;
 }
 
 void va_space_get_stats(const VaSpace *s, VaSpaceStats *ret) {
@@ -555,7 +439,6 @@ void va_space_get_stats(const VaSpace *s, VaSpaceStats *ret) {
                 .largest_hole = largest ? va_gap_entry(largest)->gap : 0,
                 .n_ranges = s->n_ranges,
                 .n_holes = s->n_holes,
-                .metadata_bytes = sizeof(VaSpace) + s->pool_bytes,
         };
 }
 

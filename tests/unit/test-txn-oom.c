@@ -140,7 +140,6 @@ static void state_get(State *ret) {
         for (Range *range = manager_ranges_from(m, 0); range; range = manager_ranges_next(m, range))
                 ret->batch_users += range_n_batch_users(range);
         va_space_get_stats(m->va, &ret->va);
-        ret->va.metadata_bytes = 0; /* free node slots are kept */
         for (size_t i = 0; i < m->n_gpus; i++) {
                 ret->gpu[i][0] = m->gpus[i]->vram_allocated;
                 ret->gpu[i][1] = m->gpus[i]->gtt_allocated;
@@ -288,8 +287,8 @@ static int setup_host_range(const Op *op, Range **ret) {
 static int run_create_batch(const Op *op, Range *host, sd_bus_error *error) {
         _cleanup_(transaction_freep) Transaction *t = NULL;
         const RangeSpecPiece pieces[2] = {
-                { .userptr = host->va, .size = 64 * 1024, .source = host },
-                { .userptr = host->va + MIB, .size = 128 * 1024, .source = host },
+                { .userptr = range_va(host), .size = 64 * 1024, .source = host },
+                { .userptr = range_va(host) + MIB, .size = 128 * 1024, .source = host },
         };
         RangeSpec spec = {
                 .size = 192 * 1024,

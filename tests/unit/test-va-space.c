@@ -21,7 +21,108 @@
 /* A base that is 4 KiB- but not 2 MiB-aligned, so that default alignment has to pad. */
 #define ODD_BASE (VA_SPACE_DEFAULT_BASE + 4 * KiB)
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(VaSpace *, va_space_free);
+/*
+ * The VaSpace places nodes its caller embeds in its objects (va-space.h). The tests' object is a
+ * TestNode with a data pointer, allocated and freed by these wrappers, which answer as the
+ * address-based interface the tests are written against.
+ */
+typedef struct TestNode {
+        VaNode node;
+        void *data;
+} TestNode;
+
+static TestNode *test_node(VaNode *n) {
+        return n ? (TestNode *) ((char *) n - offsetof(TestNode, node)) : NULL;
+}
+
+static TestNode *test_node_new(void *data) {
+        TestNode *t = calloc(1, sizeof(TestNode));
+
+        ASSERT_NOT_NULL(t);
+        t->data = data;
+        return t;
+}
+
+static int tn_alloc(VaSpace *s, uint64_t size, uint64_t alignment, void *data, uint64_t *ret_va) {
+        TestNode *t = test_node_new(data);
+        int r;
+
+        r = va_space_alloc(s, &t->node, size, alignment);
+        if (r < 0) {
+                free(t);
+                return r;
+        }
+        if (ret_va)
+                *ret_va = t->node.start;
+        return 0;
+}
+
+static int tn_reserve(VaSpace *s, uint64_t va, uint64_t size, void *data) {
+        TestNode *t = test_node_new(data);
+        int r;
+
+        r = va_space_reserve(s, &t->node, va, size);
+        if (r < 0) {
+                /* Refused: releasing the node changes nothing, even with the start of another. */
+                t->node.start = va;
+                t->node.size = size;
+                ASSERT_RET(va_space_release(s, &t->node), -ENOENT);
+                ASSERT_RET(va_space_verify(s), 0);
+                free(t);
+                return r;
+        }
+        ASSERT_TRUE(t->node.start == va && t->node.size == size);
+        return 0;
+}
+
+static int tn_release(VaSpace *s, uint64_t va, uint64_t *ret_size) {
+        VaNode *n = va_space_lookup(s, va);
+        uint64_t size;
+
+        if (!n || n->start != va)
+                return -ENOENT;
+        size = n->size;
+        ASSERT_RET(va_space_release(s, n), 0);
+        /* Its place stays readable; a second release finds it gone. */
+        ASSERT_TRUE(n->start == va && n->size == size);
+        ASSERT_RET(va_space_release(s, n), -ENOENT);
+        free(test_node(n));
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+static int tn_found(VaNode *n, uint64_t *ret_start, uint64_t *ret_size, void **ret_data) {
+        if (!n)
+                return -ENOENT;
+        if (ret_start)
+                *ret_start = n->start;
+        if (ret_size)
+                *ret_size = n->size;
+        if (ret_data)
+                *ret_data = test_node(n)->data;
+        return 0;
+}
+
+static int tn_lookup(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data) {
+        return tn_found(va_space_lookup(s, addr), ret_start, ret_size, ret_data);
+}
+
+static int tn_next(VaSpace *s, uint64_t addr, uint64_t *ret_start, uint64_t *ret_size, void **ret_data) {
+        return tn_found(va_space_next(s, addr), ret_start, ret_size, ret_data);
+}
+
+/* The nodes are the tests': freed with the space. */
+static VaSpace *space_free(VaSpace *s) {
+        VaNode *n;
+
+        while (s && (n = va_space_next(s, 0))) {
+                ASSERT_RET(va_space_release(s, n), 0);
+                free(test_node(n));
+        }
+        return va_space_free(s);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(VaSpace *, space_free);
 
 static VaSpace *space_new(uint64_t base, uint64_t size) {
         VaSpace *s = NULL;
@@ -110,10 +211,10 @@ static void test_alloc_args(void) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                _cleanup_(va_space_freep) VaSpace *s = space_new(ODD_BASE, 1 * GiB);
+                _cleanup_(space_freep) VaSpace *s = space_new(ODD_BASE, 1 * GiB);
                 uint64_t va = UINT64_C(0xdead), start, size;
 
-                ASSERT_RET(va_space_alloc(s, table[i].size, table[i].alignment, NULL, &va), table[i].ret);
+                ASSERT_RET(tn_alloc(s, table[i].size, table[i].alignment, NULL, &va), table[i].ret);
                 if (table[i].ret < 0) {
                         ASSERT_UEQ(va, 0xdead);
                         ASSERT_UEQ(space_stats(s).n_ranges, 0);
@@ -121,7 +222,7 @@ static void test_alloc_args(void) {
                 }
 
                 ASSERT_UEQ(va - ODD_BASE, table[i].offset);
-                ASSERT_RET(va_space_lookup(s, va, &start, &size, NULL), 0);
+                ASSERT_RET(tn_lookup(s, va, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, va);
                 ASSERT_UEQ(size, table[i].rounded);
                 ASSERT_UEQ(space_stats(s).bytes_used, table[i].rounded);
@@ -135,10 +236,10 @@ static VaSpace *space_with_holes(const unsigned *pages, size_t n) {
         VaSpace *s = space_new(base, size);
 
         for (size_t i = 0; i < n; i++) {
-                ASSERT_RET(va_space_reserve(s, at, 4 * KiB, NULL), 0);
+                ASSERT_RET(tn_reserve(s, at, 4 * KiB, NULL), 0);
                 at += 4 * KiB + pages[i] * 4 * KiB;
         }
-        ASSERT_RET(va_space_reserve(s, at, base + size - at, NULL), 0);
+        ASSERT_RET(tn_reserve(s, at, base + size - at, NULL), 0);
         ASSERT_UEQ(space_stats(s).n_holes, n);
         return s;
 }
@@ -165,10 +266,10 @@ static void test_best_fit(void) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                _cleanup_(va_space_freep) VaSpace *s = space_with_holes(holes, ELEMENTSOF(holes));
+                _cleanup_(space_freep) VaSpace *s = space_with_holes(holes, ELEMENTSOF(holes));
                 uint64_t va, hole_start = VA_SPACE_DEFAULT_BASE + 4 * KiB;
 
-                ASSERT_RET(va_space_alloc(s, table[i].size, table[i].alignment, NULL, &va), table[i].ret);
+                ASSERT_RET(tn_alloc(s, table[i].size, table[i].alignment, NULL, &va), table[i].ret);
                 if (table[i].ret < 0)
                         continue;
 
@@ -209,17 +310,17 @@ static void test_reserve(void) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                _cleanup_(va_space_freep) VaSpace *s = space_new(B, W);
+                _cleanup_(space_freep) VaSpace *s = space_new(B, W);
                 uint64_t start, size;
 
-                ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 1 * MiB, NULL), 0);
-                ASSERT_RET(va_space_reserve(s, B + table[i].offset, table[i].size, NULL), table[i].ret);
+                ASSERT_RET(tn_reserve(s, B + 1 * MiB, 1 * MiB, NULL), 0);
+                ASSERT_RET(tn_reserve(s, B + table[i].offset, table[i].size, NULL), table[i].ret);
                 ASSERT_RET(va_space_verify(s), 0);
                 if (table[i].ret < 0) {
                         ASSERT_UEQ(space_stats(s).n_ranges, 1);
                         continue;
                 }
-                ASSERT_RET(va_space_lookup(s, B + table[i].offset, &start, &size, NULL), 0);
+                ASSERT_RET(tn_lookup(s, B + table[i].offset, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, B + table[i].offset);
                 ASSERT_UEQ(size, table[i].size);
                 ASSERT_UEQ(space_stats(s).bytes_used, 1 * MiB + table[i].size);
@@ -243,11 +344,11 @@ static void test_release_coalesce(void) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                _cleanup_(va_space_freep) VaSpace *s = space_new(VA_SPACE_DEFAULT_BASE, 1 * MiB);
+                _cleanup_(space_freep) VaSpace *s = space_new(VA_SPACE_DEFAULT_BASE, 1 * MiB);
                 uint64_t va[3], size;
 
                 for (unsigned k = 0; k < 3; k++) {
-                        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, NULL, &va[k]), 0);
+                        ASSERT_RET(tn_alloc(s, 8 * KiB, 0, NULL, &va[k]), 0);
                         ASSERT_UEQ(va[k], VA_SPACE_DEFAULT_BASE + k * 8 * KiB);
                 }
                 ASSERT_UEQ(space_stats(s).n_holes, 1);
@@ -255,10 +356,10 @@ static void test_release_coalesce(void) {
                 for (unsigned k = 0; k < 3; k++) {
                         uint64_t v = va[table[i].order[k]];
 
-                        ASSERT_RET(va_space_release(s, v + 4 * KiB, NULL), -ENOENT); /* not a start */
-                        ASSERT_RET(va_space_release(s, v, &size), 0);
+                        ASSERT_RET(tn_release(s, v + 4 * KiB, NULL), -ENOENT); /* not a start */
+                        ASSERT_RET(tn_release(s, v, &size), 0);
                         ASSERT_UEQ(size, 8 * KiB);
-                        ASSERT_RET(va_space_release(s, v, &size), -ENOENT);
+                        ASSERT_RET(tn_release(s, v, &size), -ENOENT);
                         ASSERT_RET(va_space_verify(s), 0);
 
                         VaSpaceStats st = space_stats(s);
@@ -272,7 +373,7 @@ static void test_release_coalesce(void) {
 
 static void test_lookup_next(void) {
         const uint64_t B = VA_SPACE_DEFAULT_BASE;
-        _cleanup_(va_space_freep) VaSpace *s = space_new(B, 16 * MiB);
+        _cleanup_(space_freep) VaSpace *s = space_new(B, 16 * MiB);
         static const struct {
                 uint64_t offset;
                 int ret;
@@ -295,15 +396,15 @@ static void test_lookup_next(void) {
         /* Each range's data is a distinct pointer: lookups must return the one of the range found. */
         static char objects[3 * MiB];
 
-        ASSERT_RET(va_space_reserve(s, B, 8 * KiB, &objects[0]), 0);
-        ASSERT_RET(va_space_reserve(s, B + 8 * KiB, 4 * KiB, &objects[8 * KiB]), 0);
-        ASSERT_RET(va_space_reserve(s, B + 1 * MiB, 2 * MiB, &objects[1 * MiB]), 0);
+        ASSERT_RET(tn_reserve(s, B, 8 * KiB, &objects[0]), 0);
+        ASSERT_RET(tn_reserve(s, B + 8 * KiB, 4 * KiB, &objects[8 * KiB]), 0);
+        ASSERT_RET(tn_reserve(s, B + 1 * MiB, 2 * MiB, &objects[1 * MiB]), 0);
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
                 uint64_t start = 0xdead, size = 0xdead, addr = B + table[i].offset;
                 void *data = NULL;
 
-                ASSERT_RET(va_space_lookup(s, addr, &start, &size, &data), table[i].ret);
+                ASSERT_RET(tn_lookup(s, addr, &start, &size, &data), table[i].ret);
                 if (table[i].ret == 0) {
                         ASSERT_UEQ(start, B + table[i].start);
                         ASSERT_TRUE(data == &objects[table[i].start]);
@@ -311,9 +412,9 @@ static void test_lookup_next(void) {
                         ASSERT_TRUE(start == 0xdead && size == 0xdead && !data);
 
                 if (table[i].next == (uint64_t) -1)
-                        ASSERT_RET(va_space_next(s, addr, &start, &size, &data), -ENOENT);
+                        ASSERT_RET(tn_next(s, addr, &start, &size, &data), -ENOENT);
                 else {
-                        ASSERT_RET(va_space_next(s, addr, &start, &size, &data), 0);
+                        ASSERT_RET(tn_next(s, addr, &start, &size, &data), 0);
                         ASSERT_UEQ(start, B + table[i].next);
                         ASSERT_TRUE(data == &objects[table[i].next]);
                 }
@@ -322,25 +423,25 @@ static void test_lookup_next(void) {
 
 /* Fill a window with single pages, then reuse freed pages exactly. */
 static void test_exhaust(void) {
-        _cleanup_(va_space_freep) VaSpace *s = space_new(ODD_BASE, 1 * MiB);
+        _cleanup_(space_freep) VaSpace *s = space_new(ODD_BASE, 1 * MiB);
         uint64_t va;
 
         for (unsigned i = 0; i < 256; i++) {
-                ASSERT_RET(va_space_alloc(s, 1, 0, NULL, &va), 0);
+                ASSERT_RET(tn_alloc(s, 1, 0, NULL, &va), 0);
                 ASSERT_UEQ(va, ODD_BASE + i * 4 * KiB);
         }
-        ASSERT_RET(va_space_alloc(s, 1, 0, NULL, &va), -ENOMEM);
+        ASSERT_RET(tn_alloc(s, 1, 0, NULL, &va), -ENOMEM);
 
         VaSpaceStats st = space_stats(s);
         ASSERT_UEQ(st.n_holes, 0);
         ASSERT_UEQ(st.largest_hole, 0);
         ASSERT_UEQ(st.bytes_used, 1 * MiB);
 
-        ASSERT_RET(va_space_release(s, ODD_BASE + 100 * 4 * KiB, NULL), 0);
-        ASSERT_RET(va_space_release(s, ODD_BASE + 101 * 4 * KiB, NULL), 0);
-        ASSERT_RET(va_space_alloc(s, 12 * KiB, 0, NULL, &va), -ENOMEM);
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), -ENOMEM); /* page 100 is odd */
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 0, NULL, &va), 0);
+        ASSERT_RET(tn_release(s, ODD_BASE + 100 * 4 * KiB, NULL), 0);
+        ASSERT_RET(tn_release(s, ODD_BASE + 101 * 4 * KiB, NULL), 0);
+        ASSERT_RET(tn_alloc(s, 12 * KiB, 0, NULL, &va), -ENOMEM);
+        ASSERT_RET(tn_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), -ENOMEM); /* page 100 is odd */
+        ASSERT_RET(tn_alloc(s, 8 * KiB, 0, NULL, &va), 0);
         ASSERT_UEQ(va, ODD_BASE + 100 * 4 * KiB);
         ASSERT_RET(va_space_verify(s), 0);
 }
@@ -351,32 +452,32 @@ static void test_exhaust(void) {
  */
 static void test_probe(void) {
         const uint64_t B = VA_SPACE_DEFAULT_BASE, W = 1 * GiB;
-        _cleanup_(va_space_freep) VaSpace *s = space_new(B, W);
+        _cleanup_(space_freep) VaSpace *s = space_new(B, W);
         uint64_t va, at;
 
         /*
          * 200 two-page holes, pages 1–2 of each 64 KiB block: page 0 of the first block is taken, then
          * each range covers pages 3–15 of one block and page 0 of the next.
          */
-        ASSERT_RET(va_space_reserve(s, B, 4 * KiB, NULL), 0);
+        ASSERT_RET(tn_reserve(s, B, 4 * KiB, NULL), 0);
         for (unsigned i = 0; i < 200; i++) {
                 at = B + 64 * KiB * i + 12 * KiB;
-                ASSERT_RET(va_space_reserve(s, at, i == 199 ? B + W - at : 56 * KiB, NULL), 0);
+                ASSERT_RET(tn_reserve(s, at, i == 199 ? B + W - at : 56 * KiB, NULL), 0);
         }
         ASSERT_UEQ(space_stats(s).n_holes, 200);
 
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 4 * KiB, NULL, &va), 0);
+        ASSERT_RET(tn_alloc(s, 8 * KiB, 4 * KiB, NULL, &va), 0);
         ASSERT_UEQ(va, B + 4 * KiB);
         /* No hole has an 8 KiB-aligned 8 KiB extent. */
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), -ENOMEM);
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 16 * KiB, NULL, &va), -ENOMEM);
-        ASSERT_RET(va_space_alloc(s, 4 * KiB, 2 * MiB, NULL, &va), -ENOMEM);
+        ASSERT_RET(tn_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), -ENOMEM);
+        ASSERT_RET(tn_alloc(s, 8 * KiB, 16 * KiB, NULL, &va), -ENOMEM);
+        ASSERT_RET(tn_alloc(s, 4 * KiB, 2 * MiB, NULL, &va), -ENOMEM);
 
         /* One larger hole (≥ size + alignment − 4 KiB), far away in address and probe order. */
-        ASSERT_RET(va_space_release(s, B + 64 * KiB * 150 + 12 * KiB, NULL), 0);
-        ASSERT_RET(va_space_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), 0);
+        ASSERT_RET(tn_release(s, B + 64 * KiB * 150 + 12 * KiB, NULL), 0);
+        ASSERT_RET(tn_alloc(s, 8 * KiB, 8 * KiB, NULL, &va), 0);
         ASSERT_UEQ(va, B + 64 * KiB * 150 + 8 * KiB);
-        ASSERT_RET(va_space_alloc(s, 4 * KiB, 16 * KiB, NULL, &va), 0);
+        ASSERT_RET(tn_alloc(s, 4 * KiB, 16 * KiB, NULL, &va), 0);
         ASSERT_UEQ(va, B + 64 * KiB * 150 + 16 * KiB);
         ASSERT_RET(va_space_verify(s), 0);
 }
@@ -573,12 +674,12 @@ static void model_compare(const Model *m, VaSpace *s) {
         ASSERT_UEQ(st.largest_hole, largest);
 
         for (size_t i = 0; i < m->n; i++) {
-                ASSERT_RET(va_space_next(s, addr, &start, &size, NULL), 0);
+                ASSERT_RET(tn_next(s, addr, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, m->v[i].start);
                 ASSERT_UEQ(size, m->v[i].size);
                 addr = start + 1;
         }
-        ASSERT_RET(va_space_next(s, addr, &start, &size, NULL), -ENOENT);
+        ASSERT_RET(tn_next(s, addr, &start, &size, NULL), -ENOENT);
 }
 
 typedef struct RandomConfig {
@@ -598,7 +699,7 @@ static void random_alloc(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) {
         static const uint64_t alignments[] = {
                 4 * KiB, 8 * KiB, 64 * KiB, 1 * MiB, 2 * MiB, 4 * MiB, 1 * GiB,
         };
-        uint64_t size, alignment = 0, effective, rounded, va, best;
+        uint64_t size, alignment = 0, effective, rounded, va = 0, best;
         bool certain;
         int r;
 
@@ -608,7 +709,7 @@ static void random_alloc(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) {
         if (rng_range(rng, 200) == 0)
                 size = 0; /* invalid */
 
-        r = va_space_alloc(s, size, alignment, NULL, &va);
+        r = tn_alloc(s, size, alignment, NULL, &va);
         if (size == 0) {
                 ASSERT_RET(r, -EINVAL);
                 c->alloc_einval++;
@@ -681,7 +782,7 @@ static void random_reserve(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c)
                         expected = 0;
         }
 
-        ASSERT_RET(va_space_reserve(s, va, size, NULL), expected);
+        ASSERT_RET(tn_reserve(s, va, size, NULL), expected);
         if (expected < 0) {
                 c->reserve_fail++;
                 return;
@@ -700,13 +801,13 @@ static void random_release(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c)
 
                 if (i < m->n && m->v[i].start == va)
                         return;
-                ASSERT_RET(va_space_release(s, va, &size), -ENOENT);
+                ASSERT_RET(tn_release(s, va, &size), -ENOENT);
                 c->release_enoent++;
                 return;
         }
 
         size_t i = rng_range(rng, m->n);
-        ASSERT_RET(va_space_release(s, m->v[i].start, &size), 0);
+        ASSERT_RET(tn_release(s, m->v[i].start, &size), 0);
         ASSERT_UEQ(size, m->v[i].size);
         model_remove(m, i);
         c->release_ok++;
@@ -718,11 +819,11 @@ static void random_lookup(VaSpace *s, Model *m, uint64_t *rng, RandomCounts *c) 
 
         c->lookups++;
         if (i > 0 && addr - m->v[i - 1].start < m->v[i - 1].size) {
-                ASSERT_RET(va_space_lookup(s, addr, &start, &size, NULL), 0);
+                ASSERT_RET(tn_lookup(s, addr, &start, &size, NULL), 0);
                 ASSERT_UEQ(start, m->v[i - 1].start);
                 ASSERT_UEQ(size, m->v[i - 1].size);
         } else
-                ASSERT_RET(va_space_lookup(s, addr, &start, &size, NULL), -ENOENT);
+                ASSERT_RET(tn_lookup(s, addr, &start, &size, NULL), -ENOENT);
 }
 
 static void test_random(void) {
@@ -737,7 +838,7 @@ static void test_random(void) {
 
         for (size_t t = 0; t < ELEMENTSOF(table); t++) {
                 const RandomConfig *cfg = &table[t];
-                _cleanup_(va_space_freep) VaSpace *s = space_new(cfg->base, cfg->size);
+                _cleanup_(space_freep) VaSpace *s = space_new(cfg->base, cfg->size);
                 Model m = { .base = cfg->base, .size = cfg->size };
                 RandomCounts c = {};
                 uint64_t rng = cfg->seed;
@@ -768,7 +869,7 @@ static void test_random(void) {
                 while (m.n > 0) {
                         size_t i = rng_range(&rng, m.n);
 
-                        ASSERT_RET(va_space_release(s, m.v[i].start, NULL), 0);
+                        ASSERT_RET(tn_release(s, m.v[i].start, NULL), 0);
                         model_remove(&m, i);
                 }
                 model_compare(&m, s);
@@ -807,7 +908,7 @@ static uint64_t scale_size(uint64_t *rng) {
 }
 
 static void scale_run(size_t live, uint64_t seed) {
-        _cleanup_(va_space_freep) VaSpace *s = space_new(VA_SPACE_DEFAULT_BASE, VA_SPACE_DEFAULT_SIZE);
+        _cleanup_(space_freep) VaSpace *s = space_new(VA_SPACE_DEFAULT_BASE, VA_SPACE_DEFAULT_SIZE);
         _cleanup_free_ uint64_t *va = calloc(live, sizeof(uint64_t));
         size_t batch = MIN(live / 4, (size_t) 1024), rounds = 256;
         uint64_t rng = seed, t, t_fill, t_alloc = 0, t_release = 0, t_lookup = 0, t_harness,
@@ -818,7 +919,7 @@ static void scale_run(size_t live, uint64_t seed) {
 
         t = now_ns();
         for (size_t i = 0; i < live; i++)
-                ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, NULL, &va[i]), 0);
+                ASSERT_RET(tn_alloc(s, scale_size(&rng), 0, NULL, &va[i]), 0);
         t_fill = now_ns() - t;
 
         /* Churn: release a random batch, allocate as many again; reaches a fragmented steady state. */
@@ -833,19 +934,19 @@ static void scale_run(size_t live, uint64_t seed) {
 
                 t = now_ns();
                 for (size_t j = live - batch; j < live; j++)
-                        ASSERT_RET(va_space_release(s, va[j], NULL), 0);
+                        ASSERT_RET(tn_release(s, va[j], NULL), 0);
                 t_release += now_ns() - t;
 
                 t = now_ns();
                 for (size_t j = live - batch; j < live; j++)
-                        ASSERT_RET(va_space_alloc(s, scale_size(&rng), 0, NULL, &va[j]), 0);
+                        ASSERT_RET(tn_alloc(s, scale_size(&rng), 0, NULL, &va[j]), 0);
                 t_alloc += now_ns() - t;
         }
 
         /* Lookups of random addresses inside random live ranges. */
         t = now_ns();
         for (size_t j = 0; j < rounds * batch; j++)
-                ASSERT_RET(va_space_lookup(s, va[rng_range(&rng, live)] + 1, &start, &size, NULL), 0);
+                ASSERT_RET(tn_lookup(s, va[rng_range(&rng, live)] + 1, &start, &size, NULL), 0);
         t_lookup = now_ns() - t;
 
         /* What picking the random address costs by itself (the va[] access misses cache at 10^6). */
@@ -859,13 +960,13 @@ static void scale_run(size_t live, uint64_t seed) {
         va_space_get_stats(s, &st);
         ASSERT_RET(va_space_verify(s), 0);
         printf("scale: %7zu live: fill %6.0f ns/alloc; churn %6.0f ns/alloc, %6.0f ns/release; "
-               "lookup %6.0f ns (+%3.0f ns picking the address); %" PRIu64 " holes, %.1f bytes/range "
-               "(%" PRIu64 " bytes)\n",
+               "lookup %6.0f ns (+%3.0f ns picking the address); %" PRIu64 " holes, %zu bytes/range "
+               "(the caller's VaNode)\n",
                live, (double) t_fill / (double) live, (double) t_alloc / (double) (rounds * batch),
                (double) t_release / (double) (rounds * batch),
                (double) (t_lookup - MIN(t_lookup, t_harness)) / (double) (rounds * batch),
                (double) t_harness / (double) (rounds * batch),
-               st.n_holes, (double) st.metadata_bytes / (double) st.n_ranges, st.metadata_bytes);
+               st.n_holes, sizeof(VaNode));
 }
 
 static void test_scale(void) {
