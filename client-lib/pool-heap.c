@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "pool-heap.h"
 
 struct HeapBlock {
@@ -23,21 +24,11 @@ static unsigned bin_of(uint64_t size) {
 static void bin_insert(PoolHeap *h, HeapBlock *b) {
         HeapBlock **head = &h->bins[bin_of(b->size)];
 
-        b->bin_prev = NULL;
-        b->bin_next = *head;
-        if (*head)
-                (*head)->bin_prev = b;
-        *head = b;
+        LIST_PREPEND(*head, b, bin_prev, bin_next);
 }
 
 static void bin_remove(PoolHeap *h, HeapBlock *b) {
-        if (b->bin_prev)
-                b->bin_prev->bin_next = b->bin_next;
-        else
-                h->bins[bin_of(b->size)] = b->bin_next;
-        if (b->bin_next)
-                b->bin_next->bin_prev = b->bin_prev;
-        b->bin_prev = b->bin_next = NULL;
+        LIST_REMOVE(h->bins[bin_of(b->size)], b, bin_prev, bin_next);
 }
 
 /* Make sure n block structs are at hand, so that what follows cannot fail. */
@@ -172,11 +163,9 @@ int heap_add_chunk(PoolHeap *h, uint64_t id, uint64_t va, uint64_t size, HeapChu
                 free(b);
                 return -ENOMEM;
         }
-        *c = (HeapChunk) { .id = id, .va = va, .size = size, .first = b, .next = h->chunks };
+        *c = (HeapChunk) { .id = id, .va = va, .size = size, .first = b };
         *b = (HeapBlock) { .va = va, .size = size, .chunk = c };
-        if (h->chunks)
-                h->chunks->prev = c;
-        h->chunks = c;
+        LIST_PREPEND(h->chunks, c, prev, next);
         bin_insert(h, b);
         h->stats.chunks++;
         h->stats.chunk_bytes += size;
@@ -189,12 +178,7 @@ void heap_remove_chunk(PoolHeap *h, HeapChunk *c) {
         /* An idle chunk is one free block: neighbours always merge. */
         bin_remove(h, c->first);
         spare_put(h, c->first);
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                h->chunks = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(h->chunks, c, prev, next);
         h->stats.chunks--;
         h->stats.chunk_bytes -= c->size;
         free(c);

@@ -15,6 +15,7 @@
 #include "client.h"
 #include "context.h"
 #include "direct.h"
+#include "list.h"
 #include "log.h"
 #include "manager.h"
 #include "peer-pid.h"
@@ -277,24 +278,14 @@ void client_subscribe(Client *c, bool sees_all) {
         if (c->subscribed)
                 return;
         c->subscribed = true;
-        c->subscriber_prev = NULL;
-        c->subscriber_next = m->subscribers;
-        if (m->subscribers)
-                m->subscribers->subscriber_prev = c;
-        m->subscribers = c;
+        LIST_PREPEND(m->subscribers, c, subscriber_prev, subscriber_next);
 }
 
 static void client_unsubscribe(Client *c) {
         if (!c->subscribed)
                 return;
-        if (c->subscriber_prev)
-                c->subscriber_prev->subscriber_next = c->subscriber_next;
-        else
-                c->manager->subscribers = c->subscriber_next;
-        if (c->subscriber_next)
-                c->subscriber_next->subscriber_prev = c->subscriber_prev;
+        LIST_REMOVE(c->manager->subscribers, c, subscriber_prev, subscriber_next);
         c->subscribed = false;
-        c->subscriber_prev = c->subscriber_next = NULL;
 }
 
 bool client_sees_range(const Client *c, const Range *range) {
@@ -573,11 +564,7 @@ void manager_teardown_done(Manager *m) {
 void client_add_range(Client *c, Range *range) {
         c->n_ranges++;
         range->client = c;
-        range->client_prev = NULL;
-        range->client_next = c->ranges;
-        if (c->ranges)
-                c->ranges->client_prev = range;
-        c->ranges = range;
+        LIST_PREPEND(c->ranges, range, client_prev, client_next);
 }
 
 void client_remove_range(Range *range) {
@@ -585,13 +572,7 @@ void client_remove_range(Range *range) {
 
         if (!c)
                 return;
-        if (range->client_prev)
-                range->client_prev->client_next = range->client_next;
-        else
-                c->ranges = range->client_next;
-        if (range->client_next)
-                range->client_next->client_prev = range->client_prev;
+        LIST_REMOVE(c->ranges, range, client_prev, client_next);
         c->n_ranges--;
         range->client = NULL;
-        range->client_prev = range->client_next = NULL;
 }

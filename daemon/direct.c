@@ -54,6 +54,7 @@
 #include "client.h"
 #include "direct.h"
 #include "id-table.h"
+#include "list.h"
 #include "log.h"
 #include "manager.h"
 #include "svmd-protocol.h"
@@ -233,28 +234,14 @@ static void uid_count_release(DirectServer *s, UidCount *uc) {
 static void ring_remove(DirectServer *s, UidCount *uc) {
         if (!uc->in_ring)
                 return;
-        if (uc->ring_prev)
-                uc->ring_prev->ring_next = uc->ring_next;
-        else
-                s->ring_head = uc->ring_next;
-        if (uc->ring_next)
-                uc->ring_next->ring_prev = uc->ring_prev;
-        else
-                s->ring_tail = uc->ring_prev;
-        uc->ring_prev = uc->ring_next = NULL;
+        LIST_REMOVE_TAIL(s->ring_head, s->ring_tail, uc, ring_prev, ring_next);
         uc->in_ring = false;
 }
 
 static void ring_append(DirectServer *s, UidCount *uc) {
         if (uc->in_ring)
                 return;
-        uc->ring_next = NULL;
-        uc->ring_prev = s->ring_tail;
-        if (s->ring_tail)
-                s->ring_tail->ring_next = uc;
-        else
-                s->ring_head = uc;
-        s->ring_tail = uc;
+        LIST_APPEND(s->ring_head, s->ring_tail, uc, ring_prev, ring_next);
         uc->in_ring = true;
 }
 
@@ -265,13 +252,7 @@ static void peer_queue(Peer *p) {
         if (p->queued)
                 return;
         p->queued = true;
-        p->ready_next = NULL;
-        p->ready_prev = uc->ready_tail;
-        if (uc->ready_tail)
-                uc->ready_tail->ready_next = p;
-        else
-                uc->ready_head = p;
-        uc->ready_tail = p;
+        LIST_APPEND(uc->ready_head, uc->ready_tail, p, ready_prev, ready_next);
         /* A uid with all the jobs it may have in flight waits off the ring (direct_server_job_ended()). */
         if (uid_may_run(s, uc)) {
                 ring_append(s, uc);
@@ -285,15 +266,7 @@ static void peer_unqueue(Peer *p) {
 
         if (!p->queued)
                 return;
-        if (p->ready_prev)
-                p->ready_prev->ready_next = p->ready_next;
-        else
-                uc->ready_head = p->ready_next;
-        if (p->ready_next)
-                p->ready_next->ready_prev = p->ready_prev;
-        else
-                uc->ready_tail = p->ready_prev;
-        p->ready_prev = p->ready_next = NULL;
+        LIST_REMOVE_TAIL(uc->ready_head, uc->ready_tail, p, ready_prev, ready_next);
         p->queued = false;
         if (!uc->ready_head)
                 ring_remove(s, uc);
@@ -318,12 +291,7 @@ static Peer *peer_free(Peer *p) {
         s = p->server;
 
         peer_unqueue(p);
-        if (p->prev)
-                p->prev->next = p->next;
-        else
-                s->peers = p->next;
-        if (p->next)
-                p->next->prev = p->prev;
+        LIST_REMOVE(s->peers, p, prev, next);
 
         /* The io source goes before sd-bus closes the fd it watches. */
         p->io = sd_event_source_disable_unref(p->io);
@@ -1314,10 +1282,7 @@ static void peer_new(DirectServer *s, int fd) {
         p->state = why == REFUSAL_NONE ? PEER_AUTH : PEER_REFUSED_AUTH;
         p->buf = malloc(HEADER_MAX);
         /* Linked and counted first, so peer_free() can undo any step. */
-        p->next = s->peers;
-        if (s->peers)
-                s->peers->prev = p;
-        s->peers = p;
+        LIST_PREPEND(s->peers, p, prev, next);
         if (why == REFUSAL_NONE) {
                 s->n_peers++;
                 uc->n_peers++;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bus-util.h"
+#include "list.h"
 #include "macro.h"
 #include "request-cache.h"
 #include "siphash24.h"
@@ -207,14 +208,7 @@ static void entry_free(RequestCache *c, Entry *e) {
 
         if (str_table_get(c->index, e->key) == e)
                 (void) str_table_remove(c->index, e->key);
-        if (e->prev)
-                e->prev->next = e->next;
-        else
-                s->head = e->next;
-        if (e->next)
-                e->next->prev = e->prev;
-        else
-                s->tail = e->prev;
+        LIST_REMOVE_TAIL(s->head, s->tail, e, prev, next);
         s->n--;
         free(e->key);
         free(e->member);
@@ -404,12 +398,7 @@ int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope
         /* An empty answer (every Free's) is made anew on a retry: nothing of it is kept. */
         if (!isempty(sd_bus_message_get_signature(reply, true)))
                 e->reply = sd_bus_message_ref(reply);
-        e->prev = s->tail;
-        if (s->tail)
-                s->tail->next = e;
-        else
-                s->head = e;
-        s->tail = e;
+        LIST_APPEND(s->head, s->tail, e, prev, next);
         s->n++;
         return 0;
 }

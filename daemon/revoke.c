@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -60,13 +61,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Revocation *, revocation_free);
 static void revocation_unlink(Revocation *rev) {
         Manager *m = rev->manager;
 
-        if (rev->prev)
-                rev->prev->next = rev->next;
-        else if (m->revocations == rev)
-                m->revocations = rev->next;
-        if (rev->next)
-                rev->next->prev = rev->prev;
-        rev->prev = rev->next = NULL;
+        /* One that asked nobody was never linked. */
+        if (rev->prev || m->revocations == rev)
+                LIST_REMOVE(m->revocations, rev, prev, next);
 }
 
 /* The subscribers who hear of every hold of a revocation: the owner's uid and administrators. */
@@ -247,10 +244,7 @@ int revocation_start(Manager *m, Range *range, Client *revoker, bool all, uid_t 
                 return 0;
 
         rev->n_pending = asked;
-        rev->next = m->revocations;
-        if (m->revocations)
-                m->revocations->prev = rev;
-        m->revocations = rev;
+        LIST_PREPEND(m->revocations, rev, prev, next);
         log_fields(LOG_INFO, &((LogFields) { .range_id = id, .unit = revoker->identity->unit }),
                    "Revoking %u hold(s) on range %" PRIu64 " (uid %u asked); deadline in %" PRIu64 " ms.", asked, id,
                    (unsigned) revoker->identity->uid, timeout_usec / 1000);

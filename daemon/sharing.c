@@ -14,6 +14,7 @@
 #include "client.h"
 #include "executor.h"
 #include "identity.h"
+#include "list.h"
 #include "log.h"
 #include "manager.h"
 #include "persist.h"
@@ -27,11 +28,7 @@
 
 static void hold_link_client(Hold *h, Client *c) {
         h->client = c;
-        h->client_prev = NULL;
-        h->client_next = c->holds;
-        if (c->holds)
-                c->holds->client_prev = h;
-        c->holds = h;
+        LIST_PREPEND(c->holds, h, client_prev, client_next);
 }
 
 Hold *client_find_hold(Client *c, Range *range) {
@@ -56,10 +53,7 @@ static int hold_alloc(Range *range, uid_t uid, bool read_only, Hold **ret) {
         if (!h)
                 return -ENOMEM;
         *h = (Hold) { .uid = uid, .range = range, .read_only = read_only };
-        h->range_next = x->holds;
-        if (x->holds)
-                x->holds->range_prev = h;
-        x->holds = h;
+        LIST_PREPEND(x->holds, h, range_prev, range_next);
         *ret = h;
         return 0;
 }
@@ -88,18 +82,10 @@ Hold *hold_free(Hold *h) {
                 return NULL;
         if (h->revocation)
                 revocation_hold_gone(h);
-        if (h->client_prev)
-                h->client_prev->client_next = h->client_next;
-        else if (h->client)
-                h->client->holds = h->client_next;
-        if (h->client_next)
-                h->client_next->client_prev = h->client_prev;
-        if (h->range_prev)
-                h->range_prev->range_next = h->range_next;
-        else
-                h->range->extra->holds = h->range_next; /* it has one: h is there */
-        if (h->range_next)
-                h->range_next->range_prev = h->range_prev;
+        /* A hold no client has taken up yet (hold_new_orphan()) is on no client's list. */
+        if (h->client)
+                LIST_REMOVE(h->client->holds, h, client_prev, client_next);
+        LIST_REMOVE(h->range->extra->holds, h, range_prev, range_next); /* it has one: h is there */
         range_emit_changed(h->range, holders_property);
         free(h);
         return NULL;

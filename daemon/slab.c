@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "list.h"
 #include "macro.h"
 #include "slab.h"
 
@@ -80,21 +81,11 @@ static SlabBlock *block_map(void) {
 }
 
 static void partial_link(Slab *s, SlabBlock *b) {
-        b->prev = NULL;
-        b->next = s->partial;
-        if (s->partial)
-                s->partial->prev = b;
-        s->partial = b;
+        LIST_PREPEND(s->partial, b, prev, next);
 }
 
 static void partial_unlink(Slab *s, SlabBlock *b) {
-        if (b->prev)
-                b->prev->next = b->next;
-        else
-                s->partial = b->next;
-        if (b->next)
-                b->next->prev = b->prev;
-        b->prev = b->next = NULL;
+        LIST_REMOVE(s->partial, b, prev, next);
 }
 
 Slab *slab_free(Slab *s) {
