@@ -243,39 +243,32 @@ void request_cache_set_max(RequestCache *c, size_t max_per_scope) {
 /* Room for the index key of any request id a client may send, and of svmd's own. */
 #define INDEX_KEY_MAX (U64_DECIMAL_MAX + 1 + SVMD_MAX_REQUEST_ID_LEN + 1)
 
-/* "uid\x1frequest-id" into buf, if it fits; NULL if not. */
-static char *index_key_format(char *buf, size_t size, uid_t uid, const char *request_id) {
-        size_t l = strlen(request_id), n;
+/*
+ * "uid\x1frequest-id" into buf (INDEX_KEY_MAX bytes). A longer id is none a client can send
+ * (the option's bound) nor one of svmd's own: -ENAMETOOLONG.
+ */
+static int index_key_format(char buf[static INDEX_KEY_MAX], uid_t uid, const char *request_id) {
+        size_t l = strnlen(request_id, SVMD_MAX_REQUEST_ID_LEN + 1), n;
 
-        if (U64_DECIMAL_MAX + 1 + l + 1 > size)
-                return NULL;
+        if (l > SVMD_MAX_REQUEST_ID_LEN)
+                return -ENAMETOOLONG;
         n = format_u64(buf, (uint64_t) uid);
         buf[n] = '\x1f';
         memcpy(buf + n + 1, request_id, l + 1);
-        return buf;
-}
-
-static int index_key(uid_t uid, const char *request_id, char **ret) {
-        return asprintf(ret, "%u\x1f%s", (unsigned) uid, request_id) < 0 ? -ENOMEM : 0;
+        return 0;
 }
 
 int request_cache_replay(RequestCache *c, sd_bus_message *call, uid_t uid, const char *request_id,
                          sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_free_ char *allocated = NULL;
-        char buf[INDEX_KEY_MAX];
-        const char *key;
+        char key[INDEX_KEY_MAX];
         uint64_t digest;
         Entry *e;
         int r;
 
-        key = index_key_format(buf, sizeof(buf), uid, request_id);
-        if (!key) {
-                r = index_key(uid, request_id, &allocated);
-                if (r < 0)
-                        return r;
-                key = allocated;
-        }
+        r = index_key_format(key, uid, request_id);
+        if (r < 0)
+                return r;
         e = str_table_get(c->index, key);
         if (!e)
                 return 0;
@@ -349,15 +342,12 @@ int request_cache_store(RequestCache *c, sd_bus_message *call, const char *scope
         Entry *e;
         int r;
 
-        if (index_key_format(buf, sizeof(buf), uid, request_id)) {
-                key = strdup(buf);
-                if (!key)
-                        return -ENOMEM;
-        } else {
-                r = index_key(uid, request_id, &key);
-                if (r < 0)
-                        return r;
-        }
+        r = index_key_format(buf, uid, request_id);
+        if (r < 0)
+                return r;
+        key = strdup(buf);
+        if (!key)
+                return -ENOMEM;
         member = strdup(sd_bus_message_get_member(call));
         if (!member)
                 return -ENOMEM;
