@@ -1269,6 +1269,7 @@ static int recovery_job_run(void *userdata) {
         Recovery *rec = userdata;
         Manager *m = rec->m;
         uint64_t t = now_usec_monotonic();
+        unsigned pass;
         int k = 0;
 
         /* Oldest first: ids increase with time. */
@@ -1297,13 +1298,13 @@ static int recovery_job_run(void *userdata) {
                  * lost ones again, which a later compaction drops), so svmd starts anyway and retries. */
                 t = now_usec_monotonic();
                 rec->in_snapshot = true;
-                journal_request_compaction(m->journal);
-                k = journal_compact_with(m->journal, write_state, m);
-                for (unsigned again = 0; k >= 0 && rec->lines_deferred && again < 3; again++) {
+                /* Again while changes came in during the snapshot (written in slices), 4 passes at most. */
+                pass = 0;
+                do {
                         rec->lines_deferred = false;
                         journal_request_compaction(m->journal);
                         k = journal_compact_with(m->journal, write_state, m);
-                }
+                } while (k >= 0 && rec->lines_deferred && ++pass < 4);
                 rec->in_snapshot = false;
                 if (k >= 0 && rec->lines_deferred) {
                         /* Changes kept coming: the next compaction, after the job, writes them. */
